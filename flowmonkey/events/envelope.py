@@ -1,0 +1,94 @@
+"""The envelopes of everything on the log: events (facts) and commands (requests).
+
+Events are frozen pydantic models. The kernel builds them with ``model_construct``
+(trusted construction: it made the data itself); records read from the log are
+validated at the edge by the codec.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def datetime_to_ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+class Event(BaseModel):
+    """One fact about one execution. ``seq`` numbers an execution's events 1, 2, 3 …
+
+    Events that belong to no execution's history (``command.rejected`` for an unknown
+    execution, registry events) carry ``seq == 0``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    version: int = 1
+    execution_id: str
+    seq: int
+    event_id: str
+    timestamp_ms: int
+    tenant_id: str | None = None
+    command_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def timestamp(self) -> datetime:
+        return ms_to_datetime(self.timestamp_ms)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+
+class Command(BaseModel):
+    """A request to the engine. ``command_id`` makes redelivery harmless (dedup)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    version: int = 1
+    command_id: str
+    execution_id: str
+    timestamp_ms: int
+    tenant_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def timestamp(self) -> datetime:
+        return ms_to_datetime(self.timestamp_ms)
+
+
+def make_event(
+    type: str,
+    execution_id: str,
+    seq: int,
+    timestamp_ms: int,
+    data: dict[str, Any],
+    *,
+    tenant_id: str | None = None,
+    command_id: str | None = None,
+    version: int = 1,
+) -> Event:
+    """Trusted construction for the kernel: no validation, deterministic id."""
+    return Event.model_construct(
+        type=type,
+        version=version,
+        execution_id=execution_id,
+        seq=seq,
+        event_id=f"{execution_id}:{seq}" if seq else f"{execution_id}:{command_id}:{type}",
+        timestamp_ms=timestamp_ms,
+        tenant_id=tenant_id,
+        command_id=command_id,
+        data=data,
+    )

@@ -1,0 +1,72 @@
+"""Event and command type names (dotted, as in the original FlowMonkey)."""
+
+from __future__ import annotations
+
+# execution history events (they carry a seq)
+EXECUTION_CREATED = "execution.created"
+EXECUTION_STARTED = "execution.started"
+EXECUTION_WAITING = "execution.waiting"
+EXECUTION_RESUMED = "execution.resumed"
+EXECUTION_COMPLETED = "execution.completed"
+EXECUTION_FAILED = "execution.failed"
+EXECUTION_CANCELLING = "execution.cancelling"
+EXECUTION_CANCELLED = "execution.cancelled"
+STEP_STARTED = "step.started"
+STEP_COMPLETED = "step.completed"
+STEP_TIMEOUT = "step.timeout"
+STEP_RETRY = "step.retry"
+TRANSITION = "transition"
+IDEMPOTENCY_HIT = "idempotency.hit"
+TOKEN_CREATED = "token.created"
+TOKEN_USED = "token.used"
+TOKEN_REVOKED = "token.revoked"
+CHILD_STARTED = "child.started"
+CHILD_FINISHED = "child.finished"
+PIPE_ROW = "pipe.row"
+
+# outside any execution's history (seq 0)
+COMMAND_REJECTED = "command.rejected"
+
+# emitted by stores and registries to the dispatcher (not on the events topic)
+PIPE_INSERTED = "pipe.inserted"
+PIPE_FAILED = "pipe.failed"
+PIPE_DISCARDED = "pipe.discarded"
+ROW_INSERTED = "row.inserted"
+ROW_UPDATED = "row.updated"
+ROW_DELETED = "row.deleted"
+FLOW_REGISTERED = "flow.registered"
+HANDLER_REGISTERED = "handler.registered"
+HANDLER_UNREGISTERED = "handler.unregistered"
+TABLE_CREATED = "table.created"
+TABLE_DELETED = "table.deleted"
+TABLE_COLUMN_ADDED = "table.column.added"
+TABLE_COLUMN_REMOVED = "table.column.removed"
+TOKENS_CLEANED = "tokens.cleaned"
+WAL_APPENDED = "wal.appended"
+WAL_REPLAYED = "wal.replayed"
+WAL_COMPACTED = "wal.compacted"
+
+# commands
+CMD_START = "execution.start"
+CMD_RESUME = "execution.resume"
+CMD_CANCEL = "execution.cancel"
+CMD_REVOKE_TOKEN = "token.revoke"
+CMD_STEP_RESULT = "step.result"
+CMD_TIMER = "timer.fire"
+CMD_CHILD_FINISHED = "child.finished"
+
+EXTERNAL_COMMANDS = frozenset({CMD_START, CMD_RESUME, CMD_CANCEL, CMD_REVOKE_TOKEN,
+                               CMD_CHILD_FINISHED})
+
+# rejection codes
+REJECT_EXECUTION_NOT_FOUND = "EXECUTION_NOT_FOUND"
+REJECT_EXECUTION_EXISTS = "EXECUTION_EXISTS"
+REJECT_FLOW_NOT_FOUND = "FLOW_NOT_FOUND"
+REJECT_FLOW_NOT_PUBLISHED = "FLOW_NOT_PUBLISHED"
+REJECT_NOT_WAITING = "NOT_WAITING"
+REJECT_NOT_CANCELLABLE = "NOT_CANCELLABLE"
+REJECT_INVALID_TOKEN = "INVALID_TOKEN"
+REJECT_TOKEN_USED = "TOKEN_USED"
+REJECT_TOKEN_EXPIRED = "TOKEN_EXPIRED"
+REJECT_TOKEN_REVOKED = "TOKEN_REVOKED"
+REJECT_INVALID_COMMAND = "INVALID_COMMAND"

@@ -1,0 +1,276 @@
+"""Appliers: the only code that changes execution state. One small function per event.
+
+``apply(state, event)`` returns the state after the event. It may update ``state`` in
+place (the caller owns it) but never mutates a container held by it; it replaces
+them, so clones taken earlier are unaffected. Appliers never validate and never fail
+on a valid event: validation is ``decide``'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flowmonkey.events import names as n
+from flowmonkey.events.envelope import Event
+from flowmonkey.kernel.paths import set_path
+from flowmonkey.kernel.state import (
+    ExecutionOptions,
+    ExecutionState,
+    PartitionState,
+    TokenState,
+)
+from flowmonkey.model.execution import ExecutionStatus
+from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+
+Applier = Callable[[ExecutionState, Event], None]
+
+
+def _created(event: Event) -> ExecutionState:
+    d = event.data
+    opts = d.get("options") or {}
+    timeout = d.get("timeout")
+    return ExecutionState(
+        id=event.execution_id,
+        flow_id=d["flow_id"],
+        flow_version=d["flow_version"],
+        tenant_id=event.tenant_id,
+        created_at=event.timestamp_ms,
+        updated_at=event.timestamp_ms,
+        options=ExecutionOptions(
+            record_history=bool(opts.get("record_history", False)),
+            max_steps=int(opts.get("max_steps", 1000)),
+            limits=ContextLimits(**opts["limits"]) if opts.get("limits") else ContextLimits(),
+        ),
+        context=d.get("context") or {},
+        parent_execution_id=d.get("parent_execution_id"),
+        parent_step_id=d.get("parent_step_id"),
+        timeout=TimeoutConfig(**timeout) if timeout else None,
+        metadata=d.get("metadata"),
+        idempotency_key=d.get("idempotency_key"),
+        idempotency_expires_at=d.get("idempotency_expires_at"),
+        seq=event.seq,
+    )
+
+
+def _clear_wait(s: ExecutionState) -> None:
+    s.wait_kind = None
+    s.wake_at = None
+    s.wait_started_at = None
+    s.wait_reason = None
+    s.wait_child_id = None
+
+
+def _started(s: ExecutionState, e: Event) -> None:
+    s.status = ExecutionStatus.RUNNING
+    s.current_step_id = e.data["step_id"]
+
+
+def _step_started(s: ExecutionState, e: Event) -> None:
+    d = e.data
+    s.status = ExecutionStatus.RUNNING
+    s.current_step_id = d["step_id"]
+    s.attempt = d["attempt"]
+    s.attempt_id = d["attempt_id"]
+    s.step_started_at = e.timestamp_ms
+    s.step_input = d.get("input")
+    s.step_count += 1
+    _clear_wait(s)
+
+
+def _write(context: dict[str, Any], writes: list[Any] | None) -> dict[str, Any]:
+    for path, value in writes or ():
+        context = set_path(context, path, value)
+    return context
+
+
+def _step_completed(s: ExecutionState, e: Event) -> None:
+    d = e.data
+    context = _write(s.context, d.get("writes"))
+    if "output_key" in d:
+        context = set_path(context, d["output_key"], d.get("output"))
+    s.context = context
+    s.attempt_id = None
+    outcome = d["outcome"]
+    if outcome == "success" and d["step_id"] in s.retry_attempts:
+        s.retry_attempts = {k: v for k, v in s.retry_attempts.items() if k != d["step_id"]}
+    if s.options.record_history:
+        s.history = (*s.history, {
+            "step_id": d["step_id"],
+            "handler_type": d.get("step_type", ""),
+            "outcome": outcome,
+            "attempt": d.get("attempt", 1),
+            "input": s.step_input,
+            "output": d.get("output"),
+            "error": d.get("error"),
+            "started_at": s.step_started_at,
+            "completed_at": e.timestamp_ms,
+            "duration_ms": d.get("duration_ms", 0),
+        })
+    s.step_input = None
+
+
+def _step_retry(s: ExecutionState, e: Event) -> None:
+    s.retry_attempts = {**s.retry_attempts, e.data["step_id"]: e.data["attempt"]}
+
+
+def _retries_cleared(s: ExecutionState, step_id: str) -> None:
+    if step_id in s.retry_attempts:
+        s.retry_attempts = {k: v for k, v in s.retry_attempts.items() if k != step_id}
+
+
+def _transition(s: ExecutionState, e: Event) -> None:
+    _retries_cleared(s, e.data["from_step_id"])
+    s.current_step_id = e.data["to_step_id"]
+
+
+def _waiting(s: ExecutionState, e: Event) -> None:
+    d = e.data
+    s.status = ExecutionStatus.WAITING
+    s.attempt_id = None
+    s.wait_kind = d["kind"]
+    s.wake_at = d.get("wake_at")
+    s.wait_started_at = e.timestamp_ms
+    s.wait_reason = d.get("reason")
+    s.wait_child_id = d.get("child_execution_id")
+
+
+def _token_created(s: ExecutionState, e: Event) -> None:
+    token = e.data["token"]
+    s.tokens = {**s.tokens, token: TokenState(token, "active", e.timestamp_ms,
+                                              e.data.get("expires_at"))}
+    s.resume_token = token
+
+
+def _token_status(status: str) -> Applier:
+    def apply_status(s: ExecutionState, e: Event) -> None:
+        token = e.data["token"]
+        old = s.tokens.get(token)
+        if old is not None:
+            s.tokens = {**s.tokens, token: TokenState(token, status, old.created_at,
+                                                      old.expires_at)}
+        if s.resume_token == token:
+            s.resume_token = None
+    return apply_status
+
+
+def _resumed(s: ExecutionState, e: Event) -> None:
+    d = e.data
+    if "output_key" in d:
+        s.context = set_path(s.context, d["output_key"], d.get("data"))
+    elif d.get("merge") and isinstance(d.get("data"), dict):
+        s.context = {**s.context, **d["data"]}
+    s.status = ExecutionStatus.RUNNING
+    _clear_wait(s)
+
+
+def _child_started(s: ExecutionState, e: Event) -> None:
+    s.children = {**s.children, e.data["child_execution_id"]: "active"}
+
+
+def _child_finished(s: ExecutionState, e: Event) -> None:
+    s.children = {**s.children, e.data["child_execution_id"]: e.data["status"]}
+
+
+def _completed(s: ExecutionState, e: Event) -> None:
+    s.status = ExecutionStatus.COMPLETED
+    s.attempt_id = None
+    _clear_wait(s)
+
+
+def _failed(s: ExecutionState, e: Event) -> None:
+    d = e.data
+    s.status = ExecutionStatus.FAILED
+    s.attempt_id = None
+    s.error = {"code": d["code"], "message": d.get("message", ""), "step_id": d.get("step_id"),
+               "details": d.get("details"), "timestamp": e.timestamp_ms}
+    _clear_wait(s)
+
+
+def _cancelling(s: ExecutionState, e: Event) -> None:
+    s.status = ExecutionStatus.CANCELLING
+    s.attempt_id = None
+
+
+def _cancelled(s: ExecutionState, e: Event) -> None:
+    s.status = ExecutionStatus.CANCELLED
+    s.attempt_id = None
+    s.cancellation = {"source": e.data["source"], "reason": e.data.get("reason"),
+                      "cancelled_at": e.timestamp_ms}
+    _clear_wait(s)
+
+
+def _nothing(s: ExecutionState, e: Event) -> None:
+    """Events that are facts about an execution but change none of its fields."""
+
+
+APPLIERS: dict[str, Applier] = {
+    n.EXECUTION_STARTED: _started,
+    n.STEP_STARTED: _step_started,
+    n.STEP_COMPLETED: _step_completed,
+    n.STEP_RETRY: _step_retry,
+    n.STEP_TIMEOUT: _nothing,
+    n.TRANSITION: _transition,
+    n.EXECUTION_WAITING: _waiting,
+    n.EXECUTION_RESUMED: _resumed,
+    n.TOKEN_CREATED: _token_created,
+    n.TOKEN_USED: _token_status("used"),
+    n.TOKEN_REVOKED: _token_status("revoked"),
+    n.CHILD_STARTED: _child_started,
+    n.CHILD_FINISHED: _child_finished,
+    n.EXECUTION_COMPLETED: _completed,
+    n.EXECUTION_FAILED: _failed,
+    n.EXECUTION_CANCELLING: _cancelling,
+    n.EXECUTION_CANCELLED: _cancelled,
+    n.IDEMPOTENCY_HIT: _nothing,
+    n.PIPE_ROW: _nothing,
+}
+
+
+def apply(state: ExecutionState | None, event: Event) -> ExecutionState | None:
+    """The state after ``event``. Events at or below the state's seq change nothing, so
+    redelivered events are harmless."""
+    if event.seq == 0:
+        return state
+    if state is None:
+        return _created(event) if event.type == n.EXECUTION_CREATED else None
+    if event.seq <= state.seq:
+        return state
+    applier = APPLIERS.get(event.type)
+    if applier is not None:
+        applier(state, event)
+    state.seq = event.seq
+    state.updated_at = event.timestamp_ms
+    return state
+
+
+def replay(events: list[Event], upto_seq: int | None = None) -> ExecutionState | None:
+    """One execution's state rebuilt from its events (optionally only up to a seq)."""
+    state: ExecutionState | None = None
+    for event in events:
+        if upto_seq is not None and event.seq > upto_seq:
+            break
+        state = apply(state, event)
+    return state
+
+
+def apply_to_partition(partition: PartitionState, event: Event) -> None:
+    """Apply an event to a partition's state, keeping its indexes in step."""
+    if event.command_id is not None:
+        partition.note_command(event.command_id)
+    if event.seq == 0:
+        return
+    state = partition.executions.get(event.execution_id)
+    new = apply(state, event)
+    if new is not None and new is not state:
+        partition.executions[event.execution_id] = new
+    if event.type == n.EXECUTION_CREATED:
+        index_created(partition, event)
+
+
+def index_created(partition: PartitionState, event: Event) -> None:
+    key = event.data.get("idempotency_key")
+    expires = event.data.get("idempotency_expires_at")
+    if key and expires is not None:
+        scope = event.data.get("idempotency_scope") or ""
+        partition.idempotency[scope] = (event.execution_id, expires)

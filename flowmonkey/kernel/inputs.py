@@ -1,0 +1,72 @@
+"""Input resolution: a step's input selector applied to the context (FEATURES A4)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from flowmonkey.kernel.paths import MISSING, get_path
+from flowmonkey.model.selectors import (
+    FullSelector,
+    KeySelector,
+    KeysSelector,
+    PathSelector,
+    StaticSelector,
+    TemplateSelector,
+)
+
+_PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
+
+
+class InputError(Exception):
+    """The selector cannot be applied (code ``INPUT_ERROR``)."""
+
+
+def _as_text(value: Any) -> str:
+    """How a value reads inside a longer template string (JSON for structures)."""
+    if value is MISSING:
+        return ""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _interpolate(template: Any, context: dict[str, Any]) -> Any:
+    if isinstance(template, str):
+        whole = _PLACEHOLDER.fullmatch(template)
+        if whole:
+            # Exactly one placeholder: the raw value, keeping its type.
+            value = get_path(context, whole.group(1))
+            return None if value is MISSING else value
+        return _PLACEHOLDER.sub(lambda m: _as_text(get_path(context, m.group(1))), template)
+    if isinstance(template, dict):
+        return {key: _interpolate(value, context) for key, value in template.items()}
+    if isinstance(template, list):
+        return [_interpolate(item, context) for item in template]
+    return template
+
+
+def resolve_input(selector: Any, context: dict[str, Any]) -> Any:
+    """The value a step receives as ``params.input``; missing keys and paths give None."""
+    if isinstance(selector, KeySelector):
+        return context.get(selector.key)
+    if isinstance(selector, FullSelector):
+        return dict(context)
+    if isinstance(selector, PathSelector):
+        value = get_path(context, selector.path)
+        return None if value is MISSING else value
+    if isinstance(selector, KeysSelector):
+        return {key: context[key] for key in selector.keys if key in context}
+    if isinstance(selector, TemplateSelector):
+        return _interpolate(selector.template, context)
+    if isinstance(selector, StaticSelector):
+        return selector.value
+    raise InputError(f"unknown input selector {selector!r}")

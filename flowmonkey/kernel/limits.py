@@ -1,0 +1,104 @@
+"""Context limits (FEATURES A7), checked on every write to an execution's context.
+
+As in the original: ``max_size_bytes`` bounds one value's JSON size, ``max_depth`` its
+nesting (``{}`` and ``[]`` are depth 1), ``max_keys`` the context's top-level keys, and
+``max_total_size_bytes`` the whole context. Unlike the original, the limits also guard
+step outputs and resume data, and their codes reach the execution instead of turning
+into ``HANDLER_ERROR``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from flowmonkey.model.limits import ContextLimits
+
+CONTEXT_VALUE_TOO_LARGE = "CONTEXT_VALUE_TOO_LARGE"
+CONTEXT_SIZE_LIMIT = "CONTEXT_SIZE_LIMIT"
+CONTEXT_KEY_LIMIT = "CONTEXT_KEY_LIMIT"
+CONTEXT_NESTING_LIMIT = "CONTEXT_NESTING_LIMIT"
+INVALID_VALUE = "INVALID_VALUE"
+
+
+class LimitViolation(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes of the value as JSON; non-JSON values are refused (the log stores JSON)."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError as exc:
+        raise LimitViolation(INVALID_VALUE, f"value is not JSON-serializable: {exc}") from None
+
+
+def depth_of(value: Any, limit: int) -> int:
+    """Nesting depth; stops descending once past ``limit`` (enough to report it)."""
+    children: Iterable[Any]
+    if isinstance(value, dict):
+        children = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return 0
+    deepest = 0
+    if limit > 0:
+        for child in children:
+            if isinstance(child, dict | list):
+                deepest = max(deepest, depth_of(child, limit - 1))
+    return deepest + 1
+
+
+def check_value(name: str, value: Any, limits: ContextLimits) -> int:
+    """Check one value written at ``name``; returns its JSON size."""
+    size = encoded_size(value)
+    if size > limits.max_size_bytes:
+        raise LimitViolation(
+            CONTEXT_VALUE_TOO_LARGE,
+            f"context value for {name!r} is {size} bytes, over the limit of "
+            f"{limits.max_size_bytes} bytes",
+        )
+    depth = depth_of(value, limits.max_depth + 1)
+    if depth > limits.max_depth:
+        raise LimitViolation(
+            CONTEXT_NESTING_LIMIT,
+            f"context value for {name!r} nests {depth} levels deep, over the limit of "
+            f"{limits.max_depth}",
+        )
+    return size
+
+
+def check_context(context: dict[str, Any], limits: ContextLimits) -> None:
+    """Check the whole context after a write."""
+    if len(context) > limits.max_keys:
+        raise LimitViolation(
+            CONTEXT_KEY_LIMIT,
+            f"context has {len(context)} keys, over the limit of {limits.max_keys}",
+        )
+    size = encoded_size(context)
+    if size > limits.max_total_size_bytes:
+        raise LimitViolation(
+            CONTEXT_SIZE_LIMIT,
+            f"context would be {size} bytes, over the total limit of "
+            f"{limits.max_total_size_bytes} bytes",
+        )
+
+
+def check_writes(
+    context: dict[str, Any], writes: list[tuple[str, Any]], limits: ContextLimits
+) -> None:
+    """Check values about to be written and the context they would produce."""
+    from flowmonkey.kernel.paths import set_path
+
+    if not writes:
+        return
+    for path, value in writes:
+        check_value(path, value, limits)
+        context = set_path(context, path, value)
+    check_context(context, limits)

@@ -1,0 +1,187 @@
+"""Execution and partition state: what ``apply`` builds and ``decide`` reads.
+
+State objects are mutated only by appliers (``kernel.apply``), and appliers replace
+containers (context, history, tokens, …) instead of changing them in place. So a
+``clone()`` is cheap (shallow) and stays independent of the original: ``decide``
+works on clones and never touches the state it was given.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowmonkey.events.envelope import ms_to_datetime
+from flowmonkey.model.execution import (
+    Cancellation,
+    Execution,
+    ExecutionError,
+    ExecutionStatus,
+    HistoryEntry,
+)
+from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+
+# Wait kinds: why an execution is waiting, and so what may end the wait.
+WAIT_TIME = "time"
+WAIT_SIGNAL = "signal"
+WAIT_RETRY = "retry"
+WAIT_CHILD = "child"
+
+
+@dataclass(slots=True)
+class TokenState:
+    token: str
+    status: str  # active | used | revoked
+    created_at: int
+    expires_at: int | None
+
+
+@dataclass(slots=True)
+class ExecutionOptions:
+    """Engine options pinned on the execution when it is created."""
+
+    record_history: bool = False
+    max_steps: int = 1000
+    limits: ContextLimits = field(default_factory=ContextLimits)
+
+
+@dataclass(slots=True)
+class ExecutionState:
+    id: str
+    flow_id: str
+    flow_version: str
+    tenant_id: str | None
+    created_at: int
+    options: ExecutionOptions
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    seq: int = 0
+    updated_at: int = 0
+    current_step_id: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    history: tuple[dict[str, Any], ...] = ()
+    retry_attempts: dict[str, int] = field(default_factory=dict)
+    step_count: int = 0
+    # the step attempt in flight (status running) — results for other attempts are stale
+    attempt: int = 0
+    attempt_id: str | None = None
+    step_started_at: int = 0
+    step_input: Any = None
+    # waiting
+    wait_kind: str | None = None
+    wake_at: int | None = None
+    wait_started_at: int | None = None
+    wait_reason: str | None = None
+    wait_child_id: str | None = None
+    resume_token: str | None = None
+    tokens: dict[str, TokenState] = field(default_factory=dict)
+    # links
+    parent_execution_id: str | None = None
+    parent_step_id: str | None = None
+    children: dict[str, str] = field(default_factory=dict)  # child id -> status
+    # ends
+    error: dict[str, Any] | None = None
+    cancellation: dict[str, Any] | None = None
+    timeout: TimeoutConfig | None = None
+    metadata: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    idempotency_expires_at: int | None = None
+
+    def clone(self) -> ExecutionState:
+        copy = ExecutionState.__new__(ExecutionState)
+        for name in _SLOTS:
+            object.__setattr__(copy, name, getattr(self, name))
+        return copy
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in _TERMINAL
+
+    def active_tokens(self) -> list[str]:
+        return [t.token for t in self.tokens.values() if t.status == "active"]
+
+    def active_children(self) -> list[str]:
+        return [cid for cid, status in self.children.items() if status == "active"]
+
+    def to_execution(self) -> Execution:
+        """The public snapshot (validated construction is skipped: we built the data)."""
+        dt = ms_to_datetime
+        return Execution.model_construct(
+            id=self.id,
+            flow_id=self.flow_id,
+            flow_version=self.flow_version,
+            status=self.status,
+            current_step_id=self.current_step_id,
+            context=self.context,
+            history=[_history_entry(h) for h in self.history],
+            retry_attempts=dict(self.retry_attempts),
+            wake_at=dt(self.wake_at) if self.wake_at is not None else None,
+            wait_reason=self.wait_reason,
+            wait_started_at=dt(self.wait_started_at) if self.wait_started_at is not None
+            else None,
+            resume_token=self.resume_token,
+            error=ExecutionError.model_construct(
+                code=self.error["code"], message=self.error["message"],
+                step_id=self.error.get("step_id"), details=self.error.get("details"),
+                timestamp=dt(self.error["timestamp"]) if self.error.get("timestamp") else None,
+            ) if self.error else None,
+            metadata=self.metadata,
+            idempotency_key=self.idempotency_key,
+            idempotency_expires_at=dt(self.idempotency_expires_at)
+            if self.idempotency_expires_at is not None else None,
+            tenant_id=self.tenant_id,
+            parent_execution_id=self.parent_execution_id,
+            children=list(self.children),
+            cancellation=Cancellation.model_construct(
+                source=self.cancellation["source"], reason=self.cancellation.get("reason"),
+                cancelled_at=dt(self.cancellation["cancelled_at"]),
+            ) if self.cancellation else None,
+            timeout_config=self.timeout,
+            step_count=self.step_count,
+            created_at=dt(self.created_at),
+            updated_at=dt(self.updated_at),
+            seq=self.seq,
+        )
+
+
+_SLOTS = tuple(ExecutionState.__slots__)
+_TERMINAL = frozenset(
+    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+
+
+def _history_entry(raw: dict[str, Any]) -> HistoryEntry:
+    return HistoryEntry.model_construct(
+        step_id=raw["step_id"],
+        handler_type=raw["handler_type"],
+        outcome=raw["outcome"],
+        attempt=raw.get("attempt", 1),
+        input=raw.get("input"),
+        output=raw.get("output"),
+        error=raw.get("error"),
+        started_at=ms_to_datetime(raw["started_at"]),
+        completed_at=ms_to_datetime(raw["completed_at"]),
+        duration_ms=raw["duration_ms"],
+    )
+
+
+SEEN_COMMANDS_KEPT = 100_000
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """Everything one partition's processor knows, all of it derived from events."""
+
+    executions: dict[str, ExecutionState] = field(default_factory=dict)
+    # idempotency scope -> (execution id, expires at ms)
+    idempotency: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # ids of recently decided commands, for dedup of redelivered commands
+    seen_commands: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def note_command(self, command_id: str) -> None:
+        seen = self.seen_commands
+        if command_id in seen:
+            return
+        seen[command_id] = None
+        if len(seen) > SEEN_COMMANDS_KEPT:
+            seen.popitem(last=False)

@@ -1,0 +1,116 @@
+"""The Log interface: an append-only, partitioned, offset-addressed record log.
+
+Both backends (the embedded log and Kafka) implement :class:`Log`, and one contract
+suite (``tests/contract/test_log_contract.py``) runs against each of them.
+
+Records are bytes plus headers; the log never looks inside them. Routing is by key
+with Kafka's default partitioner (murmur2), so any Kafka client publishing a command
+with the execution id as key lands on the same partition as the engine would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record to append. ``partition=None`` routes by ``key`` (murmur2)."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = ()
+    partition: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record read back from the log, with its position."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+    timestamp_ms: int = 0
+
+    def header(self, name: str) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an appended record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Log(Protocol):
+    """An append-only partitioned log.
+
+    Offsets start at 0 per partition and grow by one per record. ``commit`` stores a
+    consumer group's next offset to read (Kafka semantics: the offset *after* the last
+    processed record).
+    """
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_topics(self, topics: Sequence[TopicSpec]) -> None:
+        """Create topics that do not exist yet; existing ones are left alone."""
+        ...
+
+    async def partitions_for(self, topic: str) -> int: ...
+
+    async def append(
+        self,
+        records: Sequence[OutRecord],
+        *,
+        commit_group: str | None = None,
+        commit_offsets: Mapping[tuple[str, int], int] | None = None,
+    ) -> list[Position]:
+        """Append records atomically with an optional offsets commit for a group.
+
+        All records and the offsets become visible together or not at all (a Kafka
+        transaction, or one fsync'd write on the embedded log).
+        """
+        ...
+
+    async def read(
+        self, topic: str, partition: int, offset: int, max_records: int = 1000
+    ) -> list[Record]:
+        """Records from ``offset`` on (at most ``max_records``); [] when none yet."""
+        ...
+
+    async def wait_for(self, topic: str, partition: int, offset: int, timeout_s: float) -> bool:
+        """Wait until a record at ``offset`` or later exists; False on timeout."""
+        ...
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        """The offset the next appended record will get."""
+        ...
+
+    async def commit(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None: ...
+
+    async def committed(self, group: str, topic: str, partition: int) -> int | None: ...

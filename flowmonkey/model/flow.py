@@ -1,0 +1,229 @@
+"""Flow and step definitions (FEATURES A1–A3, A6)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from flowmonkey.errors import FlowValidationError
+from flowmonkey.model.base import FlowMonkeyModel, FrozenModel
+from flowmonkey.model.selectors import FullSelector, InputSelector
+from flowmonkey.model.tables import PipeDef, TableDef
+
+FlowStatus = Literal["draft", "published", "archived"]
+
+DEFAULT_BACKOFF_MULTIPLIER = 2.0
+DEFAULT_MAX_BACKOFF_MS = 60_000
+
+
+class Transitions(FrozenModel):
+    """Where to go next. ``None`` ends the flow (completed on success, failed on failure).
+
+    ``on_resume`` says where to go after a wait ends; when absent, ``on_success`` is used.
+    """
+
+    on_success: str | None = None
+    on_failure: str | None = None
+    on_resume: str | None = None
+
+    @property
+    def resume_target(self) -> str | None:
+        if "on_resume" in self.model_fields_set:
+            return self.on_resume
+        return self.on_success
+
+
+class RetryConfig(FrozenModel):
+    """Retries after the first try: ``max_attempts`` counts retries, as in the original."""
+
+    max_attempts: int = Field(ge=0)
+    backoff_ms: int = Field(default=0, ge=0)
+    backoff_multiplier: float = Field(default=DEFAULT_BACKOFF_MULTIPLIER, ge=1.0)
+    max_backoff_ms: int = Field(default=DEFAULT_MAX_BACKOFF_MS, ge=0)
+    retry_on: list[str] | None = None
+
+    def backoff_for(self, attempt: int) -> int:
+        """Delay before retry number ``attempt`` (1-based)."""
+        raw = self.backoff_ms * (self.backoff_multiplier ** (attempt - 1))
+        return int(min(raw, self.max_backoff_ms))
+
+    def retries(self, code: str) -> bool:
+        return self.retry_on is None or code in self.retry_on
+
+
+class Step(FrozenModel):
+    id: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    input: InputSelector = Field(default_factory=FullSelector)
+    output_key: str | None = None
+    transitions: Transitions = Field(default_factory=Transitions)
+    retry: RetryConfig | None = None
+    name: str | None = None
+    description: str | None = None
+    timeout_ms: int | None = Field(default=None, gt=0)
+
+
+class VisualMetadata(FlowMonkeyModel):
+    """Editor layout (nodes, canvas, styles): stored, never used by the engine."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    nodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    canvas: dict[str, Any] = Field(default_factory=dict)
+    styles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+_VERSION_PART = re.compile(r"(\d+)|([^\d.]+)")
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key for versions: numeric parts compare as numbers (``1.10.0`` > ``1.9.0``)."""
+    parts: list[tuple[int, int | str]] = []
+    for number, text in _VERSION_PART.findall(version):
+        parts.append((1, int(number)) if number else (0, text))
+    return tuple(parts)
+
+
+class Flow(FrozenModel):
+    """A workflow definition; immutable once registered."""
+
+    id: str = Field(min_length=1)
+    version: str = "1.0.0"
+    name: str | None = None
+    description: str | None = None
+    initial_step_id: str
+    steps: dict[str, Step]
+    pipes: list[PipeDef] = Field(default_factory=list)
+    status: FlowStatus | None = None
+    tags: list[str] = Field(default_factory=list)
+    visual: VisualMetadata | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_from_list_or_keys(cls, data: Any) -> Any:
+        """Accept steps as a list, and fill a step's ``id`` from its key when absent."""
+        if not isinstance(data, dict):
+            return data
+        steps = data.get("steps")
+        if isinstance(steps, list):
+            data = {**data, "steps": {s.get("id") if isinstance(s, dict) else s.id: s
+                                      for s in steps}}
+        elif isinstance(steps, dict):
+            filled = {}
+            for key, step in steps.items():
+                if isinstance(step, dict) and "id" not in step:
+                    step = {**step, "id": key}
+                filled[key] = step
+            data = {**data, "steps": filled}
+        return data
+
+    @property
+    def effective_status(self) -> FlowStatus:
+        """A flow given without a status counts as published."""
+        return self.status or "published"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    def step(self, step_id: str) -> Step | None:
+        return self.steps.get(step_id)
+
+    def problems(
+        self,
+        handler_types: Iterable[str] | None = None,
+        tables: dict[str, TableDef] | None = None,
+    ) -> list[tuple[str | None, str, str]]:
+        """Every structural problem as ``(step_id, field, message)``; [] when valid."""
+        found: list[tuple[str | None, str, str]] = []
+        known_handlers = set(handler_types) if handler_types is not None else None
+        if not self.steps:
+            found.append((None, "steps", "flow has no steps"))
+        if self.initial_step_id not in self.steps:
+            found.append((None, "initial_step_id",
+                          f"initial step {self.initial_step_id!r} is not one of the steps"))
+        for key, step in self.steps.items():
+            if step.id != key:
+                found.append((key, "id", f"step key {key!r} differs from its id {step.id!r}"))
+            for name in ("on_success", "on_failure", "on_resume"):
+                target = getattr(step.transitions, name)
+                if target is not None and target not in self.steps:
+                    found.append((key, f"transitions.{name}", f"unknown step {target!r}"))
+            if known_handlers is not None and step.type not in known_handlers:
+                found.append((key, "type", f"unknown handler type {step.type!r}"))
+        pipe_ids: set[str] = set()
+        for pipe in self.pipes:
+            where = f"pipes[{pipe.id}]"
+            if pipe.id in pipe_ids:
+                found.append((None, where, f"duplicate pipe id {pipe.id!r}"))
+            pipe_ids.add(pipe.id)
+            if pipe.step_id not in self.steps:
+                found.append((None, f"{where}.step_id", f"unknown step {pipe.step_id!r}"))
+            if tables is not None:
+                table = tables.get(pipe.table_id)
+                if table is None:
+                    found.append((None, f"{where}.table_id", f"unknown table {pipe.table_id!r}"))
+                else:
+                    for mapping in pipe.mappings:
+                        if table.column(mapping.column_id) is None:
+                            found.append((None, f"{where}.mappings.column_id",
+                                          f"table {pipe.table_id!r} has no column "
+                                          f"{mapping.column_id!r}"))
+        return found
+
+    def check(
+        self,
+        handler_types: Iterable[str] | None = None,
+        tables: dict[str, TableDef] | None = None,
+    ) -> None:
+        """Raise :class:`FlowValidationError` naming the flow, step and field of each problem."""
+        found = self.problems(handler_types, tables)
+        if not found:
+            return
+        lines = [
+            f"flow {self.ref}" + (f", step {step!r}" if step else "") + f", field {field}: {msg}"
+            for step, field, msg in found
+        ]
+        first_step, first_field, _ = found[0]
+        raise FlowValidationError(
+            "invalid flow: " + "; ".join(lines),
+            flow_id=self.id, step_id=first_step, field=first_field, problems=lines,
+        )
+
+    @classmethod
+    def parse(cls, data: Any) -> Flow:
+        """Validate raw data into a Flow, turning pydantic errors into FlowValidationError."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise flow_validation_error(data, exc) from None
+
+
+def flow_validation_error(data: Any, exc: ValidationError) -> FlowValidationError:
+    """Name the flow, step and field of each pydantic error."""
+    flow_id = data.get("id") if isinstance(data, dict) else None
+    lines: list[str] = []
+    first_step: str | None = None
+    first_field: str | None = None
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        step_id: str | None = None
+        if len(loc) >= 2 and loc[0] == "steps":
+            step_id, loc = loc[1], loc[2:]
+        field = ".".join(loc) or "(flow)"
+        if first_field is None:
+            first_step, first_field = step_id, field
+        where = f"flow {flow_id!r}" + (f", step {step_id!r}" if step_id else "")
+        lines.append(f"{where}, field {field}: {err['msg']}")
+    return FlowValidationError(
+        "invalid flow: " + "; ".join(lines),
+        flow_id=flow_id if isinstance(flow_id, str) else None,
+        step_id=first_step, field=first_field, problems=lines,
+    )

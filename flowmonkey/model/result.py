@@ -1,0 +1,131 @@
+"""What a handler returns (FEATURES A5). ``Result`` builds each outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+Outcome = Literal["success", "failure", "wait"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepError:
+    code: str
+    message: str
+    details: Any = None
+    retryable: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """Start a child execution (the ``sub-flow`` handler's outcome)."""
+
+    flow_id: str
+    input: Any
+    wait: bool = True
+    flow_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """A handler's outcome. Build it with :class:`Result`; plain dicts in the original's
+    shape (``{"outcome": "success", "output": …}``) are accepted too."""
+
+    outcome: Outcome
+    output: Any = None
+    error: StepError | None = None
+    next_step: str | None = None
+    has_next_step: bool = False
+    wait_ms: int | None = None
+    wake_at: datetime | None = None
+    wait_reason: str | None = None
+    resume_token: str | None = None
+    signal_timeout_ms: int | None = None
+    for_signal: bool = False
+    child: ChildSpec | None = None
+
+
+class Result:
+    """Constructors for every handler outcome."""
+
+    @staticmethod
+    def success(output: Any = None, next_step: str | None = None) -> StepResult:
+        return StepResult("success", output=output, next_step=next_step,
+                          has_next_step=next_step is not None)
+
+    @staticmethod
+    def failure(code: str, message: str, details: Any = None) -> StepResult:
+        return StepResult("failure", error=StepError(code, message, details))
+
+    @staticmethod
+    def wait(duration_ms: int, reason: str | None = None, output: Any = None) -> StepResult:
+        if duration_ms < 0:
+            raise ValueError("wait duration_ms must be >= 0")
+        return StepResult("wait", output=output, wait_ms=int(duration_ms), wait_reason=reason)
+
+    @staticmethod
+    def wait_until(when: datetime, reason: str | None = None, output: Any = None) -> StepResult:
+        if when.tzinfo is None:
+            raise ValueError("wait_until needs a timezone-aware datetime (UTC)")
+        return StepResult("wait", output=output, wake_at=when, wait_reason=reason)
+
+    @staticmethod
+    def wait_for_signal(
+        reason: str | None = None,
+        resume_token: str | None = None,
+        timeout_ms: int | None = None,
+        output: Any = None,
+    ) -> StepResult:
+        return StepResult("wait", output=output, wait_reason=reason, resume_token=resume_token,
+                          signal_timeout_ms=timeout_ms, for_signal=True)
+
+    @staticmethod
+    def start_child(
+        flow_id: str, input: Any, *, wait: bool = True, flow_version: str | None = None
+    ) -> StepResult:
+        """Start a child execution; with ``wait`` the step waits for the child to end."""
+        return StepResult("wait" if wait else "success",
+                          child=ChildSpec(flow_id, input, wait, flow_version))
+
+
+class InvalidResult(ValueError):
+    """A handler returned something that is not a step result."""
+
+
+def coerce_result(value: object) -> StepResult:
+    """Accept a StepResult or the original's dict shape; refuse anything else clearly."""
+    if isinstance(value, StepResult):
+        return value
+    if isinstance(value, Mapping):
+        outcome = value.get("outcome")
+        if outcome == "success":
+            override = value.get("nextStepOverride", value.get("next_step"))
+            has = "nextStepOverride" in value or "next_step" in value
+            return StepResult("success", output=value.get("output"), next_step=override,
+                              has_next_step=has and override is not None)
+        if outcome == "failure":
+            err = value.get("error") or value.get("output") or {}
+            if not isinstance(err, Mapping):
+                err = {}
+            return StepResult("failure", error=StepError(
+                str(err.get("code") or "STEP_FAILED"), str(err.get("message") or "step failed"),
+                err.get("details")))
+        if outcome in ("wait", "waiting"):
+            wake = value.get("wakeAt")
+            wait_ms = value.get("waitMs")
+            token = value.get("resumeToken")
+            if isinstance(wake, int | float) and not isinstance(wake, bool):
+                from datetime import UTC
+                return StepResult("wait", output=value.get("output"),
+                                  wake_at=datetime.fromtimestamp(wake / 1000, UTC),
+                                  wait_reason=value.get("waitReason"))
+            return StepResult("wait", output=value.get("output"),
+                              wait_reason=value.get("waitReason"), resume_token=token,
+                              signal_timeout_ms=int(wait_ms) if wait_ms else None,
+                              for_signal=True)
+    raise InvalidResult(
+        f"handler returned {type(value).__name__}, not a step result; "
+        "return Result.success(...), Result.failure(...) or a Result.wait*(...)"
+    )
