@@ -8,10 +8,11 @@ subclassing :class:`Handler` gives a class handler whose input is a pydantic mod
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
@@ -200,7 +201,7 @@ class Handler(Generic[InputT]):
     category: ClassVar[Category] = "utility"
     stateful: ClassVar[bool] = False
     retryable: ClassVar[bool] = True
-    Input: ClassVar[type[BaseModel]]
+    Input: ClassVar[builtins.type[BaseModel]]
     vault_fields: ClassVar[Mapping[str, str]] = {}
     """Input field name -> secret name in the vault."""
 
@@ -228,7 +229,7 @@ class Handler(Generic[InputT]):
                     "was not found in the vault")
             raw[field_name] = value
         try:
-            return self.Input.model_validate(raw)  # type: ignore[return-value]
+            return cast(InputT, self.Input.model_validate(raw))
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or '(input)'}: {e['msg']}"

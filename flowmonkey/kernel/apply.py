@@ -274,3 +274,18 @@ def index_created(partition: PartitionState, event: Event) -> None:
     if key and expires is not None:
         scope = event.data.get("idempotency_scope") or ""
         partition.idempotency[scope] = (event.execution_id, expires)
+
+
+def adopt(partition: PartitionState, events: list[Event],
+          states: dict[str, ExecutionState]) -> None:
+    """Take a decision's outcome into the partition state.
+
+    ``decide`` already applied the events to the draft ``states``; this adds the
+    partition-level indexes the same way ``apply_to_partition`` does on replay.
+    """
+    for event in events:
+        if event.command_id is not None:
+            partition.note_command(event.command_id)
+        if event.type == n.EXECUTION_CREATED:
+            index_created(partition, event)
+    partition.executions.update(states)

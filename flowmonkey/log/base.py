@@ -1,7 +1,7 @@
 """The Log interface: an append-only, partitioned, offset-addressed record log.
 
 Both backends (the embedded log and Kafka) implement :class:`Log`, and one contract
-suite (``tests/contract/test_log_contract.py``) runs against each of them.
+suite (``tests/contract/log_contract.py``) runs against each of them.
 
 Records are bytes plus headers; the log never looks inside them. Routing is by key
 with Kafka's default partitioner (murmur2), so any Kafka client publishing a command

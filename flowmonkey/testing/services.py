@@ -268,7 +268,16 @@ class PostgresServer:
                         "PostgreSQL as (create it, e.g. apt-get install postgresql-common)"
                     ) from None
                 os.chown(self.base_dir, entry.pw_uid, entry.pw_gid)
-            initdb_flags = "-U postgres -A trust -E UTF8 --locale=C --no-sync".split()
+            initdb_flags = [
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
             self._run(str(bindir / "initdb"), "-D", str(self.data_dir), *initdb_flags, timeout=120)
             with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
                 conf.write(
@@ -442,8 +451,10 @@ def ensure_kafka_libs(*, verbose: bool = False) -> Path:
                 "Maven (mvn) not on PATH: needed once to fetch the Kafka broker jars "
                 f"into {libs}; or point {ENV_KAFKA_BOOTSTRAP} at a running broker"
             )
+        for leftover in cache.glob("libs-*"):  # from an interrupted fetch
+            shutil.rmtree(leftover, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix="libs-", dir=cache))
-        argv = [mvn, "-B", "-f", str(pom), "dependency:copy-dependencies"]
+        argv = [mvn, "-B", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies"]
         argv.append(f"-DoutputDirectory={staging}")
         if not verbose:
             argv.insert(2, "-q")
@@ -606,6 +617,9 @@ class KafkaBroker:
         log4j = self.base_dir / "log4j2.properties"
         log4j.write_text(_LOG4J2, encoding="utf-8")
         jvm = [java, f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true"]
+        tool = [*jvm, "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool"]
+        broker = [*jvm, f"-Xmx{self.heap}", "-Xms128m", "-XX:+ExitOnOutOfMemoryError"]
+        broker += ["-cp", classpath]
         try:
             for attempt in range(3):
                 self.port, self.controller_port = _free_ports(2)
@@ -616,8 +630,7 @@ class KafkaBroker:
                     encoding="utf-8",
                 )
                 fmt = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                    [*jvm, "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool"]
-                    + ["format", "-t", _cluster_id(), "-c", str(config)],
+                    [*tool, "format", "-t", _cluster_id(), "-c", str(config)],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,
@@ -629,8 +642,7 @@ class KafkaBroker:
                     raise ServiceError(f"kafka StorageTool format failed:\n{fmt.stdout}")
                 with self.log_path.open("ab") as log:
                     self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                        [*jvm, f"-Xmx{self.heap}", "-Xms128m", "-XX:+ExitOnOutOfMemoryError"]
-                        + ["-cp", classpath, "kafka.Kafka", str(config)],
+                        [*broker, "kafka.Kafka", str(config)],
                         stdin=subprocess.DEVNULL,
                         stdout=log,
                         stderr=subprocess.STDOUT,

@@ -1,0 +1,469 @@
+"""The Engine: the Python API over the log, the processors and a projection (API.md).
+
+User calls become commands on the commands topic; answers come back as events
+through the projection. Without a log and a projection the engine runs on an
+embedded in-memory log and a memory projection, all in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from flowmonkey.dispatcher import EventDispatcher
+from flowmonkey.errors import (
+    CommandRejected,
+    ExecutionNotFoundError,
+    FlowMonkeyError,
+    FlowNotFoundError,
+    ResumeTokenError,
+    WaitTimeout,
+)
+from flowmonkey.events import names as n
+from flowmonkey.events.codec import decode_event, encode_command, headers_for
+from flowmonkey.events.envelope import Command, Event, make_event
+from flowmonkey.events.partitioner import partition_for
+from flowmonkey.handlers.base import StepHandler, VaultProvider
+from flowmonkey.handlers.subflow import SubFlowHandler
+from flowmonkey.kernel.apply import replay as replay_events
+from flowmonkey.kernel.decide import idempotency_scope
+from flowmonkey.log.base import Log, OutRecord
+from flowmonkey.log.embedded import EmbeddedLog
+from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
+from flowmonkey.model.flow import Flow
+from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+from flowmonkey.model.tables import TableDef
+from flowmonkey.processors.clock import Clock, SystemClock
+from flowmonkey.processors.partition import PartitionProcessor
+from flowmonkey.processors.runner import StepRunner
+from flowmonkey.processors.topics import Topics
+from flowmonkey.projections.base import Page, Projection
+from flowmonkey.projections.memory import MemoryProjection
+from flowmonkey.projections.projector import Projector
+from flowmonkey.registry import EngineEnv, FlowRegistry, HandlerRegistry
+
+log = logging.getLogger("flowmonkey.engine")
+
+_RESOLVES = {
+    n.CMD_START: {n.EXECUTION_CREATED, n.IDEMPOTENCY_HIT},
+    n.CMD_RESUME: {n.EXECUTION_RESUMED},
+    n.CMD_CANCEL: {n.EXECUTION_CANCELLED},
+    n.CMD_REVOKE_TOKEN: {n.TOKEN_REVOKED},
+}
+_TOKEN_CODES = {n.REJECT_INVALID_TOKEN, n.REJECT_TOKEN_USED, n.REJECT_TOKEN_EXPIRED,
+                n.REJECT_TOKEN_REVOKED}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    record_history: bool = False
+    max_steps: int = 1000
+    timeout_ms: int = 30_000
+    context_limits: ContextLimits = field(default_factory=ContextLimits)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    execution: Execution
+    created: bool
+    idempotency_hit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    execution_id: str
+    cancelled: bool
+    tokens_invalidated: int = 0
+    children_cancelled: int = 0
+    reason: str | None = None
+
+
+class Engine:
+    """Create, resume, cancel and query executions. Use ``async with engine:``."""
+
+    def __init__(
+        self,
+        flows: Iterable[Flow | Mapping[str, Any]] = (),
+        handlers: Iterable[StepHandler] = (),
+        options: EngineOptions | None = None,
+        *,
+        log: Log | None = None,
+        projection: Projection | None = None,
+        dispatcher: EventDispatcher | None = None,
+        clock: Clock | None = None,
+        tables: Iterable[TableDef] = (),
+        topic_prefix: str = "flowmonkey",
+        vault: VaultProvider | None = None,
+        run_processors: bool = True,
+        processor_group: str = "flowmonkey-processor",
+    ) -> None:
+        self.options = options or EngineOptions()
+        self.dispatcher = dispatcher
+        self.clock: Clock = clock or SystemClock()
+        self.log: Log = log if log is not None else EmbeddedLog()
+        self.projection: Projection = projection if projection is not None else \
+            MemoryProjection(notify=self._notify)
+        self.topics = Topics(topic_prefix)
+        self.handlers = HandlerRegistry(notify=self._notify)
+        self.flows = FlowRegistry(notify=self._notify)
+        self.env = EngineEnv(self.flows, self.handlers)
+        self.tables: dict[str, TableDef] = {t.id: t for t in tables}
+        self.vault = vault
+        self.run_processors = run_processors
+        self.processor_group = processor_group
+        self.partitions = 0
+        self.processors: list[PartitionProcessor] = []
+        self.projector: Projector | None = None
+        self._command_waiters: dict[str, asyncio.Future[Event]] = {}
+        self._execution_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._started = False
+        for h in handlers:
+            self.handlers.register(h)
+        if "sub-flow" not in self.handlers:
+            self.handlers.register(SubFlowHandler(
+                lambda flow_id, version: self.env.flow(flow_id, version) is not None))
+        for flow in flows:
+            self.register_flow(flow)
+
+    # ------------------------------------------------------------------ registration
+
+    def register_flow(self, flow: Flow | Mapping[str, Any]) -> Flow:
+        """Validate and register a flow (JSON in the original's camelCase is accepted)."""
+        parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
+        return self.flows.register(parsed, handler_types=self.handlers.types(),
+                                   tables=self.tables)
+
+    def register_handler(self, handler: StepHandler) -> None:
+        self.handlers.register(handler)
+
+    async def register_table(self, table: TableDef) -> TableDef:
+        self.tables[table.id] = table
+        if self._started:
+            existing = await self.projection.get_table(table.id)
+            if existing is None:
+                await self.projection.create_table(table)
+        return table
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.log.start()
+        default_partitions = getattr(self.log, "default_partitions", 4)
+        await self.log.create_topics(self.topics.specs(default_partitions))
+        self.partitions = await self.log.partitions_for(self.topics.commands)
+        await self.projection.start()
+        for table in self.tables.values():
+            if await self.projection.get_table(table.id) is None:
+                await self.projection.create_table(table)
+        await self._sync_flows()
+        if self.run_processors:
+            runner = StepRunner(self.options.timeout_ms, self.clock.now_ms, self.vault)
+            self.processors = [
+                PartitionProcessor(p, self.partitions, self.log, self.topics, self.env,
+                                   self.handlers, runner, self.clock, self.processor_group)
+                for p in range(self.partitions)
+            ]
+            for processor in self.processors:
+                await processor.start()
+        self.projector = Projector(self.log, self.topics.events, self.partitions,
+                                   self.projection, self._on_events)
+        await self.projector.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for processor in self.processors:
+            await processor.stop()
+        if self.projector is not None:
+            await self.projector.stop()
+        for future in self._command_waiters.values():
+            future.cancel()
+        if self.dispatcher is not None:
+            with contextlib.suppress(Exception):
+                await self.dispatcher.flush()
+        await self.projection.close()
+        await self.log.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def _sync_flows(self) -> None:
+        """Flow definitions live on the compacted flows topic: adopt what is there, then
+        publish the ones this engine was given that the topic lacks."""
+        known: set[str] = set()
+        offset = 0
+        while True:
+            records = await self.log.read(self.topics.flows, 0, offset, 1000)
+            if not records:
+                break
+            for record in records:
+                with contextlib.suppress(FlowMonkeyError, ValueError):
+                    flow = Flow.model_validate_json(record.value)
+                    self.flows.adopt(flow)
+                    known.add(flow.ref)
+            offset = records[-1].offset + 1
+        fresh = [f for f in self.flows.all() if f.ref not in known]
+        if fresh:
+            await self.log.append([
+                OutRecord(self.topics.flows, f.model_dump_json(by_alias=True).encode(),
+                          key=f.ref.encode(), partition=0) for f in fresh])
+
+    # ------------------------------------------------------------------ events in
+
+    def _on_events(self, events: Sequence[Event]) -> None:
+        """Called by the projector after each applied batch."""
+        dispatcher = self.dispatcher
+        emit = dispatcher.emit if dispatcher is not None and dispatcher.has_listeners else None
+        waiters = self._command_waiters
+        execution_waiters = self._execution_waiters
+        for event in events:
+            if emit is not None:
+                emit(event)
+            if waiters and event.command_id in waiters:
+                future = waiters[event.command_id]
+                if event.type == n.COMMAND_REJECTED or event.type in _RESOLVES.get(
+                        getattr(future, "fm_command_type", ""), ()):
+                    del waiters[event.command_id]
+                    if not future.done():
+                        future.set_result(event)
+            if execution_waiters and event.execution_id in execution_waiters:
+                for waiter in execution_waiters.pop(event.execution_id):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def _notify(self, type: str, payload: dict[str, Any]) -> None:
+        """Store and registry events (not on the log) go to the dispatcher only."""
+        if self.dispatcher is None or not self.dispatcher.has_listeners:
+            return
+        execution_id = str(payload.get("execution_id") or payload.get("executionId") or "")
+        self.dispatcher.emit(make_event(type, execution_id, 0, self.clock.now_ms(),
+                                        dict(payload), command_id=uuid.uuid4().hex))
+
+    # ------------------------------------------------------------------ commands out
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise FlowMonkeyError("the engine is not started: use `async with engine:` or "
+                                  "`await engine.start()` first")
+
+    async def _send(self, command: Command, key: str, timeout_s: float = 30.0) -> Event:
+        """Publish a command and wait for the event that answers it."""
+        self._require_started()
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        future.fm_command_type = command.type  # type: ignore[attr-defined]
+        self._command_waiters[command.command_id] = future
+        await self.log.append([OutRecord(
+            self.topics.commands, encode_command(command), key=key.encode(),
+            headers=headers_for(command.type, command.version))])
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            self._command_waiters.pop(command.command_id, None)
+            raise WaitTimeout(
+                f"no answer to {command.type} for {command.execution_id!r} within {timeout_s}s; "
+                "are the processors running?") from None
+
+    def _command(self, type: str, execution_id: str, data: dict[str, Any],
+                 tenant_id: str | None) -> Command:
+        return Command(type=type, command_id=uuid.uuid4().hex, execution_id=execution_id,
+                       timestamp_ms=self.clock.now_ms(), tenant_id=tenant_id, data=data)
+
+    def _id_in_partition_of(self, key: str) -> str:
+        """A fresh execution id that routes to the same partition as ``key``."""
+        target = partition_for(key.encode(), self.partitions)
+        while True:
+            candidate = str(uuid.uuid4())
+            if partition_for(candidate.encode(), self.partitions) == target:
+                return candidate
+
+    async def create(
+        self,
+        flow_id: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        idempotency_window_ms: int | None = None,
+        tenant_id: str | None = None,
+        parent_execution_id: str | None = None,
+        timeout: TimeoutConfig | Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        flow_version: str | None = None,
+        allow_unpublished: bool = False,
+        execution_id: str | None = None,
+    ) -> CreateResult:
+        """Start an execution of ``flow_id``; with an idempotency key, a duplicate inside the
+        window returns the existing execution instead."""
+        self._require_started()
+        if self.env.flow(flow_id, flow_version) is None and \
+                self.flows.get(flow_id, flow_version, include_unpublished=True) is None:
+            what = f"flow {flow_id!r}" + (f" version {flow_version!r}" if flow_version else "")
+            known = ", ".join(sorted({f.id for f in self.flows.all()})) or "none"
+            raise FlowNotFoundError(f"{what} is not registered (registered flows: {known})")
+        if idempotency_key:
+            key = idempotency_scope(tenant_id, flow_id, idempotency_key)
+            new_id = execution_id or self._id_in_partition_of(key)
+        else:
+            new_id = execution_id or str(uuid.uuid4())
+            key = new_id
+        timeout_data = (timeout.model_dump(exclude_none=True) if isinstance(timeout, TimeoutConfig)
+                        else TimeoutConfig.model_validate(timeout).model_dump(exclude_none=True)
+                        if timeout else None)
+        data: dict[str, Any] = {
+            "flow_id": flow_id, "flow_version": flow_version,
+            "context": dict(context or {}),
+            "options": {"record_history": self.options.record_history,
+                        "max_steps": self.options.max_steps,
+                        "limits": self.options.context_limits.model_dump()},
+            "idempotency_key": idempotency_key,
+            "idempotency_window_ms": idempotency_window_ms,
+            "parent_execution_id": parent_execution_id,
+            "metadata": dict(metadata) if metadata is not None else None,
+            "timeout": timeout_data or None,
+            "allow_unpublished": allow_unpublished,
+        }
+        answer = await self._send(self._command(n.CMD_START, new_id, data, tenant_id), key)
+        if answer.type == n.COMMAND_REJECTED:
+            raise _rejection_error(answer)
+        execution = await self.projection.get(answer.execution_id)
+        assert execution is not None
+        hit = answer.type == n.IDEMPOTENCY_HIT
+        return CreateResult(execution, created=not hit, idempotency_hit=hit)
+
+    async def resume(self, execution_id: str, resume_token: str, data: Any = None, *,
+                     tenant_id: str | None = None) -> Execution:
+        """Resume an execution waiting for a signal; the token works once."""
+        answer = await self._send(self._command(
+            n.CMD_RESUME, execution_id, {"token": resume_token, "data": data}, tenant_id),
+            execution_id)
+        if answer.type == n.COMMAND_REJECTED:
+            raise _rejection_error(answer)
+        execution = await self.projection.get(execution_id)
+        assert execution is not None
+        return execution
+
+    async def cancel(self, execution_id: str, source: str = "user", reason: str | None = None,
+                     *, tenant_id: str | None = None) -> CancelResult:
+        """Cancel a pending, running or waiting execution (and, in cascade, its children).
+        Cancelling anything else changes nothing and says why in ``reason``."""
+        if source not in ("user", "system", "timeout", "parent"):
+            raise ValueError("source must be one of user, system, timeout, parent")
+        answer = await self._send(self._command(
+            n.CMD_CANCEL, execution_id, {"source": source, "reason": reason}, tenant_id),
+            execution_id)
+        if answer.type == n.COMMAND_REJECTED:
+            return CancelResult(execution_id, False, reason=answer.data.get("reason"))
+        return CancelResult(execution_id, True,
+                            tokens_invalidated=answer.data.get("tokens_invalidated", 0),
+                            children_cancelled=answer.data.get("children_cancelled", 0),
+                            reason=reason)
+
+    async def revoke_token(self, execution_id: str, token: str, reason: str | None = None, *,
+                           tenant_id: str | None = None) -> None:
+        answer = await self._send(self._command(
+            n.CMD_REVOKE_TOKEN, execution_id, {"token": token, "reason": reason}, tenant_id),
+            execution_id)
+        if answer.type == n.COMMAND_REJECTED:
+            raise _rejection_error(answer)
+
+    # ------------------------------------------------------------------ queries
+
+    async def get(self, execution_id: str, *, tenant_id: str | None = None) -> Execution | None:
+        return await self.projection.get(execution_id, tenant_id=tenant_id)
+
+    async def list(self, *, tenant_id: str | None = None,
+                   status: ExecutionStatus | str | None = None, flow_id: str | None = None,
+                   parent_execution_id: str | None = None, limit: int = 100,
+                   cursor: str | None = None) -> Page[Execution]:
+        return await self.projection.list(tenant_id=tenant_id, status=status, flow_id=flow_id,
+                                          parent_execution_id=parent_execution_id, limit=limit,
+                                          cursor=cursor)
+
+    async def history(self, execution_id: str, *,
+                      tenant_id: str | None = None) -> builtins.list[Event]:
+        return await self.projection.history(execution_id, tenant_id=tenant_id)
+
+    async def replay(self, execution_id: str, upto_seq: int | None = None) -> Execution | None:
+        """The execution's state rebuilt from the events topic (not the projection)."""
+        self._require_started()
+        partition = partition_for(execution_id.encode(), self.partitions)
+        events: builtins.list[Event] = []
+        offset = 0
+        while True:
+            records = await self.log.read(self.topics.events, partition, offset, 5000)
+            if not records:
+                break
+            for record in records:
+                if record.key == execution_id.encode():
+                    event = decode_event(record.value)
+                    if event.seq > 0:
+                        events.append(event)
+            offset = records[-1].offset + 1
+        state = replay_events(events, upto_seq)
+        return state.to_execution() if state is not None else None
+
+    async def wait(self, execution_id: str, timeout_s: float = 30.0, *,
+                   until: Iterable[ExecutionStatus] = RESTING_STATUSES) -> Execution:
+        """Return once the execution is completed, failed, cancelled or waiting."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        wanted = frozenset(until)
+        while True:
+            future: asyncio.Future[None] = loop.create_future()
+            self._execution_waiters.setdefault(execution_id, []).append(future)
+            execution = await self.projection.get(execution_id)
+            if execution is not None and execution.status in wanted:
+                future.cancel()
+                return execution
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                status = execution.status.value if execution else "unknown"
+                raise WaitTimeout(f"execution {execution_id!r} still {status} after "
+                                  f"{timeout_s}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, remaining)
+
+    # ------------------------------------------------------------------ introspection
+
+    def processor_failure(self) -> BaseException | None:
+        for processor in self.processors:
+            if processor.failed is not None:
+                return processor.failed
+        return None
+
+    async def settled(self) -> bool:
+        """True when no command, handler or event is waiting to be processed."""
+        for processor in self.processors:
+            if not processor.idle:
+                return False
+            end = await self.log.end_offset(self.topics.commands, processor.partition)
+            if end > processor.commands_read:
+                return False
+        return self.projector is None or await self.projector.caught_up()
+
+
+def _rejection_error(event: Event) -> FlowMonkeyError:
+    code = str(event.data.get("code", "COMMAND_REJECTED"))
+    reason = str(event.data.get("reason", "command rejected"))
+    if code == n.REJECT_FLOW_NOT_FOUND:
+        return FlowNotFoundError(reason)
+    if code == n.REJECT_EXECUTION_NOT_FOUND:
+        return ExecutionNotFoundError(reason)
+    if code in _TOKEN_CODES:
+        return ResumeTokenError(reason, code=code)
+    return CommandRejected(reason, code=code)

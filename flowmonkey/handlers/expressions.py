@@ -1,0 +1,297 @@
+"""The safe expression language of ``transform`` and ``batch-process``.
+
+The original evaluated these with ``new Function(...)``, i.e. arbitrary code in the
+engine's process. We use `simpleeval <https://github.com/danthedeckie/simpleeval>`_
+instead: it is pure Python, maintained, and evaluates a parsed AST itself, so there
+is no ``eval``/``exec``, no imports, no dunder or ``func_`` attributes, and limits on
+powers, shifts, string sizes and comprehension lengths.
+
+On top of that we narrow it further:
+
+* the expression is parsed in ``eval`` mode (one expression, never a statement) and
+  is at most :data:`MAX_EXPRESSION_LENGTH` characters;
+* attribute access is ours: a mapping's keys read with dots (``input.price``), and
+  only a whitelist of *non-mutating* methods (so an expression can never change the
+  input it shares with the engine, nor allocate without bound via ``ljust`` & co);
+* ``%`` on strings, huge format widths and huge integer powers are refused, since
+  each can allocate gigabytes from a short expression;
+* the result is converted to plain JSON-like data (tuples and views to lists), and
+  a function or other non-data result is an error.
+
+simpleeval does not bound CPU time; the step timeout is the backstop for that.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from collections.abc import Callable, ItemsView, KeysView, Mapping, ValuesView
+from typing import Any
+
+from simpleeval import (
+    DEFAULT_OPERATORS,
+    DISALLOW_METHODS,
+    DISALLOW_PREFIXES,
+    MAX_STRING_LENGTH,
+    EvalWithCompoundTypes,
+)
+
+from flowmonkey.errors import FlowMonkeyError
+
+MAX_EXPRESSION_LENGTH = 10_000
+_MAX_POWER_DIGITS = 10_000
+_MAX_FORMAT_WIDTH = 10_000
+
+
+class _Refused(Exception):
+    """Our own evaluation-time refusal; its message is shown as-is."""
+
+
+class ExpressionError(FlowMonkeyError):
+    """An expression did not parse, was refused by the sandbox, or failed to evaluate.
+
+    ``details["phase"]`` is ``"parse"`` or ``"evaluate"``.
+    """
+
+    code = "INVALID_EXPRESSION"
+
+
+def _number_sum(values: Any) -> Any:
+    # Only numbers: ``sum(lists, [])`` could build huge lists from repeated references.
+    items = list(values)
+    for item in items:
+        if not isinstance(item, int | float) or isinstance(item, bool):
+            raise TypeError(f"sum() takes numbers only, got {type(item).__name__}")
+    return sum(items)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "len": len, "str": str, "int": int, "float": float, "bool": bool, "round": round,
+    "min": min, "max": max, "sum": _number_sum, "abs": abs, "sorted": sorted,
+    "any": any, "all": all, "list": list, "dict": dict,
+}
+"""The whitelisted pure functions (simpleeval's ``rand``/``randint`` are left out)."""
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_STRING_LENGTH:
+        raise _Refused(f"result would be {size} characters long (max {MAX_STRING_LENGTH})")
+
+
+def _safe_replace(text: str) -> Callable[..., str]:
+    def replace(old: str, new: str, count: int = -1) -> str:
+        hits = text.count(old) if count < 0 else min(count, text.count(old))
+        _check_size(len(text) + hits * max(0, len(new) - len(old)))
+        return text.replace(old, new, count)
+
+    return replace
+
+
+def _safe_join(sep: str) -> Callable[[Any], str]:
+    def join(parts: Any) -> str:
+        items = list(parts)
+        _check_size(len(sep) * max(0, len(items) - 1)
+                    + sum(len(p) if isinstance(p, str) else 0 for p in items))
+        return sep.join(items)
+
+    return join
+
+
+_STR_METHODS = frozenset({
+    "lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines",
+    "startswith", "endswith", "find", "rfind", "index", "rindex", "count", "title",
+    "capitalize", "casefold", "swapcase", "isdigit", "isalpha", "isalnum", "isspace",
+    "islower", "isupper", "isnumeric", "isdecimal", "removeprefix", "removesuffix",
+    "partition", "rpartition",
+})
+_MAPPING_METHODS = frozenset({"get", "keys", "values", "items"})
+_SEQUENCE_METHODS = frozenset({"index", "count"})
+_NUMBER_METHODS = frozenset({"is_integer"})
+
+
+def _safe_mod(left: Any, right: Any) -> Any:
+    # printf-style formatting allows ``"%999999999d"``: one short literal, a gigabyte.
+    if isinstance(left, str | bytes):
+        raise _Refused("'%' formatting of strings is not supported; use f-strings or +")
+    return operator.mod(left, right)
+
+
+def _safe_pow(base: Any, exponent: Any) -> Any:
+    # simpleeval caps base and exponent at 4e6 each, which still allows a 26-million-digit
+    # integer; bound the size of the result instead.
+    if (isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1
+            and exponent * math.log10(abs(base)) > _MAX_POWER_DIGITS):
+        raise _Refused(f"power result too large (more than {_MAX_POWER_DIGITS} digits)")
+    return operator.pow(base, exponent)
+
+
+_OPERATORS = {**DEFAULT_OPERATORS, ast.Mod: _safe_mod, ast.Pow: _safe_pow}
+
+
+class _Evaluator(EvalWithCompoundTypes):  # type: ignore[misc]
+    """simpleeval with our attribute rules and cheaper safety checks."""
+
+    def __init__(self) -> None:
+        super().__init__(operators=dict(_OPERATORS), functions=dict(FUNCTIONS), names={})
+        # EvalWithCompoundTypes adds tuple/set constructors; harmless, but keep the
+        # documented whitelist exact.
+        self.functions.pop("tuple", None)
+        self.functions.pop("set", None)
+
+    def _check_disallowed_items(self, item: Any) -> None:
+        # simpleeval walks every container result recursively, i.e. the whole input on
+        # each name lookup. Our names hold JSON data and attribute access only yields
+        # data or whitelisted methods, so a top-level check is all that is needed.
+        if callable(item) and not _is_allowed_callable(item):
+            raise _Refused("this function is not available in expressions")
+
+    def _eval_attribute(self, node: ast.Attribute) -> Any:
+        attr = node.attr
+        if attr.startswith(tuple(DISALLOW_PREFIXES)) or attr in DISALLOW_METHODS:
+            raise _Refused(f"access to attribute {attr!r} is not allowed")
+        target = self._eval(node.value)
+        if isinstance(target, Mapping):
+            if attr in target:
+                return target[attr]
+            if attr in _MAPPING_METHODS:
+                return getattr(target, attr)
+            if hasattr(dict, attr):
+                raise _Refused(f"method {attr!r} is not available in expressions")
+            where = ast.unparse(node.value)
+            raise _Refused(f"{where} has no key {attr!r}; "
+                           f"use {where}.get({attr!r}) for optional keys")
+        if isinstance(target, str):
+            if attr == "replace":
+                return _safe_replace(target)
+            if attr == "join":
+                return _safe_join(target)
+            if attr in _STR_METHODS:
+                return getattr(target, attr)
+        elif (isinstance(target, list | tuple) and attr in _SEQUENCE_METHODS) or (
+                isinstance(target, float) and attr in _NUMBER_METHODS):
+            return getattr(target, attr)
+        raise _Refused(f"{type(target).__name__} value has no attribute {attr!r} "
+                       "available in expressions")
+
+    def _eval_formattedvalue(self, node: ast.FormattedValue) -> Any:
+        # simpleeval builds "{:" + spec + "}" and calls str.format, which lets a spec
+        # reach into fields; the format() builtin only understands the mini-language.
+        value = self._eval(node.value)
+        if node.format_spec is None:
+            return value
+        spec = str(self._eval(node.format_spec))
+        if any(int(width) > _MAX_FORMAT_WIDTH for width in re.findall(r"\d+", spec)):
+            raise _Refused(f"format width in {spec!r} is too large")
+        return format(value, spec)
+
+
+_ALLOWED_CALLABLES = frozenset(id(fn) for fn in FUNCTIONS.values())
+
+
+def _is_allowed_callable(item: Any) -> bool:
+    # Bound methods of data (``"a".upper``) and our own wrappers are fine; anything
+    # else callable that reached a result is not something an expression should hold.
+    if id(item) in _ALLOWED_CALLABLES:
+        return True
+    owner = getattr(item, "__self__", None)
+    if owner is not None and isinstance(owner, str | list | tuple | float | Mapping):
+        return True
+    return getattr(item, "__qualname__", "").startswith(("_safe_replace.", "_safe_join."))
+
+
+class Expression:
+    """A parsed expression; evaluate it many times with :meth:`evaluate`."""
+
+    __slots__ = ("_evaluator", "_tree", "source")
+
+    def __init__(self, source: str) -> None:
+        if not isinstance(source, str):
+            raise ExpressionError(
+                f"expression must be a string, got {type(source).__name__}", phase="parse")
+        if len(source) > MAX_EXPRESSION_LENGTH:
+            raise ExpressionError(
+                f"expression is {len(source)} characters long (max {MAX_EXPRESSION_LENGTH})",
+                phase="parse")
+        if not source.strip():
+            raise ExpressionError("expression is empty", phase="parse")
+        try:
+            tree = ast.parse(source.strip(), mode="eval")
+        except SyntaxError as exc:
+            raise ExpressionError(
+                f"invalid expression: {exc.msg} (column {exc.offset})", phase="parse"
+            ) from None
+        except (ValueError, RecursionError, MemoryError) as exc:
+            raise ExpressionError(f"invalid expression: {exc}", phase="parse") from None
+        for node in ast.walk(tree):
+            # Refuse sandbox probes up front so they fail even on branches never taken.
+            if isinstance(node, ast.Attribute) and (
+                node.attr.startswith(tuple(DISALLOW_PREFIXES)) or node.attr in DISALLOW_METHODS
+            ):
+                raise ExpressionError(
+                    f"access to attribute {node.attr!r} is not allowed", phase="parse")
+            if isinstance(node, ast.Name) and node.id.startswith("__"):
+                raise ExpressionError(f"name {node.id!r} is not allowed", phase="parse")
+        self.source = source
+        self._tree = tree.body
+        self._evaluator = _Evaluator()
+
+    def evaluate(self, names: Mapping[str, Any]) -> Any:
+        """The expression's value as JSON-like data; raises :class:`ExpressionError`."""
+        evaluator = self._evaluator
+        evaluator.names = dict(names)
+        try:
+            value = evaluator.eval(self.source, previously_parsed=self._tree)
+            return to_data(value)
+        except ExpressionError:
+            raise
+        except RecursionError:
+            raise ExpressionError("expression is nested too deeply", phase="evaluate") from None
+        except Exception as exc:
+            raise ExpressionError(_describe(exc), phase="evaluate",
+                                  error=type(exc).__name__) from None
+        finally:
+            evaluator.names = {}
+
+
+def evaluate(expression: str, names: Mapping[str, Any]) -> Any:
+    """Parse and evaluate ``expression`` with ``names``; raises :class:`ExpressionError`."""
+    return Expression(expression).evaluate(names)
+
+
+def to_data(value: Any) -> Any:
+    """Convert an expression result to JSON-like data (dict/list/str/number/bool/None)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else _key(k): to_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset | KeysView | ValuesView | ItemsView):
+        return [to_data(v) for v in value]
+    if callable(value):
+        raise ExpressionError(
+            "expression evaluated to a function, not a value (missing call parentheses?)",
+            phase="evaluate")
+    raise ExpressionError(
+        f"expression evaluated to a {type(value).__name__}, which is not JSON data",
+        phase="evaluate")
+
+
+def _key(key: Any) -> str:
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else str(key).lower()
+    if isinstance(key, int | float):
+        return str(key)
+    raise ExpressionError(
+        f"expression produced a mapping key of type {type(key).__name__}", phase="evaluate")
+
+
+def _describe(exc: Exception) -> str:
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    kind = type(exc).__name__
+    # simpleeval's own messages are already explanatory; Python's need the error kind.
+    if isinstance(exc, _Refused) or type(exc).__module__ == "simpleeval":
+        return message
+    if isinstance(exc, KeyError):
+        return f"key {message} not found"
+    return f"{kind}: {message}" if message else kind

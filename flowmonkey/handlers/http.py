@@ -1,0 +1,392 @@
+"""The ``http`` handler: one HTTP request per step, on ``httpx.AsyncClient``.
+
+Differences from the original class handler, on purpose:
+
+* **SSRF guard.** Flows are data that users write, and the engine usually runs next
+  to databases, metadata services (169.254.169.254) and admin ports. A URL whose host
+  is, or resolves to, a non-public address is refused with ``URL_NOT_ALLOWED`` unless
+  the *operator* allows it (``HttpHandler(allow_private=True)`` or the environment
+  variable ``FLOWMONKEY_HTTP_ALLOW_PRIVATE=1``); a step's config cannot. Redirects are
+  followed one hop at a time so every hop passes the same check. The check resolves
+  the name itself, then httpx resolves it again to connect, so a DNS server that
+  answers differently the second time (rebinding) is not stopped by this guard alone;
+  deployments that need that should also restrict egress at the network level.
+* ``timeout`` bounds each attempt as a whole (the original's timeout never applied
+  under the engine), and the engine's abort signal cancels the request.
+* ``retries`` is the total number of attempts, as in the original, but ``0`` means one
+  attempt rather than failing without sending anything.
+* The output adds ``json`` (the parsed body for JSON responses) and names the
+  duration ``durationMs``.
+* Response bodies are capped (``max_response_bytes``, default 10 MiB) because the
+  output is stored in the log; a larger body fails with ``RESPONSE_TOO_LARGE``.
+
+Headers are never logged: they routinely carry credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import math
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+
+from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
+from flowmonkey.model.result import Result, StepResult
+
+ALLOW_PRIVATE_ENV = "FLOWMONKEY_HTTP_ALLOW_PRIVATE"
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+_ERROR_BODY_CHARS = 2000
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""``(host, port) -> IP address strings``; injectable so tests need no DNS."""
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["url"],
+    "properties": {
+        "url": {"type": "string", "format": "uri", "description": "http(s) URL to call"},
+        "method": {"type": "string", "enum": list(METHODS), "default": "GET"},
+        "headers": {"type": "object", "additionalProperties": {"type": ["string", "number",
+                                                                        "boolean"]}},
+        "body": {"description": "objects and arrays are sent as JSON, strings as-is"},
+        "timeout": {"type": "integer", "minimum": 100, "maximum": 300000, "default": 30000,
+                    "description": "per-attempt time limit in milliseconds"},
+        "retries": {"type": "integer", "minimum": 0, "maximum": 10, "default": 3,
+                    "description": "total attempts on network errors (HTTP errors are "
+                                   "not retried)"},
+    },
+}
+
+T = TypeVar("T")
+
+
+class _NotAllowed(Exception):
+    pass
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    url: str
+    method: str
+    headers: dict[str, str]
+    body: Any
+    timeout_ms: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: int
+    reason: str
+    headers: dict[str, str]
+    content: bytes
+    charset: str | None
+    content_type: str
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve ``host`` the way the connection will (all address families)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """False for private, loopback, link-local, multicast, reserved and unspecified
+    addresses, including IPv4 addresses embedded in IPv6 (mapped, 6to4, NAT64, Teredo)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded: list[ipaddress.IPv4Address] = []
+        if address.ipv4_mapped is not None:
+            embedded.append(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            embedded.append(address.sixtofour)
+        if address.teredo is not None:
+            embedded.extend(address.teredo)
+        if address in ipaddress.IPv6Network("64:ff9b::/96"):
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if embedded:
+            return all(is_public_address(inner) for inner in embedded)
+        if address.is_site_local:
+            return False
+    return address.is_global and not (
+        address.is_private or address.is_loopback or address.is_link_local
+        or address.is_multicast or address.is_reserved or address.is_unspecified
+    )
+
+
+def _env_allows_private() -> bool:
+    return os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+class HttpHandler:
+    """Make an HTTP request (type ``http``)."""
+
+    metadata = HandlerMetadata(
+        type="http",
+        name="HTTP request",
+        description="Call an HTTP(S) endpoint; public addresses only unless the operator "
+                    "allows private ones.",
+        category="external",
+        config_schema=CONFIG_SCHEMA,
+    )
+
+    def __init__(
+        self,
+        allow_private: bool = False,
+        client: httpx.AsyncClient | None = None,
+        *,
+        resolver: Resolver | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_redirects: int = 10,
+    ) -> None:
+        # Without a client one is made per request: an AsyncClient's pool belongs to
+        # the event loop that opened it, and handlers outlive loops in tests and CLIs.
+        self._allow_private = allow_private
+        self._client = client
+        self._resolve = resolver or system_resolver
+        self._max_response_bytes = max_response_bytes
+        self._max_redirects = max_redirects
+
+    async def execute(self, params: HandlerParams) -> StepResult:
+        started = time.monotonic()
+        try:
+            config = _parse_config(params.config)
+        except _ConfigError as exc:
+            return Result.failure("INPUT_ERROR", f"http: {exc}")
+        allow_private = self._allow_private or _env_allows_private()
+        last_error = "Unknown error"
+        for attempt in range(1, config.attempts + 1):
+            try:
+                response = await _unless_aborted(
+                    self._attempt(config, allow_private), params.abort)
+            except _Aborted:
+                return Result.failure("ABORTED", "Request was cancelled")
+            except _NotAllowed as exc:
+                return Result.failure("URL_NOT_ALLOWED", str(exc), details={"url": config.url})
+            except _TooLarge:
+                return Result.failure(
+                    "RESPONSE_TOO_LARGE",
+                    f"response body is larger than {self._max_response_bytes} bytes",
+                    details={"limit": self._max_response_bytes})
+            except (httpx.RequestError, OSError, TimeoutError) as exc:
+                last_error = _describe_transport_error(exc, config)
+                if attempt < config.attempts:
+                    delay_s = min(100 * 2 ** (attempt - 1), 5000) / 1000
+                    if await _sleep_unless_aborted(delay_s, params.abort):
+                        return Result.failure("ABORTED", "Request was cancelled")
+                continue
+            return _to_result(response, attempt, started)
+        return Result.failure("REQUEST_FAILED", last_error,
+                              details={"attempts": config.attempts})
+
+    async def _attempt(self, config: _Config, allow_private: bool) -> _Response:
+        async with asyncio.timeout(config.timeout_ms / 1000):
+            if self._client is not None:
+                return await self._exchange(self._client, config, allow_private)
+            async with httpx.AsyncClient() as client:
+                return await self._exchange(client, config, allow_private)
+
+    async def _exchange(
+        self, client: httpx.AsyncClient, config: _Config, allow_private: bool
+    ) -> _Response:
+        headers = dict(config.headers)
+        content: str | bytes | None = None
+        if isinstance(config.body, str):
+            content = config.body
+        elif config.body is not None:
+            content = orjson.dumps(config.body)
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["content-type"] = "application/json"
+        request = client.build_request(config.method, config.url, headers=headers,
+                                       content=content, timeout=config.timeout_ms / 1000)
+        hops = 0
+        while True:
+            await self._guard(request.url, allow_private)
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.next_request is not None and hops < self._max_redirects:
+                    request = response.next_request
+                    hops += 1
+                    continue
+                content = await self._read(response)
+            finally:
+                await response.aclose()
+            return _Response(
+                status=response.status_code, reason=response.reason_phrase,
+                headers={k.lower(): v for k, v in response.headers.items()},
+                content=content, charset=response.charset_encoding,
+                content_type=response.headers.get("content-type", ""))
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_response_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _guard(self, url: httpx.URL, allow_private: bool) -> None:
+        if url.scheme not in ("http", "https"):
+            raise _NotAllowed(f"URL scheme {url.scheme!r} is not allowed; use http or https")
+        if allow_private:
+            return
+        host = url.host
+        if not host:
+            raise _NotAllowed("URL has no host")
+        hint = (f"HTTP steps may only call public addresses; to allow private ones the "
+                f"operator constructs HttpHandler(allow_private=True) or sets "
+                f"{ALLOW_PRIVATE_ENV}=1")
+        lowered = host.lower().rstrip(".")
+        if lowered == "localhost" or lowered.endswith(".localhost"):
+            raise _NotAllowed(f"host {host!r} is a loopback name; {hint}")
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            port = url.port or (443 if url.scheme == "https" else 80)
+            try:
+                resolved = await self._resolve(host, port)
+            except OSError as exc:
+                raise OSError(f"could not resolve host {host!r}: {exc}") from None
+            addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
+            if not addresses:
+                raise OSError(f"could not resolve host {host!r}")
+        if not all(is_public_address(a) for a in addresses):
+            raise _NotAllowed(f"host {host!r} is or resolves to a non-public address "
+                              f"(private, loopback, link-local, multicast or reserved); {hint}")
+
+
+def _to_result(response: _Response, attempt: int, started: float) -> StepResult:
+    text = _decode(response.content, response.charset)
+    if not 200 <= response.status < 300:
+        return Result.failure(
+            "HTTP_ERROR", f"HTTP {response.status} {response.reason}".rstrip(),
+            details={"status": response.status, "statusText": response.reason,
+                     "attempt": attempt, "body": text[:_ERROR_BODY_CHARS]})
+    return Result.success({
+        "status": response.status,
+        "statusText": response.reason,
+        "headers": response.headers,
+        "body": text,
+        "json": _parse_json(response.content, response.content_type),
+        "durationMs": int((time.monotonic() - started) * 1000),
+    })
+
+
+def _decode(content: bytes, charset: str | None) -> str:
+    try:
+        return content.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return content.decode("utf-8", errors="replace")
+
+
+def _parse_json(content: bytes, content_type: str) -> Any:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if not content or not (media_type == "application/json" or media_type.endswith("+json")):
+        return None
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _describe_transport_error(exc: BaseException, config: _Config) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"Request timed out after {config.timeout_ms} ms"
+    return str(exc) or type(exc).__name__
+
+
+async def _unless_aborted(work: Awaitable[T], abort: asyncio.Event) -> T:
+    """``await work``, but give up (cancelling it) as soon as ``abort`` is set."""
+    if abort.is_set():
+        if asyncio.iscoroutine(work):
+            work.close()
+        raise _Aborted
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(abort.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise _Aborted
+
+
+async def _sleep_unless_aborted(seconds: float, abort: asyncio.Event) -> bool:
+    """Sleep; True when ``abort`` was set first."""
+    try:
+        await asyncio.wait_for(abort.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _parse_config(config: Mapping[str, Any]) -> _Config:
+    url = config.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise _ConfigError("config.url is required (an http or https URL)")
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise _ConfigError(f"config.url is not a valid URL: {exc}") from None
+    method = config.get("method", "GET")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        raise _ConfigError(f"config.method must be one of {', '.join(METHODS)}")
+    raw_headers = config.get("headers") or {}
+    if not isinstance(raw_headers, Mapping):
+        raise _ConfigError("config.headers must be an object of header names to values")
+    headers: dict[str, str] = {}
+    for name, value in raw_headers.items():
+        if isinstance(value, bool):
+            headers[str(name)] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            headers[str(name)] = str(value)
+        else:
+            # The value is not echoed: headers can hold secrets.
+            raise _ConfigError(f"config.headers[{name!r}] must be a string or number")
+    return _Config(
+        url=url.strip(), method=method.upper(), headers=headers, body=config.get("body"),
+        timeout_ms=_int_in(config, "timeout", 30000, 100, 300000),
+        attempts=max(1, _int_in(config, "retries", 3, 0, 10)),
+    )
+
+
+def _int_in(config: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = config.get(key, default)
+    if value is None:
+        return default
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or value != int(value)):
+        raise _ConfigError(f"config.{key} must be an integer")
+    if not low <= value <= high:
+        raise _ConfigError(f"config.{key} must be between {low} and {high}, got {value}")
+    return int(value)

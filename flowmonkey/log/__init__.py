@@ -1,0 +1,6 @@
+"""The log: an append-only, partitioned record log with two backends."""
+
+from flowmonkey.log.base import Headers, Log, OutRecord, Position, Record, TopicSpec
+from flowmonkey.log.embedded import EmbeddedLog
+
+__all__ = ["EmbeddedLog", "Headers", "Log", "OutRecord", "Position", "Record", "TopicSpec"]

@@ -1,0 +1,696 @@
+"""Files and recovery behind a durable :class:`~flowmonkey.log.embedded.EmbeddedLog`.
+
+Layout of a data directory (one process owns it, through an ``flock`` on ``LOCK``)::
+
+    <path>/LOCK                          the owner's lock (holds its pid)
+    <path>/_journal.log                  commit journal: one entry per append or commit
+    <path>/_offsets/<group>.json         consumer-group offsets as of the last checkpoint
+    <path>/<topic>/topic.json            partition count, compacted flag, config
+    <path>/<topic>/<p>/<base:020d>.log   record segments, rolled at ``segment_bytes``
+
+Segments and the journal are sequences of frames ``length u32 | crc32 u32 | payload``.
+A record's payload is ``offset u64 | timestamp_ms i64 | key length i32 (-1: no key) |
+value length u32 | header count u16 | key | value | (name length u16 | value length
+u32 | name | value)*``. A journal entry names each partition an append touched with
+its new end offset, plus the group offsets committed with it; an append is committed
+once its entry is on disk.
+
+Recovery, on open: scan each partition's segments up to their first torn or corrupt
+frame (the rest is truncated, with a warning naming the bytes dropped); replay the
+journal's entries in order while every partition they name has its records on disk;
+truncate records past the last committed end of their partition (an append that
+never committed); take group offsets from their JSON files plus the replayed entries
+newer than each file. The journal is then rewritten as one checkpoint entry, which
+also happens on close and whenever it grows past ``JOURNAL_COMPACT_BYTES``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import struct
+import zlib
+from array import array
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from flowmonkey.errors import LogError
+from flowmonkey.log.base import Record, TopicSpec
+
+logger = logging.getLogger("flowmonkey.log.embedded")
+
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+JOURNAL_COMPACT_BYTES = 4 * 1024 * 1024
+_JOURNAL = "_journal.log"
+_OFFSETS = "_offsets"
+_LOCK = "LOCK"
+
+_FRAME = struct.Struct("<II")  # payload length, crc32 of payload
+_RECORD_HEAD = struct.Struct("<QqiIH")  # offset, timestamp, key len, value len, header count
+_HEADER_HEAD = struct.Struct("<HI")  # name length, value length
+_ENTRY_HEAD = struct.Struct("<BQI")  # kind, seq, number of partition ends
+_ENTRY_ITEM = struct.Struct("<HIQ")  # topic length, partition, end or offset
+_GROUP_LEN = struct.Struct("<i")  # -1: no group
+_COUNT = struct.Struct("<I")
+APPEND, _CHECKPOINT = 0, 1
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_RESERVED_NAMES = frozenset({".", "..", _OFFSETS, _JOURNAL, _LOCK})
+_SEGMENT_NAME = re.compile(r"\d{20}\.log")
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+Offsets = dict[tuple[str, int], int]
+_Item = tuple[str, int, int]  # (topic, partition, offset)
+
+
+def valid_topic_name(name: str) -> bool:
+    """Kafka's rule for topic names, minus the names this directory layout reserves."""
+    return bool(_TOPIC_NAME.fullmatch(name)) and name not in _RESERVED_NAMES
+
+
+# --- state shared by both modes -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SegmentFiles:
+    """A partition's segments on disk; the last base offset is the active segment."""
+
+    directory: Path
+    bases: list[int]
+    fd: int
+    size: int
+
+
+class PartitionState:
+    __slots__ = ("files", "index", "next_offset", "records", "topic", "waiter")
+
+    def __init__(self, topic: str, index: int) -> None:
+        self.topic = topic
+        self.index = index
+        self.records: list[Record] = []  # visible records; list index == offset
+        self.next_offset = 0  # ahead of len(records) only while an append awaits fsync
+        self.waiter: asyncio.Event | None = None
+        self.files: SegmentFiles | None = None
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            waiter.set()
+
+
+class TopicState:
+    __slots__ = ("_round_robin", "parts", "spec")
+
+    def __init__(self, spec: TopicSpec) -> None:
+        self.spec = spec
+        self.parts = [PartitionState(spec.name, i) for i in range(spec.partitions)]
+        self._round_robin = 0
+
+    def next_round_robin(self) -> int:
+        index = self._round_robin
+        self._round_robin = (index + 1) % len(self.parts)
+        return index
+
+
+@dataclass(slots=True, eq=False)
+class PendingAppend:
+    """One durable append between its write and its publication."""
+
+    seq: int
+    records: dict[PartitionState, list[Record]]
+    group: str | None
+    offsets: Offsets
+    entry: bytes  # its journal frame, rewritten into a compacted journal if need be
+    done: asyncio.Future[None] | None = None
+
+
+# --- codec ----------------------------------------------------------------------------
+
+
+class _Corrupt(Exception):
+    """A frame passed its CRC but its payload does not parse, or is out of sequence."""
+
+
+def _frame(payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _frames(buf: bytes) -> Iterator[tuple[int, memoryview]]:
+    """Yield ``(frame_start, payload)`` up to the first torn or CRC-failing frame."""
+    view = memoryview(buf)
+    pos, size = 0, len(buf)
+    while pos + _FRAME.size <= size:
+        length, crc = _FRAME.unpack_from(buf, pos)
+        end = pos + _FRAME.size + length
+        if end > size:
+            return
+        payload = view[pos + _FRAME.size : end]
+        if zlib.crc32(payload) != crc:
+            return
+        yield pos, payload
+        pos = end
+
+
+class _Reader:
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: memoryview) -> None:
+        self.buf = buf
+        self.pos = 0
+
+    def unpack(self, fmt: struct.Struct) -> tuple[Any, ...]:
+        try:
+            values = fmt.unpack_from(self.buf, self.pos)
+        except struct.error as exc:
+            raise _Corrupt(str(exc)) from exc
+        self.pos += fmt.size
+        return values
+
+    def take(self, length: int) -> bytes:
+        end = self.pos + length
+        if end > len(self.buf):
+            raise _Corrupt("payload shorter than its fields")
+        chunk = bytes(self.buf[self.pos : end])
+        self.pos = end
+        return chunk
+
+    def expect_end(self) -> None:
+        if self.pos != len(self.buf):
+            raise _Corrupt("payload longer than its fields")
+
+
+def _encode_record(record: Record) -> bytes:
+    key = record.key
+    chunks = [
+        _RECORD_HEAD.pack(
+            record.offset,
+            record.timestamp_ms,
+            -1 if key is None else len(key),
+            len(record.value),
+            len(record.headers),
+        )
+    ]
+    if key:
+        chunks.append(key)
+    chunks.append(record.value)
+    for name, value in record.headers:
+        raw_name = name.encode()
+        chunks += (_HEADER_HEAD.pack(len(raw_name), len(value)), raw_name, value)
+    return _frame(b"".join(chunks))
+
+
+def _decode_record(topic: str, partition: int, payload: memoryview) -> Record:
+    reader = _Reader(payload)
+    offset, timestamp_ms, key_len, value_len, header_count = reader.unpack(_RECORD_HEAD)
+    key = None if key_len < 0 else reader.take(key_len)
+    value = reader.take(value_len)
+    headers = []
+    for _ in range(header_count):
+        name_len, header_len = reader.unpack(_HEADER_HEAD)
+        name = reader.take(name_len).decode(errors="replace")
+        headers.append((name, reader.take(header_len)))
+    reader.expect_end()
+    return Record(topic, partition, offset, key, value, tuple(headers), timestamp_ms)
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A decoded journal entry."""
+
+    kind: int
+    seq: int
+    ends: list[_Item]
+    group: str | None
+    offsets: list[_Item]
+
+
+def encode_entry(
+    kind: int, seq: int, ends: Sequence[_Item], group: str | None, offsets: Sequence[_Item]
+) -> bytes:
+    chunks = [_ENTRY_HEAD.pack(kind, seq, len(ends))]
+    _pack_items(chunks, ends)
+    if group is None:
+        chunks.append(_GROUP_LEN.pack(-1))
+    else:
+        raw_group = group.encode()
+        chunks += (_GROUP_LEN.pack(len(raw_group)), raw_group)
+    chunks.append(_COUNT.pack(len(offsets)))
+    _pack_items(chunks, offsets)
+    return _frame(b"".join(chunks))
+
+
+def _pack_items(chunks: list[bytes], items: Iterable[_Item]) -> None:
+    for topic, partition, value in items:
+        raw_topic = topic.encode()
+        chunks += (_ENTRY_ITEM.pack(len(raw_topic), partition, value), raw_topic)
+
+
+def _decode_entry(payload: memoryview) -> _Entry:
+    reader = _Reader(payload)
+    kind, seq, end_count = reader.unpack(_ENTRY_HEAD)
+    ends = _unpack_items(reader, end_count)
+    (group_len,) = reader.unpack(_GROUP_LEN)
+    group = None if group_len < 0 else reader.take(group_len).decode()
+    (offset_count,) = reader.unpack(_COUNT)
+    offsets = _unpack_items(reader, offset_count)
+    reader.expect_end()
+    if kind not in (APPEND, _CHECKPOINT):
+        raise _Corrupt(f"unknown journal entry kind {kind}")
+    return _Entry(kind, seq, ends, group, offsets)
+
+
+def _unpack_items(reader: _Reader, count: int) -> list[_Item]:
+    items = []
+    for _ in range(count):
+        topic_len, partition, value = reader.unpack(_ENTRY_ITEM)
+        items.append((reader.take(topic_len).decode(), partition, value))
+    return items
+
+
+# --- files ----------------------------------------------------------------------------
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_all(fds: Iterable[int]) -> None:
+    for fd in fds:
+        _datasync(fd)
+
+
+def _atomic_write(path: Path, data: bytes, fsync: bool) -> None:
+    """Write ``path`` so that a crash leaves either the old or the new content."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def _truncate(path: Path, size: int, fsync: bool) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, size)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_segment(directory: Path, base: int, *, fresh: bool) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if fresh else 0)
+    return os.open(directory / f"{base:020d}.log", flags, 0o644)
+
+
+def _group_file(offsets_dir: Path, group: str) -> Path:
+    return offsets_dir / (quote(group, safe="") + ".json")
+
+
+def _encode_group(group: str, seq: int, offsets: Offsets) -> bytes:
+    by_topic: dict[str, dict[str, int]] = {}
+    for (topic, partition), offset in sorted(offsets.items()):
+        by_topic.setdefault(topic, {})[str(partition)] = offset
+    return json.dumps({"group": group, "seq": seq, "offsets": by_topic}, indent=1).encode()
+
+
+def _decode_group(path: Path) -> tuple[str, int, Offsets]:
+    try:
+        data = json.loads(path.read_bytes())
+        group, seq, by_topic = data["group"], data["seq"], data["offsets"]
+        offsets = {
+            (str(topic), int(partition)): int(offset)
+            for topic, partitions in by_topic.items()
+            for partition, offset in partitions.items()
+        }
+        if isinstance(group, str) and isinstance(seq, int):
+            return group, seq, offsets
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    raise LogError(f"consumer-group offsets file {path} is not valid", path=str(path))
+
+
+def _load_topic_specs(root: Path) -> list[TopicSpec]:
+    specs = []
+    for directory in sorted(root.iterdir()):
+        meta = directory / "topic.json"
+        if directory.name in _RESERVED_NAMES or not directory.is_dir():
+            continue
+        if not meta.exists():
+            logger.warning("ignoring %s: it has no topic.json (an interrupted create)", directory)
+            continue
+        try:
+            data = json.loads(meta.read_bytes())
+            spec = TopicSpec(
+                name=directory.name,
+                partitions=int(data["partitions"]),
+                compacted=bool(data["compacted"]),
+                config={str(k): str(v) for k, v in data.get("config", {}).items()},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LogError(f"topic metadata {meta} is not valid: {exc}", path=str(meta)) from exc
+        specs.append(spec)
+    return specs
+
+
+@dataclass(slots=True)
+class _ScannedPartition:
+    """What recovery found on disk for one partition."""
+
+    records: list[Record] = field(default_factory=list)
+    bases: list[int] = field(default_factory=list)
+    frame_starts: list[array[int]] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+
+
+def _scan_partition(directory: Path, topic: str, index: int, fsync: bool) -> _ScannedPartition:
+    scanned = _ScannedPartition()
+    if not directory.is_dir():
+        return scanned
+    paths = sorted(p for p in directory.iterdir() if _SEGMENT_NAME.fullmatch(p.name))
+    for position, path in enumerate(paths):
+        base = int(path.name[:20])
+        if base != len(scanned.records):
+            reason = f"they do not continue at offset {len(scanned.records)}"
+            _drop_segments(paths[position:], reason)
+            break
+        buf = path.read_bytes()
+        starts: array[int] = array("q")
+        valid = 0
+        with contextlib.suppress(_Corrupt):
+            for start, payload in _frames(buf):
+                record = _decode_record(topic, index, payload)
+                if record.offset != base + len(starts):
+                    raise _Corrupt(f"offset {record.offset} where {base + len(starts)} was due")
+                scanned.records.append(record)
+                starts.append(start)
+                valid = start + _FRAME.size + len(payload)
+        scanned.bases.append(base)
+        scanned.frame_starts.append(starts)
+        scanned.sizes.append(valid)
+        if valid < len(buf):
+            logger.warning(
+                "%s: dropped %d bytes of torn or corrupt data after offset %d",
+                path,
+                len(buf) - valid,
+                len(scanned.records) - 1,
+            )
+            _truncate(path, valid, fsync)
+            _drop_segments(paths[position + 1 :], "they follow a corrupt segment")
+            break
+    return scanned
+
+
+def _drop_segments(paths: Sequence[Path], reason: str) -> None:
+    for path in paths:
+        logger.warning("%s: dropped %d bytes: %s", path, path.stat().st_size, reason)
+        path.unlink()
+
+
+def _read_journal(path: Path) -> list[_Entry]:
+    buf = path.read_bytes()
+    entries, valid = [], 0
+    with contextlib.suppress(_Corrupt):
+        for start, payload in _frames(buf):
+            entries.append(_decode_entry(payload))
+            valid = start + _FRAME.size + len(payload)
+    if valid < len(buf):
+        logger.warning("%s: dropped %d bytes of torn or corrupt data", path, len(buf) - valid)
+    return entries
+
+
+def _committed_entries(
+    entries: Sequence[_Entry], durable: Mapping[tuple[str, int], int]
+) -> tuple[dict[tuple[str, int], int], list[_Entry]]:
+    """Replay journal entries while their records are all on disk; return each
+    partition's committed end and the entries that committed."""
+    ends: dict[tuple[str, int], int] = {}
+    committed: list[_Entry] = []
+    for entry in entries:
+        if entry.kind == _CHECKPOINT:
+            for topic, partition, end in entry.ends:
+                have = durable.get((topic, partition), 0)
+                if have < end:
+                    logger.error(
+                        "%s/%d: checkpointed records %d..%d are missing or corrupt on disk",
+                        topic,
+                        partition,
+                        have,
+                        end - 1,
+                    )
+                ends[(topic, partition)] = min(have, end)
+        elif all(durable.get((t, p), 0) >= end for t, p, end in entry.ends):
+            ends.update(((t, p), end) for t, p, end in entry.ends)
+        else:
+            logger.warning(
+                "commit journal: rolling back %d append(s) from seq %d on: "
+                "their records did not all reach disk",
+                len(entries) - len(committed),
+                entry.seq,
+            )
+            break
+        committed.append(entry)
+    return ends, committed
+
+
+@dataclass(slots=True)
+class Recovered:
+    topics: dict[str, TopicState]
+    groups: dict[str, Offsets]
+    seq: int
+
+
+class DiskStore:
+    """The files behind a durable :class:`EmbeddedLog`: lock, segments, journal."""
+
+    def __init__(self, root: Path, fsync: bool, segment_bytes: int) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.segment_bytes = segment_bytes
+        self.journal_size = 0
+        self._lock_fd = -1
+        self._journal_fd = -1
+        self._dirty: set[int] = set()
+        self._retired: list[int] = []  # rolled-over segments, closed between fsync rounds
+        self._attached: list[SegmentFiles] = []
+
+    def acquire_lock(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / _LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LogError(
+                f"data directory {self.root} is already in use (lock {path} is held by "
+                f"pid {holder}); only one process or EmbeddedLog may own it at a time",
+                path=str(self.root),
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def recover(self) -> Recovered:
+        offsets_dir = self.root / _OFFSETS
+        offsets_dir.mkdir(exist_ok=True)
+        for leftover in [*self.root.glob("*.tmp"), *self.root.glob("*/*.tmp")]:
+            leftover.unlink()
+        topics = {spec.name: TopicState(spec) for spec in _load_topic_specs(self.root)}
+        scans = {
+            (part.topic, part.index): _scan_partition(
+                self._partition_dir(part.topic, part.index), part.topic, part.index, self.fsync
+            )
+            for topic in topics.values()
+            for part in topic.parts
+        }
+        durable = {key: len(scanned.records) for key, scanned in scans.items()}
+        journal = self.root / _JOURNAL
+        if journal.exists():
+            ends, committed = _committed_entries(_read_journal(journal), durable)
+        else:
+            if any(durable.values()):
+                logger.warning("%s has no commit journal; trusting its segments", self.root)
+            ends, committed = dict(durable), []
+        group_seqs: dict[str, int] = {}
+        groups: dict[str, Offsets] = {}
+        for path in offsets_dir.glob("*.json"):
+            group, seq, offsets = _decode_group(path)
+            group_seqs[group], groups[group] = seq, offsets
+        for entry in committed:
+            if entry.group is not None and entry.seq > group_seqs.get(entry.group, -1):
+                groups.setdefault(entry.group, {}).update(((t, p), o) for t, p, o in entry.offsets)
+        for (name, index), scanned in scans.items():
+            part = topics[name].parts[index]
+            end = ends.get((name, index), 0)
+            self._truncate_to(part, scanned, end)
+            part.records = scanned.records[:end]
+            part.next_offset = end
+            self._attach(part, scanned.bases, scanned.sizes)
+        seq = max([0, *group_seqs.values(), *(entry.seq for entry in committed)])
+        return Recovered(topics, groups, seq)
+
+    def _truncate_to(self, part: PartitionState, scanned: _ScannedPartition, end: int) -> None:
+        if end >= len(scanned.records):
+            return
+        logger.warning(
+            "%s/%d: rolled back uncommitted records %d..%d",
+            part.topic,
+            part.index,
+            end,
+            len(scanned.records) - 1,
+        )
+        directory = self._partition_dir(part.topic, part.index)
+        kept = 0
+        for base, starts in zip(scanned.bases, scanned.frame_starts, strict=True):
+            path = directory / f"{base:020d}.log"
+            if base > end:
+                path.unlink()
+                continue
+            if end - base < len(starts):
+                scanned.sizes[kept] = starts[end - base]
+                _truncate(path, starts[end - base], self.fsync)
+            kept += 1
+        del scanned.bases[kept:], scanned.sizes[kept:]
+
+    def _partition_dir(self, topic: str, index: int) -> Path:
+        return self.root / topic / str(index)
+
+    def _attach(self, part: PartitionState, bases: list[int], sizes: list[int]) -> None:
+        directory = self._partition_dir(part.topic, part.index)
+        if not bases:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = _open_segment(directory, 0, fresh=True)
+            part.files = SegmentFiles(directory, [0], fd, 0)
+            self._attached.append(part.files)
+            if self.fsync:
+                _fsync_dir(directory)
+            return
+        fd = _open_segment(directory, bases[-1], fresh=False)
+        part.files = SegmentFiles(directory, list(bases), fd, sizes[-1])
+        self._attached.append(part.files)
+
+    def create_topic(self, topic: TopicState) -> None:
+        """Create the partitions' first segments, then ``topic.json``, which makes the
+        topic exist: a crash in between leaves a directory that open ignores."""
+        for part in topic.parts:
+            self._attach(part, [], [])
+        meta = {
+            "partitions": topic.spec.partitions,
+            "compacted": topic.spec.compacted,
+            "config": dict(topic.spec.config),
+        }
+        meta_path = self.root / topic.spec.name / "topic.json"
+        _atomic_write(meta_path, json.dumps(meta).encode(), self.fsync)
+        if self.fsync:
+            _fsync_dir(self.root)
+
+    def write(self, batch: PendingAppend) -> None:
+        """Steps 2 and 3 of an append: record frames, then the journal entry."""
+        for part, records in batch.records.items():
+            files = part.files
+            assert files is not None
+            chunk: list[bytes] = []
+            pending = 0
+            for record in records:
+                frame = _encode_record(record)
+                full = files.size + pending + len(frame) > self.segment_bytes
+                if full and files.size + pending > 0:
+                    self._write_chunk(files, chunk, pending)
+                    chunk, pending = [], 0
+                    self._roll(files, record.offset)
+                chunk.append(frame)
+                pending += len(frame)
+            self._write_chunk(files, chunk, pending)
+        _write_all(self._journal_fd, batch.entry)
+        self.journal_size += len(batch.entry)
+        self._dirty.add(self._journal_fd)
+
+    def _write_chunk(self, files: SegmentFiles, chunk: list[bytes], size: int) -> None:
+        if size:
+            _write_all(files.fd, b"".join(chunk))
+            files.size += size
+            self._dirty.add(files.fd)
+
+    def _roll(self, files: SegmentFiles, base: int) -> None:
+        # The old segment is synced now (rolls are rare) so that closing it never has
+        # to wait for, or race with, a group-commit round running in a thread.
+        if self.fsync:
+            _datasync(files.fd)
+        self._dirty.discard(files.fd)
+        self._retired.append(files.fd)
+        files.fd = _open_segment(files.directory, base, fresh=True)
+        files.bases.append(base)
+        files.size = 0
+        if self.fsync:
+            _fsync_dir(files.directory)
+
+    def take_dirty(self) -> list[int]:
+        dirty = list(self._dirty)
+        self._dirty.clear()
+        return dirty
+
+    def close_retired(self) -> None:
+        while self._retired:
+            os.close(self._retired.pop())
+
+    def checkpoint(
+        self,
+        seq: int,
+        topics: Iterable[TopicState],
+        groups: Mapping[str, Offsets],
+        dirty_groups: Collection[str],
+        unsynced_entries: Sequence[bytes] = (),
+    ) -> None:
+        """Compact the journal to one entry as of ``seq`` (plus entries written but not
+        yet synced). Group files are written first: a crash before the journal is
+        replaced replays only the entries newer than each file's ``seq``."""
+        offsets_dir = self.root / _OFFSETS
+        for group in dirty_groups:
+            content = _encode_group(group, seq, groups[group])
+            _atomic_write(_group_file(offsets_dir, group), content, self.fsync)
+        ends = [(p.topic, p.index, len(p.records)) for topic in topics for p in topic.parts]
+        journal = encode_entry(_CHECKPOINT, seq, ends, None, ()) + b"".join(unsynced_entries)
+        _atomic_write(self.root / _JOURNAL, journal, self.fsync)
+        old = self._journal_fd
+        self._journal_fd = os.open(self.root / _JOURNAL, os.O_WRONLY | os.O_APPEND)
+        self.journal_size = len(journal)
+        if old >= 0:
+            self._dirty.discard(old)
+            os.close(old)
+
+    def close(self) -> None:
+        self.close_retired()
+        for files in self._attached:
+            os.close(files.fd)
+        self._attached.clear()
+        for fd in (self._journal_fd, self._lock_fd):
+            if fd >= 0:
+                os.close(fd)  # closing the lock's fd releases the flock
+        self._journal_fd = self._lock_fd = -1

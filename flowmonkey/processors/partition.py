@@ -1,0 +1,331 @@
+"""One partition's processor: commands in, events out, state in memory.
+
+Three inputs share one inbox: command records from the log, handler results and due
+timers. Each batch is decided, its events (and follow-up commands, and any
+dead-lettered records) are appended in ONE log append together with the commands'
+offsets, and only then are effects started (handlers, timers). The ordering matters:
+
+1. decide + adopt into memory      — a crash here loses nothing: nothing was acknowledged
+2. append(events, follow-ups, offsets) atomically — the commit point
+3. start handlers / timers          — a crash after 2 re-runs in-flight handlers on
+                                      recovery with the same ``attempt_id``
+
+Recovery replays the partition's events into state, then reads commands from the
+committed offset; commands whose events were already written are recognised by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from flowmonkey.errors import DecodeError
+from flowmonkey.events import names as n
+from flowmonkey.events.codec import (
+    decode_command,
+    decode_event,
+    encode_command,
+    encode_event,
+    headers_for,
+)
+from flowmonkey.events.envelope import Command, Event
+from flowmonkey.events.partitioner import partition_for
+from flowmonkey.kernel.apply import adopt, apply_to_partition
+from flowmonkey.kernel.decide import decide
+from flowmonkey.kernel.env import KernelEnv
+from flowmonkey.kernel.state import ExecutionState, PartitionState
+from flowmonkey.kernel.timers import next_timer
+from flowmonkey.log.base import Log, OutRecord, Record
+from flowmonkey.model.execution import ExecutionStatus
+from flowmonkey.processors.clock import Clock, TimerHandle
+from flowmonkey.processors.runner import StepRunner
+from flowmonkey.processors.topics import Topics
+from flowmonkey.registry import HandlerRegistry
+
+log = logging.getLogger("flowmonkey.processor")
+
+Input = Record | Command
+
+
+@dataclass(slots=True)
+class _InFlight:
+    attempt_id: str
+    task: asyncio.Task[None]
+    abort: asyncio.Event
+
+
+@dataclass(slots=True)
+class _Timer:
+    due: int
+    kind: str
+    handle: TimerHandle
+
+
+class PartitionProcessor:
+    def __init__(
+        self,
+        partition: int,
+        partitions: int,
+        log_: Log,
+        topics: Topics,
+        env: KernelEnv,
+        handlers: HandlerRegistry,
+        runner: StepRunner,
+        clock: Clock,
+        group: str,
+        *,
+        max_batch: int = 1024,
+        max_in_flight: int = 20_000,
+    ) -> None:
+        self.partition = partition
+        self.partitions = partitions
+        self.log = log_
+        self.topics = topics
+        self.env = env
+        self.handlers = handlers
+        self.runner = runner
+        self.clock = clock
+        self.group = group
+        self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        self.state = PartitionState()
+        self.in_flight: dict[str, _InFlight] = {}
+        self.timers: dict[str, _Timer] = {}
+        self._inbox: deque[Input] = deque()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.commands_offset = 0
+        self.commands_read = 0
+        self.events_offset = 0
+        self.failed: BaseException | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.recover()
+        self._tasks = [
+            asyncio.create_task(self._loop(), name=f"fm-processor-{self.partition}"),
+            asyncio.create_task(self._read_commands(), name=f"fm-commands-{self.partition}"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for flight in list(self.in_flight.values()):
+            flight.abort.set()
+            flight.task.cancel()
+        for timer in self.timers.values():
+            timer.handle.cancel()
+        tasks = self._tasks + [f.task for f in self.in_flight.values()]
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.in_flight.clear()
+        self.timers.clear()
+
+    async def recover(self) -> None:
+        """Rebuild state from this partition's events, then re-arm handlers and timers."""
+        offset = 0
+        while True:
+            records = await self.log.read(self.topics.events, self.partition, offset, 5000)
+            if not records:
+                break
+            for record in records:
+                try:
+                    event = decode_event(record.value)
+                except DecodeError as exc:
+                    log.error("skipping undecodable event at %s:%d:%d: %s", record.topic,
+                              record.partition, record.offset, exc)
+                    continue
+                apply_to_partition(self.state, event)
+            offset = records[-1].offset + 1
+        self.events_offset = offset
+        committed = await self.log.committed(self.group, self.topics.commands, self.partition)
+        self.commands_offset = committed or 0
+        self.commands_read = self.commands_offset
+        for state in self.state.executions.values():
+            self._arm(state)
+
+    # ------------------------------------------------------------------ inputs
+
+    def submit(self, command: Command) -> None:
+        """An internal command (handler result, timer) for this partition."""
+        self._inbox.append(command)
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        return not self._inbox and not self.in_flight
+
+    async def _read_commands(self) -> None:
+        offset = self.commands_offset
+        topic = self.topics.commands
+        while True:
+            while (len(self.in_flight) >= self.max_in_flight
+                   or len(self._inbox) >= 4 * self.max_batch):
+                # Backpressure: stop pulling new commands until work drains.
+                self._room.clear()
+                await self._room.wait()
+            records = await self.log.read(topic, self.partition, offset, self.max_batch)
+            if not records:
+                await self.log.wait_for(topic, self.partition, offset, 1.0)
+                continue
+            self._inbox.extend(records)
+            offset = records[-1].offset + 1
+            self.commands_read = offset
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._inbox:
+                    await self._process_batch()
+                    self._room.set()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the partition stops; the engine reports it
+            self.failed = exc
+            log.exception("processor for partition %d stopped", self.partition)
+            raise
+
+    # ------------------------------------------------------------------ the batch
+
+    async def _process_batch(self) -> None:
+        inbox = self._inbox
+        count = min(len(inbox), self.max_batch)
+        out: list[OutRecord] = []
+        touched: set[str] = set()
+        commit_offset: int | None = None
+        events_topic, commands_topic = self.topics.events, self.topics.commands
+        partition = self.partition
+        now = self.clock.now_ms()
+        for _ in range(count):
+            item = inbox.popleft()
+            if isinstance(item, Record):
+                commit_offset = item.offset + 1
+                command = self._command_from(item, now, out)
+                if command is None:
+                    continue
+            else:
+                command = item
+            decision = decide(self.state, command, self.env)
+            touched.add(command.execution_id)
+            if decision.ignored is not None:
+                continue
+            adopt(self.state, decision.events, decision.states)
+            for event in decision.events:
+                out.append(OutRecord(events_topic, encode_event(event),
+                                     key=event.execution_id.encode(),
+                                     headers=headers_for(event.type, event.version),
+                                     partition=partition))
+            for follow in decision.commands:
+                out.append(OutRecord(commands_topic, encode_command(follow),
+                                     key=follow.execution_id.encode(),
+                                     headers=headers_for(follow.type, follow.version)))
+            touched.update(decision.states)
+        if out or commit_offset is not None:
+            offsets = {(commands_topic, partition): commit_offset} if commit_offset else None
+            await self.log.append(out, commit_group=self.group if offsets else None,
+                                  commit_offsets=offsets)
+        executions = self.state.executions
+        for execution_id in touched:
+            state = executions.get(execution_id)
+            if state is not None:
+                self._arm(state)
+
+    def _command_from(self, record: Record, now: int, out: list[OutRecord]) -> Command | None:
+        """Decode a command record; garbage goes to the dead-letter topic with the reason."""
+        try:
+            command = decode_command(record.value)
+        except DecodeError as exc:
+            self._dead_letter(record, str(exc), out)
+            return None
+        if command.type == n.CMD_START and \
+                partition_for(command.execution_id.encode(), self.partitions) != self.partition:
+            self._dead_letter(record, (
+                f"start command for {command.execution_id!r} arrived on partition "
+                f"{self.partition}, but that id belongs to partition "
+                f"{partition_for(command.execution_id.encode(), self.partitions)}; key the "
+                "record by execution id (or pick an id in the idempotency scope's partition)"),
+                out)
+            return None
+        # The processor's clock decides what "now" is, not the producer's.
+        return command.model_copy(update={"timestamp_ms": now})
+
+    def _dead_letter(self, record: Record, reason: str, out: list[OutRecord]) -> None:
+        log.warning("dead-lettering record %s:%d:%d: %s", record.topic, record.partition,
+                    record.offset, reason)
+        out.append(OutRecord(
+            self.topics.dead_letter, record.value, key=record.key,
+            headers=(*record.headers, ("fm-error", reason.encode()),
+                     ("fm-source", f"{record.topic}:{record.partition}:{record.offset}".encode()))))
+
+    # ------------------------------------------------------------------ effects
+
+    def _arm(self, state: ExecutionState) -> None:
+        """Start the handler and the timer the execution's state calls for."""
+        execution_id = state.id
+        flight = self.in_flight.get(execution_id)
+        attempt_id = state.attempt_id if state.status == ExecutionStatus.RUNNING else None
+        if flight is not None and flight.attempt_id != attempt_id:
+            # Cancelled, timed out or superseded: abort the stale attempt.
+            flight.abort.set()
+            flight.task.cancel()
+            del self.in_flight[execution_id]
+            flight = None
+        if attempt_id is not None and flight is None:
+            self._launch(state, attempt_id)
+        due = next_timer(state)
+        timer = self.timers.get(execution_id)
+        if timer is not None and (due is None or (timer.due, timer.kind) != due):
+            timer.handle.cancel()
+            del self.timers[execution_id]
+            timer = None
+        if due is not None and timer is None:
+            when, kind = due
+            handle = self.clock.call_at(when, lambda: self._fire(execution_id, when, kind))
+            self.timers[execution_id] = _Timer(when, kind, handle)
+
+    def _launch(self, state: ExecutionState, attempt_id: str) -> None:
+        flow = self.env.flow(state.flow_id, state.flow_version)
+        step = flow.steps.get(state.current_step_id or "") if flow else None
+        handler = self.handlers.find(step.type) if step else None
+        if step is None or handler is None:
+            return  # decide already failed such executions; nothing to run
+        abort = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self._run(state, step, handler, abort))
+        self.in_flight[state.id] = _InFlight(attempt_id, task, abort)
+
+    async def _run(self, state: ExecutionState, step: object, handler: object,
+                   abort: asyncio.Event) -> None:
+        command = await self.runner.run(state, step, handler, abort)  # type: ignore[arg-type]
+        flight = self.in_flight.get(state.id)
+        if flight is not None and flight.attempt_id == state.attempt_id:
+            del self.in_flight[state.id]
+        self.submit(command)
+
+    def _fire(self, execution_id: str, due: int, kind: str) -> None:
+        timer = self.timers.get(execution_id)
+        if timer is not None and timer.due == due and timer.kind == kind:
+            del self.timers[execution_id]
+        self.submit(Command.model_construct(
+            type=n.CMD_TIMER, version=1, command_id=f"timer:{execution_id}:{kind}:{due}",
+            execution_id=execution_id, timestamp_ms=self.clock.now_ms(), tenant_id=None,
+            data={"kind": kind, "due_at": due}))
+
+    # ------------------------------------------------------------------ reads
+
+    def execution_state(self, execution_id: str) -> ExecutionState | None:
+        return self.state.executions.get(execution_id)
+
+
+def events_of(records: list[Record]) -> list[Event]:
+    return [decode_event(r.value) for r in records]

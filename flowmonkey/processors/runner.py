@@ -1,0 +1,120 @@
+"""The handler runner: runs one step attempt outside ``decide`` and turns whatever
+happens (a result, an exception, a timeout, garbage) into a ``step.result`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flowmonkey.errors import FlowMonkeyError, InputValidationError
+from flowmonkey.events import names as n
+from flowmonkey.events.envelope import Command
+from flowmonkey.handlers.base import ContextHelpers, HandlerParams, StepHandler, VaultProvider
+from flowmonkey.kernel.inputs import resolve_input
+from flowmonkey.kernel.state import ExecutionState
+from flowmonkey.model.execution import Execution
+from flowmonkey.model.flow import Step
+from flowmonkey.model.result import InvalidResult, coerce_result
+
+log = logging.getLogger("flowmonkey.runner")
+
+
+class LazyExecutionParams(HandlerParams):
+    """HandlerParams whose ``execution`` snapshot is built only if the handler asks."""
+
+    __slots__ = ("_snapshot", "_state")
+
+    def __init__(self, state: ExecutionState, **kwargs: Any) -> None:
+        object.__setattr__(self, "_state", state)
+        object.__setattr__(self, "_snapshot", None)
+        super().__init__(execution=None, **kwargs)  # type: ignore[arg-type]
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "execution":
+            snapshot = object.__getattribute__(self, "_snapshot")
+            if snapshot is None:
+                snapshot = object.__getattribute__(self, "_state").to_execution()
+                object.__setattr__(self, "_snapshot", snapshot)
+            return snapshot
+        return object.__getattribute__(self, name)
+
+
+class StepRunner:
+    """Runs handlers with the step's timeout and an abort signal."""
+
+    def __init__(self, default_timeout_ms: int, clock_ms: Callable[[], int],
+                 vault: VaultProvider | None = None) -> None:
+        self.default_timeout_ms = default_timeout_ms
+        self._clock_ms = clock_ms
+        self._vault = vault
+
+    async def run(self, state: ExecutionState, step: Step, handler: StepHandler,
+                  abort: asyncio.Event) -> Command:
+        """Run one attempt; never raises (except when cancelled)."""
+        attempt_id = state.attempt_id or ""
+        data: dict[str, Any] = {"attempt_id": attempt_id, "step_id": step.id}
+        timeout_ms = step.timeout_ms or self.default_timeout_ms
+        started = time.perf_counter()
+        try:
+            step_input = resolve_input(step.input, state.context)
+        except Exception as exc:
+            data["raised"] = {"code": "INPUT_ERROR", "message": f"step {step.id!r}: {exc}"}
+            return self._command(state, data)
+        helpers = ContextHelpers(state.context, state.options.limits)
+        params = LazyExecutionParams(
+            state, input=step_input, config=step.config, context=helpers.snapshot(),
+            helpers=helpers, step=step, attempt_id=attempt_id, attempt=state.attempt,
+            abort=abort, vault=self._vault)
+        try:
+            async with asyncio.timeout(timeout_ms / 1000):
+                raw = await handler.execute(params)
+            result = coerce_result(raw)
+        except TimeoutError:
+            abort.set()
+            data["timed_out"] = True
+            data["timeout_ms"] = timeout_ms
+            return self._command(state, data, started)
+        except InvalidResult as exc:
+            data["raised"] = {"code": "HANDLER_ERROR", "message": f"step {step.id!r}: {exc}"}
+            return self._command(state, data, started)
+        except InputValidationError as exc:
+            data["raised"] = {"code": "INPUT_ERROR", "message": exc.message}
+            return self._command(state, data, started)
+        except FlowMonkeyError as exc:
+            data["raised"] = {"code": exc.code, "message": exc.message}
+            return self._command(state, data, started)
+        except Exception as exc:
+            # Secrets could sit in exception text from handlers; log the type, not the message.
+            log.info("handler %r raised %s at step %r", handler.metadata.type,
+                     type(exc).__name__, step.id)
+            data["raised"] = {"code": "HANDLER_ERROR",
+                              "message": str(exc) or type(exc).__name__}
+            return self._command(state, data, started)
+        data["result"] = result
+        if helpers.writes:
+            data["writes"] = helpers.writes
+        if result.child is not None:
+            data["child_execution_id"] = str(uuid.uuid4())
+        if result.for_signal and not result.resume_token:
+            # Tokens grant control over the execution: unguessable, never derived from ids.
+            data["resume_token"] = secrets.token_urlsafe(32)
+        return self._command(state, data, started)
+
+    def _command(self, state: ExecutionState, data: dict[str, Any],
+                 started: float | None = None) -> Command:
+        if started is not None:
+            data["duration_ms"] = int((time.perf_counter() - started) * 1000)
+        return Command.model_construct(
+            type=n.CMD_STEP_RESULT, version=1,
+            command_id=f"result:{data['attempt_id']}",
+            execution_id=state.id, timestamp_ms=self._clock_ms(),
+            tenant_id=state.tenant_id, data=data)
+
+
+def execution_of(state: ExecutionState) -> Execution:
+    return state.to_execution()

@@ -1,0 +1,36 @@
+"""Topic names and specs (prefix configurable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flowmonkey.log.base import TopicSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str = "flowmonkey"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def flows(self) -> str:
+        return f"{self.prefix}.flows"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}.dead-letter"
+
+    def specs(self, partitions: int) -> list[TopicSpec]:
+        return [
+            TopicSpec(self.commands, partitions),
+            TopicSpec(self.events, partitions),
+            TopicSpec(self.flows, 1, compacted=True),
+            TopicSpec(self.dead_letter, 1),
+        ]

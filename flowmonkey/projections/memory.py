@@ -1,0 +1,439 @@
+"""The in-memory projection: the embedded mode's and the test harness's read model.
+
+Execution state comes only from the kernel's appliers (``kernel.apply``); this module
+keeps the results indexed. ``apply_events`` runs for every event the engine writes, so
+it stays allocation-light: public ``Execution`` and ``Row`` objects are built on reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowmonkey.errors import TableError
+from flowmonkey.events import names as n
+from flowmonkey.events.envelope import Event, ms_to_datetime
+from flowmonkey.kernel.apply import apply, replay
+from flowmonkey.kernel.state import ExecutionState
+from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.model.tables import ColumnDef, TableDef
+
+from .base import (
+    Notify,
+    Page,
+    Row,
+    RowPage,
+    RowQuery,
+    WalEntry,
+    WalReplayResult,
+)
+from .rows import (
+    check_order,
+    decode_cursor,
+    encode_cursor,
+    matches,
+    prepare_filters,
+    sort_rows,
+    validate_row,
+)
+
+log = logging.getLogger(__name__)
+
+# Rows and WAL entries written for a pipe.row event get ids derived from the event id,
+# so rebuilding a projection from the log reproduces the same ids.
+_IDS = uuid.UUID("6f1c2a51-4a57-4d0e-9a43-5f8f3c1b7e10")
+
+
+def _derived_id(kind: str, source: str) -> str:
+    return uuid.uuid5(_IDS, f"{kind}:{source}").hex
+
+
+def _system_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _ExecutionRecord:
+    tenant_id: str | None
+    last_seq: int = 0
+    state: ExecutionState | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _StoredRow:
+    id: str
+    tenant_id: str | None
+    data: dict[str, Any]
+    created_at: int
+    updated_at: int
+
+
+class MemoryProjection:
+    """:class:`~flowmonkey.projections.base.Projection` held in dicts."""
+
+    def __init__(
+        self, notify: Notify | None = None, clock_ms: Callable[[], int] | None = None
+    ) -> None:
+        self._notify = notify
+        self._clock_ms = clock_ms or _system_ms
+        self._executions: dict[str, _ExecutionRecord] = {}
+        self._children: dict[str, list[str]] = {}
+        self._rejections: dict[str, dict[str, Event]] = {}
+        self._tables: dict[str, TableDef] = {}
+        self._rows: dict[str, dict[str, _StoredRow]] = {}
+        self._wal: dict[str, WalEntry] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------ events
+
+    async def apply_events(self, events: Sequence[Event]) -> None:
+        self.apply_events_sync(events)
+
+    def apply_events_sync(self, events: Sequence[Event]) -> None:
+        """``apply_events`` without the coroutine, for callers already on the hot path."""
+        records = self._executions
+        for event in events:
+            seq = event.seq
+            if seq == 0:
+                self._rejections.setdefault(event.execution_id, {})[event.event_id] = event
+                continue
+            record = records.get(event.execution_id)
+            if record is None:
+                record = records[event.execution_id] = _ExecutionRecord(event.tenant_id)
+            elif seq <= record.last_seq:
+                continue
+            record.last_seq = seq
+            record.events.append(event)
+            state = apply(record.state, event)
+            if state is not record.state:
+                record.state = state
+                if state is not None and state.parent_execution_id is not None:
+                    self._children.setdefault(state.parent_execution_id, []).append(state.id)
+            if event.type == n.PIPE_ROW:
+                self._pipe_row(event)
+
+    def _pipe_row(self, event: Event) -> None:
+        """Write a pipe's row, or park it in the WAL with the reason. Never raises: a
+        pipe must not stop the projection from applying the events after it."""
+        d = event.data
+        raw = d.get("row")
+        row: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        table_id = str(d.get("table_id", ""))
+        base = {"executionId": event.execution_id, "stepId": d.get("step_id"),
+                "pipeId": d.get("pipe_id"), "tableId": table_id}
+        try:
+            if not isinstance(raw, dict):
+                raise TableError(f"pipe {d.get('pipe_id')!r}: row is not an object")
+            row_id = self._insert(table_id, row, event.tenant_id,
+                                  _derived_id("row", event.event_id), event.timestamp_ms)
+        except Exception as exc:  # any failure goes to the WAL, by design
+            message = str(exc) or type(exc).__name__
+            self._emit(n.PIPE_FAILED, {**base, "error": {"code": "PIPE_ERROR",
+                                                         "message": message}})
+            self._wal_append(event, table_id, row, message)
+            return
+        self._emit(n.PIPE_INSERTED, {**base, "rowId": row_id})
+
+    def _wal_append(self, event: Event, table_id: str, row: dict[str, Any], error: str) -> None:
+        entry_id = _derived_id("wal", event.event_id)
+        if entry_id in self._wal:
+            return
+        d = event.data
+        entry = WalEntry(
+            id=entry_id, table_id=table_id, tenant_id=event.tenant_id, data=row,
+            pipe_id=str(d.get("pipe_id", "")), execution_id=event.execution_id,
+            flow_id=d.get("flow_id"), step_id=d.get("step_id"), error=error,
+            created_at=ms_to_datetime(event.timestamp_ms),
+        )
+        self._wal[entry_id] = entry
+        self._emit(n.WAL_APPENDED, {"entryId": entry_id, "tableId": table_id,
+                                    "executionId": event.execution_id,
+                                    "pipeId": entry.pipe_id})
+
+    def _emit(self, name: str, payload: dict[str, Any]) -> None:
+        if self._notify is None:
+            return
+        try:
+            self._notify(name, payload)
+        except Exception:
+            # a broken listener must not leave a batch half applied
+            log.exception("projection listener failed on %s", name)
+
+    # ------------------------------------------------------------------ executions
+
+    def _visible(self, execution_id: str, tenant_id: str | None) -> _ExecutionRecord | None:
+        record = self._executions.get(execution_id)
+        if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
+            return None
+        return record
+
+    async def get(self, execution_id: str, *, tenant_id: str | None = None) -> Execution | None:
+        record = self._visible(execution_id, tenant_id)
+        if record is None or record.state is None:
+            return None
+        return record.state.to_execution()
+
+    async def list(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: ExecutionStatus | str | None = None,
+        flow_id: str | None = None,
+        parent_execution_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Execution]:
+        limit = max(1, min(limit, 10_000))
+        after = decode_cursor(cursor) if cursor is not None else None
+        wanted_status = str(status) if status is not None else None
+        if parent_execution_id is not None:
+            ids = self._children.get(parent_execution_id, [])
+            candidates = [r.state for i in ids if (r := self._executions.get(i)) is not None]
+        else:
+            candidates = [r.state for r in self._executions.values()]
+        found: list[ExecutionState] = []
+        for st in candidates:
+            if st is None:
+                continue
+            if tenant_id is not None and st.tenant_id != tenant_id:
+                continue
+            if wanted_status is not None and st.status.value != wanted_status:
+                continue
+            if flow_id is not None and st.flow_id != flow_id:
+                continue
+            # newest first: "after" the cursor means strictly older in (created_at, id)
+            if after is not None and (st.created_at, st.id) >= after:
+                continue
+            found.append(st)
+        found.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+        page = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor(last.created_at, last.id)
+        return Page[Execution](items=[s.to_execution() for s in page], next_cursor=next_cursor)
+
+    async def history(self, execution_id: str, *, tenant_id: str | None = None) -> list[Event]:
+        record = self._visible(execution_id, tenant_id)
+        return list(record.events) if record is not None else []
+
+    async def state_at(
+        self, execution_id: str, seq: int, *, tenant_id: str | None = None
+    ) -> Execution | None:
+        record = self._visible(execution_id, tenant_id)
+        if record is None:
+            return None
+        state = replay(record.events, upto_seq=seq)
+        return state.to_execution() if state is not None else None
+
+    # ------------------------------------------------------------------ tables
+
+    def _table(self, table_id: str) -> TableDef:
+        table = self._tables.get(table_id)
+        if table is None:
+            raise TableError(f'table "{table_id}" not found', table_id=table_id)
+        return table
+
+    async def create_table(self, table: TableDef) -> TableDef:
+        if table.id in self._tables:
+            raise TableError(f'table "{table.id}" already exists', table_id=table.id)
+        ids = [c.id for c in table.columns]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise TableError(f'table "{table.id}": duplicate column ids {duplicates}',
+                             table_id=table.id)
+        now = self._clock_ms()
+        table = table.model_copy(update={"created_at": table.created_at or now,
+                                         "updated_at": table.updated_at or now})
+        self._tables[table.id] = table
+        self._rows[table.id] = {}
+        self._emit(n.TABLE_CREATED, {"tableId": table.id,
+                                     "table": table.model_dump(by_alias=True)})
+        return table
+
+    async def get_table(self, table_id: str) -> TableDef | None:
+        return self._tables.get(table_id)
+
+    async def list_tables(self) -> list[TableDef]:
+        return sorted(self._tables.values(), key=lambda t: t.id)
+
+    async def delete_table(self, table_id: str) -> bool:
+        if self._tables.pop(table_id, None) is None:
+            return False
+        self._rows.pop(table_id, None)
+        self._emit(n.TABLE_DELETED, {"tableId": table_id})
+        return True
+
+    async def add_column(self, table_id: str, column: ColumnDef) -> TableDef:
+        table = self._table(table_id)
+        if table.column(column.id) is not None:
+            raise TableError(f'table "{table_id}": column "{column.id}" already exists',
+                             table_id=table_id, column_id=column.id)
+        table = table.model_copy(update={"columns": [*table.columns, column],
+                                         "updated_at": self._clock_ms()})
+        self._tables[table_id] = table
+        self._emit(n.TABLE_COLUMN_ADDED, {"tableId": table_id,
+                                          "column": column.model_dump(by_alias=True)})
+        return table
+
+    async def remove_column(self, table_id: str, column_id: str) -> TableDef:
+        table = self._table(table_id)
+        if table.column(column_id) is None:
+            raise TableError(f'table "{table_id}": column "{column_id}" not found',
+                             table_id=table_id, column_id=column_id)
+        table = table.model_copy(update={
+            "columns": [c for c in table.columns if c.id != column_id],
+            "updated_at": self._clock_ms()})
+        self._tables[table_id] = table
+        # the values go with the column, so re-adding it (maybe with another type)
+        # cannot surface stale data
+        for row in self._rows[table_id].values():
+            if column_id in row.data:
+                row.data = {k: v for k, v in row.data.items() if k != column_id}
+        self._emit(n.TABLE_COLUMN_REMOVED, {"tableId": table_id, "columnId": column_id})
+        return table
+
+    # ------------------------------------------------------------------ rows
+
+    def _insert(self, table_id: str, data: dict[str, Any], tenant_id: str | None,
+                row_id: str, now: int) -> str:
+        clean = validate_row(self._table(table_id), data)
+        rows = self._rows[table_id]
+        if row_id not in rows:
+            rows[row_id] = _StoredRow(row_id, tenant_id, clean, now, now)
+            self._emit(n.ROW_INSERTED, {"tableId": table_id, "rowId": row_id,
+                                        "row": dict(clean), "tenantId": tenant_id})
+        return row_id
+
+    def _stored(self, table_id: str, row_id: str, tenant_id: str | None) -> _StoredRow | None:
+        row = self._rows.get(table_id, {}).get(row_id)
+        if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
+            return None
+        return row
+
+    async def insert_row(
+        self, table_id: str, data: dict[str, Any], *, tenant_id: str | None = None
+    ) -> str:
+        return self._insert(table_id, data, tenant_id, uuid.uuid4().hex, self._clock_ms())
+
+    async def get_row(
+        self, table_id: str, row_id: str, *, tenant_id: str | None = None
+    ) -> Row | None:
+        row = self._stored(table_id, row_id, tenant_id)
+        return _public_row(table_id, row) if row is not None else None
+
+    async def update_row(
+        self, table_id: str, row_id: str, data: dict[str, Any], *, tenant_id: str | None = None
+    ) -> bool:
+        table = self._table(table_id)
+        row = self._stored(table_id, row_id, tenant_id)
+        if row is None:
+            return False
+        patch = validate_row(table, data, partial=True)
+        row.data = {**row.data, **patch}
+        row.updated_at = self._clock_ms()
+        self._emit(n.ROW_UPDATED, {"tableId": table_id, "rowId": row_id,
+                                   "row": dict(row.data), "changes": patch,
+                                   "tenantId": row.tenant_id})
+        return True
+
+    async def delete_row(
+        self, table_id: str, row_id: str, *, tenant_id: str | None = None
+    ) -> bool:
+        row = self._stored(table_id, row_id, tenant_id)
+        if row is None:
+            return False
+        del self._rows[table_id][row_id]
+        self._emit(n.ROW_DELETED, {"tableId": table_id, "rowId": row_id,
+                                   "tenantId": row.tenant_id})
+        return True
+
+    async def query_rows(self, query: RowQuery) -> RowPage:
+        table = self._table(query.table_id)
+        filters = prepare_filters(table, query.filters)
+        check_order(table, query.order_by)
+        tenant_id = query.tenant_id
+        found = [
+            r for r in self._rows[table.id].values()
+            if (tenant_id is None or r.tenant_id == tenant_id) and matches(r.data, filters)
+        ]
+        # (created_at, id) is the tie-break every backend uses
+        found.sort(key=lambda r: (r.created_at, r.id))
+        if query.order_by is not None:
+            found = sort_rows(found, query.order_by, data=lambda r: r.data)
+        page = found[query.offset:query.offset + query.limit]
+        return RowPage(rows=[_public_row(table.id, r) for r in page], total=len(found))
+
+    # ------------------------------------------------------------------ WAL
+
+    async def wal_pending(self, limit: int = 100) -> list[WalEntry]:
+        pending = [e for e in self._wal.values() if e.status == "pending"]
+        return pending[:max(0, limit)]
+
+    async def wal_ack(self, entry_id: str) -> bool:
+        entry = self._wal.get(entry_id)
+        if entry is None:
+            return False
+        if entry.status != "acked":
+            self._wal[entry_id] = entry.model_copy(update={"status": "acked"})
+        return True
+
+    async def wal_replay(self, limit: int = 100) -> WalReplayResult:
+        replayed = failed = 0
+        for entry in await self.wal_pending(limit):
+            try:
+                self._insert(entry.table_id, entry.data, entry.tenant_id,
+                             _derived_id("row", entry.id), self._clock_ms())
+            except Exception as exc:  # stays pending with the latest reason
+                failed += 1
+                self._wal[entry.id] = entry.model_copy(update={
+                    "attempts": entry.attempts + 1,
+                    "error": str(exc) or type(exc).__name__})
+                continue
+            replayed += 1
+            self._wal[entry.id] = entry.model_copy(update={"status": "acked"})
+            self._emit(n.WAL_REPLAYED, {"entryId": entry.id, "tableId": entry.table_id})
+        return WalReplayResult(replayed=replayed, failed=failed)
+
+    async def wal_compact(self) -> int:
+        acked = [i for i, e in self._wal.items() if e.status == "acked"]
+        for entry_id in acked:
+            del self._wal[entry_id]
+        if acked:
+            self._emit(n.WAL_COMPACTED, {"removedCount": len(acked)})
+        return len(acked)
+
+    # ------------------------------------------------------------------ harness accessors
+
+    def execution_ids(self) -> list[str]:
+        """Ids of the known executions, in the order they were created."""
+        return [i for i, r in self._executions.items() if r.state is not None]
+
+    def rejections(self, execution_id: str) -> list[Event]:
+        """``command.rejected`` (seq 0) events addressed to ``execution_id``."""
+        return list(self._rejections.get(execution_id, {}).values())
+
+    def table_rows(self, table_id: str) -> list[dict[str, Any]]:
+        """Every row's data in ``table_id`` (all tenants), in insertion order."""
+        return [dict(r.data) for r in self._rows.get(table_id, {}).values()]
+
+    def wal_entries(self) -> list[WalEntry]:
+        """Every WAL entry, pending and acked, oldest first."""
+        return list(self._wal.values())
+
+
+def _public_row(table_id: str, row: _StoredRow) -> Row:
+    return Row.model_construct(
+        id=row.id, table_id=table_id, tenant_id=row.tenant_id, data=dict(row.data),
+        created_at=ms_to_datetime(row.created_at), updated_at=ms_to_datetime(row.updated_at),
+    )

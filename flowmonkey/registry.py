@@ -1,0 +1,125 @@
+"""Flow and handler registries: what the kernel may consult (``KernelEnv``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flowmonkey.errors import FlowValidationError, HandlerNotFoundError, RegistrationError
+from flowmonkey.handlers.base import StepHandler
+from flowmonkey.model.flow import Flow, version_key
+from flowmonkey.model.tables import TableDef
+
+Notify = Callable[[str, dict[str, Any]], None]
+
+
+class HandlerRegistry:
+    def __init__(self, notify: Notify | None = None) -> None:
+        self._handlers: dict[str, StepHandler] = {}
+        self._notify = notify
+
+    def register(self, handler: StepHandler) -> None:
+        meta = getattr(handler, "metadata", None)
+        if meta is None or not callable(getattr(handler, "execute", None)):
+            raise RegistrationError(
+                f"{handler!r} is not a handler: decorate an async function with "
+                "@handler('type') or subclass flowmonkey.Handler")
+        if meta.type in self._handlers:
+            raise RegistrationError(f"handler {meta.type!r} is already registered")
+        self._handlers[meta.type] = handler
+        if self._notify:
+            self._notify("handler.registered", {"handler_type": meta.type,
+                                                "name": meta.name or meta.type,
+                                                "category": meta.category})
+
+    def unregister(self, handler_type: str) -> bool:
+        removed = self._handlers.pop(handler_type, None) is not None
+        if removed and self._notify:
+            self._notify("handler.unregistered", {"handler_type": handler_type})
+        return removed
+
+    def get(self, handler_type: str) -> StepHandler:
+        try:
+            return self._handlers[handler_type]
+        except KeyError:
+            raise HandlerNotFoundError(f"no handler registered for type {handler_type!r}")
+
+    def find(self, handler_type: str) -> StepHandler | None:
+        return self._handlers.get(handler_type)
+
+    def __contains__(self, handler_type: object) -> bool:
+        return handler_type in self._handlers
+
+    def types(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def all(self) -> list[StepHandler]:
+        return list(self._handlers.values())
+
+
+class FlowRegistry:
+    """Immutable flow versions; without a version the highest published one is used."""
+
+    def __init__(self, notify: Notify | None = None) -> None:
+        self._flows: dict[str, dict[str, Flow]] = {}
+        self._notify = notify
+
+    def register(self, flow: Flow, *, handler_types: Iterable[str] | None = None,
+                 tables: dict[str, TableDef] | None = None) -> Flow:
+        existing = self._flows.get(flow.id, {}).get(flow.version)
+        if existing is not None:
+            raise RegistrationError(
+                f"flow {flow.ref} is already registered; flows are immutable, register a "
+                "new version instead")
+        flow.check(handler_types, tables)
+        self._flows.setdefault(flow.id, {})[flow.version] = flow
+        if self._notify:
+            self._notify("flow.registered", {"flow_id": flow.id, "version": flow.version})
+        return flow
+
+    def adopt(self, flow: Flow) -> None:
+        """Take a flow read back from the flows topic: identical re-registration is fine."""
+        existing = self._flows.get(flow.id, {}).get(flow.version)
+        if existing is None:
+            self._flows.setdefault(flow.id, {})[flow.version] = flow
+        elif existing != flow:
+            raise FlowValidationError(
+                f"flow {flow.ref} in the log differs from the definition given to the engine; "
+                "flows are immutable: give the changed flow a new version",
+                flow_id=flow.id, field="version")
+
+    def get(self, flow_id: str, version: str | None = None, *,
+            include_unpublished: bool = False) -> Flow | None:
+        versions = self._flows.get(flow_id)
+        if not versions:
+            return None
+        if version is not None:
+            return versions.get(version)
+        candidates = [f for f in versions.values()
+                      if include_unpublished or f.effective_status == "published"]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda f: version_key(f.version))
+
+    def versions(self, flow_id: str) -> list[str]:
+        return sorted(self._flows.get(flow_id, {}), key=version_key, reverse=True)
+
+    def all(self) -> list[Flow]:
+        return [f for versions in self._flows.values() for f in versions.values()]
+
+    def __contains__(self, flow_id: object) -> bool:
+        return flow_id in self._flows
+
+
+class EngineEnv:
+    """The kernel's view of the registries (``kernel.env.KernelEnv``)."""
+
+    def __init__(self, flows: FlowRegistry, handlers: HandlerRegistry) -> None:
+        self._flows = flows
+        self._handlers = handlers
+
+    def flow(self, flow_id: str, version: str | None = None) -> Flow | None:
+        return self._flows.get(flow_id, version, include_unpublished=version is not None)
+
+    def has_handler(self, handler_type: str) -> bool:
+        return handler_type in self._handlers

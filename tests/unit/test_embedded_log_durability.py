@@ -1,0 +1,416 @@
+"""The embedded log on disk: what survives a reopen, a crash, a torn or corrupt tail,
+and who may open a data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flowmonkey.errors import LogError
+from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
+
+REPO = Path(__file__).resolve().parents[2]
+TOPIC = "events"
+COMMANDS = "commands"
+
+
+def segments(root: Path, partition: int = 0, topic: str = TOPIC) -> list[Path]:
+    return sorted((root / topic / str(partition)).glob("*.log"))
+
+
+async def values(log: EmbeddedLog, partition: int = 0, topic: str = TOPIC) -> list[bytes]:
+    return [record.value for record in await log.read(topic, partition, 0)]
+
+
+async def append_one_per_call(root: Path, count: int, partitions: int = 1) -> None:
+    async with EmbeddedLog(root) as log:
+        await log.create_topics([TopicSpec(TOPIC, partitions), TopicSpec(COMMANDS, 1)])
+        for i in range(count):
+            await log.append(
+                [OutRecord(TOPIC, b"value-%d" % i, partition=0)],
+                commit_group="processor",
+                commit_offsets={(COMMANDS, 0): i + 1},
+            )
+
+
+async def crash_after_appending(root: Path, count: int) -> None:
+    """Like :func:`append_one_per_call`, in a process that dies instead of closing."""
+    await run_then_crash(
+        root,
+        f"""
+        await log.create_topics([TopicSpec("{TOPIC}", 1), TopicSpec("{COMMANDS}", 1)])
+        for i in range({count}):
+            await log.append(
+                [OutRecord("{TOPIC}", b"value-%d" % i, partition=0)],
+                commit_group="processor",
+                commit_offsets={{("{COMMANDS}", 0): i + 1}},
+            )
+        """,
+    )
+
+
+async def run_then_crash(root: Path, body: str) -> None:
+    """Run ``body`` against an open log in a child process that then dies without
+    closing it, as a crashed process would (no checkpoint, no unlock)."""
+    script = textwrap.dedent(
+        """
+        import asyncio, os, sys
+        from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
+        import flowmonkey.log.embedded as embedded
+
+        async def main(log):
+        {body}
+
+        async def run():
+            log = EmbeddedLog(sys.argv[1])
+            await log.start()
+            await main(log)
+            os._exit(0)
+
+        asyncio.run(run())
+        """
+    ).format(body=textwrap.indent(textwrap.dedent(body), "    "))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, str(root), env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert await asyncio.wait_for(child.wait(), 60) == 0
+
+
+# --- reopening ------------------------------------------------------------------------
+
+
+async def test_reopening_sees_every_topic_record_and_committed_offset(tmp_path: Path) -> None:
+    # given a log with records in two partitions and offsets of two groups
+    async with EmbeddedLog(tmp_path) as log:
+        await log.create_topics([TopicSpec(TOPIC, 2, compacted=True), TopicSpec(COMMANDS, 1)])
+        await log.append(
+            [
+                OutRecord(TOPIC, b"a", key=b"k", headers=(("h", b"1"),), partition=0),
+                OutRecord(TOPIC, b"b", partition=1),
+            ],
+            commit_group="processor",
+            commit_offsets={(COMMANDS, 0): 4},
+        )
+        await log.commit("projector", {(TOPIC, 0): 1, (TOPIC, 1): 1})
+        written = await log.read(TOPIC, 0, 0)
+    # when it is opened again
+    async with EmbeddedLog(tmp_path) as log:
+        # then everything is there as it was
+        assert await log.partitions_for(TOPIC) == 2
+        assert await log.read(TOPIC, 0, 0) == written
+        assert await values(log, 1) == [b"b"]
+        assert await log.committed("processor", COMMANDS, 0) == 4
+        assert await log.committed("projector", TOPIC, 1) == 1
+        # and appends continue after the last offset
+        [position] = await log.append([OutRecord(TOPIC, b"c", partition=1)])
+        assert position.offset == 1
+
+
+async def test_committed_offsets_are_in_the_groups_file_after_close(tmp_path: Path) -> None:
+    await append_one_per_call(tmp_path, 3)
+
+    saved = json.loads((tmp_path / "_offsets" / "processor.json").read_text())
+
+    assert saved["group"] == "processor"
+    assert saved["offsets"] == {COMMANDS: {"0": 3}}
+
+
+async def test_topic_metadata_is_kept_in_topic_json(tmp_path: Path) -> None:
+    async with EmbeddedLog(tmp_path) as log:
+        await log.create_topics([TopicSpec("flows", 1, compacted=True, config={"a": "b"})])
+
+    meta = json.loads((tmp_path / "flows" / "topic.json").read_text())
+
+    assert meta == {"partitions": 1, "compacted": True, "config": {"a": "b"}}
+
+
+async def test_segments_roll_at_the_size_limit_and_are_all_read_back(tmp_path: Path) -> None:
+    # given a segment size that fits about three records
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
+        await log.append([OutRecord(TOPIC, b"x" * 20, partition=0) for _ in range(5)])
+        for _ in range(5):
+            await log.append([OutRecord(TOPIC, b"y" * 20, partition=0)])
+    # then there are several segments, each named by the offset of its first record
+    names = [path.name for path in segments(tmp_path)]
+    assert len(names) > 2
+    assert names[0] == f"{0:020d}.log"
+    # and reopening reads all of them in order
+    async with EmbeddedLog(tmp_path) as log:
+        records = await log.read(TOPIC, 0, 0)
+        assert [r.offset for r in records] == list(range(10))
+        bases = [int(name[:20]) for name in names]
+        assert all(records[base].offset == base for base in bases)
+
+
+async def test_concurrent_appends_get_distinct_offsets_and_all_survive(tmp_path: Path) -> None:
+    async def producer(log: EmbeddedLog, n: int) -> list[int]:
+        offsets = []
+        for i in range(10):
+            [position] = await log.append([OutRecord(TOPIC, b"%d-%d" % (n, i), partition=0)])
+            offsets.append(position.offset)
+        return offsets
+
+    async with EmbeddedLog(tmp_path) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
+        results = await asyncio.gather(*(producer(log, n) for n in range(8)))
+
+    assert sorted(o for offsets in results for o in offsets) == list(range(80))
+    async with EmbeddedLog(tmp_path) as log:
+        assert await log.end_offset(TOPIC, 0) == 80
+
+
+async def test_without_fsync_the_log_still_reopens_with_everything(tmp_path: Path) -> None:
+    async with EmbeddedLog(tmp_path, fsync=False) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
+        await log.append(
+            [OutRecord(TOPIC, b"v", partition=0)], commit_group="g", commit_offsets={(TOPIC, 0): 1}
+        )
+
+    async with EmbeddedLog(tmp_path, fsync=False) as log:
+        assert await values(log) == [b"v"]
+        assert await log.committed("g", TOPIC, 0) == 1
+
+
+# --- crashes --------------------------------------------------------------------------
+
+
+async def test_a_crash_loses_nothing_that_was_appended(tmp_path: Path) -> None:
+    # given a process that appends and commits, then dies without closing the log
+    await run_then_crash(
+        tmp_path,
+        """
+        await log.create_topics([TopicSpec("events", 2), TopicSpec("commands", 1)])
+        for i in range(5):
+            await log.append(
+                [OutRecord("events", b"%d" % i, partition=i % 2)],
+                commit_group="processor",
+                commit_offsets={("commands", 0): i + 1},
+            )
+        await log.commit("projector", {("events", 0): 2})
+        """,
+    )
+    # when the directory is opened again
+    async with EmbeddedLog(tmp_path) as log:
+        # then every acknowledged record and offset is there
+        assert await values(log, 0) == [b"0", b"2", b"4"]
+        assert await values(log, 1) == [b"1", b"3"]
+        assert await log.committed("processor", COMMANDS, 0) == 5
+        assert await log.committed("projector", TOPIC, 0) == 2
+
+
+async def test_a_crash_after_the_journal_was_compacted_loses_nothing(tmp_path: Path) -> None:
+    # given a process whose journal is compacted many times before it dies
+    await run_then_crash(
+        tmp_path,
+        """
+        embedded.JOURNAL_COMPACT_BYTES = 300
+        await log.create_topics([TopicSpec("events", 1), TopicSpec("commands", 1)])
+        async def step(i):
+            await log.append(
+                [OutRecord("events", b"%d" % i, partition=0)],
+                commit_group="processor",
+                commit_offsets={("commands", 0): i + 1},
+            )
+        for start in range(0, 40, 8):
+            await asyncio.gather(*(step(i) for i in range(start, start + 8)))
+        """,
+    )
+    # then the journal is small, and reopening finds every record and the last offset
+    assert (tmp_path / "_journal.log").stat().st_size < 2000
+    async with EmbeddedLog(tmp_path) as log:
+        assert await log.end_offset(TOPIC, 0) == 40
+        assert await log.committed("processor", COMMANDS, 0) == 40
+
+
+async def test_an_append_missing_from_one_partition_is_rolled_back_everywhere(
+    tmp_path: Path,
+) -> None:
+    # given a crashed process whose last append wrote to two partitions and committed
+    await run_then_crash(
+        tmp_path,
+        """
+        await log.create_topics([TopicSpec("events", 2), TopicSpec("commands", 1)])
+        await log.append([OutRecord("events", b"first", partition=0)],
+                         commit_group="processor", commit_offsets={("commands", 0): 1})
+        await log.append(
+            [OutRecord("events", b"second-0", partition=0),
+             OutRecord("events", b"second-1", partition=1)],
+            commit_group="processor",
+            commit_offsets={("commands", 0): 2},
+        )
+        """,
+    )
+    # and partition 1 lost the tail of its record (the crash came mid-write)
+    [segment] = segments(tmp_path, 1)
+    os.truncate(segment, segment.stat().st_size - 3)
+    # when the directory is opened again
+    async with EmbeddedLog(tmp_path) as log:
+        # then none of that append is there, not its other record, not its offsets
+        assert await values(log, 0) == [b"first"]
+        assert await values(log, 1) == []
+        assert await log.committed("processor", COMMANDS, 0) == 1
+        # and the next append reuses the offsets it had taken
+        [position] = await log.append([OutRecord(TOPIC, b"again", partition=0)])
+        assert position.offset == 1
+
+
+async def test_records_whose_journal_entry_is_torn_are_rolled_back(tmp_path: Path) -> None:
+    # given a crashed process whose last journal entry did not reach disk whole
+    await run_then_crash(
+        tmp_path,
+        """
+        await log.create_topics([TopicSpec("events", 1), TopicSpec("commands", 1)])
+        for i in range(3):
+            await log.append([OutRecord("events", b"%d" % i, partition=0)],
+                             commit_group="processor", commit_offsets={("commands", 0): i + 1})
+        """,
+    )
+    journal = tmp_path / "_journal.log"
+    os.truncate(journal, journal.stat().st_size - 1)
+    # when the directory is opened again, the last append is gone: records and offsets
+    async with EmbeddedLog(tmp_path) as log:
+        assert await values(log) == [b"0", b"1"]
+        assert await log.committed("processor", COMMANDS, 0) == 2
+
+
+# --- torn and corrupt tails -----------------------------------------------------------
+
+
+async def test_a_torn_last_record_is_dropped_and_appends_continue_after_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a process that died while writing the fifth of five records
+    await crash_after_appending(tmp_path, 5)
+    [segment] = segments(tmp_path)
+    size = segment.stat().st_size
+    os.truncate(segment, size - 3)
+    # when the directory is opened again
+    with caplog.at_level(logging.WARNING, logger="flowmonkey.log.embedded"):
+        async with EmbeddedLog(tmp_path) as log:
+            # then the first four records and their offsets are intact
+            # and the next append takes offset 4
+            assert await values(log) == [b"value-%d" % i for i in range(4)]
+            assert await log.committed("processor", COMMANDS, 0) == 4
+            [position] = await log.append([OutRecord(TOPIC, b"new", partition=0)])
+            assert position.offset == 4
+    # and the warning says how much was dropped
+    frame = size // 5  # five records of the same size
+    assert f"dropped {frame - 3} bytes" in caplog.text
+    # and the new record is there after another reopen
+    async with EmbeddedLog(tmp_path) as log:
+        assert await values(log) == [*(b"value-%d" % i for i in range(4)), b"new"]
+
+
+async def test_garbage_after_the_last_record_is_dropped_and_no_record_is_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await append_one_per_call(tmp_path, 3)
+    [segment] = segments(tmp_path)
+    size = segment.stat().st_size
+    with segment.open("ab") as file:
+        file.write(b"\x00\x01garbage that is not a frame")
+
+    with caplog.at_level(logging.WARNING, logger="flowmonkey.log.embedded"):
+        async with EmbeddedLog(tmp_path) as log:
+            assert await values(log) == [b"value-0", b"value-1", b"value-2"]
+            [position] = await log.append([OutRecord(TOPIC, b"new", partition=0)])
+            assert position.offset == 3
+
+    assert "dropped 29 bytes" in caplog.text
+    assert segment.stat().st_size > size
+
+
+async def test_a_last_record_failing_its_crc_is_dropped(tmp_path: Path) -> None:
+    # given a process that died while writing the third record, which came out garbled
+    await crash_after_appending(tmp_path, 3)
+    [segment] = segments(tmp_path)
+    data = bytearray(segment.read_bytes())
+    data[-1] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    # when the directory is opened again, only the intact records remain
+    async with EmbeddedLog(tmp_path) as log:
+        assert await values(log) == [b"value-0", b"value-1"]
+        assert await log.end_offset(TOPIC, 0) == 2
+        assert await log.committed("processor", COMMANDS, 0) == 2
+
+
+async def test_a_checkpointed_record_lost_later_is_dropped_with_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a log closed cleanly, whose last record was damaged afterwards
+    await append_one_per_call(tmp_path, 3)
+    [segment] = segments(tmp_path)
+    os.truncate(segment, segment.stat().st_size - 1)
+    # when it is opened again, the damaged record is gone and an error says so
+    with caplog.at_level(logging.WARNING, logger="flowmonkey.log.embedded"):
+        async with EmbeddedLog(tmp_path) as log:
+            assert await values(log) == [b"value-0", b"value-1"]
+            [position] = await log.append([OutRecord(TOPIC, b"new", partition=0)])
+            assert position.offset == 2
+    assert "checkpointed records 2..2 are missing or corrupt" in caplog.text
+
+
+# --- ownership ------------------------------------------------------------------------
+
+
+async def test_a_second_log_on_an_open_directory_is_refused(tmp_path: Path) -> None:
+    async with EmbeddedLog(tmp_path):
+        second = EmbeddedLog(tmp_path)
+        with pytest.raises(LogError, match="already in use"):
+            await second.start()
+
+
+async def test_a_second_process_on_an_open_directory_is_refused(tmp_path: Path) -> None:
+    # given another process that holds the directory open
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from flowmonkey.log import EmbeddedLog
+
+        async def main():
+            async with EmbeddedLog(sys.argv[1]):
+                print("open", flush=True)
+                await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+        asyncio.run(main())
+        """
+    )
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        str(tmp_path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert owner.stdout is not None
+    assert owner.stdin is not None
+    try:
+        assert await asyncio.wait_for(owner.stdout.readline(), 60) == b"open\n"
+        # when this process tries to open it, it is refused with the owner's pid
+        with pytest.raises(LogError, match=f"pid {owner.pid}"):
+            await EmbeddedLog(tmp_path).start()
+    finally:
+        owner.stdin.write(b"done\n")
+        await owner.stdin.drain()
+        assert await asyncio.wait_for(owner.wait(), 60) == 0
+    # then once the owner is gone, the directory opens
+    async with EmbeddedLog(tmp_path) as log:
+        assert log.path == tmp_path
+
+
+async def test_a_closed_log_releases_its_directory(tmp_path: Path) -> None:
+    async with EmbeddedLog(tmp_path):
+        pass
+
+    async with EmbeddedLog(tmp_path) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
