@@ -8,6 +8,7 @@ last applied seq changes nothing, so redelivery is harmless.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
@@ -121,7 +122,7 @@ class Projection(Protocol):
         """Newest first (by created_at, then id); stable cursor pagination."""
         ...
 
-    async def history(self, execution_id: str, *, tenant_id: str | None = None) -> list[Event]:
+    async def history(self, execution_id: str, *, tenant_id: str | None = None) -> builtins.list[Event]:
         """The execution's events in seq order ([] when unknown)."""
         ...
 
@@ -136,7 +137,7 @@ class Projection(Protocol):
 
     async def get_table(self, table_id: str) -> TableDef | None: ...
 
-    async def list_tables(self) -> list[TableDef]: ...
+    async def list_tables(self) -> builtins.list[TableDef]: ...
 
     async def delete_table(self, table_id: str) -> bool: ...
 
@@ -167,7 +168,7 @@ class Projection(Protocol):
     async def query_rows(self, query: RowQuery) -> RowPage: ...
 
     # WAL ---------------------------------------------------------------------
-    async def wal_pending(self, limit: int = 100) -> list[WalEntry]: ...
+    async def wal_pending(self, limit: int = 100) -> builtins.list[WalEntry]: ...
 
     async def wal_ack(self, entry_id: str) -> bool: ...
 

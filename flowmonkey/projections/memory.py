@@ -7,6 +7,7 @@ it stays allocation-light: public ``Execution`` and ``Row`` objects are built on
 
 from __future__ import annotations
 
+import builtins
 import logging
 import time
 import uuid
@@ -74,7 +75,11 @@ class _StoredRow:
 
 
 class MemoryProjection:
-    """:class:`~flowmonkey.projections.base.Projection` held in dicts."""
+    """:class:`~flowmonkey.projections.base.Projection` held in dicts.
+
+    (Annotations below ``list`` say ``builtins.list``: inside the class body the name
+    ``list`` is the method.)
+    """
 
     def __init__(
         self, notify: Notify | None = None, clock_ms: Callable[[], int] | None = None
@@ -201,7 +206,7 @@ class MemoryProjection:
             candidates = [r.state for i in ids if (r := self._executions.get(i)) is not None]
         else:
             candidates = [r.state for r in self._executions.values()]
-        found: list[ExecutionState] = []
+        found: builtins.list[ExecutionState] = []
         for st in candidates:
             if st is None:
                 continue
@@ -223,7 +228,9 @@ class MemoryProjection:
             next_cursor = encode_cursor(last.created_at, last.id)
         return Page[Execution](items=[s.to_execution() for s in page], next_cursor=next_cursor)
 
-    async def history(self, execution_id: str, *, tenant_id: str | None = None) -> list[Event]:
+    async def history(
+        self, execution_id: str, *, tenant_id: str | None = None
+    ) -> builtins.list[Event]:
         record = self._visible(execution_id, tenant_id)
         return list(record.events) if record is not None else []
 
@@ -264,7 +271,7 @@ class MemoryProjection:
     async def get_table(self, table_id: str) -> TableDef | None:
         return self._tables.get(table_id)
 
-    async def list_tables(self) -> list[TableDef]:
+    async def list_tables(self) -> builtins.list[TableDef]:
         return sorted(self._tables.values(), key=lambda t: t.id)
 
     async def delete_table(self, table_id: str) -> bool:
@@ -376,7 +383,7 @@ class MemoryProjection:
 
     # ------------------------------------------------------------------ WAL
 
-    async def wal_pending(self, limit: int = 100) -> list[WalEntry]:
+    async def wal_pending(self, limit: int = 100) -> builtins.list[WalEntry]:
         pending = [e for e in self._wal.values() if e.status == "pending"]
         return pending[:max(0, limit)]
 
@@ -415,19 +422,19 @@ class MemoryProjection:
 
     # ------------------------------------------------------------------ harness accessors
 
-    def execution_ids(self) -> list[str]:
+    def execution_ids(self) -> builtins.list[str]:
         """Ids of the known executions, in the order they were created."""
         return [i for i, r in self._executions.items() if r.state is not None]
 
-    def rejections(self, execution_id: str) -> list[Event]:
+    def rejections(self, execution_id: str) -> builtins.list[Event]:
         """``command.rejected`` (seq 0) events addressed to ``execution_id``."""
         return list(self._rejections.get(execution_id, {}).values())
 
-    def table_rows(self, table_id: str) -> list[dict[str, Any]]:
+    def table_rows(self, table_id: str) -> builtins.list[dict[str, Any]]:
         """Every row's data in ``table_id`` (all tenants), in insertion order."""
         return [dict(r.data) for r in self._rows.get(table_id, {}).values()]
 
-    def wal_entries(self) -> list[WalEntry]:
+    def wal_entries(self) -> builtins.list[WalEntry]:
         """Every WAL entry, pending and acked, oldest first."""
         return list(self._wal.values())
 

@@ -132,12 +132,15 @@ def _datetime_ms(table: TableDef, column: ColumnDef, value: Any) -> int:
     return ms
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_epoch_ms(value: Any) -> int | None:
     """Epoch ms from an int, an integral float, a ``datetime`` or an ISO-8601 string."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return int(value)
     if isinstance(value, float):
         return int(value) if value.is_integer() else None
     if isinstance(value, str):
@@ -146,10 +149,9 @@ def to_epoch_ms(value: Any) -> int | None:
         except ValueError:
             return None
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
+        when: datetime = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         # integer arithmetic: timestamp() * 1000 loses the last millisecond to rounding
-        delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+        delta = when - _EPOCH
         return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     return None
 
@@ -198,10 +200,7 @@ def check_order(table: TableDef, order: RowOrder | None) -> None:
 
 def matches(row_data: dict[str, Any], filters: Sequence[RowFilter]) -> bool:
     """Whether a row's data passes every filter (see the module docstring for NULLs)."""
-    for f in filters:
-        if not _match(row_data.get(f.column), f.op, f.value):
-            return False
-    return True
+    return all(_match(row_data.get(f.column), f.op, f.value) for f in filters)
 
 
 def _match(actual: Any, op: str, expected: Any) -> bool:

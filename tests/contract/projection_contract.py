@@ -87,7 +87,7 @@ class ProjectionContract:
     @pytest.fixture
     async def projection(self) -> AsyncIterator[Projection]:
         raise NotImplementedError("a backend's contract test provides a started Projection")
-        yield  # pragma: no cover - makes this an async generator like the overrides
+        yield  # noqa: PT022 - an async generator, so that overrides may tear down
 
     @pytest.fixture
     async def orders(self, projection: Projection) -> Projection:
@@ -138,15 +138,18 @@ class ProjectionContract:
         await projection.apply_events(full_run("e1"))
         await projection.apply_events([ev(n.EXECUTION_FAILED, "e1", 5, {"code": "X"})])
         execution = await projection.get("e1")
-        assert execution is not None and execution.status == ExecutionStatus.COMPLETED
+        assert execution is not None
+        assert execution.status == ExecutionStatus.COMPLETED
 
     async def test_one_batch_may_carry_events_of_many_executions(
         self, projection: Projection
     ) -> None:
         await projection.apply_events([created("e1"), created("e2"), *started("e1")])
         one, two = await projection.get("e1"), await projection.get("e2")
-        assert one is not None and one.status == ExecutionStatus.RUNNING
-        assert two is not None and two.status == ExecutionStatus.PENDING
+        assert one is not None
+        assert one.status == ExecutionStatus.RUNNING
+        assert two is not None
+        assert two.status == ExecutionStatus.PENDING
 
     async def test_history_is_the_events_in_seq_order_across_batches(
         self, projection: Projection
@@ -199,7 +202,8 @@ class ProjectionContract:
     ) -> None:
         await projection.apply_events([*full_run("a1", tenant="acme"), created("n1", T0 + 1)])
         own = await projection.get("a1", tenant_id="acme")
-        assert own is not None and own.tenant_id == "acme"
+        assert own is not None
+        assert own.tenant_id == "acme"
         assert len(await projection.history("a1", tenant_id="acme")) == 5
         assert await projection.state_at("a1", 1, tenant_id="acme") is not None
         assert {e.id for e in (await projection.list()).items} == {"a1", "n1"}
@@ -284,7 +288,8 @@ class ProjectionContract:
         made = await projection.create_table(ORDERS)
         await projection.create_table(TableDef(id="audit"))
         fetched = await projection.get_table("orders")
-        assert fetched is not None and fetched.columns == ORDERS.columns
+        assert fetched is not None
+        assert fetched.columns == ORDERS.columns
         assert made.columns == ORDERS.columns
         assert [t.id for t in await projection.list_tables()] == ["audit", "orders"]
         assert await projection.get_table("nope") is None
@@ -306,7 +311,8 @@ class ProjectionContract:
         assert table.column("note") is not None
         row_id = await orders.insert_row("orders", {"sku": "a", "note": "hi"})
         row = await orders.get_row("orders", row_id)
-        assert row is not None and row.data["note"] == "hi"
+        assert row is not None
+        assert row.data["note"] == "hi"
         with pytest.raises(TableError, match="note"):
             await orders.add_column("orders", ColumnDef(id="note"))
         with pytest.raises(TableError, match="nope"):
@@ -317,7 +323,8 @@ class ProjectionContract:
         table = await orders.remove_column("orders", "qty")
         assert table.column("qty") is None
         row = await orders.get_row("orders", row_id)
-        assert row is not None and row.data == {"sku": "a"}
+        assert row is not None
+        assert row.data == {"sku": "a"}
         with pytest.raises(TableError, match="qty"):
             await orders.remove_column("orders", "qty")
 
@@ -338,7 +345,8 @@ class ProjectionContract:
         row_id = await orders.insert_row("orders", {"sku": "a",
                                                     "at": "2023-11-14T22:13:20.001Z"})
         row = await orders.get_row("orders", row_id)
-        assert row is not None and row.data["at"] == T0 + 1
+        assert row is not None
+        assert row.data["at"] == T0 + 1
 
     @pytest.mark.parametrize(("data", "problem"), [
         ({"qty": 1}, "sku"),
@@ -367,7 +375,8 @@ class ProjectionContract:
         row_id = await orders.insert_row("orders", {"sku": "a", "qty": 1})
         assert await orders.update_row("orders", row_id, {"qty": 3, "paid": True}) is True
         row = await orders.get_row("orders", row_id)
-        assert row is not None and row.data == {"sku": "a", "qty": 3, "paid": True}
+        assert row is not None
+        assert row.data == {"sku": "a", "qty": 3, "paid": True}
         assert await orders.update_row("orders", "missing", {"qty": 1}) is False
 
     async def test_an_invalid_update_is_refused_and_changes_nothing(
@@ -378,7 +387,8 @@ class ProjectionContract:
             with pytest.raises(TableError):
                 await orders.update_row("orders", row_id, bad)
         row = await orders.get_row("orders", row_id)
-        assert row is not None and row.data == {"sku": "a", "qty": 1}
+        assert row is not None
+        assert row.data == {"sku": "a", "qty": 1}
 
     async def test_a_deleted_row_is_gone(self, orders: Projection) -> None:
         row_id = await orders.insert_row("orders", {"sku": "a"})
@@ -503,7 +513,8 @@ class ProjectionContract:
             "orders", row, "acme", "e1", "to-orders", "charge", "orders", 0, "pending")
         # the failed pipe did not stop the events after it
         execution = await orders.get("e1")
-        assert execution is not None and execution.seq == 3
+        assert execution is not None
+        assert execution.seq == 3
         assert (await orders.query_rows(RowQuery(table_id="orders"))).total == 0
 
     async def test_a_pipe_row_for_an_unknown_table_is_replayed_once_the_table_exists(

@@ -1,0 +1,147 @@
+"""Throughput and latency of a 5-step flow with trivial handlers on the embedded log.
+
+Runs each configuration (memory / durable log × concurrency 1, 100, 10,000) in its own
+subprocess, so peak RSS is per configuration, and prints one JSON document:
+steps/s, p50/p99 step latency (ms) and peak RSS (MiB) per configuration.
+
+Step latency is the wall time between an execution's consecutive ``step.completed``
+events as observed by an event listener (the first step counts from the create
+call): end to end through the log, the processor, the handler and the projection.
+
+    python bench/embedded_throughput.py                 # all configurations
+    python bench/embedded_throughput.py --log memory --concurrency 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from flowmonkey import Engine, EngineOptions, Event, EventDispatcher, Result, handler
+from flowmonkey.handlers.base import HandlerParams
+from flowmonkey.log import EmbeddedLog
+from flowmonkey.model.result import StepResult
+
+STEPS = 5
+TOTALS = {1: 300, 100: 3_000, 10_000: 10_000}
+
+
+@handler("bench-noop")
+async def noop(params: HandlerParams) -> StepResult:
+    return Result.success({"n": 1})
+
+
+def bench_flow() -> dict[str, Any]:
+    steps = {}
+    for i in range(STEPS):
+        steps[f"s{i}"] = {
+            "id": f"s{i}", "type": "bench-noop", "outputKey": f"s{i}",
+            "transitions": {"onSuccess": f"s{i + 1}" if i + 1 < STEPS else None},
+        }
+    return {"id": "bench", "version": "1", "initialStepId": "s0", "steps": steps}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def run_one(log_kind: str, concurrency: int, total: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    last_seen: dict[str, float] = {}
+    done: dict[str, asyncio.Future[None]] = {}
+    completed_steps = 0
+
+    def on_step_completed(event: Event) -> None:
+        nonlocal completed_steps
+        now = time.perf_counter()
+        previous = last_seen.get(event.execution_id)
+        if previous is not None:
+            latencies.append((now - previous) * 1000)
+        last_seen[event.execution_id] = now
+        completed_steps += 1
+
+    def on_finished(event: Event) -> None:
+        future = done.get(event.execution_id)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    dispatcher = EventDispatcher(mode="sync")
+    dispatcher.on("step.completed", on_step_completed)
+    dispatcher.on("execution.completed", on_finished)
+    dispatcher.on("execution.failed", on_finished)
+    tmp = tempfile.TemporaryDirectory() if log_kind == "durable" else None
+    log = EmbeddedLog(path=tmp.name if tmp else None, partitions=4)
+    engine = Engine(flows=[bench_flow()], handlers=[noop], log=log, dispatcher=dispatcher,
+                    options=EngineOptions(timeout_ms=60_000))
+    gate = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        async with gate:
+            started = time.perf_counter()
+            created = await engine.create("bench", {})
+            execution_id = created.execution.id
+            future = done.get(execution_id)
+            if future is None:
+                future = done[execution_id] = loop.create_future()
+            last_seen.setdefault(execution_id, started)
+            await future
+            done.pop(execution_id, None)
+            last_seen.pop(execution_id, None)
+
+    async with engine:
+        began = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(total)))
+        elapsed = time.perf_counter() - began
+    if tmp is not None:
+        tmp.cleanup()
+    steps = total * STEPS
+    return {
+        "log": log_kind,
+        "concurrency": concurrency,
+        "executions": total,
+        "steps": steps,
+        "seconds": round(elapsed, 3),
+        "steps_per_s": round(steps / elapsed, 1),
+        "step_latency_ms_p50": round(percentile(latencies, 0.50), 3),
+        "step_latency_ms_p99": round(percentile(latencies, 0.99), 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log", choices=["memory", "durable"])
+    parser.add_argument("--concurrency", type=int, choices=sorted(TOTALS))
+    parser.add_argument("--total", type=int, help="executions to run (default per level)")
+    args = parser.parse_args()
+    if args.log and args.concurrency:
+        total = args.total or TOTALS[args.concurrency]
+        print(json.dumps(asyncio.run(run_one(args.log, args.concurrency, total))))
+        return
+    results = []
+    for log_kind in [args.log] if args.log else ["memory", "durable"]:
+        for level in [args.concurrency] if args.concurrency else sorted(TOTALS):
+            print(f"running {log_kind} log at concurrency {level} …", file=sys.stderr)
+            out = subprocess.run(  # noqa: S603 - our own script, fixed argv
+                [sys.executable, __file__, "--log", log_kind, "--concurrency", str(level)],
+                check=True, capture_output=True, text=True)
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(json.dumps({"benchmark": "embedded_throughput", "flow_steps": STEPS,
+                      "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,729 @@
+"""The Kafka log: the :class:`~flowmonkey.log.base.Log` interface on a Kafka cluster (aiokafka).
+
+Writers. Every append goes through a :class:`KafkaWriter`, which owns one producer:
+
+* exactly once (the default): a *transactional* producer. One append is one Kafka
+  transaction holding its records and, optionally, a consumer group's offsets, so
+  the processor's events and the offsets of the commands that caused them become
+  visible together or not at all.
+* at least once (``exactly_once=False``, for brokers without transactions): an
+  idempotent producer (``acks=all``); the offsets are committed after the records,
+  so a crash in between replays the commands, which deduplication absorbs (DESIGN §4).
+
+Fencing. aiokafka 0.14 speaks the v0 transaction protocol: its
+``send_offsets_to_transaction`` carries no group generation (no KIP-447), so the
+broker cannot tell a processor that lost a partition in a rebalance from the one
+that now owns it. The only fence is the ``transactional_id``: starting a producer
+with an id bumps that id's epoch and the broker then refuses the older producer
+(``ProducerFenced``). So the processor opens one writer per owned input partition,
+``await log.transactional(f"{app}.{topic}.{partition}")``, and a zombie that still
+believes it owns the partition fails its next append with a :class:`LogError`
+(``code="LOG_FENCED"``) instead of committing duplicate events.
+
+Offsets are not dense on Kafka. A transaction's commit (or abort) marker takes an
+offset in every partition the transaction wrote, and aborted records keep theirs,
+so consecutive committed records can be more than one offset apart. Offsets still
+grow in append order, ``read`` skips markers and aborted records, and
+``end_offset`` (the last stable offset) is the offset the next record gets.
+
+Visibility. When ``commit_transaction`` returns, the broker has decided the commit
+but writes the markers asynchronously, so an immediate ``read``/``committed`` may
+not see it yet (measured: most of the time on a local broker). Appends therefore
+wait until their records and offsets are readable before returning, as on the
+embedded log; a writer made with ``wait_visible=False`` skips that round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, ProducerFenced
+
+from flowmonkey.errors import LogError
+from flowmonkey.events.partitioner import partition_for
+from flowmonkey.log.base import OutRecord, Position, Record, TopicSpec
+
+logger = logging.getLogger(__name__)
+
+Offsets = Mapping[tuple[str, int], int]
+
+_TOPIC_ALREADY_EXISTS = 36
+_REQUEST_TIMEOUT_MS = 30_000
+_MAX_BATCH_BYTES = 512 * 1024
+_READ_POLL_MS = 50
+_MAX_READERS = 64
+_MAX_GROUPS = 16
+
+
+class KafkaLog:
+    """The log on a Kafka cluster; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic_prefix: str = "flowmonkey",
+        partitions: int = 12,
+        replication_factor: int = 1,
+        exactly_once: bool = True,
+        client_id: str = "flowmonkey",
+        transactional_id: str | None = None,
+    ) -> None:
+        """``transactional_id`` names this log's own writer; without it an exactly-once
+        log makes up a unique one (atomic appends, but nothing to fence). Writers that
+        must fence a predecessor come from :meth:`transactional`.
+
+        ``topic_prefix`` and ``partitions`` are defaults for callers that build topic
+        specs (``<prefix>.commands`` …); the log itself uses only the names it is given.
+        """
+        self.bootstrap_servers = bootstrap_servers
+        self.topic_prefix = topic_prefix
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.exactly_once = exactly_once
+        self.client_id = client_id
+        self.transactional_id = transactional_id
+        self._admin: Any = None
+        self._offsets_reader: Any = None  # read_committed consumer for end offsets
+        self._writer: KafkaWriter | None = None
+        self._writers: set[KafkaWriter] = set()
+        self._partition_counts: dict[str, int] = {}
+        self._round_robin: dict[str, itertools.count[int]] = {}
+        self._readers: OrderedDict[tuple[str, int], _PartitionReader] = OrderedDict()
+        self._groups: OrderedDict[str, _GroupClient] = OrderedDict()
+        self._started = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        try:
+            with self._errors("connecting"):
+                self._admin = AIOKafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=f"{self.client_id}-admin",
+                    request_timeout_ms=_REQUEST_TIMEOUT_MS,
+                )
+                await self._admin.start()
+                self._offsets_reader = self._consumer(group_id=None)
+                await self._offsets_reader.start()
+            own_id = self.transactional_id or f"{self.client_id}-{uuid.uuid4().hex}"
+            self._writer = await self._new_writer(own_id if self.exactly_once else None, True)
+        except BaseException:
+            await self.close()
+            raise
+        self._started = True
+
+    async def close(self) -> None:
+        self._started = False
+        for writer in list(self._writers):
+            await writer.close()
+        self._writer = None
+        clients: list[Any] = [r.consumer for r in self._readers.values()]
+        clients += [g.consumer for g in self._groups.values()]
+        clients += [self._offsets_reader, self._admin]
+        self._readers.clear()
+        self._groups.clear()
+        self._offsets_reader = self._admin = None
+        for client in clients:
+            if client is not None:
+                await _stop_quietly(client)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- topics -------------------------------------------------------------------------
+
+    async def create_topics(self, topics: Sequence[TopicSpec]) -> None:
+        admin = self._require_started()
+        new = [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=self.replication_factor,
+                topic_configs={
+                    **({"cleanup.policy": "compact"} if spec.compacted else {}),
+                    **spec.config,
+                },
+            )
+            for spec in topics
+        ]
+        if not new:
+            return
+        with self._errors("creating topics"):
+            response = await admin.create_topics(new)
+        problems = [
+            f"{topic}: {rest[0] if rest and rest[0] else f'error code {code}'}"
+            for topic, code, *rest in response.topic_errors
+            if code not in (0, _TOPIC_ALREADY_EXISTS)
+        ]
+        if problems:
+            raise LogError(f"could not create topics: {'; '.join(problems)}")
+        await self._wait_for_leaders([spec.name for spec in topics])
+
+    async def partitions_for(self, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            count = await self._fetch_partition_count(topic)
+        return count
+
+    # --- writing ------------------------------------------------------------------------
+
+    async def append(
+        self,
+        records: Sequence[OutRecord],
+        *,
+        commit_group: str | None = None,
+        commit_offsets: Offsets | None = None,
+    ) -> list[Position]:
+        if self._writer is None:
+            raise LogError("the Kafka log is not started: call start() first")
+        return await self._writer.append(
+            records, commit_group=commit_group, commit_offsets=commit_offsets
+        )
+
+    async def transactional(
+        self, transactional_id: str, *, wait_visible: bool = True
+    ) -> KafkaWriter:
+        """A started writer bound to ``transactional_id``; starting it fences every
+        older writer with the same id (see the module docstring). The processor opens
+        one per owned input partition and closes it when the partition is revoked.
+
+        On an at-least-once log (``exactly_once=False``) the writer is idempotent and
+        the id is not used: there is no fencing, deduplication keeps things correct.
+        """
+        self._require_started()
+        return await self._new_writer(
+            transactional_id if self.exactly_once else None, wait_visible
+        )
+
+    async def _new_writer(self, transactional_id: str | None, wait_visible: bool) -> KafkaWriter:
+        writer = KafkaWriter(self, transactional_id, wait_visible=wait_visible)
+        await writer.start()
+        self._writers.add(writer)
+        return writer
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def read(
+        self, topic: str, partition: int, offset: int, max_records: int = 1000
+    ) -> list[Record]:
+        await self._check_partition(topic, partition)
+        reader = await self._reader(topic, partition)
+        with self._errors(f"reading {topic}[{partition}] from offset {offset}"):
+            return await reader.read(offset, max_records)
+
+    async def wait_for(self, topic: str, partition: int, offset: int, timeout_s: float) -> bool:
+        # Polls rather than holding a fetch open: a waiter is rare (read-your-writes),
+        # and the stable offset alone is not enough since markers take offsets too.
+        deadline = time.monotonic() + timeout_s
+        delay = 0.005
+        while True:
+            if await self.end_offset(topic, partition) > offset and await self.read(
+                topic, partition, offset, max_records=1
+            ):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.1)
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        await self._check_partition(topic, partition)
+        tp = TopicPartition(topic, partition)
+        with self._errors(f"reading the end offset of {topic}[{partition}]"):
+            ends = await self._offsets_reader.end_offsets([tp])
+        return int(ends[tp])
+
+    async def _end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        ends = await self._offsets_reader.end_offsets(list(tps))
+        return {tp: int(ends[tp]) for tp in tps}
+
+    # --- consumer-group offsets ---------------------------------------------------------
+
+    async def commit(self, group: str, offsets: Offsets) -> None:
+        await self._check_offsets(group, offsets)
+        if not offsets:
+            return
+        client = await self._group(group)
+        with self._errors(f"committing offsets of group {group!r}"):
+            await client.commit(offsets)
+
+    async def committed(self, group: str, topic: str, partition: int) -> int | None:
+        await self._check_partition(topic, partition)
+        client = await self._group(group)
+        with self._errors(f"reading the committed offset of group {group!r}"):
+            return await client.committed(topic, partition)
+
+    # --- helpers for writers ------------------------------------------------------------
+
+    async def _route(self, records: Sequence[OutRecord]) -> list[tuple[OutRecord, int]]:
+        """Each record with its partition; raises before anything is sent.
+
+        The partition is always computed here (murmur2, like Kafka's default
+        partitioner and the embedded log) so routing never depends on client defaults.
+        """
+        routed: list[tuple[OutRecord, int]] = []
+        for record in records:
+            count = await self.partitions_for(record.topic)
+            if record.partition is not None:
+                await self._check_partition(record.topic, record.partition)
+                partition = record.partition
+            elif record.key is not None:
+                partition = partition_for(record.key, count)
+            else:
+                counter = self._round_robin.setdefault(record.topic, itertools.count())
+                partition = next(counter) % count
+            routed.append((record, partition))
+        return routed
+
+    async def _check_offsets(self, group: str | None, offsets: Offsets) -> None:
+        if offsets and not group:
+            raise LogError("offsets to commit need a consumer group (commit_group)")
+        for (topic, partition), offset in offsets.items():
+            await self._check_partition(topic, partition)
+            if offset < 0:
+                raise LogError(f"offset {offset} for {topic}[{partition}] is negative")
+
+    async def _await_visible(
+        self, positions: Sequence[Position], group: str | None, offsets: Offsets
+    ) -> None:
+        """Wait until a committed transaction's records and offsets are readable."""
+        needed: dict[TopicPartition, int] = {}
+        for p in positions:
+            tp = TopicPartition(p.topic, p.partition)
+            needed[tp] = max(needed.get(tp, 0), p.offset + 1)
+        deadline = time.monotonic() + _REQUEST_TIMEOUT_MS / 1000
+        delay = 0.002
+        while needed or offsets:
+            if needed:
+                ends = await self._end_offsets(list(needed))
+                needed = {tp: end for tp, end in needed.items() if ends[tp] < end}
+            if offsets and not needed and group is not None:
+                client = await self._group(group)
+                committed = {tp: await client.committed(*tp) for tp in offsets}
+                offsets = {tp: o for tp, o in offsets.items() if committed[tp] != o}
+            if not needed and not offsets:
+                return
+            if time.monotonic() > deadline:
+                logger.warning("committed transaction not visible after %.0fs", delay)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _require_started(self) -> Any:
+        if self._admin is None:
+            raise LogError("the Kafka log is not started: call start() first")
+        return self._admin
+
+    def _consumer(self, group_id: str | None) -> Any:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self.client_id}-reader",
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            fetch_max_wait_ms=_READ_POLL_MS,
+            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        )
+
+    def _producer(self, transactional_id: str | None) -> Any:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self.client_id}-writer",
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            max_batch_size=_MAX_BATCH_BYTES,
+            request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        )
+
+    async def _fetch_partition_count(self, topic: str) -> int:
+        admin = self._require_started()
+        with self._errors(f"reading the metadata of topic {topic!r}"):
+            [meta] = await admin.describe_topics([topic])
+        if meta["error_code"] != 0 or not meta["partitions"]:
+            raise LogError(
+                f"topic {topic!r} is missing on the Kafka cluster at {self.bootstrap_servers}: "
+                "create it first (create_topics, or `flowmonkey topics create`)",
+                topic=topic,
+            )
+        count = len(meta["partitions"])
+        self._partition_counts[topic] = count
+        return count
+
+    async def _check_partition(self, topic: str, partition: int) -> None:
+        count = await self.partitions_for(topic)
+        if not 0 <= partition < count:
+            # partitions can be added to a topic: look again before refusing
+            count = await self._fetch_partition_count(topic)
+        if not 0 <= partition < count:
+            raise LogError(
+                f"topic {topic!r} has partitions 0..{count - 1}, not {partition}",
+                topic=topic,
+                partition=partition,
+            )
+
+    async def _wait_for_leaders(self, topics: Sequence[str]) -> None:
+        """New topics are usable once every partition has a leader; wait for that so
+        the next append or read does not race the broker's metadata."""
+        admin = self._require_started()
+        deadline = time.monotonic() + _REQUEST_TIMEOUT_MS / 1000
+        pending = list(topics)
+        while pending:
+            with self._errors("reading topic metadata"):
+                metas = await admin.describe_topics(pending)
+            ready = {
+                m["topic"]
+                for m in metas
+                if m["error_code"] == 0
+                and m["partitions"]
+                and all(p["leader"] >= 0 for p in m["partitions"])
+            }
+            pending = [t for t in pending if t not in ready]
+            if pending and time.monotonic() > deadline:
+                raise LogError(f"topics {pending} have no leader yet; is the cluster healthy?")
+            if pending:
+                await asyncio.sleep(0.05)
+
+    async def _reader(self, topic: str, partition: int) -> _PartitionReader:
+        key = (topic, partition)
+        reader = self._readers.get(key)
+        if reader is not None:
+            self._readers.move_to_end(key)
+            return reader
+        self._require_started()
+        reader = _PartitionReader(self, TopicPartition(topic, partition))
+        with self._errors(f"opening a reader for {topic}[{partition}]"):
+            await reader.start()
+        self._readers[key] = reader
+        while len(self._readers) > _MAX_READERS:
+            _, evicted = self._readers.popitem(last=False)
+            await evicted.close()
+        return reader
+
+    async def _group(self, group: str) -> _GroupClient:
+        client = self._groups.get(group)
+        if client is not None:
+            self._groups.move_to_end(group)
+            return client
+        self._require_started()
+        client = _GroupClient(self._consumer(group_id=group))
+        with self._errors(f"opening a client for group {group!r}"):
+            await client.consumer.start()
+        self._groups[group] = client
+        while len(self._groups) > _MAX_GROUPS:
+            _, evicted = self._groups.popitem(last=False)
+            await _stop_quietly(evicted.consumer)
+        return client
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn aiokafka's exceptions into LogError with a message that says what to do."""
+        try:
+            yield
+        except LogError:
+            raise
+        except KafkaConnectionError as exc:
+            raise LogError(
+                f"cannot reach the Kafka cluster at {self.bootstrap_servers} while {action}: "
+                f"{exc}. Check that a broker is running and listening there and that "
+                "bootstrap_servers names it (host:port[,host:port…]).",
+                bootstrap_servers=self.bootstrap_servers,
+            ) from exc
+        except (KafkaTimeoutError, TimeoutError) as exc:
+            raise LogError(
+                f"Kafka at {self.bootstrap_servers} did not answer in time while {action}: "
+                f"{exc!r}",
+                bootstrap_servers=self.bootstrap_servers,
+            ) from exc
+        except Exception as exc:
+            raise LogError(f"Kafka failed while {action}: {exc!r}") from exc
+
+
+class KafkaWriter:
+    """Appends through one producer: transactional when it has a ``transactional_id``,
+    idempotent (at least once) otherwise. Made by :class:`KafkaLog`; see
+    :meth:`KafkaLog.transactional`."""
+
+    def __init__(
+        self, log: KafkaLog, transactional_id: str | None, *, wait_visible: bool = True
+    ) -> None:
+        self.transactional_id = transactional_id
+        self._log = log
+        self._wait_visible = wait_visible
+        self._producer: Any = None
+        self._lock = asyncio.Lock()  # one transaction at a time per producer
+        self._broken: LogError | None = None
+
+    async def start(self) -> None:
+        self._producer = self._log._producer(self.transactional_id)
+        try:
+            # for a transactional producer this is InitProducerId: the fencing moment
+            with self._log._errors(f"starting a producer ({self._describe()})"):
+                await self._producer.start()
+        except BaseException:
+            await _stop_quietly(self._producer)
+            self._producer = None
+            raise
+
+    async def close(self) -> None:
+        self._log._writers.discard(self)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _stop_quietly(producer)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def fenced(self) -> bool:
+        """True once a newer writer with the same transactional id took over."""
+        return self._broken is not None and self._broken.code == "LOG_FENCED"
+
+    async def append(
+        self,
+        records: Sequence[OutRecord],
+        *,
+        commit_group: str | None = None,
+        commit_offsets: Offsets | None = None,
+    ) -> list[Position]:
+        """Append ``records`` and commit ``commit_offsets`` for ``commit_group``, as in
+        :meth:`flowmonkey.log.base.Log.append`. Nothing is sent if validation fails."""
+        offsets = dict(commit_offsets or {})
+        routed = await self._log._route(records)
+        await self._log._check_offsets(commit_group, offsets)
+        if not routed and not offsets:
+            return []
+        if self._broken is not None:
+            raise self._broken
+        if self._producer is None:
+            raise LogError(f"the writer ({self._describe()}) is closed")
+        if self.transactional_id is None:
+            positions = await self._send_all(routed)
+            if offsets and commit_group is not None:
+                await self._log.commit(commit_group, offsets)
+            return positions
+        async with self._lock:
+            positions = await self._transaction(routed, commit_group, offsets)
+        if self._wait_visible:
+            with self._log._errors("waiting for a committed transaction to become visible"):
+                await self._log._await_visible(positions, commit_group, offsets)
+        return positions
+
+    async def _transaction(
+        self,
+        routed: Sequence[tuple[OutRecord, int]],
+        group: str | None,
+        offsets: Offsets,
+    ) -> list[Position]:
+        # The order is the point:
+        # 1. begin: local only; a fenced or failed producer refuses here.
+        # 2. offsets first (aiokafka #1004: adding them after the sends can fail
+        #    delivery of the batch); they stay pending until the commit.
+        # 3. send every record, then await all deliveries (batched, never one
+        #    round trip per record).
+        # 4. commit: records and offsets become visible together.
+        # Any failure in 2-4 aborts, so nothing of the append becomes visible; a fenced
+        # producer cannot even abort, and its successor's init aborted it already.
+        producer = self._producer
+        action = f"appending in a transaction ({self._describe()})"
+        try:
+            with self._log._errors(action):
+                await producer.begin_transaction()
+        except LogError as exc:
+            raise self._fail(exc) from exc.__cause__
+        try:
+            with self._log._errors(action):
+                if offsets and group is not None:
+                    await producer.send_offsets_to_transaction(
+                        {TopicPartition(t, p): o for (t, p), o in offsets.items()}, group
+                    )
+                positions = await self._send_all(routed)
+                await producer.commit_transaction()
+            return positions
+        except BaseException as exc:
+            await asyncio.shield(self._abort())
+            if isinstance(exc, LogError):
+                raise self._fail(exc) from exc.__cause__
+            raise
+
+    async def _abort(self) -> None:
+        try:
+            await self._producer.abort_transaction()
+        except BaseException as exc:  # noqa: BLE001 - already failing: keep the first error
+            logger.debug("abort of a failed transaction failed too: %r", exc)
+            if self._broken is None:
+                self._broken = LogError(
+                    f"the writer ({self._describe()}) is unusable after a failed abort: {exc!r}"
+                )
+
+    def _fail(self, exc: LogError) -> LogError:
+        """Mark the writer fenced/broken when the cause says so; the error to raise."""
+        cause = exc.__cause__
+        if isinstance(cause, ProducerFenced):
+            self._broken = LogError(
+                f"the writer for transactional id {self.transactional_id!r} was fenced: "
+                "another instance started a writer with the same id and owns its "
+                "partition now. Drop the partition's state and stop processing it.",
+                code="LOG_FENCED",
+                transactional_id=self.transactional_id,
+            )
+            self._broken.__cause__ = cause
+            return self._broken
+        return exc
+
+    async def _send_all(self, routed: Sequence[tuple[OutRecord, int]]) -> list[Position]:
+        producer = self._producer
+        futures: list[asyncio.Future[Any]] = []
+        with self._log._errors(f"appending ({self._describe()})"):
+            try:
+                for record, partition in routed:
+                    futures.append(
+                        await producer.send(
+                            record.topic,
+                            record.value,
+                            key=record.key,
+                            partition=partition,
+                            headers=list(record.headers),
+                        )
+                    )
+            finally:
+                results = await asyncio.gather(*futures, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        return [Position(m.topic, int(m.partition), int(m.offset)) for m in results]
+
+    def _describe(self) -> str:
+        if self.transactional_id is None:
+            return "idempotent producer"
+        return f"transactional id {self.transactional_id!r}"
+
+
+class _PartitionReader:
+    """A read_committed consumer assigned to one partition. Sequential reads continue
+    from what the consumer already fetched; any other offset seeks."""
+
+    def __init__(self, log: KafkaLog, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.consumer: Any = log._consumer(group_id=None)
+        self._log = log
+        self._lock = asyncio.Lock()
+        self._next: int | None = None  # the offset after the last record returned
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign([self.tp])
+
+    async def close(self) -> None:
+        await _stop_quietly(self.consumer)
+
+    async def read(self, offset: int, max_records: int) -> list[Record]:
+        async with self._lock:
+            records = await self._read(offset, max(1, max_records))
+            if records:
+                self._next = records[-1].offset + 1
+            return [_to_record(m) for m in records if m.offset >= offset]
+
+    async def _read(self, offset: int, max_records: int) -> list[Any]:
+        tp = self.tp
+        if offset == self._next:
+            batch = await self.consumer.getmany(tp, timeout_ms=0, max_records=max_records)
+            if batch.get(tp):
+                return list(batch[tp])
+        stable = (await self._log._end_offsets([tp]))[tp]
+        if offset >= stable:
+            # never seek past the end: the consumer would reset to the earliest offset
+            return []
+        if offset != self._next:
+            self.consumer.seek(tp, offset)
+            self._next = offset
+        deadline = time.monotonic() + _REQUEST_TIMEOUT_MS / 1000
+        while True:
+            batch = await self.consumer.getmany(
+                tp, timeout_ms=_READ_POLL_MS, max_records=max_records
+            )
+            if batch.get(tp):
+                return list(batch[tp])
+            if await self.consumer.position(tp) >= stable:
+                return []  # only transaction markers or aborted records were left
+            if time.monotonic() > deadline:
+                raise LogError(f"no records arrived from {tp.topic}[{tp.partition}] in time")
+
+
+class _GroupClient:
+    """A consumer that only commits and reads a group's offsets. It never joins the
+    group: a manual assignment commits as a "simple" consumer (generation -1)."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer = consumer
+        self._assigned: set[TopicPartition] = set()
+        self._lock = asyncio.Lock()
+
+    async def commit(self, offsets: Offsets) -> None:
+        tps = {TopicPartition(t, p): o for (t, p), o in offsets.items()}
+        async with self._lock:
+            if not tps.keys() <= self._assigned:
+                self._assigned |= tps.keys()
+                self.consumer.assign(list(self._assigned))
+                # assigned only so that commit() accepts them: never fetch
+                self.consumer.pause(*self._assigned)
+            await self.consumer.commit(tps)
+
+    async def committed(self, topic: str, partition: int) -> int | None:
+        offset = await self.consumer.committed(TopicPartition(topic, partition))
+        return None if offset is None else int(offset)
+
+
+def _to_record(message: Any) -> Record:
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        # a null value (a tombstone from another client) reads as empty bytes
+        value=message.value if message.value is not None else b"",
+        headers=tuple((k, v if v is not None else b"") for k, v in message.headers or ()),
+        timestamp_ms=message.timestamp,
+    )
+
+
+async def _stop_quietly(client: Any) -> None:
+    stop = getattr(client, "stop", None) or client.close
+    try:
+        await stop()
+    except Exception as exc:  # closing: nothing useful to do with it
+        logger.debug("closing %r failed: %r", client, exc)
