@@ -135,7 +135,7 @@ def main() -> None:
     for log_kind in [args.log] if args.log else ["memory", "durable"]:
         for level in [args.concurrency] if args.concurrency else sorted(TOTALS):
             print(f"running {log_kind} log at concurrency {level} …", file=sys.stderr)
-            out = subprocess.run(  # noqa: S603 - our own script, fixed argv
+            out = subprocess.run(
                 [sys.executable, __file__, "--log", log_kind, "--concurrency", str(level)],
                 check=True, capture_output=True, text=True)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -69,6 +69,57 @@ class Command(BaseModel):
         return ms_to_datetime(self.timestamp_ms)
 
 
+_EVENT_FIELDS = frozenset(Event.model_fields)
+_COMMAND_FIELDS = frozenset(Command.model_fields)
+_set = object.__setattr__
+
+
+def _trusted(cls: type[Any], fields: frozenset[str], values: dict[str, Any]) -> Any:
+    """Build a model from values we produced ourselves, skipping validation.
+
+    Pydantic's ``model_construct`` costs ~9 µs here; an event is built ~4 times per
+    step, so the kernel uses this ~1 µs path. Only for complete, correctly typed values.
+    """
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", fields)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+def trusted_command(
+    type: str,
+    command_id: str,
+    execution_id: str,
+    timestamp_ms: int,
+    data: dict[str, Any],
+    tenant_id: str | None = None,
+    version: int = 1,
+) -> Command:
+    return _trusted(Command, _COMMAND_FIELDS, {
+        "type": type, "version": version, "command_id": command_id,
+        "execution_id": execution_id, "timestamp_ms": timestamp_ms, "tenant_id": tenant_id,
+        "data": data})  # type: ignore[no-any-return]
+
+
+def trusted_event(
+    type: str,
+    version: int,
+    execution_id: str,
+    seq: int,
+    event_id: str,
+    timestamp_ms: int,
+    tenant_id: str | None,
+    command_id: str | None,
+    data: dict[str, Any],
+) -> Event:
+    return _trusted(Event, _EVENT_FIELDS, {  # type: ignore[no-any-return]
+        "type": type, "version": version, "execution_id": execution_id, "seq": seq,
+        "event_id": event_id, "timestamp_ms": timestamp_ms, "tenant_id": tenant_id,
+        "command_id": command_id, "data": data})
+
+
 def make_event(
     type: str,
     execution_id: str,
@@ -81,14 +132,6 @@ def make_event(
     version: int = 1,
 ) -> Event:
     """Trusted construction for the kernel: no validation, deterministic id."""
-    return Event.model_construct(
-        type=type,
-        version=version,
-        execution_id=execution_id,
-        seq=seq,
-        event_id=f"{execution_id}:{seq}" if seq else f"{execution_id}:{command_id}:{type}",
-        timestamp_ms=timestamp_ms,
-        tenant_id=tenant_id,
-        command_id=command_id,
-        data=data,
-    )
+    event_id = f"{execution_id}:{seq}" if seq else f"{execution_id}:{command_id}:{type}"
+    return trusted_event(type, version, execution_id, seq, event_id, timestamp_ms, tenant_id,
+                         command_id, data)

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowmonkey.events import names as n
-from flowmonkey.events.envelope import Command, Event, datetime_to_ms, make_event
+from flowmonkey.events.envelope import (
+    Command,
+    Event,
+    datetime_to_ms,
+    make_event,
+    trusted_command,
+)
 from flowmonkey.kernel import limits as lim
 from flowmonkey.kernel.apply import apply
 from flowmonkey.kernel.env import KernelEnv
@@ -110,10 +116,9 @@ class _Txn:
 
     def follow_up(self, type: str, execution_id: str, data: dict[str, Any],
                   tenant_id: str | None) -> None:
-        self.decision.commands.append(Command.model_construct(
-            type=type, version=1,
-            command_id=f"{self.cmd.command_id}>{type}>{execution_id}",
-            execution_id=execution_id, timestamp_ms=self.now, tenant_id=tenant_id, data=data))
+        self.decision.commands.append(trusted_command(
+            type, f"{self.cmd.command_id}>{type}>{execution_id}", execution_id, self.now, data,
+            tenant_id))
 
 
 # --------------------------------------------------------------------------- entry

@@ -31,7 +31,7 @@ from flowmonkey.events.codec import (
     encode_event,
     headers_for,
 )
-from flowmonkey.events.envelope import Command, Event
+from flowmonkey.events.envelope import Command, Event, trusted_command
 from flowmonkey.events.partitioner import partition_for
 from flowmonkey.kernel.apply import adopt, apply_to_partition
 from flowmonkey.kernel.decide import decide
@@ -316,10 +316,9 @@ class PartitionProcessor:
         timer = self.timers.get(execution_id)
         if timer is not None and timer.due == due and timer.kind == kind:
             del self.timers[execution_id]
-        self.submit(Command.model_construct(
-            type=n.CMD_TIMER, version=1, command_id=f"timer:{execution_id}:{kind}:{due}",
-            execution_id=execution_id, timestamp_ms=self.clock.now_ms(), tenant_id=None,
-            data={"kind": kind, "due_at": due}))
+        self.submit(trusted_command(
+            n.CMD_TIMER, f"timer:{execution_id}:{kind}:{due}", execution_id,
+            self.clock.now_ms(), {"kind": kind, "due_at": due}))
 
     # ------------------------------------------------------------------ reads
 

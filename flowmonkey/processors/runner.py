@@ -13,7 +13,7 @@ from typing import Any
 
 from flowmonkey.errors import FlowMonkeyError, InputValidationError
 from flowmonkey.events import names as n
-from flowmonkey.events.envelope import Command
+from flowmonkey.events.envelope import Command, trusted_command
 from flowmonkey.handlers.base import ContextHelpers, HandlerParams, StepHandler, VaultProvider
 from flowmonkey.kernel.inputs import resolve_input
 from flowmonkey.kernel.state import ExecutionState
@@ -109,11 +109,8 @@ class StepRunner:
                  started: float | None = None) -> Command:
         if started is not None:
             data["duration_ms"] = int((time.perf_counter() - started) * 1000)
-        return Command.model_construct(
-            type=n.CMD_STEP_RESULT, version=1,
-            command_id=f"result:{data['attempt_id']}",
-            execution_id=state.id, timestamp_ms=self._clock_ms(),
-            tenant_id=state.tenant_id, data=data)
+        return trusted_command(n.CMD_STEP_RESULT, f"result:{data['attempt_id']}", state.id,
+                               self._clock_ms(), data, state.tenant_id)
 
 
 def execution_of(state: ExecutionState) -> Execution:

@@ -1,0 +1,136 @@
+"""The ``flowmonkey`` command line (DESIGN.md §6 "CLI").
+
+Every command lives in a module of its own that exposes ``register_<name>(subparsers)``;
+that function adds the command's parser and sets ``func`` (``(args) -> exit code``) as
+its default. To add a command, write ``flowmonkey/cli_<name>.py`` with its
+``register_<name>`` and put it in :data:`COMMANDS` (replacing its placeholder, if any).
+Command modules import the engine lazily, inside ``func``, so ``--help`` stays fast.
+
+Exit codes: 0 success, 1 the flow failed or was cancelled (or something did not finish),
+2 bad input (the message says what to fix), 3 an execution waits for a signal.
+User errors are printed to stderr without a traceback; ``--debug`` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, CliError, add_common_options
+from flowmonkey.cli_demo import register_demo
+from flowmonkey.cli_dev import register_dev
+from flowmonkey.cli_placeholders import (
+    register_api,
+    register_bench,
+    register_migrate,
+    register_processor,
+    register_projector,
+    register_replay,
+    register_topics,
+    register_wal,
+    register_worker,
+)
+from flowmonkey.cli_run import register_run, register_validate
+
+if TYPE_CHECKING:
+    from flowmonkey.cli_common import Subparsers
+
+COMMANDS: list[Callable[[Subparsers], None]] = [
+    register_run,
+    register_dev,
+    register_demo,
+    register_validate,
+    # placeholders, to be replaced by their real modules:
+    register_processor,
+    register_projector,
+    register_worker,
+    register_api,
+    register_topics,
+    register_migrate,
+    register_replay,
+    register_wal,
+    register_bench,
+]
+
+EPILOG = """\
+examples:
+  flowmonkey demo                                   # a built-in order flow, end to end
+  flowmonkey run examples/flows/order.json --input '{"order": {"id": "A-1", "items": []}}'
+  flowmonkey validate examples/flows/*.json examples/flows/*.yaml
+  flowmonkey dev --app myapp.flows:app --start order-processing --input '{}'
+
+Run `flowmonkey COMMAND --help` for the options of each command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flowmonkey import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="flowmonkey",
+        description="FlowMonkey: an event-sourced workflow engine. Run flows, a local "
+                    "development engine, or the built-in demo.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"flowmonkey {__version__}")
+    add_common_options(parser, top_level=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in COMMANDS:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``flowmonkey`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    debug = bool(getattr(args, "debug", False))
+    try:
+        code = func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except CliError as exc:
+        _report(exc, exc.exit_code, debug)
+        return exc.exit_code
+    except (ValueError, OSError) as exc:
+        _report(exc, EXIT_BAD_INPUT, debug)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        from flowmonkey.errors import FlowMonkeyError
+
+        if not isinstance(exc, FlowMonkeyError):
+            raise
+        _report(exc, EXIT_BAD_INPUT, debug)
+        return EXIT_BAD_INPUT
+    sys.stdout.flush()
+    return int(code)
+
+
+def _report(exc: BaseException, exit_code: int, debug: bool) -> None:
+    sys.stdout.flush()
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    message = str(exc) or type(exc).__name__
+    if not isinstance(exc, CliError):
+        message = f"{type(exc).__name__}: {message}"
+    print(f"error: {message}", file=sys.stderr)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+    if not debug and exit_code in (EXIT_BAD_INPUT, EXIT_FAILED):
+        cause = exc.__cause__
+        if cause is not None and not isinstance(exc, CliError):
+            print(f"caused by: {type(cause).__name__}: {cause}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,526 @@
+"""Shared pieces of the CLI: errors, loading flows and handlers, parsing input, and
+formatting events for humans.
+
+Nothing here imports the engine at module level, so ``flowmonkey --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from flowmonkey.events.envelope import Event
+    from flowmonkey.handlers.base import StepHandler
+    from flowmonkey.model.execution import Execution
+    from flowmonkey.model.flow import Flow
+    from flowmonkey.model.tables import TableDef
+
+    Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_WAITING = 3
+
+FLOW_SUFFIXES = (".json", ".yaml", ".yml")
+_MODULE_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(:[A-Za-z_][\w.]*)?$")
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback (unless ``--debug``)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT,
+                 hint: str | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.hint = hint
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """``--debug`` on the main parser and on every command (either position works)."""
+    parser.add_argument(
+        "--debug", action="store_true",
+        default=False if top_level else argparse.SUPPRESS,
+        help="show Python tracebacks for errors")
+
+
+def add_command(subparsers: Subparsers, name: str, *, help: str, description: str,
+                epilog: str) -> argparse.ArgumentParser:
+    """A command parser with the house style: description, examples epilog, --debug."""
+    parser = subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_options(parser)
+    return parser
+
+
+# --------------------------------------------------------------------------- input
+
+
+def parse_json_text(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                       f"column {exc.colno}",
+                       hint="quote JSON for the shell, e.g. --input '{\"key\": \"value\"}'"
+                       ) from None
+
+
+def read_document(path: Path) -> Any:
+    """A JSON or YAML file as plain data; errors name the line and column."""
+    if not path.exists():
+        raise CliError(f"file not found: {path}")
+    if path.is_dir():
+        raise CliError(f"{path} is a directory, not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise CliError(f"{path}: invalid YAML{where}: {problem}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: "
+                       f"{exc.msg}") from None
+
+
+def read_input(input_json: str | None, input_file: str | None) -> dict[str, Any]:
+    """The execution's initial context from ``--input`` or ``--input-file``."""
+    if input_json is not None and input_file is not None:
+        raise CliError("give either --input or --input-file, not both")
+    if input_file is not None:
+        data = read_document(Path(input_file))
+        what = input_file
+    elif input_json is not None:
+        data = parse_json_text(input_json, "--input")
+        what = "--input"
+    else:
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CliError(f"{what} must be a JSON object (the execution's context), got "
+                       f"{type(data).__name__}",
+                       hint='wrap the value in an object, e.g. {"order": ...}')
+    return data
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(slots=True)
+class Bundle:
+    """What a flow file, module or app provides."""
+
+    flows: list[Flow] = field(default_factory=list)
+    handlers: list[StepHandler] = field(default_factory=list)
+    tables: list[TableDef] = field(default_factory=list)
+
+    def extend(self, other: Bundle) -> None:
+        self.flows.extend(other.flows)
+        self.handlers.extend(other.handlers)
+        self.tables.extend(other.tables)
+
+
+def _parse_flow(raw: Any, source: str) -> Flow:
+    from flowmonkey.errors import FlowValidationError
+    from flowmonkey.model.flow import Flow
+
+    if isinstance(raw, Flow):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise CliError(f"{source}: a flow must be an object with id, initialStepId and steps, "
+                       f"got {type(raw).__name__}")
+    try:
+        return Flow.parse(dict(raw))
+    except FlowValidationError as exc:
+        raise CliError(f"{source}: invalid flow:\n  " + "\n  ".join(exc.problems)) from None
+
+
+def _parse_table(raw: Any, source: str) -> TableDef:
+    from pydantic import ValidationError
+
+    from flowmonkey.model.tables import TableDef
+
+    if isinstance(raw, TableDef):
+        return raw
+    try:
+        return TableDef.model_validate(raw)
+    except ValidationError as exc:
+        table_id = raw.get("id") if isinstance(raw, Mapping) else None
+        lines = [f"table {table_id!r}, field {'.'.join(str(p) for p in e['loc']) or '(table)'}: "
+                 f"{e['msg']}" for e in exc.errors()]
+        raise CliError(f"{source}: invalid table:\n  " + "\n  ".join(lines)) from None
+
+
+def bundle_from_document(data: Any, source: str) -> Bundle:
+    """A flow object, a list of flows, or ``{"flows": [...], "tables": [...]}``."""
+    tables_raw: Any = []
+    if isinstance(data, list):
+        flows_raw: Any = data
+    elif isinstance(data, Mapping) and "flows" in data and "steps" not in data:
+        flows_raw = data["flows"]
+        tables_raw = data.get("tables") or []
+    elif isinstance(data, Mapping):
+        flows_raw = [data]
+    else:
+        raise CliError(f"{source}: expected a flow object, a list of flows, or "
+                       f"{{\"flows\": [...], \"tables\": [...]}}; got "
+                       f"{'an empty file' if data is None else type(data).__name__}")
+    if not isinstance(flows_raw, list) or not isinstance(tables_raw, list):
+        raise CliError(f"{source}: \"flows\" and \"tables\" must be lists")
+    if not flows_raw:
+        raise CliError(f"{source}: no flows found")
+    return Bundle(flows=[_parse_flow(f, source) for f in flows_raw],
+                  tables=[_parse_table(t, source) for t in tables_raw])
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return list(value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return list(value)
+    return [value]
+
+
+def handlers_from(value: Any, source: str) -> list[StepHandler]:
+    """Handlers from a list (or a single one); handler classes are instantiated."""
+    found: list[StepHandler] = []
+    for item in _as_list(value):
+        candidate = item() if isinstance(item, type) else item
+        meta = getattr(candidate, "metadata", None)
+        if meta is None or not callable(getattr(candidate, "execute", None)):
+            raise CliError(f"{source}: {item!r} is not a handler",
+                           hint="decorate an async function with @handler('type') or "
+                                "subclass flowmonkey.Handler")
+        found.append(candidate)
+    return found
+
+
+def bundle_from_object(obj: Any, source: str) -> Bundle:
+    """``flows`` (or ``flow``), ``handlers`` and ``tables`` attributes of a module or object."""
+    flows_value = getattr(obj, "flows", None)
+    if flows_value is None:
+        flows_value = getattr(obj, "flow", None)
+    bundle = Bundle(
+        flows=[_parse_flow(f, source) for f in _as_list(flows_value)],
+        handlers=handlers_from(getattr(obj, "handlers", None), source),
+        tables=[_parse_table(t, source) for t in _as_list(getattr(obj, "tables", None))],
+    )
+    return bundle
+
+
+def _ensure_cwd_on_path() -> None:
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def import_module_or_file(spec: str) -> tuple[ModuleType, str | None]:
+    """``package.module[:attr]`` or ``path/to/file.py[:attr]`` -> (module, attr)."""
+    target, _, attr = spec.partition(":")
+    if spec.count(":") > 1 or (":" in spec and not attr):
+        raise CliError(f"{spec!r}: expected MODULE[:ATTRIBUTE] or FILE.py[:ATTRIBUTE]")
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        path = Path(target)
+        if not path.exists():
+            raise CliError(f"file not found: {path}")
+        return _import_file(path), attr or None
+    if not _MODULE_NAME.match(spec):
+        raise CliError(f"{spec!r} is neither a file nor a module name (MODULE[:ATTRIBUTE])")
+    _ensure_cwd_on_path()
+    try:
+        module = importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name and target.startswith(exc.name):
+            raise CliError(f"cannot import module {target!r}: no module named {exc.name!r}",
+                           hint="run from the directory that contains it, or set PYTHONPATH"
+                           ) from exc
+        raise CliError(f"cannot import module {target!r}: {exc}") from exc
+    except Exception as exc:
+        raise CliError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
+    return module, attr or None
+
+
+def _import_file(path: Path) -> ModuleType:
+    resolved = path.resolve()
+    name = "_flowmonkey_user_" + re.sub(r"\W", "_", resolved.stem)
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise CliError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    parent = str(resolved.parent)
+    if parent not in sys.path:
+        sys.path.insert(0, parent)  # so the file can import its siblings
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise CliError(f"loading {path} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _attribute(module: ModuleType, attr: str, spec: str) -> Any:
+    value: Any = module
+    for part in attr.split("."):
+        if not hasattr(value, part):
+            raise CliError(f"{spec}: {module.__name__} has no attribute {attr!r}")
+        value = getattr(value, part)
+    return value
+
+
+def load_flow_source(spec: str) -> Bundle:
+    """FLOW_FILE of ``run``/``validate``: JSON, YAML, a .py file or a module name."""
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if suffix in FLOW_SUFFIXES:
+        return bundle_from_document(read_document(path), spec)
+    if spec.partition(":")[0].endswith(".py"):
+        module, attr = import_module_or_file(spec)
+    elif path.is_dir():
+        raise CliError(f"{spec} is a directory; give a flow file")
+    elif path.exists():
+        raise CliError(f"{spec}: unsupported file type {suffix or '(none)'!r}",
+                       hint="flow files are .json, .yaml/.yml or .py")
+    elif _MODULE_NAME.match(spec):
+        try:
+            module, attr = import_module_or_file(spec)
+        except CliError as exc:
+            if isinstance(exc.__cause__, ModuleNotFoundError):
+                raise CliError(f"flow file not found, and no module named {spec!r}",
+                               hint="give a .json/.yaml/.py file or an importable module"
+                               ) from exc
+            raise
+    else:
+        raise CliError(f"flow file not found: {spec}")
+    source = _attribute(module, attr, spec) if attr else module
+    bundle = bundle_from_object(source, spec)
+    if not bundle.flows:
+        raise CliError(f"{spec}: defines no `flow` or `flows`")
+    return bundle
+
+
+def load_handlers_spec(spec: str) -> list[StepHandler]:
+    """``--handlers MODULE[:ATTR]``: the attribute, or the module's ``handlers``."""
+    module, attr = import_module_or_file(spec)
+    if attr:
+        return handlers_from(_attribute(module, attr, spec), spec)
+    if not hasattr(module, "handlers"):
+        raise CliError(f"{spec}: module {module.__name__} has no `handlers` list",
+                       hint="define `handlers = [...]` or name one: --handlers MODULE:ATTR")
+    return handlers_from(module.handlers, spec)
+
+
+def load_app(spec: str) -> Bundle:
+    """``--app MODULE[:ATTR]``: an object (or module) with ``flows``/``handlers``/``tables``."""
+    module, attr = import_module_or_file(spec)
+    source = _attribute(module, attr, spec) if attr else module
+    return bundle_from_object(source, spec)
+
+
+def load_flows_dir(directory: str) -> Bundle:
+    path = Path(directory)
+    if not path.is_dir():
+        raise CliError(f"--flows-dir {directory}: not a directory")
+    bundle = Bundle()
+    for file in sorted(path.iterdir()):
+        if file.suffix.lower() in FLOW_SUFFIXES and file.is_file():
+            bundle.extend(bundle_from_document(read_document(file), str(file)))
+    return bundle
+
+
+def all_handlers(user: Iterable[StepHandler], *, allow_private_http: bool) -> list[StepHandler]:
+    """The built-in handlers plus the user's; a user handler replaces a built-in type."""
+    from flowmonkey.handlers import builtin
+
+    mine = list(user)
+    types = {h.metadata.type for h in mine}
+    return [h for h in builtin(allow_private_http=allow_private_http)
+            if h.metadata.type not in types] + mine
+
+
+def flow_problems(flow: Flow, handler_types: Iterable[str],
+                  tables: Sequence[TableDef]) -> list[str]:
+    """Validation problems of a parsed flow against handlers and tables, one per line."""
+    found = flow.problems(list(handler_types), {t.id: t for t in tables})
+    return [f"flow {flow.ref}" + (f", step {step!r}" if step else "") + f", field {fld}: {msg}"
+            for step, fld, msg in found]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def short(value: Any, limit: int = 70) -> str:
+    """Compact one-line JSON, cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=False)
+
+
+def _ms(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "?"
+    return f"{value / 1000:g} s" if value >= 1000 else f"{int(value)} ms"
+
+
+def event_detail(event: Event) -> str:
+    """A short human description of an event's payload."""
+    d = event.data
+    t = event.type
+    if t == "execution.created":
+        parts = [f"{d.get('flow_id')}@{d.get('flow_version')}"]
+        if event.tenant_id:
+            parts.append(f"tenant={event.tenant_id}")
+        if d.get("parent_execution_id"):
+            parts.append(f"parent={str(d['parent_execution_id'])[:8]}")
+        return " ".join(parts)
+    if t == "execution.started":
+        return f"at {d.get('step_id')}"
+    if t == "step.started":
+        attempt = d.get("attempt", 1)
+        return f"{d.get('step_type')}" + (f" (attempt {attempt})" if attempt != 1 else "")
+    if t == "step.completed":
+        took = f" {d.get('duration_ms', 0)}ms"
+        if d.get("outcome") == "failure":
+            err = d.get("error") or {}
+            return f"failure{took} {err.get('code')}: {short(err.get('message'), 50)}"
+        target = f" -> {d['output_key']}" if d.get("output_key") else ""
+        return f"{d.get('outcome')}{took}{target} {short(d.get('output'), 50)}"
+    if t == "step.retry":
+        err = d.get("error") or {}
+        return (f"retry {d.get('attempt')}/{d.get('max_attempts')} in "
+                f"{_ms(d.get('backoff_ms'))} after {err.get('code')}")
+    if t == "step.timeout":
+        return f"timed out after {_ms(d.get('timeout_ms'))}"
+    if t == "transition":
+        return f"{d.get('from_step_id')} -> {d.get('to_step_id')} ({d.get('outcome')})"
+    if t == "execution.waiting":
+        kind = d.get("kind", "")
+        wake = d.get("wake_at")
+        parts = [str(kind)]
+        if isinstance(wake, int):
+            parts.append(f"for {_ms(wake - event.timestamp_ms)}")
+        if d.get("reason"):
+            parts.append(f"({d['reason']})")
+        return " ".join(parts)
+    if t == "execution.resumed":
+        if "data" in d:
+            return f"resumed with {short(d.get('data'), 50)}"
+        return f"{d.get('reason', 'resumed')}"
+    if t in ("token.created", "token.used", "token.revoked"):
+        token = str(d.get("token", ""))
+        extra = f" ({d['reason']})" if d.get("reason") else ""
+        return f"token {token[:8]}…{extra}"
+    if t == "execution.completed":
+        return f"after {d.get('total_steps')} steps"
+    if t == "execution.failed":
+        return f"{d.get('code')}: {short(d.get('message'), 60)}"
+    if t in ("execution.cancelling", "execution.cancelled"):
+        reason = f": {d['reason']}" if d.get("reason") else ""
+        return f"by {d.get('source')}{reason}"
+    if t == "child.started":
+        mode = "waiting" if d.get("wait", True) else "fire-and-forget"
+        return f"{d.get('flow_id')} as {str(d.get('child_execution_id'))[:8]} ({mode})"
+    if t == "child.finished":
+        return f"{str(d.get('child_execution_id'))[:8]} {d.get('status')}"
+    if t == "pipe.row":
+        return f"{d.get('pipe_id')} -> {d.get('table_id')} {short(d.get('row'), 45)}"
+    if t == "idempotency.hit":
+        return short(d, 60)
+    if t in ("pipe.inserted", "pipe.failed", "wal.appended"):
+        err = d.get("error") or {}
+        tail = f" {err.get('message')}" if err else ""
+        return f"{d.get('pipeId', '')} -> {d.get('tableId', '')}{tail}"
+    return short(d, 60)
+
+
+def event_step(event: Event) -> str:
+    d = event.data
+    step = d.get("step_id") or d.get("stepId") or d.get("from_step_id")
+    return str(step) if step else "-"
+
+
+def execution_tree(root_id: str, events: Iterable[Event]) -> set[str]:
+    """The root execution and every descendant named by ``child.started`` events."""
+    ids = {root_id}
+    for event in events:
+        if event.type == "child.started" and event.execution_id in ids:
+            ids.add(str(event.data.get("child_execution_id")))
+    return ids
+
+
+def timeline_events(root_id: str, events: Sequence[Event]) -> list[Event]:
+    """The execution's (and its children's) events, without registry noise."""
+    ids = execution_tree(root_id, events)
+    return [e for e in events if e.execution_id in ids
+            and (e.seq > 0 or e.type.startswith(("pipe.", "wal.", "command.")))]
+
+
+def format_timeline(root_id: str, events: Sequence[Event]) -> list[str]:
+    """One line per event: relative time, seq, type, step, detail."""
+    if not events:
+        return ["  (no events)"]
+    t0 = events[0].timestamp_ms
+    several = len({e.execution_id for e in events}) > 1
+    lines = [f"  {'time':>9}  {'seq':>3}  " + ("exec      " if several else "")
+             + f"{'event':<20} {'step':<16} detail"]
+    for event in events:
+        rel = (event.timestamp_ms - t0) / 1000
+        seq = str(event.seq) if event.seq else "-"
+        who = f"{event.execution_id[:8]}  " if several else ""
+        lines.append(f"  {rel:>+8.3f}s  {seq:>3}  {who}{event.type:<20} "
+                     f"{event_step(event):<16} {event_detail(event)}")
+    return lines
+
+
+def clock_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+def error_text(execution: Execution) -> str:
+    if execution.error is None:
+        return "none"
+    err = execution.error
+    where = f" (step {err.step_id!r})" if err.step_id else ""
+    return f"{err.code}: {err.message}{where}"
+
+
+def event_json(event: Event, t0: int) -> dict[str, Any]:
+    return {"seq": event.seq, "type": event.type, "executionId": event.execution_id,
+            "stepId": event_step(event) if event_step(event) != "-" else None,
+            "timestampMs": event.timestamp_ms, "relativeMs": event.timestamp_ms - t0,
+            "data": event.data}
