@@ -97,10 +97,11 @@ def trusted_command(
     tenant_id: str | None = None,
     version: int = 1,
 ) -> Command:
-    return _trusted(Command, _COMMAND_FIELDS, {
+    command: Command = _trusted(Command, _COMMAND_FIELDS, {
         "type": type, "version": version, "command_id": command_id,
         "execution_id": execution_id, "timestamp_ms": timestamp_ms, "tenant_id": tenant_id,
-        "data": data})  # type: ignore[no-any-return]
+        "data": data})
+    return command
 
 
 def trusted_event(
@@ -114,10 +115,11 @@ def trusted_event(
     command_id: str | None,
     data: dict[str, Any],
 ) -> Event:
-    return _trusted(Event, _EVENT_FIELDS, {  # type: ignore[no-any-return]
+    event: Event = _trusted(Event, _EVENT_FIELDS, {
         "type": type, "version": version, "execution_id": execution_id, "seq": seq,
         "event_id": event_id, "timestamp_ms": timestamp_ms, "tenant_id": tenant_id,
         "command_id": command_id, "data": data})
+    return event
 
 
 def make_event(

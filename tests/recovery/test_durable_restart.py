@@ -91,4 +91,5 @@ def test_a_killed_process_restarts_and_every_execution_finishes_exactly_once(
         attempts = [(e.data["step_id"], e.data["attempt"]) for e in history
                     if e.type == "step.completed"]
         assert len(attempts) == len(set(attempts)), f"{execution_id}: a step attempt twice"
-        assert ("c", 1) in attempts and ("c", 2) in attempts
+        assert ("c", 1) in attempts
+        assert ("c", 2) in attempts
