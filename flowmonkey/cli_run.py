@@ -162,20 +162,24 @@ async def _run_simulated(bundle: Bundle, handlers: list[StepHandler], flow: Flow
     harness = TestHarness(handlers=handlers, flows=bundle.flows, tables=bundle.tables,
                           options=EngineOptions(record_history=True))
     async with harness:
-        created = await harness.engine.create(
-            flow.id, context, tenant_id=args.tenant, flow_version=flow.version,
-            allow_unpublished=True)
-        execution_id = created.execution.id
+        execution: Execution | None = None
         timed_out = False
         try:
             async with asyncio.timeout(args.timeout_s):
-                execution = await harness._run_to_rest(execution_id)
+                result = await harness.run(flow.id, context, tenant_id=args.tenant,
+                                           flow_version=flow.version, allow_unpublished=True)
+                execution = result.execution
                 while _signal_wait(execution) and resumes:
                     assert execution.resume_token is not None
-                    execution = await harness.resume(execution_id, execution.resume_token,
+                    execution = await harness.resume(execution.id, execution.resume_token,
                                                      resumes.pop(0))
         except TimeoutError:
             timed_out = True
+        execution_id = execution.id if execution is not None else next(
+            (e.execution_id for e in harness.events if e.type == "execution.created"), None)
+        if execution_id is None:
+            raise CliError(f"the execution did not start within {args.timeout_s:g} s",
+                           exit_code=EXIT_FAILED)
         final = await harness.engine.get(execution_id)
         assert final is not None
         events = timeline_events(execution_id, harness.events)

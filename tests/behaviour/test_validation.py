@@ -1,0 +1,176 @@
+"""Bad definitions are refused at registration with an error that names the flow, the
+step and the field (FEATURES A1, A2); unknown flows are refused at create."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowmonkey import (
+    ColumnDef,
+    Engine,
+    FlowNotFoundError,
+    FlowValidationError,
+    HandlerParams,
+    RegistrationError,
+    Result,
+    StepResult,
+    TableDef,
+    handler,
+)
+from flowmonkey.testing import TestHarness
+from tests.behaviour.flows import flow, step
+
+
+@handler("ok")
+async def ok(p: HandlerParams) -> StepResult:
+    return Result.success()
+
+
+GOOD = flow("good", step("a", "ok", to="b"), step("b", "ok"))
+TABLE = TableDef(id="orders", columns=[ColumnDef(id="order_id")])
+
+
+def _refused(raw: dict[str, Any], tables: list[TableDef] | None = None) -> FlowValidationError:
+    with pytest.raises(FlowValidationError) as info:
+        Engine(flows=[raw], handlers=[ok], tables=tables or [])
+    return info.value
+
+
+def test_a_step_without_a_type_is_refused_naming_flow_step_and_field() -> None:
+    raw = flow("broken", step("a", "ok"))
+    del raw["steps"]["a"]["type"]
+
+    err = _refused(raw)
+
+    assert (err.flow_id, err.step_id, err.field) == ("broken", "a", "type")
+    assert "broken" in str(err) and "'a'" in str(err) and "type" in str(err)
+
+
+def test_a_flow_without_an_initial_step_is_refused() -> None:
+    raw = flow("broken", step("a", "ok"))
+    del raw["initialStepId"]
+
+    err = _refused(raw)
+
+    assert err.flow_id == "broken"
+    assert err.field is not None and "initial" in err.field.lower()
+
+
+def test_an_initial_step_that_does_not_exist_is_refused() -> None:
+    raw = flow("broken", step("a", "ok"))
+    raw["initialStepId"] = "nope"
+
+    err = _refused(raw)
+
+    assert (err.flow_id, err.field) == ("broken", "initial_step_id")
+    assert "nope" in str(err)
+
+
+def test_steps_that_are_not_objects_are_refused() -> None:
+    err = _refused({"id": "broken", "initialStepId": "a", "steps": {"a": 42}})
+
+    assert err.flow_id == "broken"
+    assert err.step_id == "a"
+
+
+def test_an_unknown_input_selector_type_is_refused() -> None:
+    err = _refused(flow("broken", step("a", "ok", input={"type": "magic"})))
+
+    assert (err.flow_id, err.step_id) == ("broken", "a")
+    assert err.field is not None and err.field.startswith("input")
+
+
+def test_an_unknown_handler_type_is_refused() -> None:
+    err = _refused(flow("broken", step("a", "ok", to="b"), step("b", "no-such-handler")))
+
+    assert (err.flow_id, err.step_id, err.field) == ("broken", "b", "type")
+    assert "no-such-handler" in str(err)
+
+
+@pytest.mark.parametrize("which", ["to", "on_failure", "on_resume"])
+def test_an_unknown_transition_target_is_refused(which: str) -> None:
+    err = _refused(flow("broken", step("a", "ok", **{which: "ghost"})))
+
+    expected = {"to": "on_success"}.get(which, which)
+    assert (err.flow_id, err.step_id, err.field) == ("broken", "a", f"transitions.{expected}")
+    assert "ghost" in str(err)
+
+
+def test_a_pipe_naming_an_unknown_table_is_refused() -> None:
+    raw = flow("broken", step("a", "ok"), pipes=[{
+        "id": "p1", "stepId": "a", "tableId": "no-such-table",
+        "mappings": [{"sourcePath": "x", "columnId": "order_id"}]}])
+
+    err = _refused(raw, [TABLE])
+
+    assert err.flow_id == "broken"
+    assert err.field == "pipes[p1].table_id"
+    assert "no-such-table" in str(err)
+
+
+def test_a_pipe_naming_an_unknown_step_is_refused() -> None:
+    raw = flow("broken", step("a", "ok"), pipes=[{
+        "id": "p1", "stepId": "ghost", "tableId": "orders",
+        "mappings": [{"sourcePath": "x", "columnId": "order_id"}]}])
+
+    err = _refused(raw, [TABLE])
+
+    assert err.field == "pipes[p1].step_id"
+    assert "ghost" in str(err)
+
+
+def test_a_pipe_naming_an_unknown_column_is_refused() -> None:
+    raw = flow("broken", step("a", "ok"), pipes=[{
+        "id": "p1", "stepId": "a", "tableId": "orders",
+        "mappings": [{"sourcePath": "x", "columnId": "colour"}]}])
+
+    err = _refused(raw, [TABLE])
+
+    assert "colour" in str(err)
+
+
+def test_every_problem_is_listed() -> None:
+    err = _refused(flow("broken", step("a", "nope", to="ghost")))
+
+    assert len(err.problems) == 2
+    assert any("ghost" in p for p in err.problems)
+    assert any("nope" in p for p in err.problems)
+
+
+def test_registering_the_same_flow_id_and_version_twice_is_refused() -> None:
+    engine = Engine(flows=[GOOD], handlers=[ok])
+
+    with pytest.raises(RegistrationError) as info:
+        engine.register_flow(GOOD)
+
+    assert "good@1.0.0" in str(info.value)
+
+
+def test_another_version_of_a_registered_flow_is_accepted() -> None:
+    engine = Engine(flows=[GOOD], handlers=[ok])
+
+    engine.register_flow({**GOOD, "version": "1.1.0"})
+
+    assert engine.flows.versions("good") == ["1.1.0", "1.0.0"]
+
+
+def test_registering_the_same_handler_type_twice_is_refused() -> None:
+    with pytest.raises(RegistrationError):
+        Engine(handlers=[ok, ok])
+
+
+async def test_creating_an_execution_of_an_unknown_flow_is_refused() -> None:
+    async with TestHarness(handlers=[ok], flows=[GOOD]) as t:
+        with pytest.raises(FlowNotFoundError) as info:
+            await t.create("no-such-flow")
+
+        assert "no-such-flow" in str(info.value)
+        assert (await t.engine.list()).items == []
+
+
+async def test_creating_an_unknown_version_of_a_known_flow_is_refused() -> None:
+    async with TestHarness(handlers=[ok], flows=[GOOD]) as t:
+        with pytest.raises(FlowNotFoundError):
+            await t.create("good", flow_version="9.9.9")
