@@ -213,9 +213,7 @@ class KafkaLog:
         the id is not used: there is no fencing, deduplication keeps things correct.
         """
         self._require_started()
-        return await self._new_writer(
-            transactional_id if self.exactly_once else None, wait_visible
-        )
+        return await self._new_writer(transactional_id if self.exactly_once else None, wait_visible)
 
     async def _new_writer(self, transactional_id: str | None, wait_visible: bool) -> KafkaWriter:
         writer = KafkaWriter(self, transactional_id, wait_visible=wait_visible)
@@ -457,8 +455,7 @@ class KafkaLog:
             ) from exc
         except (KafkaTimeoutError, TimeoutError) as exc:
             raise LogError(
-                f"Kafka at {self.bootstrap_servers} did not answer in time while {action}: "
-                f"{exc!r}",
+                f"Kafka at {self.bootstrap_servers} did not answer in time while {action}: {exc!r}",
                 bootstrap_servers=self.bootstrap_servers,
             ) from exc
         except Exception as exc:
@@ -583,8 +580,9 @@ class KafkaWriter:
     async def _abort(self) -> None:
         try:
             await self._producer.abort_transaction()
-        except BaseException as exc:  # noqa: BLE001 - already failing: keep the first error
+        except BaseException as exc:  # already failing: the first error is the one to raise
             logger.debug("abort of a failed transaction failed too: %r", exc)
+            _retrieve_fatal_error(self._producer)
             if self._broken is None:
                 self._broken = LogError(
                     f"the writer ({self._describe()}) is unusable after a failed abort: {exc!r}"
@@ -622,10 +620,12 @@ class KafkaWriter:
                     )
             finally:
                 results = await asyncio.gather(*futures, return_exceptions=True)
+            positions: list[Position] = []
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
-        return [Position(m.topic, int(m.partition), int(m.offset)) for m in results]
+                positions.append(Position(result.topic, int(result.partition), int(result.offset)))
+        return positions
 
     def _describe(self) -> str:
         if self.transactional_id is None:
@@ -719,6 +719,15 @@ def _to_record(message: Any) -> Record:
         headers=tuple((k, v if v is not None else b"") for k, v in message.headers or ()),
         timestamp_ms=message.timestamp,
     )
+
+
+def _retrieve_fatal_error(producer: Any) -> None:
+    """A producer in a fatal state (fenced) keeps the error in its transaction waiter,
+    which nothing awaits any more; retrieve it so asyncio does not log it as lost."""
+    manager = getattr(producer, "_txn_manager", None)
+    waiter = manager.wait_for_transaction_end() if manager is not None else None
+    if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
+        waiter.exception()
 
 
 async def _stop_quietly(client: Any) -> None:

@@ -1,0 +1,95 @@
+"""Commands that are not built yet. Each prints what it will do and exits 2.
+
+To implement one, write ``flowmonkey/cli_<name>.py`` with ``register_<name>(subparsers)``
+and swap it for the placeholder in ``flowmonkey.cli.COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from flowmonkey.cli_common import EXIT_BAD_INPUT, add_command
+
+if TYPE_CHECKING:
+    from flowmonkey.cli_common import Subparsers
+
+PLANNED: dict[str, tuple[str, str]] = {
+    "processor": ("run stream processors",
+                  "run the stream processors for the partitions this instance owns, on "
+                  "Kafka (FLOWMONKEY_KAFKA_BOOTSTRAP) or the embedded log"),
+    "projector": ("run the projector",
+                  "consume the events topic and keep the Postgres projection "
+                  "(FLOWMONKEY_POSTGRES_DSN) up to date"),
+    "worker": ("run job workers",
+               "run workers for stateful (job) handlers: claim jobs, heartbeat, "
+               "checkpoint and complete them"),
+    "api": ("serve the HTTP API",
+            "serve the HTTP API (commands, queries, flows, webhooks, forms, health, "
+            "metrics, OpenAPI)"),
+    "topics": ("manage Kafka topics",
+               "create the commands, events, flows and dead-letter topics "
+               "(`topics create`)"),
+    "migrate": ("migrate the Postgres schema",
+                "apply the Postgres projection schema migrations"),
+    "replay": ("replay executions from the log",
+               "rebuild an execution's state from the log at any event, and with --verify "
+               "compare it with the projection"),
+    "wal": ("replay or compact the pipe WAL",
+            "retry pipe rows that failed to land (`wal replay`) or remove acknowledged "
+            "entries (`wal compact`)"),
+    "bench": ("run benchmarks",
+              "measure throughput and latency of the engine on the embedded log or Kafka"),
+}
+
+
+def _placeholder(subparsers: Subparsers, name: str) -> None:
+    summary, what = PLANNED[name]
+    parser = add_command(
+        subparsers, name, help=f"{summary} (not available yet)",
+        description=f"Not available yet. It will {what}.",
+        epilog=f"example (once available):\n  flowmonkey {name} --help")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def run(args: argparse.Namespace) -> int:
+        print(f"not available yet: flowmonkey {name} will {what}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    parser.set_defaults(func=run)
+
+
+def register_processor(subparsers: Subparsers) -> None:
+    _placeholder(subparsers, "processor")
+
+
+def register_projector(subparsers: Subparsers) -> None:
+    _placeholder(subparsers, "projector")
+
+
+def register_worker(subparsers: Subparsers) -> None:
+    _placeholder(subparsers, "worker")
+
+
+def register_api(subparsers: Subparsers) -> None:
+    _placeholder(subparsers, "api")
+
+
+def register_topics(subparsers: Subparsers) -> None:
+    _placeholder(subparsers, "topics")
+
+
+def register_migrate(subparsers: Subparsers) -> None:
+    _placeholder(subparsers, "migrate")
+
+
+def register_replay(subparsers: Subparsers) -> None:
+    _placeholder(subparsers, "replay")
+
+
+def register_wal(subparsers: Subparsers) -> None:
+    _placeholder(subparsers, "wal")
+
+
+def register_bench(subparsers: Subparsers) -> None:
+    _placeholder(subparsers, "bench")
