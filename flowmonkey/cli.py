@@ -14,6 +14,7 @@ User errors are printed to stderr without a traceback; ``--debug`` shows it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -87,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flowmonkey`` command; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "accepts_extra", False):
+            args.rest = [*getattr(args, "rest", []), *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
@@ -98,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     except CliError as exc:
         _report(exc, exc.exit_code, debug)
         return exc.exit_code
@@ -126,10 +137,6 @@ def _report(exc: BaseException, exit_code: int, debug: bool) -> None:
     hint = getattr(exc, "hint", None)
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
-    if not debug and exit_code in (EXIT_BAD_INPUT, EXIT_FAILED):
-        cause = exc.__cause__
-        if cause is not None and not isinstance(exc, CliError):
-            print(f"caused by: {type(cause).__name__}: {cause}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def read_document(path: Path) -> Any:
         import yaml
 
         try:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -107,6 +107,30 @@ def read_document(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise CliError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: "
                        f"{exc.msg}") from None
+
+
+_YAML_LOADER: Any = None
+
+
+def _yaml_loader() -> Any:
+    """SafeLoader with YAML 1.2 booleans: only true/false, so ``on: success`` in a
+    pipe stays the key "on" (YAML 1.1 reads on/off/yes/no as booleans)."""
+    global _YAML_LOADER
+    if _YAML_LOADER is None:
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        bool_tag = "tag:yaml.org,2002:bool"
+        Loader.yaml_implicit_resolvers = {
+            first: [(tag, regexp) for tag, regexp in resolvers if tag != bool_tag]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+        Loader.add_implicit_resolver(
+            bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+        _YAML_LOADER = Loader
+    return _YAML_LOADER
 
 
 def read_input(input_json: str | None, input_file: str | None) -> dict[str, Any]:
@@ -486,8 +510,25 @@ def execution_tree(root_id: str, events: Iterable[Event]) -> set[str]:
 def timeline_events(root_id: str, events: Sequence[Event]) -> list[Event]:
     """The execution's (and its children's) events, without registry noise."""
     ids = execution_tree(root_id, events)
-    return [e for e in events if e.execution_id in ids
-            and (e.seq > 0 or e.type.startswith(("pipe.", "wal.", "command.")))]
+    picked = [e for e in events if e.execution_id in ids
+              and (e.seq > 0 or e.type.startswith(("pipe.", "wal.", "command.")))]
+    # Store events (pipe.inserted, wal.appended …) reach the dispatcher while the
+    # projection applies a batch, i.e. before the batch's own events: put each after
+    # the pipe.row that caused it.
+    ordered: list[Event] = []
+    deferred: list[Event] = []
+    for event in picked:
+        if event.seq == 0 and event.type.startswith(("pipe.", "wal.")):
+            deferred.append(event)
+            continue
+        ordered.append(event)
+        if event.type == "pipe.row":
+            pipe_id = event.data.get("pipe_id")
+            mine = [d for d in deferred if d.data.get("pipeId") == pipe_id
+                    and d.execution_id == event.execution_id]
+            ordered.extend(mine)
+            deferred = [d for d in deferred if d not in mine]
+    return ordered + deferred
 
 
 def format_timeline(root_id: str, events: Sequence[Event]) -> list[str]:

@@ -56,7 +56,7 @@ def _placeholder(subparsers: Subparsers, name: str) -> None:
         print(f"not available yet: flowmonkey {name} will {what}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, accepts_extra=True)
 
 
 def register_processor(subparsers: Subparsers) -> None:

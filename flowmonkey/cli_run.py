@@ -338,7 +338,9 @@ def _validate_one(spec: str, base_types: Sequence[str], extra: Sequence[StepHand
     try:
         bundle = load_flow_source(spec)
     except CliError as exc:
-        print(f"FAIL {spec}: {exc}", file=sys.stderr)
+        message = str(exc)
+        print(f"FAIL {message if message.startswith(spec) else f'{spec}: {message}'}",
+              file=sys.stderr)
         return 1
     types = [*base_types, *(h.metadata.type for h in extra),
              *(h.metadata.type for h in bundle.handlers)]

@@ -72,8 +72,14 @@ class EventDispatcher:
             return
         self._queue.append(event)
         if not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                # No loop yet (e.g. an Engine built before asyncio.run): keep the event;
+                # the next emit on a loop, or flush(), delivers the queue in order.
+                return
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._drain)
+            loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         self._scheduled = False

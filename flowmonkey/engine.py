@@ -315,6 +315,12 @@ class Engine:
             what = f"flow {flow_id!r}" + (f" version {flow_version!r}" if flow_version else "")
             known = ", ".join(sorted({f.id for f in self.flows.all()})) or "none"
             raise FlowNotFoundError(f"{what} is not registered (registered flows: {known})")
+        if flow_version is None and (allow_unpublished or self.env.flow(flow_id) is None):
+            # The kernel resolves a missing version among published flows only: pin the
+            # draft/archived one, so allow_unpublished works and a refusal says why.
+            unpublished = self.flows.get(flow_id, include_unpublished=True)
+            if unpublished is not None:
+                flow_version = unpublished.version
         if idempotency_key:
             key = idempotency_scope(tenant_id, flow_id, idempotency_key)
             new_id = execution_id or self._id_in_partition_of(key)
@@ -426,17 +432,29 @@ class Engine:
         while True:
             future: asyncio.Future[None] = loop.create_future()
             self._execution_waiters.setdefault(execution_id, []).append(future)
-            execution = await self.projection.get(execution_id)
-            if execution is not None and execution.status in wanted:
-                future.cancel()
-                return execution
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                status = execution.status.value if execution else "unknown"
-                raise WaitTimeout(f"execution {execution_id!r} still {status} after "
-                                  f"{timeout_s}s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, remaining)
+            try:
+                execution = await self.projection.get(execution_id)
+                if execution is not None and execution.status in wanted:
+                    return execution
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    status = execution.status.value if execution else "unknown"
+                    raise WaitTimeout(f"execution {execution_id!r} still {status} after "
+                                      f"{timeout_s}s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, remaining)
+            finally:
+                self._forget_waiter(execution_id, future)
+
+    def _forget_waiter(self, execution_id: str, future: asyncio.Future[None]) -> None:
+        """Drop a finished ``wait`` iteration's future (no event may ever pop it)."""
+        future.cancel()
+        waiters = self._execution_waiters.get(execution_id)
+        if waiters is not None:
+            with contextlib.suppress(ValueError):
+                waiters.remove(future)
+            if not waiters:
+                del self._execution_waiters[execution_id]
 
     # ------------------------------------------------------------------ introspection
 

@@ -57,7 +57,11 @@ def decode_event(value: bytes) -> Event:
     if not isinstance(raw, dict):
         raise DecodeError("event must be a JSON object")
     if UPCASTERS:
-        raw = upcast(raw)
+        try:
+            raw = upcast(raw)
+        except (TypeError, ValueError, AttributeError) as exc:
+            # An unhashable type or version, or an old event its upcaster cannot read.
+            raise DecodeError(f"event cannot be upcast: {exc}") from None
     # Checked by hand rather than by pydantic validation: this runs for every event
     # the projector and the processors read, and these checks are all it needs.
     try:

@@ -133,7 +133,8 @@ class HandlerParams:
 
 @runtime_checkable
 class StepHandler(Protocol):
-    metadata: HandlerMetadata
+    @property
+    def metadata(self) -> HandlerMetadata: ...
 
     async def execute(self, params: HandlerParams) -> StepResult: ...
 

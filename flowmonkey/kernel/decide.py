@@ -9,6 +9,7 @@ derived from the command and the execution's seq. No I/O, clock or randomness.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from flowmonkey.events.envelope import (
 from flowmonkey.kernel import limits as lim
 from flowmonkey.kernel.apply import apply
 from flowmonkey.kernel.env import KernelEnv
+from flowmonkey.kernel.inputs import InputError, resolve_input
 from flowmonkey.kernel.state import (
     WAIT_CHILD,
     WAIT_RETRY,
@@ -134,8 +136,9 @@ def decide(partition: PartitionState, cmd: Command, env: KernelEnv) -> Decision:
         return tx.reject(n.REJECT_INVALID_COMMAND, f"unknown command type {cmd.type!r}")
     try:
         return decider(tx)
-    except (KeyError, TypeError, ValueError) as exc:
-        # A malformed command (missing or mistyped field) is refused, never half-applied.
+    except (LookupError, TypeError, ValueError, AttributeError) as exc:
+        # A malformed command (missing or mistyped field) is refused, never half-applied;
+        # commands come from any producer on the log, so this must not stop a partition.
         tx.decision = Decision()
         return tx.reject(n.REJECT_INVALID_COMMAND, f"malformed {cmd.type} command: {exc!r}")
 
@@ -253,10 +256,15 @@ def _enter_step(tx: _Txn, st: ExecutionState, flow: Flow, step_id: str) -> None:
               f"no handler registered for type {step.type!r} (step {step_id!r})", step_id)
         return
     attempt = st.retry_attempts.get(step_id, 0) + 1
-    tx.emit(st, n.STEP_STARTED, {
+    started: dict[str, Any] = {
         "step_id": step_id, "step_type": step.type, "attempt": attempt,
         "attempt_id": f"{st.id}:{st.seq + 1}",
-    })
+    }
+    if st.options.record_history:
+        # History keeps each attempt's input (B8); the runner reports an unresolvable one.
+        with contextlib.suppress(InputError):
+            started["input"] = resolve_input(step.input, st.context)
+    tx.emit(st, n.STEP_STARTED, started)
 
 
 def _go(tx: _Txn, st: ExecutionState, flow: Flow, from_step: str, target: str | None,

@@ -78,12 +78,17 @@ class TestHarness:
             projection=self.projection, dispatcher=self.dispatcher, clock=self.clock,
             tables=self._tables)
         self._started = False
+        self._closed = False
 
     def _notify(self, type: str, payload: dict[str, Any]) -> None:
         self.engine._notify(type, payload)
 
     async def _ensure_started(self) -> None:
         if not self._started:
+            if self._closed:
+                # A stopped engine's log cannot reopen (e.g. a second run_sync): start
+                # afresh on a new engine; t.events keeps accumulating.
+                self._build()
             await self.engine.start()
             self._started = True
 
@@ -91,6 +96,7 @@ class TestHarness:
         if self._started:
             await self.engine.stop()
             self._started = False
+            self._closed = True
 
     async def __aenter__(self) -> TestHarness:
         await self._ensure_started()

@@ -64,7 +64,8 @@ async def test_the_cancellation_source_is_recorded() -> None:
         await t.cancel(r.execution.id, source="system")
 
         ex = await t.get(r.execution.id)
-        assert ex is not None and ex.cancellation is not None
+        assert ex is not None
+        assert ex.cancellation is not None
         assert ex.cancellation.source == "system"
 
 
@@ -75,7 +76,8 @@ async def test_cancelling_a_completed_execution_changes_nothing_and_says_why() -
         result = await t.cancel(r.execution.id)
 
         assert result.cancelled is False
-        assert result.reason is not None and "completed" in result.reason
+        assert result.reason is not None
+        assert "completed" in result.reason
         ex = await t.get(r.execution.id)
         assert ex is not None
         t.assert_completed(ex)
@@ -86,7 +88,8 @@ async def test_cancelling_an_unknown_execution_says_it_was_not_found() -> None:
         result = await t.cancel("no-such-execution")
 
         assert result.cancelled is False
-        assert result.reason is not None and "not found" in result.reason
+        assert result.reason is not None
+        assert "not found" in result.reason
 
 
 async def test_cancelling_a_parent_cascades_to_its_waiting_child() -> None:
@@ -104,7 +107,8 @@ async def test_cancelling_a_parent_cascades_to_its_waiting_child() -> None:
         assert result.children_cancelled == 1
         parent = await t.get(r.execution.id)
         child_now = await t.get(child.id)
-        assert parent is not None and child_now is not None
+        assert parent is not None
+        assert child_now is not None
         t.assert_cancelled(parent)
         t.assert_cancelled(child_now)
         assert child_now.cancellation is not None

@@ -114,7 +114,8 @@ async def test_resume_data_over_a_limit_is_refused_and_the_execution_keeps_waiti
 
         assert info.value.code == "CONTEXT_VALUE_TOO_LARGE"
         ex = await t.get(r.execution.id)
-        assert ex is not None and ex.status == "waiting"
+        assert ex is not None
+        assert ex.status == "waiting"
 
 
 async def test_a_start_context_over_a_limit_is_refused() -> None:
@@ -129,3 +130,17 @@ async def test_a_start_context_over_a_limit_is_refused() -> None:
 
         assert info.value.code == "CONTEXT_NESTING_LIMIT"
         assert (await t.engine.list()).items == []
+
+
+async def test_an_output_that_is_not_json_fails_with_invalid_value() -> None:
+    @handler("setter")
+    async def setter(p: HandlerParams) -> StepResult:
+        return Result.success({1, 2, 3})
+
+    f = flow("j", step("a", "setter", output_key="out"))
+    async with TestHarness(handlers=[setter], flows=[f]) as t:
+        r = await t.run("j")
+
+        t.assert_failed(r.execution, "INVALID_VALUE")
+        assert r.execution.error is not None
+        assert "JSON" in r.execution.error.message

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
 from flowmonkey import HandlerParams, Result, StepResult, handler
+from flowmonkey.handlers import FunctionHandler
 from flowmonkey.testing import TestHarness
 from tests.behaviour.flows import flow, step, types_of
 
@@ -126,7 +128,8 @@ async def test_a_handler_over_its_timeout_times_out_and_is_aborted() -> None:
         timeout = next(e for e in r.events if e.type == "step.timeout")
         assert timeout.data["step_id"] == "a"
         assert timeout.data["timeout_ms"] == 30
-        assert seen and seen[0].is_set()
+        assert seen
+        assert seen[0].is_set()
 
 
 async def test_a_sleeping_handler_over_its_timeout_is_cut_off() -> None:
@@ -143,7 +146,7 @@ async def test_a_sleeping_handler_over_its_timeout_is_cut_off() -> None:
         assert "step.timeout" in types_of(r.events)
 
 
-def _flaky(failures: int, code: str = "TRANSIENT") -> tuple[object, list[int]]:
+def _flaky(failures: int, code: str = "TRANSIENT") -> tuple[FunctionHandler, list[int]]:
     attempts: list[int] = []
 
     @handler("flaky")
@@ -160,7 +163,7 @@ async def test_retry_with_backoff_completes_while_the_execution_sees_time_move()
     flaky, attempts = _flaky(failures=2)
     f = flow("retry", step("a", "flaky", output_key="out",
                            retry={"maxAttempts": 3, "backoffMs": 1000}))
-    async with TestHarness(handlers=[flaky], flows=[f]) as t:  # type: ignore[list-item]
+    async with TestHarness(handlers=[flaky], flows=[f]) as t:
         r = await t.run("retry")
 
         t.assert_completed(r.execution)
@@ -169,7 +172,7 @@ async def test_retry_with_backoff_completes_while_the_execution_sees_time_move()
         starts = [e for e in r.events if e.type == "step.started"]
         assert [e.data["attempt"] for e in starts] == [1, 2, 3]
         # backoff 1000 ms, then 1000 * 2 (the default multiplier)
-        gaps = [b.timestamp_ms - a.timestamp_ms for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [b.timestamp_ms - a.timestamp_ms for a, b in itertools.pairwise(starts)]
         assert gaps == [1000, 2000]
         retries = [e.data for e in r.events if e.type == "step.retry"]
         assert [(d["attempt"], d["backoff_ms"]) for d in retries] == [(1, 1000), (2, 2000)]
@@ -178,7 +181,7 @@ async def test_retry_with_backoff_completes_while_the_execution_sees_time_move()
 async def test_retries_stop_after_max_attempts_and_fail_with_the_last_code() -> None:
     flaky, attempts = _flaky(failures=10)
     f = flow("retry", step("a", "flaky", retry={"maxAttempts": 2, "backoffMs": 0}))
-    async with TestHarness(handlers=[flaky], flows=[f]) as t:  # type: ignore[list-item]
+    async with TestHarness(handlers=[flaky], flows=[f]) as t:
         r = await t.run("retry")
 
         t.assert_failed(r.execution, "TRANSIENT")
@@ -189,7 +192,7 @@ async def test_retry_on_retries_only_the_listed_codes() -> None:
     flaky, attempts = _flaky(failures=1, code="FATAL")
     f = flow("retry", step("a", "flaky",
                            retry={"maxAttempts": 3, "backoffMs": 10, "retryOn": ["TRANSIENT"]}))
-    async with TestHarness(handlers=[flaky], flows=[f]) as t:  # type: ignore[list-item]
+    async with TestHarness(handlers=[flaky], flows=[f]) as t:
         r = await t.run("retry")
 
         t.assert_failed(r.execution, "FATAL")
@@ -201,7 +204,7 @@ async def test_retry_on_retries_a_listed_code() -> None:
     flaky, attempts = _flaky(failures=1, code="TRANSIENT")
     f = flow("retry", step("a", "flaky",
                            retry={"maxAttempts": 3, "backoffMs": 10, "retryOn": ["TRANSIENT"]}))
-    async with TestHarness(handlers=[flaky], flows=[f]) as t:  # type: ignore[list-item]
+    async with TestHarness(handlers=[flaky], flows=[f]) as t:
         r = await t.run("retry")
 
         t.assert_completed(r.execution)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from flowmonkey import HandlerParams, Result, StepResult, handler
 from flowmonkey.testing import TestHarness
 from tests.behaviour.flows import flow, key, step
@@ -58,13 +56,16 @@ async def test_history_records_each_step_attempt_with_outcome_and_attempt() -> N
         assert h[2].started_at - h[1].completed_at == timedelta(milliseconds=250)  # backoff
 
 
-@pytest.mark.xfail(strict=True, reason="kernel bug: step.started carries no 'input', so "
-                   "HistoryEntry.input is always None (FEATURES B8 wants each step's input)")
 async def test_history_records_each_steps_input() -> None:
     async with TestHarness(handlers=HANDLERS, flows=[F], record_history=True) as t:
         r = await t.run("hist", {"x": 4})
 
-        assert r.execution.history[0].input == 4
+        assert [e.input for e in r.execution.history] == [
+            4,
+            {"x": 4, "doubled": 8},
+            {"x": 4, "doubled": 8},
+            {"x": 4, "doubled": 8, "flaky": "second try works"},
+        ]
 
 
 async def test_without_record_history_no_history_is_kept() -> None:
@@ -99,8 +100,11 @@ async def test_replay_up_to_a_seq_equals_the_state_after_that_many_events() -> N
         at_wait = await t.engine.replay(r.execution.id, upto_seq=waiting.seq)
         at_start = await t.engine.replay(r.execution.id, upto_seq=1)
 
-        assert at_start is not None and at_first is not None and at_wait is not None
-        assert at_start.seq == 1 and at_start.status == "pending"
+        assert at_start is not None
+        assert at_first is not None
+        assert at_wait is not None
+        assert at_start.seq == 1
+        assert at_start.status == "pending"
         assert at_start.context == {"x": 4}
         assert at_first.seq == first_done.seq
         assert at_first.context == {"x": 4, "doubled": 8}

@@ -29,8 +29,10 @@ async def test_the_same_idempotency_key_twice_returns_the_same_execution() -> No
         first = await t.create("order", {"n": 1}, idempotency_key="order-42")
         second = await t.create("order", {"n": 2}, idempotency_key="order-42")
 
-        assert first.created is True and first.idempotency_hit is False
-        assert second.created is False and second.idempotency_hit is True
+        assert first.created is True
+        assert first.idempotency_hit is False
+        assert second.created is False
+        assert second.idempotency_hit is True
         assert second.execution.id == first.execution.id
         assert second.execution.context["n"] == 1
         assert len((await t.engine.list()).items) == 1
@@ -66,7 +68,8 @@ async def test_the_same_key_after_the_window_starts_a_new_execution() -> None:
         after = await t.create("order", idempotency_key="k", idempotency_window_ms=60_000)
 
         assert inside.idempotency_hit is True
-        assert after.created is True and after.idempotency_hit is False
+        assert after.created is True
+        assert after.idempotency_hit is False
         assert after.execution.id != first.execution.id
 
 
@@ -111,9 +114,11 @@ async def test_another_tenant_cannot_cancel_an_execution() -> None:
         result = await t.engine.cancel(r.execution.id, tenant_id="tenant-b")
 
         assert result.cancelled is False
-        assert result.reason is not None and "not found" in result.reason
+        assert result.reason is not None
+        assert "not found" in result.reason
         ex = await t.get(r.execution.id)
-        assert ex is not None and ex.status == "waiting"
+        assert ex is not None
+        assert ex.status == "waiting"
 
 
 async def test_another_tenant_cannot_resume_an_execution() -> None:
@@ -126,4 +131,5 @@ async def test_another_tenant_cannot_resume_an_execution() -> None:
                                   tenant_id="tenant-b")
 
         ex = await t.get(r.execution.id)
-        assert ex is not None and ex.status == "waiting"
+        assert ex is not None
+        assert ex.status == "waiting"

@@ -77,7 +77,8 @@ async def test_a_bad_row_lands_in_the_wal_with_the_reason_and_the_execution_comp
         assert entry.execution_id == r.execution.id
         assert entry.step_id == "pay"
         assert entry.data["total"] == "not a number"
-        assert "total" in entry.error and "number" in entry.error
+        assert "total" in entry.error
+        assert "number" in entry.error
         assert "pipe.failed" in [e.type for e in t.events]
 
 
@@ -88,7 +89,8 @@ async def test_a_row_missing_a_required_column_lands_in_the_wal() -> None:
 
         t.assert_completed(r.execution)
         [entry] = t.wal_entries()
-        assert "order_id" in entry.error and "required" in entry.error
+        assert "order_id" in entry.error
+        assert "required" in entry.error
 
 
 async def test_a_disabled_pipe_writes_nothing() -> None:

@@ -140,3 +140,17 @@ async def test_a_sub_flow_naming_an_unknown_flow_fails_the_step() -> None:
 
         t.assert_failed(r.execution, "SUB_FLOW_ERROR")
         assert "child.started" not in types_of(r.events)
+
+
+async def test_a_child_cancelled_on_its_own_fails_its_waiting_parent_with_child_failed() -> None:
+    async with TestHarness(handlers=HANDLERS, flows=[SLOW_CHILD, parent("slow-child")]) as t:
+        r = await t.run("parent-of-slow-child", {"n": 3})
+        [child] = (await t.engine.list(parent_execution_id=r.execution.id)).items
+
+        await t.cancel(child.id)
+
+        ex = await t.get(r.execution.id)
+        assert ex is not None
+        t.assert_failed(ex, "CHILD_FAILED")
+        assert ex.error is not None
+        assert ex.error.details["code"] == "CANCELLED"

@@ -45,7 +45,9 @@ def test_a_step_without_a_type_is_refused_naming_flow_step_and_field() -> None:
     err = _refused(raw)
 
     assert (err.flow_id, err.step_id, err.field) == ("broken", "a", "type")
-    assert "broken" in str(err) and "'a'" in str(err) and "type" in str(err)
+    assert "broken" in str(err)
+    assert "'a'" in str(err)
+    assert "type" in str(err)
 
 
 def test_a_flow_without_an_initial_step_is_refused() -> None:
@@ -55,7 +57,8 @@ def test_a_flow_without_an_initial_step_is_refused() -> None:
     err = _refused(raw)
 
     assert err.flow_id == "broken"
-    assert err.field is not None and "initial" in err.field.lower()
+    assert err.field is not None
+    assert "initial" in err.field.lower()
 
 
 def test_an_initial_step_that_does_not_exist_is_refused() -> None:
@@ -79,7 +82,8 @@ def test_an_unknown_input_selector_type_is_refused() -> None:
     err = _refused(flow("broken", step("a", "ok", input={"type": "magic"})))
 
     assert (err.flow_id, err.step_id) == ("broken", "a")
-    assert err.field is not None and err.field.startswith("input")
+    assert err.field is not None
+    assert err.field.startswith("input")
 
 
 def test_an_unknown_handler_type_is_refused() -> None:
@@ -89,12 +93,15 @@ def test_an_unknown_handler_type_is_refused() -> None:
     assert "no-such-handler" in str(err)
 
 
-@pytest.mark.parametrize("which", ["to", "on_failure", "on_resume"])
-def test_an_unknown_transition_target_is_refused(which: str) -> None:
-    err = _refused(flow("broken", step("a", "ok", **{which: "ghost"})))
+@pytest.mark.parametrize(("bad_step", "field"), [
+    (step("a", "ok", to="ghost"), "transitions.on_success"),
+    (step("a", "ok", on_failure="ghost"), "transitions.on_failure"),
+    (step("a", "ok", on_resume="ghost"), "transitions.on_resume"),
+])
+def test_an_unknown_transition_target_is_refused(bad_step: dict[str, Any], field: str) -> None:
+    err = _refused(flow("broken", bad_step))
 
-    expected = {"to": "on_success"}.get(which, which)
-    assert (err.flow_id, err.step_id, err.field) == ("broken", "a", f"transitions.{expected}")
+    assert (err.flow_id, err.step_id, err.field) == ("broken", "a", field)
     assert "ghost" in str(err)
 
 

@@ -72,7 +72,8 @@ async def test_a_timed_wait_rests_in_waiting_until_its_time_comes() -> None:
 
         await t.advance(4999)
         still = await t.get(created.execution.id)
-        assert still is not None and still.status == ExecutionStatus.WAITING
+        assert still is not None
+        assert still.status == ExecutionStatus.WAITING
 
         await t.advance(1)
         done = await t.get(created.execution.id)
@@ -151,7 +152,8 @@ async def test_resume_continues_at_on_resume_when_given() -> None:
         done = await t.resume(r.execution.id, r.execution.resume_token, None)
 
         t.assert_completed(done)
-        assert "c" in done.context and "b" not in done.context
+        assert "c" in done.context
+        assert "b" not in done.context
 
 
 async def test_resume_with_a_wrong_token_is_refused_as_invalid() -> None:
@@ -163,7 +165,8 @@ async def test_resume_with_a_wrong_token_is_refused_as_invalid() -> None:
 
         assert info.value.code == "INVALID_TOKEN"
         still = await t.get(r.execution.id)
-        assert still is not None and still.status == ExecutionStatus.WAITING
+        assert still is not None
+        assert still.status == ExecutionStatus.WAITING
 
 
 async def test_a_resume_token_works_only_once() -> None:
@@ -225,7 +228,8 @@ async def test_a_signal_timeout_cancels_the_execution_with_source_timeout() -> N
         ex = await t.get(r.execution.id)
         assert ex is not None
         t.assert_cancelled(ex)
-        assert ex.cancellation is not None and ex.cancellation.source == "timeout"
+        assert ex.cancellation is not None
+        assert ex.cancellation.source == "timeout"
         with pytest.raises(ResumeTokenError):
             await t.resume(r.execution.id, token, {})
 
@@ -236,13 +240,15 @@ async def test_a_wait_timeout_cancels_a_waiting_execution_with_source_timeout() 
 
         await t.advance(9_999)
         ex = await t.get(created.execution.id)
-        assert ex is not None and ex.status == ExecutionStatus.WAITING
+        assert ex is not None
+        assert ex.status == ExecutionStatus.WAITING
 
         await t.advance(1)
         ex = await t.get(created.execution.id)
         assert ex is not None
         t.assert_cancelled(ex)
-        assert ex.cancellation is not None and ex.cancellation.source == "timeout"
+        assert ex.cancellation is not None
+        assert ex.cancellation.source == "timeout"
 
 
 async def test_an_execution_timeout_cancels_the_execution_with_source_timeout() -> None:
@@ -256,5 +262,6 @@ async def test_an_execution_timeout_cancels_the_execution_with_source_timeout() 
         ex = await t.get(created.execution.id)
         assert ex is not None
         t.assert_cancelled(ex)
-        assert ex.cancellation is not None and ex.cancellation.source == "timeout"
+        assert ex.cancellation is not None
+        assert ex.cancellation.source == "timeout"
         assert ex.current_step_id == "n2"  # the first nap ended, the second never did

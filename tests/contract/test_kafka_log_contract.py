@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from flowmonkey.log import Log, OutRecord
+from flowmonkey.log import Log, OutRecord, TopicSpec
 from flowmonkey.log.kafka import KafkaLog
 from tests.contract.log_contract import PARTITIONS, LogContract
 
@@ -47,9 +47,6 @@ class TestKafkaLogExactlyOnce(KafkaLogContract):
         self, log: Log, topic: str
     ) -> None:
         await log.append([OutRecord(topic, b"v", partition=0)])
-
-        await log.create_topics([])
-        from flowmonkey.log import TopicSpec
 
         await log.create_topics([TopicSpec(topic, PARTITIONS)])
         await log.create_topics([TopicSpec(topic, PARTITIONS + 2)])

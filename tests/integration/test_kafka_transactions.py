@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -70,6 +71,16 @@ async def read_uncommitted(bootstrap: str, topic: str, partition: int) -> list[b
         await consumer.stop()
 
 
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    """Poll ``check`` until it holds: a plain client's commit becomes visible a little
+    after ``commit_transaction`` returns (the broker writes the markers afterwards)."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout_s}s")
+        await asyncio.sleep(0.01)
+
+
 # --- aborted transactions -----------------------------------------------------------------
 
 
@@ -116,10 +127,12 @@ async def test_reading_skips_a_transaction_another_client_aborted(
                 await producer.abort_transaction()
     finally:
         await producer.stop()
+
     # when the Kafka log reads the partition (after waiting for the last commit marker)
-    async with asyncio.timeout(30):
-        while not [r for r in await log.read(events, 1, 0) if r.value == b"two"]:
-            await asyncio.sleep(0.01)
+    async def last_commit_visible() -> bool:
+        return any(r.value == b"two" for r in await log.read(events, 1, 0))
+
+    await eventually(last_commit_visible)
     records = await log.read(events, 1, 0)
     # then it sees only the committed records, at increasing offsets with gaps
     assert [r.value for r in records] == [b"one", b"two"]
@@ -153,9 +166,11 @@ async def test_offsets_in_an_open_transaction_stay_invisible_until_it_commits(
     # then both become visible
     assert await log.wait_for(events, 1, 0, timeout_s=10) is True
     assert [r.value for r in await log.read(events, 1, 0)] == [b"pending"]
-    async with asyncio.timeout(10):
-        while await log.committed(group, commands, 1) != 5:
-            await asyncio.sleep(0.01)
+
+    async def offsets_visible() -> bool:
+        return await log.committed(group, commands, 1) == 5
+
+    await eventually(offsets_visible)
 
 
 async def test_an_append_with_offsets_makes_both_visible_when_it_returns(

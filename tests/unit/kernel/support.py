@@ -17,7 +17,7 @@ from typing import Any
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, Event
-from flowmonkey.kernel.apply import adopt, replay
+from flowmonkey.kernel.apply import adopt, apply_to_partition, replay
 from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.timers import next_timer
@@ -118,6 +118,12 @@ def linear_flow(id: str = "linear", length: int = 2, **step_options: Any) -> Flo
 # --------------------------------------------------------------------------- commands
 
 _ids = itertools.count(1)
+
+
+def reset_command_ids() -> None:
+    """Restart the generated command ids (scripts that must replay identically call it)."""
+    global _ids
+    _ids = itertools.count(1)
 
 
 def _command(type: str, execution_id: str, at: int, data: dict[str, Any],
@@ -252,6 +258,11 @@ class KernelDriver:
             assert state_fields(rebuilt) == state_fields(drafted), (
                 f"replaying {execution_id}'s events does not give the decision's state")
 
+    def inject(self, event: Event) -> None:
+        """Append an event ``decide`` did not produce, to build states it cannot reach."""
+        apply_to_partition(self.partition, event)
+        self.events.append(event)
+
     def deliver(self) -> list[Decision]:
         """Send the follow-up commands decided so far (and any they cause), in order."""
         decisions: list[Decision] = []
@@ -282,4 +293,5 @@ class KernelDriver:
         """Fire the execution's next timer (at its due time unless ``at`` is given)."""
         due = next_timer(self.state(execution_id))
         assert due is not None, f"{execution_id} has no timer"
-        return self.send(timer_cmd(execution_id, due[0], due[1], at=at))
+        return self.send(timer_cmd(execution_id, due[0], due[1], at=at,
+                                   command_id=f"timer:{execution_id}:{due[1]}:{due[0]}"))

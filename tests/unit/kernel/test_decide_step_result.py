@@ -438,14 +438,14 @@ def test_context_writes_are_kept_on_failure() -> None:
 def test_a_write_over_a_limit_fails_with_its_context_code(
         limits: dict[str, int], writes: list[tuple[str, Any]], code: str) -> None:
     d = run([step("s", on_failure="t", retry={"max_attempts": 2}), step("t")],
-            context={"a": "x" * 10}, options={"limits": limits})
+            context={"a": "x"}, options={"limits": limits})
 
     decision = d.result("e1", Result.success(1), at=T0 + 1, writes=writes)
 
     assert types(decision.events) == [n.STEP_COMPLETED, n.EXECUTION_FAILED]
     assert decision.events[0].data["error"]["code"] == code
     assert decision.events[-1].data["code"] == code
-    assert d.state("e1").context == {"a": "x" * 10}
+    assert d.state("e1").context == {"a": "x"}
 
 
 def test_an_output_over_a_limit_fails_with_its_context_code() -> None:
@@ -485,8 +485,8 @@ def test_max_steps_fails_before_running_one_step_too_many() -> None:
 
 
 def test_retries_count_towards_max_steps() -> None:
-    d = retrying({"max_attempts": 5}, on_failure=None)
-    d.partition.executions["e1"].options.max_steps = 2  # the driver owns its state
+    d = KernelDriver(DictEnv([make_flow("f", [step("s", retry={"max_attempts": 5})])]))
+    d.start("e1", "f", options={"max_steps": 2})
 
     d.result("e1", Result.failure("TEMP", "x"), at=T0 + 1)
     decision = d.result("e1", Result.failure("TEMP", "x"), at=T0 + 2)
@@ -560,8 +560,8 @@ def test_pipes_do_not_change_the_execution() -> None:
 
 
 def test_history_records_each_attempt_when_asked() -> None:
-    d = retrying({"max_attempts": 1}, input={"type": "key", "key": "x"})
-    d = KernelDriver(d.env)
+    d = KernelDriver(DictEnv([make_flow("f", [
+        step("s", retry={"max_attempts": 1}, input={"type": "key", "key": "x"})])]))
     d.start("e1", "f", context={"x": 42}, options={"record_history": True})
     d.result("e1", Result.failure("TEMP", "x"), at=T0 + 10, duration_ms=10)
     d.result("e1", Result.success({"ok": True}), at=T0 + 30, duration_ms=20)

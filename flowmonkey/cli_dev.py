@@ -1,0 +1,232 @@
+"""``flowmonkey dev``: everything in one process on a durable embedded log.
+
+The engine reopens the data directory on every start, so executions left waiting or
+running by an earlier run continue (their timers, tokens and state live in the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowmonkey.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Bundle,
+    CliError,
+    add_command,
+    all_handlers,
+    clock_time,
+    event_detail,
+    event_step,
+    load_app,
+    load_flows_dir,
+    read_input,
+)
+
+if TYPE_CHECKING:
+    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.engine import Engine
+    from flowmonkey.events.envelope import Event
+
+DEV_EPILOG = """\
+Flows come from --app (an object or module with `flows`, `handlers` and optionally
+`tables`) and/or the JSON/YAML files in --flows-dir; the built-in handlers are always
+there. State lives in the data directory: stop with Ctrl-C (or SIGTERM) and start
+again on the same directory, and waiting executions carry on where they were.
+
+examples:
+  flowmonkey dev --flows-dir examples/flows --start order-processing \\
+      --input '{"order": {"id": "A-1", "items": [{"sku": "X", "qty": 1, "price": 5}]}}'
+  flowmonkey dev --app myapp.flows:app --data-dir /var/tmp/fm
+  FLOWMONKEY_DATA_DIR=./state flowmonkey dev --app myapp.flows --quiet
+"""
+
+LIVE_TYPES_QUIET = frozenset({"execution.created", "execution.completed", "execution.failed",
+                              "execution.cancelled"})
+
+
+def register_dev(subparsers: Subparsers) -> None:
+    p = add_command(subparsers, "dev", help="run a local engine on a durable embedded log",
+                    description="Run an engine in the foreground on a durable embedded log, "
+                                "printing events and progress until Ctrl-C or SIGTERM.",
+                    epilog=DEV_EPILOG)
+    p.add_argument("--data-dir", metavar="DIR",
+                   default=os.environ.get("FLOWMONKEY_DATA_DIR") or "./.flowmonkey",
+                   help="where the log lives (default: $FLOWMONKEY_DATA_DIR or ./.flowmonkey)")
+    p.add_argument("--app", metavar="MODULE[:ATTR]", action="append", default=[],
+                   help="flows and handlers: an object or module with `flows` and "
+                        "`handlers` (a .py path works too); repeatable")
+    p.add_argument("--flows-dir", metavar="DIR", action="append", default=[],
+                   help="register every .json/.yaml/.yml flow file in DIR; repeatable")
+    p.add_argument("--start", metavar="FLOW_ID",
+                   help="create one execution of FLOW_ID at startup")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--input", metavar="JSON", help="its initial context (JSON object)")
+    source.add_argument("--input-file", metavar="PATH",
+                        help="its initial context from a JSON/YAML file")
+    p.add_argument("--tenant", metavar="T", help="tenant id for the --start execution")
+    p.add_argument("--partitions", metavar="N", type=int, default=4,
+                   help="partitions of a new data directory (default 4)")
+    p.add_argument("--stats-interval", metavar="S", type=float, default=5.0,
+                   help="seconds between progress lines (default 5)")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only executions starting and ending, not every event")
+    p.add_argument("--allow-private-http", action="store_true",
+                   help="let the http handler call private and loopback addresses")
+    p.set_defaults(func=cmd_dev)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    if args.partitions < 1:
+        raise CliError("--partitions must be at least 1")
+    if args.stats_interval <= 0:
+        raise CliError("--stats-interval must be positive")
+    if (args.input is not None or args.input_file is not None) and not args.start:
+        raise CliError("--input needs --start FLOW_ID")
+    bundle = Bundle()
+    for spec in args.app:
+        bundle.extend(load_app(spec))
+    for directory in args.flows_dir:
+        bundle.extend(load_flows_dir(directory))
+    context = read_input(args.input, args.input_file)
+    return asyncio.run(DevServer(args, bundle, context).run())
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+class DevServer:
+    def __init__(self, args: argparse.Namespace, bundle: Bundle,
+                 context: dict[str, Any]) -> None:
+        self.args = args
+        self.bundle = bundle
+        self.context = context
+        self.started_ms = time.time_ns() // 1_000_000
+        self.replayed = 0
+        self.window: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()
+        self.stop = asyncio.Event()
+
+    def on_event(self, event: Event) -> None:
+        if event.seq > 0 and event.timestamp_ms < self.started_ms:
+            self.replayed += 1  # read back from the log at startup: already printed once
+            return
+        kind = {"execution.created": "started", "execution.completed": "completed",
+                "execution.failed": "failed", "execution.cancelled": "cancelled"}.get(event.type)
+        if kind:
+            self.window[kind] += 1
+            self.totals[kind] += 1
+        if event.seq == 0 and not event.type.startswith(("command.", "pipe.", "wal.")):
+            return  # registry notifications
+        if self.args.quiet and event.type not in LIVE_TYPES_QUIET:
+            return
+        _say(f"{clock_time(event.timestamp_ms)}  {event.execution_id[:8]}  "
+             f"{event.seq or '-':>3}  {event.type:<20} {event_step(event):<14} "
+             f"{event_detail(event)}")
+
+    async def run(self) -> int:
+        from flowmonkey.dispatcher import EventDispatcher
+        from flowmonkey.engine import Engine, EngineOptions
+        from flowmonkey.log.embedded import EmbeddedLog
+
+        data_dir = Path(self.args.data_dir)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"cannot create the data directory {data_dir}: {exc}") from None
+        dispatcher = EventDispatcher(mode="sync")
+        dispatcher.on("*", self.on_event)
+        handlers = all_handlers(self.bundle.handlers,
+                                allow_private_http=self.args.allow_private_http)
+        engine = Engine(flows=self.bundle.flows, handlers=handlers,
+                        options=EngineOptions(record_history=True), dispatcher=dispatcher,
+                        tables=self.bundle.tables,
+                        log=EmbeddedLog(path=data_dir, partitions=self.args.partitions))
+        _say(f"flowmonkey dev: data dir {data_dir.resolve()}")
+        await engine.start()
+        try:
+            return await self._serve(engine)
+        finally:
+            _say("stopping...")
+            await engine.stop()
+            _say(f"stopped cleanly; {self._summary(self.totals)} this session. "
+                 "Executions still waiting continue on the next start.")
+
+    async def _serve(self, engine: Engine) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop.set)
+        flows = sorted(f.ref for f in engine.flows.all())
+        _say(f"flows: {', '.join(flows) if flows else '(none: use --app or --flows-dir)'}")
+        _say(f"handlers: {', '.join(engine.handlers.types())}")
+        await self._caught_up(engine)
+        await self._report_existing(engine)
+        if self.args.start:
+            created = await engine.create(self.args.start, self.context,
+                                          tenant_id=self.args.tenant)
+            _say(f"started execution {created.execution.id} of {self.args.start}")
+        _say("running; Ctrl-C to stop")
+        interval = self.args.stats_interval
+        last = loop.time()
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(interval, 0.5)):
+                    await self.stop.wait()
+            failure = engine.processor_failure()
+            if failure is not None:
+                print(f"error: a processor stopped: {type(failure).__name__}: {failure}",
+                      file=sys.stderr, flush=True)
+                return EXIT_FAILED
+            now = loop.time()
+            if now - last >= interval:
+                if self.window:
+                    span = now - last
+                    rates = ", ".join(f"{k} {v} ({v / span:.1f}/s)"
+                                      for k, v in sorted(self.window.items()))
+                    _say(f"progress: {rates} in the last {span:.0f} s")
+                    self.window.clear()
+                last = now
+        return EXIT_OK
+
+    async def _caught_up(self, engine: Engine) -> None:
+        """Give the projection a moment to read back what the log already holds."""
+        deadline = time.monotonic() + 5.0
+        projector = engine.projector
+        while projector is not None and time.monotonic() < deadline:
+            if await projector.caught_up():
+                return
+            await asyncio.sleep(0.02)
+
+    async def _report_existing(self, engine: Engine) -> None:
+        counts: Counter[str] = Counter()
+        cursor: str | None = None
+        while True:
+            page = await engine.list(limit=1000, cursor=cursor)
+            for execution in page.items:
+                counts[execution.status.value] += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        if counts:
+            detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            _say(f"in the log: {sum(counts.values())} executions ({detail}); "
+                 f"{self.replayed} past events read back")
+        else:
+            _say("in the log: no executions yet")
+
+    @staticmethod
+    def _summary(counts: Counter[str]) -> str:
+        if not counts:
+            return "no executions started or ended"
+        return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))

@@ -1,0 +1,703 @@
+"""The Postgres projection: the read model the Kafka mode serves queries from.
+
+Semantics are the memory projection's (``memory.py``), checked by the same contract
+suite. Execution state comes only from the kernel's appliers: a batch loads the stored
+``ExecutionState`` of the executions it touches, folds its events onto them with
+``kernel.apply.apply`` and writes the results back, all in one transaction, together
+with the consumer offsets when the caller passes them (exactly-once projection).
+"""
+
+# Queries here are assembled from constant fragments and $n placeholders; every value
+# is bound as a parameter, and the schema name reaches SQL only through search_path.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import builtins
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+from flowmonkey.errors import FlowMonkeyError, TableError
+from flowmonkey.events import names as n
+from flowmonkey.events.envelope import Event, ms_to_datetime, trusted_event
+from flowmonkey.kernel.apply import apply, replay
+from flowmonkey.kernel.state import ExecutionState
+from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.model.tables import ColumnDef, TableDef
+
+from .base import (
+    Notify,
+    Page,
+    Row,
+    RowFilter,
+    RowOrder,
+    RowPage,
+    RowQuery,
+    WalEntry,
+    WalReplayResult,
+)
+from .rows import check_order, decode_cursor, encode_cursor, prepare_filters, validate_row
+from .schema import checked_schema, migrate
+from .state_codec import state_from_json, state_to_json
+
+log = logging.getLogger(__name__)
+
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+Offsets = dict[tuple[str, int], int]
+_Note = tuple[str, dict[str, Any]]
+
+# the same namespace as memory.py: rebuilding either projection gives the same ids
+_IDS = uuid.UUID("6f1c2a51-4a57-4d0e-9a43-5f8f3c1b7e10")
+_TOKEN_STATUS = {n.TOKEN_USED: "used", n.TOKEN_REVOKED: "revoked"}
+
+
+def _derived_id(kind: str, source: str) -> str:
+    return uuid.uuid5(_IDS, f"{kind}:{source}").hex
+
+
+def _system_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    await conn.set_type_codec("jsonb", encoder=_json_text, decoder=orjson.loads,
+                              schema="pg_catalog")
+
+
+class ProjectionNotStartedError(FlowMonkeyError):
+    code = "PROJECTION_NOT_STARTED"
+
+
+class ProjectionStoreError(FlowMonkeyError):
+    """Postgres refused or lost a batch; nothing of it (rows, offsets) was stored."""
+
+    code = "PROJECTION_STORE_ERROR"
+
+
+_STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+@dataclass(slots=True)
+class _Loaded:
+    """One execution as a batch sees it: stored, then with the batch's events folded in."""
+
+    tenant_id: str | None
+    last_seq: int
+    state: ExecutionState | None
+    dirty: bool = False
+
+
+_EVENT_COLUMNS = ("execution_id, seq, type, version, event_id, timestamp_ms, tenant_id, "
+                  "command_id, data")
+_INSERT_EVENT = (f"insert into fm_events ({_EVENT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, "
+                 "$7, $8, $9) on conflict do nothing")
+_INSERT_REJECTION = (
+    "insert into fm_rejections (execution_id, event_id, type, version, timestamp_ms, "
+    "tenant_id, command_id, data) values ($1, $2, $3, $4, $5, $6, $7, $8) "
+    "on conflict do nothing")
+_UPSERT_EXECUTION = """
+insert into fm_executions (id, tenant_id, flow_id, flow_version, status, parent_execution_id,
+    idempotency_key, wake_at, created_at, updated_at, seq, state, execution)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+on conflict (id) do update set tenant_id = excluded.tenant_id, flow_id = excluded.flow_id,
+    flow_version = excluded.flow_version, status = excluded.status,
+    parent_execution_id = excluded.parent_execution_id,
+    idempotency_key = excluded.idempotency_key, wake_at = excluded.wake_at,
+    created_at = excluded.created_at, updated_at = excluded.updated_at, seq = excluded.seq,
+    state = excluded.state, execution = excluded.execution
+where fm_executions.seq < excluded.seq"""
+_UPSERT_OFFSET = """
+insert into fm_projection_offsets (group_id, topic, partition, next_offset)
+values ($1, $2, $3, $4)
+on conflict (group_id, topic, partition) do update set next_offset = excluded.next_offset"""
+_INSERT_ROW = ("insert into fm_table_rows (table_id, id, tenant_id, data, created_at, "
+               "updated_at) values ($1, $2, $3, $4, $5, $5) on conflict do nothing")
+_INSERT_WAL = """
+insert into fm_wal_entries (id, table_id, tenant_id, data, pipe_id, execution_id, flow_id,
+    step_id, error, created_at)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) on conflict do nothing"""
+_WAL_COLUMNS = ("id, table_id, tenant_id, data, pipe_id, execution_id, flow_id, step_id, "
+                "error, attempts, status, created_at")
+_ROW_COLUMNS = "id, tenant_id, data, created_at, updated_at"
+
+
+class PostgresProjection:
+    """:class:`~flowmonkey.projections.base.Projection` in a Postgres schema (asyncpg)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        schema: str = "flowmonkey",
+        notify: Notify | None = None,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        *,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self._quoted_schema = checked_schema(schema)
+        self._dsn = dsn
+        self.schema = schema
+        self._notify = notify
+        self._pool_min, self._pool_max = pool_min, pool_max
+        self._clock_ms = clock_ms or _system_ms
+        self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
+
+    async def start(self) -> None:
+        if self._pool_or_none is not None:
+            return
+        pool = await asyncpg.create_pool(
+            self._dsn, min_size=self._pool_min, max_size=self._pool_max,
+            init=_init_connection, server_settings={"search_path": self._quoted_schema})
+        try:
+            await migrate(pool, self.schema)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool_or_none = pool
+
+    async def close(self) -> None:
+        pool, self._pool_or_none = self._pool_or_none, None
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def _pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        if self._pool_or_none is None:
+            raise ProjectionNotStartedError("the Postgres projection is not started: "
+                                            "await start() first")
+        return self._pool_or_none
+
+    def _emit(self, notes: Sequence[_Note]) -> None:
+        if self._notify is None:
+            return
+        for name, payload in notes:
+            try:
+                self._notify(name, payload)
+            except Exception:
+                log.exception("projection listener failed on %s", name)
+
+    # ------------------------------------------------------------------ events
+
+    async def apply_events(self, events: Sequence[Event]) -> None:
+        await self.apply_events_with_offsets(events, None, {})
+
+    async def apply_events_with_offsets(
+        self, events: Sequence[Event], group: str | None, offsets: Offsets
+    ) -> None:
+        """Apply ``events`` and store ``offsets`` ((topic, partition) -> next offset) for
+        consumer ``group`` in one transaction: both land or neither does."""
+        notes: builtins.list[_Note] = []
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._apply_txn(conn, events, notes)
+                if group is not None and offsets:
+                    await conn.executemany(_UPSERT_OFFSET, [
+                        (group, topic, partition, offset)
+                        for (topic, partition), offset in offsets.items()])
+        except _STORE_ERRORS as exc:
+            first = events[0].event_id if events else None
+            raise ProjectionStoreError(
+                f"could not store a batch of {len(events)} events (first {first!r}) in "
+                f'schema "{self.schema}": {type(exc).__name__}: {exc}',
+                schema=self.schema, events=len(events), offsets=dict(offsets)) from exc
+        # only after the commit: a rolled-back batch announced nothing
+        self._emit(notes)
+
+    async def committed_offset(self, group: str, topic: str, partition: int) -> int | None:
+        """The next offset to consume, as last stored with a batch; None if never."""
+        value: int | None = await self._pool.fetchval(
+            "select next_offset from fm_projection_offsets "
+            "where group_id = $1 and topic = $2 and partition = $3", group, topic, partition)
+        return value
+
+    async def _apply_txn(self, conn: Conn, events: Sequence[Event],
+                         notes: builtins.list[_Note]) -> None:
+        ids = list(dict.fromkeys(e.execution_id for e in events if e.seq != 0))
+        loaded: dict[str, _Loaded] = {}
+        if ids:
+            # sorted, so concurrent batches lock rows in the same order
+            for r in await conn.fetch(
+                    "select id, tenant_id, seq, state from fm_executions "
+                    "where id = any($1::text[]) order by id for update", sorted(ids)):
+                state = state_from_json(r["state"]) if r["state"] is not None else None
+                loaded[r["id"]] = _Loaded(r["tenant_id"], r["seq"], state)
+        fresh: list[Event] = []
+        for event in events:
+            if event.seq == 0:
+                continue
+            record = loaded.get(event.execution_id)
+            if record is None:
+                record = loaded[event.execution_id] = _Loaded(event.tenant_id, 0, None)
+            elif event.seq <= record.last_seq:
+                continue
+            record.last_seq = event.seq
+            record.dirty = True
+            record.state = apply(record.state, event)
+            fresh.append(event)
+        await conn.executemany(_INSERT_EVENT, [_event_values(e) for e in fresh])
+        rejections = [e for e in events if e.seq == 0]
+        if rejections:
+            await conn.executemany(_INSERT_REJECTION, [
+                (e.execution_id, e.event_id, e.type, e.version, e.timestamp_ms, e.tenant_id,
+                 e.command_id, e.data) for e in rejections])
+        await conn.executemany(_UPSERT_EXECUTION, [
+            _execution_values(i, r) for i, r in loaded.items() if r.dirty])
+        for event in fresh:
+            if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS:
+                await self._token_txn(conn, event)
+            elif event.type == n.PIPE_ROW:
+                await self._pipe_row_txn(conn, event, notes)
+
+    async def _token_txn(self, conn: Conn, event: Event) -> None:
+        token = event.data["token"]
+        if event.type == n.TOKEN_CREATED:
+            await conn.execute(
+                "insert into fm_resume_tokens (token, execution_id, tenant_id, status, "
+                "created_at, expires_at) values ($1, $2, $3, 'active', $4, $5) "
+                "on conflict do nothing", token, event.execution_id, event.tenant_id,
+                event.timestamp_ms, event.data.get("expires_at"))
+        else:
+            await conn.execute(
+                "update fm_resume_tokens set status = $3 where token = $1 "
+                "and execution_id = $2", token, event.execution_id, _TOKEN_STATUS[event.type])
+
+    async def _pipe_row_txn(self, conn: Conn, event: Event, notes: builtins.list[_Note]) -> None:
+        """Write a pipe's row, or park it in the WAL with the reason. A bad row never
+        fails the batch: the insert runs in a savepoint."""
+        d = event.data
+        raw = d.get("row")
+        row: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        table_id = str(d.get("table_id", ""))
+        base = {"executionId": event.execution_id, "stepId": d.get("step_id"),
+                "pipeId": d.get("pipe_id"), "tableId": table_id}
+        try:
+            if not isinstance(raw, dict):
+                raise TableError(f"pipe {d.get('pipe_id')!r}: row is not an object")
+            row_id = await self._insert_txn(conn, table_id, row, event.tenant_id,
+                                            _derived_id("row", event.event_id),
+                                            event.timestamp_ms, notes)
+        except (FlowMonkeyError, asyncpg.PostgresError, ValueError, TypeError) as exc:
+            message = str(exc) or type(exc).__name__
+            notes.append((n.PIPE_FAILED, {**base, "error": {"code": "PIPE_ERROR",
+                                                           "message": message}}))
+            entry_id = _derived_id("wal", event.event_id)
+            status = await conn.execute(
+                _INSERT_WAL, entry_id, table_id, event.tenant_id, row,
+                str(d.get("pipe_id", "")), event.execution_id, d.get("flow_id"),
+                d.get("step_id"), message, event.timestamp_ms)
+            if _count(status):
+                notes.append((n.WAL_APPENDED, {
+                    "entryId": entry_id, "tableId": table_id,
+                    "executionId": event.execution_id, "pipeId": str(d.get("pipe_id", ""))}))
+            return
+        notes.append((n.PIPE_INSERTED, {**base, "rowId": row_id}))
+
+    # ------------------------------------------------------------------ executions
+
+    async def _visible_tenant(self, conn: Conn, execution_id: str,
+                              tenant_id: str | None) -> bool:
+        row = await conn.fetchrow("select tenant_id from fm_executions where id = $1",
+                                  execution_id)
+        return row is not None and (tenant_id is None or row["tenant_id"] == tenant_id)
+
+    async def get(self, execution_id: str, *, tenant_id: str | None = None) -> Execution | None:
+        row = await self._pool.fetchrow(
+            "select tenant_id, state from fm_executions where id = $1", execution_id)
+        if row is None or row["state"] is None:
+            return None
+        if tenant_id is not None and row["tenant_id"] != tenant_id:
+            return None
+        return state_from_json(row["state"]).to_execution()
+
+    async def list(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: ExecutionStatus | str | None = None,
+        flow_id: str | None = None,
+        parent_execution_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Execution]:
+        limit = max(1, min(limit, 10_000))
+        after = decode_cursor(cursor) if cursor is not None else None
+        params = _Params()
+        where = ["state is not null"]
+        for column, value in (("tenant_id", tenant_id), ("flow_id", flow_id),
+                              ("parent_execution_id", parent_execution_id),
+                              ("status", str(status) if status is not None else None)):
+            if value is not None:
+                where.append(f"{column} = {params.add(value)}::text")
+        if after is not None:
+            # newest first: "after" the cursor means strictly older in (created_at, id)
+            where.append(f"(created_at, id) < ({params.add(after[0])}::bigint, "
+                         f"{params.add(after[1])}::text)")
+        sql = (f"select state from fm_executions where {' and '.join(where)} "
+               f"order by created_at desc, id desc limit {params.add(limit + 1)}::int")
+        found = [state_from_json(r["state"]) for r in await self._pool.fetch(sql, *params)]
+        page = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor(last.created_at, last.id)
+        return Page[Execution](items=[s.to_execution() for s in page], next_cursor=next_cursor)
+
+    async def _events(self, execution_id: str, tenant_id: str | None,
+                      upto_seq: int | None) -> builtins.list[Event] | None:
+        async with self._pool.acquire() as conn:
+            if not await self._visible_tenant(conn, execution_id, tenant_id):
+                return None
+            rows = await conn.fetch(
+                f"select {_EVENT_COLUMNS} from fm_events where execution_id = $1 "
+                "and ($2::bigint is null or seq <= $2) order by seq", execution_id, upto_seq)
+        return [trusted_event(r["type"], r["version"], r["execution_id"], r["seq"],
+                              r["event_id"], r["timestamp_ms"], r["tenant_id"],
+                              r["command_id"], r["data"]) for r in rows]
+
+    async def history(
+        self, execution_id: str, *, tenant_id: str | None = None
+    ) -> builtins.list[Event]:
+        return await self._events(execution_id, tenant_id, None) or []
+
+    async def state_at(
+        self, execution_id: str, seq: int, *, tenant_id: str | None = None
+    ) -> Execution | None:
+        events = await self._events(execution_id, tenant_id, seq)
+        if events is None:
+            return None
+        state = replay(events, upto_seq=seq)
+        return state.to_execution() if state is not None else None
+
+    # ------------------------------------------------------------------ tables
+
+    async def _table_txn(self, conn: Conn, table_id: str, *, lock: bool = False) -> TableDef:
+        sql = "select definition from fm_table_defs where id = $1"
+        raw = await conn.fetchval(sql + (" for update" if lock else ""), table_id)
+        if raw is None:
+            raise TableError(f'table "{table_id}" not found', table_id=table_id)
+        return TableDef.model_validate(raw)
+
+    async def _save_table_txn(self, conn: Conn, table: TableDef) -> None:
+        await conn.execute("update fm_table_defs set definition = $2, updated_at = $3 "
+                           "where id = $1", table.id, table.model_dump(mode="json"),
+                           table.updated_at)
+
+    async def create_table(self, table: TableDef) -> TableDef:
+        ids = [c.id for c in table.columns]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise TableError(f'table "{table.id}": duplicate column ids {duplicates}',
+                             table_id=table.id)
+        now = self._clock_ms()
+        table = table.model_copy(update={"created_at": table.created_at or now,
+                                         "updated_at": table.updated_at or now})
+        status = await self._pool.execute(
+            "insert into fm_table_defs (id, definition, created_at, updated_at) "
+            "values ($1, $2, $3, $4) on conflict do nothing", table.id,
+            table.model_dump(mode="json"), table.created_at, table.updated_at)
+        if not _count(status):
+            raise TableError(f'table "{table.id}" already exists', table_id=table.id)
+        self._emit([(n.TABLE_CREATED, {"tableId": table.id,
+                                       "table": table.model_dump(by_alias=True)})])
+        return table
+
+    async def get_table(self, table_id: str) -> TableDef | None:
+        raw = await self._pool.fetchval("select definition from fm_table_defs where id = $1",
+                                        table_id)
+        return TableDef.model_validate(raw) if raw is not None else None
+
+    async def list_tables(self) -> builtins.list[TableDef]:
+        rows = await self._pool.fetch("select definition from fm_table_defs order by id")
+        return [TableDef.model_validate(r["definition"]) for r in rows]
+
+    async def delete_table(self, table_id: str) -> bool:
+        status = await self._pool.execute("delete from fm_table_defs where id = $1", table_id)
+        if not _count(status):
+            return False
+        self._emit([(n.TABLE_DELETED, {"tableId": table_id})])
+        return True
+
+    async def add_column(self, table_id: str, column: ColumnDef) -> TableDef:
+        async with self._pool.acquire() as conn, conn.transaction():
+            table = await self._table_txn(conn, table_id, lock=True)
+            if table.column(column.id) is not None:
+                raise TableError(f'table "{table_id}": column "{column.id}" already exists',
+                                 table_id=table_id, column_id=column.id)
+            table = table.model_copy(update={"columns": [*table.columns, column],
+                                             "updated_at": self._clock_ms()})
+            await self._save_table_txn(conn, table)
+        self._emit([(n.TABLE_COLUMN_ADDED, {"tableId": table_id,
+                                            "column": column.model_dump(by_alias=True)})])
+        return table
+
+    async def remove_column(self, table_id: str, column_id: str) -> TableDef:
+        async with self._pool.acquire() as conn, conn.transaction():
+            table = await self._table_txn(conn, table_id, lock=True)
+            if table.column(column_id) is None:
+                raise TableError(f'table "{table_id}": column "{column_id}" not found',
+                                 table_id=table_id, column_id=column_id)
+            table = table.model_copy(update={
+                "columns": [c for c in table.columns if c.id != column_id],
+                "updated_at": self._clock_ms()})
+            await self._save_table_txn(conn, table)
+            # the values go with the column, so re-adding it cannot surface stale data
+            await conn.execute("update fm_table_rows set data = data - $2::text "
+                               "where table_id = $1 and data ? $2::text", table_id, column_id)
+        self._emit([(n.TABLE_COLUMN_REMOVED, {"tableId": table_id, "columnId": column_id})])
+        return table
+
+    # ------------------------------------------------------------------ rows
+
+    async def _insert_txn(self, conn: Conn, table_id: str, data: dict[str, Any],
+                          tenant_id: str | None, row_id: str, now: int,
+                          notes: builtins.list[_Note]) -> str:
+        clean = validate_row(await self._table_txn(conn, table_id), data)
+        # a savepoint: inside a batch, a failed insert must not abort the transaction
+        async with conn.transaction():
+            status = await conn.execute(_INSERT_ROW, table_id, row_id, tenant_id, clean, now)
+        if _count(status):
+            notes.append((n.ROW_INSERTED, {"tableId": table_id, "rowId": row_id,
+                                           "row": dict(clean), "tenantId": tenant_id}))
+        return row_id
+
+    async def insert_row(
+        self, table_id: str, data: dict[str, Any], *, tenant_id: str | None = None
+    ) -> str:
+        notes: builtins.list[_Note] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            row_id = await self._insert_txn(conn, table_id, data, tenant_id,
+                                            uuid.uuid4().hex, self._clock_ms(), notes)
+        self._emit(notes)
+        return row_id
+
+    async def get_row(
+        self, table_id: str, row_id: str, *, tenant_id: str | None = None
+    ) -> Row | None:
+        r = await self._pool.fetchrow(
+            f"select {_ROW_COLUMNS} from fm_table_rows where table_id = $1 and id = $2 "
+            "and ($3::text is null or tenant_id = $3)", table_id, row_id, tenant_id)
+        return _public_row(table_id, r) if r is not None else None
+
+    async def update_row(
+        self, table_id: str, row_id: str, data: dict[str, Any], *, tenant_id: str | None = None
+    ) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            table = await self._table_txn(conn, table_id)
+            found = await conn.fetchrow(
+                "select tenant_id from fm_table_rows where table_id = $1 and id = $2 "
+                "and ($3::text is null or tenant_id = $3) for update",
+                table_id, row_id, tenant_id)
+            if found is None:
+                return False
+            patch = validate_row(table, data, partial=True)
+            merged = await conn.fetchval(
+                "update fm_table_rows set data = data || $3::jsonb, updated_at = $4 "
+                "where table_id = $1 and id = $2 returning data",
+                table_id, row_id, patch, self._clock_ms())
+        self._emit([(n.ROW_UPDATED, {"tableId": table_id, "rowId": row_id, "row": merged,
+                                     "changes": patch, "tenantId": found["tenant_id"]})])
+        return True
+
+    async def delete_row(
+        self, table_id: str, row_id: str, *, tenant_id: str | None = None
+    ) -> bool:
+        found = await self._pool.fetchrow(
+            "delete from fm_table_rows where table_id = $1 and id = $2 "
+            "and ($3::text is null or tenant_id = $3) returning tenant_id",
+            table_id, row_id, tenant_id)
+        if found is None:
+            return False
+        self._emit([(n.ROW_DELETED, {"tableId": table_id, "rowId": row_id,
+                                     "tenantId": found["tenant_id"]})])
+        return True
+
+    async def query_rows(self, query: RowQuery) -> RowPage:
+        async with self._pool.acquire() as conn:
+            table = await self._table_txn(conn, query.table_id)
+            filters = prepare_filters(table, query.filters)
+            check_order(table, query.order_by)
+            params = _Params(table.id)
+            where = ["table_id = $1"]
+            if query.tenant_id is not None:
+                where.append(f"tenant_id = {params.add(query.tenant_id)}::text")
+            where.extend(_filter_sql(f, params) for f in filters)
+            condition = " and ".join(where)
+            total: int = await conn.fetchval(
+                f"select count(*) from fm_table_rows where {condition}", *params)
+            order = _order_sql(query.order_by, params)
+            rows = await conn.fetch(
+                f"select {_ROW_COLUMNS} from fm_table_rows where {condition} order by {order} "
+                f"limit {params.add(query.limit)}::int offset {params.add(query.offset)}::int",
+                *params)
+        return RowPage(rows=[_public_row(table.id, r) for r in rows], total=total)
+
+    # ------------------------------------------------------------------ WAL
+
+    async def wal_pending(self, limit: int = 100) -> builtins.list[WalEntry]:
+        rows = await self._pool.fetch(
+            f"select {_WAL_COLUMNS} from fm_wal_entries where status = 'pending' "
+            "order by position limit $1", max(0, limit))
+        return [WalEntry.model_construct(**{**dict(r), "created_at": ms_to_datetime(
+            r["created_at"])}) for r in rows]
+
+    async def wal_ack(self, entry_id: str) -> bool:
+        status = await self._pool.execute(
+            "update fm_wal_entries set status = 'acked' where id = $1", entry_id)
+        return _count(status) > 0
+
+    async def wal_replay(self, limit: int = 100) -> WalReplayResult:
+        replayed = failed = 0
+        async with self._pool.acquire() as conn:
+            for entry in await self.wal_pending(limit):
+                notes: builtins.list[_Note] = []
+                async with conn.transaction():
+                    try:
+                        await self._insert_txn(conn, entry.table_id, entry.data,
+                                               entry.tenant_id, _derived_id("row", entry.id),
+                                               self._clock_ms(), notes)
+                    except (FlowMonkeyError, asyncpg.PostgresError, ValueError,
+                            TypeError) as exc:  # stays pending with the latest reason
+                        failed += 1
+                        await conn.execute(
+                            "update fm_wal_entries set attempts = attempts + 1, error = $2 "
+                            "where id = $1", entry.id, str(exc) or type(exc).__name__)
+                        continue
+                    await conn.execute("update fm_wal_entries set status = 'acked' "
+                                       "where id = $1", entry.id)
+                replayed += 1
+                self._emit([*notes, (n.WAL_REPLAYED, {"entryId": entry.id,
+                                                       "tableId": entry.table_id})])
+        return WalReplayResult(replayed=replayed, failed=failed)
+
+    async def wal_compact(self) -> int:
+        removed = _count(await self._pool.execute(
+            "delete from fm_wal_entries where status = 'acked'"))
+        if removed:
+            self._emit([(n.WAL_COMPACTED, {"removedCount": removed})])
+        return removed
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _count(status: str) -> int:
+    """The row count in a command status such as ``INSERT 0 1`` or ``DELETE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _event_values(e: Event) -> tuple[Any, ...]:
+    return (e.execution_id, e.seq, e.type, e.version, e.event_id, e.timestamp_ms,
+            e.tenant_id, e.command_id, e.data)
+
+
+def _execution_values(execution_id: str, record: _Loaded) -> tuple[Any, ...]:
+    st = record.state
+    if st is None:  # events for an execution whose creation we have not seen
+        return (execution_id, record.tenant_id, None, None, None, None, None, None, None,
+                None, record.last_seq, None, None)
+    return (execution_id, record.tenant_id, st.flow_id, st.flow_version, st.status.value,
+            st.parent_execution_id, st.idempotency_key, st.wake_at, st.created_at,
+            st.updated_at, record.last_seq, state_to_json(st),
+            st.to_execution().model_dump(mode="json"))
+
+
+def _public_row(table_id: str, r: asyncpg.Record) -> Row:
+    return Row.model_construct(
+        id=r["id"], table_id=table_id, tenant_id=r["tenant_id"], data=r["data"],
+        created_at=ms_to_datetime(r["created_at"]),
+        updated_at=ms_to_datetime(r["updated_at"]))
+
+
+class _Params(builtins.list[Any]):
+    """Bound values of a query being built; ``add`` gives the placeholder for one."""
+
+    def __init__(self, *initial: Any) -> None:
+        super().__init__(initial)
+
+    def add(self, value: Any) -> str:
+        self.append(value)
+        return f"${len(self)}"
+
+
+def _value_sql(column: str, params: _Params) -> str:
+    # a JSON null and a missing key are both "no value", as in memory's dict.get
+    return f"nullif(data -> {params.add(column)}::text, 'null'::jsonb)"
+
+
+def _like_pattern(pattern: str) -> str:
+    """``pattern`` for Postgres LIKE, where a trailing lone backslash is an error; the
+    shared rule (rows.like_regex) reads it as a literal backslash."""
+    escaped = False
+    for ch in pattern:
+        escaped = not escaped and ch == "\\"
+    return pattern + "\\" if escaped else pattern
+
+
+def _filter_sql(f: RowFilter, params: _Params) -> str:
+    if f.op in _OPERATORS and (f.value is None or isinstance(f.value, dict)):
+        return "false"  # nothing is ordered against no value or an object
+    value = _value_sql(f.column, params)
+    if f.op in ("eq", "neq"):
+        negation = "" if f.op == "neq" else "not "
+        return f"{value} is {negation}distinct from {params.add(f.value)}::jsonb"
+    if f.op == "in":
+        return (f"exists (select 1 from jsonb_array_elements({params.add(list(f.value))}"
+                f"::jsonb) as candidate(v) where nullif(candidate.v, 'null'::jsonb) "
+                f"is not distinct from {value})")
+    if f.op == "like":
+        return (f"case when jsonb_typeof({value}) = 'string' then ({value} #>> '{{}}') "
+                f"like {params.add(_like_pattern(f.value))}::text else false end")
+    return _comparison_sql(value, f.op, f.value, params)
+
+
+_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _comparison_sql(value: str, op: str, expected: Any, params: _Params) -> str:
+    """Ordering operators compare only values of the same JSON type (see rows.py)."""
+    sql_op = _OPERATORS[op]
+    if isinstance(expected, bool):
+        kind, cast = "boolean", f"({value})::boolean {sql_op} {params.add(expected)}::boolean"
+    elif isinstance(expected, int | float):
+        kind, cast = "number", f"({value})::numeric {sql_op} {params.add(expected)}::numeric"
+    elif isinstance(expected, str):
+        kind, cast = "string", (f'({value} #>> \'{{}}\') collate "C" {sql_op} '
+                                f"{params.add(expected)}::text")
+    elif isinstance(expected, list | tuple):
+        kind, cast = "array", f"{value} {sql_op} {params.add(list(expected))}::jsonb"
+    else:
+        return "false"
+    # CASE, because SQL does not promise to evaluate AND's operands left to right
+    return f"case when jsonb_typeof({value}) = '{kind}' then {cast} else false end"
+
+
+def _order_sql(order: RowOrder | None, params: _Params) -> str:
+    """Missing values last ascending and first descending; values grouped by JSON type
+    (numbers, booleans, strings, the rest) like rows.sort_key; ties by (created_at, id)."""
+    if order is None:
+        return "created_at, id"
+    value = _value_sql(order.column, params)
+    way = "desc" if order.direction == "desc" else "asc"
+    kind = f"jsonb_typeof({value})"
+    return ", ".join([
+        f"({value} is null) {way}",
+        f"case {kind} when 'number' then 0 when 'boolean' then 1 when 'string' then 2 "
+        f"else 3 end {way}",
+        f"case when {kind} = 'number' then ({value})::numeric end {way}",
+        f"case when {kind} = 'boolean' then ({value})::boolean end {way}",
+        f"case when {kind} = 'string' then ({value} #>> '{{}}') end collate \"C\" {way}",
+        f"case when {kind} in ('array', 'object') then {value} end {way}",
+        "created_at", "id",
+    ])

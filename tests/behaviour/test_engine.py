@@ -1,0 +1,253 @@
+"""The Engine on the wall clock: ``async with Engine(...)``, ``create`` and ``wait``
+(FEATURES G1). Timings are kept to tens of milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from flowmonkey import (
+    Engine,
+    EngineOptions,
+    Event,
+    EventDispatcher,
+    ExecutionStatus,
+    FlowMonkeyError,
+    HandlerParams,
+    Result,
+    StepResult,
+    WaitTimeout,
+    handler,
+)
+from tests.behaviour.flows import flow, key, step
+
+
+@handler("double")
+async def double(p: HandlerParams) -> StepResult:
+    return Result.success(p.input * 2)
+
+
+@handler("short-nap")
+async def short_nap(p: HandlerParams) -> StepResult:
+    return Result.wait(40, "short nap")
+
+
+@handler("approval")
+async def approval(p: HandlerParams) -> StepResult:
+    return Result.wait_for_signal("approval")
+
+
+HANDLERS = [double, short_nap, approval]
+LINEAR = flow("linear", step("a", "double", input=key("x"), output_key="a", to="b"),
+              step("b", "double", input=key("a"), output_key="b"))
+NAP = flow("nap", step("n", "short-nap", to="a"),
+           step("a", "double", input=key("x"), output_key="a"))
+SIGNAL = flow("signal", step("s", "approval", output_key="answer", to="a"),
+              step("a", "double", input=key("answer"), output_key="a"))
+
+
+async def test_an_engine_runs_a_flow_to_completion() -> None:
+    async with Engine(flows=[LINEAR], handlers=HANDLERS) as engine:
+        created = await engine.create("linear", {"x": 5})
+
+        ex = await engine.wait(created.execution.id, timeout_s=5)
+
+        assert created.created is True
+        assert ex.status == ExecutionStatus.COMPLETED
+        assert ex.context == {"x": 5, "a": 10, "b": 20}
+        assert await engine.get(ex.id) == ex
+
+
+async def test_a_timed_wait_really_waits_on_the_wall_clock() -> None:
+    async with Engine(flows=[NAP], handlers=HANDLERS) as engine:
+        created = await engine.create("nap", {"x": 1})
+
+        ex = await engine.wait(created.execution.id, timeout_s=5,
+                               until=[ExecutionStatus.COMPLETED, ExecutionStatus.FAILED])
+
+        assert ex.status == ExecutionStatus.COMPLETED
+        events = await engine.history(ex.id)
+        waiting = next(e for e in events if e.type == "execution.waiting")
+        resumed = next(e for e in events if e.type == "execution.resumed")
+        assert resumed.timestamp_ms - waiting.timestamp_ms >= 40
+
+
+async def test_wait_returns_a_signal_waiting_execution_and_resume_finishes_it() -> None:
+    async with Engine(flows=[SIGNAL], handlers=HANDLERS) as engine:
+        created = await engine.create("signal")
+        waiting = await engine.wait(created.execution.id, timeout_s=5)
+        assert waiting.status == ExecutionStatus.WAITING
+        assert waiting.resume_token is not None
+
+        await engine.resume(waiting.id, waiting.resume_token, 21)
+        ex = await engine.wait(waiting.id, timeout_s=5,
+                               until=[ExecutionStatus.COMPLETED, ExecutionStatus.FAILED])
+
+        assert ex.context == {"answer": 21, "a": 42}
+
+
+async def test_wait_gives_up_after_its_timeout() -> None:
+    async with Engine(flows=[SIGNAL], handlers=HANDLERS) as engine:
+        created = await engine.create("signal")
+
+        with pytest.raises(WaitTimeout):
+            await engine.wait(created.execution.id, timeout_s=0.05,
+                              until=[ExecutionStatus.COMPLETED])
+
+
+async def test_cancel_through_the_engine() -> None:
+    async with Engine(flows=[SIGNAL], handlers=HANDLERS) as engine:
+        created = await engine.create("signal")
+        await engine.wait(created.execution.id, timeout_s=5)
+
+        result = await engine.cancel(created.execution.id, reason="no longer needed")
+        ex = await engine.wait(created.execution.id, timeout_s=5,
+                               until=[ExecutionStatus.CANCELLED])
+
+        assert result.cancelled is True
+        assert result.tokens_invalidated == 1
+        assert ex.cancellation is not None
+        assert ex.cancellation.reason == "no longer needed"
+
+
+async def test_a_handler_over_the_engines_timeout_is_aborted() -> None:
+    aborts: list[asyncio.Event] = []
+
+    @handler("stuck")
+    async def stuck(p: HandlerParams) -> StepResult:
+        aborts.append(p.abort)
+        await p.abort.wait()
+        return Result.success()
+
+    async with Engine(flows=[flow("stuck", step("s", "stuck"))], handlers=[stuck],
+                      options=EngineOptions(timeout_ms=30)) as engine:
+        created = await engine.create("stuck")
+        ex = await engine.wait(created.execution.id, timeout_s=5)
+
+        assert ex.status == ExecutionStatus.FAILED
+        assert ex.error is not None
+        assert ex.error.code == "HANDLER_TIMEOUT"
+        assert aborts
+        assert aborts[0].is_set()
+        assert "step.timeout" in [e.type for e in await engine.history(ex.id)]
+
+
+async def test_the_engines_dispatcher_receives_every_event_in_order() -> None:
+    dispatcher = EventDispatcher()  # async mode
+    received: list[Event] = []
+    dispatcher.on("*", received.append)
+    async with Engine(flows=[LINEAR], handlers=HANDLERS, dispatcher=dispatcher) as engine:
+        created = await engine.create("linear", {"x": 1})
+        ex = await engine.wait(created.execution.id, timeout_s=5)
+        await dispatcher.flush()
+
+        mine = [e for e in received if e.execution_id == ex.id]
+        assert [e.seq for e in mine] == list(range(1, ex.seq + 1))
+        assert mine[-1].type == "execution.completed"
+        assert "flow.registered" in [e.type for e in received]
+
+
+async def test_a_failing_listener_does_not_stop_the_engine() -> None:
+    dispatcher = EventDispatcher(mode="sync")
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("listener bug")
+
+    dispatcher.on("*", broken)
+    async with Engine(flows=[LINEAR], handlers=HANDLERS, dispatcher=dispatcher) as engine:
+        created = await engine.create("linear", {"x": 1})
+        ex = await engine.wait(created.execution.id, timeout_s=5)
+
+        assert ex.status == ExecutionStatus.COMPLETED
+        assert engine.processor_failure() is None
+
+
+async def test_an_engine_that_is_not_started_refuses_commands() -> None:
+    engine = Engine(flows=[LINEAR], handlers=HANDLERS)
+
+    with pytest.raises(FlowMonkeyError, match="not started"):
+        await engine.create("linear")
+
+
+async def test_engine_list_filters_by_status_and_flow() -> None:
+    async with Engine(flows=[LINEAR, SIGNAL], handlers=HANDLERS) as engine:
+        done = await engine.create("linear", {"x": 1})
+        parked = await engine.create("signal")
+        await engine.wait(done.execution.id, timeout_s=5)
+        await engine.wait(parked.execution.id, timeout_s=5)
+
+        waiting = await engine.list(status="waiting")
+        linear = await engine.list(flow_id="linear")
+
+        assert [e.id for e in waiting.items] == [parked.execution.id]
+        assert [e.id for e in linear.items] == [done.execution.id]
+
+
+async def test_cancelling_a_running_execution_aborts_its_handler() -> None:
+    started = asyncio.Event()
+    aborts: list[asyncio.Event] = []
+
+    @handler("busy")
+    async def busy(p: HandlerParams) -> StepResult:
+        aborts.append(p.abort)
+        started.set()
+        await p.abort.wait()
+        return Result.success("ignored")
+
+    async with Engine(flows=[flow("busy", step("b", "busy", output_key="out"))],
+                      handlers=[busy]) as engine:
+        created = await engine.create("busy")
+        await asyncio.wait_for(started.wait(), timeout=5)
+
+        result = await engine.cancel(created.execution.id)
+        ex = await engine.wait(created.execution.id, timeout_s=5,
+                               until=[ExecutionStatus.CANCELLED])
+
+        assert result.cancelled is True
+        assert aborts[0].is_set()
+        assert "out" not in ex.context
+
+
+async def test_a_resume_token_works_once_even_when_resumes_race() -> None:
+    async with Engine(flows=[SIGNAL], handlers=HANDLERS) as engine:
+        created = await engine.create("signal")
+        waiting = await engine.wait(created.execution.id, timeout_s=5)
+        token = waiting.resume_token
+        assert token is not None
+
+        outcomes = await asyncio.gather(
+            *(engine.resume(waiting.id, token, i) for i in range(3)), return_exceptions=True)
+
+        refused = [o for o in outcomes if isinstance(o, FlowMonkeyError)]
+        assert len(refused) == 2
+        assert {getattr(o, "code", None) for o in refused} == {"TOKEN_USED"}
+
+
+async def test_waiting_again_and_again_on_a_finished_execution_keeps_no_waiters() -> None:
+    async with Engine(flows=[LINEAR], handlers=HANDLERS) as engine:
+        created = await engine.create("linear", {"x": 1})
+        for _ in range(50):
+            await engine.wait(created.execution.id, timeout_s=5)
+        with pytest.raises(WaitTimeout):
+            await engine.wait(created.execution.id, timeout_s=0.01,
+                              until=[ExecutionStatus.CANCELLED])
+
+        assert engine._execution_waiters == {}  # nothing left for events to resolve
+
+
+def test_an_engine_built_outside_a_loop_with_an_async_dispatcher_runs() -> None:
+    dispatcher = EventDispatcher()  # async mode; the registry events come before any loop
+    received: list[str] = []
+    dispatcher.on("*", lambda e: received.append(e.type))
+    engine = Engine(flows=[LINEAR], handlers=HANDLERS, dispatcher=dispatcher)
+
+    async def go() -> str:
+        async with engine:
+            created = await engine.create("linear", {"x": 1})
+            return (await engine.wait(created.execution.id, timeout_s=5)).status.value
+
+    assert asyncio.run(go()) == "completed"
+    assert received[0] == "handler.registered"  # emitted by Engine() before the loop ran
+    assert received.count("flow.registered") == 1
+    assert received[-1] == "execution.completed"

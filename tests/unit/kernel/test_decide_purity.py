@@ -1,0 +1,181 @@
+"""``decide`` is pure: it never mutates its input, the same input gives the same events,
+and folding ``apply`` over the events it emits gives exactly the state it returned (F2)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+
+from flowmonkey.events.envelope import Command
+from flowmonkey.kernel.apply import replay
+from flowmonkey.kernel.decide import decide
+from flowmonkey.kernel.timers import next_timer
+from flowmonkey.model.result import Result
+
+from .support import (
+    T0,
+    DictEnv,
+    KernelDriver,
+    cancel_cmd,
+    child_finished_cmd,
+    make_flow,
+    result_cmd,
+    resume_cmd,
+    revoke_cmd,
+    start_cmd,
+    step,
+    timer_cmd,
+)
+
+PIPES = [{"id": "p", "step_id": "s", "table_id": "t", "on": "any",
+          "mappings": [{"source_path": "v", "column_id": "v"}]}]
+
+
+def env() -> DictEnv:
+    return DictEnv([
+        make_flow("f", [step("s", on_success="w", output_key="s_out",
+                             retry={"max_attempts": 2, "backoff_ms": 50}),
+                        step("w", on_success="call", output_key="signal"),
+                        step("call", on_success="end", output_key="child"),
+                        step("end")], pipes=PIPES),
+        make_flow("kid", [step("k")]),
+    ])
+
+
+def scenario() -> KernelDriver:
+    """One execution driven through most decisions, a step at a time, kept unchecked so
+    each test below can check the step it is about itself."""
+    d = KernelDriver(env(), check=False)
+    d.start("e1", "f", context={"nested": {"a": [1, 2]}}, options={"record_history": True},
+            timeout={"execution_timeout_ms": 60_000})
+    return d
+
+
+def next_commands(d: KernelDriver) -> list[Callable[[], Command]]:
+    """The commands that drive ``scenario`` forward, one per stage, built from state."""
+    def attempt() -> str | None:
+        return d.state("e1").attempt_id
+
+    def due() -> Command:
+        timer = next_timer(d.state("e1"))
+        assert timer is not None
+        return timer_cmd("e1", timer[0], timer[1])
+
+    return [
+        lambda: result_cmd("e1", attempt(), Result.failure("TEMP", "x"), at=T0 + 1,
+                           writes=[("nested.b", 1)]),
+        due,
+        lambda: result_cmd("e1", attempt(), Result.success({"v": 1}), at=T0 + 60),
+        lambda: result_cmd("e1", attempt(), Result.wait_for_signal(timeout_ms=10_000),
+                           at=T0 + 70, resume_token="tok"),
+        lambda: resume_cmd("e1", "tok", {"ok": True}, at=T0 + 80),
+        lambda: result_cmd("e1", attempt(), Result.start_child("kid", {"n": 1}), at=T0 + 90,
+                           child_execution_id="c1"),
+        lambda: child_finished_cmd("e1", "c1", "completed", at=T0 + 100, context={"n": 2},
+                                   flow_id="kid"),
+        lambda: result_cmd("e1", attempt(), Result.success(), at=T0 + 110),
+    ]
+
+
+def probes() -> list[Callable[[], Command]]:
+    """Extra commands tried (and not adopted) at every stage: refusals and cancels too."""
+    return [
+        lambda: cancel_cmd("e1", at=T0 + 5, reason="probe"),
+        lambda: revoke_cmd("e1", "tok", at=T0 + 5),
+        lambda: resume_cmd("e1", "wrong", None, at=T0 + 5),
+        lambda: start_cmd("e2", "f", at=T0 + 5),
+        lambda: start_cmd("e1", "f", at=T0 + 5),
+        lambda: timer_cmd("e1", T0 + 60_000, "execution_timeout"),
+    ]
+
+
+def every_decision() -> list[tuple[KernelDriver, Command]]:
+    """(state, command) pairs covering the scenario's stages and the probes at each."""
+    pairs: list[tuple[KernelDriver, Command]] = []
+    d = scenario()
+    for make in next_commands(d):
+        for probe in probes():
+            pairs.append((copy.deepcopy(d), probe()))
+        command = make()
+        pairs.append((copy.deepcopy(d), command))
+        d.send(command)
+    return pairs
+
+
+DECISIONS = every_decision()
+
+
+@pytest.mark.parametrize(("d", "command"), DECISIONS)
+def test_decide_does_not_mutate_the_partition_or_its_executions(
+        d: KernelDriver, command: Command) -> None:
+    before = copy.deepcopy(d.partition)
+    originals = dict(d.partition.executions)
+    snapshots = {k: dataclasses.asdict(v) for k, v in originals.items()}
+
+    decision = decide(d.partition, command, d.env)
+
+    assert d.partition == before
+    for execution_id, state in originals.items():
+        assert d.partition.executions[execution_id] is state
+        assert dataclasses.asdict(state) == snapshots[execution_id]
+        if execution_id in decision.states:
+            assert decision.states[execution_id] is not state
+
+
+@pytest.mark.parametrize(("d", "command"), DECISIONS)
+def test_decide_is_deterministic(d: KernelDriver, command: Command) -> None:
+    first = decide(d.partition, command, d.env)
+    second = decide(copy.deepcopy(d.partition), command, d.env)
+
+    assert first.events == second.events
+    assert first.commands == second.commands
+    assert first.ignored == second.ignored
+    assert {k: dataclasses.asdict(v) for k, v in first.states.items()} == {
+        k: dataclasses.asdict(v) for k, v in second.states.items()}
+
+
+@pytest.mark.parametrize(("d", "command"), DECISIONS)
+def test_replaying_the_events_gives_the_decisions_state(
+        d: KernelDriver, command: Command) -> None:
+    decision = decide(d.partition, command, d.env)
+
+    for execution_id, state in decision.states.items():
+        events = d.history(execution_id) + [
+            e for e in decision.events if e.execution_id == execution_id and e.seq > 0]
+        rebuilt = replay(events)
+        assert rebuilt is not None
+        assert dataclasses.asdict(rebuilt) == dataclasses.asdict(state)
+        assert rebuilt.to_execution() == state.to_execution()
+
+
+def test_the_scenario_reaches_completion_and_its_history_replays_to_it() -> None:
+    d = scenario()
+    for make in next_commands(d):
+        assert d.send(make()).rejected is None
+
+    state = d.state("e1")
+    rebuilt = replay(d.history("e1"))
+
+    assert state.status.value == "completed"
+    assert rebuilt is not None
+    assert rebuilt.to_execution().model_dump() == state.to_execution().model_dump()
+    assert [h["outcome"] for h in state.history] == ["failure", "success", "wait", "wait",
+                                                     "success"]
+
+
+def test_replay_up_to_a_seq_gives_the_state_at_that_event() -> None:
+    d = scenario()
+    makes = next_commands(d)
+    d.send(makes[0]())
+    seq_after_first = d.state("e1").seq
+    snapshot = dataclasses.asdict(d.state("e1"))
+    for make in makes[1:]:
+        d.send(make())
+
+    rebuilt = replay(d.history("e1"), upto_seq=seq_after_first)
+
+    assert rebuilt is not None
+    assert dataclasses.asdict(rebuilt) == snapshot
