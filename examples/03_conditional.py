@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from flowmonkey.handlers import builtin
 from flowmonkey.testing import TestHarness
@@ -54,8 +55,10 @@ FLOW = {
 
 
 async def main() -> None:
-    cases = [({"name": "Ada", "score": 95}, "A"), ({"name": "Bob", "score": 70}, "B"),
-             ({"name": "Cy", "score": 12}, "C"), ({"score": 99}, "X")]
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"name": "Ada", "score": 95}, "A"), ({"name": "Bob", "score": 70}, "B"),
+        ({"name": "Cy", "score": 12}, "C"), ({"score": 99}, "X"),
+    ]
     async with TestHarness(handlers=builtin(), flows=[FLOW]) as t:
         for context, expected in cases:
             r = await t.run("grading", context)

@@ -53,7 +53,8 @@ async def main() -> None:
         assert token is not None
         res = await t.cancel(r.execution.id, source="user", reason="customer changed mind")
         ex = await t.get(r.execution.id)
-        assert ex is not None and ex.cancellation is not None
+        assert ex is not None
+        assert ex.cancellation is not None
         print(f"cancelled={res.cancelled} tokens_invalidated={res.tokens_invalidated} "
               f"status={ex.status.value} source={ex.cancellation.source} "
               f"reason={ex.cancellation.reason!r}")

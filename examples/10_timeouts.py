@@ -72,7 +72,8 @@ async def main() -> None:
             check(r.execution.status.value == "waiting", "waiting for approval")
             await t.advance(61_000)
             ex = await t.get(r.execution.id)
-            assert ex is not None and ex.cancellation is not None
+            assert ex is not None
+            assert ex.cancellation is not None
             print(f"{name} timeout: {ex.status.value} by {ex.cancellation.source} "
                   f"({ex.cancellation.reason})")
             t.assert_cancelled(ex)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from flowmonkey import ColumnDef, HandlerParams, Result, StepResult, TableDef, handler
 from flowmonkey.projections.base import RowFilter, RowOrder, RowQuery
@@ -64,7 +65,7 @@ FLOW = {
 
 async def main() -> None:
     async with TestHarness(handlers=[checkout], flows=[FLOW], tables=[ORDERS, DECLINES]) as t:
-        orders = [{"id": "A-1", "total": 10.5}, {"id": "A-2", "total": 99},
+        orders: list[dict[str, Any]] = [{"id": "A-1", "total": 10.5}, {"id": "A-2", "total": 99},
                   {"id": "A-3"}, {"id": "A-4", "total": 5, "card": "declined"}]
         for order in orders:
             r = await t.run("shop", {"order": order})

@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.rest = [*getattr(args, "rest", []), *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

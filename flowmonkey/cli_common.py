@@ -562,6 +562,7 @@ def error_text(execution: Execution) -> str:
 
 def event_json(event: Event, t0: int) -> dict[str, Any]:
     return {"seq": event.seq, "type": event.type, "executionId": event.execution_id,
+            "tenantId": event.tenant_id,
             "stepId": event_step(event) if event_step(event) != "-" else None,
             "timestampMs": event.timestamp_ms, "relativeMs": event.timestamp_ms - t0,
             "data": event.data}

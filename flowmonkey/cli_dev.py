@@ -98,7 +98,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
     for directory in args.flows_dir:
         bundle.extend(load_flows_dir(directory))
     context = read_input(args.input, args.input_file)
-    return asyncio.run(DevServer(args, bundle, context).run())
+    data_dir = Path(args.data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create the data directory {data_dir}: {exc}") from None
+    return asyncio.run(DevServer(args, bundle, context, data_dir.resolve()).run())
 
 
 def _say(text: str) -> None:
@@ -107,8 +112,9 @@ def _say(text: str) -> None:
 
 class DevServer:
     def __init__(self, args: argparse.Namespace, bundle: Bundle,
-                 context: dict[str, Any]) -> None:
+                 context: dict[str, Any], data_dir: Path) -> None:
         self.args = args
+        self.data_dir = data_dir
         self.bundle = bundle
         self.context = context
         self.started_ms = time.time_ns() // 1_000_000
@@ -139,11 +145,7 @@ class DevServer:
         from flowmonkey.engine import Engine, EngineOptions
         from flowmonkey.log.embedded import EmbeddedLog
 
-        data_dir = Path(self.args.data_dir)
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CliError(f"cannot create the data directory {data_dir}: {exc}") from None
+        data_dir = self.data_dir
         dispatcher = EventDispatcher(mode="sync")
         dispatcher.on("*", self.on_event)
         handlers = all_handlers(self.bundle.handlers,
@@ -152,7 +154,7 @@ class DevServer:
                         options=EngineOptions(record_history=True), dispatcher=dispatcher,
                         tables=self.bundle.tables,
                         log=EmbeddedLog(path=data_dir, partitions=self.args.partitions))
-        _say(f"flowmonkey dev: data dir {data_dir.resolve()}")
+        _say(f"flowmonkey dev: data dir {data_dir}")
         await engine.start()
         try:
             return await self._serve(engine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -253,7 +254,8 @@ def _exit_code(outcome: RunOutcome) -> int:
 def _report_text(outcome: RunOutcome, flow: Flow, args: argparse.Namespace) -> int:
     execution = outcome.execution
     mode = "real time" if args.real_time else "simulated time"
-    print(f"flow {flow.ref} · execution {execution.id} · {mode}")
+    tenant = f" | tenant {execution.tenant_id}" if execution.tenant_id else ""
+    print(f"flow {flow.ref} | execution {execution.id}{tenant} | {mode}")
     print()
     for line in format_timeline(execution.id, outcome.events):
         print(line)
@@ -284,10 +286,11 @@ def _print_resume_help(execution: Execution, args: argparse.Namespace) -> None:
     print()
     print(f"waiting for a signal at step {step!r}{reason}")
     print(f"resume token: {execution.resume_token}")
-    print("to resume: this run kept its state in memory, so run it again and pass the "
-          "signal's data:")
-    print(f"  flowmonkey run {args.flow_file} ... --resume '{{\"approved\": true}}'")
-    print("  (repeat --resume for each signal wait; from Python: "
+    print("to resume: this run kept its state in memory, so run it again with the "
+          "signal's data, e.g.")
+    argv = list(getattr(args, "argv", None) or ["run", args.flow_file])
+    print("  " + shlex.join(["flowmonkey", *argv, "--resume", '{"approved": true}']))
+    print("(repeat --resume for each signal wait; in Python: "
           "await engine.resume(execution_id, resume_token, data))")
 
 
@@ -298,6 +301,7 @@ def _report_json(outcome: RunOutcome, flow: Flow) -> int:
     doc = {
         "flow": flow.ref,
         "executionId": execution.id,
+        "tenantId": execution.tenant_id,
         "status": execution.status.value,
         "context": execution.context,
         "error": error,

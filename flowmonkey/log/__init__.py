@@ -2,5 +2,16 @@
 
 from flowmonkey.log.base import Headers, Log, OutRecord, Position, Record, TopicSpec
 from flowmonkey.log.embedded import EmbeddedLog
+from flowmonkey.log.kafka import KafkaLog, KafkaWriter
 
-__all__ = ["EmbeddedLog", "Headers", "Log", "OutRecord", "Position", "Record", "TopicSpec"]
+__all__ = [
+    "EmbeddedLog",
+    "Headers",
+    "KafkaLog",
+    "KafkaWriter",
+    "Log",
+    "OutRecord",
+    "Position",
+    "Record",
+    "TopicSpec",
+]

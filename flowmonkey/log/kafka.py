@@ -43,7 +43,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -61,6 +60,8 @@ Offsets = Mapping[tuple[str, int], int]
 _TOPIC_ALREADY_EXISTS = 36
 _REQUEST_TIMEOUT_MS = 30_000
 _MAX_BATCH_BYTES = 512 * 1024
+_MAX_REQUEST_BYTES = 1024 * 1024  # the broker's default message.max.bytes is ~this
+_RECORD_OVERHEAD_BYTES = 128  # batch header and record framing, generously
 _READ_POLL_MS = 50
 _RETRY_BACKOFF_MS = 10
 _MAX_READERS = 64
@@ -98,6 +99,8 @@ class KafkaLog:
         self._offsets_reader: Any = None  # read_committed consumer for end offsets
         self._writer: KafkaWriter | None = None
         self._writers: set[KafkaWriter] = set()
+        self._writer_lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
         self._partition_counts: dict[str, int] = {}
         self._round_robin: dict[str, itertools.count[int]] = {}
         self._readers: OrderedDict[tuple[str, int], _PartitionReader] = OrderedDict()
@@ -145,12 +148,7 @@ class KafkaLog:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # --- topics -------------------------------------------------------------------------
@@ -197,9 +195,19 @@ class KafkaLog:
         commit_group: str | None = None,
         commit_offsets: Offsets | None = None,
     ) -> list[Position]:
-        if self._writer is None:
+        writer = self._writer
+        if writer is None:
             raise LogError("the Kafka log is not started: call start() first")
-        return await self._writer.append(
+        if not writer.usable and not writer.fenced:
+            async with self._writer_lock:
+                if self._writer is writer:
+                    # the log's own writer failed an append: replacing it fences only
+                    # its retired self (a fenced one stays: another process has its id)
+                    await writer.close()
+                    writer = self._writer = await self._new_writer(writer.transactional_id, True)
+                elif self._writer is not None:
+                    writer = self._writer
+        return await writer.append(
             records, commit_group=commit_group, commit_offsets=commit_offsets
         )
 
@@ -285,6 +293,7 @@ class KafkaLog:
         """
         routed: list[tuple[OutRecord, int]] = []
         for record in records:
+            _check_size(record)
             count = await self.partitions_for(record.topic)
             if record.partition is not None:
                 await self._check_partition(record.topic, record.partition)
@@ -363,6 +372,7 @@ class KafkaLog:
             enable_idempotence=True,
             acks="all",
             max_batch_size=_MAX_BATCH_BYTES,
+            max_request_size=_MAX_REQUEST_BYTES,
             request_timeout_ms=_REQUEST_TIMEOUT_MS,
             # a transaction begun right after the previous commit is refused with
             # CONCURRENT_TRANSACTIONS until the broker has written the markers; the
@@ -426,36 +436,36 @@ class KafkaLog:
 
     async def _reader(self, topic: str, partition: int) -> _PartitionReader:
         key = (topic, partition)
-        reader = self._readers.get(key)
-        if reader is not None:
-            self._readers.move_to_end(key)
-            return reader
-        self._require_started()
-        reader = _PartitionReader(self, TopicPartition(topic, partition))
-        with self._errors(f"opening a reader for {topic}[{partition}]"):
-            await reader.start()
-        self._readers[key] = reader
-        while len(self._readers) > _MAX_READERS:
-            _, evicted = self._readers.popitem(last=False)
-            async with evicted.lock:  # let a read in progress finish
-                await evicted.close()
-        return reader
+        if key not in self._readers:
+            async with self._open_lock:  # one reader per partition, even when raced
+                if key not in self._readers:
+                    self._require_started()
+                    reader = _PartitionReader(self, TopicPartition(topic, partition))
+                    with self._errors(f"opening a reader for {topic}[{partition}]"):
+                        await reader.start()
+                    self._readers[key] = reader
+            while len(self._readers) > _MAX_READERS:
+                _, evicted = self._readers.popitem(last=False)
+                async with evicted.lock:  # let a read in progress finish
+                    await evicted.close()
+        self._readers.move_to_end(key)
+        return self._readers[key]
 
     async def _group(self, group: str) -> _GroupClient:
-        client = self._groups.get(group)
-        if client is not None:
-            self._groups.move_to_end(group)
-            return client
-        self._require_started()
-        client = _GroupClient(self._consumer(group_id=group))
-        with self._errors(f"opening a client for group {group!r}"):
-            await client.consumer.start()
-        self._groups[group] = client
-        while len(self._groups) > _MAX_GROUPS:
-            _, evicted = self._groups.popitem(last=False)
-            async with evicted.lock:
-                await _stop_quietly(evicted.consumer)
-        return client
+        if group not in self._groups:
+            async with self._open_lock:
+                if group not in self._groups:
+                    self._require_started()
+                    client = _GroupClient(self._consumer(group_id=group))
+                    with self._errors(f"opening a client for group {group!r}"):
+                        await client.consumer.start()
+                    self._groups[group] = client
+            while len(self._groups) > _MAX_GROUPS:
+                _, evicted = self._groups.popitem(last=False)
+                async with evicted.lock:
+                    await _stop_quietly(evicted.consumer)
+        self._groups.move_to_end(group)
+        return self._groups[group]
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -515,18 +525,19 @@ class KafkaWriter:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     @property
     def fenced(self) -> bool:
         """True once a newer writer with the same transactional id took over."""
         return self._broken is not None and self._broken.code == "LOG_FENCED"
+
+    @property
+    def usable(self) -> bool:
+        """False once closed, fenced, or after a failed append; then open a new writer
+        (for a transactional id, only while this instance still owns the partition)."""
+        return self._producer is not None and self._broken is None
 
     async def append(
         self,
@@ -547,23 +558,31 @@ class KafkaWriter:
         if self._producer is None:
             raise LogError(f"the writer ({self._describe()}) is closed")
         if self.transactional_id is None:
-            positions = await self._send_all(routed)
-            if offsets and commit_group is not None:
-                try:
-                    await self._log.commit(commit_group, offsets)
-                except LogError as exc:
-                    raise LogError(
-                        f"the records were appended but the offsets of group {commit_group!r} "
-                        f"were not committed (at least once: the inputs will be seen again): "
-                        f"{exc.message}",
-                        positions=positions,
-                    ) from exc
-            return positions
+            return await self._append_at_least_once(routed, commit_group, offsets)
         async with self._lock:
             positions = await self._transaction(routed, commit_group, offsets)
         if self._wait_visible:
             with self._log._errors("waiting for a committed transaction to become visible"):
                 await self._log._await_visible(positions, commit_group, offsets)
+        return positions
+
+    async def _append_at_least_once(
+        self, routed: Sequence[tuple[OutRecord, int]], group: str | None, offsets: Offsets
+    ) -> list[Position]:
+        # records first, offsets second: a crash in between replays inputs, never skips
+        try:
+            positions = await self._send_all(routed)
+        except LogError as exc:
+            raise self._fail(exc) from exc.__cause__
+        if offsets and group is not None:
+            try:
+                await self._log.commit(group, offsets)
+            except LogError as exc:
+                raise LogError(
+                    f"the records were appended but the offsets of group {group!r} were not "
+                    f"committed (at least once: the inputs will be seen again): {exc.message}",
+                    positions=positions,
+                ) from exc
         return positions
 
     async def _transaction(
@@ -579,17 +598,12 @@ class KafkaWriter:
         # 3. send every record, then await all deliveries (batched, never one
         #    round trip per record).
         # 4. commit: records and offsets become visible together.
-        # Any failure in 2-4 aborts, so nothing of the append becomes visible; a fenced
+        # Any failure in 1-4 aborts, so nothing of the append becomes visible; a fenced
         # producer cannot even abort, and its successor's init aborted it already.
         producer = self._producer
-        action = f"appending in a transaction ({self._describe()})"
         try:
-            with self._log._errors(action):
+            with self._log._errors(f"appending in a transaction ({self._describe()})"):
                 await producer.begin_transaction()
-        except LogError as exc:
-            raise self._fail(exc) from exc.__cause__
-        try:
-            with self._log._errors(action):
                 if offsets and group is not None:
                     await producer.send_offsets_to_transaction(
                         {TopicPartition(t, p): o for (t, p), o in offsets.items()}, group
@@ -601,6 +615,7 @@ class KafkaWriter:
             await asyncio.shield(self._abort())
             if isinstance(exc, LogError):
                 raise self._fail(exc) from exc.__cause__
+            self._fail(LogError(f"the append was interrupted: {exc!r}"))
             raise
 
     async def _abort(self) -> None:
@@ -609,15 +624,16 @@ class KafkaWriter:
         except BaseException as exc:  # already failing: the first error is the one to raise
             logger.debug("abort of a failed transaction failed too: %r", exc)
             _retrieve_fatal_error(self._producer)
-            if self._broken is None:
-                self._broken = LogError(
-                    f"the writer ({self._describe()}) is unusable after a failed abort: {exc!r}"
-                )
 
     def _fail(self, exc: LogError) -> LogError:
-        """Mark the writer fenced/broken when the cause says so; the error to raise."""
-        cause = exc.__cause__
-        if isinstance(cause, ProducerFenced):
+        """Retire the writer after a failed append; returns the error to raise.
+
+        aiokafka keeps counting a partition's idempotence sequence past a batch the
+        broker refused and never resets it (no epoch bump), so the producer's next
+        batch would fail with OutOfOrderSequenceNumber: after any failure the writer
+        is done, and a new one (same transactional id) must take its place.
+        """
+        if isinstance(exc.__cause__, ProducerFenced):
             self._broken = LogError(
                 f"the writer for transactional id {self.transactional_id!r} was fenced: "
                 "another instance started a writer with the same id and owns its "
@@ -625,8 +641,15 @@ class KafkaWriter:
                 code="LOG_FENCED",
                 transactional_id=self.transactional_id,
             )
-            self._broken.__cause__ = cause
+            self._broken.__cause__ = exc.__cause__
             return self._broken
+        if self._broken is None:
+            self._broken = LogError(
+                f"the writer ({self._describe()}) failed an append and must be replaced: "
+                f"{exc.message}",
+                code="LOG_WRITER_FAILED",
+                transactional_id=self.transactional_id,
+            )
         return exc
 
     async def _send_all(self, routed: Sequence[tuple[OutRecord, int]]) -> list[Position]:
@@ -665,8 +688,14 @@ class KafkaWriter:
                 results = await asyncio.gather(*(f for f, _ in sent), return_exceptions=True)
             positions: list[Position] = [_UNSET] * len(routed)
             for result, (_, indexes) in zip(results, sent, strict=True):
-                if isinstance(result, BaseException):
+                if isinstance(result, ProducerFenced):
                     raise result
+                if isinstance(result, BaseException):
+                    tp = routed[indexes[0]]
+                    raise LogError(
+                        f"Kafka refused records for {tp[0].topic}[{tp[1]}] "
+                        f"({self._describe()}): {result!r}"
+                    ) from result
                 for i, index in enumerate(indexes):
                     positions[index] = Position(
                         result.topic, int(result.partition), int(result.offset) + i
@@ -755,6 +784,19 @@ class _GroupClient:
 
 
 _UNSET = Position("", -1, -1)
+
+
+def _check_size(record: OutRecord) -> None:
+    """Refuse a record the producer could not send before anything is sent: a batch
+    the broker refuses would retire the writer (see ``KafkaWriter._fail``)."""
+    size = len(record.value) + len(record.key or b"") + _RECORD_OVERHEAD_BYTES
+    size += sum(len(name.encode()) + len(value) + 8 for name, value in record.headers)
+    if size > _MAX_REQUEST_BYTES:
+        raise LogError(
+            f"a record for topic {record.topic!r} is {size} bytes; Kafka takes at most "
+            f"{_MAX_REQUEST_BYTES} (keep large payloads outside the log)",
+            topic=record.topic,
+        )
 
 
 def _append_to(builder: Any, record: OutRecord) -> bool:

@@ -248,6 +248,12 @@ class PartitionProcessor:
         except DecodeError as exc:
             self._dead_letter(record, str(exc), out)
             return None
+        if command.type not in n.EXTERNAL_COMMANDS:
+            # Handler results and timer firings only come from inside the processor; a
+            # record claiming to be one is refused, or anyone could forge a step's outcome.
+            self._dead_letter(record, f"command type {command.type!r} cannot be published; "
+                              f"use one of {', '.join(sorted(n.EXTERNAL_COMMANDS))}", out)
+            return None
         if command.type == n.CMD_START and \
                 partition_for(command.execution_id.encode(), self.partitions) != self.partition:
             self._dead_letter(record, (

@@ -559,8 +559,9 @@ class PostgresProjection:
 
     async def wal_replay(self, limit: int = 100) -> WalReplayResult:
         replayed = failed = 0
+        pending = await self.wal_pending(limit)  # before acquiring: a pool of one suffices
         async with self._pool.acquire() as conn:
-            for entry in await self.wal_pending(limit):
+            for entry in pending:
                 notes: builtins.list[_Note] = []
                 async with conn.transaction():
                     try:

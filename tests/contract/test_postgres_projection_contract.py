@@ -28,7 +28,7 @@ class TestPostgresProjection(ProjectionContract):
     @pytest.fixture
     async def projection(self, pg_schema: tuple[str, str]) -> AsyncIterator[Projection]:
         dsn, schema = pg_schema
-        projection = PostgresProjection(dsn, schema, pool_max=2, clock_ms=_Clock())
+        projection = PostgresProjection(dsn, schema, pool_max=1, clock_ms=_Clock())
         await projection.start()
         yield projection
         await projection.close()

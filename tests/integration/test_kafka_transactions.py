@@ -21,14 +21,18 @@ from flowmonkey.log.kafka import KafkaLog
 
 pytestmark = pytest.mark.integration
 
-TOO_LARGE = b"x" * (2 * 1024 * 1024)  # over the producer's max request size: fails the send
+SMALL_MESSAGES = {"max.message.bytes": "1024"}  # a topic whose broker refuses big records
 
 
 @pytest.fixture
 async def log(kafka_bootstrap: str, kafka_prefix: str) -> AsyncIterator[KafkaLog]:
     async with KafkaLog(kafka_bootstrap, client_id=f"{kafka_prefix}client") as log:
         await log.create_topics(
-            [TopicSpec(f"{kafka_prefix}commands", 2), TopicSpec(f"{kafka_prefix}events", 2)]
+            [
+                TopicSpec(f"{kafka_prefix}commands", 2),
+                TopicSpec(f"{kafka_prefix}events", 2),
+                TopicSpec(f"{kafka_prefix}small", 1, config=SMALL_MESSAGES),
+            ]
         )
         yield log
 
@@ -85,15 +89,15 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10
 
 
 async def test_an_aborted_append_leaves_no_records_and_no_offsets(
-    log: KafkaLog, kafka_bootstrap: str, events: str, commands: str, group: str
+    log: KafkaLog, kafka_bootstrap: str, kafka_prefix: str, events: str, commands: str, group: str
 ) -> None:
-    # given an append whose last record fails after the first two were sent
-    with pytest.raises(LogError):
+    # given an append whose records reach the broker but one of which it refuses
+    with pytest.raises(LogError, match="small"):
         await log.append(
             [
                 OutRecord(events, b"event-1", partition=0),
                 OutRecord(events, b"event-2", partition=0),
-                OutRecord(events, TOO_LARGE, partition=0),
+                OutRecord(f"{kafka_prefix}small", b"x" * 4096),
             ],
             commit_group=group,
             commit_offsets={(commands, 0): 1},
@@ -101,12 +105,25 @@ async def test_an_aborted_append_leaves_no_records_and_no_offsets(
     # then the partition holds the aborted records, but reading shows none of them
     assert await read_uncommitted(kafka_bootstrap, events, 0) == [b"event-1", b"event-2"]
     assert await log.read(events, 0, 0) == []
+    assert await log.end_offset(events, 0) == 3  # two aborted records and the abort marker
     assert await log.committed(group, commands, 0) is None
     # and the next append commits normally, after the aborted records and marker
     [position] = await log.append([OutRecord(events, b"event-3", partition=0)])
-    assert position.offset > 2
+    assert position.offset == 3
     assert [r.value for r in await log.read(events, 0, 0)] == [b"event-3"]
     assert await log.wait_for(events, 0, 0, timeout_s=1) is True
+
+
+async def test_a_record_too_large_for_kafka_is_refused_before_anything_is_sent(
+    log: KafkaLog, kafka_bootstrap: str, events: str
+) -> None:
+    with pytest.raises(LogError, match="bytes"):
+        await log.append(
+            [OutRecord(events, b"ok", partition=1), OutRecord(events, b"x" * 2_000_000)]
+        )
+
+    assert await read_uncommitted(kafka_bootstrap, events, 1) == []
+    assert [p.offset for p in await log.append([OutRecord(events, b"ok", partition=1)])] == [0]
 
 
 async def test_reading_skips_a_transaction_another_client_aborted(
@@ -260,3 +277,25 @@ async def test_a_new_writer_aborts_the_open_transaction_of_the_one_it_fences(
 async def test_an_unreachable_broker_is_a_log_error_that_names_it() -> None:
     with pytest.raises(LogError, match=r"127\.0\.0\.1:9.*broker is running"):
         await KafkaLog("127.0.0.1:9").start()
+
+
+async def test_a_writer_that_failed_an_append_is_retired_and_can_be_replaced(
+    log: KafkaLog, kafka_prefix: str, events: str
+) -> None:
+    transactional_id = f"{kafka_prefix}processor.retired"
+    writer = await log.transactional(transactional_id)
+    # given a writer whose append the broker refused
+    with pytest.raises(LogError):
+        await writer.append([OutRecord(f"{kafka_prefix}small", b"x" * 4096)])
+    # then it refuses further appends, without being fenced
+    assert not writer.usable
+    assert not writer.fenced
+    with pytest.raises(LogError) as refused:
+        await writer.append([OutRecord(events, b"v", partition=0)])
+    assert refused.value.code == "LOG_WRITER_FAILED"
+    # and a new writer with the same id takes over
+    await writer.close()
+    replacement = await log.transactional(transactional_id)
+    await replacement.append([OutRecord(events, b"v", partition=0)])
+    assert [r.value for r in await log.read(events, 0, 0)] == [b"v"]
+    await replacement.close()

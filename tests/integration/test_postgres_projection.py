@@ -218,10 +218,10 @@ async def _snapshot(projection: Projection, ids: list[str]) -> dict[str, Any]:
             "history": history,
             "state_at": [await projection.state_at(eid, e.seq) for e in history],
         }
-    out["lists"] = [
-        [e.id for e in (await projection.list(**kw)).items] for kw in (
-            {}, {"tenant_id": "acme"}, {"status": "failed"}, {"flow_id": "refunds"},
-            {"parent_execution_id": "h1"})]
+    listings: list[dict[str, Any]] = [
+        {}, {"tenant_id": "acme"}, {"status": "failed"}, {"flow_id": "refunds"},
+        {"parent_execution_id": "h1"}, {"limit": 2}]
+    out["lists"] = [[e.id for e in (await projection.list(**kw)).items] for kw in listings]
     if await projection.get_table("orders") is not None:
         rows = await projection.query_rows(RowQuery(table_id="orders"))
         out["rows"] = [(r.id, r.tenant_id, r.data) for r in rows.rows]

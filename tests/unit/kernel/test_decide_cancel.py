@@ -122,9 +122,10 @@ def test_the_cascade_cancels_the_child_and_its_report_is_ignored() -> None:
 
     child_cancel, parent_told = d.deliver()
 
-    assert d.state("c1").status == ExecutionStatus.CANCELLED
-    assert d.state("c1").cancellation is not None
-    assert d.state("c1").cancellation["source"] == "parent"
+    child = d.state("c1")
+    assert child.status == ExecutionStatus.CANCELLED
+    assert child.cancellation is not None
+    assert child.cancellation["source"] == "parent"
     assert child_cancel.commands[0].type == n.CMD_CHILD_FINISHED
     assert parent_told.ignored is not None  # the parent is already cancelled
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -92,15 +93,17 @@ def probes() -> list[Callable[[], Command]]:
     ]
 
 
-def every_decision() -> list[tuple[KernelDriver, Command]]:
+def every_decision() -> list[Any]:
     """(state, command) pairs covering the scenario's stages and the probes at each."""
-    pairs: list[tuple[KernelDriver, Command]] = []
+    pairs: list[Any] = []
     d = scenario()
-    for make in next_commands(d):
+    for stage, make in enumerate(next_commands(d)):
         for probe in probes():
-            pairs.append((copy.deepcopy(d), probe()))
+            command = probe()
+            pairs.append(pytest.param(copy.deepcopy(d), command,
+                                      id=f"stage{stage}-probe-{command.type}"))
         command = make()
-        pairs.append((copy.deepcopy(d), command))
+        pairs.append(pytest.param(copy.deepcopy(d), command, id=f"stage{stage}-{command.type}"))
         d.send(command)
     return pairs
 

@@ -169,7 +169,7 @@ def test_set_path_replaces_a_non_object_on_the_way() -> None:
 
 
 def test_set_path_copies_on_write_and_leaves_the_original_untouched() -> None:
-    original = {"a": {"b": {"c": 1}, "sibling": {"s": 1}}, "top": [1]}
+    original: dict[str, Any] = {"a": {"b": {"c": 1}, "sibling": {"s": 1}}, "top": [1]}
 
     updated = set_path(original, "a.b.d", 2)
 

@@ -1,0 +1,365 @@
+"""The ``flowmonkey`` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOWS = ROOT / "examples" / "flows"
+ORDER_INPUT = json.dumps({"order": {"id": "A-1", "shipping": "express", "items": [
+    {"sku": "BANANA", "qty": 2, "price": 1.5}]}})
+BIG_ORDER_INPUT = json.dumps({"order": {"id": "B-7", "items": [
+    {"sku": "GOLD-BANANA", "qty": 1, "price": 999}]}})
+CLI = [sys.executable, "-m", "flowmonkey.cli"]
+COMMANDS = ["run", "dev", "demo", "validate", "processor", "projector", "worker", "api",
+            "topics", "migrate", "replay", "wal", "bench"]
+
+
+def flowmonkey(*args: str, cwd: Path = ROOT, timeout: float = 60,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False, env=env)
+
+
+def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout, proc.stdout
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_json_flow_prints_the_timeline() -> None:
+    proc = flowmonkey("run", str(FLOWS / "order.json"), "--input", ORDER_INPUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for expected in ("execution.created", "step.started", "transition", "execution.completed",
+                     "shipping -> express", "status:  completed", '"carrier": "FlyingMonkey Air"',
+                     "error:   none"):
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    lines = [line for line in out.splitlines() if "execution.completed" in line]
+    assert lines and lines[0].split()[0].startswith("+"), "lines start with relative time"
+
+
+def test_run_yaml_flow_with_a_simulated_wait_and_a_pipe() -> None:
+    started = time.perf_counter()
+    proc = flowmonkey("run", str(FLOWS / "order.yaml"), "--input", BIG_ORDER_INPUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.perf_counter() - started < 20
+    out = proc.stdout
+    assert "order-processing@1.1.0" in out
+    assert "route -> hold" in out and "time for 2 s" in out
+    assert "+2.000s" in out, "the 2 s delay shows in simulated time"
+    assert "pipe.row" in out and "pipe.inserted" in out
+
+
+def test_run_json_output_and_input_file(tmp_path: Path) -> None:
+    input_file = tmp_path / "input.yaml"
+    input_file.write_text("order:\n  id: Y-1\n  items: []\n")
+    proc = flowmonkey("run", str(FLOWS / "order.json"), "--input-file", str(input_file),
+                      "--json", "--tenant", "acme")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "completed"
+    assert doc["context"]["rejection"]["result"].startswith("rejected")
+    assert [e["seq"] for e in doc["events"]] == list(range(1, len(doc["events"]) + 1))
+    assert doc["events"][0]["type"] == "execution.created"
+    assert "acme" in proc.stdout
+
+
+def test_run_failed_flow_exits_1() -> None:
+    proc = flowmonkey("run", str(FLOWS / "order.json"), "--input", "{}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "status:  failed" in proc.stdout
+    assert "TRANSFORM_ERROR" in proc.stdout
+    assert_no_traceback(proc)
+
+
+def test_run_python_flow_waits_then_resumes() -> None:
+    flow = str(FLOWS / "approval.py")
+    proc = flowmonkey("run", flow, "--input", '{"amount": 250}')
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "resume token: " in proc.stdout
+    assert "--resume" in proc.stdout
+    proc = flowmonkey("run", flow, "--input", '{"amount": 250}',
+                      "--resume", '{"approved": true, "by": "grace"}')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '"by": "grace"' in proc.stdout
+
+
+def test_run_real_time() -> None:
+    proc = flowmonkey("run", str(FLOWS / "approval.py"), "--input", '{"amount": 5}',
+                      "--real-time", "--timeout-s", "20")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "real time" in proc.stdout and '"by": "policy"' in proc.stdout
+
+
+def test_run_with_handlers_module(tmp_path: Path) -> None:
+    (tmp_path / "my_handlers.py").write_text(
+        "from flowmonkey import Result, handler\n\n"
+        "@handler('double')\n"
+        "async def double(p):\n"
+        "    return Result.success(p.input * 2)\n\n"
+        "handlers = [double]\n")
+    (tmp_path / "flow.json").write_text(json.dumps({
+        "id": "d", "initialStepId": "a",
+        "steps": {"a": {"type": "double", "input": {"type": "key", "key": "x"},
+                        "outputKey": "y", "transitions": {"onSuccess": None}}}}))
+    proc = flowmonkey("run", "flow.json", "--handlers", "my_handlers", "--input", '{"x": 21}',
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '"y": 42' in proc.stdout
+    proc = flowmonkey("run", "flow.json", "--input", '{"x": 21}', cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown handler type 'double'" in proc.stderr
+
+
+@pytest.mark.parametrize(("content", "suffix", "expected"), [
+    ('{"id": "x", "steps": {"a": {"type": "delay"}}}', ".json", "initialStepId"),
+    ('{"id": "x", "initialStepId": "a", "steps": {"a": {"type": "delay", '
+     '"transitions": {"onSuccess": "nowhere"}}}}', ".json", "transitions.on_success"),
+    ('{"id": "x", "initialStepId": "a", "steps": {"a": {"type": "delay", '
+     '"retry": {"maxAttempts": -1}}}}', ".json", "retry.maxAttempts"),
+    ('{"id": "x",\n "initialStepId": "a"\n "steps": {}}', ".json", "line 3, column 2"),
+    ("id: x\ninitialStepId: a\nsteps:\n  a: {type: delay\n", ".yaml", "invalid YAML at line"),
+    ('{"id": "x", "initialStepId": "b", "steps": {"a": {"type": "delay"}}}', ".json",
+     "initial_step_id"),
+])
+def test_malformed_flow_exits_2_naming_the_problem(tmp_path: Path, content: str, suffix: str,
+                                                   expected: str) -> None:
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(content)
+    proc = flowmonkey("run", str(path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert expected in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: ")
+    assert_no_traceback(proc)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["run", "no/such/flow.json"], "file not found"),
+    (["run", "no_such_module_xyz"], "no module named"),
+    (["run", str(FLOWS / "order.json"), "--input", '{"a": 1,}'], "--input is not valid JSON"),
+    (["run", str(FLOWS / "order.json"), "--input", "[1, 2]"], "must be a JSON object"),
+    (["run", str(FLOWS / "order.json"), "--flow", "nope"], "has no flow 'nope'"),
+    (["run", str(FLOWS / "order.json"), "--handlers", "no_such_module_xyz"],
+     "cannot import module"),
+    (["dev", "--input", "{}"], "--input needs --start"),
+])
+def test_bad_input_exits_2(args: list[str], expected: str) -> None:
+    proc = flowmonkey(*args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert expected in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_debug_shows_the_traceback() -> None:
+    proc = flowmonkey("run", "no/such/flow.json", "--debug")
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr
+
+
+# --------------------------------------------------------------------------- demo, validate
+
+
+def test_demo() -> None:
+    started = time.perf_counter()
+    proc = flowmonkey("demo")
+    took = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "demo OK" in proc.stdout
+    assert "FAILED" not in proc.stdout
+    for expected in ("step.retry", "execution.waiting", "token.used", "table order_log (3 rows)"):
+        assert expected in proc.stdout
+    assert took < 5, f"the demo took {took:.1f}s"
+
+
+def test_validate(tmp_path: Path) -> None:
+    proc = flowmonkey("validate", str(FLOWS / "order.json"), str(FLOWS / "order.yaml"),
+                      str(FLOWS / "approval.py"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("OK ") == 3
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"id": "x", "initialStepId": "a", "steps": {"a": {"type": "nope"}}}')
+    proc = flowmonkey("validate", str(FLOWS / "order.json"), str(bad))
+    assert proc.returncode == 2
+    assert "OK " in proc.stdout
+    assert "FAIL" in proc.stderr and "unknown handler type 'nope'" in proc.stderr
+
+
+# --------------------------------------------------------------------------- help, placeholders
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_for_each_command(command: str) -> None:
+    proc = flowmonkey(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert f"usage: flowmonkey {command}" in proc.stdout
+    assert "example" in proc.stdout
+
+
+def test_top_level_help_and_version() -> None:
+    proc = flowmonkey("--help")
+    assert proc.returncode == 0
+    for command in COMMANDS:
+        assert command in proc.stdout
+    assert flowmonkey("--version").stdout.startswith("flowmonkey ")
+    assert flowmonkey().returncode == 2
+
+
+@pytest.mark.parametrize("command", ["processor", "projector", "worker", "api", "topics",
+                                     "migrate", "replay", "wal", "bench"])
+def test_placeholders(command: str) -> None:
+    proc = flowmonkey(command, "some-arg", "--some-option")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("not available yet: ")
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "flowmonkey"
+    assert script.exists(), "pip install -e . should install the `flowmonkey` script"
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0
+
+
+# --------------------------------------------------------------------------- dev
+
+
+NAP_FLOW = """\
+id: nap
+version: 1.0.0
+initialStepId: sleep
+steps:
+  sleep:
+    type: delay
+    config: { seconds: 1.5 }
+    transitions: { onSuccess: done }
+  done:
+    type: transform
+    config: { expression: "'rested'" }
+    outputKey: mood
+    transitions: { onSuccess: null }
+"""
+
+
+class Dev:
+    """A `flowmonkey dev` process whose output is read line by line."""
+
+    def __init__(self, *args: str, cwd: Path) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.proc = subprocess.Popen([*CLI, "dev", *args], cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if text in line:
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} did not appear; output so far:\n" + self.output)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self.wait_for("stopped cleanly", timeout=5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def dev_dir(tmp_path: Path) -> Iterator[Path]:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "nap.yaml").write_text(NAP_FLOW)
+    yield tmp_path
+
+
+def test_dev_survives_a_restart(dev_dir: Path) -> None:
+    data = str(dev_dir / "data")
+    first = Dev("--data-dir", data, "--flows-dir", "flows", "--start", "nap",
+                "--input", '{"who": "monkey"}', "--stats-interval", "1", cwd=dev_dir)
+    try:
+        started = first.wait_for("started execution")
+        execution_id = started.split()[2]
+        first.wait_for("execution.waiting")
+        assert first.terminate() == 0, first.output
+    finally:
+        first.kill()
+    assert "execution.completed" not in first.output, "stopped mid-wait"
+    assert (dev_dir / "data" / "LOCK").exists()
+
+    second = Dev("--data-dir", data, "--flows-dir", "flows", cwd=dev_dir)
+    try:
+        done = second.wait_for("execution.completed")
+        assert execution_id[:8] in done
+        second.wait_for("in the log: 1 executions")
+        assert second.terminate() == 0, second.output
+    finally:
+        second.kill()
+    assert "nap@1.0.0" in second.output
+
+
+def test_dev_data_dir_from_environment_and_app(dev_dir: Path) -> None:
+    env = {**os.environ, "FLOWMONKEY_DATA_DIR": str(dev_dir / "env-data")}
+    dev = Dev("--app", str(FLOWS / "approval.py"), "--start", "spend-approval",
+              "--input", '{"amount": 500}', "--quiet", cwd=dev_dir)
+    dev.proc.kill()
+    dev.proc.wait()
+    proc = subprocess.Popen([*CLI, "dev", "--app", str(FLOWS / "approval.py"), "--start",
+                             "spend-approval", "--input", '{"amount": 500}'], cwd=dev_dir,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "token.created" in line or time.monotonic() > deadline:
+                break
+        assert any("token.created" in line for line in seen), "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, "".join(seen) + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (dev_dir / "env-data" / "LOCK").exists()
