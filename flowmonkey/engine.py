@@ -292,7 +292,7 @@ class Engine:
             if partition_for(candidate.encode(), self.partitions) == target:
                 return candidate
 
-    async def create(
+    async def create(  # noqa: ASYNC109 - `timeout` is the execution's, named by the API
         self,
         flow_id: str,
         context: Mapping[str, Any] | None = None,

@@ -122,7 +122,9 @@ class Projection(Protocol):
         """Newest first (by created_at, then id); stable cursor pagination."""
         ...
 
-    async def history(self, execution_id: str, *, tenant_id: str | None = None) -> builtins.list[Event]:
+    async def history(
+        self, execution_id: str, *, tenant_id: str | None = None
+    ) -> builtins.list[Event]:
         """The execution's events in seq order ([] when unknown)."""
         ...
 
