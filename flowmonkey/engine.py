@@ -292,7 +292,7 @@ class Engine:
             if partition_for(candidate.encode(), self.partitions) == target:
                 return candidate
 
-    async def create(  # noqa: ASYNC109 - `timeout` is the execution's, named by the API
+    async def create(
         self,
         flow_id: str,
         context: Mapping[str, Any] | None = None,
@@ -301,7 +301,8 @@ class Engine:
         idempotency_window_ms: int | None = None,
         tenant_id: str | None = None,
         parent_execution_id: str | None = None,
-        timeout: TimeoutConfig | Mapping[str, Any] | None = None,
+        # the execution's timeouts, named by the API contract (not this call's deadline)
+        timeout: TimeoutConfig | Mapping[str, Any] | None = None,  # noqa: ASYNC109
         metadata: Mapping[str, Any] | None = None,
         flow_version: str | None = None,
         allow_unpublished: bool = False,
