@@ -12,7 +12,15 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.cli_common import EXIT_FAILED, EXIT_OK, add_command, format_timeline, pretty
+from flowmonkey.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_command,
+)
+from flowmonkey.cli_format import (
+    format_timeline,
+    short,
+)
 
 if TYPE_CHECKING:
     from flowmonkey.cli_common import Subparsers
@@ -188,8 +196,8 @@ async def _demo() -> int:
     print()
     print(f"status:  {execution.status.value}")
     print("context:")
-    for line in pretty(execution.context).splitlines():
-        print(f"  {line}")
+    for key, value in execution.context.items():
+        print(f"  {key}: {short(value, 100)}")
     print()
     print(f"table order_log ({len(rows)} rows):")
     print(f"  {'order_id':<10} {'stage':<10} amount")

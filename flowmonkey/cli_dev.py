@@ -24,12 +24,14 @@ from flowmonkey.cli_common import (
     CliError,
     add_command,
     all_handlers,
-    clock_time,
-    event_detail,
-    event_step,
     load_app,
     load_flows_dir,
     read_input,
+)
+from flowmonkey.cli_format import (
+    clock_time,
+    event_detail,
+    event_step,
 )
 
 if TYPE_CHECKING:
@@ -122,6 +124,7 @@ class DevServer:
         self.window: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()
         self.stop = asyncio.Event()
+        self.deferred: list[Event] = []
 
     def on_event(self, event: Event) -> None:
         if event.seq > 0 and event.timestamp_ms < self.started_ms:
@@ -136,9 +139,29 @@ class DevServer:
             return  # registry notifications
         if self.args.quiet and event.type not in LIVE_TYPES_QUIET:
             return
+        if event.seq == 0 and event.type.startswith(("pipe.", "wal.")):
+            # store events arrive before the batch that caused them: print them after
+            # their pipe.row
+            self.deferred.append(event)
+            return
+        self.print_event(event)
+        if event.type == "pipe.row":
+            pipe_id = event.data.get("pipe_id")
+            mine = [d for d in self.deferred if d.data.get("pipeId") == pipe_id
+                    and d.execution_id == event.execution_id]
+            self.deferred = [d for d in self.deferred if d not in mine]
+            for other in mine:
+                self.print_event(other)
+
+    def print_event(self, event: Event) -> None:
         _say(f"{clock_time(event.timestamp_ms)}  {event.execution_id[:8]}  "
              f"{event.seq or '-':>3}  {event.type:<20} {event_step(event):<14} "
              f"{event_detail(event)}")
+
+    def flush_deferred(self) -> None:
+        for event in self.deferred:
+            self.print_event(event)
+        self.deferred = []
 
     async def run(self) -> int:
         from flowmonkey.dispatcher import EventDispatcher
@@ -190,6 +213,7 @@ class DevServer:
                 print(f"error: a processor stopped: {type(failure).__name__}: {failure}",
                       file=sys.stderr, flush=True)
                 return EXIT_FAILED
+            self.flush_deferred()
             now = loop.time()
             if now - last >= interval:
                 if self.window:

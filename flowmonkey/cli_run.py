@@ -21,15 +21,17 @@ from flowmonkey.cli_common import (
     CliError,
     add_command,
     all_handlers,
-    error_text,
-    event_json,
     flow_problems,
-    format_timeline,
     load_flow_source,
     load_handlers_spec,
     parse_json_text,
-    pretty,
     read_input,
+)
+from flowmonkey.cli_format import (
+    error_text,
+    event_json,
+    format_timeline,
+    pretty,
     timeline_events,
 )
 
@@ -52,7 +54,7 @@ exit codes: 0 completed, 1 failed or cancelled (or not finished within --timeout
 
 examples:
   flowmonkey run examples/flows/order.json --input '{"order": {"id": "A-1", "items": []}}'
-  flowmonkey run examples/flows/order.yaml --input-file order-input.json --json
+  flowmonkey run examples/flows/order.yaml --input-file examples/order-input.json --json
   flowmonkey run my_flows.py --flow approval --handlers my_handlers --resume '{"ok": true}'
   flowmonkey run pkg.flows:checkout --real-time --timeout-s 120
 """

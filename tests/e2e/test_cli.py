@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,7 +48,8 @@ def test_run_json_flow_prints_the_timeline() -> None:
                      "error:   none"):
         assert expected in out, f"{expected!r} missing from:\n{out}"
     lines = [line for line in out.splitlines() if "execution.completed" in line]
-    assert lines and lines[0].split()[0].startswith("+"), "lines start with relative time"
+    assert lines
+    assert lines[0].split()[0].startswith("+"), "lines start with relative time"
 
 
 def test_run_yaml_flow_with_a_simulated_wait_and_a_pipe() -> None:
@@ -59,9 +59,11 @@ def test_run_yaml_flow_with_a_simulated_wait_and_a_pipe() -> None:
     assert time.perf_counter() - started < 20
     out = proc.stdout
     assert "order-processing@1.1.0" in out
-    assert "route -> hold" in out and "time for 2 s" in out
+    assert "route -> hold" in out
+    assert "time for 2 s" in out
     assert "+2.000s" in out, "the 2 s delay shows in simulated time"
-    assert "pipe.row" in out and "pipe.inserted" in out
+    assert "pipe.row" in out
+    assert "pipe.inserted" in out
 
 
 def test_run_json_output_and_input_file(tmp_path: Path) -> None:
@@ -102,7 +104,8 @@ def test_run_real_time() -> None:
     proc = flowmonkey("run", str(FLOWS / "approval.py"), "--input", '{"amount": 5}',
                       "--real-time", "--timeout-s", "20")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "real time" in proc.stdout and '"by": "policy"' in proc.stdout
+    assert "real time" in proc.stdout
+    assert '"by": "policy"' in proc.stdout
 
 
 def test_run_with_handlers_module(tmp_path: Path) -> None:
@@ -195,7 +198,8 @@ def test_validate(tmp_path: Path) -> None:
     proc = flowmonkey("validate", str(FLOWS / "order.json"), str(bad))
     assert proc.returncode == 2
     assert "OK " in proc.stdout
-    assert "FAIL" in proc.stderr and "unknown handler type 'nope'" in proc.stderr
+    assert "FAIL" in proc.stderr
+    assert "unknown handler type 'nope'" in proc.stderr
 
 
 # --------------------------------------------------------------------------- help, placeholders
@@ -259,6 +263,7 @@ class Dev:
 
     def __init__(self, *args: str, cwd: Path) -> None:
         self.lines: list[str] = []
+        self._eof = False
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.proc = subprocess.Popen([*CLI, "dev", *args], cwd=cwd, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
@@ -272,15 +277,16 @@ class Dev:
 
     def wait_for(self, text: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
-        for line in self.lines:
-            if text in line:
-                return line
-        while time.monotonic() < deadline:
+        for seen in self.lines:
+            if text in seen:
+                return seen
+        while not self._eof and time.monotonic() < deadline:
             try:
                 line = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if line is None:
+                self._eof = True
                 break
             self.lines.append(line)
             if text in line:
@@ -304,11 +310,11 @@ class Dev:
 
 
 @pytest.fixture
-def dev_dir(tmp_path: Path) -> Iterator[Path]:
+def dev_dir(tmp_path: Path) -> Path:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "nap.yaml").write_text(NAP_FLOW)
-    yield tmp_path
+    return tmp_path
 
 
 def test_dev_survives_a_restart(dev_dir: Path) -> None:
@@ -338,10 +344,6 @@ def test_dev_survives_a_restart(dev_dir: Path) -> None:
 
 def test_dev_data_dir_from_environment_and_app(dev_dir: Path) -> None:
     env = {**os.environ, "FLOWMONKEY_DATA_DIR": str(dev_dir / "env-data")}
-    dev = Dev("--app", str(FLOWS / "approval.py"), "--start", "spend-approval",
-              "--input", '{"amount": 500}', "--quiet", cwd=dev_dir)
-    dev.proc.kill()
-    dev.proc.wait()
     proc = subprocess.Popen([*CLI, "dev", "--app", str(FLOWS / "approval.py"), "--start",
                              "spend-approval", "--input", '{"amount": 500}'], cwd=dev_dir,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -363,3 +365,4 @@ def test_dev_data_dir_from_environment_and_app(dev_dir: Path) -> None:
             proc.kill()
             proc.wait()
     assert (dev_dir / "env-data" / "LOCK").exists()
+    assert not (dev_dir / ".flowmonkey").exists()
