@@ -226,10 +226,12 @@ class Engine:
 
     # ------------------------------------------------------------------ events in
 
-    def _on_events(self, events: Sequence[Event]) -> None:
-        """Called by the projector after each applied batch."""
+    def _on_events(self, events: Sequence[Event], replayed: bool = False) -> None:
+        """Called by the projector after each applied batch. History replayed on start is
+        not dispatched again: listeners saw it when it happened."""
         dispatcher = self.dispatcher
-        emit = dispatcher.emit if dispatcher is not None and dispatcher.has_listeners else None
+        emit = dispatcher.emit if dispatcher is not None and dispatcher.has_listeners \
+            and not replayed else None
         waiters = self._command_waiters
         execution_waiters = self._execution_waiters
         for event in events:

@@ -70,6 +70,9 @@ class StepRunner:
             state, input=step_input, config=step.config, context=helpers.snapshot(),
             helpers=helpers, step=step, attempt_id=attempt_id, attempt=state.attempt,
             abort=abort, vault=self._vault)
+        # The abort signal is raised at the deadline before the handler is cancelled, so
+        # a handler that watches it (or cleans up on cancellation) sees it set.
+        signal = asyncio.get_running_loop().call_later(timeout_ms / 1000, abort.set)
         try:
             async with asyncio.timeout(timeout_ms / 1000):
                 raw = await handler.execute(params)
@@ -95,6 +98,8 @@ class StepRunner:
             data["raised"] = {"code": "HANDLER_ERROR",
                               "message": str(exc) or type(exc).__name__}
             return self._command(state, data, started)
+        finally:
+            signal.cancel()
         data["result"] = result
         if helpers.writes:
             data["writes"] = helpers.writes

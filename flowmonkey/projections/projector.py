@@ -20,7 +20,9 @@ from flowmonkey.projections.base import Projection
 
 log = logging.getLogger("flowmonkey.projector")
 
-OnBatch = Callable[[Sequence[Event]], None]
+OnBatch = Callable[[Sequence[Event], bool], None]
+"""Called after each applied batch with ``replayed=True`` for events that were already
+in the log when the projector started (history rebuilt on start, not news)."""
 
 
 class Projector:
@@ -49,6 +51,7 @@ class Projector:
 
     async def _consume(self, partition: int) -> None:
         offset = self.positions[partition]
+        news_from = await self.log.end_offset(self.topic, partition)
         while True:
             records = await self.log.read(self.topic, partition, offset, self.batch_size)
             if not records:
@@ -65,7 +68,7 @@ class Projector:
             offset = records[-1].offset + 1
             self.positions[partition] = offset
             if self.on_batch is not None:
-                self.on_batch(events)
+                self.on_batch(events, offset <= news_from)
             self._progress.set()
 
     async def caught_up(self) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from flowmonkey.dispatcher import EventDispatcher
 from flowmonkey.engine import CancelResult, CreateResult, Engine, EngineOptions
 from flowmonkey.events.envelope import Event
-from flowmonkey.handlers.base import StepHandler
+from flowmonkey.handlers.base import StepHandler, VaultProvider
 from flowmonkey.kernel.state import WAIT_CHILD
 from flowmonkey.kernel.timers import WAKE
 from flowmonkey.log.embedded import EmbeddedLog
@@ -52,6 +52,7 @@ class TestHarness:
         options: EngineOptions | None = None,
         *,
         partitions: int = 2,
+        vault: VaultProvider | None = None,
     ) -> None:
         base = options or EngineOptions(record_history=True, max_steps=100)
         self.options = EngineOptions(
@@ -64,6 +65,7 @@ class TestHarness:
         self._flows = list(flows)
         self._tables = list(tables)
         self._partitions = partitions
+        self._vault = vault
         self.events: list[Event] = []
         self._build()
 
@@ -76,7 +78,7 @@ class TestHarness:
             flows=self._flows, handlers=self._handlers, options=self.options,
             log=EmbeddedLog(partitions=self._partitions, now_ms=self.clock.now_ms),
             projection=self.projection, dispatcher=self.dispatcher, clock=self.clock,
-            tables=self._tables)
+            tables=self._tables, vault=self._vault)
         self._started = False
         self._closed = False
 
