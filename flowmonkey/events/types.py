@@ -1,0 +1,207 @@
+"""The schema of every event's ``data``, one frozen, versioned pydantic model per type.
+
+Events travel as one envelope (:class:`~flowmonkey.events.envelope.Event`) whose
+``data`` follows the model registered here for ``(type, version)``. The kernel builds
+data it trusts without validating it on the hot path; these models are the contract
+for consumers in any language, are checked by the tests against everything the kernel
+emits, and give typed access through :func:`payload`. A changed shape is a new version
+with an upcaster (``events/upcasting.py``), never an edit of an old model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from flowmonkey.events import names as n
+from flowmonkey.events.envelope import Event
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ExecutionCreated(EventData):
+    flow_id: str
+    flow_version: str
+    context: dict[str, Any]
+    options: dict[str, Any]
+    parent_execution_id: str | None = None
+    parent_step_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    timeout: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    idempotency_scope: str | None = None
+    idempotency_expires_at: int | None = None
+
+
+class ExecutionStarted(EventData):
+    step_id: str
+
+
+class StepStarted(EventData):
+    step_id: str
+    step_type: str
+    attempt: int
+    attempt_id: str
+    input: Any = None
+
+
+class StepCompleted(EventData):
+    step_id: str
+    step_type: str
+    attempt: int
+    duration_ms: int
+    outcome: Literal["success", "failure", "wait"]
+    output: Any = None
+    error: dict[str, Any] | None = None
+    writes: list[list[Any]] | None = None
+    output_key: str | None = None
+
+
+class StepTimeout(EventData):
+    step_id: str
+    timeout_ms: int | None
+    attempt: int
+
+
+class StepRetry(EventData):
+    step_id: str
+    attempt: int
+    max_attempts: int
+    backoff_ms: int
+    error: dict[str, Any]
+
+
+class Transition(EventData):
+    from_step_id: str
+    to_step_id: str
+    outcome: str
+
+
+class ExecutionWaiting(EventData):
+    step_id: str
+    kind: Literal["time", "signal", "retry", "child"]
+    wake_at: int | None = None
+    reason: str | None = None
+    child_execution_id: str | None = None
+
+
+class ExecutionResumed(EventData):
+    step_id: str
+    reason: Literal["wake", "retry", "signal", "child"]
+    data: Any = None
+    output_key: str | None = None
+    merge: bool | None = None
+
+
+class ExecutionCompleted(EventData):
+    step_id: str
+    total_steps: int
+
+
+class ExecutionFailed(EventData):
+    code: str
+    message: str
+    step_id: str | None
+    details: Any = None
+
+
+class ExecutionCancelling(EventData):
+    source: str
+    reason: str | None
+
+
+class ExecutionCancelled(EventData):
+    source: str
+    reason: str | None
+    step_id: str | None
+    tokens_invalidated: int
+    children_cancelled: int
+
+
+class IdempotencyHit(EventData):
+    idempotency_key: str
+    flow_id: str
+    duplicate_execution_id: str
+
+
+class TokenCreated(EventData):
+    token: str
+    step_id: str
+    expires_at: int | None
+
+
+class TokenUsed(EventData):
+    token: str
+
+
+class TokenRevoked(EventData):
+    token: str
+    reason: str | None
+
+
+class ChildStarted(EventData):
+    child_execution_id: str
+    flow_id: str
+    step_id: str
+    wait: bool
+
+
+class ChildFinished(EventData):
+    child_execution_id: str
+    status: str
+    error: dict[str, Any] | None = None
+
+
+class PipeRow(EventData):
+    pipe_id: str
+    table_id: str
+    step_id: str
+    flow_id: str
+    outcome: Literal["success", "failure"]
+    row: dict[str, Any]
+
+
+class CommandRejected(EventData):
+    command_id: str
+    command_type: str
+    code: str
+    reason: str
+
+
+EVENT_SCHEMAS: dict[tuple[str, int], type[EventData]] = {
+    (n.EXECUTION_CREATED, 1): ExecutionCreated,
+    (n.EXECUTION_STARTED, 1): ExecutionStarted,
+    (n.STEP_STARTED, 1): StepStarted,
+    (n.STEP_COMPLETED, 1): StepCompleted,
+    (n.STEP_TIMEOUT, 1): StepTimeout,
+    (n.STEP_RETRY, 1): StepRetry,
+    (n.TRANSITION, 1): Transition,
+    (n.EXECUTION_WAITING, 1): ExecutionWaiting,
+    (n.EXECUTION_RESUMED, 1): ExecutionResumed,
+    (n.EXECUTION_COMPLETED, 1): ExecutionCompleted,
+    (n.EXECUTION_FAILED, 1): ExecutionFailed,
+    (n.EXECUTION_CANCELLING, 1): ExecutionCancelling,
+    (n.EXECUTION_CANCELLED, 1): ExecutionCancelled,
+    (n.IDEMPOTENCY_HIT, 1): IdempotencyHit,
+    (n.TOKEN_CREATED, 1): TokenCreated,
+    (n.TOKEN_USED, 1): TokenUsed,
+    (n.TOKEN_REVOKED, 1): TokenRevoked,
+    (n.CHILD_STARTED, 1): ChildStarted,
+    (n.CHILD_FINISHED, 1): ChildFinished,
+    (n.PIPE_ROW, 1): PipeRow,
+    (n.COMMAND_REJECTED, 1): CommandRejected,
+}
+
+
+def payload(event: Event) -> EventData:
+    """The event's data validated into its typed model (KeyError for an unknown type)."""
+    return EVENT_SCHEMAS[(event.type, event.version)].model_validate(event.data)
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schema of every event type's data, for consumers in other languages."""
+    return {f"{type_}@v{version}": model.model_json_schema()
+            for (type_, version), model in EVENT_SCHEMAS.items()}
