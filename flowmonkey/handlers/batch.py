@@ -14,12 +14,12 @@ its index and message are in ``errors``.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
+from flowmonkey.handlers.config import ConfigError, int_in
 from flowmonkey.handlers.expressions import Expression, ExpressionError
 from flowmonkey.model.result import Result, StepResult
 
@@ -44,8 +44,6 @@ CONFIG_SCHEMA: dict[str, Any] = {
 }
 
 
-class _ConfigError(Exception):
-    pass
 
 
 class BatchProcessHandler:
@@ -65,18 +63,18 @@ class BatchProcessHandler:
         config = params.config
         try:
             items = _items(config, params.input)
-            batch_size = _int_in(config, "batchSize", 10, 1, 1000)
-            delay_ms = _int_in(config, "delayBetweenBatchesMs",
-                               _int_in(config, "delayBetweenBatches", 0, 0,
+            batch_size = int_in(config, "batchSize", 10, 1, 1000)
+            delay_ms = int_in(config, "delayBetweenBatchesMs",
+                               int_in(config, "delayBetweenBatches", 0, 0,
                                        MAX_DELAY_BETWEEN_BATCHES_MS),
                                0, MAX_DELAY_BETWEEN_BATCHES_MS)
             continue_on_error = config.get("continueOnError", True)
             if not isinstance(continue_on_error, bool):
-                raise _ConfigError("config.continueOnError must be true or false")
+                raise ConfigError("config.continueOnError must be true or false")
             source = config.get("expression")
             if not isinstance(source, str) or not source.strip():
-                raise _ConfigError("config.expression is required")
-        except _ConfigError as exc:
+                raise ConfigError("config.expression is required")
+        except ConfigError as exc:
             return Result.failure("INPUT_ERROR", f"batch-process: {exc}")
         try:
             expression = Expression(source)
@@ -141,20 +139,9 @@ def _items(config: Mapping[str, Any], data: Any) -> list[Any]:
     elif isinstance(data, list):
         items = data
     else:
-        raise _ConfigError("items are required: config.items, the input's items, or a list "
+        raise ConfigError("items are required: config.items, the input's items, or a list "
                            "input")
     if not isinstance(items, list):
-        raise _ConfigError(f"items must be a list, got {type(items).__name__}")
+        raise ConfigError(f"items must be a list, got {type(items).__name__}")
     return items
 
-
-def _int_in(config: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = config.get(key, default)
-    if value is None:
-        return default
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or value != int(value)):
-        raise _ConfigError(f"config.{key} must be an integer")
-    if not low <= value <= high:
-        raise _ConfigError(f"config.{key} must be between {low} and {high}, got {value}")
-    return int(value)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import math
 import os
 import socket
 import time
@@ -40,6 +39,7 @@ import httpx
 import orjson
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
+from flowmonkey.handlers.config import ConfigError, int_in
 from flowmonkey.model.result import Result, StepResult
 
 ALLOW_PRIVATE_ENV = "FLOWMONKEY_HTTP_ALLOW_PRIVATE"
@@ -82,8 +82,6 @@ class _TooLarge(Exception):
     pass
 
 
-class _ConfigError(Exception):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +170,7 @@ class HttpHandler:
         started = time.monotonic()
         try:
             config = _parse_config(params.config)
-        except _ConfigError as exc:
+        except ConfigError as exc:
             return Result.failure("INPUT_ERROR", f"http: {exc}")
         allow_private = self._allow_private or _env_allows_private()
         last_error = "Unknown error"
@@ -353,17 +351,17 @@ async def _sleep_unless_aborted(seconds: float, abort: asyncio.Event) -> bool:
 def _parse_config(config: Mapping[str, Any]) -> _Config:
     url = config.get("url")
     if not isinstance(url, str) or not url.strip():
-        raise _ConfigError("config.url is required (an http or https URL)")
+        raise ConfigError("config.url is required (an http or https URL)")
     try:
         httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise _ConfigError(f"config.url is not a valid URL: {exc}") from None
+        raise ConfigError(f"config.url is not a valid URL: {exc}") from None
     method = config.get("method", "GET")
     if not isinstance(method, str) or method.upper() not in METHODS:
-        raise _ConfigError(f"config.method must be one of {', '.join(METHODS)}")
+        raise ConfigError(f"config.method must be one of {', '.join(METHODS)}")
     raw_headers = config.get("headers") or {}
     if not isinstance(raw_headers, Mapping):
-        raise _ConfigError("config.headers must be an object of header names to values")
+        raise ConfigError("config.headers must be an object of header names to values")
     headers: dict[str, str] = {}
     for name, value in raw_headers.items():
         if isinstance(value, bool):
@@ -372,21 +370,10 @@ def _parse_config(config: Mapping[str, Any]) -> _Config:
             headers[str(name)] = str(value)
         else:
             # The value is not echoed: headers can hold secrets.
-            raise _ConfigError(f"config.headers[{name!r}] must be a string or number")
+            raise ConfigError(f"config.headers[{name!r}] must be a string or number")
     return _Config(
         url=url.strip(), method=method.upper(), headers=headers, body=config.get("body"),
-        timeout_ms=_int_in(config, "timeout", 30000, 100, 300000),
-        attempts=max(1, _int_in(config, "retries", 3, 0, 10)),
+        timeout_ms=int_in(config, "timeout", 30000, 100, 300000),
+        attempts=max(1, int_in(config, "retries", 3, 0, 10)),
     )
 
-
-def _int_in(config: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = config.get(key, default)
-    if value is None:
-        return default
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or value != int(value)):
-        raise _ConfigError(f"config.{key} must be an integer")
-    if not low <= value <= high:
-        raise _ConfigError(f"config.{key} must be between {low} and {high}, got {value}")
-    return int(value)
