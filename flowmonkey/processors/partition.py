@@ -31,7 +31,7 @@ from flowmonkey.events.codec import (
     encode_event,
     headers_for,
 )
-from flowmonkey.events.envelope import Command, Event, trusted_command
+from flowmonkey.events.envelope import Command, trusted_command
 from flowmonkey.events.partitioner import partition_for
 from flowmonkey.kernel.apply import adopt, apply_to_partition
 from flowmonkey.kernel.decide import decide
@@ -330,7 +330,3 @@ class PartitionProcessor:
 
     def execution_state(self, execution_id: str) -> ExecutionState | None:
         return self.state.executions.get(execution_id)
-
-
-def events_of(records: list[Record]) -> list[Event]:
-    return [decode_event(r.value) for r in records]

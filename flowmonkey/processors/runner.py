@@ -17,7 +17,6 @@ from flowmonkey.events.envelope import Command, trusted_command
 from flowmonkey.handlers.base import ContextHelpers, HandlerParams, StepHandler, VaultProvider
 from flowmonkey.kernel.inputs import resolve_input
 from flowmonkey.kernel.state import ExecutionState
-from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Step
 from flowmonkey.model.result import InvalidResult, coerce_result
 
@@ -116,7 +115,3 @@ class StepRunner:
             data["duration_ms"] = int((time.perf_counter() - started) * 1000)
         return trusted_command(n.CMD_STEP_RESULT, f"result:{data['attempt_id']}", state.id,
                                self._clock_ms(), data, state.tenant_id)
-
-
-def execution_of(state: ExecutionState) -> Execution:
-    return state.to_execution()
