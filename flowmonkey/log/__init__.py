@@ -2,7 +2,8 @@
 
 from flowmonkey.log.base import Headers, Log, OutRecord, Position, Record, TopicSpec
 from flowmonkey.log.embedded import EmbeddedLog
-from flowmonkey.log.kafka import KafkaLog, KafkaWriter
+from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.kafka_writer import KafkaWriter
 
 __all__ = [
     "EmbeddedLog",
