@@ -20,7 +20,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from flowmonkey.errors import DecodeError
 from flowmonkey.events import names as n
@@ -38,7 +40,7 @@ from flowmonkey.kernel.decide import decide
 from flowmonkey.kernel.env import KernelEnv
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.timers import next_timer
-from flowmonkey.log.base import Log, OutRecord, Record
+from flowmonkey.log.base import Log, OutRecord, Position, Record
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.processors.clock import Clock, TimerHandle
 from flowmonkey.processors.runner import StepRunner
@@ -48,6 +50,19 @@ from flowmonkey.registry import HandlerRegistry
 log = logging.getLogger("flowmonkey.processor")
 
 Input = Record | Command
+
+
+class Appender(Protocol):
+    """Where a batch's outputs go: the log itself, or (on Kafka) the partition's own
+    transactional writer, whose id fences any older owner of the partition."""
+
+    async def append(
+        self,
+        records: Sequence[OutRecord],
+        *,
+        commit_group: str | None = None,
+        commit_offsets: Mapping[tuple[str, int], int] | None = None,
+    ) -> list[Position]: ...
 
 
 @dataclass(slots=True)
@@ -79,7 +94,13 @@ class PartitionProcessor:
         *,
         max_batch: int = 1024,
         max_in_flight: int = 20_000,
+        writer: Appender | None = None,
+        pull_commands: bool = True,
     ) -> None:
+        """``writer`` takes the batches' appends (default: ``log_``). With
+        ``pull_commands=False`` the processor does not read the commands topic itself;
+        its owner pushes command records in with :meth:`feed` (a consumer-group member
+        does, so Kafka's group decides who processes a partition)."""
         self.partition = partition
         self.partitions = partitions
         self.log = log_
@@ -91,6 +112,8 @@ class PartitionProcessor:
         self.group = group
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
+        self.writer: Appender = writer if writer is not None else log_
+        self.pull_commands = pull_commands
         self.state = PartitionState()
         self.in_flight: dict[str, _InFlight] = {}
         self.timers: dict[str, _Timer] = {}
@@ -100,6 +123,7 @@ class PartitionProcessor:
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self._batch_lock = asyncio.Lock()  # held while a batch is decided and appended
         self.commands_offset = 0
         self.commands_read = 0
         self.events_offset = 0
@@ -109,12 +133,18 @@ class PartitionProcessor:
 
     async def start(self) -> None:
         await self.recover()
-        self._tasks = [
-            asyncio.create_task(self._loop(), name=f"fm-processor-{self.partition}"),
-            asyncio.create_task(self._read_commands(), name=f"fm-commands-{self.partition}"),
-        ]
+        self._tasks = [asyncio.create_task(self._loop(), name=f"fm-processor-{self.partition}")]
+        if self.pull_commands:
+            self._tasks.append(asyncio.create_task(
+                self._read_commands(), name=f"fm-commands-{self.partition}"))
 
     async def stop(self) -> None:
+        """Stop after the batch in progress (its append commits or fails whole), then
+        abort in-flight handlers and drop timers: whoever processes the partition next
+        re-runs them from the log, with the same ``attempt_id``."""
+        async with self._batch_lock:
+            for task in self._tasks:
+                task.cancel()
         for task in self._tasks:
             task.cancel()
         for flight in list(self.in_flight.values()):
@@ -160,6 +190,26 @@ class PartitionProcessor:
         self._wake.set()
 
     @property
+    def loop_task(self) -> asyncio.Task[None] | None:
+        """The batch loop's task once started; it ends with the error that stopped the
+        partition (``failed``), so an owner can react to a failed append."""
+        return self._tasks[0] if self._tasks else None
+
+    def feed(self, records: Sequence[Record]) -> None:
+        """Command records for this partition, in offset order (``pull_commands=False``)."""
+        if records:
+            self._inbox.extend(records)
+            self.commands_read = records[-1].offset + 1
+            self._wake.set()
+
+    @property
+    def has_room(self) -> bool:
+        """False while in-flight handlers or queued inputs are at their bounds: the
+        feeder should pause this partition until work drains (backpressure)."""
+        return len(self.in_flight) < self.max_in_flight and \
+            len(self._inbox) < 4 * self.max_batch
+
+    @property
     def idle(self) -> bool:
         return not self._inbox and not self.in_flight
 
@@ -167,8 +217,7 @@ class PartitionProcessor:
         offset = self.commands_offset
         topic = self.topics.commands
         while True:
-            while (len(self.in_flight) >= self.max_in_flight
-                   or len(self._inbox) >= 4 * self.max_batch):
+            while not self.has_room:
                 # Backpressure: stop pulling new commands until work drains.
                 self._room.clear()
                 await self._room.wait()
@@ -187,7 +236,8 @@ class PartitionProcessor:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._inbox:
-                    await self._process_batch()
+                    async with self._batch_lock:
+                        await self._process_batch()
                     self._room.set()
         except asyncio.CancelledError:
             raise
@@ -233,8 +283,8 @@ class PartitionProcessor:
             touched.update(decision.states)
         if out or commit_offset is not None:
             offsets = {(commands_topic, partition): commit_offset} if commit_offset else None
-            await self.log.append(out, commit_group=self.group if offsets else None,
-                                  commit_offsets=offsets)
+            await self.writer.append(out, commit_group=self.group if offsets else None,
+                                     commit_offsets=offsets)
         executions = self.state.executions
         for execution_id in touched:
             state = executions.get(execution_id)
