@@ -36,12 +36,14 @@ from flowmonkey.kernel.apply import replay as replay_events
 from flowmonkey.kernel.decide import idempotency_scope
 from flowmonkey.log.base import Log, OutRecord
 from flowmonkey.log.embedded import EmbeddedLog
+from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
 from flowmonkey.model.limits import ContextLimits, TimeoutConfig
 from flowmonkey.model.tables import TableDef
 from flowmonkey.processors.clock import Clock, SystemClock
-from flowmonkey.processors.partition import PartitionProcessor
+from flowmonkey.processors.group import GroupProcessors
+from flowmonkey.processors.partition import Appender, PartitionProcessor
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.topics import Topics
 from flowmonkey.projections.base import Page, Projection
@@ -102,8 +104,18 @@ class Engine:
         topic_prefix: str = "flowmonkey",
         vault: VaultProvider | None = None,
         run_processors: bool = True,
+        run_projector: bool = True,
         processor_group: str = "flowmonkey-processor",
     ) -> None:
+        """``run_processors``: process commands in this process. On Kafka the
+        processors join the consumer group ``processor_group`` and process only the
+        partitions it assigns to this instance, so several processes share the work;
+        on the embedded log this process owns every partition.
+
+        ``run_projector``: apply the events to ``projection`` in this process (needed to
+        answer ``create``/``resume``/``cancel`` calls and for queries). A processor-only
+        process (``flowmonkey processor``) turns it off and leaves the projection to
+        ``flowmonkey projector``."""
         self.options = options or EngineOptions()
         self.dispatcher = dispatcher
         self.clock: Clock = clock or SystemClock()
@@ -117,9 +129,11 @@ class Engine:
         self.tables: dict[str, TableDef] = {t.id: t for t in tables}
         self.vault = vault
         self.run_processors = run_processors
+        self.run_projector = run_projector
         self.processor_group = processor_group
         self.partitions = 0
-        self.processors: list[PartitionProcessor] = []
+        self._static_processors: list[PartitionProcessor] = []
+        self.group_processors: GroupProcessors | None = None
         self.projector: Projector | None = None
         self._command_waiters: dict[str, asyncio.Future[Event]] = {}
         self._execution_waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -165,25 +179,50 @@ class Engine:
             if await self.projection.get_table(table.id) is None:
                 await self.projection.create_table(table)
         await self._sync_flows()
+        if self.run_projector:
+            # before the processors, so no answer to a command sent right after start
+            # can slip past it
+            self.projector = Projector(self.log, self.topics.events, self.partitions,
+                                       self.projection, self._on_events)
+            await self.projector.start()
         if self.run_processors:
-            runner = StepRunner(self.options.timeout_ms, self.clock.now_ms, self.vault)
-            self.processors = [
-                PartitionProcessor(p, self.partitions, self.log, self.topics, self.env,
-                                   self.handlers, runner, self.clock, self.processor_group)
-                for p in range(self.partitions)
-            ]
-            for processor in self.processors:
-                await processor.start()
-        self.projector = Projector(self.log, self.topics.events, self.partitions,
-                                   self.projection, self._on_events)
-        await self.projector.start()
+            await self._start_processors()
         self._started = True
+
+    async def _start_processors(self) -> None:
+        runner = StepRunner(self.options.timeout_ms, self.clock.now_ms, self.vault)
+
+        def make(partition: int, writer: Appender | None = None) -> PartitionProcessor:
+            return PartitionProcessor(partition, self.partitions, self.log, self.topics,
+                                      self.env, self.handlers, runner, self.clock,
+                                      self.processor_group, writer=writer,
+                                      pull_commands=writer is None)
+
+        if isinstance(self.log, KafkaLog):
+            self.group_processors = GroupProcessors(
+                self.log, self.topics.commands, self.processor_group, make)
+            await self.group_processors.start()
+            return
+        self._static_processors = [make(p) for p in range(self.partitions)]
+        for processor in self._static_processors:
+            await processor.start()
+
+    @property
+    def processors(self) -> list[PartitionProcessor]:
+        """The partition processors running in this process now (on Kafka: those of
+        the partitions the consumer group assigned to it)."""
+        if self.group_processors is not None:
+            return self.group_processors.processors
+        return self._static_processors
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
-        for processor in self.processors:
+        if self.group_processors is not None:
+            await self.group_processors.stop()
+            self.group_processors = None
+        for processor in self._static_processors:
             await processor.stop()
         if self.projector is not None:
             await self.projector.stop()

@@ -534,7 +534,7 @@ class _PartitionReader:
             records = await self._read(offset, max(1, max_records))
             if records:
                 self._next = records[-1].offset + 1
-            return [_to_record(m) for m in records if m.offset >= offset]
+            return [to_record(m) for m in records if m.offset >= offset]
 
     async def _read(self, offset: int, max_records: int) -> list[Any]:
         tp = self.tp
@@ -599,7 +599,7 @@ def _check_size(record: OutRecord) -> None:
         )
 
 
-def _to_record(message: Any) -> Record:
+def to_record(message: Any) -> Record:
     return Record(
         topic=message.topic,
         partition=message.partition,
