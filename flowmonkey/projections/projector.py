@@ -1,8 +1,14 @@
 """The projector: consumes the events topic and applies batches to a projection.
 
-On a projection that stores its own offsets (Postgres) the offsets are committed in
-the same transaction as the rows; the memory projection starts from offset 0 every
-time (its state is rebuilt from the log on each start).
+On a projection that stores its own offsets (:class:`OffsetStore`, e.g. Postgres) each
+partition starts at the offset stored for the projector's group, and every batch is
+applied together with its partition's next offset in one database transaction: a
+restarted projector resumes exactly where the last one stopped and applies nothing
+twice. The memory projection starts from offset 0 every time (its state is rebuilt
+from the log on each start).
+
+An event record that cannot be decoded is logged and skipped; its offset still
+advances, so one bad record never blocks a partition.
 """
 
 from __future__ import annotations
@@ -10,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
-from flowmonkey.errors import DecodeError
+from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.codec import decode_event
 from flowmonkey.events.envelope import Event
-from flowmonkey.log.base import Log
+from flowmonkey.log.base import Log, Record
 from flowmonkey.projections.base import Projection
 
 log = logging.getLogger("flowmonkey.projector")
@@ -24,21 +33,118 @@ OnBatch = Callable[[Sequence[Event], bool], None]
 """Called after each applied batch with ``replayed=True`` for events that were already
 in the log when the projector started (history rebuilt on start, not news)."""
 
+DEFAULT_GROUP = "flowmonkey-projector"
+"""The name offsets are stored under when no group is given (also the consumer group
+of :class:`~flowmonkey.projections.service.ProjectorService` on Kafka)."""
+
+STORE_ERROR = "PROJECTION_STORE_ERROR"
+"""The code of ``ProjectionStoreError``: the store refused or lost a whole batch (rows
+and offsets), so the batch can be retried. Matched by code so that the memory-only
+engine does not import the Postgres driver."""
+
+_RETRY_FIRST_S = 0.1
+_RETRY_MAX_S = 5.0
+
+
+@runtime_checkable
+class OffsetStore(Protocol):
+    """A projection that stores consumer offsets in the same transaction as the rows
+    they produced (``PostgresProjection``)."""
+
+    async def apply_events_with_offsets(
+        self, events: Sequence[Event], group: str | None, offsets: dict[tuple[str, int], int]
+    ) -> None: ...
+
+    async def committed_offset(self, group: str, topic: str, partition: int) -> int | None: ...
+
+
+def offset_store(projection: Projection) -> OffsetStore | None:
+    return projection if isinstance(projection, OffsetStore) else None
+
+
+@dataclass(slots=True)
+class PartitionProgress:
+    """How far one partition has been projected (by this process)."""
+
+    partition: int
+    offset: int = 0
+    """The next offset to apply: every record below it is applied (or was skipped)."""
+    applied_events: int = 0
+    """Events this process applied from the partition since it started consuming it."""
+    skipped_records: int = 0
+    """Records that could not be decoded and were skipped."""
+    last_event_ms: int | None = None
+    """The timestamp of the last applied event."""
+    lag_ms: int | None = None
+    """When the last batch committed: commit time − timestamp of its last event."""
+
+
+def decode_records(records: Iterable[Record]) -> tuple[list[Event], int]:
+    """The events in ``records`` and how many records were skipped as undecodable."""
+    events: list[Event] = []
+    skipped = 0
+    for record in records:
+        try:
+            events.append(decode_event(record.value))
+        except Exception as exc:  # any failure: a bad record must never stop a partition
+            skipped += 1
+            log.error("skipping undecodable event %s:%d:%d: %s: %s", record.topic,
+                      record.partition, record.offset, type(exc).__name__, exc)
+    return events, skipped
+
+
+def record_progress(progress: PartitionProgress, events: Sequence[Event], skipped: int,
+                    next_offset: int, now_ms: int) -> None:
+    progress.offset = next_offset
+    progress.applied_events += len(events)
+    progress.skipped_records += skipped
+    if events:
+        progress.last_event_ms = events[-1].timestamp_ms
+        progress.lag_ms = max(0, now_ms - events[-1].timestamp_ms)
+
+
+async def apply_batch(projection: Projection, store: OffsetStore | None, group: str,
+                      events: Sequence[Event], offsets: Mapping[tuple[str, int], int]) -> None:
+    """Apply ``events``; on an offset store, with ``offsets`` in the same transaction
+    (even when ``events`` is empty: skipped records must stay skipped)."""
+    if store is not None:
+        await store.apply_events_with_offsets(events, group, dict(offsets))
+    elif events:
+        await projection.apply_events(events)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
 
 class Projector:
+    """Projects every partition of ``topic``, one task per partition (the engine's
+    in-process projector, and the projector service on the embedded log)."""
+
     def __init__(self, log_: Log, topic: str, partitions: int, projection: Projection,
-                 on_batch: OnBatch | None = None, *, batch_size: int = 2000) -> None:
+                 on_batch: OnBatch | None = None, *, batch_size: int = 2000,
+                 group: str = DEFAULT_GROUP, now_ms: Callable[[], int] | None = None) -> None:
         self.log = log_
         self.topic = topic
         self.partitions = partitions
         self.projection = projection
         self.on_batch = on_batch
         self.batch_size = batch_size
+        self.group = group
         self.positions = [0] * partitions
+        self._store = offset_store(projection)
+        self._now_ms = now_ms or wall_clock_ms
+        self._progress_of = [PartitionProgress(p) for p in range(partitions)]
         self._tasks: list[asyncio.Task[None]] = []
         self._progress = asyncio.Event()
+        self._failure: BaseException | None = None
 
     async def start(self) -> None:
+        if self._store is not None:
+            for partition in range(self.partitions):
+                stored = await self._store.committed_offset(self.group, self.topic, partition)
+                self.positions[partition] = stored or 0
+                self._progress_of[partition].offset = self.positions[partition]
         self._tasks = [asyncio.create_task(self._consume(p), name=f"fm-projector-{p}")
                        for p in range(self.partitions)]
 
@@ -49,27 +155,79 @@ class Projector:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    def progress(self) -> list[PartitionProgress]:
+        """A copy of every partition's progress."""
+        return [replace(p) for p in self._progress_of]
+
+    @property
+    def applied_events(self) -> int:
+        return sum(p.applied_events for p in self._progress_of)
+
+    def failure(self) -> BaseException | None:
+        """The error that stopped a partition's projection, if one did."""
+        return self._failure
+
     async def _consume(self, partition: int) -> None:
+        try:
+            await self._consume_partition(partition)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failure = exc
+            log.exception("projecting %s[%d] stopped", self.topic, partition)
+            raise
+
+    async def _consume_partition(self, partition: int) -> None:
         offset = self.positions[partition]
         news_from = await self.log.end_offset(self.topic, partition)
         while True:
             records = await self.log.read(self.topic, partition, offset, self.batch_size)
             if not records:
-                await self.log.wait_for(self.topic, partition, offset, 1.0)
+                past = await self._past_markers(partition, offset)
+                if past > offset:
+                    offset = self.positions[partition] = self._progress_of[partition].offset = past
+                    self._progress.set()
+                else:
+                    await self.log.wait_for(self.topic, partition, offset, 1.0)
                 continue
-            events: list[Event] = []
-            for record in records:
-                try:
-                    events.append(decode_event(record.value))
-                except DecodeError as exc:
-                    log.error("skipping undecodable event %s:%d:%d: %s", record.topic,
-                              record.partition, record.offset, exc)
-            await self.projection.apply_events(events)
+            events, skipped = decode_records(records)
             offset = records[-1].offset + 1
+            await self._apply(partition, events, offset)
             self.positions[partition] = offset
+            record_progress(self._progress_of[partition], events, skipped, offset,
+                            self._now_ms())
             if self.on_batch is not None:
                 self.on_batch(events, offset <= news_from)
             self._progress.set()
+
+    async def _past_markers(self, partition: int, offset: int) -> int:
+        """Where reading can continue when nothing is readable at ``offset``.
+
+        On Kafka, transaction markers and aborted records take offsets but are never
+        read, so the end offset can stay above the last record's. If a read taken
+        *after* the end offset still finds nothing, every offset below that end is
+        such a marker or aborted record, and the position may move past them.
+        """
+        end = await self.log.end_offset(self.topic, partition)
+        if end <= offset or await self.log.read(self.topic, partition, offset, 1):
+            return offset
+        return end
+
+    async def _apply(self, partition: int, events: Sequence[Event], next_offset: int) -> None:
+        """Apply one batch, retrying while the store is unavailable: the batch and its
+        offset land together, so a retry can neither lose nor double anything."""
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                await apply_batch(self.projection, self._store, self.group, events,
+                                  {(self.topic, partition): next_offset})
+                return
+            except FlowMonkeyError as exc:
+                if exc.code != STORE_ERROR:
+                    raise
+                log.warning("%s; retrying %s[%d] in %.1f s", exc, self.topic, partition, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
 
     async def caught_up(self) -> bool:
         for partition in range(self.partitions):

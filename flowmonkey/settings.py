@@ -1,0 +1,243 @@
+"""Runtime settings from the environment, shared by the CLI and the services.
+
+* ``FLOWMONKEY_KAFKA_BOOTSTRAP``: Kafka brokers, ``host:port[,host:port…]``; unset: the
+  embedded log.
+* ``FLOWMONKEY_TOPIC_PREFIX``: prefix of the topic names (``flowmonkey``).
+* ``FLOWMONKEY_POSTGRES_DSN``: ``postgresql://user:password@host:port/database``; unset:
+  the memory projection.
+* ``FLOWMONKEY_DATA_DIR``: directory of the durable embedded log; unset: in memory.
+* ``FLOWMONKEY_PARTITIONS``: partitions of the commands and events topics (``12``).
+* ``FLOWMONKEY_EXACTLY_ONCE``: Kafka transactions (``true``; ``false`` for brokers
+  without them: at least once plus deduplication).
+
+An empty variable counts as unset. A bad value raises :class:`SettingsError` naming
+the variable and what it accepts. The DSN's password never appears in a message or
+a ``repr``: use :func:`redact_dsn` for anything printed or logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flowmonkey.errors import FlowMonkeyError
+
+if TYPE_CHECKING:
+    from flowmonkey.log.base import Log
+    from flowmonkey.projections.base import Projection
+
+ENV_KAFKA_BOOTSTRAP = "FLOWMONKEY_KAFKA_BOOTSTRAP"
+ENV_TOPIC_PREFIX = "FLOWMONKEY_TOPIC_PREFIX"
+ENV_POSTGRES_DSN = "FLOWMONKEY_POSTGRES_DSN"
+ENV_DATA_DIR = "FLOWMONKEY_DATA_DIR"
+ENV_PARTITIONS = "FLOWMONKEY_PARTITIONS"
+ENV_EXACTLY_ONCE = "FLOWMONKEY_EXACTLY_ONCE"
+
+DEFAULT_TOPIC_PREFIX = "flowmonkey"
+DEFAULT_PARTITIONS = 12
+MAX_PARTITIONS = 10_000
+DEFAULT_SCHEMA = "flowmonkey"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+# the longest suffix FlowMonkey appends (".dead-letter"); Kafka allows 249 characters
+_TOPIC_PREFIX_MAX = 249 - len(".dead-letter")
+_PORT = re.compile(r"[0-9]{1,5}")
+_DSN_SCHEMES = ("postgres", "postgresql")
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+class SettingsError(FlowMonkeyError, ValueError):
+    """A setting has a value FlowMonkey cannot use; the message names it and the fix."""
+
+    code = "SETTINGS_INVALID"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a FlowMonkey process runs on. Build it with :meth:`from_env`, change it
+    with :meth:`replace` (both validate), and turn it into backends with
+    :meth:`make_log` and :meth:`make_projection`."""
+
+    kafka_bootstrap: str | None = None
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    # kept out of the repr: the DSN usually carries a password
+    postgres_dsn: str | None = field(default=None, repr=False)
+    data_dir: Path | None = None
+    partitions: int = DEFAULT_PARTITIONS
+    exactly_once: bool = True
+
+    def __post_init__(self) -> None:
+        check_bootstrap(self.kafka_bootstrap, ENV_KAFKA_BOOTSTRAP)
+        check_topic_prefix(self.topic_prefix, ENV_TOPIC_PREFIX)
+        check_dsn(self.postgres_dsn, ENV_POSTGRES_DSN)
+        if not isinstance(self.partitions, int) or isinstance(self.partitions, bool) or \
+                not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise SettingsError(f"{ENV_PARTITIONS} must be a whole number from 1 to "
+                                f"{MAX_PARTITIONS}, not {self.partitions!r}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``env`` (default ``os.environ``); unset or empty variables
+        keep their defaults."""
+        source = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = source.get(name, "").strip()
+            return value or None
+
+        data_dir = get(ENV_DATA_DIR)
+        return cls(
+            kafka_bootstrap=get(ENV_KAFKA_BOOTSTRAP),
+            topic_prefix=get(ENV_TOPIC_PREFIX) or DEFAULT_TOPIC_PREFIX,
+            postgres_dsn=get(ENV_POSTGRES_DSN),
+            data_dir=Path(data_dir).expanduser() if data_dir else None,
+            partitions=parse_partitions(get(ENV_PARTITIONS), ENV_PARTITIONS),
+            exactly_once=parse_bool(get(ENV_EXACTLY_ONCE), ENV_EXACTLY_ONCE, default=True),
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` (``None`` values are ignored), validated again."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def __repr__(self) -> str:
+        dsn = redact_dsn(self.postgres_dsn) if self.postgres_dsn else None
+        return (f"Settings(kafka_bootstrap={self.kafka_bootstrap!r}, "
+                f"topic_prefix={self.topic_prefix!r}, postgres_dsn={dsn!r}, "
+                f"data_dir={self.data_dir!r}, partitions={self.partitions!r}, "
+                f"exactly_once={self.exactly_once!r})")
+
+    # ------------------------------------------------------------------ descriptions
+
+    @property
+    def log_kind(self) -> str:
+        """``"kafka"``, ``"embedded"`` (durable, under ``data_dir``) or ``"memory"``."""
+        if self.kafka_bootstrap:
+            return "kafka"
+        return "embedded" if self.data_dir is not None else "memory"
+
+    def describe_log(self) -> str:
+        if self.kafka_bootstrap:
+            return f"Kafka at {self.kafka_bootstrap}"
+        if self.data_dir is not None:
+            return f"the embedded log in {self.data_dir}"
+        return "the embedded log in memory"
+
+    def describe_projection(self, schema: str = DEFAULT_SCHEMA) -> str:
+        if self.postgres_dsn:
+            return f'PostgreSQL {redact_dsn(self.postgres_dsn)} (schema "{schema}")'
+        return "the memory projection"
+
+    # ------------------------------------------------------------------ backends
+
+    def make_log(self, *, client_id: str = "flowmonkey") -> Log:
+        """Kafka when a bootstrap is set, else the durable embedded log under
+        ``data_dir``, else the embedded log in memory. Not started."""
+        if self.kafka_bootstrap:
+            from flowmonkey.log.kafka import KafkaLog
+
+            return KafkaLog(self.kafka_bootstrap, topic_prefix=self.topic_prefix,
+                            partitions=self.partitions, exactly_once=self.exactly_once,
+                            client_id=client_id)
+        from flowmonkey.log.embedded import EmbeddedLog
+
+        return EmbeddedLog(path=self.data_dir, partitions=self.partitions)
+
+    def make_projection(self, *, schema: str = DEFAULT_SCHEMA) -> Projection:
+        """The Postgres projection in ``schema`` when a DSN is set, else the memory
+        projection. Not started (starting a Postgres one runs its migrations)."""
+        if self.postgres_dsn:
+            from flowmonkey.projections.postgres import PostgresProjection
+
+            return PostgresProjection(self.postgres_dsn, schema)
+        from flowmonkey.projections.memory import MemoryProjection
+
+        return MemoryProjection()
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_bool(text: str | None, name: str, *, default: bool) -> bool:
+    if text is None:
+        return default
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false (also 1/0, yes/no, on/off), "
+                        f"not {text!r}")
+
+
+def parse_partitions(text: str | None, name: str) -> int:
+    if text is None:
+        return DEFAULT_PARTITIONS
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PARTITIONS:
+        raise SettingsError(f"{name} must be a whole number from 1 to {MAX_PARTITIONS}, "
+                            f"not {text!r}")
+    return value
+
+
+def check_bootstrap(value: str | None, name: str) -> None:
+    if value is None:
+        return
+    for server in value.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not (sep and host and _PORT.fullmatch(port) and 0 < int(port) < 65536):
+            raise SettingsError(
+                f"{name} must list Kafka brokers as host:port[,host:port…] "
+                f"(e.g. localhost:9092), not {value!r}")
+
+
+def check_topic_prefix(value: str, name: str) -> None:
+    if not _TOPIC_CHARS.fullmatch(value) or len(value) > _TOPIC_PREFIX_MAX:
+        raise SettingsError(
+            f"{name} must be 1-{_TOPIC_PREFIX_MAX} characters of letters, digits, '.', "
+            f"'_' and '-' (Kafka topic names), not {value!r}")
+
+
+def check_dsn(value: str | None, name: str) -> None:
+    if value is None:
+        return
+    try:
+        scheme = urlsplit(value).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in _DSN_SCHEMES:
+        raise SettingsError(
+            f"{name} must be a PostgreSQL URL like "
+            f"postgresql://user:password@host:5432/database, not {redact_dsn(value)!r}")
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with its password replaced by ``***`` (in the URL's user part, a
+    ``password=`` query parameter, or a ``password=`` keyword), safe to print."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
+    if not parts.scheme or (not parts.netloc and not parts.query):
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
+    netloc = parts.netloc
+    userinfo, at, hostinfo = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() == "password" else v)
+                               for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
