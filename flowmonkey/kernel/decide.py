@@ -403,23 +403,41 @@ def _step_result(tx: _Txn) -> Decision:
         if writes:
             completed["outcome"] = "failure"
         error = result.error or StepError("STEP_FAILED", "step failed")
-        _step_failed(tx, st, flow, step, base, error, writes=writes)
+        _step_failed(tx, st, flow, step, base, error, writes=writes,
+                     has_override=result.has_next_step, override=result.next_step)
     else:
         tx.emit(st, n.STEP_COMPLETED, completed)
         _wait(tx, st, step, result, d)
     return tx.decision
 
 
-def _step_failed(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, base: dict[str, Any],
-                 error: StepError, writes: list[tuple[str, Any]] | None = None) -> None:
-    code = error.code or "STEP_FAILED"
-    err: dict[str, Any] = {"code": code, "message": error.message or "step failed"}
+def _error_data(error: StepError) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": error.code or "STEP_FAILED",
+                           "message": error.message or "step failed"}
     if error.details is not None:
         err["details"] = error.details
-    completed: dict[str, Any] = {**base, "outcome": "failure", "error": err}
+    return err
+
+
+def _step_failed(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, base: dict[str, Any],
+                 error: StepError, writes: list[tuple[str, Any]] | None = None,
+                 has_override: bool = False, override: str | None = None) -> None:
+    """The attempt's ``step.completed`` (outcome failure), then the failure path."""
+    completed: dict[str, Any] = {**base, "outcome": "failure", "error": _error_data(error)}
     if writes:
         completed["writes"] = [list(w) for w in writes]
     tx.emit(st, n.STEP_COMPLETED, completed)
+    _failure_path(tx, st, flow, step, error, has_override, override)
+
+
+def _failure_path(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, error: StepError,
+                  has_override: bool = False, override: str | None = None) -> None:
+    """What follows a failed attempt: failure pipes, then a retry while the step has
+    retries left, else the handler's ``nextStepOverride`` when it gave one (``None``
+    leads nowhere and so fails the execution, as in the original), else ``on_failure``,
+    else failing with the handler's code."""
+    err = _error_data(error)
+    code = err["code"]
     _pipes(tx, st, flow, step, "failure", {"error": err})
     retry = step.retry
     done = st.retry_attempts.get(step.id, 0)
@@ -436,8 +454,9 @@ def _step_failed(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, base: dic
         else:
             _enter_step(tx, st, flow, step.id)
         return
-    if step.transitions.on_failure is not None:
-        _go(tx, st, flow, step.id, step.transitions.on_failure, "failure")
+    target = override if has_override else step.transitions.on_failure
+    if target is not None:
+        _go(tx, st, flow, step.id, target, "failure")
         return
     _fail(tx, st, code, err["message"], step.id, error.details)
 

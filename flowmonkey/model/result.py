@@ -31,7 +31,13 @@ class ChildSpec:
 @dataclass(frozen=True, slots=True)
 class StepResult:
     """A handler's outcome. Build it with :class:`Result`; plain dicts in the original's
-    shape (``{"outcome": "success", "output": …}``) are accepted too."""
+    shape (``{"outcome": "success", "output": …}``) are accepted too.
+
+    ``has_next_step`` says the handler chose the next step itself (the original's
+    ``nextStepOverride``, on success or, once retries are spent, on failure): then
+    ``next_step`` replaces the step's transition, and ``None`` there means "no next step"
+    (success completes, failure fails). Without it the transitions decide.
+    """
 
     outcome: Outcome
     output: Any = None
@@ -101,17 +107,17 @@ def coerce_result(value: object) -> StepResult:
     if isinstance(value, Mapping):
         outcome = value.get("outcome")
         if outcome == "success":
-            override = value.get("nextStepOverride", value.get("next_step"))
-            has = "nextStepOverride" in value or "next_step" in value
+            has, override = _override(value)
             return StepResult("success", output=value.get("output"), next_step=override,
-                              has_next_step=has and override is not None)
+                              has_next_step=has)
         if outcome == "failure":
             err = value.get("error") or value.get("output") or {}
             if not isinstance(err, Mapping):
                 err = {}
+            has, override = _override(value)
             return StepResult("failure", error=StepError(
                 str(err.get("code") or "STEP_FAILED"), str(err.get("message") or "step failed"),
-                err.get("details")))
+                err.get("details")), next_step=override, has_next_step=has)
         if outcome in ("wait", "waiting"):
             wake = value.get("wakeAt")
             wait_ms = value.get("waitMs")
@@ -129,3 +135,21 @@ def coerce_result(value: object) -> StepResult:
         f"handler returned {type(value).__name__}, not a step result; "
         "return Result.success(...), Result.failure(...) or a Result.wait*(...)"
     )
+
+
+def _override(value: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """``(present, target)`` of a dict result's ``nextStepOverride`` (or ``next_step``).
+
+    The original picks the next step with ``override !== undefined ? override :
+    transition``, so a present ``null`` is an override too: it leads nowhere, which
+    completes the execution on success and fails it on failure, whatever the step's
+    transitions say. Only an absent key leaves the transitions in charge.
+    """
+    for key in ("nextStepOverride", "next_step"):
+        if key in value:
+            target = value[key]
+            if target is not None and not isinstance(target, str):
+                raise InvalidResult(
+                    f"nextStepOverride must be a step id or null, not {type(target).__name__}")
+            return True, target
+    return False, None

@@ -71,6 +71,38 @@ async def test_a_failure_without_a_code_fails_with_step_failed() -> None:
         t.assert_failed(r.execution, "STEP_FAILED")
 
 
+async def test_a_failure_with_a_next_step_override_goes_there_instead_of_on_failure() -> None:
+    @handler("fail-to")
+    async def fail_to(p: HandlerParams) -> StepResult:
+        return {"outcome": "failure",  # type: ignore[return-value]  # the original's shape
+                "error": {"code": "DECLINED", "message": "no"},
+                "nextStepOverride": p.config["to"]}
+
+    f = flow("override", step("pay", "fail-to", on_failure="refund", config={"to": "alt"}),
+             step("refund", "recover", output_key="refund"),
+             step("alt", "recover", output_key="alt"))
+    async with TestHarness(handlers=[fail_to, recover], flows=[f]) as t:
+        r = await t.run("override")
+
+        t.assert_completed(r.execution)
+        assert r.execution.context == {"alt": "recovered"}
+
+
+async def test_a_failure_with_a_null_next_step_override_fails_despite_on_failure() -> None:
+    @handler("fail-nowhere")
+    async def fail_nowhere(p: HandlerParams) -> StepResult:
+        return {"outcome": "failure",  # type: ignore[return-value]  # the original's shape
+                "error": {"code": "DECLINED", "message": "no"}, "nextStepOverride": None}
+
+    f = flow("nowhere", step("pay", "fail-nowhere", on_failure="refund"),
+             step("refund", "recover", output_key="refund"))
+    async with TestHarness(handlers=[fail_nowhere, recover], flows=[f]) as t:
+        r = await t.run("nowhere")
+
+        t.assert_failed(r.execution, "DECLINED")
+        assert "refund" not in r.execution.context
+
+
 async def test_a_raising_handler_fails_at_once_with_handler_error_and_no_retry() -> None:
     calls = 0
 

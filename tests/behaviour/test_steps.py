@@ -183,6 +183,40 @@ async def test_a_handler_next_step_override_wins_over_on_success() -> None:
         assert r.execution.context["c"] == "c"
 
 
+@handler("dict-stop")
+async def dict_stop(p: HandlerParams) -> StepResult:
+    # The original's dict shape with an explicit null override: "no next step".
+    return {"outcome": "success", "output": "stopped",  # type: ignore[return-value]
+            "nextStepOverride": None}
+
+
+@handler("dict-plain")
+async def dict_plain(p: HandlerParams) -> StepResult:
+    return {"outcome": "success", "output": "plain"}  # type: ignore[return-value]
+
+
+async def test_a_null_next_step_override_completes_the_flow_despite_on_success() -> None:
+    f = flow("stopping", step("a", "dict-stop", to="b", output_key="a"),
+             step("b", "mark", output_key="b"))
+    async with TestHarness(handlers=[dict_stop, mark], flows=[f]) as t:
+        r = await t.run("stopping")
+
+        t.assert_completed(r.execution)
+        assert r.execution.context == {"a": "stopped"}
+        assert r.execution.current_step_id == "a"
+        assert types_of(r.events, prefix="step.") == ["step.started", "step.completed"]
+
+
+async def test_an_absent_next_step_override_follows_on_success() -> None:
+    f = flow("plain", step("a", "dict-plain", to="b", output_key="a"),
+             step("b", "mark", output_key="b"))
+    async with TestHarness(handlers=[dict_plain, mark], flows=[f]) as t:
+        r = await t.run("plain")
+
+        t.assert_completed(r.execution)
+        assert r.execution.context == {"a": "plain", "b": "b"}
+
+
 async def test_each_step_emits_started_then_completed_then_transition() -> None:
     async with TestHarness(handlers=[double, add_one], flows=[LINEAR]) as t:
         r = await t.run("linear", {"x": 1})

@@ -191,6 +191,51 @@ def test_a_failure_to_an_unknown_on_failure_step_is_an_invalid_transition() -> N
     assert decision.events[-1].data["code"] == "INVALID_TRANSITION"
 
 
+def _failure_to(target: str | None) -> StepResult:
+    """A failure whose ``nextStepOverride`` was given (``None``: given as null)."""
+    return StepResult("failure", error=StepError("BAD", "it broke"), next_step=target,
+                      has_next_step=True)
+
+
+def test_an_override_on_failure_wins_over_on_failure() -> None:
+    d = run([step("s", on_failure="handle"), step("handle"), step("other")])
+
+    decision = d.result("e1", _failure_to("other"), at=T0 + 1)
+
+    assert types(decision.events) == [n.STEP_COMPLETED, n.TRANSITION, n.STEP_STARTED]
+    assert decision.events[1].data == {"from_step_id": "s", "to_step_id": "other",
+                                       "outcome": "failure"}
+
+
+def test_a_null_override_on_failure_fails_the_execution_despite_on_failure() -> None:
+    d = run([step("s", on_failure="handle"), step("handle")])
+
+    decision = d.result("e1", _failure_to(None), at=T0 + 1)
+
+    assert types(decision.events) == [n.STEP_COMPLETED, n.EXECUTION_FAILED]
+    assert decision.events[-1].data["code"] == "BAD"
+    assert d.state("e1").status == ExecutionStatus.FAILED
+
+
+def test_an_override_on_failure_to_an_unknown_step_is_an_invalid_transition() -> None:
+    d = run([step("s", on_failure="handle"), step("handle")])
+
+    decision = d.result("e1", _failure_to("nowhere"), at=T0 + 1)
+
+    assert decision.events[-1].type == n.EXECUTION_FAILED
+    assert decision.events[-1].data["code"] == "INVALID_TRANSITION"
+
+
+def test_an_override_on_failure_waits_until_the_retries_are_spent() -> None:
+    d = retrying({"max_attempts": 1}, on_failure="handle")
+
+    retried = d.result("e1", _failure_to(None), at=T0 + 1)
+    spent = d.result("e1", _failure_to(None), at=T0 + 2)
+
+    assert types(retried.events) == [n.STEP_COMPLETED, n.STEP_RETRY, n.STEP_STARTED]
+    assert types(spent.events) == [n.STEP_COMPLETED, n.EXECUTION_FAILED]
+
+
 # --------------------------------------------------------------------------- retry
 
 
