@@ -108,6 +108,11 @@ class KafkaLog:
         self._groups: OrderedDict[str, _GroupClient] = OrderedDict()
         self._started = False
 
+    @property
+    def default_partitions(self) -> int:
+        """Partitions for topics created from specs that callers build (the Engine)."""
+        return self.partitions
+
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:

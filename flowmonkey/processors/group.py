@@ -228,8 +228,7 @@ class GroupProcessors:
 
     async def _watch(self, partition: int, owned: _Owned, task: asyncio.Task[None]) -> None:
         """A processor whose batch failed has state the log does not: rebuild it."""
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.shield(task)
+        await asyncio.wait([task])  # never raises the task's error; our cancel does
         if self._closing or task.cancelled() or task.exception() is None:
             return
         error = task.exception()
