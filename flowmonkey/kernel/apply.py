@@ -59,6 +59,7 @@ def _clear_wait(s: ExecutionState) -> None:
     s.wait_started_at = None
     s.wait_reason = None
     s.wait_child_id = None
+    s.signal_deadline = None
 
 
 def _started(s: ExecutionState, e: Event) -> None:
@@ -140,6 +141,7 @@ def _token_created(s: ExecutionState, e: Event) -> None:
     s.tokens = {**s.tokens, token: TokenState(token, "active", e.timestamp_ms,
                                               e.data.get("expires_at"))}
     s.resume_token = token
+    s.signal_deadline = e.data.get("expires_at")
 
 
 def _token_status(status: str) -> Applier:

@@ -558,7 +558,7 @@ def _resume(tx: _Txn) -> Decision:
     if token.status == "used":
         return tx.reject(n.REJECT_TOKEN_USED, "resume token was already used")
     if token.status == "revoked":
-        return tx.reject(n.REJECT_TOKEN_REVOKED, "resume token was revoked")
+        return tx.reject(n.REJECT_TOKEN_REVOKED, _revoked_reason(st))
     if token.expires_at is not None and tx.now >= token.expires_at:
         return tx.reject(n.REJECT_TOKEN_EXPIRED, "resume token has expired")
     if st.status != ExecutionStatus.WAITING or st.wait_kind != WAIT_SIGNAL:
@@ -666,7 +666,25 @@ def _cancel(tx: _Txn, st: ExecutionState, source: str, reason: str | None) -> No
     _tell_parent(tx, st)
 
 
+def _revoked_reason(st: ExecutionState) -> str:
+    if st.status == ExecutionStatus.WAITING and st.wait_kind == WAIT_SIGNAL:
+        return (f"resume token was revoked; execution {st.id!r} is still waiting at step "
+                f"{st.current_step_id!r} and can now only time out or be cancelled")
+    return f"resume token was revoked; execution {st.id!r} is {st.status.value}"
+
+
 def _revoke_token(tx: _Txn) -> Decision:
+    """Revoke a resume token (``token.revoke``); only an active token can be revoked.
+
+    Revoking the token of the signal wait in progress does not end the wait, as in the
+    original, where revoking only marked the token: the execution stays ``waiting`` at
+    its step. It can no longer be resumed with that token (``execution.resume`` is
+    refused with ``TOKEN_REVOKED``, saying the execution still waits), and no new token
+    is issued, so the wait ends only by its signal timeout (the token's expiry, which
+    still fires: see ``ExecutionState.signal_deadline``), by the execution's wait or
+    execution timeout, or by cancellation. A signal wait with none of these timeouts
+    waits until it is cancelled.
+    """
     st = _visible(tx)
     if st is None:
         return tx.reject(n.REJECT_EXECUTION_NOT_FOUND,

@@ -74,6 +74,9 @@ class ExecutionState:
     wait_reason: str | None = None
     wait_child_id: str | None = None
     resume_token: str | None = None
+    # a signal wait's end (its token's expiry); kept when the token is revoked, so the
+    # wait still times out instead of being stranded
+    signal_deadline: int | None = None
     tokens: dict[str, TokenState] = field(default_factory=dict)
     # links
     parent_execution_id: str | None = None

@@ -26,10 +26,9 @@ def timers_for(state: ExecutionState) -> list[tuple[int, str]]:
         if (timeout is not None and timeout.wait_timeout_ms
                 and state.wait_started_at is not None):
             found.append((state.wait_started_at + timeout.wait_timeout_ms, WAIT_TIMEOUT))
-        if state.wait_kind == WAIT_SIGNAL and state.resume_token is not None:
-            token = state.tokens.get(state.resume_token)
-            if token is not None and token.expires_at is not None:
-                found.append((token.expires_at, SIGNAL_TIMEOUT))
+        # The deadline is the wait's, not the token's: revoking the token keeps it.
+        if state.wait_kind == WAIT_SIGNAL and state.signal_deadline is not None:
+            found.append((state.signal_deadline, SIGNAL_TIMEOUT))
     return found
 
 

@@ -198,6 +198,50 @@ async def test_a_revoked_token_is_refused() -> None:
         assert info.value.code == "TOKEN_REVOKED"
 
 
+async def test_revoking_the_waits_token_leaves_it_waiting_until_its_timeout_fires() -> None:
+    @handler("timed-approval")
+    async def timed(p: HandlerParams) -> StepResult:
+        return Result.wait_for_signal("approval", timeout_ms=60_000)
+
+    f = flow("timed", step("s", "timed-approval", to="b"), step("b", "after"))
+    async with TestHarness(handlers=[timed, after], flows=[f]) as t:
+        r = await t.run("timed")
+        token = r.execution.resume_token
+        assert token is not None
+        await t.engine.revoke_token(r.execution.id, token, "changed our mind")
+
+        with pytest.raises(ResumeTokenError) as info:
+            await t.resume(r.execution.id, token, {})
+        assert info.value.code == "TOKEN_REVOKED"
+        assert "still waiting" in info.value.message
+        await t.advance(59_999)
+        ex = await t.get(r.execution.id)
+        assert ex is not None
+        assert ex.status == ExecutionStatus.WAITING
+
+        await t.advance(1)
+
+        ex = await t.get(r.execution.id)
+        assert ex is not None
+        t.assert_cancelled(ex)
+        assert ex.cancellation is not None
+        assert ex.cancellation.source == "timeout"
+
+
+async def test_an_execution_whose_waits_token_was_revoked_can_still_be_cancelled() -> None:
+    async with TestHarness(handlers=[approval, after], flows=[SIGNAL]) as t:
+        r = await t.run("signal")
+        assert r.execution.resume_token is not None
+        await t.engine.revoke_token(r.execution.id, r.execution.resume_token)
+
+        cancelled = await t.cancel(r.execution.id, reason="nobody can approve it now")
+
+        assert cancelled.cancelled
+        ex = await t.get(r.execution.id)
+        assert ex is not None
+        t.assert_cancelled(ex)
+
+
 async def test_resuming_an_execution_that_is_not_waiting_is_refused() -> None:
     async with TestHarness(handlers=[after], flows=[flow("plain", step("a", "after"))]) as t:
         r = await t.run("plain")

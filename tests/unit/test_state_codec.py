@@ -31,7 +31,7 @@ def _every_field_set() -> ExecutionState:
         retry_attempts={"charge": 2}, step_count=3, attempt=2, attempt_id="e2:5",
         step_started_at=1_500, step_input=[1, "two"], wait_kind="signal", wake_at=5_000,
         wait_started_at=1_900, wait_reason="approval",
-        wait_child_id="child-1", resume_token="tok-1",
+        wait_child_id="child-1", resume_token="tok-1", signal_deadline=9_000,
         tokens={"tok-1": TokenState("tok-1", "active", 1_900, 9_000),
                 "tok-0": TokenState("tok-0", "revoked", 1_800, None)},
         parent_execution_id="p1", parent_step_id="spawn", children={"c1": "completed"},

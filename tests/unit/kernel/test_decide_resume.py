@@ -8,6 +8,8 @@ import pytest
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import make_event
+from flowmonkey.kernel.state import WAIT_SIGNAL
+from flowmonkey.kernel.timers import SIGNAL_TIMEOUT, WAIT_TIMEOUT, next_timer
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.result import Result
 
@@ -15,6 +17,7 @@ from .support import (
     T0,
     DictEnv,
     KernelDriver,
+    cancel_cmd,
     make_flow,
     resume_cmd,
     revoke_cmd,
@@ -240,3 +243,78 @@ def test_revoking_for_another_tenant_is_refused_as_not_found() -> None:
 
     assert decision.rejected is not None
     assert decision.rejected.data["code"] == n.REJECT_EXECUTION_NOT_FOUND
+
+
+# ------------------------------------------------------------- revoking the wait's token
+
+
+def test_revoking_the_waits_token_leaves_the_execution_waiting_for_the_signal() -> None:
+    d = signal_wait(timeout_ms=1000)
+
+    d.send(revoke_cmd("e1", "tok", at=T0 + 50))
+
+    state = d.state("e1")
+    assert state.status == ExecutionStatus.WAITING
+    assert state.wait_kind == WAIT_SIGNAL
+    assert state.current_step_id == "w"
+
+
+def test_the_signal_timeout_still_fires_after_the_waits_token_is_revoked() -> None:
+    d = signal_wait(timeout_ms=1000)
+    d.send(revoke_cmd("e1", "tok", at=T0 + 50))
+
+    assert next_timer(d.state("e1")) == (T0 + 10 + 1000, SIGNAL_TIMEOUT)
+    decision = d.fire("e1")
+
+    assert types(decision.events) == [n.EXECUTION_CANCELLING, n.EXECUTION_CANCELLED]
+    assert decision.events[-1].data["source"] == "timeout"
+    assert decision.events[-1].data["tokens_invalidated"] == 0
+    assert d.state("e1").status == ExecutionStatus.CANCELLED
+
+
+def test_the_wait_timeout_still_fires_after_the_waits_token_is_revoked() -> None:
+    d = signal_wait(timeout={"wait_timeout_ms": 500})
+    d.send(revoke_cmd("e1", "tok", at=T0 + 50))
+
+    assert next_timer(d.state("e1")) == (T0 + 10 + 500, WAIT_TIMEOUT)
+    d.fire("e1")
+
+    assert d.state("e1").status == ExecutionStatus.CANCELLED
+
+
+def test_an_execution_whose_waits_token_was_revoked_can_be_cancelled() -> None:
+    d = signal_wait()
+    d.send(revoke_cmd("e1", "tok", at=T0 + 50))
+
+    decision = d.send(cancel_cmd("e1", at=T0 + 60, reason="no longer needed"))
+
+    assert decision.rejected is None
+    assert types(decision.events) == [n.EXECUTION_CANCELLING, n.EXECUTION_CANCELLED]
+    assert d.state("e1").status == ExecutionStatus.CANCELLED
+
+
+def test_resuming_with_the_revoked_token_says_the_execution_still_waits() -> None:
+    d = signal_wait(timeout_ms=1000)
+    d.send(revoke_cmd("e1", "tok", at=T0 + 50))
+
+    decision = d.send(resume_cmd("e1", "tok", {"ok": True}, at=T0 + 100))
+
+    assert decision.rejected is not None
+    assert decision.rejected.data["code"] == n.REJECT_TOKEN_REVOKED
+    reason = decision.rejected.data["reason"]
+    assert "revoked" in reason
+    assert "still waiting" in reason
+    assert d.state("e1").status == ExecutionStatus.WAITING
+
+
+def test_a_later_signal_wait_gets_its_own_timeout() -> None:
+    # The deadline belongs to the wait: the next wait's token sets a new one.
+    flow = make_flow("f", [step("w", on_success="w2"), step("w2")])
+    d = KernelDriver(DictEnv([flow]))
+    d.start("e1", "f")
+    d.result("e1", Result.wait_for_signal(timeout_ms=1000), at=T0 + 10, resume_token="t1")
+    d.send(resume_cmd("e1", "t1", None, at=T0 + 20))
+
+    d.result("e1", Result.wait_for_signal(timeout_ms=5000), at=T0 + 30, resume_token="t2")
+
+    assert next_timer(d.state("e1")) == (T0 + 30 + 5000, SIGNAL_TIMEOUT)
