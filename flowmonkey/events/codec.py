@@ -40,8 +40,18 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     }
 
 
+def _exact(value: bytes) -> bytes:
+    """A right-sized copy of orjson's output.
+
+    orjson returns bytes whose allocation keeps its whole (4 KiB or larger) output
+    buffer; the log keeps every record, so without the copy each ~300-byte event would
+    pin 4 KiB (measured: 1.1 GiB for 50,000 steps).
+    """
+    return memoryview(value).tobytes()
+
+
 def encode_event(event: Event) -> bytes:
-    return orjson.dumps(event_to_dict(event), default=_default)
+    return _exact(orjson.dumps(event_to_dict(event), default=_default))
 
 
 def headers_for(type: str, version: int) -> Headers:
@@ -110,7 +120,7 @@ def command_to_dict(command: Command) -> dict[str, Any]:
 
 
 def encode_command(command: Command) -> bytes:
-    return orjson.dumps(command_to_dict(command), default=_default)
+    return _exact(orjson.dumps(command_to_dict(command), default=_default))
 
 
 def decode_command(value: bytes) -> Command:
