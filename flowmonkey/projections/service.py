@@ -15,8 +15,8 @@ database, not in Kafka (aiokafka's "storing offsets outside Kafka"):
    owner applies it again; a crash after it loses nothing.
 3. On revocation the batch in progress finishes (the rebalance listener waits for
    it) before the partitions go, so the next owner starts where this one stopped.
-   Records fetched before a rebalance are dropped: the assignment has already
-   positioned every partition at its stored offset again.
+   Records fetched across a rebalance are dropped and fetched again from the
+   offsets the assignment loaded.
 4. When the database refuses a batch, every partition of the batch is sought back
    to its stored offset and the batch is fetched and tried again after a backoff.
 
@@ -84,14 +84,15 @@ class ProjectorService:
         self.on_batch = on_batch
         self.partitions = 0
         self._now_ms = now_ms or wall_clock_ms
-        self._runner: Projector | GroupProjector | None = None
+        self._runner: Projector | GroupProjector | None = None  # kept after stop, for stats
+        self._running = False
 
     @property
     def topic(self) -> str:
         return self.topics.events
 
     async def start(self) -> None:
-        if self._runner is not None:
+        if self._running:
             return
         await self.log.start()
         try:
@@ -116,11 +117,14 @@ class ProjectorService:
             await self._close_backends()
             raise
         self._runner = runner
+        self._running = True
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.stop()
+        if not self._running:
+            return
+        self._running = False
+        if self._runner is not None:
+            await self._runner.stop()
         await self._close_backends()
 
     async def _close_backends(self) -> None:
@@ -130,7 +134,7 @@ class ProjectorService:
             await self.log.close()
 
     def progress(self) -> list[PartitionProgress]:
-        """The progress of each partition this instance owns now."""
+        """The progress of each partition this instance owns (owned last, once stopped)."""
         return [] if self._runner is None else self._runner.progress()
 
     @property
@@ -272,7 +276,11 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
             failed = False
             async with self._lock:
                 if generation != self._generation:
-                    continue  # fetched before a rebalance step that re-positioned all
+                    # a rebalance step ran during the fetch: the consumer's position has
+                    # moved past these records, so fetch them again from the offsets
+                    # the assignment just loaded
+                    self._rewind(fetched)
+                    continue
                 try:
                     await self._apply(fetched)
                     delay = _RETRY_FIRST_S
@@ -313,7 +321,7 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.on_batch(events, next_offset <= news_from)
 
     def _rewind(self, fetched: Mapping[TopicPartition, Sequence[Any]]) -> None:
-        """After a refused batch: fetch it again from the stored offsets."""
+        """Fetch what was fetched but not applied again, from the stored offsets."""
         for tp in fetched:
             progress = self._owned.get(tp.partition)
             if progress is not None and tp.partition not in self._unpositioned:

@@ -31,11 +31,16 @@ async def append_events(log: Log, topic: str, events: Sequence[Event]) -> None:
                                 headers=headers_for(e.type, e.version)) for e in events])
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` at the deadline."""
+async def until(check: Callable[[], bool | Awaitable[bool]], what: str,
+                timeout_s: float = 60) -> None:
+    """Poll ``check`` (sync or async) until it holds; fail naming ``what`` at the
+    deadline."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while not await check():
+    while True:
+        result = check()
+        if result if isinstance(result, bool) else await result:
+            return
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         await asyncio.sleep(0.05)
