@@ -36,6 +36,9 @@ class KafkaWriter:
         self._producer: Any = None
         self._lock = asyncio.Lock()  # one transaction at a time per producer
         self._broken: LogError | None = None
+        # appends without offsets that arrive while a transaction runs share the next one
+        self._pending: list[tuple[Sequence[tuple[OutRecord, int]], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._producer = self._log._producer(self.transactional_id)
@@ -50,6 +53,14 @@ class KafkaWriter:
 
     async def close(self) -> None:
         self._log._writers.discard(self)
+        if self._flusher is not None and not self._flusher.done():
+            async with self._lock:  # the transaction in progress ends first
+                self._flusher.cancel()
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(LogError(f"the writer ({self._describe()}) was closed "
+                                              "before this append was sent"))
         producer, self._producer = self._producer, None
         if producer is not None:
             await stop_quietly(producer)
@@ -91,12 +102,51 @@ class KafkaWriter:
             raise LogError(f"the writer ({self._describe()}) is closed")
         if self.transactional_id is None:
             return await self._append_at_least_once(routed, commit_group, offsets)
+        if not offsets:
+            return await self._grouped(routed)
         async with self._lock:
             positions = await self._transaction(routed, commit_group, offsets)
         if self._wait_visible:
             with self._log._errors("waiting for a committed transaction to become visible"):
                 await self._log._await_visible(positions, commit_group, offsets)
         return positions
+
+    async def _grouped(self, routed: Sequence[tuple[OutRecord, int]]) -> list[Position]:
+        """Group commit: concurrent appends (many clients publishing commands through
+        one log) share transactions instead of queueing for one each. Every append is
+        still all or nothing, since its records are all in one transaction; when that
+        transaction fails, every append in it fails with the same error."""
+        future: asyncio.Future[list[Position]] = asyncio.get_running_loop().create_future()
+        self._pending.append((routed, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            async with self._lock:
+                batch, self._pending = self._pending, []
+                merged = [item for routed, _ in batch for item in routed]
+                try:
+                    if self._broken is not None:
+                        raise self._broken
+                    positions = await self._transaction(merged, None, {})
+                    if self._wait_visible:
+                        with self._log._errors("waiting for a committed transaction to "
+                                               "become visible"):
+                            await self._log._await_visible(positions, None, {})
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+            start = 0
+            for routed, future in batch:
+                if not future.done():
+                    future.set_result(positions[start:start + len(routed)])
+                start += len(routed)
 
     async def _append_at_least_once(
         self, routed: Sequence[tuple[OutRecord, int]], group: str | None, offsets: Offsets
