@@ -589,6 +589,18 @@ def _resume(tx: _Txn) -> Decision:
 
 
 def _child_finished(tx: _Txn) -> Decision:
+    """A child execution ended; a parent waiting for it at a sub-flow step goes on.
+
+    The step attempt's one outcome event, ``step.completed`` with outcome ``wait``, was
+    emitted when the handler started the child, so the child's end is a wake-up, never
+    a second outcome for the same attempt. A completed child resumes the parent with
+    ``{childExecutionId, flowId, status, context}`` (stored at the step's output key),
+    feeds the step's success pipes and follows ``on_success``. Any other end is the
+    step's failure ``CHILD_FAILED`` (details: the child's error), which takes the
+    failure path: failure pipes, the step's retries (each retry starts a new child),
+    ``on_failure``, or failing the parent — what the original, which ran the child
+    inside the handler, did with the handler's single ``CHILD_FAILED`` result.
+    """
     d = tx.cmd.data
     st = tx.state(tx.cmd.execution_id)
     child_id = d["child_execution_id"]
@@ -621,13 +633,12 @@ def _child_finished(tx: _Txn) -> Decision:
             _fail(tx, st, violation.code, violation.message, step.id)
             return tx.decision
         tx.emit(st, n.EXECUTION_RESUMED, resumed)
+        _pipes(tx, st, flow, step, "success", output)
         _go(tx, st, flow, step.id, step.transitions.on_success, "success")
         return tx.decision
     tx.emit(st, n.EXECUTION_RESUMED, {"step_id": step.id, "reason": "child"})
     error = d.get("error") or {}
-    base = {"step_id": step.id, "step_type": step.type, "attempt": st.attempt,
-            "duration_ms": tx.now - (st.step_started_at or tx.now)}
-    _step_failed(tx, st, flow, step, base, StepError(
+    _failure_path(tx, st, flow, step, StepError(
         "CHILD_FAILED", f"child execution {child_id} ended with status: {status}",
         details=error or None))
     return tx.decision

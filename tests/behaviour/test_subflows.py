@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flowmonkey import ExecutionStatus, HandlerParams, Result, StepResult, handler
 from flowmonkey.testing import TestHarness
 from tests.behaviour.flows import flow, step, types_of
@@ -95,6 +97,39 @@ async def test_a_failed_child_follows_the_parents_on_failure_branch() -> None:
         t.assert_completed(r.execution)
         assert r.execution.context["handled"] == "ok"
         assert "after" not in r.execution.context
+
+
+def _outcomes_per_attempt(events: list[Any], step_id: str) -> dict[int, list[str]]:
+    """The ``step.completed`` outcomes of each attempt of ``step_id``."""
+    found: dict[int, list[str]] = {}
+    for e in events:
+        if e.type == "step.completed" and e.data["step_id"] == step_id:
+            found.setdefault(e.data["attempt"], []).append(e.data["outcome"])
+    return found
+
+
+async def test_a_failed_child_gives_the_parent_step_one_outcome_event() -> None:
+    async with TestHarness(handlers=HANDLERS, flows=[BROKEN, parent("broken")]) as t:
+        r = await t.run("parent-of-broken")
+
+        t.assert_failed(r.execution, "CHILD_FAILED")
+        assert _outcomes_per_attempt(r.events, "call") == {1: ["wait"]}
+        assert types_of(r.events)[-3:] == ["child.finished", "execution.resumed",
+                                           "execution.failed"]
+
+
+async def test_a_failed_child_is_retried_with_one_outcome_event_per_attempt() -> None:
+    retried = parent("broken")
+    retried["steps"]["call"]["retry"] = {"maxAttempts": 2}  # type: ignore[index]
+    async with TestHarness(handlers=HANDLERS, flows=[BROKEN, retried]) as t:
+        r = await t.run("parent-of-broken")
+
+        t.assert_failed(r.execution, "CHILD_FAILED")
+        assert _outcomes_per_attempt(r.events, "call") == {
+            1: ["wait"], 2: ["wait"], 3: ["wait"]}
+        assert types_of(r.events).count("step.retry") == 2
+        children = (await t.engine.list(parent_execution_id=r.execution.id)).items
+        assert len(children) == 3
 
 
 async def test_fire_and_forget_continues_at_once_and_the_child_runs_too() -> None:

@@ -120,7 +120,7 @@ def test_a_failed_child_fails_the_parent_step_with_child_failed() -> None:
 
     (decision,) = d.deliver()
 
-    assert types(decision.events) == [n.CHILD_FINISHED, n.EXECUTION_RESUMED, n.STEP_COMPLETED,
+    assert types(decision.events) == [n.CHILD_FINISHED, n.EXECUTION_RESUMED,
                                       n.EXECUTION_FAILED]
     failed = decision.events[-1].data
     assert failed["code"] == "CHILD_FAILED"
@@ -138,6 +138,85 @@ def test_a_failed_child_follows_the_parent_steps_on_failure() -> None:
 
     assert types(decision.events)[-2:] == [n.TRANSITION, n.STEP_STARTED]
     assert decision.events[-1].data["step_id"] == "recover"
+
+
+def _completed_per_attempt(d: KernelDriver, execution_id: str) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for event in d.history(execution_id):
+        if event.type == n.STEP_COMPLETED:
+            counts[event.data["attempt"]] = counts.get(event.data["attempt"], 0) + 1
+    return counts
+
+
+def test_a_failed_child_gives_its_parent_step_attempt_one_outcome_event() -> None:
+    # The attempt's step.completed (outcome wait) came when the handler started the
+    # child; the child's failure takes the failure path without a second one.
+    d = waiting_parent(on_failure="recover")
+    d.deliver()
+    d.result("c1", Result.failure("BOOM", "kid broke"), at=T0 + 2)
+
+    d.deliver()
+
+    assert _completed_per_attempt(d, "p") == {1: 1}
+    [completed] = [e for e in d.history("p") if e.type == n.STEP_COMPLETED]
+    assert completed.data["outcome"] == "wait"
+
+
+def test_a_failed_child_is_retried_by_the_parent_step_with_one_outcome_per_attempt() -> None:
+    d = waiting_parent(on_failure=None, retry={"max_attempts": 1})
+    d.deliver()
+    d.result("c1", Result.failure("BOOM", "kid broke"), at=T0 + 2)
+
+    (retried,) = d.deliver()[-1:]
+
+    assert types(retried.events) == [n.CHILD_FINISHED, n.EXECUTION_RESUMED, n.STEP_RETRY,
+                                     n.STEP_STARTED]
+    assert retried.events[2].data["error"]["code"] == "CHILD_FAILED"
+    d.result("p", Result.start_child("kid", {"n": 1}), at=T0 + 3, child_execution_id="c2")
+    d.deliver()
+    d.result("c2", Result.failure("BOOM", "still broken"), at=T0 + 4)
+    (failed,) = d.deliver()[-1:]
+
+    assert types(failed.events) == [n.CHILD_FINISHED, n.EXECUTION_RESUMED,
+                                    n.EXECUTION_FAILED]
+    assert failed.events[-1].data["code"] == "CHILD_FAILED"
+    assert _completed_per_attempt(d, "p") == {1: 1, 2: 1}
+
+
+def _piped_parent(on: str) -> KernelDriver:
+    pipes = [{"id": "p1", "step_id": "call", "table_id": "t", "on": on,
+              "mappings": [{"source_path": "childExecutionId", "column_id": "child"},
+                           {"source_path": "error.code", "column_id": "code"}]}]
+    d = KernelDriver(DictEnv([
+        make_flow("parent", [step("call", output_key="child")], pipes=pipes),
+        make_flow("kid", [step("k")]),
+    ]))
+    d.start("p", "parent")
+    d.result("p", Result.start_child("kid", {}), at=T0 + 1, child_execution_id="c1")
+    d.deliver()
+    return d
+
+
+def test_a_failed_child_feeds_the_parent_steps_failure_pipes() -> None:
+    d = _piped_parent("failure")
+    d.result("c1", Result.failure("BOOM", "kid broke"), at=T0 + 2)
+
+    (decision,) = d.deliver()
+
+    rows = [e for e in decision.events if e.type == n.PIPE_ROW]
+    assert [r.data["row"] for r in rows] == [{"child": None, "code": "CHILD_FAILED"}]
+
+
+def test_a_completed_child_feeds_the_parent_steps_success_pipes() -> None:
+    d = _piped_parent("success")
+    d.result("c1", Result.success("done"), at=T0 + 2)
+
+    (decision,) = d.deliver()
+
+    assert types(decision.events) == [n.CHILD_FINISHED, n.EXECUTION_RESUMED, n.PIPE_ROW,
+                                      n.EXECUTION_COMPLETED]
+    assert decision.events[2].data["row"] == {"child": "c1", "code": None}
+    assert decision.events[2].data["outcome"] == "success"
 
 
 def test_a_child_that_cannot_start_fails_the_waiting_parent() -> None:
