@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING
 from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, CliError, add_common_options
 from flowmonkey.cli_demo import register_demo
 from flowmonkey.cli_dev import register_dev
+from flowmonkey.cli_migrate import register_migrate
 from flowmonkey.cli_placeholders import (
     register_api,
     register_bench,
-    register_migrate,
-    register_processor,
-    register_projector,
     register_replay,
-    register_topics,
     register_wal,
     register_worker,
 )
+from flowmonkey.cli_processor import register_processor
+from flowmonkey.cli_projector import register_projector
 from flowmonkey.cli_run import register_run, register_validate
+from flowmonkey.cli_topics import register_topics
 
 if TYPE_CHECKING:
     from flowmonkey.cli_common import Subparsers

@@ -1,0 +1,158 @@
+"""CLI options for the runtime settings, and the errors that say what to do next.
+
+Commands that talk to Kafka, Postgres or the embedded log add the options they need
+with :func:`add_settings_options`; :func:`settings_from_args` reads the environment
+(:mod:`flowmonkey.settings`) and lets the options override it. Values from an option
+are checked like the variables, and a bad one is reported under the option's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from flowmonkey.cli_common import EXIT_FAILED, CliError
+from flowmonkey.settings import (
+    DEFAULT_SCHEMA,
+    ENV_DATA_DIR,
+    ENV_KAFKA_BOOTSTRAP,
+    ENV_PARTITIONS,
+    ENV_POSTGRES_DSN,
+    ENV_TOPIC_PREFIX,
+    Settings,
+    SettingsError,
+    redact_dsn,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+# option dest -> (flag, environment variable)
+_OPTIONS = {
+    "kafka_bootstrap": ("--kafka-bootstrap", ENV_KAFKA_BOOTSTRAP),
+    "topic_prefix": ("--topic-prefix", ENV_TOPIC_PREFIX),
+    "partitions": ("--partitions", ENV_PARTITIONS),
+    "postgres_dsn": ("--postgres-dsn", ENV_POSTGRES_DSN),
+    "data_dir": ("--data-dir", ENV_DATA_DIR),
+}
+
+DSN_EXAMPLE = "postgresql://flowmonkey:secret@localhost:5432/flowmonkey"
+NO_DSN = CliError(
+    "no PostgreSQL database given: set FLOWMONKEY_POSTGRES_DSN or pass --postgres-dsn",
+    hint=f"e.g. export FLOWMONKEY_POSTGRES_DSN={DSN_EXAMPLE}")
+
+
+def add_settings_options(parser: argparse.ArgumentParser, *, kafka: bool = True,
+                         partitions: bool = True, postgres: bool = True,
+                         data_dir: bool = True) -> None:
+    """The connection options, in a group of their own; each overrides its variable."""
+    group = parser.add_argument_group(
+        "connections", "each option overrides its environment variable")
+    if kafka:
+        group.add_argument(
+            "--kafka-bootstrap", metavar="HOST:PORT[,…]",
+            help=f"Kafka brokers (env {ENV_KAFKA_BOOTSTRAP}); without it, the embedded log")
+        group.add_argument(
+            "--topic-prefix", metavar="PREFIX",
+            help=f"topic names are PREFIX.commands, PREFIX.events, … (env {ENV_TOPIC_PREFIX}, "
+                 "default flowmonkey)")
+    if partitions:
+        group.add_argument(
+            "--partitions", metavar="N",
+            help=f"partitions of the commands and events topics (env {ENV_PARTITIONS}, "
+                 "default 12)")
+    if data_dir:
+        group.add_argument(
+            "--data-dir", metavar="DIR",
+            help=f"directory of the durable embedded log, used without Kafka (env "
+                 f"{ENV_DATA_DIR})")
+    if postgres:
+        group.add_argument(
+            "--postgres-dsn", metavar="DSN",
+            help=f"PostgreSQL URL (env {ENV_POSTGRES_DSN}), e.g. postgresql://user:password@"
+                 "host:5432/db. Prefer the variable: a password on the command line is "
+                 "visible to other users of the machine")
+
+
+def add_schema_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--schema", default=DEFAULT_SCHEMA,
+        help=f"PostgreSQL schema of the projection tables (default {DEFAULT_SCHEMA})")
+
+
+def check_schema(schema: str) -> None:
+    from flowmonkey.projections.schema import checked_schema
+
+    try:
+        checked_schema(schema)
+    except ValueError as exc:
+        raise CliError(f"--schema: {exc}") from None
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The environment's settings with the command line's options on top."""
+    env = dict(os.environ)
+    given: dict[str, str] = {}
+    for dest, (flag, variable) in _OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            env[variable] = str(value)
+            given[variable] = flag
+    try:
+        return Settings.from_env(env)
+    except SettingsError as exc:
+        message = str(exc)
+        for variable, flag in given.items():
+            message = message.replace(variable, flag)
+        hint = "fix the option, or leave it out to use the environment's setting" \
+            if any(flag in message for flag in given.values()) else \
+            "fix the environment variable, or unset it to use the default"
+        raise CliError(message, hint=hint) from None
+
+
+def require_dsn(settings: Settings) -> str:
+    if not settings.postgres_dsn:
+        raise NO_DSN
+    return settings.postgres_dsn
+
+
+def scrub(text: str, dsn: str | None) -> str:
+    """``text`` without the DSN's password, should a driver message ever quote it."""
+    if not dsn:
+        return text
+    try:
+        password = urlsplit(dsn).password
+    except ValueError:
+        password = None
+    text = text.replace(dsn, redact_dsn(dsn))
+    return text.replace(password, "***") if password else text
+
+
+def postgres_unreachable(exc: BaseException, dsn: str) -> CliError:
+    """The error for a database that cannot be used, with what to check."""
+    detail = scrub(f"{type(exc).__name__}: {exc}", dsn)
+    return CliError(
+        f"cannot use PostgreSQL at {redact_dsn(dsn)}: {detail}", exit_code=EXIT_FAILED,
+        hint="check that the server is running and accepts these credentials, and that "
+             "FLOWMONKEY_POSTGRES_DSN (or --postgres-dsn) names it")
+
+
+def log_unreachable(exc: BaseException, settings: Settings) -> CliError:
+    hint = ("check that the brokers are running and that FLOWMONKEY_KAFKA_BOOTSTRAP (or "
+            "--kafka-bootstrap) names them" if settings.kafka_bootstrap else
+            "check the data directory (FLOWMONKEY_DATA_DIR or --data-dir); only one "
+            "process can open it at a time")
+    return CliError(f"cannot use {settings.describe_log()}: {exc}", exit_code=EXIT_FAILED,
+                    hint=hint)
+
+
+async def connect_postgres(dsn: str, timeout_s: float = 15.0) -> asyncpg.Connection[
+        asyncpg.Record]:
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(dsn, timeout=timeout_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise postgres_unreachable(exc, dsn) from None
