@@ -1,0 +1,175 @@
+"""``flowmonkey processor``: run the stream processors of a Kafka consumer group."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from flowmonkey.cli_common import (
+    EXIT_OK,
+    Bundle,
+    CliError,
+    add_command,
+    all_handlers,
+    load_app,
+    load_flows_dir,
+)
+from flowmonkey.cli_settings import add_settings_options, log_unreachable, settings_from_args
+
+if TYPE_CHECKING:
+    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.engine import Engine
+    from flowmonkey.settings import Settings
+
+DEFAULT_GROUP = "flowmonkey-processor"
+
+EPILOG = """\
+Every processor started with the same --group joins one Kafka consumer group over
+the commands topic: each partition is processed by exactly one of them, and when
+one stops or dies its partitions move to the others, which rebuild their state from
+the events topic. With exactly once (the default; FLOWMONKEY_EXACTLY_ONCE=false turns
+it off for brokers without transactions) a partition's events and the offsets of the
+commands that caused them are committed in one Kafka transaction.
+
+Processors need the flows and handlers: give the module that defines them with
+--app (an object or module with `flows` and `handlers`; a .py path works too). The
+flows are published on the flows topic so other processes see them. Queries and the
+Postgres projection are the projector's job (`flowmonkey projector`).
+
+examples:
+  export FLOWMONKEY_KAFKA_BOOTSTRAP=localhost:9092
+  flowmonkey topics create --partitions 12
+  flowmonkey processor --app myapp.flows:app
+  flowmonkey processor --app ./flows.py --flows-dir ./flows --group orders
+
+exit codes: 0 stopped by SIGINT/SIGTERM, 1 Kafka could not be used,
+            2 bad input (no Kafka, no flows, a bad option)
+"""
+
+
+def register_processor(subparsers: Subparsers) -> None:
+    parser = add_command(
+        subparsers, "processor", help="run stream processors (a consumer group on Kafka)",
+        description="Process the commands of the partitions this instance is assigned in "
+                    "the consumer group, until SIGINT or SIGTERM.",
+        epilog=EPILOG)
+    parser.add_argument("--app", metavar="MODULE[:ATTR]", action="append", default=[],
+                        help="flows and handlers: an object or module with `flows` and "
+                             "`handlers` (a .py path works too); repeatable")
+    parser.add_argument("--flows-dir", metavar="DIR", action="append", default=[],
+                        help="register every .json/.yaml/.yml flow file in DIR; repeatable")
+    parser.add_argument("--group", default=DEFAULT_GROUP,
+                        help=f"the processors' consumer group (default {DEFAULT_GROUP})")
+    parser.add_argument("--progress-every", metavar="SECONDS", type=float, default=5.0,
+                        help="seconds between progress lines (default 5)")
+    parser.add_argument("--step-timeout-ms", metavar="MS", type=int, default=30_000,
+                        help="default per-step handler timeout (default 30000)")
+    parser.add_argument("--allow-private-http", action="store_true",
+                        help="let the http handler call private and loopback addresses")
+    add_settings_options(parser, postgres=False, data_dir=False)
+    parser.set_defaults(func=run_processor)
+
+
+def run_processor(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if settings.log_kind != "kafka":
+        raise CliError(
+            "processors run on Kafka: set FLOWMONKEY_KAFKA_BOOTSTRAP or pass "
+            "--kafka-bootstrap",
+            hint="on one machine without Kafka, `flowmonkey dev` runs everything in one "
+                 "process on the embedded log")
+    if args.progress_every <= 0:
+        raise CliError(f"--progress-every must be more than 0 seconds, not {args.progress_every}")
+    if args.step_timeout_ms < 1:
+        raise CliError(f"--step-timeout-ms must be at least 1, not {args.step_timeout_ms}")
+    if not args.group.strip():
+        raise CliError("--group must not be empty")
+    bundle = Bundle()
+    for spec in args.app:
+        bundle.extend(load_app(spec))
+    for directory in args.flows_dir:
+        bundle.extend(load_flows_dir(directory))
+    if not bundle.flows:
+        raise CliError("no flows to run: give --app MODULE (with `flows` and `handlers`) "
+                       "or --flows-dir DIR")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(_Processor(args, settings, bundle).run())
+
+
+def _say(text: str) -> None:
+    print(f"processor: {text}", flush=True)
+
+
+class _Processor:
+    def __init__(self, args: argparse.Namespace, settings: Settings, bundle: Bundle) -> None:
+        self.args = args
+        self.settings = settings
+        self.bundle = bundle
+        self.stop = asyncio.Event()
+
+    def engine(self) -> Engine:
+        from flowmonkey.engine import Engine, EngineOptions
+
+        return Engine(
+            flows=self.bundle.flows,
+            handlers=all_handlers(self.bundle.handlers,
+                                  allow_private_http=self.args.allow_private_http),
+            options=EngineOptions(timeout_ms=self.args.step_timeout_ms),
+            log=self.settings.make_log(client_id=f"flowmonkey-{self.args.group}"),
+            tables=self.bundle.tables, topic_prefix=self.settings.topic_prefix,
+            processor_group=self.args.group, run_projector=False)
+
+    async def run(self) -> int:
+        from flowmonkey.errors import FlowMonkeyError
+
+        engine = self.engine()
+        _say(f"group {self.args.group} on {self.settings.describe_log()}, "
+             f"{len(self.bundle.flows)} flows")
+        try:
+            await engine.start()
+        except FlowMonkeyError as exc:
+            with contextlib.suppress(Exception):
+                await engine.stop()
+            raise log_unreachable(exc, self.settings) from None
+        try:
+            return await self._serve(engine)
+        finally:
+            _say("stopping (finishing the batch in progress)...")
+            await engine.stop()
+            _say("stopped")
+
+    async def _serve(self, engine: Engine) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop.set)
+        _say(f"joined; processing {engine.topics.commands} ({engine.partitions} "
+             "partitions); Ctrl-C to stop")
+        interval = self.args.progress_every
+        last = loop.time()
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(interval, 0.5)):
+                    await self.stop.wait()
+            if loop.time() - last >= interval:
+                last = loop.time()
+                _say(_progress_line(engine))
+        return EXIT_OK
+
+
+def _progress_line(engine: Engine) -> str:
+    processors = sorted(engine.processors, key=lambda p: p.partition)
+    owned = ",".join(str(p.partition) for p in processors) or "none yet"
+    executions = sum(len(p.state.executions) for p in processors)
+    running = sum(len(p.in_flight) for p in processors)
+    timers = sum(len(p.timers) for p in processors)
+    read = sum(p.commands_read for p in processors)
+    return (f"partitions {owned}: {executions} executions in memory, {running} handlers "
+            f"running, {timers} timers, commands read up to offset sum {read}")
+
