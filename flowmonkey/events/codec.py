@@ -7,6 +7,7 @@ Old event versions are upcast to the current one here, in one place.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -15,7 +16,8 @@ from pydantic import ValidationError
 from flowmonkey.errors import DecodeError
 from flowmonkey.events.envelope import Command, Event, trusted_event
 from flowmonkey.events.upcasting import UPCASTERS
-from flowmonkey.log.base import Headers
+from flowmonkey.log.base import Headers, OutRecord, Record
+from flowmonkey.log.decoded import DecodedOutRecord
 
 CONTENT_TYPE = b"application/json"
 
@@ -54,9 +56,71 @@ def encode_event(event: Event) -> bytes:
     return _exact(orjson.dumps(event_to_dict(event), default=_default))
 
 
+_HEADERS: dict[tuple[str, int], Headers] = {}
+
+
 def headers_for(type: str, version: int) -> Headers:
-    return (("fm-type", type.encode()), ("fm-version", str(version).encode()),
-            ("content-type", CONTENT_TYPE))
+    # One shared tuple per type and version: the log keeps a record's headers as long
+    # as the record, and there are only a few dozen distinct ones.
+    headers = _HEADERS.get((type, version))
+    if headers is None:
+        headers = (("fm-type", type.encode()), ("fm-version", str(version).encode()),
+                   ("content-type", CONTENT_TYPE))
+        if len(_HEADERS) < 1024:
+            _HEADERS[(type, version)] = headers
+    return headers
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _json_native(value: Any) -> bool:
+    """True if decoding ``value``'s JSON gives back an equal value of the same types:
+    only dict (str keys), list, str, int, bool, None and finite floats, exactly (no
+    subclasses, tuples, datetimes or models: orjson writes those as something else)."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _SCALARS and not _json_native(item)):
+                return False
+        return True
+    if kind in _SCALARS:
+        return True
+    if kind is list:
+        return all(type(item) in _SCALARS or _json_native(item) for item in value)
+    return kind is float and math.isfinite(value)
+
+
+def round_trips(event: Event) -> bool:
+    """True if ``decode_event(encode_event(event))`` equals ``event``, field types and
+    all, so a reader in this process may take ``event`` instead of decoding."""
+    return (type(event.type) is str and type(event.execution_id) is str
+            and type(event.event_id) is str and type(event.seq) is int
+            and type(event.timestamp_ms) is int and type(event.version) is int
+            and type(event.tenant_id) in _OPTIONAL_STR
+            and type(event.command_id) in _OPTIONAL_STR
+            and (event.type, event.version) not in UPCASTERS
+            and _json_native(event.data))
+
+
+_OPTIONAL_STR = frozenset({str, type(None)})
+
+
+def event_record(topic: str, event: Event, partition: int | None = None) -> OutRecord:
+    """The log record for ``event``, keyed by its execution id; it carries ``event``
+    itself for readers in this process when decoding would give an equal event."""
+    return DecodedOutRecord(topic, encode_event(event), event.execution_id.encode(),
+                            headers_for(event.type, event.version), partition,
+                            event if round_trips(event) else None)
+
+
+def decode_record(record: Record) -> Event:
+    """The event in an events-topic record: the object it was appended with when the
+    log kept it (see :mod:`flowmonkey.log.decoded`), else decoded from its bytes."""
+    decoded = getattr(record, "decoded", None)
+    if isinstance(decoded, Event):
+        return decoded
+    return decode_event(record.value)
 
 
 def decode_event(value: bytes) -> Event:

@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flowmonkey.errors import LogError
+from flowmonkey.log._columns import RecordColumns
 from flowmonkey.log.base import Record, TopicSpec
 
 logger = logging.getLogger("flowmonkey.log.embedded")
@@ -90,21 +91,24 @@ class SegmentFiles:
 
 
 class PartitionState:
-    __slots__ = ("files", "index", "next_offset", "records", "topic", "waiter")
+    __slots__ = ("files", "index", "next_offset", "records", "topic", "waiters")
 
     def __init__(self, topic: str, index: int) -> None:
         self.topic = topic
         self.index = index
-        self.records: list[Record] = []  # visible records; list index == offset
+        self.records = RecordColumns(topic, index)  # the visible records, by offset
         self.next_offset = 0  # ahead of len(records) only while an append awaits fsync
-        self.waiter: asyncio.Event | None = None
+        # readers blocked in wait_for: plain futures, woken all at once by wake()
+        self.waiters: list[asyncio.Future[bool]] = []
         self.files: SegmentFiles | None = None
 
     def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            waiter.set()
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(True)
 
 
 class TopicState:
@@ -550,7 +554,8 @@ class DiskStore:
             part = topics[name].parts[index]
             end = ends.get((name, index), 0)
             self._truncate_to(part, scanned, end)
-            part.records = scanned.records[:end]
+            part.records = RecordColumns(name, index)
+            part.records.extend(scanned.records[:end])
             part.next_offset = end
             self._attach(part, scanned.bases, scanned.sizes)
         seq = max([0, *group_seqs.values(), *(entry.seq for entry in committed)])

@@ -26,6 +26,7 @@ memory, so reads never touch the disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -50,12 +51,18 @@ from flowmonkey.log._embedded_store import (
     valid_topic_name,
 )
 from flowmonkey.log.base import OutRecord, Position, Record, TopicSpec
+from flowmonkey.log.decoded import DecodedRecord
 
 logger = logging.getLogger(__name__)
 
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class EmbeddedLog:
@@ -222,27 +229,36 @@ class EmbeddedLog:
                 topic=topic,
                 partition=partition,
             )
-        return part.records[offset : offset + max_records]
+        return part.records.read(offset, max_records)
 
     async def wait_for(self, topic: str, partition: int, offset: int, timeout_s: float) -> bool:
         self._check_readable()
         part = self._partition(topic, partition)
         if len(part.records) > offset:
             return True
+        # A plain future and a timer handle per wait: asyncio.wait_for would add a task
+        # per wake-up, and readers wait after nearly every batch.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while len(part.records) <= offset:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            if part.waiter is None:
-                part.waiter = asyncio.Event()
+            waiter: asyncio.Future[bool] = loop.create_future()
+            part.waiters.append(waiter)
+            timer = loop.call_later(remaining, _expire, waiter)
+            woken = False
             try:
-                await asyncio.wait_for(part.waiter.wait(), remaining)
-            except TimeoutError:
-                return False
+                woken = await waiter
+            finally:
+                timer.cancel()
+                if not woken:  # timed out or cancelled: wake() did not take it away
+                    with contextlib.suppress(ValueError):
+                        part.waiters.remove(waiter)
             if self._closed:
                 raise LogError(f"the log closed while waiting on {topic}/{partition}")
+            if not woken:
+                return len(part.records) > offset
         return True
 
     async def end_offset(self, topic: str, partition: int) -> int:
@@ -330,13 +346,11 @@ class EmbeddedLog:
         timestamp_ms = self._now_ms()
         positions = []
         for part, out in routed:
-            offset = part.next_offset
+            offset = part.records.append(out.key, out.value, out.headers, timestamp_ms,
+                                         getattr(out, "decoded", None))
             part.next_offset = offset + 1
-            part.records.append(
-                Record(out.topic, part.index, offset, out.key, out.value, out.headers, timestamp_ms)
-            )
             positions.append(Position(out.topic, part.index, offset))
-            if part.waiter is not None:
+            if part.waiters:
                 part.wake()
         if offsets:
             assert group is not None
@@ -356,9 +370,12 @@ class EmbeddedLog:
         for part, out in routed:
             offset = part.next_offset
             part.next_offset = offset + 1
+            decoded = getattr(out, "decoded", None)
             record = Record(
                 out.topic, part.index, offset, out.key, out.value, out.headers, timestamp_ms
-            )
+            ) if decoded is None else DecodedRecord(
+                out.topic, part.index, offset, out.key, out.value, out.headers, timestamp_ms,
+                decoded)
             by_partition.setdefault(part, []).append(record)
             positions.append(Position(out.topic, part.index, offset))
         self._seq += 1

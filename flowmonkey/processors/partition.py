@@ -30,7 +30,7 @@ from flowmonkey.events.codec import (
     decode_command,
     decode_event,
     encode_command,
-    encode_event,
+    event_record,
     headers_for,
 )
 from flowmonkey.events.envelope import Command, trusted_command
@@ -272,10 +272,7 @@ class PartitionProcessor:
                 continue
             adopt(self.state, decision.events, decision.states)
             for event in decision.events:
-                out.append(OutRecord(events_topic, encode_event(event),
-                                     key=event.execution_id.encode(),
-                                     headers=headers_for(event.type, event.version),
-                                     partition=partition))
+                out.append(event_record(events_topic, event, partition))
             for follow in decision.commands:
                 out.append(OutRecord(commands_topic, encode_command(follow),
                                      key=follow.execution_id.encode(),

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from flowmonkey.errors import FlowMonkeyError
-from flowmonkey.events.codec import decode_event
+from flowmonkey.events.codec import decode_record
 from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log, Record
 from flowmonkey.projections.base import Projection
@@ -85,7 +85,7 @@ def decode_records(records: Iterable[Record]) -> tuple[list[Event], int]:
     skipped = 0
     for record in records:
         try:
-            events.append(decode_event(record.value))
+            events.append(decode_record(record))
         except Exception as exc:  # any failure: a bad record must never stop a partition
             skipped += 1
             log.error("skipping undecodable event %s:%d:%d: %s: %s", record.topic,
