@@ -186,6 +186,7 @@ def _parse_flow(raw: Any, source: str) -> Flow:
 def _parse_table(raw: Any, source: str) -> TableDef:
     from pydantic import ValidationError
 
+    from flowmonkey.model.flow import json_path
     from flowmonkey.model.tables import TableDef
 
     if isinstance(raw, TableDef):
@@ -194,7 +195,7 @@ def _parse_table(raw: Any, source: str) -> TableDef:
         return TableDef.model_validate(raw)
     except ValidationError as exc:
         table_id = raw.get("id") if isinstance(raw, Mapping) else None
-        lines = [f"table {table_id!r}, field {'.'.join(str(p) for p in e['loc']) or '(table)'}: "
+        lines = [f"table {table_id!r}, field {json_path(e['loc']) or '(table)'}: "
                  f"{e['msg']}" for e in exc.errors()]
         raise CliError(f"{source}: invalid table:\n  " + "\n  ".join(lines)) from None
 

@@ -6,12 +6,14 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
 
 from flowmonkey.errors import FlowValidationError
+from flowmonkey.model import selectors
 from flowmonkey.model.base import FlowMonkeyModel, FrozenModel
 from flowmonkey.model.selectors import FullSelector, InputSelector
-from flowmonkey.model.tables import PipeDef, TableDef
+from flowmonkey.model.tables import ColumnDef, PipeDef, PipeMapping, TableDef
 
 FlowStatus = Literal["draft", "published", "archived"]
 
@@ -141,13 +143,16 @@ class Flow(FrozenModel):
         handler_types: Iterable[str] | None = None,
         tables: dict[str, TableDef] | None = None,
     ) -> list[tuple[str | None, str, str]]:
-        """Every structural problem as ``(step_id, field, message)``; [] when valid."""
+        """Every structural problem as ``(step_id, field, message)``; [] when valid.
+
+        Fields are named as users write them: the original's camelCase JSON names.
+        """
         found: list[tuple[str | None, str, str]] = []
         known_handlers = set(handler_types) if handler_types is not None else None
         if not self.steps:
             found.append((None, "steps", "flow has no steps"))
         if self.initial_step_id not in self.steps:
-            found.append((None, "initial_step_id",
+            found.append((None, "initialStepId",
                           f"initial step {self.initial_step_id!r} is not one of the steps"))
         for key, step in self.steps.items():
             if step.id != key:
@@ -155,7 +160,8 @@ class Flow(FrozenModel):
             for name in ("on_success", "on_failure", "on_resume"):
                 target = getattr(step.transitions, name)
                 if target is not None and target not in self.steps:
-                    found.append((key, f"transitions.{name}", f"unknown step {target!r}"))
+                    found.append((key, f"transitions.{to_camel(name)}",
+                                  f"unknown step {target!r}"))
             if known_handlers is not None and step.type not in known_handlers:
                 found.append((key, "type", f"unknown handler type {step.type!r}"))
         pipe_ids: set[str] = set()
@@ -165,15 +171,15 @@ class Flow(FrozenModel):
                 found.append((None, where, f"duplicate pipe id {pipe.id!r}"))
             pipe_ids.add(pipe.id)
             if pipe.step_id not in self.steps:
-                found.append((None, f"{where}.step_id", f"unknown step {pipe.step_id!r}"))
+                found.append((None, f"{where}.stepId", f"unknown step {pipe.step_id!r}"))
             if tables is not None:
                 table = tables.get(pipe.table_id)
                 if table is None:
-                    found.append((None, f"{where}.table_id", f"unknown table {pipe.table_id!r}"))
+                    found.append((None, f"{where}.tableId", f"unknown table {pipe.table_id!r}"))
                 else:
-                    for mapping in pipe.mappings:
+                    for i, mapping in enumerate(pipe.mappings):
                         if table.column(mapping.column_id) is None:
-                            found.append((None, f"{where}.mappings.column_id",
+                            found.append((None, f"{where}.mappings[{i}].columnId",
                                           f"table {pipe.table_id!r} has no column "
                                           f"{mapping.column_id!r}"))
         return found
@@ -206,6 +212,38 @@ class Flow(FrozenModel):
             raise flow_validation_error(data, exc) from None
 
 
+_DEFINITION_MODELS: tuple[type[BaseModel], ...] = (
+    Flow, Step, Transitions, RetryConfig, VisualMetadata, PipeDef, PipeMapping,
+    selectors.KeySelector, selectors.KeysSelector, selectors.PathSelector,
+    selectors.TemplateSelector, selectors.FullSelector, selectors.StaticSelector,
+    TableDef, ColumnDef,
+)
+# Python field name -> the JSON name users write (``on_success`` -> ``onSuccess``).
+_JSON_NAMES = {name: info.alias or to_camel(name)
+               for model in _DEFINITION_MODELS
+               for name, info in model.model_fields.items() if "_" in name}
+_SELECTOR_TAGS = frozenset({"key", "keys", "path", "template", "full", "static"})
+
+
+def json_path(loc: Iterable[str | int]) -> str:
+    """A pydantic error location as the path users would write: camelCase field names
+    (pydantic reports the name the input used, which may be snake_case), list indexes
+    in brackets, and no selector tag (pydantic puts the ``type`` of a discriminated
+    ``input`` into the location: ``input.key.key`` is the ``key`` of ``input``)."""
+    path = ""
+    previous: str | int | None = None
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif previous == "input" and part in _SELECTOR_TAGS:
+            pass
+        else:
+            name = _JSON_NAMES.get(part, part)
+            path = f"{path}.{name}" if path else name
+        previous = part
+    return path
+
+
 def flow_validation_error(data: Any, exc: ValidationError) -> FlowValidationError:
     """Name the flow, step and field of each pydantic error."""
     flow_id = data.get("id") if isinstance(data, dict) else None
@@ -213,11 +251,11 @@ def flow_validation_error(data: Any, exc: ValidationError) -> FlowValidationErro
     first_step: str | None = None
     first_field: str | None = None
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
+        loc = list(err["loc"])
         step_id: str | None = None
         if len(loc) >= 2 and loc[0] == "steps":
-            step_id, loc = loc[1], loc[2:]
-        field = ".".join(loc) or "(flow)"
+            step_id, loc = str(loc[1]), loc[2:]
+        field = json_path(loc) or ("(step)" if step_id else "(flow)")
         if first_field is None:
             first_step, first_field = step_id, field
         where = f"flow {flow_id!r}" + (f", step {step_id!r}" if step_id else "")

@@ -67,7 +67,8 @@ def test_an_initial_step_that_does_not_exist_is_refused() -> None:
 
     err = _refused(raw)
 
-    assert (err.flow_id, err.field) == ("broken", "initial_step_id")
+    assert (err.flow_id, err.field) == ("broken", "initialStepId")
+    assert "field initialStepId:" in str(err)
     assert "nope" in str(err)
 
 
@@ -94,14 +95,15 @@ def test_an_unknown_handler_type_is_refused() -> None:
 
 
 @pytest.mark.parametrize(("bad_step", "field"), [
-    (step("a", "ok", to="ghost"), "transitions.on_success"),
-    (step("a", "ok", on_failure="ghost"), "transitions.on_failure"),
-    (step("a", "ok", on_resume="ghost"), "transitions.on_resume"),
+    (step("a", "ok", to="ghost"), "transitions.onSuccess"),
+    (step("a", "ok", on_failure="ghost"), "transitions.onFailure"),
+    (step("a", "ok", on_resume="ghost"), "transitions.onResume"),
 ])
 def test_an_unknown_transition_target_is_refused(bad_step: dict[str, Any], field: str) -> None:
     err = _refused(flow("broken", bad_step))
 
     assert (err.flow_id, err.step_id, err.field) == ("broken", "a", field)
+    assert f"field {field}:" in str(err)
     assert "ghost" in str(err)
 
 
@@ -113,7 +115,7 @@ def test_a_pipe_naming_an_unknown_table_is_refused() -> None:
     err = _refused(raw, [TABLE])
 
     assert err.flow_id == "broken"
-    assert err.field == "pipes[p1].table_id"
+    assert err.field == "pipes[p1].tableId"
     assert "no-such-table" in str(err)
 
 
@@ -124,7 +126,7 @@ def test_a_pipe_naming_an_unknown_step_is_refused() -> None:
 
     err = _refused(raw, [TABLE])
 
-    assert err.field == "pipes[p1].step_id"
+    assert err.field == "pipes[p1].stepId"
     assert "ghost" in str(err)
 
 
@@ -135,6 +137,7 @@ def test_a_pipe_naming_an_unknown_column_is_refused() -> None:
 
     err = _refused(raw, [TABLE])
 
+    assert err.field == "pipes[p1].mappings[0].columnId"
     assert "colour" in str(err)
 
 
@@ -181,3 +184,56 @@ async def test_creating_an_unknown_version_of_a_known_flow_is_refused() -> None:
     async with TestHarness(handlers=[ok], flows=[GOOD]) as t:
         with pytest.raises(FlowNotFoundError):
             await t.create("good", flow_version="9.9.9")
+
+
+# The fields are named as users write them: the original's camelCase JSON names, also
+# when the definition was given with the Python (snake_case) names.
+
+
+@pytest.mark.parametrize("spelling", ["camel", "snake"])
+def test_a_malformed_field_is_named_in_camel_case_however_it_was_written(
+        spelling: str) -> None:
+    names = {"camel": ("initialStepId", "outputKey", "transitions", "onSuccess"),
+             "snake": ("initial_step_id", "output_key", "transitions", "on_success")}
+    initial, output_key, transitions, on_success = names[spelling]
+    raw = {"id": "broken", initial: "a",
+           "steps": {"a": {"type": "ok", output_key: 5, transitions: {on_success: 7}}}}
+
+    err = _refused(raw)
+
+    assert (err.step_id, err.field) == ("a", "outputKey")
+    assert "field outputKey:" in str(err)
+    assert "field transitions.onSuccess:" in str(err)
+    assert "_" not in "".join(line.split(": ")[0] for line in err.problems)
+
+
+def test_a_retry_field_out_of_range_is_named_in_camel_case() -> None:
+    err = _refused(flow("broken", step("a", "ok", retry={"max_attempts": -1})))
+
+    assert (err.step_id, err.field) == ("a", "retry.maxAttempts")
+
+
+def test_a_missing_selector_field_is_named_without_the_selector_tag() -> None:
+    err = _refused(flow("broken", step("a", "ok", input={"type": "key"})))
+
+    assert (err.step_id, err.field) == ("a", "input.key")
+
+
+def test_a_malformed_pipe_field_is_named_in_camel_case() -> None:
+    raw = flow("broken", step("a", "ok"), pipes=[{
+        "id": "p1", "step_id": "a", "table_id": "orders",
+        "mappings": [{"source_path": "", "column_id": "order_id"}]}])
+
+    err = _refused(raw, [TABLE])
+
+    assert err.field == "pipes[0].mappings[0].sourcePath"
+
+
+def test_a_step_key_that_differs_from_its_id_names_the_id_field() -> None:
+    raw = flow("broken", step("a", "ok"))
+    raw["steps"]["a"]["id"] = "other_name"
+    raw["steps"]["other_name"] = dict(raw["steps"]["a"])
+
+    err = _refused(raw)
+
+    assert (err.step_id, err.field) == ("a", "id")

@@ -131,13 +131,13 @@ def test_run_with_handlers_module(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("content", "suffix", "expected"), [
     ('{"id": "x", "steps": {"a": {"type": "delay"}}}', ".json", "initialStepId"),
     ('{"id": "x", "initialStepId": "a", "steps": {"a": {"type": "delay", '
-     '"transitions": {"onSuccess": "nowhere"}}}}', ".json", "transitions.on_success"),
+     '"transitions": {"onSuccess": "nowhere"}}}}', ".json", "transitions.onSuccess"),
     ('{"id": "x", "initialStepId": "a", "steps": {"a": {"type": "delay", '
      '"retry": {"maxAttempts": -1}}}}', ".json", "retry.maxAttempts"),
     ('{"id": "x",\n "initialStepId": "a"\n "steps": {}}', ".json", "line 3, column 2"),
     ("id: x\ninitialStepId: a\nsteps:\n  a: {type: delay\n", ".yaml", "invalid YAML at line"),
     ('{"id": "x", "initialStepId": "b", "steps": {"a": {"type": "delay"}}}', ".json",
-     "initial_step_id"),
+     "initialStepId"),
 ])
 def test_malformed_flow_exits_2_naming_the_problem(tmp_path: Path, content: str, suffix: str,
                                                    expected: str) -> None:
