@@ -84,8 +84,13 @@ def run_projector(args: argparse.Namespace) -> int:
         raise CliError(f"--batch-size must be at least 1, not {args.batch_size}")
     if not args.group.strip():
         raise CliError("--group must not be empty")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not debug:
+        # the client's warnings are mostly retries it recovers from (a coordinator
+        # moving, a rebalance); lasting trouble shows as progress lines that stall
+        logging.getLogger("aiokafka").setLevel(logging.ERROR)
     return asyncio.run(_Projector(args, settings, dsn).run())
 
 

@@ -140,6 +140,11 @@ def postgres_unreachable(exc: BaseException, dsn: str) -> CliError:
 
 
 def log_unreachable(exc: BaseException, settings: Settings) -> CliError:
+    details = getattr(exc, "details", {})
+    if isinstance(details, dict) and "topic" in details and "partition" not in details:
+        return CliError(f"{exc}", exit_code=EXIT_FAILED,
+                        hint="create the topics with `flowmonkey topics create` and the "
+                             "same settings (topic prefix, partitions)")
     hint = ("check that the brokers are running and that FLOWMONKEY_KAFKA_BOOTSTRAP (or "
             "--kafka-bootstrap) names them" if settings.kafka_bootstrap else
             "check the data directory (FLOWMONKEY_DATA_DIR or --data-dir); only one "
