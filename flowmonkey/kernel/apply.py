@@ -26,6 +26,46 @@ from flowmonkey.model.limits import ContextLimits, TimeoutConfig
 Applier = Callable[[ExecutionState, Event], None]
 
 
+# Empty containers shared by new states. Safe because appliers never change a
+# container in place (they replace it), and it saves three dicts per execution that
+# the garbage collector would otherwise walk for as long as the state is kept.
+_NO_RETRIES: dict[str, int] = {}
+_NO_TOKENS: dict[str, TokenState] = {}
+_NO_CHILDREN: dict[str, str] = {}
+
+_OPTIONS: dict[Any, ExecutionOptions] = {}
+
+
+def _new_options(opts: dict[str, Any]) -> ExecutionOptions:
+    return ExecutionOptions(
+        record_history=bool(opts.get("record_history", False)),
+        max_steps=int(opts.get("max_steps", 1000)),
+        limits=ContextLimits(**opts["limits"]) if opts.get("limits") else ContextLimits(),
+    )
+
+
+def _options(opts: dict[str, Any]) -> ExecutionOptions:
+    """The (frozen, shared) options for an ``execution.created`` event's options.
+
+    Executions of one engine all carry the same options: validating a ContextLimits
+    for each one cost more than the rest of the applier. Values are keyed with their
+    types, so inputs that compare equal but validate differently never share.
+    """
+    try:
+        limits = opts.get("limits")
+        key = (type(opts.get("record_history")), opts.get("record_history"),
+               type(opts.get("max_steps")), opts.get("max_steps"),
+               tuple((k, type(v), v) for k, v in limits.items()) if limits else None)
+        found = _OPTIONS.get(key)
+    except (TypeError, AttributeError):  # unhashable or odd options: no caching
+        return _new_options(opts)
+    if found is None:
+        found = _new_options(opts)
+        if len(_OPTIONS) < 1024:
+            _OPTIONS[key] = found
+    return found
+
+
 def _created(event: Event) -> ExecutionState:
     d = event.data
     opts = d.get("options") or {}
@@ -37,12 +77,11 @@ def _created(event: Event) -> ExecutionState:
         tenant_id=event.tenant_id,
         created_at=event.timestamp_ms,
         updated_at=event.timestamp_ms,
-        options=ExecutionOptions(
-            record_history=bool(opts.get("record_history", False)),
-            max_steps=int(opts.get("max_steps", 1000)),
-            limits=ContextLimits(**opts["limits"]) if opts.get("limits") else ContextLimits(),
-        ),
+        options=_options(opts),
         context=d.get("context") or {},
+        retry_attempts=_NO_RETRIES,
+        tokens=_NO_TOKENS,
+        children=_NO_CHILDREN,
         parent_execution_id=d.get("parent_execution_id"),
         parent_step_id=d.get("parent_step_id"),
         timeout=TimeoutConfig(**timeout) if timeout else None,

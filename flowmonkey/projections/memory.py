@@ -17,6 +17,7 @@ from typing import Any
 
 from flowmonkey.errors import TableError
 from flowmonkey.events import names as n
+from flowmonkey.events.codec import decode_event, encode_event, round_trips
 from flowmonkey.events.envelope import Event, ms_to_datetime
 from flowmonkey.kernel.apply import apply, replay
 from flowmonkey.kernel.state import ExecutionState
@@ -62,7 +63,14 @@ class _ExecutionRecord:
     tenant_id: str | None
     last_seq: int = 0
     state: ExecutionState | None = None
-    events: list[Event] = field(default_factory=list)
+    # The history, each event as its encoding when that decodes back to an equal
+    # event (nearly always), else as the event: bytes are invisible to the garbage
+    # collector, while an event is three or more objects it walks on every full
+    # collection for as long as the projection lives.
+    events: list[bytes | Event] = field(default_factory=list)
+
+    def history(self) -> list[Event]:
+        return [decode_event(e) if isinstance(e, bytes) else e for e in self.events]
 
 
 @dataclass(slots=True)
@@ -118,7 +126,7 @@ class MemoryProjection:
             elif seq <= record.last_seq:
                 continue
             record.last_seq = seq
-            record.events.append(event)
+            record.events.append(encode_event(event) if round_trips(event) else event)
             state = apply(record.state, event)
             if state is not record.state:
                 record.state = state
@@ -232,7 +240,7 @@ class MemoryProjection:
         self, execution_id: str, *, tenant_id: str | None = None
     ) -> builtins.list[Event]:
         record = self._visible(execution_id, tenant_id)
-        return list(record.events) if record is not None else []
+        return record.history() if record is not None else []
 
     async def state_at(
         self, execution_id: str, seq: int, *, tenant_id: str | None = None
@@ -240,7 +248,7 @@ class MemoryProjection:
         record = self._visible(execution_id, tenant_id)
         if record is None:
             return None
-        state = replay(record.events, upto_seq=seq)
+        state = replay(record.history(), upto_seq=seq)
         return state.to_execution() if state is not None else None
 
     # ------------------------------------------------------------------ tables
