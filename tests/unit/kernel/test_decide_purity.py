@@ -3,18 +3,28 @@ and folding ``apply`` over the events it emits gives exactly the state it return
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import os
+import random
+import secrets
+import time
+import uuid
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
+from flowmonkey import kernel
+from flowmonkey.events import envelope
 from flowmonkey.events.envelope import Command
 from flowmonkey.kernel.apply import replay
 from flowmonkey.kernel.decide import decide
 from flowmonkey.kernel.timers import next_timer
-from flowmonkey.model.result import Result
+from flowmonkey.model.result import Result, StepError, StepResult
 
 from .support import (
     T0,
@@ -90,6 +100,8 @@ def probes() -> list[Callable[[], Command]]:
         lambda: start_cmd("e2", "f", at=T0 + 5),
         lambda: start_cmd("e1", "f", at=T0 + 5),
         lambda: timer_cmd("e1", T0 + 60_000, "execution_timeout"),
+        lambda: child_finished_cmd("e1", "c1", "failed", at=T0 + 5,
+                                   error={"code": "KID", "message": "kid broke"}),
     ]
 
 
@@ -98,10 +110,18 @@ def every_decision() -> list[Any]:
     pairs: list[Any] = []
     d = scenario()
     for stage, make in enumerate(next_commands(d)):
-        for probe in probes():
+        for number, probe in enumerate(probes()):
             command = probe()
             pairs.append(pytest.param(copy.deepcopy(d), command,
-                                      id=f"stage{stage}-probe-{command.type}"))
+                                      id=f"stage{stage}-probe{number}-{command.type}"))
+        attempt_id = d.state("e1").attempt_id
+        if attempt_id is not None:
+            # a failure that names its next step itself (the original's nextStepOverride)
+            command = result_cmd("e1", attempt_id, StepResult(
+                "failure", error=StepError("BAD", "x"), next_step="end", has_next_step=True),
+                at=T0 + 5)
+            pairs.append(pytest.param(copy.deepcopy(d), command,
+                                      id=f"stage{stage}-probe-failure-override"))
         command = make()
         pairs.append(pytest.param(copy.deepcopy(d), command, id=f"stage{stage}-{command.type}"))
         d.send(command)
@@ -182,3 +202,52 @@ def test_replay_up_to_a_seq_gives_the_state_at_that_event() -> None:
 
     assert rebuilt is not None
     assert dataclasses.asdict(rebuilt) == snapshot
+
+
+# --------------------------------------------------------------------------- no clock, no dice
+
+_KERNEL_FORBIDDEN = frozenset({
+    "asyncio", "io", "logging", "os", "pathlib", "random", "secrets", "socket", "subprocess",
+    "threading", "time", "urllib", "uuid",
+})
+
+
+def test_the_kernel_imports_nothing_that_reads_clocks_draws_randomness_or_does_io() -> None:
+    for path in sorted(Path(kernel.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in _KERNEL_FORBIDDEN, f"{path.name}: {name}"
+
+
+def _refuse(what: str) -> Callable[..., NoReturn]:
+    def refused(*args: Any, **kwargs: Any) -> NoReturn:
+        raise AssertionError(f"decide called {what}")
+    return refused
+
+
+class _NoNow(datetime):
+    now = classmethod(_refuse("datetime.now"))
+    utcnow = classmethod(_refuse("datetime.utcnow"))
+    today = classmethod(_refuse("datetime.today"))
+
+
+@pytest.mark.parametrize(("d", "command"), DECISIONS)
+def test_decide_reads_no_clock_and_draws_no_randomness(
+        d: KernelDriver, command: Command, monkeypatch: pytest.MonkeyPatch) -> None:
+    for module, names in ((time, ("time", "time_ns", "monotonic", "monotonic_ns",
+                                  "perf_counter")),
+                          (random, ("random", "randint", "getrandbits", "choice")),
+                          (secrets, ("token_bytes", "token_hex", "token_urlsafe")),
+                          (uuid, ("uuid1", "uuid4")),
+                          (os, ("urandom",))):
+        for name in names:
+            monkeypatch.setattr(module, name, _refuse(f"{module.__name__}.{name}"))
+    monkeypatch.setattr(envelope, "datetime", _NoNow)
+
+    decide(d.partition, command, d.env)
