@@ -14,7 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from flowmonkey.errors import DecodeError
-from flowmonkey.events.envelope import Command, Event, trusted_event
+from flowmonkey.events.envelope import Command, Event, trusted_command, trusted_event
 from flowmonkey.events.upcasting import UPCASTERS
 from flowmonkey.log.base import Headers, OutRecord, Record
 from flowmonkey.log.decoded import DecodedOutRecord
@@ -104,6 +104,7 @@ def round_trips(event: Event) -> bool:
 
 
 _OPTIONAL_STR = frozenset({str, type(None)})
+_COMMAND_FIELDS = tuple(Command.model_fields)
 
 
 def event_record(topic: str, event: Event, partition: int | None = None) -> OutRecord:
@@ -119,8 +120,29 @@ def decode_record(record: Record) -> Event:
     log kept it (see :mod:`flowmonkey.log.decoded`), else decoded from its bytes."""
     decoded = getattr(record, "decoded", None)
     if isinstance(decoded, Event):
+        # Its bytes, for a reader that wants to keep the event compactly (the memory
+        # projection): re-encoding it would cost more than the rest of projecting it.
+        # The entry holds the event, so its id cannot be reused while it is there.
+        if len(_ENCODINGS) >= _MAX_ENCODINGS:
+            _ENCODINGS.clear()  # nobody takes them: encoding again is the fallback
+        _ENCODINGS[id(decoded)] = (decoded, record.value)
         return decoded
     return decode_event(record.value)
+
+
+_ENCODINGS: dict[int, tuple[Event, bytes]] = {}
+_MAX_ENCODINGS = 100_000
+
+
+def compact_event(event: Event) -> bytes | Event:
+    """``event`` as its encoding when decoding that gives an equal event, else itself.
+
+    For an event that :func:`decode_record` just handed out, the record's own bytes.
+    """
+    found = _ENCODINGS.pop(id(event), None)
+    if found is not None and found[0] is event:
+        return found[1]
+    return encode_event(event) if round_trips(event) else event
 
 
 def decode_event(value: bytes) -> Event:
@@ -196,10 +218,22 @@ def decode_command(value: bytes) -> Command:
     if not isinstance(raw, dict):
         raise DecodeError("command must be a JSON object")
     try:
+        type_, version, command_id = raw["type"], raw.get("version", 1), raw["command_id"]
+        execution_id, timestamp = raw["execution_id"], raw["timestamp"]
+        tenant_id, data = raw.get("tenant_id"), raw.get("data") or {}
+        if (type(type_) is str and type(version) is int and type(command_id) is str
+                and type(execution_id) is str and type(timestamp) is int
+                and type(tenant_id) in _OPTIONAL_STR and type(data) is dict):
+            # Exactly the types validation would produce it from (JSON keys are str):
+            # skip pydantic, which cost as much as the rest of deciding the command.
+            command = trusted_command(type_, command_id, execution_id, timestamp, data,
+                                      tenant_id, version)
+            # a set of its own, as validation gives, so model_copy(update=...) works
+            object.__setattr__(command, "__pydantic_fields_set__", set(_COMMAND_FIELDS))
+            return command
         return Command(
-            type=raw["type"], version=raw.get("version", 1), command_id=raw["command_id"],
-            execution_id=raw["execution_id"], timestamp_ms=raw["timestamp"],
-            tenant_id=raw.get("tenant_id"), data=raw.get("data") or {},
+            type=type_, version=version, command_id=command_id, execution_id=execution_id,
+            timestamp_ms=timestamp, tenant_id=tenant_id, data=data,
         )
     except KeyError as exc:
         raise DecodeError(f"command is missing field {exc.args[0]!r}") from None

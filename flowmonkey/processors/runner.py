@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,75 @@ class LazyExecutionParams(HandlerParams):
         return object.__getattribute__(self, name)
 
 
+class _Run:
+    """One attempt's deadline. ``task`` and ``abort`` are dropped once it ends."""
+
+    __slots__ = ("abort", "deadline", "expired", "task")
+
+    def __init__(self, deadline: float, task: asyncio.Task[Any] | None,
+                 abort: asyncio.Event | None) -> None:
+        self.deadline = deadline
+        self.task = task
+        self.abort = abort
+        self.expired = False
+
+
+class _Deadlines:
+    """The deadlines of running attempts, with ONE timer armed for the earliest.
+
+    A timer handle (plus an ``asyncio.timeout``) per attempt cost more than the rest of
+    running a fast handler. Attempts with the same timeout end up due in start order,
+    so each timeout keeps a FIFO queue; finished attempts are dropped from its front.
+    At a deadline the attempt's abort signal is set, then its task is cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[float, deque[_Run]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def add(self, loop: asyncio.AbstractEventLoop, timeout_s: float,
+            task: asyncio.Task[Any] | None, abort: asyncio.Event) -> _Run:
+        queue = self._queues.get(timeout_s)
+        if queue is None:
+            queue = self._queues[timeout_s] = deque()
+        while queue and queue[0].task is None:
+            queue.popleft()
+        run = _Run(loop.time() + timeout_s, task, abort)
+        queue.append(run)
+        if self._timer is None or run.deadline < self._timer_at:
+            self._arm(loop, run.deadline)
+        return run
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._fire, loop, when)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        self._timer = None
+        earliest: float | None = None
+        for timeout_s, queue in list(self._queues.items()):
+            # Everything due at the time this timer was armed for is due now (as the
+            # loop treats timer handles); the rest waits for the next timer.
+            while queue and (queue[0].task is None or queue[0].deadline <= due):
+                run = queue.popleft()
+                task, abort = run.task, run.abort
+                if task is not None and abort is not None:
+                    run.expired = True
+                    run.task = run.abort = None
+                    abort.set()
+                    task.cancel()
+            if queue:
+                head = queue[0].deadline
+                earliest = head if earliest is None else min(earliest, head)
+            else:
+                del self._queues[timeout_s]
+        if earliest is not None:
+            self._arm(loop, earliest)
+
+
 class StepRunner:
     """Runs handlers with the step's timeout and an abort signal."""
 
@@ -51,6 +121,7 @@ class StepRunner:
         self.default_timeout_ms = default_timeout_ms
         self._clock_ms = clock_ms
         self._vault = vault
+        self._deadlines = _Deadlines()
 
     async def run(self, state: ExecutionState, step: Step, handler: StepHandler,
                   abort: asyncio.Event) -> Command:
@@ -70,11 +141,22 @@ class StepRunner:
             helpers=helpers, step=step, attempt_id=attempt_id, attempt=state.attempt,
             abort=abort, vault=self._vault)
         # The abort signal is raised at the deadline before the handler is cancelled, so
-        # a handler that watches it (or cleans up on cancellation) sees it set.
-        signal = asyncio.get_running_loop().call_later(timeout_ms / 1000, abort.set)
+        # a handler that watches it (or cleans up on cancellation) sees it set. As with
+        # asyncio.timeout, the cancellation turns into a timeout only if nobody else
+        # cancelled the task meanwhile.
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
+        run = self._deadlines.add(asyncio.get_running_loop(), timeout_ms / 1000, task, abort)
         try:
-            async with asyncio.timeout(timeout_ms / 1000):
+            try:
                 raw = await handler.execute(params)
+            except BaseException as exc:
+                if run.expired and task is not None and task.uncancel() <= cancelling \
+                        and isinstance(exc, asyncio.CancelledError):
+                    raise TimeoutError from None
+                raise
+            if run.expired and task is not None:
+                task.uncancel()  # the handler swallowed the cancellation and returned
             result = coerce_result(raw)
         except TimeoutError:
             abort.set()
@@ -98,7 +180,7 @@ class StepRunner:
                               "message": str(exc) or type(exc).__name__}
             return self._command(state, data, started)
         finally:
-            signal.cancel()
+            run.task = run.abort = None
         data["result"] = result
         if helpers.writes:
             data["writes"] = helpers.writes

@@ -17,7 +17,7 @@ from typing import Any
 
 from flowmonkey.errors import TableError
 from flowmonkey.events import names as n
-from flowmonkey.events.codec import decode_event, encode_event, round_trips
+from flowmonkey.events.codec import compact_event, decode_event
 from flowmonkey.events.envelope import Event, ms_to_datetime
 from flowmonkey.kernel.apply import apply, replay
 from flowmonkey.kernel.state import ExecutionState
@@ -126,7 +126,7 @@ class MemoryProjection:
             elif seq <= record.last_seq:
                 continue
             record.last_seq = seq
-            record.events.append(encode_event(event) if round_trips(event) else event)
+            record.events.append(compact_event(event))
             state = apply(record.state, event)
             if state is not record.state:
                 record.state = state
