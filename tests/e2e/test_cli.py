@@ -222,8 +222,7 @@ def test_top_level_help_and_version() -> None:
     assert flowmonkey().returncode == 2
 
 
-@pytest.mark.parametrize("command", ["processor", "projector", "worker", "api", "topics",
-                                     "migrate", "replay", "wal", "bench"])
+@pytest.mark.parametrize("command", ["processor", "worker", "api", "replay", "wal", "bench"])
 def test_placeholders(command: str) -> None:
     proc = flowmonkey(command, "some-arg", "--some-option")
     assert proc.returncode == 2
