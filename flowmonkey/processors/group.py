@@ -48,6 +48,8 @@ ProcessorFactory = Callable[[int, Appender], PartitionProcessor]
 the group member (``pull_commands=False``)."""
 
 _POLL_MS = 100
+_REBUILD_BACKOFF_S = 0.1
+_REBUILD_BACKOFF_MAX_S = 10.0
 
 
 class _MemberCommitWriter:
@@ -102,6 +104,7 @@ class GroupProcessors:
         self._paused: set[TopicPartition] = set()
         self._assigned = asyncio.Event()
         self._closing = False
+        self._failures: dict[int, int] = {}  # failed batches since the last assignment
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,6 +180,7 @@ class GroupProcessors:
                     log.error("could not take partition %d: %r", partition, result)
                     self._pause(TopicPartition(self.topic, partition))
             self.assignments += 1
+            self._failures.clear()
             self._assigned.set()
             log.info("group %s: processing partitions %s", self.group, sorted(self.owned))
 
@@ -227,11 +231,14 @@ class GroupProcessors:
             await owned.writer.close()
 
     async def _watch(self, partition: int, owned: _Owned, task: asyncio.Task[None]) -> None:
-        """A processor whose batch failed has state the log does not: rebuild it."""
+        """A processor whose batch failed has state the log does not: rebuild it, after
+        a backoff that grows while the failures repeat (a broker outage, or a bug that
+        fails the same batch again) so a failing partition does not spin."""
         await asyncio.wait([task])  # never raises the task's error; our cancel does
         if self._closing or task.cancelled() or task.exception() is None:
             return
         error = task.exception()
+        tp = TopicPartition(self.topic, partition)
         async with self._lock:
             if self.owned.get(partition) is not owned:
                 return
@@ -239,7 +246,15 @@ class GroupProcessors:
             if isinstance(error, LogError) and error.code == "LOG_FENCED":
                 log.warning("partition %d: another instance owns it now; dropped", partition)
                 return
-            log.warning("partition %d: rebuilding after a failed batch: %r", partition, error)
+            self._pause(tp)
+        failures = self._failures[partition] = self._failures.get(partition, 0) + 1
+        delay = min(_REBUILD_BACKOFF_S * 2 ** (failures - 1), _REBUILD_BACKOFF_MAX_S)
+        log.warning("partition %d: rebuilding in %.1fs after a failed batch (%d since the "
+                    "last rebalance): %r", partition, delay, failures, error)
+        await asyncio.sleep(delay)
+        async with self._lock:
+            if partition in self.owned or tp not in self._consumer.assignment():
+                return  # a rebalance happened meanwhile and settled it
             try:
                 await self._take(partition)
             except Exception as exc:

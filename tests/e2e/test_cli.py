@@ -222,7 +222,23 @@ def test_top_level_help_and_version() -> None:
     assert flowmonkey().returncode == 2
 
 
-@pytest.mark.parametrize("command", ["processor", "worker", "api", "replay", "wal", "bench"])
+def test_processor_without_kafka_says_what_to_set() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FLOWMONKEY_KAFKA_BOOTSTRAP"}
+    proc = flowmonkey("processor", "--app", "examples/01_quickstart.py", env=env)
+    assert proc.returncode == 2
+    assert "set FLOWMONKEY_KAFKA_BOOTSTRAP or pass --kafka-bootstrap" in proc.stderr
+    assert "flowmonkey dev" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_processor_without_flows_says_what_to_give() -> None:
+    proc = flowmonkey("processor", "--kafka-bootstrap", "localhost:9")
+    assert proc.returncode == 2
+    assert "no flows to run: give --app MODULE" in proc.stderr
+    assert_no_traceback(proc)
+
+
+@pytest.mark.parametrize("command", ["worker", "api", "replay", "wal", "bench"])
 def test_placeholders(command: str) -> None:
     proc = flowmonkey(command, "some-arg", "--some-option")
     assert proc.returncode == 2
