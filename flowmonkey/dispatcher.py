@@ -31,6 +31,9 @@ class EventDispatcher:
             raise ValueError("mode must be 'async' or 'sync'")
         self.mode = mode
         self._listeners: dict[str, list[Listener]] = {}
+        # per event type, who gets it (typed then wildcard): built once per type and
+        # subscription change, not per event
+        self._targets: dict[str, tuple[Listener, ...]] = {}
         self._on_error = on_error
         self._pending: set[asyncio.Future[Any]] = set()
         self._queue: list[Event] = []
@@ -41,12 +44,14 @@ class EventDispatcher:
         listeners = self._listeners.setdefault(type, [])
         if listener not in listeners:
             listeners.append(listener)
+            self._targets.clear()
         return lambda: self.off(type, listener)
 
     def off(self, type: str, listener: Listener) -> None:
         listeners = self._listeners.get(type)
         if listeners and listener in listeners:
             listeners.remove(listener)
+            self._targets.clear()
 
     def listener_count(self, type: str | None = None) -> int:
         if type is None:
@@ -54,6 +59,7 @@ class EventDispatcher:
         return len(self._listeners.get(type, ()))
 
     def remove_all(self, type: str | None = None) -> None:
+        self._targets.clear()
         if type is None:
             self._listeners.clear()
         else:
@@ -88,7 +94,10 @@ class EventDispatcher:
             self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
-        targets = [*self._listeners.get(event.type, ()), *self._listeners.get(WILDCARD, ())]
+        targets = self._targets.get(event.type)
+        if targets is None:
+            targets = self._targets[event.type] = (*self._listeners.get(event.type, ()),
+                                                   *self._listeners.get(WILDCARD, ()))
         for listener in targets:
             try:
                 outcome = listener(event)

@@ -17,7 +17,7 @@ from flowmonkey.errors import DecodeError
 from flowmonkey.events.envelope import Command, Event, trusted_command, trusted_event
 from flowmonkey.events.upcasting import UPCASTERS
 from flowmonkey.log.base import Headers, OutRecord, Record
-from flowmonkey.log.decoded import DecodedOutRecord
+from flowmonkey.log.decoded import new_decoded_out_record
 
 CONTENT_TYPE = b"application/json"
 
@@ -110,9 +110,9 @@ _COMMAND_FIELDS = tuple(Command.model_fields)
 def event_record(topic: str, event: Event, partition: int | None = None) -> OutRecord:
     """The log record for ``event``, keyed by its execution id; it carries ``event``
     itself for readers in this process when decoding would give an equal event."""
-    return DecodedOutRecord(topic, encode_event(event), event.execution_id.encode(),
-                            headers_for(event.type, event.version), partition,
-                            event if round_trips(event) else None)
+    return new_decoded_out_record(topic, encode_event(event), event.execution_id.encode(),
+                                  headers_for(event.type, event.version), partition,
+                                  event if round_trips(event) else None)
 
 
 def decode_record(record: Record) -> Event:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flowmonkey.log.base import Headers, Record
-from flowmonkey.log.decoded import DecodedRecord
+from flowmonkey.log.decoded import new_decoded_record, new_record
 
 MAX_DECODED = 200_000
 
@@ -75,10 +75,11 @@ class RecordColumns:
         for i in range(offset, stop):
             obj = decoded.pop(i, None) if decoded else None
             if obj is None:
-                append(Record(topic, partition, i, keys[i], values[i], headers[i], stamps[i]))
+                append(new_record(topic, partition, i, keys[i], values[i], headers[i],
+                                  stamps[i]))
             else:
-                append(DecodedRecord(topic, partition, i, keys[i], values[i], headers[i],
-                                     stamps[i], obj))
+                append(new_decoded_record(topic, partition, i, keys[i], values[i],
+                                          headers[i], stamps[i], obj))
         return out
 
     def truncated(self, end: int) -> RecordColumns:

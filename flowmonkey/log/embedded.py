@@ -51,7 +51,7 @@ from flowmonkey.log._embedded_store import (
     valid_topic_name,
 )
 from flowmonkey.log.base import OutRecord, Position, Record, TopicSpec
-from flowmonkey.log.decoded import DecodedRecord
+from flowmonkey.log.decoded import DecodedRecord, new_position
 
 logger = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ class EmbeddedLog:
             offset = part.records.append(out.key, out.value, out.headers, timestamp_ms,
                                          getattr(out, "decoded", None))
             part.next_offset = offset + 1
-            positions.append(Position(out.topic, part.index, offset))
+            positions.append(new_position(out.topic, part.index, offset))
             if part.waiters:
                 part.wake()
         if offsets:
