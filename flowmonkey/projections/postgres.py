@@ -121,7 +121,11 @@ where fm_executions.seq < excluded.seq"""
 _UPSERT_OFFSET = """
 insert into fm_projection_offsets (group_id, topic, partition, next_offset)
 values ($1, $2, $3, $4)
-on conflict (group_id, topic, partition) do update set next_offset = excluded.next_offset"""
+on conflict (group_id, topic, partition) do update
+set next_offset = greatest(fm_projection_offsets.next_offset, excluded.next_offset)"""
+# greatest: two projectors that share a group and a schema (an Engine's in-process one
+# and `flowmonkey projector`) re-apply nothing either way (rows are idempotent by seq),
+# but the stored position must never move back to the slower one's
 _INSERT_ROW = ("insert into fm_table_rows (table_id, id, tenant_id, data, created_at, "
                "updated_at) values ($1, $2, $3, $4, $5, $5) on conflict do nothing")
 _INSERT_WAL = """
