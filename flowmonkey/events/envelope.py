@@ -83,12 +83,21 @@ def _trusted(cls: type[_M], fields: frozenset[str], values: dict[str, Any]) -> _
     Pydantic's ``model_construct`` costs ~9 µs here; an event is built ~4 times per
     step, so the kernel uses this ~1 µs path. Only for complete, correctly typed values.
     """
-    obj = cls.__new__(cls)
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", fields)
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
+    obj = _new(cls)
+    _set_dict(obj, values)
+    _set_fields_set(obj, fields)
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
+
+
+# BaseModel's slots, set through their descriptors (faster than object.__setattr__ by
+# name). BaseModel.__new__ is object.__new__: pydantic does its work in __init__.
+_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def trusted_command(

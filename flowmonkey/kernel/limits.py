@@ -64,6 +64,10 @@ def check_value(name: str, value: Any, limits: ContextLimits) -> int:
             f"context value for {name!r} is {size} bytes, over the limit of "
             f"{limits.max_size_bytes} bytes",
         )
+    # Every nesting level adds at least two bytes ("{}" or "[]"), so a value shorter
+    # than 2 * (max_depth + 1) bytes cannot be too deep: skip the walk (most values).
+    if size < 2 * (limits.max_depth + 1):
+        return size
     depth = depth_of(value, limits.max_depth + 1)
     if depth > limits.max_depth:
         raise LimitViolation(

@@ -9,7 +9,7 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flowmonkey.errors import FlowMonkeyError, InputValidationError
@@ -18,6 +18,7 @@ from flowmonkey.events.envelope import Command, trusted_command
 from flowmonkey.handlers.base import ContextHelpers, HandlerParams, StepHandler, VaultProvider
 from flowmonkey.kernel.inputs import resolve_input
 from flowmonkey.kernel.state import ExecutionState
+from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Step
 from flowmonkey.model.result import InvalidResult, coerce_result
 
@@ -25,23 +26,41 @@ log = logging.getLogger("flowmonkey.runner")
 
 
 class LazyExecutionParams(HandlerParams):
-    """HandlerParams whose ``execution`` snapshot is built only if the handler asks."""
+    """HandlerParams whose ``execution`` snapshot is built only if the handler asks.
+
+    ``execution`` is a property here (it shadows the dataclass slot), so reading the
+    other fields costs nothing extra, and the fields are set directly rather than
+    through the dataclass ``__init__`` and a keyword dict.
+    """
 
     __slots__ = ("_snapshot", "_state")
 
-    def __init__(self, state: ExecutionState, **kwargs: Any) -> None:
-        object.__setattr__(self, "_state", state)
-        object.__setattr__(self, "_snapshot", None)
-        super().__init__(execution=None, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, state: ExecutionState, input: Any, config: Mapping[str, Any],
+                 context: Mapping[str, Any], helpers: ContextHelpers, step: Step,
+                 attempt_id: str, attempt: int, abort: asyncio.Event,
+                 vault: VaultProvider | None) -> None:
+        self._state = state
+        self._snapshot: Execution | None = None
+        self.input = input
+        self.config = config
+        self.context = context
+        self.helpers = helpers
+        self.step = step
+        self.attempt_id = attempt_id
+        self.attempt = attempt
+        self.abort = abort
+        self.vault = vault
 
-    def __getattribute__(self, name: str) -> Any:
-        if name == "execution":
-            snapshot = object.__getattribute__(self, "_snapshot")
-            if snapshot is None:
-                snapshot = object.__getattribute__(self, "_state").to_execution()
-                object.__setattr__(self, "_snapshot", snapshot)
-            return snapshot
-        return object.__getattribute__(self, name)
+    @property
+    def execution(self) -> Execution:
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = self._state.to_execution()
+        return snapshot
+
+    @execution.setter
+    def execution(self, value: Execution) -> None:
+        self._snapshot = value
 
 
 class _Run:
@@ -137,9 +156,8 @@ class StepRunner:
             return self._command(state, data)
         helpers = ContextHelpers(state.context, state.options.limits)
         params = LazyExecutionParams(
-            state, input=step_input, config=step.config, context=helpers.snapshot(),
-            helpers=helpers, step=step, attempt_id=attempt_id, attempt=state.attempt,
-            abort=abort, vault=self._vault)
+            state, step_input, step.config, helpers.snapshot(), helpers, step, attempt_id,
+            state.attempt, abort, self._vault)
         # The abort signal is raised at the deadline before the handler is cancelled, so
         # a handler that watches it (or cleans up on cancellation) sees it set. As with
         # asyncio.timeout, the cancellation turns into a timeout only if nobody else
