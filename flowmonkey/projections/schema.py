@@ -136,6 +136,20 @@ create table fm_resume_tokens (
 );
 create index fm_resume_tokens_execution on fm_resume_tokens (execution_id);
 """),
+    # Processor snapshots are keyed by the events topic too, since several topic
+    # prefixes can share a schema. Rows of the old table cannot be told apart by topic
+    # (and nothing wrote them): dropped, which costs at most one full replay.
+    (2, "processor snapshots keyed by events topic and partition", """
+drop table fm_snapshots;
+create table fm_snapshots (
+    topic text collate "C" not null,
+    partition int not null,
+    events_offset bigint not null,
+    state bytea not null,
+    created_at timestamptz not null default now(),
+    primary key (topic, partition)
+);
+"""),
 ]
 
 
