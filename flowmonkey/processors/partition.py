@@ -6,9 +6,19 @@ dead-lettered records) are appended in ONE log append together with the commands
 offsets, and only then are effects started (handlers, timers). The ordering matters:
 
 1. decide + adopt into memory      — a crash here loses nothing: nothing was acknowledged
-2. append(events, follow-ups, offsets) atomically — the commit point
-3. start handlers / timers          — a crash after 2 re-runs in-flight handlers on
-                                      recovery with the same ``attempt_id``
+2. start handlers / timers          — effects of decisions not yet in the log
+3. append(events, follow-ups, offsets) atomically — the commit point
+
+Appends are pipelined: a committer task appends the decided batches in order while the
+loop decides the next ones, and batches that queue up while an append is in flight go
+out together in the next one (group commit). So a step does not wait for the log's
+commit latency (a Kafka transaction, an fsync) before its handler starts, and the
+commit cost is shared by everything decided meanwhile. Nothing is acknowledged before
+its append: clients see events only once they are in the log. If an append fails,
+the processor stops: its memory holds decisions the log does not, so its owner
+rebuilds it from the log. A handler started for a decision that never reached the log
+runs again after recovery with the same ``attempt_id`` (at-least-once side effects, as
+after a crash between a side effect and the commit).
 
 Recovery replays the partition's events into state, then reads commands from the
 committed offset; commands whose events were already written are recognised by id.
@@ -48,6 +58,9 @@ from flowmonkey.processors.topics import Topics
 from flowmonkey.registry import HandlerRegistry
 
 log = logging.getLogger("flowmonkey.processor")
+
+_MAX_UNSENT_RECORDS = 20_000  # decided but not yet appended: past this, deciding waits
+_STOP_FLUSH_S = 10.0  # how long a stop waits for decided batches to reach the log
 
 Input = Record | Command
 
@@ -123,7 +136,14 @@ class PartitionProcessor:
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
-        self._batch_lock = asyncio.Lock()  # held while a batch is decided and appended
+        self._batch_lock = asyncio.Lock()  # held while a batch is decided
+        # decided batches waiting for the committer: (records, commands offset or None)
+        self._unsent: list[tuple[list[OutRecord], int | None]] = []
+        self._unsent_records = 0
+        self._appending = False
+        self._commit_wake = asyncio.Event()
+        self._drained = asyncio.Event()  # set whenever nothing is left to append
+        self._drained.set()
         self.commands_offset = 0
         self.commands_read = 0
         self.events_offset = 0
@@ -133,7 +153,9 @@ class PartitionProcessor:
 
     async def start(self) -> None:
         await self.recover()
-        self._tasks = [asyncio.create_task(self._loop(), name=f"fm-processor-{self.partition}")]
+        self._tasks = [asyncio.create_task(self._loop(), name=f"fm-processor-{self.partition}"),
+                       asyncio.create_task(self._commit_loop(),
+                                           name=f"fm-committer-{self.partition}")]
         if self.pull_commands:
             self._tasks.append(asyncio.create_task(
                 self._read_commands(), name=f"fm-commands-{self.partition}"))
@@ -143,6 +165,11 @@ class PartitionProcessor:
         abort in-flight handlers and drop timers: whoever processes the partition next
         re-runs them from the log, with the same ``attempt_id``."""
         async with self._batch_lock:
+            if self.failed is None:
+                # what was decided goes to the log, so the next owner need not redo it
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_STOP_FLUSH_S):
+                        await self._drained.wait()
             for task in self._tasks:
                 task.cancel()
         for task in self._tasks:
@@ -211,7 +238,7 @@ class PartitionProcessor:
 
     @property
     def idle(self) -> bool:
-        return not self._inbox and not self.in_flight
+        return not self._inbox and not self.in_flight and self._drained.is_set()
 
     async def _read_commands(self) -> None:
         offset = self.commands_offset
@@ -236,9 +263,15 @@ class PartitionProcessor:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._inbox:
+                    if self.failed is not None:
+                        raise self.failed
+                    if self._unsent_records >= _MAX_UNSENT_RECORDS:
+                        await self._drained.wait()  # backpressure from the log
                     async with self._batch_lock:
-                        await self._process_batch()
+                        self._process_batch()
                     self._room.set()
+                if self.failed is not None:
+                    raise self.failed
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # the partition stops; the engine reports it
@@ -248,7 +281,44 @@ class PartitionProcessor:
 
     # ------------------------------------------------------------------ the batch
 
-    async def _process_batch(self) -> None:
+    async def _commit_loop(self) -> None:
+        """Append decided batches in order; everything queued meanwhile goes in one."""
+        topic, partition = self.topics.commands, self.partition
+        try:
+            while True:
+                await self._commit_wake.wait()
+                self._commit_wake.clear()
+                while self._unsent:
+                    batches, self._unsent = self._unsent, []
+                    self._unsent_records = 0
+                    records = [r for out, _ in batches for r in out]
+                    offset = max((o for _, o in batches if o is not None), default=None)
+                    offsets = {(topic, partition): offset} if offset is not None else None
+                    self._appending = True
+                    try:
+                        await self.writer.append(
+                            records, commit_group=self.group if offsets else None,
+                            commit_offsets=offsets)
+                    finally:
+                        self._appending = False
+                if not self._unsent:
+                    self._drained.set()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.failed = exc
+            log.error("partition %d: an append failed, the partition stops: %r",
+                      self.partition, exc)
+            self._wake.set()  # the decider raises it, so the owner sees the failure
+            self._drained.set()  # nor may a decider waiting for room wait forever
+
+    def _queue_append(self, out: list[OutRecord], commit_offset: int | None) -> None:
+        self._unsent.append((out, commit_offset))
+        self._unsent_records += len(out)
+        self._drained.clear()
+        self._commit_wake.set()
+
+    def _process_batch(self) -> None:
         inbox = self._inbox
         count = min(len(inbox), self.max_batch)
         out: list[OutRecord] = []
@@ -279,9 +349,7 @@ class PartitionProcessor:
                                      headers=headers_for(follow.type, follow.version)))
             touched.update(decision.states)
         if out or commit_offset is not None:
-            offsets = {(commands_topic, partition): commit_offset} if commit_offset else None
-            await self.writer.append(out, commit_group=self.group if offsets else None,
-                                     commit_offsets=offsets)
+            self._queue_append(out, commit_offset)
         executions = self.state.executions
         for execution_id in touched:
             state = executions.get(execution_id)
