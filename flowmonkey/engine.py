@@ -45,6 +45,7 @@ from flowmonkey.processors.clock import Clock, SystemClock
 from flowmonkey.processors.group import GroupProcessors
 from flowmonkey.processors.partition import Appender, PartitionProcessor
 from flowmonkey.processors.runner import StepRunner
+from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.topics import Topics
 from flowmonkey.projections.base import Page, Projection
 from flowmonkey.projections.memory import MemoryProjection
@@ -106,6 +107,8 @@ class Engine:
         run_processors: bool = True,
         run_projector: bool = True,
         processor_group: str = "flowmonkey-processor",
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int = 5000,
     ) -> None:
         """``run_processors``: process commands in this process. On Kafka the
         processors join the consumer group ``processor_group`` and process only the
@@ -115,7 +118,12 @@ class Engine:
         ``run_projector``: apply the events to ``projection`` in this process (needed to
         answer ``create``/``resume``/``cancel`` calls and for queries). A processor-only
         process (``flowmonkey processor``) turns it off and leaves the projection to
-        ``flowmonkey projector``."""
+        ``flowmonkey projector``.
+
+        ``snapshots``: where the processors keep snapshots of their partitions' state,
+        so that recovering one (a start, a Kafka rebalance) replays only the events
+        after its newest snapshot; one is saved every ``snapshot_every`` events (0:
+        load only). The engine starts and closes the store."""
         self.options = options or EngineOptions()
         self.dispatcher = dispatcher
         self.clock: Clock = clock or SystemClock()
@@ -131,6 +139,8 @@ class Engine:
         self.run_processors = run_processors
         self.run_projector = run_projector
         self.processor_group = processor_group
+        self.snapshots = snapshots
+        self.snapshot_every = snapshot_every
         self.partitions = 0
         self._static_processors: list[PartitionProcessor] = []
         self.group_processors: GroupProcessors | None = None
@@ -191,12 +201,16 @@ class Engine:
 
     async def _start_processors(self) -> None:
         runner = StepRunner(self.options.timeout_ms, self.clock.now_ms, self.vault)
+        if self.snapshots is not None:
+            await self.snapshots.start()
 
         def make(partition: int, writer: Appender | None = None) -> PartitionProcessor:
             return PartitionProcessor(partition, self.partitions, self.log, self.topics,
                                       self.env, self.handlers, runner, self.clock,
                                       self.processor_group, writer=writer,
-                                      pull_commands=writer is None)
+                                      pull_commands=writer is None,
+                                      snapshots=self.snapshots,
+                                      snapshot_every=self.snapshot_every)
 
         if isinstance(self.log, KafkaLog):
             self.group_processors = GroupProcessors(
@@ -224,6 +238,8 @@ class Engine:
             self.group_processors = None
         for processor in self._static_processors:
             await processor.stop()
+        if self.snapshots is not None:
+            await self.snapshots.close()
         if self.projector is not None:
             await self.projector.stop()
         for future in self._command_waiters.values():

@@ -54,6 +54,8 @@ from flowmonkey.log.base import Log, OutRecord, Position, Record
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.processors.clock import Clock, TimerHandle
 from flowmonkey.processors.runner import StepRunner
+from flowmonkey.processors.snapshots import SnapshotStore
+from flowmonkey.processors.snapshotter import Snapshotter
 from flowmonkey.processors.topics import Topics
 from flowmonkey.registry import HandlerRegistry
 
@@ -109,11 +111,18 @@ class PartitionProcessor:
         max_in_flight: int = 20_000,
         writer: Appender | None = None,
         pull_commands: bool = True,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int = 5000,
     ) -> None:
         """``writer`` takes the batches' appends (default: ``log_``). With
         ``pull_commands=False`` the processor does not read the commands topic itself;
         its owner pushes command records in with :meth:`feed` (a consumer-group member
-        does, so Kafka's group decides who processes a partition)."""
+        does, so Kafka's group decides who processes a partition).
+
+        With ``snapshots``, recovery starts from the partition's newest snapshot and
+        replays only the events after it; a snapshot is saved in the background once
+        ``snapshot_every`` events (or, if it holds more, as many as the partition holds
+        executions) were appended since the last; 0 turns saving off."""
         self.partition = partition
         self.partitions = partitions
         self.log = log_
@@ -146,7 +155,10 @@ class PartitionProcessor:
         self._drained.set()
         self.commands_offset = 0
         self.commands_read = 0
-        self.events_offset = 0
+        self.events_offset = 0  # as of recovery; kept up to date with snapshots on
+        self.events_replayed = 0  # records the last recovery read after its snapshot
+        self.snapshotter = Snapshotter(snapshots, topics.events, partition, snapshot_every) \
+            if snapshots is not None and snapshot_every > 0 else None
         self.failed: BaseException | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -185,14 +197,21 @@ class PartitionProcessor:
                 await task
         self.in_flight.clear()
         self.timers.clear()
+        if self.snapshotter is not None:
+            await self.snapshotter.close()
 
     async def recover(self) -> None:
         """Rebuild state from this partition's events, then re-arm handlers and timers."""
-        offset = 0
+        offset = replayed = 0
+        if self.snapshotter is not None:
+            restored = await self.snapshotter.restore(self.log)
+            if restored is not None:
+                self.state, offset = restored
         while True:
             records = await self.log.read(self.topics.events, self.partition, offset, 5000)
             if not records:
                 break
+            replayed += len(records)
             for record in records:
                 try:
                     event = decode_event(record.value)
@@ -203,6 +222,9 @@ class PartitionProcessor:
                 apply_to_partition(self.state, event)
             offset = records[-1].offset + 1
         self.events_offset = offset
+        self.events_replayed = replayed
+        if self.snapshotter is not None:
+            self.snapshotter.recovered(offset)
         committed = await self.log.committed(self.group, self.topics.commands, self.partition)
         self.commands_offset = committed or 0
         self.commands_read = self.commands_offset
@@ -284,23 +306,28 @@ class PartitionProcessor:
     async def _commit_loop(self) -> None:
         """Append decided batches in order; everything queued meanwhile goes in one."""
         topic, partition = self.topics.commands, self.partition
+        snapshotter = self.snapshotter
         try:
             while True:
                 await self._commit_wake.wait()
                 self._commit_wake.clear()
                 while self._unsent:
                     batches, self._unsent = self._unsent, []
+                    # the state now is exactly the state after these batches
+                    copy = snapshotter.capture(self.state) if snapshotter else None
                     self._unsent_records = 0
                     records = [r for out, _ in batches for r in out]
                     offset = max((o for _, o in batches if o is not None), default=None)
                     offsets = {(topic, partition): offset} if offset is not None else None
                     self._appending = True
                     try:
-                        await self.writer.append(
+                        positions = await self.writer.append(
                             records, commit_group=self.group if offsets else None,
                             commit_offsets=offsets)
                     finally:
                         self._appending = False
+                    if snapshotter is not None:
+                        self.events_offset = snapshotter.appended(copy, records, positions)
                 if not self._unsent:
                     self._drained.set()
         except asyncio.CancelledError:
