@@ -171,7 +171,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, A
         options=EngineOptions(timeout_ms=60_000),
         log=KafkaLog(bootstrap, topic_prefix=f"bench-{run_id}", partitions=args.partitions,
                      exactly_once=True, client_id=f"bench-{run_id}"),
-        projection=PostgresProjection(dsn, schema=schema),
+        projection=PostgresProjection(dsn, schema=schema) if not args.memory else None,
         topic_prefix=f"bench-{run_id}", processor_group=f"bench-{run_id}")
     try:
         async with engine:
@@ -207,6 +207,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--partitions", type=int, default=PARTITIONS)
     parser.add_argument("--rate", type=float, help="steps/s of the half-load phase")
+    parser.add_argument("--memory", action="store_true",
+                        help="project into memory instead of PostgreSQL (to isolate Kafka)")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="duration of the half-load phase (default 10)")
     args = parser.parse_args()

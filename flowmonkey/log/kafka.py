@@ -256,6 +256,17 @@ class KafkaLog:
             retry_backoff_ms=_RETRY_BACKOFF_MS,
         )
 
+    async def tail(self, topic: str, starts: Mapping[int, int]) -> KafkaTail:
+        """A started streaming reader of ``topic``'s partitions from ``starts``
+        (partition -> offset): one read_committed consumer, long-polling, for readers
+        that follow the whole topic (the engine's projector) instead of polling each
+        partition with :meth:`read`. Close it when done."""
+        await self._check_partition(topic, max(starts, default=0))
+        tail = KafkaTail(self._consumer(group_id=None), topic, starts)
+        with self._errors(f"opening a reader of {topic}"):
+            await tail.start()
+        return tail
+
     # --- reading ------------------------------------------------------------------------
 
     async def read(
@@ -565,6 +576,36 @@ class _PartitionReader:
                 return []  # only transaction markers or aborted records were left
             if time.monotonic() > deadline:
                 raise LogError(f"no records arrived from {tp.topic}[{tp.partition}] in time")
+
+
+class KafkaTail:
+    """Follows partitions of one topic with a single consumer (see :meth:`KafkaLog.tail`)."""
+
+    def __init__(self, consumer: Any, topic: str, starts: Mapping[int, int]) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self._tps = {p: TopicPartition(topic, p) for p in starts}
+        self._starts = dict(starts)
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign(list(self._tps.values()))
+        for partition, offset in self._starts.items():
+            self.consumer.seek(self._tps[partition], offset)
+
+    async def close(self) -> None:
+        await stop_quietly(self.consumer)
+
+    async def next(self, timeout_ms: int, max_records: int) -> dict[int, list[Record]]:
+        """The records that arrived (waiting up to ``timeout_ms`` for some), by partition."""
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return {tp.partition: [to_record(m) for m in messages]
+                for tp, messages in batches.items() if messages}
+
+    async def positions(self) -> dict[int, int]:
+        """The next offset to read per partition: past transaction markers and aborted
+        records too, which :meth:`next` never returns but which take offsets."""
+        return {p: int(await self.consumer.position(tp)) for p, tp in self._tps.items()}
 
 
 class _GroupClient:

@@ -30,7 +30,10 @@ class Topics:
     def specs(self, partitions: int) -> list[TopicSpec]:
         return [
             TopicSpec(self.commands, partitions),
-            TopicSpec(self.events, partitions),
+            # the events are the source of truth (state is rebuilt from them): never
+            # delete them by age or size, whatever the broker's default retention
+            TopicSpec(self.events, partitions,
+                      config={"retention.ms": "-1", "retention.bytes": "-1"}),
             TopicSpec(self.flows, 1, compacted=True),
             TopicSpec(self.dead_letter, 1),
         ]

@@ -25,6 +25,7 @@ from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.codec import decode_record
 from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log, Record
+from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.projections.base import Projection
 
 log = logging.getLogger("flowmonkey.projector")
@@ -43,6 +44,7 @@ and offsets), so the batch can be retried. Matched by code so that the memory-on
 engine does not import the Postgres driver."""
 
 _RETRY_FIRST_S = 0.1
+_TAIL_POLL_MS = 200
 _RETRY_MAX_S = 5.0
 
 
@@ -145,6 +147,11 @@ class Projector:
                 stored = await self._store.committed_offset(self.group, self.topic, partition)
                 self.positions[partition] = stored or 0
                 self._progress_of[partition].offset = self.positions[partition]
+        if isinstance(self.log, KafkaLog):
+            # one long-polling consumer for every partition, and one database
+            # transaction per fetch, instead of polling each partition
+            self._tasks = [asyncio.create_task(self._follow(self.log), name="fm-projector")]
+            return
         self._tasks = [asyncio.create_task(self._consume(p), name=f"fm-projector-{p}")
                        for p in range(self.partitions)]
 
@@ -200,6 +207,54 @@ class Projector:
                 self.on_batch(events, offset <= news_from)
             self._progress.set()
 
+    async def _follow(self, kafka: KafkaLog) -> None:
+        try:
+            await self._follow_tail(kafka)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failure = exc
+            log.exception("projecting %s stopped", self.topic)
+            raise
+
+    async def _follow_tail(self, kafka: KafkaLog) -> None:
+        topic = self.topic
+        news_from = {p: await self.log.end_offset(topic, p) for p in range(self.partitions)}
+        tail = await kafka.tail(topic, dict(enumerate(self.positions)))
+        try:
+            while True:
+                fetched = await tail.next(_TAIL_POLL_MS, self.batch_size)
+                positions = await tail.positions()
+                if not fetched:
+                    self._advance(positions)
+                    continue
+                events: list[Event] = []
+                replayed: list[Event] = []
+                offsets: dict[tuple[str, int], int] = {}
+                for partition, records in fetched.items():
+                    decoded, skipped = decode_records(records)
+                    next_offset = records[-1].offset + 1
+                    offsets[(topic, partition)] = next_offset
+                    (replayed if next_offset <= news_from[partition] else events).extend(decoded)
+                    record_progress(self._progress_of[partition], decoded, skipped,
+                                    next_offset, self._now_ms())
+                await self._apply_offsets(replayed + events, offsets)
+                self._advance(positions)
+                if self.on_batch is not None:
+                    if replayed:
+                        self.on_batch(replayed, True)
+                    if events:
+                        self.on_batch(events, False)
+        finally:
+            await tail.close()
+
+    def _advance(self, positions: Mapping[int, int]) -> None:
+        for partition, position in positions.items():
+            if position > self.positions[partition]:
+                self.positions[partition] = position
+                self._progress_of[partition].offset = position
+                self._progress.set()
+
     async def _past_markers(self, partition: int, offset: int) -> int:
         """Where reading can continue when nothing is readable at ``offset``.
 
@@ -214,18 +269,21 @@ class Projector:
         return end
 
     async def _apply(self, partition: int, events: Sequence[Event], next_offset: int) -> None:
+        await self._apply_offsets(events, {(self.topic, partition): next_offset})
+
+    async def _apply_offsets(self, events: Sequence[Event],
+                             offsets: Mapping[tuple[str, int], int]) -> None:
         """Apply one batch, retrying while the store is unavailable: the batch and its
-        offset land together, so a retry can neither lose nor double anything."""
+        offsets land together, so a retry can neither lose nor double anything."""
         delay = _RETRY_FIRST_S
         while True:
             try:
-                await apply_batch(self.projection, self._store, self.group, events,
-                                  {(self.topic, partition): next_offset})
+                await apply_batch(self.projection, self._store, self.group, events, offsets)
                 return
             except FlowMonkeyError as exc:
                 if exc.code != STORE_ERROR:
                     raise
-                log.warning("%s; retrying %s[%d] in %.1f s", exc, self.topic, partition, delay)
+                log.warning("%s; retrying a batch of %s in %.1f s", exc, self.topic, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
 

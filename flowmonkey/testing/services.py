@@ -592,6 +592,9 @@ class KafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "share.coordinator.state.topic.num.partitions": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # the group coordinator batches its log appends for up to 10 ms by default;
+            # every transaction's offset commit waits for that linger
+            "group.coordinator.append.linger.ms": "0",
             "num.network.threads": "2",
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "1",

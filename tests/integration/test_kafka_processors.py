@@ -15,6 +15,8 @@ import collections
 from collections.abc import Awaitable, Callable
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from flowmonkey import Engine, Result, handler
 from flowmonkey.errors import ExecutionNotFoundError
@@ -171,3 +173,20 @@ async def test_garbage_is_dead_lettered_and_unknown_executions_are_rejected(
         dead = await engine.log.read(engine.topics.dead_letter, 0, 0, 10)
         assert [r.value for r in dead] == [b"{not json"]
         assert dead[0].header("fm-error")
+
+
+async def test_the_events_topic_keeps_its_records_forever(kafka_bootstrap: str,
+                                                          kafka_prefix: str) -> None:
+    async with _engine(kafka_bootstrap, kafka_prefix, run_processors=False,
+                       run_projector=False) as engine:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, engine.topics.events)])
+        finally:
+            await admin.close()
+    [(_, _, _, _, entries)] = response.resources
+    configs = {entry[0]: entry[1] for entry in entries}
+    assert configs["retention.ms"] == "-1"
+    assert configs["retention.bytes"] == "-1"
