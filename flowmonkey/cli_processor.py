@@ -19,14 +19,23 @@ from flowmonkey.cli_common import (
     load_app,
     load_flows_dir,
 )
-from flowmonkey.cli_settings import add_settings_options, log_unreachable, settings_from_args
+from flowmonkey.cli_settings import (
+    add_schema_option,
+    add_settings_options,
+    check_schema,
+    log_unreachable,
+    postgres_unreachable,
+    settings_from_args,
+)
 
 if TYPE_CHECKING:
     from flowmonkey.cli_common import Subparsers
     from flowmonkey.engine import Engine
+    from flowmonkey.processors.snapshots import SnapshotStore
     from flowmonkey.settings import Settings
 
 DEFAULT_GROUP = "flowmonkey-processor"
+DEFAULT_SNAPSHOT_EVERY = 5000
 
 EPILOG = """\
 Every processor started with the same --group joins one Kafka consumer group over
@@ -41,13 +50,20 @@ Processors need the flows and handlers: give the module that defines them with
 flows are published on the flows topic so other processes see them. Queries and the
 Postgres projection are the projector's job (`flowmonkey projector`).
 
+With FLOWMONKEY_POSTGRES_DSN set, each partition's state is snapshotted to the
+fm_snapshots table of --schema every --snapshot-every events, and a processor taking
+a partition over replays only the events after its newest snapshot, so taking over
+stays fast however long the events topic grows (snapshots are an optimisation: one
+that cannot be used is ignored and the partition is replayed in full).
+
 examples:
   export FLOWMONKEY_KAFKA_BOOTSTRAP=localhost:9092
   flowmonkey topics create --partitions 12
   flowmonkey processor --app myapp.flows:app
   flowmonkey processor --app ./flows.py --flows-dir ./flows --group orders
+  FLOWMONKEY_POSTGRES_DSN=postgresql://… flowmonkey processor --app myapp.flows:app
 
-exit codes: 0 stopped by SIGINT/SIGTERM, 1 Kafka could not be used,
+exit codes: 0 stopped by SIGINT/SIGTERM, 1 Kafka or PostgreSQL could not be used,
             2 bad input (no Kafka, no flows, a bad option)
 """
 
@@ -71,7 +87,13 @@ def register_processor(subparsers: Subparsers) -> None:
                         help="default per-step handler timeout (default 30000)")
     parser.add_argument("--allow-private-http", action="store_true",
                         help="let the http handler call private and loopback addresses")
-    add_settings_options(parser, postgres=False, data_dir=False)
+    parser.add_argument("--snapshot-every", metavar="N", type=int,
+                        default=DEFAULT_SNAPSHOT_EVERY,
+                        help="with a PostgreSQL DSN: snapshot a partition's state every N "
+                             f"events (default {DEFAULT_SNAPSHOT_EVERY}; 0 turns snapshots "
+                             "off)")
+    add_schema_option(parser)
+    add_settings_options(parser, data_dir=False)
     parser.set_defaults(func=run_processor)
 
 
@@ -89,6 +111,9 @@ def run_processor(args: argparse.Namespace) -> int:
         raise CliError(f"--step-timeout-ms must be at least 1, not {args.step_timeout_ms}")
     if not args.group.strip():
         raise CliError("--group must not be empty")
+    if args.snapshot_every < 0:
+        raise CliError(f"--snapshot-every must be 0 (off) or more, not {args.snapshot_every}")
+    check_schema(args.schema)
     bundle = Bundle()
     for spec in args.app:
         bundle.extend(load_app(spec))
@@ -123,20 +148,41 @@ class _Processor:
             options=EngineOptions(timeout_ms=self.args.step_timeout_ms),
             log=self.settings.make_log(client_id=f"flowmonkey-{self.args.group}"),
             tables=self.bundle.tables, topic_prefix=self.settings.topic_prefix,
-            processor_group=self.args.group, run_projector=False)
+            processor_group=self.args.group, run_projector=False,
+            snapshots=self.snapshots(), snapshot_every=self.args.snapshot_every)
+
+    def snapshots(self) -> SnapshotStore | None:
+        dsn = self.settings.postgres_dsn
+        if not dsn or self.args.snapshot_every == 0:
+            return None
+        from flowmonkey.processors.snapshots_postgres import PostgresSnapshotStore
+
+        return PostgresSnapshotStore(dsn, self.args.schema)
+
+    def describe_snapshots(self) -> str:
+        if not self.settings.postgres_dsn or self.args.snapshot_every == 0:
+            return "no snapshots"
+        return (f"snapshots every {self.args.snapshot_every} events in "
+                f"{self.settings.describe_projection(self.args.schema)}")
 
     async def run(self) -> int:
+        import asyncpg
+
         from flowmonkey.errors import FlowMonkeyError
 
         engine = self.engine()
         _say(f"group {self.args.group} on {self.settings.describe_log()}, "
-             f"{len(self.bundle.flows)} flows")
+             f"{len(self.bundle.flows)} flows, {self.describe_snapshots()}")
         try:
             await engine.start()
         except FlowMonkeyError as exc:
             with contextlib.suppress(Exception):
                 await engine.stop()
             raise log_unreachable(exc, self.settings) from None
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            with contextlib.suppress(Exception):
+                await engine.stop()
+            raise postgres_unreachable(exc, self.settings.postgres_dsn or "") from None
         try:
             return await self._serve(engine)
         finally:
@@ -170,6 +216,10 @@ def _progress_line(engine: Engine) -> str:
     running = sum(len(p.in_flight) for p in processors)
     timers = sum(len(p.timers) for p in processors)
     read = sum(p.commands_read for p in processors)
-    return (f"partitions {owned}: {executions} executions in memory, {running} handlers "
+    line = (f"partitions {owned}: {executions} executions in memory, {running} handlers "
             f"running, {timers} timers, commands read up to offset sum {read}")
+    snapshotters = [p.snapshotter for p in processors if p.snapshotter is not None]
+    if snapshotters:
+        line += f", {sum(s.saved for s in snapshotters)} snapshots saved"
+    return line
 
