@@ -44,7 +44,7 @@ from urllib.parse import quote
 
 from flowmonkey.errors import LogError
 from flowmonkey.log._columns import RecordColumns
-from flowmonkey.log.base import Record, TopicSpec
+from flowmonkey.log.base import Headers, Record, TopicSpec
 
 logger = logging.getLogger("flowmonkey.log.embedded")
 
@@ -192,24 +192,36 @@ class _Reader:
             raise _Corrupt("payload longer than its fields")
 
 
-def _encode_record(record: Record) -> bytes:
-    key = record.key
-    chunks = [
-        _RECORD_HEAD.pack(
-            record.offset,
-            record.timestamp_ms,
-            -1 if key is None else len(key),
-            len(record.value),
-            len(record.headers),
-        )
-    ]
-    if key:
-        chunks.append(key)
-    chunks.append(record.value)
-    for name, value in record.headers:
+def _encode_headers(headers: Headers) -> bytes:
+    chunks: list[bytes] = []
+    for name, value in headers:
         raw_name = name.encode()
         chunks += (_HEADER_HEAD.pack(len(raw_name), len(value)), raw_name, value)
-    return _frame(b"".join(chunks))
+    return b"".join(chunks)
+
+
+# Encoded header blocks by header tuple: the engine's records share a few dozen.
+_HEADER_BLOCKS: dict[Headers, bytes] = {}
+
+
+def _encode_record(record: Record) -> bytes:
+    key, value, headers = record.key, record.value, record.headers
+    block = _HEADER_BLOCKS.get(headers)
+    if block is None:
+        block = _encode_headers(headers)
+        if len(_HEADER_BLOCKS) < 1024:
+            _HEADER_BLOCKS[headers] = block
+    head = _RECORD_HEAD.pack(record.offset, record.timestamp_ms,
+                             -1 if key is None else len(key), len(value), len(headers))
+    # The CRC is computed piece by piece, so the payload is joined only once, with
+    # its frame header.
+    crc = zlib.crc32(head)
+    if key:
+        crc = zlib.crc32(key, crc)
+    crc = zlib.crc32(value, crc)
+    crc = zlib.crc32(block, crc)
+    length = len(head) + (len(key) if key else 0) + len(value) + len(block)
+    return b"".join((_FRAME.pack(length, crc), head, key or b"", value, block))
 
 
 def _decode_record(topic: str, partition: int, payload: memoryview) -> Record:

@@ -51,7 +51,7 @@ from flowmonkey.log._embedded_store import (
     valid_topic_name,
 )
 from flowmonkey.log.base import OutRecord, Position, Record, TopicSpec
-from flowmonkey.log.decoded import DecodedRecord, new_position
+from flowmonkey.log.decoded import new_decoded_record, new_position, new_record
 
 logger = logging.getLogger(__name__)
 
@@ -371,13 +371,13 @@ class EmbeddedLog:
             offset = part.next_offset
             part.next_offset = offset + 1
             decoded = getattr(out, "decoded", None)
-            record = Record(
+            record = new_record(
                 out.topic, part.index, offset, out.key, out.value, out.headers, timestamp_ms
-            ) if decoded is None else DecodedRecord(
+            ) if decoded is None else new_decoded_record(
                 out.topic, part.index, offset, out.key, out.value, out.headers, timestamp_ms,
                 decoded)
             by_partition.setdefault(part, []).append(record)
-            positions.append(Position(out.topic, part.index, offset))
+            positions.append(new_position(out.topic, part.index, offset))
         self._seq += 1
         ends = [(part.topic, part.index, part.next_offset) for part in by_partition]
         offset_items = [(topic, partition, o) for (topic, partition), o in offsets.items()]
