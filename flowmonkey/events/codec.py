@@ -131,7 +131,7 @@ def decode_record(record: Record) -> Event:
 
 
 _ENCODINGS: dict[int, tuple[Event, bytes]] = {}
-_MAX_ENCODINGS = 100_000
+_MAX_ENCODINGS = 8_192  # above one projector batch (2,000), far below a leak
 
 
 def compact_event(event: Event) -> bytes | Event:

@@ -310,6 +310,8 @@ def _tell_parent(tx: _Txn, st: ExecutionState) -> None:
 def _pipes(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, outcome: str,
            output: Any) -> None:
     """A ``pipe.row`` per matching pipe: rows are written by projections, never here."""
+    if not flow.pipes:
+        return
     from flowmonkey.kernel.paths import MISSING, get_path
 
     for pipe in flow.pipes:
@@ -379,7 +381,9 @@ def _step_result(tx: _Txn) -> Decision:
             and result.outcome != "failure":
         stored = [(step.output_key, output)]
     try:
-        if output is not None:
+        if output is not None and (writes or not stored):
+            # (when the output is the only value written, check_writes encodes it
+            # first anyway, refusing it the same way)
             lim.encoded_size(output)
         lim.check_writes(st.context, writes + stored, st.options.limits)
     except lim.LimitViolation as violation:

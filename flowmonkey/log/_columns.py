@@ -23,7 +23,7 @@ from typing import Any
 from flowmonkey.log.base import Headers, Record
 from flowmonkey.log.decoded import new_decoded_record, new_record
 
-MAX_DECODED = 200_000
+MAX_DECODED = 50_000
 
 
 class RecordColumns:
