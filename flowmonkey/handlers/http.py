@@ -7,10 +7,15 @@ Differences from the original class handler, on purpose:
   is, or resolves to, a non-public address is refused with ``URL_NOT_ALLOWED`` unless
   the *operator* allows it (``HttpHandler(allow_private=True)`` or the environment
   variable ``FLOWMONKEY_HTTP_ALLOW_PRIVATE=1``); a step's config cannot. Redirects are
-  followed one hop at a time so every hop passes the same check. The check resolves
-  the name itself, then httpx resolves it again to connect, so a DNS server that
-  answers differently the second time (rebinding) is not stopped by this guard alone;
-  deployments that need that should also restrict egress at the network level.
+  followed one hop at a time so every hop's URL is checked (scheme, ``localhost``
+  names, IP literals) before it is sent. Host names are checked where the connection
+  is opened (:mod:`flowmonkey.handlers.safe_transport`): each name is resolved once,
+  every address it resolves to must be public, and the socket is opened to one of
+  those checked addresses, while TLS (SNI, certificate) and the ``Host`` header keep
+  the name. A DNS server that answers a public address to one lookup and a private one
+  to the next (rebinding) therefore gets nowhere: there is no second lookup. The
+  handler connects directly; proxy settings in the environment are not used, because
+  a proxy would resolve the name beyond the guard.
 * ``timeout`` bounds each attempt as a whole (the original's timeout never applied
   under the engine), and the engine's abort signal cancels the request.
 * ``retries`` is the total number of attempts, as in the original, but ``0`` means one
@@ -22,33 +27,44 @@ Differences from the original class handler, on purpose:
 
 Headers are never logged: they routinely carry credentials.
 """
-
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
-import socket
+import ssl
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpcore
 import httpx
 import orjson
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
 from flowmonkey.handlers.config import ConfigError, int_in
+from flowmonkey.handlers.safe_transport import (
+    AddressNotAllowed,
+    GuardedTransport,
+    Resolver,
+    is_public_address,
+    parse_address,
+    system_resolver,
+)
 from flowmonkey.model.result import Result, StepResult
+
+__all__ = ["ALLOW_PRIVATE_ENV", "HttpHandler", "Resolver", "is_public_address",
+           "system_resolver"]
 
 ALLOW_PRIVATE_ENV = "FLOWMONKEY_HTTP_ALLOW_PRIVATE"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 _ERROR_BODY_CHARS = 2000
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-"""``(host, port) -> IP address strings``; injectable so tests need no DNS."""
+_PRIVATE_HINT = (f"HTTP steps may only call public addresses; to allow private ones the "
+                 f"operator constructs HttpHandler(allow_private=True) or sets "
+                 f"{ALLOW_PRIVATE_ENV}=1")
 
 CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -82,8 +98,6 @@ class _TooLarge(Exception):
     pass
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class _Config:
     url: str
@@ -102,35 +116,6 @@ class _Response:
     content: bytes
     charset: str | None
     content_type: str
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    """Resolve ``host`` the way the connection will (all address families)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
-def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """False for private, loopback, link-local, multicast, reserved and unspecified
-    addresses, including IPv4 addresses embedded in IPv6 (mapped, 6to4, NAT64, Teredo)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded: list[ipaddress.IPv4Address] = []
-        if address.ipv4_mapped is not None:
-            embedded.append(address.ipv4_mapped)
-        if address.sixtofour is not None:
-            embedded.append(address.sixtofour)
-        if address.teredo is not None:
-            embedded.extend(address.teredo)
-        if address in ipaddress.IPv6Network("64:ff9b::/96"):
-            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        if embedded:
-            return all(is_public_address(inner) for inner in embedded)
-        if address.is_site_local:
-            return False
-    return address.is_global and not (
-        address.is_private or address.is_loopback or address.is_link_local
-        or address.is_multicast or address.is_reserved or address.is_unspecified
-    )
 
 
 def _env_allows_private() -> bool:
@@ -155,16 +140,27 @@ class HttpHandler:
         client: httpx.AsyncClient | None = None,
         *,
         resolver: Resolver | None = None,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_redirects: int = 10,
     ) -> None:
+        """``resolver`` resolves host names and ``network_backend`` opens the sockets
+        (to already checked addresses); both are for tests. A ``client`` passed in is
+        used as it is: its transport decides where connections go, so the guard on
+        resolved names holds only if it is a
+        :class:`~flowmonkey.handlers.safe_transport.GuardedTransport`."""
         # Without a client one is made per request: an AsyncClient's pool belongs to
         # the event loop that opened it, and handlers outlive loops in tests and CLIs.
         self._allow_private = allow_private
         self._client = client
         self._resolve = resolver or system_resolver
+        self._network_backend = network_backend
         self._max_response_bytes = max_response_bytes
         self._max_redirects = max_redirects
+        # Loading the CA bundle costs milliseconds; one context serves every request
+        # (an SSLContext is not tied to an event loop).
+        self._ssl_context: ssl.SSLContext | None = None
+        self._ssl_lock = threading.Lock()
 
     async def execute(self, params: HandlerParams) -> StepResult:
         started = time.monotonic()
@@ -182,6 +178,9 @@ class HttpHandler:
                 return Result.failure("ABORTED", "Request was cancelled")
             except _NotAllowed as exc:
                 return Result.failure("URL_NOT_ALLOWED", str(exc), details={"url": config.url})
+            except AddressNotAllowed as exc:
+                return Result.failure("URL_NOT_ALLOWED", f"{exc}; {_PRIVATE_HINT}",
+                                      details={"url": config.url})
             except _TooLarge:
                 return Result.failure(
                     "RESPONSE_TOO_LARGE",
@@ -202,8 +201,17 @@ class HttpHandler:
         async with asyncio.timeout(config.timeout_ms / 1000):
             if self._client is not None:
                 return await self._exchange(self._client, config, allow_private)
-            async with httpx.AsyncClient() as client:
+            transport = GuardedTransport(
+                self._resolve, allow_private=allow_private,
+                network_backend=self._network_backend, verify=self._tls_context())
+            async with httpx.AsyncClient(transport=transport) as client:
                 return await self._exchange(client, config, allow_private)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        with self._ssl_lock:
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context()
+            return self._ssl_context
 
     async def _exchange(
         self, client: httpx.AsyncClient, config: _Config, allow_private: bool
@@ -247,6 +255,10 @@ class HttpHandler:
         return b"".join(chunks)
 
     async def _guard(self, url: httpx.URL, allow_private: bool) -> None:
+        """Refuse what can be refused from the URL alone, before anything is sent.
+
+        Names are not resolved here: a second lookup could answer differently from the
+        one the connection uses. The transport checks what a name resolves to."""
         if url.scheme not in ("http", "https"):
             raise _NotAllowed(f"URL scheme {url.scheme!r} is not allowed; use http or https")
         if allow_private:
@@ -254,26 +266,13 @@ class HttpHandler:
         host = url.host
         if not host:
             raise _NotAllowed("URL has no host")
-        hint = (f"HTTP steps may only call public addresses; to allow private ones the "
-                f"operator constructs HttpHandler(allow_private=True) or sets "
-                f"{ALLOW_PRIVATE_ENV}=1")
         lowered = host.lower().rstrip(".")
         if lowered == "localhost" or lowered.endswith(".localhost"):
-            raise _NotAllowed(f"host {host!r} is a loopback name; {hint}")
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            port = url.port or (443 if url.scheme == "https" else 80)
-            try:
-                resolved = await self._resolve(host, port)
-            except OSError as exc:
-                raise OSError(f"could not resolve host {host!r}: {exc}") from None
-            addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
-            if not addresses:
-                raise OSError(f"could not resolve host {host!r}")
-        if not all(is_public_address(a) for a in addresses):
-            raise _NotAllowed(f"host {host!r} is or resolves to a non-public address "
-                              f"(private, loopback, link-local, multicast or reserved); {hint}")
+            raise _NotAllowed(f"host {host!r} is a loopback name; {_PRIVATE_HINT}")
+        address = parse_address(host)
+        if address is not None and not is_public_address(address):
+            raise _NotAllowed(f"host {host!r} is a non-public address (private, loopback, "
+                              f"link-local, multicast or reserved); {_PRIVATE_HINT}")
 
 
 def _to_result(response: _Response, attempt: int, started: float) -> StepResult:

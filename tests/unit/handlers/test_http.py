@@ -13,12 +13,6 @@ from flowmonkey.handlers.base import HandlerParams
 from flowmonkey.handlers.http import ALLOW_PRIVATE_ENV, HttpHandler, is_public_address
 
 MakeParams = Callable[..., HandlerParams]
-PUBLIC_IP = "93.184.216.34"
-
-
-async def public_resolver(host: str, port: int) -> list[str]:
-    return {"internal.example": ["10.1.2.3"], "mixed.example": [PUBLIC_IP, "127.0.0.1"]}.get(
-        host, [PUBLIC_IP])
 
 
 class Recorder:
@@ -40,8 +34,10 @@ class Recorder:
 
 
 def make_handler(recorder: Recorder, **kwargs: Any) -> HttpHandler:
+    """A handler on a mock transport: it checks URLs but resolves no names, which
+    ``test_http_guarded_transport.py`` covers on the real transport."""
     client = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
-    return HttpHandler(client=client, resolver=public_resolver, **kwargs)
+    return HttpHandler(client=client, **kwargs)
 
 
 async def test_success_json(make_params: MakeParams) -> None:
@@ -177,8 +173,11 @@ async def test_already_aborted_sends_nothing(make_params: MakeParams) -> None:
         "http://localhost:5432/",
         "http://[::ffff:127.0.0.1]/",
         "http://0.0.0.0/",
-        "http://internal.example/",
-        "http://mixed.example/",
+        "http://[::]/",
+        "http://100.64.0.1/",
+        "http://[fe80::1]/",
+        "http://224.0.0.1/",
+        "http://app.localhost/",
     ],
 )
 async def test_private_addresses_are_refused(make_params: MakeParams, url: str) -> None:
@@ -280,7 +279,23 @@ async def test_invalid_config(make_params: MakeParams, config: dict[str, Any],
         ("fc00::1", False),
         ("2002:7f00:1::", False),
         ("64:ff9b::a00:1", False),
+        ("64:ff9b::808:808", True),
+        ("64:ff9b:1::808:808", False),
         ("::", False),
+        ("0.0.0.0", False),
+        ("100.127.255.254", False),
+        ("169.254.169.254", False),
+        ("::ffff:169.254.169.254", False),
+        ("::ffff:10.0.0.1", False),
+        ("::ffff:8.8.8.8", True),
+        ("::7f00:1", False),
+        ("192.0.0.8", False),
+        ("198.18.0.1", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("ff0e::1", False),
+        ("fd00:ec2::254", False),
+        ("2001:db8::1", False),
     ],
 )
 def test_is_public_address(address: str, public: bool) -> None:
