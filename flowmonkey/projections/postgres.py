@@ -17,7 +17,8 @@ import builtins
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -87,6 +88,7 @@ class ProjectionStoreError(FlowMonkeyError):
 
 
 _STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_STATE_CACHE_SIZE = 50_000  # executions whose last written state is kept decoded
 
 
 @dataclass(slots=True)
@@ -109,14 +111,14 @@ _INSERT_REJECTION = (
     "on conflict do nothing")
 _UPSERT_EXECUTION = """
 insert into fm_executions (id, tenant_id, flow_id, flow_version, status, parent_execution_id,
-    idempotency_key, wake_at, created_at, updated_at, seq, state, execution)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    idempotency_key, wake_at, created_at, updated_at, seq, state)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 on conflict (id) do update set tenant_id = excluded.tenant_id, flow_id = excluded.flow_id,
     flow_version = excluded.flow_version, status = excluded.status,
     parent_execution_id = excluded.parent_execution_id,
     idempotency_key = excluded.idempotency_key, wake_at = excluded.wake_at,
     created_at = excluded.created_at, updated_at = excluded.updated_at, seq = excluded.seq,
-    state = excluded.state, execution = excluded.execution
+    state = excluded.state
 where fm_executions.seq < excluded.seq"""
 _UPSERT_OFFSET = """
 insert into fm_projection_offsets (group_id, topic, partition, next_offset)
@@ -153,6 +155,7 @@ class PostgresProjection:
         self._quoted_schema = checked_schema(schema)
         self._dsn = dsn
         self.schema = schema
+        self._state_cache: OrderedDict[str, ExecutionState] = OrderedDict()
         self._notify = notify
         self._pool_min, self._pool_max = pool_min, pool_max
         self._clock_ms = clock_ms or _system_ms
@@ -205,7 +208,7 @@ class PostgresProjection:
         notes: builtins.list[_Note] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await self._apply_txn(conn, events, notes)
+                states = await self._apply_txn(conn, events, notes)
                 if group is not None and offsets:
                     await conn.executemany(_UPSERT_OFFSET, [
                         (group, topic, partition, offset)
@@ -216,7 +219,8 @@ class PostgresProjection:
                 f"could not store a batch of {len(events)} events (first {first!r}) in "
                 f'schema "{self.schema}": {type(exc).__name__}: {exc}',
                 schema=self.schema, events=len(events), offsets=dict(offsets)) from exc
-        # only after the commit: a rolled-back batch announced nothing
+        # only after the commit: a rolled-back batch announced and cached nothing
+        self._remember(states)
         self._emit(notes)
 
     async def committed_offset(self, group: str, topic: str, partition: int) -> int | None:
@@ -227,16 +231,30 @@ class PostgresProjection:
         return value
 
     async def _apply_txn(self, conn: Conn, events: Sequence[Event],
-                         notes: builtins.list[_Note]) -> None:
+                         notes: builtins.list[_Note]) -> dict[str, ExecutionState]:
         ids = list(dict.fromkeys(e.execution_id for e in events if e.seq != 0))
         loaded: dict[str, _Loaded] = {}
         if ids:
             # sorted, so concurrent batches lock rows in the same order
+            stale: list[str] = []
+            cache = self._state_cache
             for r in await conn.fetch(
-                    "select id, tenant_id, seq, state from fm_executions "
+                    "select id, tenant_id, seq from fm_executions "
                     "where id = any($1::text[]) order by id for update", sorted(ids)):
-                state = state_from_json(r["state"]) if r["state"] is not None else None
-                loaded[r["id"]] = _Loaded(r["tenant_id"], r["seq"], state)
+                cached = cache.get(r["id"])
+                if cached is not None and cached.seq == r["seq"]:
+                    # the stored row is the state this process wrote last: no need to
+                    # read and decode its JSON again (a clone: applying mutates)
+                    loaded[r["id"]] = _Loaded(r["tenant_id"], r["seq"], cached.clone())
+                else:
+                    loaded[r["id"]] = _Loaded(r["tenant_id"], r["seq"], None)
+                    stale.append(r["id"])
+            if stale:
+                for r in await conn.fetch(
+                        "select id, state from fm_executions where id = any($1::text[])",
+                        stale):
+                    if r["state"] is not None:
+                        loaded[r["id"]].state = state_from_json(r["state"])
         fresh: list[Event] = []
         for event in events:
             if event.seq == 0:
@@ -263,6 +281,17 @@ class PostgresProjection:
                 await self._token_txn(conn, event)
             elif event.type == n.PIPE_ROW:
                 await self._pipe_row_txn(conn, event, notes)
+        return {i: r.state for i, r in loaded.items() if r.dirty and r.state is not None}
+
+    def _remember(self, states: Mapping[str, ExecutionState]) -> None:
+        """Keep the committed states (only committed ones: a rolled-back batch's states
+        were never stored) for the next batch, newest last, up to the cache's size."""
+        cache = self._state_cache
+        for execution_id, state in states.items():
+            cache.pop(execution_id, None)
+            cache[execution_id] = state
+        while len(cache) > _STATE_CACHE_SIZE:
+            del cache[next(iter(cache))]
 
     async def _token_txn(self, conn: Conn, event: Event) -> None:
         token = event.data["token"]
@@ -611,11 +640,10 @@ def _execution_values(execution_id: str, record: _Loaded) -> tuple[Any, ...]:
     st = record.state
     if st is None:  # events for an execution whose creation we have not seen
         return (execution_id, record.tenant_id, None, None, None, None, None, None, None,
-                None, record.last_seq, None, None)
+                None, record.last_seq, None)
     return (execution_id, record.tenant_id, st.flow_id, st.flow_version, st.status.value,
             st.parent_execution_id, st.idempotency_key, st.wake_at, st.created_at,
-            st.updated_at, record.last_seq, state_to_json(st),
-            st.to_execution().model_dump(mode="json"))
+            st.updated_at, record.last_seq, state_to_json(st))
 
 
 def _public_row(table_id: str, r: asyncpg.Record) -> Row:

@@ -304,3 +304,28 @@ async def test_strings_order_by_code_point_like_the_memory_projection(
     query = RowQuery(table_id="mixed", order_by=RowOrder(column="name", direction=direction))
     memory, postgres = [await p.query_rows(query) for p in both]
     assert [r.data["name"] for r in postgres.rows] == [r.data["name"] for r in memory.rows]
+
+
+async def test_a_state_written_by_another_projector_is_read_not_taken_from_the_cache(
+        pg_schema: tuple[str, str]) -> None:
+    from flowmonkey.kernel.apply import replay
+
+    dsn, schema = pg_schema
+    first = PostgresProjection(dsn, schema, pool_max=2)
+    second = PostgresProjection(dsn, schema, pool_max=2)
+    await first.start()
+    await second.start()
+    try:
+        run = full_run("e-shared")  # seqs 1-5
+        # the first projector writes seqs 1-2 (and keeps that state decoded), the other
+        # one writes 3-4 behind its back, then the first one gets seq 5
+        await first.apply_events(run[:2])
+        await second.apply_events(run[2:4])
+        await first.apply_events(run[4:])
+        expected = replay(run)
+        assert expected is not None
+        for projection in (first, second):
+            assert await projection.get("e-shared") == expected.to_execution()
+    finally:
+        await first.close()
+        await second.close()
