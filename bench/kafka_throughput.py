@@ -1,10 +1,12 @@
 """The embedded benchmark's 5-step flow on Kafka + PostgreSQL, exactly once.
 
-One process runs the engine the way a small deployment would: processors in a Kafka
-consumer group (a transactional writer per partition: events and command offsets in
-one transaction), and the projector applying every event to PostgreSQL (rows and
-consumer offsets in one database transaction). Clients wait for answers through the
-projection, so every figure is end to end.
+The engine runs as a small deployment would: processors in a Kafka consumer group (a
+transactional writer per partition: events and command offsets in one transaction),
+and a projector applying every event to PostgreSQL (rows and consumer offsets in one
+database transaction). By default all of it runs in this process; ``--split`` runs the
+processors in a ``flowmonkey processor`` process of their own (so Python uses two
+cores), leaving the clients and the projector here. Clients wait for answers through
+the projection, so every figure is end to end.
 
 Two phases:
 
@@ -12,10 +14,15 @@ Two phases:
 * ``half``: an open loop that starts executions at half the measured step rate
   (``--rate`` overrides it): p50/p99 step latency and projection lag at that load.
 
-Step latency is the wall time between an execution's consecutive ``step.completed``
-events as seen after the projection applied them (the first step counts from the
-create call). Projection lag is, per event, the time from the event's timestamp
-(when the processor decided it) to its projection into PostgreSQL.
+Figures per phase:
+
+* ``step_latency_ms``: the wall time between an execution's consecutive
+  ``step.completed`` events as seen after the projection applied them: what a
+  watching client sees (steps committed in one transaction arrive together);
+* ``processor_step_ms``: the time between consecutive step decisions by the events'
+  timestamps (the processor's clock, 1 ms resolution): the processing pace itself;
+* ``execution_ms``: from the create call to the completion being visible (5 steps);
+* ``projection_lag_ms``: per event, from its timestamp (decided) to its projection.
 
 Services: ``FLOWMONKEY_TEST_KAFKA_BOOTSTRAP`` / ``FLOWMONKEY_TEST_POSTGRES_DSN`` point at
 running ones; otherwise the test services start a local Kafka and PostgreSQL (as
@@ -31,10 +38,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
+import subprocess
 import sys
+import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -69,13 +80,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+flows = [bench_flow()]  # for `flowmonkey processor --app bench/kafka_throughput.py`
+handlers = [noop]
+
+
 class Observer:
-    """Step latencies, projection lag and completions, from events after projection."""
+    """Latencies, projection lag and completions, from events after projection."""
 
     def __init__(self) -> None:
-        self.latencies: list[float] = []
+        self.latencies: list[float] = []  # visible step latency
+        self.processor_steps: list[float] = []  # between step decisions, by event time
+        self.executions: list[float] = []  # create call -> completion visible
         self.lags: list[float] = []
         self.last_seen: dict[str, float] = {}
+        self.last_decided: dict[str, int] = {}
         self.done: dict[str, asyncio.Future[None]] = {}
         self.recording = True
 
@@ -95,6 +113,10 @@ class Observer:
             if previous is not None and self.recording:
                 self.latencies.append((now - previous) * 1000)
             self.last_seen[event.execution_id] = now
+            decided = self.last_decided.get(event.execution_id)
+            if decided is not None and self.recording:
+                self.processor_steps.append(float(event.timestamp_ms - decided))
+            self.last_decided[event.execution_id] = event.timestamp_ms
         elif event.type in ("execution.completed", "execution.failed"):
             future = self.done.get(event.execution_id)
             if future is not None and not future.done():
@@ -108,12 +130,14 @@ class Observer:
         self.last_seen[execution_id] = started
         await engine.create("bench", {}, execution_id=execution_id)
         await asyncio.wait_for(future, 120)
+        self.executions.append((time.perf_counter() - started) * 1000)
         self.done.pop(execution_id, None)
         self.last_seen.pop(execution_id, None)
+        self.last_decided.pop(execution_id, None)
 
     def reset(self) -> None:
-        self.latencies.clear()
-        self.lags.clear()
+        for values in (self.latencies, self.processor_steps, self.executions, self.lags):
+            values.clear()
 
 
 async def closed_loop(engine: Engine, observer: Observer, total: int,
@@ -156,6 +180,10 @@ def _figures(observer: Observer) -> dict[str, Any]:
     return {
         "step_latency_ms_p50": round(percentile(observer.latencies, 0.50), 2),
         "step_latency_ms_p99": round(percentile(observer.latencies, 0.99), 2),
+        "processor_step_ms_p50": percentile(observer.processor_steps, 0.50),
+        "processor_step_ms_p99": percentile(observer.processor_steps, 0.99),
+        "execution_ms_p50": round(percentile(observer.executions, 0.50), 1),
+        "execution_ms_p99": round(percentile(observer.executions, 0.99), 1),
         "projection_lag_ms_p50": round(percentile(observer.lags, 0.50), 1),
         "projection_lag_ms_p99": round(percentile(observer.lags, 0.99), 1),
         "projection_lag_ms_max": round(max(observer.lags, default=0.0), 1),
@@ -166,17 +194,22 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, A
     run_id = uuid.uuid4().hex[:8]
     schema = f"bench_{run_id}"
     observer = Observer()
+    prefix = f"bench-{run_id}"
     engine = Engine(
         flows=[bench_flow()], handlers=[noop], dispatcher=observer.dispatcher(),
         options=EngineOptions(timeout_ms=60_000),
-        log=KafkaLog(bootstrap, topic_prefix=f"bench-{run_id}", partitions=args.partitions,
-                     exactly_once=True, client_id=f"bench-{run_id}"),
+        log=KafkaLog(bootstrap, topic_prefix=prefix, partitions=args.partitions,
+                     exactly_once=True, client_id=prefix),
         projection=PostgresProjection(dsn, schema=schema) if not args.memory else None,
-        topic_prefix=f"bench-{run_id}", processor_group=f"bench-{run_id}")
+        topic_prefix=prefix, processor_group=prefix, run_processors=not args.split)
+    processor: subprocess.Popen[str] | None = None
     try:
         async with engine:
-            assert engine.group_processors is not None
-            await engine.group_processors.wait_assigned(60)
+            if args.split:
+                processor = await _start_processor(bootstrap, prefix, args.partitions)
+            else:
+                assert engine.group_processors is not None
+                await engine.group_processors.wait_assigned(60)
             print("warming up …", file=sys.stderr)
             await closed_loop(engine, observer, 200, 50)
             print(f"max: {args.executions} executions at concurrency {args.concurrency} …",
@@ -186,10 +219,43 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, A
             print(f"half: {rate:.0f} steps/s for {args.seconds}s …", file=sys.stderr)
             half = await open_loop(engine, observer, rate, args.seconds)
     finally:
+        if processor is not None:
+            processor.terminate()
+            processor.wait(30)
         await _drop_schema(dsn, schema)
     return {"benchmark": "kafka_throughput", "flow_steps": STEPS, "exactly_once": True,
-            "partitions": args.partitions, "results": [peak, half],
+            "partitions": args.partitions, "layout": "split" if args.split else "one process",
+            "projection": "memory" if args.memory else "postgres", "results": [peak, half],
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _spawn_processor(bootstrap: str, prefix: str, partitions: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "FLOWMONKEY_KAFKA_BOOTSTRAP": bootstrap,
+           "FLOWMONKEY_TOPIC_PREFIX": prefix, "FLOWMONKEY_PARTITIONS": str(partitions)}
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("flowmonkey")), "processor", "--app", __file__,
+         "--group", prefix, "--progress-every", "0.2", "--step-timeout-ms", "60000"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+async def _start_processor(bootstrap: str, prefix: str,
+                           partitions: int) -> subprocess.Popen[str]:
+    """``flowmonkey processor`` with this module's flow; returns once it owns every
+    partition (its progress lines say which it owns)."""
+    proc = _spawn_processor(bootstrap, prefix, partitions)
+    wanted = "partitions " + ",".join(str(p) for p in range(partitions)) + ":"
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if not line:
+            break
+        if wanted in line:
+            # keep draining its output so the pipe never fills
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc
+    proc.kill()
+    raise RuntimeError("the processor process did not take the partitions in time")
 
 
 async def _drop_schema(dsn: str, schema: str) -> None:
@@ -207,6 +273,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--partitions", type=int, default=PARTITIONS)
     parser.add_argument("--rate", type=float, help="steps/s of the half-load phase")
+    parser.add_argument("--split", action="store_true",
+                        help="run the processors in a `flowmonkey processor` process")
     parser.add_argument("--memory", action="store_true",
                         help="project into memory instead of PostgreSQL (to isolate Kafka)")
     parser.add_argument("--seconds", type=float, default=10.0,
