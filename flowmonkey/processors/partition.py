@@ -313,10 +313,11 @@ class PartitionProcessor:
                 self._commit_wake.clear()
                 while self._unsent:
                     batches, self._unsent = self._unsent, []
-                    # the state now is exactly the state after these batches
-                    copy = snapshotter.capture(self.state) if snapshotter else None
                     self._unsent_records = 0
                     records = [r for out, _ in batches for r in out]
+                    # the state now is exactly the state after these batches
+                    copy = snapshotter.capture(self.state, len(records)) \
+                        if snapshotter else None
                     offset = max((o for _, o in batches if o is not None), default=None)
                     offsets = {(topic, partition): offset} if offset is not None else None
                     self._appending = True

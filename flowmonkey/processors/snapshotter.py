@@ -114,17 +114,20 @@ class Snapshotter:
 
     # ------------------------------------------------------------------ saving
 
-    def capture(self, state: PartitionState) -> StateCopy | None:
-        """A copy of ``state`` if a snapshot is due, taken at the boundary of the batches
-        about to be appended; None otherwise (the common case: two comparisons)."""
-        if self.events_offset < self._next_at or \
-                (self._saving is not None and not self._saving.done()):
+    def capture(self, state: PartitionState, appending: int) -> StateCopy | None:
+        """A copy of ``state`` if a snapshot is due once the ``appending`` records about
+        to be appended (events among them) are in; taken at the boundary of their
+        batches. None otherwise (the common case: two comparisons)."""
+        # judged with the append in flight counted: a partition that goes quiet after
+        # crossing the mark still gets its snapshot
+        reach = self.events_offset + appending
+        if reach < self._next_at or (self._saving is not None and not self._saving.done()):
             return None
         executions = state.executions
         # Encoding costs O(executions): a partition holding more executions than
         # ``every`` waits for as many events as it holds executions, so the cost per
         # event appended stays bounded (and so does the replay after the snapshot).
-        if self.events_offset - self.snapshot_offset < len(executions):
+        if reach - self.snapshot_offset < len(executions):
             return None
         return StateCopy(dict(executions), dict(state.idempotency), list(state.seen_commands))
 
