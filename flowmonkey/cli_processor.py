@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli_common import (
+    EXIT_FAILED,
     EXIT_OK,
     Bundle,
     CliError,
@@ -203,6 +204,11 @@ class _Processor:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(interval, 0.5)):
                     await self.stop.wait()
+            failure = engine.processor_failure()
+            if failure is not None:
+                print(f"error: processing stopped: {type(failure).__name__}: {failure}",
+                      file=sys.stderr, flush=True)
+                return EXIT_FAILED
             if loop.time() - last >= interval:
                 last = loop.time()
                 _say(_progress_line(engine))

@@ -517,6 +517,9 @@ class Engine:
     # ------------------------------------------------------------------ introspection
 
     def processor_failure(self) -> BaseException | None:
+        if self.group_processors is not None and \
+                (failure := self.group_processors.failure()) is not None:
+            return failure
         for processor in self.processors:
             if processor.failed is not None:
                 return processor.failed

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from flowmonkey.errors import LogError
 from flowmonkey.log.base import OutRecord, Position
@@ -141,10 +142,28 @@ class GroupProcessors:
 
     # ------------------------------------------------------------------ feeding
 
+    def failure(self) -> BaseException | None:
+        """The error that stopped feeding the processors, if one did."""
+        task = self._task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
+
     async def _poll(self) -> None:
         consumer = self._consumer
+        delay = _REBUILD_BACKOFF_S
         while True:
-            batches = await consumer.getmany(timeout_ms=_POLL_MS)
+            try:
+                batches = await consumer.getmany(timeout_ms=_POLL_MS)
+            except KafkaError as exc:
+                # the consumer reconnects by itself; a retriable error is not the end
+                if not getattr(exc, "retriable", False):
+                    raise
+                log.warning("fetching commands failed, retrying in %.1fs: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _REBUILD_BACKOFF_MAX_S)
+                continue
+            delay = _REBUILD_BACKOFF_S
             for tp, messages in batches.items():
                 owned = self.owned.get(tp.partition)
                 if owned is None or tp.topic != self.topic:
