@@ -68,7 +68,9 @@ class TopicSpec:
 class Log(Protocol):
     """An append-only partitioned log.
 
-    Offsets start at 0 per partition and grow by one per record. ``commit`` stores a
+    Offsets start at 0 per partition and increase in append order; one append's records
+    in a partition get consecutive offsets, but offsets need not be dense across appends
+    (Kafka transaction markers take offsets). ``commit`` stores a
     consumer group's next offset to read (Kafka semantics: the offset *after* the last
     processed record).
     """

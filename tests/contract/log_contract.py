@@ -5,6 +5,18 @@ fixture (a started log, closed after the test). The tests use only the ``Log``
 interface and put every topic and group under ``topic_prefix``, so the same class
 runs against a shared Kafka cluster; a backend may override ``topic_prefix`` (for
 instance to have its topics deleted afterwards).
+
+The offset rule every backend keeps, per partition:
+
+* a new partition's end offset is 0, and the end offset is always the offset the next
+  appended record gets, so it is past every readable record;
+* offsets increase in append order, and one append's records in a partition get
+  consecutive offsets;
+* reads return records in offset order, each at the offset its append returned.
+
+Offsets need not be dense *across* appends: on Kafka with transactions each append's
+commit marker takes an offset that no record has. The embedded log's offsets are
+dense; ``test_embedded_log_offsets.py`` checks that on its own.
 """
 
 from __future__ import annotations
@@ -50,13 +62,17 @@ class LogContract:
         self, log: Log, topic: str
     ) -> None:
         # given a topic with a record in it
-        await log.append([OutRecord(topic, b"v", partition=0)])
+        [position] = await log.append([OutRecord(topic, b"v", partition=0)])
+        end = await log.end_offset(topic, 0)
         # when it is created again, even with another partition count
         await log.create_topics([TopicSpec(topic, PARTITIONS)])
         await log.create_topics([TopicSpec(topic, PARTITIONS + 2)])
-        # then it keeps its partitions and its record
+        # then it keeps its partitions, its record and its end offset
         assert await log.partitions_for(topic) == PARTITIONS
-        assert await log.end_offset(topic, 0) == 1
+        assert [(r.offset, r.value) for r in await log.read(topic, 0, 0)] == [
+            (position.offset, b"v")
+        ]
+        assert await log.end_offset(topic, 0) == end
 
     async def test_several_topics_can_be_created_in_one_call(
         self, log: Log, topic_prefix: str
@@ -75,19 +91,48 @@ class LogContract:
 
     # --- appending ----------------------------------------------------------------------
 
-    async def test_offsets_start_at_zero_and_grow_by_one_in_each_partition(
+    async def test_offsets_start_at_zero_and_grow_in_append_order_in_each_partition(
         self, log: Log, topic: str
     ) -> None:
-        # when records go to two partitions, across two appends
+        # when records go to two partitions, across three appends
         first = await log.append(
             [OutRecord(topic, b"a", partition=0), OutRecord(topic, b"b", partition=1)]
         )
         second = await log.append(
             [OutRecord(topic, b"c", partition=0), OutRecord(topic, b"d", partition=0)]
         )
-        # then each partition numbers its own records from 0, in append order
+        third = await log.append(
+            [OutRecord(topic, b"e", partition=1), OutRecord(topic, b"f", partition=0)]
+        )
+        # then each partition numbers its own records from 0 ...
         assert first == [Position(topic, 0, 0), Position(topic, 1, 0)]
-        assert second == [Position(topic, 0, 1), Position(topic, 0, 2)]
+        # ... later appends get higher offsets, one append's records consecutive ones
+        assert [p.partition for p in second] == [0, 0]
+        assert first[0].offset < second[0].offset
+        assert second[1].offset == second[0].offset + 1
+        assert [p.partition for p in third] == [1, 0]
+        assert third[0].offset > first[1].offset
+        assert third[1].offset > second[1].offset
+        # and reads return each partition's records in that order, at those offsets
+        assert [(r.offset, r.value) for r in await log.read(topic, 0, 0)] == [
+            (0, b"a"), (second[0].offset, b"c"), (second[1].offset, b"d"),
+            (third[1].offset, b"f"),
+        ]
+        assert [(r.offset, r.value) for r in await log.read(topic, 1, 0)] == [
+            (0, b"b"), (third[0].offset, b"e"),
+        ]
+
+    async def test_reading_between_two_appends_starts_at_the_later_one(
+        self, log: Log, topic: str
+    ) -> None:
+        first = await log.append([OutRecord(topic, b"%d" % i, partition=2) for i in range(2)])
+        second = await log.append([OutRecord(topic, b"%d" % i, partition=2) for i in (2, 3)])
+
+        # whatever lies between them (nothing, or a transaction marker), no record does
+        records = await log.read(topic, 2, first[-1].offset + 1)
+
+        assert [(r.offset, r.value) for r in records] == [(p.offset, b"%d" % i) for i, p in
+                                                          zip((2, 3), second, strict=True)]
 
     async def test_keyed_records_land_on_kafkas_default_partition(
         self, log: Log, topic: str
@@ -114,8 +159,10 @@ class LogContract:
         positions = await log.append([OutRecord(topic, b"v%d" % i) for i in range(6)])
 
         assert all(0 <= p.partition < PARTITIONS for p in positions)
-        ends = [await log.end_offset(topic, p) for p in range(PARTITIONS)]
-        assert sum(ends) == 6
+        # every record is where its position says, and nothing else was appended
+        stored = {(r.partition, r.offset): r.value
+                  for p in range(PARTITIONS) for r in await log.read(topic, p, 0)}
+        assert stored == {(p.partition, p.offset): b"v%d" % i for i, p in enumerate(positions)}
 
     async def test_appending_nothing_returns_no_positions(self, log: Log, topic: str) -> None:
         assert await log.append([]) == []
@@ -182,9 +229,10 @@ class LogContract:
         assert [(r.offset, r.value) for r in records] == [(3, b"3"), (4, b"4")]
 
     async def test_reading_at_or_past_the_end_returns_nothing(self, log: Log, topic: str) -> None:
-        await log.append([OutRecord(topic, b"v", partition=0)])
+        [position] = await log.append([OutRecord(topic, b"v", partition=0)])
 
-        assert await log.read(topic, 0, 1) == []
+        assert await log.read(topic, 0, position.offset + 1) == []
+        assert await log.read(topic, 0, await log.end_offset(topic, 0)) == []
         assert await log.read(topic, 0, 50) == []
 
     async def test_reading_returns_at_most_max_records(self, log: Log, topic: str) -> None:
@@ -201,11 +249,17 @@ class LogContract:
     async def test_end_offset_is_the_offset_the_next_record_gets(
         self, log: Log, topic: str
     ) -> None:
-        await log.append([OutRecord(topic, b"v", partition=1) for _ in range(4)])
-
-        assert await log.end_offset(topic, 1) == 4
+        # given four records in partition 1
+        appended = await log.append([OutRecord(topic, b"v", partition=1) for _ in range(4)])
+        # then its end offset is past every readable record ...
+        end = await log.end_offset(topic, 1)
+        assert end > appended[-1].offset
+        assert await log.read(topic, 1, end) == []
+        # ... and it is the offset the next record gets
         [position] = await log.append([OutRecord(topic, b"v", partition=1)])
-        assert position.offset == 4
+        assert position.offset == end
+        assert await log.end_offset(topic, 1) > position.offset
+        # while a partition nothing was appended to stays at 0
         assert await log.end_offset(topic, 0) == 0
 
     # --- waiting ------------------------------------------------------------------------
@@ -241,9 +295,9 @@ class LogContract:
     async def test_waiting_for_a_later_offset_times_out_when_nothing_arrives(
         self, log: Log, topic: str
     ) -> None:
-        await log.append([OutRecord(topic, b"v", partition=0)])
+        [position] = await log.append([OutRecord(topic, b"v", partition=0)])
 
-        assert await log.wait_for(topic, 0, 1, timeout_s=0.05) is False
+        assert await log.wait_for(topic, 0, position.offset + 1, timeout_s=0.05) is False
 
     # --- consumer-group offsets ---------------------------------------------------------
 
