@@ -62,8 +62,10 @@ FLOW = {
 }
 
 
-def _engine(bootstrap: str, prefix: str, **kwargs: object) -> Engine:
-    log = KafkaLog(bootstrap, partitions=PARTITIONS, client_id=f"{prefix}client")
+def _engine(bootstrap: str, prefix: str, *, exactly_once: bool = True,
+            **kwargs: object) -> Engine:
+    log = KafkaLog(bootstrap, partitions=PARTITIONS, client_id=f"{prefix}client",
+                   exactly_once=exactly_once)
     return Engine(flows=[FLOW], handlers=[noop, flaky, nap], log=log, topic_prefix=prefix,
                   processor_group=f"{prefix}processor", **kwargs)  # type: ignore[arg-type]
 
@@ -120,6 +122,27 @@ async def test_flows_run_end_to_end_on_kafka(kafka_bootstrap: str, kafka_prefix:
         assert {e.status for e in finished} == {ExecutionStatus.COMPLETED}
         assert all(e.context["c"] == {"attempt": 2} for e in finished)
         _assert_clean_histories(await _all_events(engine), ids)
+
+
+async def test_flows_run_end_to_end_at_least_once(kafka_bootstrap: str,
+                                                  kafka_prefix: str) -> None:
+    # no transactions: records first, the member's offset commit after them
+    async with _engine(kafka_bootstrap, kafka_prefix, exactly_once=False) as engine:
+        assert engine.group_processors is not None
+        assert await engine.group_processors.wait_assigned(30)
+        created = await asyncio.gather(*(engine.create("kafka-flow", {"i": i})
+                                         for i in range(20)))
+        ids = {c.execution.id for c in created}
+        finished = await asyncio.gather(*(engine.wait(i, timeout_s=60, until=ENDED)
+                                          for i in ids))
+        assert {e.status for e in finished} == {ExecutionStatus.COMPLETED}
+        _assert_clean_histories(await _all_events(engine), ids)
+        group = engine.processor_group
+        for partition in range(PARTITIONS):
+            # the member committed its progress, so a successor would not start over
+            committed = await engine.log.committed(group, engine.topics.commands, partition)
+            end = await engine.log.end_offset(engine.topics.commands, partition)
+            assert committed == end
 
 
 async def test_a_second_instance_shares_the_partitions_and_takes_over_when_one_leaves(
