@@ -526,7 +526,9 @@ class Engine:
         return None
 
     async def settled(self) -> bool:
-        """True when no command, handler or event is waiting to be processed."""
+        """True when no command, handler or event is waiting to be processed by this
+        process (meant for the embedded log and the TestHarness: on Kafka, transaction
+        markers sit past the last command, so it stays False while the topic has any)."""
         for processor in self.processors:
             if not processor.idle:
                 return False
