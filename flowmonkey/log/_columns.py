@@ -81,13 +81,3 @@ class RecordColumns:
                 append(new_decoded_record(topic, partition, i, keys[i], values[i],
                                           headers[i], stamps[i], obj))
         return out
-
-    def truncated(self, end: int) -> RecordColumns:
-        """These columns cut to offsets below ``end`` (recovery)."""
-        if end >= len(self):
-            return self
-        cut = RecordColumns(self.topic, self.partition)
-        cut._keys, cut._values = self._keys[:end], self._values[:end]
-        cut._headers, cut._stamps = self._headers[:end], self._stamps[:end]
-        cut._decoded = {k: v for k, v in self._decoded.items() if k < end}
-        return cut
