@@ -325,9 +325,13 @@ class Engine:
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         future.fm_command_type = command.type  # type: ignore[attr-defined]
         self._command_waiters[command.command_id] = future
-        await self.log.append([OutRecord(
-            self.topics.commands, encode_command(command), key=key.encode(),
-            headers=headers_for(command.type, command.version))])
+        record = OutRecord(self.topics.commands, encode_command(command), key=key.encode(),
+                           headers=headers_for(command.type, command.version))
+        if isinstance(self.log, KafkaLog):
+            # one record needs no transaction: a plain idempotent produce is enough
+            await self.log.publish([record])
+        else:
+            await self.log.append([record])
         try:
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:

@@ -99,6 +99,7 @@ class KafkaLog:
         self._admin: Any = None
         self._offsets_reader: Any = None  # read_committed consumer for end offsets
         self._writer: KafkaWriter | None = None
+        self._publisher: KafkaWriter | None = None  # idempotent, for publish()
         self._writers: set[KafkaWriter] = set()
         self._writer_lock = asyncio.Lock()
         self._open_lock = asyncio.Lock()
@@ -139,7 +140,7 @@ class KafkaLog:
         self._started = False
         for writer in list(self._writers):
             await writer.close()
-        self._writer = None
+        self._writer = self._publisher = None
         clients: list[Any] = [r.consumer for r in self._readers.values()]
         clients += [g.consumer for g in self._groups.values()]
         clients += [self._offsets_reader, self._admin]
@@ -216,6 +217,25 @@ class KafkaLog:
         return await writer.append(
             records, commit_group=commit_group, commit_offsets=commit_offsets
         )
+
+    async def publish(self, records: Sequence[OutRecord]) -> list[Position]:
+        """Append records that need no atomicity with each other or with offsets (a
+        client's commands: each is one record): through an idempotent producer, one
+        acknowledged produce request instead of a transaction's five round trips and
+        the wait for its markers. Read_committed readers see them once acknowledged
+        (unless an earlier transaction on the partition is still open). Retried sends
+        are deduplicated by the broker; a failed publish may be retried by the caller,
+        which the processor's command-id deduplication absorbs."""
+        self._require_started()
+        publisher = self._publisher
+        if publisher is None or not publisher.usable:
+            async with self._writer_lock:
+                if self._publisher is None or not self._publisher.usable:
+                    if self._publisher is not None:
+                        await self._publisher.close()
+                    self._publisher = await self._new_writer(None, False)
+                publisher = self._publisher
+        return await publisher.append(records)
 
     async def transactional(
         self, transactional_id: str, *, wait_visible: bool = True
