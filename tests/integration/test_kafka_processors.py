@@ -22,6 +22,7 @@ from flowmonkey import Engine, Result, handler
 from flowmonkey.errors import ExecutionNotFoundError
 from flowmonkey.events.codec import decode_event
 from flowmonkey.events.envelope import Event
+from flowmonkey.events.partitioner import partition_for
 from flowmonkey.handlers.base import HandlerParams
 from flowmonkey.log import OutRecord
 from flowmonkey.log.kafka import KafkaLog
@@ -213,3 +214,33 @@ async def test_the_events_topic_keeps_its_records_forever(kafka_bootstrap: str,
     configs = {entry[0]: entry[1] for entry in entries}
     assert configs["retention.ms"] == "-1"
     assert configs["retention.bytes"] == "-1"
+
+
+async def test_a_fenced_partition_is_dropped_not_fought_for(kafka_bootstrap: str,
+                                                             kafka_prefix: str) -> None:
+    async with _engine(kafka_bootstrap, kafka_prefix) as engine:
+        group = engine.group_processors
+        assert group is not None
+        assert await group.wait_assigned(30)
+        # another instance takes partition 0's writer (as a new owner would after a
+        # rebalance this instance missed): this one is now a zombie for partition 0
+        zombie_of = f"{engine.processor_group}.{engine.topics.commands}.0"
+        assert isinstance(engine.log, KafkaLog)
+        usurper = await engine.log.transactional(zombie_of)
+        try:
+            command_for_0 = next(f"e-{i}" for i in range(1000)
+                                 if partition_for(f"e-{i}".encode(), PARTITIONS) == 0)
+            await engine.log.publish([OutRecord(
+                engine.topics.commands, b'{"not": "a command"}', key=command_for_0.encode())])
+
+            async def dropped() -> bool:
+                return 0 not in {p.partition for p in engine.processors}
+            await _until(dropped, "the fenced partition to be dropped", 30)
+            # it stays dropped (no rebuild is scheduled): reopening the writer would
+            # fence the rightful owner
+            assert 0 not in group._failures
+            assert usurper.usable
+            assert 0 not in {p.partition for p in engine.processors}
+            assert {p.partition for p in engine.processors} == set(range(1, PARTITIONS))
+        finally:
+            await usurper.close()
