@@ -167,7 +167,7 @@ def test_killed_processor_and_projector_lose_nothing_and_do_nothing_twice(
            "FLOWMONKEY_TOPIC_PREFIX": prefix, "FLOWMONKEY_PARTITIONS": str(PARTITIONS),
            "FLOWMONKEY_POSTGRES_DSN": dsn}
     processor_args = [FLOWMONKEY, "processor", "--app", str(APP), "--group",
-                      f"{prefix}-processors", "--progress-every", "1"]
+                      f"{prefix}-processors", "--schema", schema, "--progress-every", "1"]
     projector_args = [FLOWMONKEY, "projector", "--group", f"{prefix}-projector",
                       "--schema", schema, "--progress-every", "1"]
     procs: list[Proc] = []
