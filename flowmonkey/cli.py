@@ -27,12 +27,13 @@ from flowmonkey.cli_migrate import register_migrate
 from flowmonkey.cli_placeholders import (
     register_api,
     register_bench,
-    register_replay,
     register_wal,
     register_worker,
 )
 from flowmonkey.cli_processor import register_processor
 from flowmonkey.cli_projector import register_projector
+from flowmonkey.cli_rebuild import register_rebuild
+from flowmonkey.cli_replay import register_replay
 from flowmonkey.cli_run import register_run, register_validate
 from flowmonkey.cli_topics import register_topics
 
@@ -52,6 +53,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_topics,
     register_migrate,
     register_replay,
+    register_rebuild,
     register_wal,
     register_bench,
 ]
