@@ -144,21 +144,25 @@ async def _run(args: argparse.Namespace, settings: Settings, dsn: str, group: st
 
 def _print_result(result: RebuildResult, current: str) -> None:
     swapped = result.swapped
-    print(f"rebuilt {sum(result.ends)} records ({result.applied_events} events) into "
-          f"schema \"{result.into}\" under group {result.group}")
+    print(f"projected {result.applied_events} events ({sum(result.ends)} log offsets in "
+          f"{len(result.ends)} partitions) into schema \"{result.into}\" under group "
+          f"{result.group}")
     for table, copied in result.copied.items():
         print(f"  copied {copied} rows of {table} from \"{current}\"")
-    where = f'"{current}" (rebuilt)' if swapped else f'"{result.into}"'
-    before = f'"{result.old_schema or current}"'
-    header = f"  {'table':<18} {where:>24}"
+    if result.previous is None and not swapped:
+        print(f"  schema \"{current}\" has no projection: no table definitions were copied, "
+              "so pipe rows went to the WAL")
+    columns = [f'"{current}" (rebuilt)' if swapped else f'"{result.into}"']
     if result.previous is not None:
-        header += f" {before:>28}"
-    print(header)
+        columns.append(f'"{result.old_schema or current}"')
+    widths = [max(len(c), 10) for c in columns]
+    print("  " + f"{'table':<18}" + "".join(f" {c:>{w}}" for c, w in zip(columns, widths,
+                                                                        strict=True)))
     for table, count in result.counts.items():
-        line = f"  {table:<18} {count:>24}"
-        if result.previous is not None:
-            line += f" {result.previous.get(table, 0):>28}"
-        print(line)
+        values = [count] + ([result.previous.get(table, 0)] if result.previous is not None
+                            else [])
+        print("  " + f"{table:<18}" + "".join(f" {v:>{w}}" for v, w in zip(values, widths,
+                                                                           strict=True)))
     if swapped:
         print(f"swapped: \"{result.into}\" is now \"{current}\"" + (
             f"; the previous one is \"{result.old_schema}\" (drop it once you are satisfied)"

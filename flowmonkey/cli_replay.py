@@ -213,7 +213,8 @@ def _summary(state: ExecutionState, applied: int, total: int) -> list[str]:
         f"  flow      {execution.flow_id}@{execution.flow_version}"
         + (f"  tenant {execution.tenant_id}" if execution.tenant_id else ""),
         f"  status    {execution.status.value}"
-        + (f" at step {execution.current_step_id}" if execution.current_step_id else ""),
+        + (f" at step {execution.current_step_id}"
+           if execution.current_step_id and not execution.is_terminal else ""),
         f"  at seq    {state.seq} ({applied} of {total} events)",
         f"  created   {when(state.created_at)}   updated {when(state.updated_at)}",
         f"  steps     {execution.step_count}",

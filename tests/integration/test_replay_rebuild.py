@@ -359,3 +359,46 @@ async def test_replay_verify_and_rebuild_on_the_durable_embedded_log(
     built = await cli("rebuild", "--into", into, "--schema", schema, env=env)
     assert built.code == 0, built.out + built.err
     assert await _snapshot(dsn, into) == await _snapshot(dsn, schema)
+
+
+# --------------------------------------------------------------------------- swap
+
+
+async def _offsets(dsn: str, schema: str, rows: list[tuple[str, str, int, int]]) -> None:
+    projection = PostgresProjection(dsn, schema, pool_max=1)
+    await projection.start()  # migrates
+    await projection.close()
+    for row in rows:
+        await fetch(dsn, schema, "insert into fm_projection_offsets (group_id, topic, "
+                                 "partition, next_offset) values ($1, $2, $3, $4)", *row)
+
+
+async def test_swap_refuses_while_a_projector_of_the_current_schema_is_ahead(
+        pg_schema: tuple[str, str], extra_schemas: list[str]) -> None:
+    from flowmonkey.projections.rebuild import RebuildError, swap
+
+    dsn, current = pg_schema
+    into = _fresh_schema(extra_schemas)
+    extra_schemas.append(current[:44])
+    await _offsets(dsn, into, [("rebuild", "fm.events", 0, 5), ("rebuild", "fm.events", 1, 3)])
+    await _offsets(dsn, current, [("live", "fm.events", 0, 7), ("live", "fm.events", 1, 3)])
+    conn = await asyncpg.connect(dsn)
+    try:
+        with pytest.raises(RebuildError, match="ahead of the rebuild") as ahead:
+            await swap(conn, current, into, "fm.events", "rebuild")
+        assert ahead.value.code == "REBUILD_BEHIND"
+        await fetch(dsn, current, "update fm_projection_offsets set next_offset = 5 "
+                                  "where partition = 0")
+        await fetch(dsn, current, "insert into fm_projection_offsets values "
+                                  "('live', 'other.events', 0, 1)")
+        with pytest.raises(RebuildError, match=r"also holds the projection of other\.events"):
+            await swap(conn, current, into, "fm.events", "rebuild")
+        await fetch(dsn, current, "delete from fm_projection_offsets where topic <> 'fm.events'")
+        old = await swap(conn, current, into, "fm.events", "rebuild")
+    finally:
+        await conn.close()
+    assert old is not None
+    assert old.startswith(current[:44] + "_old_")
+    moved = [(r["group_id"], r["partition"], r["next_offset"]) for r in await fetch(
+        dsn, current, "select * from fm_projection_offsets order by group_id, partition")]
+    assert moved == [("live", 0, 5), ("live", 1, 3), ("rebuild", 0, 5), ("rebuild", 1, 3)]
