@@ -16,26 +16,12 @@ if TYPE_CHECKING:
     from flowmonkey.cli_common import Subparsers
 
 PLANNED: dict[str, tuple[str, str]] = {
-    "processor": ("run stream processors",
-                  "run the stream processors for the partitions this instance owns, on "
-                  "Kafka (FLOWMONKEY_KAFKA_BOOTSTRAP) or the embedded log"),
-    "projector": ("run the projector",
-                  "consume the events topic and keep the Postgres projection "
-                  "(FLOWMONKEY_POSTGRES_DSN) up to date"),
     "worker": ("run job workers",
                "run workers for stateful (job) handlers: claim jobs, heartbeat, "
                "checkpoint and complete them"),
     "api": ("serve the HTTP API",
             "serve the HTTP API (commands, queries, flows, webhooks, forms, health, "
             "metrics, OpenAPI)"),
-    "topics": ("manage Kafka topics",
-               "create the commands, events, flows and dead-letter topics "
-               "(`topics create`)"),
-    "migrate": ("migrate the Postgres schema",
-                "apply the Postgres projection schema migrations"),
-    "replay": ("replay executions from the log",
-               "rebuild an execution's state from the log at any event, and with --verify "
-               "compare it with the projection"),
     "wal": ("replay or compact the pipe WAL",
             "retry pipe rows that failed to land (`wal replay`) or remove acknowledged "
             "entries (`wal compact`)"),
@@ -59,32 +45,12 @@ def _placeholder(subparsers: Subparsers, name: str) -> None:
     parser.set_defaults(func=run, accepts_extra=True)
 
 
-def register_processor(subparsers: Subparsers) -> None:
-    _placeholder(subparsers, "processor")
-
-
-def register_projector(subparsers: Subparsers) -> None:
-    _placeholder(subparsers, "projector")
-
-
 def register_worker(subparsers: Subparsers) -> None:
     _placeholder(subparsers, "worker")
 
 
 def register_api(subparsers: Subparsers) -> None:
     _placeholder(subparsers, "api")
-
-
-def register_topics(subparsers: Subparsers) -> None:
-    _placeholder(subparsers, "topics")
-
-
-def register_migrate(subparsers: Subparsers) -> None:
-    _placeholder(subparsers, "migrate")
-
-
-def register_replay(subparsers: Subparsers) -> None:
-    _placeholder(subparsers, "replay")
 
 
 def register_wal(subparsers: Subparsers) -> None:
