@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flowmonkey.log.kafka")
 
+_FEW_RECORDS = 8  # appends up to this size join the producer's shared batches
+
 class KafkaWriter:
     """Appends through one producer: transactional when it has a ``transactional_id``,
     idempotent (at least once) otherwise. Made by :class:`KafkaLog`; see
@@ -153,7 +155,10 @@ class KafkaWriter:
     ) -> list[Position]:
         # records first, offsets second: a crash in between replays inputs, never skips
         try:
-            positions = await self._send_all(routed)
+            if len(routed) <= _FEW_RECORDS:
+                positions = await self._send_each(routed)
+            else:
+                positions = await self._send_all(routed)
         except LogError as exc:
             raise self._fail(exc) from exc.__cause__
         if offsets and group is not None:
@@ -233,6 +238,25 @@ class KafkaWriter:
                 transactional_id=self.transactional_id,
             )
         return exc
+
+    async def _send_each(self, routed: Sequence[tuple[OutRecord, int]]) -> list[Position]:
+        """Send a few records one by one: they join the producer's open batch for their
+        partition, shared with concurrent appends. (A batch of one's own per append would
+        queue behind the partition's single in-flight batch of an idempotent producer,
+        one round trip each: many concurrent publishers timed out that way.)"""
+        producer = self._producer
+        with self._log._errors(f"appending ({self._describe()})"):
+            futures = [await producer.send(record.topic, record.value, key=record.key,
+                                           partition=partition, headers=list(record.headers))
+                       for record, partition in routed]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        positions: list[Position] = []
+        for result, (record, partition) in zip(results, routed, strict=True):
+            if isinstance(result, BaseException):
+                raise LogError(f"Kafka refused a record for {record.topic}[{partition}] "
+                               f"({self._describe()}): {result!r}") from result
+            positions.append(Position(result.topic, int(result.partition), int(result.offset)))
+        return positions
 
     async def _send_all(self, routed: Sequence[tuple[OutRecord, int]]) -> list[Position]:
         """Send every record, then wait for all deliveries.
