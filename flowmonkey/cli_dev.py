@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.cli_common import (
-    EXIT_FAILED,
-    EXIT_OK,
     Bundle,
     CliError,
     add_command,
@@ -33,6 +28,7 @@ from flowmonkey.cli_format import (
     event_detail,
     event_step,
 )
+from flowmonkey.cli_service import run_until_stopped, stop_on_signals
 
 if TYPE_CHECKING:
     from flowmonkey.cli_common import Subparsers
@@ -188,10 +184,7 @@ class DevServer:
                  "Executions still waiting continue on the next start.")
 
     async def _serve(self, engine: Engine) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop.set)
+        stop_on_signals(self.stop)
         flows = sorted(f.ref for f in engine.flows.all())
         _say(f"flows: {', '.join(flows) if flows else '(none: use --app or --flows-dir)'}")
         _say(f"handlers: {', '.join(engine.handlers.types())}")
@@ -202,28 +195,22 @@ class DevServer:
                                           tenant_id=self.args.tenant)
             _say(f"started execution {created.execution.id} of {self.args.start}")
         _say("running; Ctrl-C to stop")
-        interval = self.args.stats_interval
-        last = loop.time()
-        while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(interval, 0.5)):
-                    await self.stop.wait()
-            failure = engine.processor_failure()
-            if failure is not None:
-                print(f"error: a processor stopped: {type(failure).__name__}: {failure}",
-                      file=sys.stderr, flush=True)
-                return EXIT_FAILED
-            self.flush_deferred()
-            now = loop.time()
-            if now - last >= interval:
-                if self.window:
-                    span = now - last
-                    rates = ", ".join(f"{k} {v} ({v / span:.1f}/s)"
-                                      for k, v in sorted(self.window.items()))
-                    _say(f"progress: {rates} in the last {span:.0f} s")
-                    self.window.clear()
-                last = now
-        return EXIT_OK
+
+        def failure() -> str | None:
+            error = engine.processor_failure()
+            return None if error is None else \
+                f"a processor stopped: {type(error).__name__}: {error}"
+
+        def report(span_s: float) -> None:
+            if self.window:
+                rates = ", ".join(f"{k} {v} ({v / span_s:.1f}/s)"
+                                  for k, v in sorted(self.window.items()))
+                _say(f"progress: {rates} in the last {span_s:.0f} s")
+                self.window.clear()
+
+        return await run_until_stopped(self.stop, self.args.stats_interval, failure=failure,
+                                       every_check=self.flush_deferred,
+                                       every_interval=report)
 
     async def _caught_up(self, engine: Engine) -> None:
         """Give the projection a moment to read back what the log already holds."""

@@ -6,13 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli_common import (
-    EXIT_FAILED,
-    EXIT_OK,
     Bundle,
     CliError,
     add_command,
@@ -20,6 +17,7 @@ from flowmonkey.cli_common import (
     load_app,
     load_flows_dir,
 )
+from flowmonkey.cli_service import run_until_stopped, stop_on_signals
 from flowmonkey.cli_settings import (
     add_schema_option,
     add_settings_options,
@@ -192,27 +190,18 @@ class _Processor:
             _say("stopped")
 
     async def _serve(self, engine: Engine) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop.set)
+        stop_on_signals(self.stop)
         _say(f"joined; processing {engine.topics.commands} ({engine.partitions} "
              "partitions); Ctrl-C to stop")
-        interval = self.args.progress_every
-        last = loop.time()
-        while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(interval, 0.5)):
-                    await self.stop.wait()
-            failure = engine.processor_failure()
-            if failure is not None:
-                print(f"error: processing stopped: {type(failure).__name__}: {failure}",
-                      file=sys.stderr, flush=True)
-                return EXIT_FAILED
-            if loop.time() - last >= interval:
-                last = loop.time()
-                _say(_progress_line(engine))
-        return EXIT_OK
+
+        def failure() -> str | None:
+            error = engine.processor_failure()
+            return None if error is None else \
+                f"processing stopped: {type(error).__name__}: {error}"
+
+        return await run_until_stopped(
+            self.stop, self.args.progress_every, failure=failure,
+            every_interval=lambda _span: _say(_progress_line(engine)))
 
 
 def _progress_line(engine: Engine) -> str:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_FAILED, EXIT_OK, CliError, add_command
+from flowmonkey.cli_common import CliError, add_command
+from flowmonkey.cli_service import run_until_stopped, stop_on_signals
 from flowmonkey.cli_settings import (
     add_schema_option,
     add_settings_options,
@@ -132,30 +131,24 @@ class _Projector:
             _say(f"stopped; {service.applied_events} events applied")
 
     async def _serve(self, service: ProjectorService) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop.set)
+        stop_on_signals(self.stop)
         _say(f"migrated schema \"{self.args.schema}\"; projecting {service.topic} "
              f"({service.partitions} partitions); Ctrl-C to stop")
-        interval = self.args.progress_every
-        last_total, last_time = 0, loop.time()
-        while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(interval, 0.5)):
-                    await self.stop.wait()
-            failure = service.failure()
-            if failure is not None:
-                message = scrub(f"{type(failure).__name__}: {failure}", self.dsn)
-                print(f"error: projecting stopped: {message}", file=sys.stderr, flush=True)
-                return EXIT_FAILED
-            now = loop.time()
-            if now - last_time >= interval:
-                total = service.applied_events
-                _say(_progress_line(service.progress(), total, total - last_total,
-                                    now - last_time))
-                last_total, last_time = total, now
-        return EXIT_OK
+        last_total = 0
+
+        def failure() -> str | None:
+            error = service.failure()
+            return None if error is None else \
+                "projecting stopped: " + scrub(f"{type(error).__name__}: {error}", self.dsn)
+
+        def report(span_s: float) -> None:
+            nonlocal last_total
+            total = service.applied_events
+            _say(_progress_line(service.progress(), total, total - last_total, span_s))
+            last_total = total
+
+        return await run_until_stopped(self.stop, self.args.progress_every,
+                                       failure=failure, every_interval=report)
 
 
 def _progress_line(progress: list[PartitionProgress], total: int, delta: int,
