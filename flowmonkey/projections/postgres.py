@@ -208,6 +208,11 @@ class PostgresProjection:
         notes: builtins.list[_Note] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                # No wait for the WAL flush: the projection is derived from the log and
+                # its offsets commit with its rows, so a server crash that loses the
+                # last commits loses rows and offsets together, and the projector
+                # applies those events again. Durability stays with the log.
+                await conn.execute("set local synchronous_commit = off")
                 states = await self._apply_txn(conn, events, notes)
                 if group is not None and offsets:
                     await conn.executemany(_UPSERT_OFFSET, [
