@@ -11,7 +11,9 @@ and each one walks every object in the process: measured on the 5-step benchmark
 die before being examined) and full ones rarer still, and optionally freezes the
 objects that exist now (modules, flows, handlers: they never become garbage) so full
 collections skip them. It changes the whole interpreter, so the engine never calls
-it by itself; call it once at start-up, as with any long-running server.
+it by itself; call it once, after start-up, as with any long-running server. Frozen
+objects are never collected as cyclic garbage, so freeze only what lives for the
+whole process (not, say, once per engine in a process that starts many).
 """
 
 from __future__ import annotations
