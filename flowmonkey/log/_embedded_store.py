@@ -44,7 +44,7 @@ from urllib.parse import quote
 
 from flowmonkey.errors import LogError
 from flowmonkey.log._columns import RecordColumns
-from flowmonkey.log.base import Headers, Record, TopicSpec
+from flowmonkey.log.base import Headers, OutRecord, Record, TopicSpec
 
 logger = logging.getLogger("flowmonkey.log.embedded")
 
@@ -127,10 +127,19 @@ class TopicState:
 
 @dataclass(slots=True, eq=False)
 class PendingAppend:
-    """One durable append between its write and its publication."""
+    """One durable append between its write and its publication.
+
+    ``records`` are the appended records as given, by partition; each partition's run
+    starts at offset ``first[partition]`` and they all carry ``timestamp_ms``. (No
+    ``Record`` is built for them: they go to disk and then into the partition's
+    columns, and a tracked object per record alive across an fsync round is what
+    makes the garbage collector expensive.)
+    """
 
     seq: int
-    records: dict[PartitionState, list[Record]]
+    records: dict[PartitionState, list[OutRecord]]
+    first: dict[PartitionState, int]
+    timestamp_ms: int
     group: str | None
     offsets: Offsets
     entry: bytes  # its journal frame, rewritten into a compacted journal if need be
@@ -204,14 +213,14 @@ def _encode_headers(headers: Headers) -> bytes:
 _HEADER_BLOCKS: dict[Headers, bytes] = {}
 
 
-def _encode_record(record: Record) -> bytes:
-    key, value, headers = record.key, record.value, record.headers
+def _encode_fields(offset: int, timestamp_ms: int, key: bytes | None, value: bytes,
+                   headers: Headers) -> bytes:
     block = _HEADER_BLOCKS.get(headers)
     if block is None:
         block = _encode_headers(headers)
         if len(_HEADER_BLOCKS) < 1024:
             _HEADER_BLOCKS[headers] = block
-    head = _RECORD_HEAD.pack(record.offset, record.timestamp_ms,
+    head = _RECORD_HEAD.pack(offset, timestamp_ms,
                              -1 if key is None else len(key), len(value), len(headers))
     # The CRC is computed piece by piece, so the payload is joined only once, with
     # its frame header.
@@ -630,20 +639,24 @@ class DiskStore:
 
     def write(self, batch: PendingAppend) -> None:
         """Steps 2 and 3 of an append: record frames, then the journal entry."""
+        timestamp_ms = batch.timestamp_ms
         for part, records in batch.records.items():
             files = part.files
             assert files is not None
             chunk: list[bytes] = []
             pending = 0
+            offset = batch.first[part]
             for record in records:
-                frame = _encode_record(record)
+                frame = _encode_fields(offset, timestamp_ms, record.key, record.value,
+                                       record.headers)
                 full = files.size + pending + len(frame) > self.segment_bytes
                 if full and files.size + pending > 0:
                     self._write_chunk(files, chunk, pending)
                     chunk, pending = [], 0
-                    self._roll(files, record.offset)
+                    self._roll(files, offset)
                 chunk.append(frame)
                 pending += len(frame)
+                offset += 1
             self._write_chunk(files, chunk, pending)
         _write_all(self._journal_fd, batch.entry)
         self.journal_size += len(batch.entry)

@@ -51,7 +51,7 @@ from flowmonkey.log._embedded_store import (
     valid_topic_name,
 )
 from flowmonkey.log.base import OutRecord, Position, Record, TopicSpec
-from flowmonkey.log.decoded import new_decoded_record, new_position, new_record
+from flowmonkey.log.decoded import new_position
 
 logger = logging.getLogger(__name__)
 
@@ -366,23 +366,23 @@ class EmbeddedLog:
             return []
         timestamp_ms = self._now_ms()
         positions = []
-        by_partition: dict[PartitionState, list[Record]] = {}
+        by_partition: dict[PartitionState, list[OutRecord]] = {}
+        first: dict[PartitionState, int] = {}
         for part, out in routed:
             offset = part.next_offset
             part.next_offset = offset + 1
-            decoded = getattr(out, "decoded", None)
-            record = new_record(
-                out.topic, part.index, offset, out.key, out.value, out.headers, timestamp_ms
-            ) if decoded is None else new_decoded_record(
-                out.topic, part.index, offset, out.key, out.value, out.headers, timestamp_ms,
-                decoded)
-            by_partition.setdefault(part, []).append(record)
+            run = by_partition.get(part)
+            if run is None:
+                run = by_partition[part] = []
+                first[part] = offset
+            run.append(out)
             positions.append(new_position(out.topic, part.index, offset))
         self._seq += 1
         ends = [(part.topic, part.index, part.next_offset) for part in by_partition]
         offset_items = [(topic, partition, o) for (topic, partition), o in offsets.items()]
         entry = encode_entry(APPEND, self._seq, ends, group if offsets else None, offset_items)
-        batch = PendingAppend(self._seq, by_partition, group if offsets else None, offsets, entry)
+        batch = PendingAppend(self._seq, by_partition, first, timestamp_ms,
+                              group if offsets else None, offsets, entry)
         try:
             store.write(batch)
         except OSError as exc:
@@ -439,8 +439,12 @@ class EmbeddedLog:
 
     def _publish(self, batch: PendingAppend) -> None:
         """Step 5: make one append visible, records and offsets at once."""
+        timestamp_ms = batch.timestamp_ms
         for part, records in batch.records.items():
-            part.records.extend(records)
+            columns = part.records
+            for out in records:
+                columns.append(out.key, out.value, out.headers, timestamp_ms,
+                               getattr(out, "decoded", None))
             part.wake()
         if batch.group is not None:
             self._groups.setdefault(batch.group, {}).update(batch.offsets)

@@ -136,3 +136,19 @@ def test_other_commands_still_go_through_validation(odd: dict[str, Any]) -> None
     assert decoded == Command(type=raw["type"], version=raw.get("version", 1),
                               command_id="c1", execution_id="e1",
                               timestamp_ms=raw["timestamp"], data=raw["data"] or {})
+
+
+async def test_a_durable_log_hands_the_event_back_and_stores_its_bytes(tmp_path: Any) -> None:
+    events = [completed({"n": i}) for i in range(3)]
+    async with EmbeddedLog(tmp_path, segment_bytes=200) as log:  # rolls segments too
+        await log.create_topics([TopicSpec("events", 1)])
+        await log.append([event_record("events", e, 0) for e in events])
+        live = await log.read("events", 0, 0)
+
+    async with EmbeddedLog(tmp_path) as reopened:
+        stored = await reopened.read("events", 0, 0)
+
+    assert [decode_record(r) for r in live] == events
+    assert all(decode_record(r) is e for r, e in zip(live, events, strict=True))
+    assert stored == live
+    assert [decode_record(r) for r in stored] == events
