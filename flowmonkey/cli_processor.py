@@ -17,7 +17,12 @@ from flowmonkey.cli_common import (
     load_app,
     load_flows_dir,
 )
-from flowmonkey.cli_service import run_until_stopped, stop_on_signals
+from flowmonkey.cli_service import (
+    add_gc_option,
+    apply_gc_option,
+    run_until_stopped,
+    stop_on_signals,
+)
 from flowmonkey.cli_settings import (
     add_schema_option,
     add_settings_options,
@@ -92,6 +97,7 @@ def register_processor(subparsers: Subparsers) -> None:
                              f"events (default {DEFAULT_SNAPSHOT_EVERY}; 0 turns snapshots "
                              "off)")
     add_schema_option(parser)
+    add_gc_option(parser)
     add_settings_options(parser, data_dir=False)
     parser.set_defaults(func=run_processor)
 
@@ -183,6 +189,7 @@ class _Processor:
                 await engine.stop()
             raise postgres_unreachable(exc, self.settings.postgres_dsn or "") from None
         try:
+            apply_gc_option(self.args)
             return await self._serve(engine)
         finally:
             _say("stopping (finishing the batch in progress)...")

@@ -9,7 +9,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli_common import CliError, add_command
-from flowmonkey.cli_service import run_until_stopped, stop_on_signals
+from flowmonkey.cli_service import (
+    add_gc_option,
+    apply_gc_option,
+    run_until_stopped,
+    stop_on_signals,
+)
 from flowmonkey.cli_settings import (
     add_schema_option,
     add_settings_options,
@@ -64,6 +69,7 @@ def register_projector(subparsers: Subparsers) -> None:
                         help="seconds between progress lines (default 5)")
     parser.add_argument("--batch-size", metavar="N", type=int, default=1000,
                         help="most events applied in one transaction (default 1000)")
+    add_gc_option(parser)
     add_settings_options(parser, partitions=False)
     parser.set_defaults(func=run_projector)
 
@@ -124,6 +130,7 @@ class _Projector:
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise postgres_unreachable(exc, self.dsn) from None
         try:
+            apply_gc_option(self.args)
             return await self._serve(service)
         finally:
             _say("stopping...")

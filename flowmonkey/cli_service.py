@@ -4,6 +4,7 @@ report progress every interval."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
@@ -13,6 +14,23 @@ from collections.abc import Callable
 from flowmonkey.cli_common import EXIT_FAILED, EXIT_OK
 
 _CHECK_S = 0.5
+
+
+def add_gc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-tune-gc", dest="tune_gc", action="store_false",
+        help="keep Python's default garbage-collector settings (by default this "
+             "dedicated process raises its thresholds and freezes its start-up objects: "
+             "see flowmonkey.tuning)")
+
+
+def apply_gc_option(args: argparse.Namespace) -> None:
+    """Tune the collector for a dedicated long-running process, once it has started
+    (its modules, flows and handlers then live as long as it does)."""
+    if getattr(args, "tune_gc", False):
+        from flowmonkey.tuning import tune_gc
+
+        tune_gc()
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
