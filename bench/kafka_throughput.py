@@ -56,6 +56,7 @@ from flowmonkey.log import KafkaLog
 from flowmonkey.model.result import StepResult
 from flowmonkey.projections.postgres import PostgresProjection
 from flowmonkey.testing.services import services_from_env
+from flowmonkey.tuning import tune_gc
 
 STEPS = 5
 PARTITIONS = 4
@@ -149,12 +150,14 @@ async def closed_loop(engine: Engine, observer: Observer, total: int,
             await observer.run_one(engine)
 
     observer.reset()
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(total)))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     return {"phase": "max", "concurrency": concurrency, "executions": total,
             "steps": total * STEPS, "seconds": round(elapsed, 3),
-            "steps_per_s": round(total * STEPS / elapsed, 1), **_figures(observer)}
+            "steps_per_s": round(total * STEPS / elapsed, 1),
+            # this process only (not the broker, PostgreSQL or a --split processor)
+            "cpu_us_per_step": round(cpu / (total * STEPS) * 1e6), **_figures(observer)}
 
 
 async def open_loop(engine: Engine, observer: Observer, steps_per_s: float,
@@ -210,6 +213,8 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, A
             else:
                 assert engine.group_processors is not None
                 await engine.group_processors.wait_assigned(60)
+            if args.tune_gc:
+                tune_gc()
             print("warming up …", file=sys.stderr)
             await closed_loop(engine, observer, 200, 50)
             print(f"max: {args.executions} executions at concurrency {args.concurrency} …",
@@ -225,7 +230,8 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, A
         await _drop_schema(dsn, schema)
     return {"benchmark": "kafka_throughput", "flow_steps": STEPS, "exactly_once": True,
             "partitions": args.partitions, "layout": "split" if args.split else "one process",
-            "projection": "memory" if args.memory else "postgres", "results": [peak, half],
+            "projection": "memory" if args.memory else "postgres", "tuned_gc": args.tune_gc,
+            "results": [peak, half],
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -273,6 +279,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--partitions", type=int, default=PARTITIONS)
     parser.add_argument("--rate", type=float, help="steps/s of the half-load phase")
+    parser.add_argument("--tune-gc", action="store_true",
+                        help="tune this process's garbage collector (flowmonkey.tuning), "
+                             "as the processor and projector commands do by default")
     parser.add_argument("--split", action="store_true",
                         help="run the processors in a `flowmonkey processor` process")
     parser.add_argument("--memory", action="store_true",
