@@ -211,6 +211,7 @@ class GroupProcessors:
         tp = TopicPartition(self.topic, partition)
         writer = await self.log.transactional(f"{self.group}.{self.topic}.{partition}",
                                               wait_visible=False)
+        processor: PartitionProcessor | None = None
         try:
             appender: Appender = writer if writer.transactional_id is not None else \
                 _MemberCommitWriter(writer, self._consumer)
@@ -225,6 +226,8 @@ class GroupProcessors:
                 self._paused.discard(tp)
                 self._consumer.resume(tp)
         except BaseException:
+            if processor is not None:
+                await processor.stop()
             await writer.close()
             raise
         owned = _Owned(processor, writer)
