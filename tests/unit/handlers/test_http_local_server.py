@@ -94,7 +94,8 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for ``NAME`` only (not for 127.0.0.1)."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
+        pytest.fail("the openssl command is needed to make a test certificate: install "
+                    "it (Debian: apt-get install openssl)", pytrace=False)
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
