@@ -263,18 +263,10 @@ class KafkaLog:
         a rebalance listener and own its lifecycle (the processor and projector services
         do). Offsets are committed by the caller: in a transaction with the outputs
         (processor) or in the projection's own database (projector)."""
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=f"{self.client_id}-{client_suffix}",
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            fetch_max_wait_ms=_READ_POLL_MS,
-            max_poll_records=max_poll_records,
-            request_timeout_ms=_REQUEST_TIMEOUT_MS,
-            retry_backoff_ms=_RETRY_BACKOFF_MS,
-        )
+        consumer: AIOKafkaConsumer = self._consumer(
+            group_id, client_suffix=client_suffix, max_poll_records=max_poll_records,
+            retry_backoff_ms=_RETRY_BACKOFF_MS)
+        return consumer
 
     async def tail(self, topic: str, starts: Mapping[int, int]) -> KafkaTail:
         """A started streaming reader of ``topic``'s partitions from ``starts``
@@ -409,16 +401,20 @@ class KafkaLog:
             raise LogError("the Kafka log is not started: call start() first")
         return self._admin
 
-    def _consumer(self, group_id: str | None) -> Any:
+    def _consumer(self, group_id: str | None, *, client_suffix: str = "reader",
+                  **options: Any) -> Any:
+        """A read_committed consumer that never commits by itself (every reader and
+        group member of this log is one); ``options`` add aiokafka settings."""
         return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
-            client_id=f"{self.client_id}-reader",
+            client_id=f"{self.client_id}-{client_suffix}",
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             fetch_max_wait_ms=_READ_POLL_MS,
             request_timeout_ms=_REQUEST_TIMEOUT_MS,
+            **options,
         )
 
     def _producer(self, transactional_id: str | None) -> Any:
