@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 
 from flowmonkey.processors.snapshots import Snapshot, SnapshotStoreError
-from flowmonkey.projections.schema import checked_schema, migrate
+from flowmonkey.projections.schema import SchemaPool
 
 # The row moves only forwards: a processor that lost its partition and has not
 # noticed yet may still save a snapshot older than its successor's.
@@ -25,38 +25,23 @@ class PostgresSnapshotStore:
     """:class:`~flowmonkey.processors.snapshots.SnapshotStore` in a Postgres schema."""
 
     def __init__(self, dsn: str, schema: str = "flowmonkey", *, pool_max: int = 2) -> None:
-        self._quoted_schema = checked_schema(schema)
-        self._dsn = dsn
-        self.schema = schema
         # a processor saves one snapshot at a time; a few pools' worth of partitions
         # recovering at once share the connections
-        self._pool_max = pool_max
-        self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
+        self._store = SchemaPool(
+            dsn, schema, min_size=1, max_size=pool_max,
+            not_started=lambda: SnapshotStoreError(
+                "the Postgres snapshot store is not started: await start() first"))
+        self.schema = schema
 
     async def start(self) -> None:
-        if self._pool_or_none is not None:
-            return
-        pool = await asyncpg.create_pool(
-            self._dsn, min_size=1, max_size=self._pool_max,
-            server_settings={"search_path": self._quoted_schema})
-        try:
-            await migrate(pool, self.schema)
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool_or_none = pool
+        await self._store.start()
 
     async def close(self) -> None:
-        pool, self._pool_or_none = self._pool_or_none, None
-        if pool is not None:
-            await pool.close()
+        await self._store.close()
 
     @property
     def _pool(self) -> asyncpg.Pool[asyncpg.Record]:
-        if self._pool_or_none is None:
-            raise SnapshotStoreError("the Postgres snapshot store is not started: await "
-                                     "start() first")
-        return self._pool_or_none
+        return self._store.pool
 
     async def load(self, topic: str, partition: int) -> Snapshot | None:
         pool = self._pool

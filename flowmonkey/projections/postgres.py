@@ -46,7 +46,7 @@ from .base import (
     WalReplayResult,
 )
 from .rows import check_order, decode_cursor, encode_cursor, prepare_filters, validate_row
-from .schema import checked_schema, migrate
+from .schema import SchemaPool
 from .state_codec import state_from_json, state_to_json
 
 log = logging.getLogger(__name__)
@@ -152,39 +152,24 @@ class PostgresProjection:
         *,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        self._quoted_schema = checked_schema(schema)
-        self._dsn = dsn
+        self._store = SchemaPool(
+            dsn, schema, min_size=pool_min, max_size=pool_max, init=_init_connection,
+            not_started=lambda: ProjectionNotStartedError(
+                "the Postgres projection is not started: await start() first"))
         self.schema = schema
         self._state_cache: OrderedDict[str, ExecutionState] = OrderedDict()
         self._notify = notify
-        self._pool_min, self._pool_max = pool_min, pool_max
         self._clock_ms = clock_ms or _system_ms
-        self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
 
     async def start(self) -> None:
-        if self._pool_or_none is not None:
-            return
-        pool = await asyncpg.create_pool(
-            self._dsn, min_size=self._pool_min, max_size=self._pool_max,
-            init=_init_connection, server_settings={"search_path": self._quoted_schema})
-        try:
-            await migrate(pool, self.schema)
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool_or_none = pool
+        await self._store.start()
 
     async def close(self) -> None:
-        pool, self._pool_or_none = self._pool_or_none, None
-        if pool is not None:
-            await pool.close()
+        await self._store.close()
 
     @property
     def _pool(self) -> asyncpg.Pool[asyncpg.Record]:
-        if self._pool_or_none is None:
-            raise ProjectionNotStartedError("the Postgres projection is not started: "
-                                            "await start() first")
-        return self._pool_or_none
+        return self._store.pool
 
     def _emit(self, notes: Sequence[_Note]) -> None:
         if self._notify is None:
