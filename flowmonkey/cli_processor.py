@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
-import sys
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli_common import (
@@ -20,6 +18,7 @@ from flowmonkey.cli_common import (
 from flowmonkey.cli_service import (
     add_gc_option,
     apply_gc_option,
+    configure_logging,
     run_until_stopped,
     stop_on_signals,
 )
@@ -127,8 +126,7 @@ def run_processor(args: argparse.Namespace) -> int:
     if not bundle.flows:
         raise CliError("no flows to run: give --app MODULE (with `flows` and `handlers`) "
                        "or --flows-dir DIR")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args)
     return asyncio.run(_Processor(args, settings, bundle).run())
 
 

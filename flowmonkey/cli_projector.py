@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import sys
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli_common import CliError, add_command
 from flowmonkey.cli_service import (
     add_gc_option,
     apply_gc_option,
+    configure_logging,
     run_until_stopped,
     stop_on_signals,
 )
@@ -89,13 +88,7 @@ def run_projector(args: argparse.Namespace) -> int:
         raise CliError(f"--batch-size must be at least 1, not {args.batch_size}")
     if not args.group.strip():
         raise CliError("--group must not be empty")
-    debug = bool(getattr(args, "debug", False))
-    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not debug:
-        # the client's warnings are mostly retries it recovers from (a coordinator
-        # moving, a rebalance); lasting trouble shows as progress lines that stall
-        logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    configure_logging(args)
     return asyncio.run(_Projector(args, settings, dsn).run())
 
 

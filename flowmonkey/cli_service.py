@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -31,6 +32,17 @@ def apply_gc_option(args: argparse.Namespace) -> None:
         from flowmonkey.tuning import tune_gc
 
         tune_gc()
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """Warnings and errors to stderr (with ``--debug``, info too)."""
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not debug:
+        # the client's warnings are mostly retries it recovers from (a coordinator
+        # moving, a rebalance); lasting trouble shows as progress lines that stall
+        logging.getLogger("aiokafka").setLevel(logging.ERROR)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
