@@ -184,8 +184,6 @@ class PartitionProcessor:
                         await self._drained.wait()
             for task in self._tasks:
                 task.cancel()
-        for task in self._tasks:
-            task.cancel()
         for flight in list(self.in_flight.values()):
             flight.abort.set()
             flight.task.cancel()
