@@ -98,7 +98,6 @@ class GroupProcessors:
         self.factory = factory
         self.max_poll_records = max_poll_records
         self.owned: dict[int, _Owned] = {}
-        self.assignments = 0  # how many assignments this member received (for tests)
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # assignment, revocation and rebuilds, one at a time
@@ -198,7 +197,6 @@ class GroupProcessors:
                     # next rebalance gives it to a member that can take it
                     log.error("could not take partition %d: %r", partition, result)
                     self._pause(TopicPartition(self.topic, partition))
-            self.assignments += 1
             self._failures.clear()
             self._assigned.set()
             log.info("group %s: processing partitions %s", self.group, sorted(self.owned))

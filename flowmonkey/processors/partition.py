@@ -149,7 +149,6 @@ class PartitionProcessor:
         # decided batches waiting for the committer: (records, commands offset or None)
         self._unsent: list[tuple[list[OutRecord], int | None]] = []
         self._unsent_records = 0
-        self._appending = False
         self._commit_wake = asyncio.Event()
         self._drained = asyncio.Event()  # set whenever nothing is left to append
         self._drained.set()
@@ -318,13 +317,9 @@ class PartitionProcessor:
                         if snapshotter else None
                     offset = max((o for _, o in batches if o is not None), default=None)
                     offsets = {(topic, partition): offset} if offset is not None else None
-                    self._appending = True
-                    try:
-                        positions = await self.writer.append(
-                            records, commit_group=self.group if offsets else None,
-                            commit_offsets=offsets)
-                    finally:
-                        self._appending = False
+                    positions = await self.writer.append(
+                        records, commit_group=self.group if offsets else None,
+                        commit_offsets=offsets)
                     if snapshotter is not None:
                         self.events_offset = snapshotter.appended(copy, records, positions)
                 if not self._unsent:
