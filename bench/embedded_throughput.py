@@ -92,28 +92,36 @@ async def run_one(log_kind: str, concurrency: int, total: int,
     log = EmbeddedLog(path=tmp.name if tmp else None, partitions=4)
     engine = Engine(flows=[bench_flow()], handlers=[noop], log=log, dispatcher=dispatcher,
                     options=EngineOptions(timeout_ms=60_000))
-    gate = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
+    remaining = total
 
     async def one() -> None:
-        async with gate:
-            started = time.perf_counter()
-            created = await engine.create("bench", {})
-            execution_id = created.execution.id
-            future = done.get(execution_id)
-            if future is None:
-                future = done[execution_id] = loop.create_future()
-            last_seen.setdefault(execution_id, started)
-            await future
-            done.pop(execution_id, None)
-            last_seen.pop(execution_id, None)
+        started = time.perf_counter()
+        created = await engine.create("bench", {})
+        execution_id = created.execution.id
+        future = done.get(execution_id)
+        if future is None:
+            future = done[execution_id] = loop.create_future()
+        last_seen.setdefault(execution_id, started)
+        await future
+        done.pop(execution_id, None)
+        last_seen.pop(execution_id, None)
+
+    async def worker() -> None:
+        # ``concurrency`` workers, each running one execution after another: the same
+        # load as a semaphore around ``total`` tasks, without asyncio.Semaphore's scan
+        # of its waiters on every release (it cost ~4% of the CPU at 10,000 waiters).
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await one()
 
     async with engine:
         if gc_mode == "tuned":
             tune_gc()
         began = time.perf_counter()
         cpu_began = time.process_time()
-        await asyncio.gather(*(one() for _ in range(total)))
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
         elapsed = time.perf_counter() - began
         cpu = time.process_time() - cpu_began
     if tmp is not None:
