@@ -31,6 +31,14 @@ but writes the markers asynchronously, so an immediate ``read``/``committed`` ma
 not see it yet (measured: most of the time on a local broker). Appends therefore
 wait until their records and offsets are readable before returning, as on the
 embedded log; a writer made with ``wait_visible=False`` skips that round trip.
+
+Connections. Every client the log builds (admin, readers, group members, producers)
+is made from the same connection settings: ``security`` (a
+:class:`~flowmonkey.log.kafka_security.KafkaSecurity`: TLS, SASL) turned into aiokafka
+arguments once per log. New topics get ``replication_factor`` replicas; the default,
+-1, lets the broker choose (its ``default.replication.factor``), which CreateTopics
+accepts since Kafka 2.4 (KIP-464) and Kafka 4 accepts in the v3 request aiokafka
+sends (checked against the test broker).
 """
 
 from __future__ import annotations
@@ -52,6 +60,12 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from flowmonkey.errors import LogError
 from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log.base import OutRecord, Position, Record, TopicSpec
+from flowmonkey.log.kafka_security import (
+    BootstrapFailed,
+    KafkaSecurity,
+    connection_hint,
+    connection_problem,
+)
 from flowmonkey.log.kafka_writer import KafkaWriter, stop_quietly
 
 logger = logging.getLogger(__name__)
@@ -59,6 +73,11 @@ logger = logging.getLogger(__name__)
 Offsets = Mapping[tuple[str, int], int]
 
 _TOPIC_ALREADY_EXISTS = 36
+_INVALID_REPLICATION_FACTOR = 38
+#: ``replication_factor`` meaning "the broker's ``default.replication.factor``"
+BROKER_DEFAULT_REPLICATION = -1
+_MAX_REPLICATION_FACTOR = 32767  # an int16 in the protocol
+_DIAGNOSE_TIMEOUT_MS = 10_000
 _REQUEST_TIMEOUT_MS = 30_000
 _MAX_BATCH_BYTES = 512 * 1024
 _MAX_REQUEST_BYTES = 1024 * 1024  # the broker's default message.max.bytes is ~this
@@ -77,10 +96,11 @@ class KafkaLog:
         bootstrap_servers: str,
         topic_prefix: str = "flowmonkey",
         partitions: int = 12,
-        replication_factor: int = 1,
+        replication_factor: int = BROKER_DEFAULT_REPLICATION,
         exactly_once: bool = True,
         client_id: str = "flowmonkey",
         transactional_id: str | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         """``transactional_id`` names this log's own writer; without it an exactly-once
         log makes up a unique one (atomic appends, but nothing to fence). Writers that
@@ -88,7 +108,17 @@ class KafkaLog:
 
         ``topic_prefix`` and ``partitions`` are defaults for callers that build topic
         specs (``<prefix>.commands`` …); the log itself uses only the names it is given.
+
+        ``replication_factor``: replicas of the topics :meth:`create_topics` makes; -1
+        (the default) takes the broker's ``default.replication.factor``. ``security``:
+        TLS and SASL for every connection (default: PLAINTEXT).
         """
+        if isinstance(replication_factor, bool) or not isinstance(replication_factor, int) \
+                or not (replication_factor == BROKER_DEFAULT_REPLICATION
+                        or 1 <= replication_factor <= _MAX_REPLICATION_FACTOR):
+            raise ValueError(f"replication_factor must be -1 (the broker's default) or a "
+                             f"whole number from 1 to {_MAX_REPLICATION_FACTOR}, "
+                             f"not {replication_factor!r}")
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
         self.partitions = partitions
@@ -96,6 +126,8 @@ class KafkaLog:
         self.exactly_once = exactly_once
         self.client_id = client_id
         self.transactional_id = transactional_id
+        self.security = security or KafkaSecurity()
+        self._connection: dict[str, Any] | None = None  # see _connection_kwargs
         self._admin: Any = None
         self._offsets_reader: Any = None  # read_committed consumer for end offsets
         self._writer: KafkaWriter | None = None
@@ -122,11 +154,21 @@ class KafkaLog:
         try:
             with self._errors("connecting"):
                 self._admin = AIOKafkaAdminClient(
-                    bootstrap_servers=self.bootstrap_servers,
                     client_id=f"{self.client_id}-admin",
                     request_timeout_ms=_REQUEST_TIMEOUT_MS,
+                    **self._connection_kwargs(),
                 )
-                await self._admin.start()
+                try:
+                    await self._admin.start()
+                except KafkaConnectionError as exc:
+                    # aiokafka only says "Unable to bootstrap" (the cause goes to its
+                    # log): look again, to tell refused credentials from a broker down
+                    causes = await connection_problem(
+                        self._connection_kwargs(), f"{self.client_id}-admin",
+                        _DIAGNOSE_TIMEOUT_MS)
+                    if causes is None:
+                        raise
+                    raise BootstrapFailed(causes) from exc
                 self._offsets_reader = self._consumer(group_id=None)
                 await self._offsets_reader.start()
             own_id = self.transactional_id or f"{self.client_id}-{uuid.uuid4().hex}"
@@ -167,6 +209,10 @@ class KafkaLog:
                 spec.name,
                 num_partitions=spec.partitions,
                 replication_factor=self.replication_factor,
+                # aiokafka's NewTopic takes -1 only alongside an assignment; an empty
+                # one is sent as "no assignment", so the broker picks the replicas
+                replica_assignments=(
+                    {} if self.replication_factor == BROKER_DEFAULT_REPLICATION else None),
                 topic_configs={
                     **({"cleanup.policy": "compact"} if spec.compacted else {}),
                     **spec.config,
@@ -184,7 +230,17 @@ class KafkaLog:
             if code not in (0, _TOPIC_ALREADY_EXISTS)
         ]
         if problems:
-            raise LogError(f"could not create topics: {'; '.join(problems)}")
+            hint = ""
+            if any(code == _INVALID_REPLICATION_FACTOR for _, code, *_ in response.topic_errors):
+                hint = (" (the broker's default.replication.factor, asked for with replication "
+                        "factor -1, is more than its brokers: give one explicitly)"
+                        if self.replication_factor == BROKER_DEFAULT_REPLICATION else
+                        f" (replication factor {self.replication_factor}: use at most the "
+                        "number of brokers, or -1 for the broker's default.replication.factor)")
+            raise LogError(f"could not create topics: {'; '.join(problems)}{hint}",
+                           code="LOG_REPLICATION_FACTOR" if hint else None,
+                           topics=[t for t, code, *_ in response.topic_errors
+                                   if code not in (0, _TOPIC_ALREADY_EXISTS)])
         await self._wait_for_leaders([spec.name for spec in topics])
 
     async def partitions_for(self, topic: str) -> int:
@@ -406,7 +462,6 @@ class KafkaLog:
         """A read_committed consumer that never commits by itself (every reader and
         group member of this log is one); ``options`` add aiokafka settings."""
         return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
             client_id=f"{self.client_id}-{client_suffix}",
             group_id=group_id,
             enable_auto_commit=False,
@@ -414,12 +469,12 @@ class KafkaLog:
             isolation_level="read_committed",
             fetch_max_wait_ms=_READ_POLL_MS,
             request_timeout_ms=_REQUEST_TIMEOUT_MS,
+            **self._connection_kwargs(),
             **options,
         )
 
     def _producer(self, transactional_id: str | None) -> Any:
         return AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
             client_id=f"{self.client_id}-writer",
             transactional_id=transactional_id,
             enable_idempotence=True,
@@ -432,7 +487,19 @@ class KafkaLog:
             # default 100 ms backoff would cap a writer near 10 transactions/s, and 10 ms
             # still cost half of a transaction's time (measured: 67 -> 34 ms p50 at 2 ms)
             retry_backoff_ms=_RETRY_BACKOFF_MS,
+            **self._connection_kwargs(),
         )
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        """The bootstrap servers and security settings every client of this log shares;
+        built once (the TLS context reads its files), on first use."""
+        if self._connection is None:
+            try:
+                security = self.security.client_kwargs()
+            except ValueError as exc:
+                raise LogError(str(exc), code="LOG_SECURITY_INVALID") from None
+            self._connection = {"bootstrap_servers": self.bootstrap_servers, **security}
+        return self._connection
 
     async def _fetch_partition_count(self, topic: str) -> int:
         admin = self._require_started()
@@ -524,24 +591,34 @@ class KafkaLog:
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         """Turn aiokafka's exceptions into LogError with a message that says what to do."""
+        # every message goes through scrub: should any library message quote the
+        # password, it never reaches a log line or a terminal
+        scrub = self.security.scrub
+        where = f"{self.bootstrap_servers} ({self.security.describe()})"
         try:
             yield
         except LogError:
             raise
+        except BootstrapFailed as exc:
+            raise LogError(scrub(
+                f"cannot connect to the Kafka cluster at {where} while {action}: {exc}. "
+                + connection_hint(str(exc))),
+                code="LOG_UNREACHABLE", bootstrap_servers=self.bootstrap_servers,
+            ) from None
         except KafkaConnectionError as exc:
-            raise LogError(
-                f"cannot reach the Kafka cluster at {self.bootstrap_servers} while {action}: "
+            raise LogError(scrub(
+                f"cannot reach the Kafka cluster at {where} while {action}: "
                 f"{exc}. Check that a broker is running and listening there and that "
-                "bootstrap_servers names it (host:port[,host:port…]).",
+                "bootstrap_servers names it (host:port[,host:port…])."),
                 bootstrap_servers=self.bootstrap_servers,
             ) from exc
         except (KafkaTimeoutError, TimeoutError) as exc:
             raise LogError(
-                f"Kafka at {self.bootstrap_servers} did not answer in time while {action}: {exc!r}",
+                scrub(f"Kafka at {where} did not answer in time while {action}: {exc!r}"),
                 bootstrap_servers=self.bootstrap_servers,
             ) from exc
         except Exception as exc:
-            raise LogError(f"Kafka failed while {action}: {exc!r}") from exc
+            raise LogError(scrub(f"Kafka failed while {action}: {exc!r}")) from exc
 
 
 class _PartitionReader:
