@@ -4,6 +4,8 @@ Commands that talk to Kafka, Postgres or the embedded log add the options they n
 with :func:`add_settings_options`; :func:`settings_from_args` reads the environment
 (:mod:`flowmonkey.settings`) and lets the options override it. Values from an option
 are checked like the variables, and a bad one is reported under the option's name.
+Secrets have no option (a command line is visible to other users of the machine):
+the SASL password comes from ``FLOWMONKEY_KAFKA_SASL_PASSWORD`` only.
 """
 
 from __future__ import annotations
@@ -18,8 +20,16 @@ from flowmonkey.settings import (
     DEFAULT_SCHEMA,
     ENV_DATA_DIR,
     ENV_KAFKA_BOOTSTRAP,
+    ENV_KAFKA_SASL_MECHANISM,
+    ENV_KAFKA_SASL_PASSWORD,
+    ENV_KAFKA_SASL_USERNAME,
+    ENV_KAFKA_SECURITY_PROTOCOL,
+    ENV_KAFKA_SSL_CAFILE,
+    ENV_KAFKA_SSL_CERTFILE,
+    ENV_KAFKA_SSL_KEYFILE,
     ENV_PARTITIONS,
     ENV_POSTGRES_DSN,
+    ENV_REPLICATION_FACTOR,
     ENV_TOPIC_PREFIX,
     Settings,
     SettingsError,
@@ -33,6 +43,13 @@ if TYPE_CHECKING:
 _OPTIONS = {
     "kafka_bootstrap": ("--kafka-bootstrap", ENV_KAFKA_BOOTSTRAP),
     "topic_prefix": ("--topic-prefix", ENV_TOPIC_PREFIX),
+    "replication_factor": ("--replication-factor", ENV_REPLICATION_FACTOR),
+    "kafka_security_protocol": ("--kafka-security-protocol", ENV_KAFKA_SECURITY_PROTOCOL),
+    "kafka_sasl_mechanism": ("--kafka-sasl-mechanism", ENV_KAFKA_SASL_MECHANISM),
+    "kafka_sasl_username": ("--kafka-sasl-username", ENV_KAFKA_SASL_USERNAME),
+    "kafka_ssl_cafile": ("--kafka-ssl-cafile", ENV_KAFKA_SSL_CAFILE),
+    "kafka_ssl_certfile": ("--kafka-ssl-certfile", ENV_KAFKA_SSL_CERTFILE),
+    "kafka_ssl_keyfile": ("--kafka-ssl-keyfile", ENV_KAFKA_SSL_KEYFILE),
     "partitions": ("--partitions", ENV_PARTITIONS),
     "postgres_dsn": ("--postgres-dsn", ENV_POSTGRES_DSN),
     "data_dir": ("--data-dir", ENV_DATA_DIR),
@@ -58,6 +75,35 @@ def add_settings_options(parser: argparse.ArgumentParser, *, kafka: bool = True,
             "--topic-prefix", metavar="PREFIX",
             help=f"topic names are PREFIX.commands, PREFIX.events, … (env {ENV_TOPIC_PREFIX}, "
                  "default flowmonkey)")
+        group.add_argument(
+            "--replication-factor", metavar="N",
+            help=f"replicas of the topics this command creates (env {ENV_REPLICATION_FACTOR}, "
+                 "default -1: the broker's default.replication.factor); at most the number "
+                 "of brokers")
+        group.add_argument(
+            "--kafka-security-protocol", metavar="PROTOCOL",
+            help=f"PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (env "
+                 f"{ENV_KAFKA_SECURITY_PROTOCOL}, default PLAINTEXT)")
+        group.add_argument(
+            "--kafka-sasl-mechanism", metavar="MECHANISM",
+            help=f"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env {ENV_KAFKA_SASL_MECHANISM}, "
+                 "default PLAIN)")
+        group.add_argument(
+            "--kafka-sasl-username", metavar="USER",
+            help=f"the SASL user (env {ENV_KAFKA_SASL_USERNAME}); its password is read from "
+                 f"the environment only, {ENV_KAFKA_SASL_PASSWORD} (no option: a command "
+                 "line is visible to other users of the machine)")
+        group.add_argument(
+            "--kafka-ssl-cafile", metavar="FILE",
+            help=f"PEM bundle of the CA that signed the brokers' certificates (env "
+                 f"{ENV_KAFKA_SSL_CAFILE}; default: the system's CAs)")
+        group.add_argument(
+            "--kafka-ssl-certfile", metavar="FILE",
+            help=f"client certificate (PEM) for mutual TLS (env {ENV_KAFKA_SSL_CERTFILE})")
+        group.add_argument(
+            "--kafka-ssl-keyfile", metavar="FILE",
+            help=f"the client certificate's unencrypted key (PEM) (env "
+                 f"{ENV_KAFKA_SSL_KEYFILE})")
     if partitions:
         group.add_argument(
             "--partitions", metavar="N",
@@ -145,8 +191,14 @@ def log_unreachable(exc: BaseException, settings: Settings) -> CliError:
         return CliError(f"{exc}", exit_code=EXIT_FAILED,
                         hint="create the topics with `flowmonkey topics create` and the "
                              "same settings (topic prefix, partitions)")
+    if getattr(exc, "code", None) == "LOG_REPLICATION_FACTOR":
+        return CliError(f"{exc}", exit_code=EXIT_FAILED,
+                        hint=f"set {ENV_REPLICATION_FACTOR} (or --replication-factor) to at "
+                             "most the number of brokers")
     hint = ("check that the brokers are running and that FLOWMONKEY_KAFKA_BOOTSTRAP (or "
-            "--kafka-bootstrap) names them" if settings.kafka_bootstrap else
+            "--kafka-bootstrap) names them, and the security settings (FLOWMONKEY_KAFKA_"
+            "SECURITY_PROTOCOL, _SASL_*, _SSL_*) if the cluster is secured"
+            if settings.kafka_bootstrap else
             "check the data directory (FLOWMONKEY_DATA_DIR or --data-dir); only one "
             "process can open it at a time")
     return CliError(f"cannot use {settings.describe_log()}: {exc}", exit_code=EXIT_FAILED,

@@ -9,10 +9,24 @@
 * ``FLOWMONKEY_PARTITIONS``: partitions of the commands and events topics (``12``).
 * ``FLOWMONKEY_EXACTLY_ONCE``: Kafka transactions (``true``; ``false`` for brokers
   without them: at least once plus deduplication).
+* ``FLOWMONKEY_REPLICATION_FACTOR``: replicas of the topics FlowMonkey creates (``-1``:
+  the broker's ``default.replication.factor``).
+
+Secured Kafka clusters (:class:`~flowmonkey.log.kafka_security.KafkaSecurity`):
+
+* ``FLOWMONKEY_KAFKA_SECURITY_PROTOCOL``: ``PLAINTEXT`` (default), ``SSL``,
+  ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+* ``FLOWMONKEY_KAFKA_SASL_MECHANISM``: ``PLAIN`` (default for SASL), ``SCRAM-SHA-256``
+  or ``SCRAM-SHA-512``; ``FLOWMONKEY_KAFKA_SASL_USERNAME`` and
+  ``FLOWMONKEY_KAFKA_SASL_PASSWORD``, both required for SASL (the password is taken
+  as is, spaces included, and has no command-line option).
+* ``FLOWMONKEY_KAFKA_SSL_CAFILE``: the CA bundle (PEM) that signed the brokers'
+  certificates (default: the system's CAs); ``FLOWMONKEY_KAFKA_SSL_CERTFILE`` and
+  ``FLOWMONKEY_KAFKA_SSL_KEYFILE``: a client certificate and key (mutual TLS).
 
 An empty variable counts as unset. A bad value raises :class:`SettingsError` naming
-the variable and what it accepts. The DSN's password never appears in a message or
-a ``repr``: use :func:`redact_dsn` for anything printed or logged.
+the variable and what it accepts. The DSN's and the SASL passwords never appear in a
+message or a ``repr``: use :func:`redact_dsn` for anything printed or logged.
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ from flowmonkey.errors import FlowMonkeyError
 
 if TYPE_CHECKING:
     from flowmonkey.log.base import Log
+    from flowmonkey.log.kafka_security import KafkaSecurity
     from flowmonkey.projections.base import Projection
 
 ENV_KAFKA_BOOTSTRAP = "FLOWMONKEY_KAFKA_BOOTSTRAP"
@@ -38,11 +53,34 @@ ENV_POSTGRES_DSN = "FLOWMONKEY_POSTGRES_DSN"
 ENV_DATA_DIR = "FLOWMONKEY_DATA_DIR"
 ENV_PARTITIONS = "FLOWMONKEY_PARTITIONS"
 ENV_EXACTLY_ONCE = "FLOWMONKEY_EXACTLY_ONCE"
+ENV_REPLICATION_FACTOR = "FLOWMONKEY_REPLICATION_FACTOR"
+ENV_KAFKA_SECURITY_PROTOCOL = "FLOWMONKEY_KAFKA_SECURITY_PROTOCOL"
+ENV_KAFKA_SASL_MECHANISM = "FLOWMONKEY_KAFKA_SASL_MECHANISM"
+ENV_KAFKA_SASL_USERNAME = "FLOWMONKEY_KAFKA_SASL_USERNAME"
+ENV_KAFKA_SASL_PASSWORD = "FLOWMONKEY_KAFKA_SASL_PASSWORD"
+ENV_KAFKA_SSL_CAFILE = "FLOWMONKEY_KAFKA_SSL_CAFILE"
+ENV_KAFKA_SSL_CERTFILE = "FLOWMONKEY_KAFKA_SSL_CERTFILE"
+ENV_KAFKA_SSL_KEYFILE = "FLOWMONKEY_KAFKA_SSL_KEYFILE"
 
 DEFAULT_TOPIC_PREFIX = "flowmonkey"
 DEFAULT_PARTITIONS = 12
 MAX_PARTITIONS = 10_000
 DEFAULT_SCHEMA = "flowmonkey"
+#: the broker's ``default.replication.factor`` (CreateTopics with -1, Kafka 2.4+)
+DEFAULT_REPLICATION_FACTOR = -1
+MAX_REPLICATION_FACTOR = 32767  # an int16 in Kafka's protocol
+DEFAULT_SECURITY_PROTOCOL = "PLAINTEXT"
+
+# KafkaSecurity's fields as this module's variables, for its messages
+_SECURITY_LABELS = {
+    "protocol": ENV_KAFKA_SECURITY_PROTOCOL,
+    "sasl_mechanism": ENV_KAFKA_SASL_MECHANISM,
+    "username": ENV_KAFKA_SASL_USERNAME,
+    "password": ENV_KAFKA_SASL_PASSWORD,
+    "ssl_cafile": ENV_KAFKA_SSL_CAFILE,
+    "ssl_certfile": ENV_KAFKA_SSL_CERTFILE,
+    "ssl_keyfile": ENV_KAFKA_SSL_KEYFILE,
+}
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -73,6 +111,14 @@ class Settings:
     data_dir: Path | None = None
     partitions: int = DEFAULT_PARTITIONS
     exactly_once: bool = True
+    replication_factor: int = DEFAULT_REPLICATION_FACTOR
+    kafka_security_protocol: str = DEFAULT_SECURITY_PROTOCOL
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
 
     def __post_init__(self) -> None:
         check_bootstrap(self.kafka_bootstrap, ENV_KAFKA_BOOTSTRAP)
@@ -82,6 +128,21 @@ class Settings:
                 not 1 <= self.partitions <= MAX_PARTITIONS:
             raise SettingsError(f"{ENV_PARTITIONS} must be a whole number from 1 to "
                                 f"{MAX_PARTITIONS}, not {self.partitions!r}")
+        # names are case-insensitive for users; kept upper-case, as Kafka spells them
+        object.__setattr__(self, "kafka_security_protocol",
+                           str(self.kafka_security_protocol).strip().upper())
+        object.__setattr__(self, "kafka_sasl_mechanism", _upper(self.kafka_sasl_mechanism))
+        if not _valid_replication_factor(self.replication_factor):
+            raise SettingsError(_replication_factor_message(repr(self.replication_factor)))
+        from flowmonkey.log.kafka_security import security_problem
+
+        problem = security_problem(
+            protocol=self.kafka_security_protocol, sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username, password=self.kafka_sasl_password,
+            ssl_cafile=_text(self.kafka_ssl_cafile), ssl_certfile=_text(self.kafka_ssl_certfile),
+            ssl_keyfile=_text(self.kafka_ssl_keyfile), labels=_SECURITY_LABELS)
+        if problem is not None:
+            raise SettingsError(problem)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,14 +154,28 @@ class Settings:
             value = source.get(name, "").strip()
             return value or None
 
-        data_dir = get(ENV_DATA_DIR)
+        def path(name: str) -> Path | None:
+            value = get(name)
+            return Path(value).expanduser() if value else None
+
         return cls(
             kafka_bootstrap=get(ENV_KAFKA_BOOTSTRAP),
             topic_prefix=get(ENV_TOPIC_PREFIX) or DEFAULT_TOPIC_PREFIX,
             postgres_dsn=get(ENV_POSTGRES_DSN),
-            data_dir=Path(data_dir).expanduser() if data_dir else None,
+            data_dir=path(ENV_DATA_DIR),
             partitions=parse_partitions(get(ENV_PARTITIONS), ENV_PARTITIONS),
             exactly_once=parse_bool(get(ENV_EXACTLY_ONCE), ENV_EXACTLY_ONCE, default=True),
+            replication_factor=parse_replication_factor(get(ENV_REPLICATION_FACTOR),
+                                                        ENV_REPLICATION_FACTOR),
+            kafka_security_protocol=get(ENV_KAFKA_SECURITY_PROTOCOL)
+            or DEFAULT_SECURITY_PROTOCOL,
+            kafka_sasl_mechanism=get(ENV_KAFKA_SASL_MECHANISM),
+            kafka_sasl_username=get(ENV_KAFKA_SASL_USERNAME),
+            # as is: spaces may be part of a password (only an empty one is unset)
+            kafka_sasl_password=source.get(ENV_KAFKA_SASL_PASSWORD) or None,
+            kafka_ssl_cafile=path(ENV_KAFKA_SSL_CAFILE),
+            kafka_ssl_certfile=path(ENV_KAFKA_SSL_CERTFILE),
+            kafka_ssl_keyfile=path(ENV_KAFKA_SSL_KEYFILE),
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -109,10 +184,19 @@ class Settings:
 
     def __repr__(self) -> str:
         dsn = redact_dsn(self.postgres_dsn) if self.postgres_dsn else None
+        password = "***" if self.kafka_sasl_password else None
         return (f"Settings(kafka_bootstrap={self.kafka_bootstrap!r}, "
                 f"topic_prefix={self.topic_prefix!r}, postgres_dsn={dsn!r}, "
                 f"data_dir={self.data_dir!r}, partitions={self.partitions!r}, "
-                f"exactly_once={self.exactly_once!r})")
+                f"exactly_once={self.exactly_once!r}, "
+                f"replication_factor={self.replication_factor!r}, "
+                f"kafka_security_protocol={self.kafka_security_protocol!r}, "
+                f"kafka_sasl_mechanism={self.kafka_sasl_mechanism!r}, "
+                f"kafka_sasl_username={self.kafka_sasl_username!r}, "
+                f"kafka_sasl_password={password!r}, "
+                f"kafka_ssl_cafile={self.kafka_ssl_cafile!r}, "
+                f"kafka_ssl_certfile={self.kafka_ssl_certfile!r}, "
+                f"kafka_ssl_keyfile={self.kafka_ssl_keyfile!r})")
 
     # ------------------------------------------------------------------ descriptions
 
@@ -125,7 +209,9 @@ class Settings:
 
     def describe_log(self) -> str:
         if self.kafka_bootstrap:
-            return f"Kafka at {self.kafka_bootstrap}"
+            if self.kafka_security_protocol == DEFAULT_SECURITY_PROTOCOL:
+                return f"Kafka at {self.kafka_bootstrap}"
+            return f"Kafka at {self.kafka_bootstrap} ({self.kafka_security().describe()})"
         if self.data_dir is not None:
             return f"the embedded log in {self.data_dir}"
         return "the embedded log in memory"
@@ -145,10 +231,21 @@ class Settings:
 
             return KafkaLog(self.kafka_bootstrap, topic_prefix=self.topic_prefix,
                             partitions=self.partitions, exactly_once=self.exactly_once,
-                            client_id=client_id)
+                            client_id=client_id, replication_factor=self.replication_factor,
+                            security=self.kafka_security())
         from flowmonkey.log.embedded import EmbeddedLog
 
         return EmbeddedLog(path=self.data_dir, partitions=self.partitions)
+
+    def kafka_security(self) -> KafkaSecurity:
+        """How to connect to Kafka: TLS and SASL (validated with the settings)."""
+        from flowmonkey.log.kafka_security import KafkaSecurity
+
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol, sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username, password=self.kafka_sasl_password,
+            ssl_cafile=_text(self.kafka_ssl_cafile), ssl_certfile=_text(self.kafka_ssl_certfile),
+            ssl_keyfile=_text(self.kafka_ssl_keyfile))
 
     def make_projection(self, *, schema: str = DEFAULT_SCHEMA) -> Projection:
         """The Postgres projection in ``schema`` when a DSN is set, else the memory
@@ -188,6 +285,36 @@ def parse_partitions(text: str | None, name: str) -> int:
         raise SettingsError(f"{name} must be a whole number from 1 to {MAX_PARTITIONS}, "
                             f"not {text!r}")
     return value
+
+
+def parse_replication_factor(text: str | None, name: str) -> int:
+    if text is None:
+        return DEFAULT_REPLICATION_FACTOR
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if not _valid_replication_factor(value):
+        raise SettingsError(_replication_factor_message(repr(text), name))
+    return value
+
+
+def _valid_replication_factor(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and (
+        value == DEFAULT_REPLICATION_FACTOR or 1 <= value <= MAX_REPLICATION_FACTOR)
+
+
+def _replication_factor_message(shown: str, name: str = ENV_REPLICATION_FACTOR) -> str:
+    return (f"{name} must be -1 (the broker's default.replication.factor) or a whole "
+            f"number from 1 to the number of brokers, not {shown}")
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _upper(text: str | None) -> str | None:
+    return None if text is None else text.strip().upper()
 
 
 def check_bootstrap(value: str | None, name: str) -> None:
