@@ -13,7 +13,11 @@ re-exported here.
 
 Existing services win: with ``FLOWMONKEY_TEST_POSTGRES_DSN`` and/or
 ``FLOWMONKEY_TEST_KAFKA_BOOTSTRAP`` set, :class:`TestServices` only checks that they
-answer and starts nothing for them.
+answer and starts nothing for them. The SASL tests use the started broker's
+SASL_PLAINTEXT listener; with an external broker they need
+``FLOWMONKEY_TEST_KAFKA_SASL_BOOTSTRAP``, ``FLOWMONKEY_TEST_KAFKA_SASL_USERNAME``,
+``FLOWMONKEY_TEST_KAFKA_SASL_PASSWORD`` (and ``FLOWMONKEY_TEST_KAFKA_SASL_MECHANISMS``,
+the mechanisms that user has, default ``PLAIN``).
 
 Command line (run from the repository root)::
 
@@ -43,6 +47,10 @@ from collections.abc import Iterator
 
 from flowmonkey.testing.services_common import (
     ENV_KAFKA_BOOTSTRAP,
+    ENV_KAFKA_SASL_BOOTSTRAP,
+    ENV_KAFKA_SASL_MECHANISMS,
+    ENV_KAFKA_SASL_PASSWORD,
+    ENV_KAFKA_SASL_USERNAME,
     ENV_POSTGRES_DSN,
     ServiceError,
     log_status,
@@ -52,6 +60,7 @@ from flowmonkey.testing.services_kafka import (
     ENV_CACHE_DIR,
     KAFKA_VERSION,
     KafkaBroker,
+    KafkaSaslEndpoint,
     delete_topics_with_prefix,
     ensure_kafka_libs,
     kafka_cache_dir,
@@ -67,6 +76,7 @@ __all__ = [
     "ENV_POSTGRES_DSN",
     "KAFKA_VERSION",
     "KafkaBroker",
+    "KafkaSaslEndpoint",
     "PostgresServer",
     "ServiceError",
     "TestServices",
@@ -91,6 +101,10 @@ class TestServices:
         env = os.environ if environ is None else environ
         self.external_postgres_dsn = env.get(ENV_POSTGRES_DSN) or None
         self.external_kafka_bootstrap = env.get(ENV_KAFKA_BOOTSTRAP) or None
+        self._sasl_env = {name: env.get(name) or None for name in (
+            ENV_KAFKA_SASL_BOOTSTRAP, ENV_KAFKA_SASL_USERNAME, ENV_KAFKA_SASL_PASSWORD,
+            ENV_KAFKA_SASL_MECHANISMS)}
+        self._sasl: KafkaSaslEndpoint | None = None
         self.postgres: PostgresServer | None = None
         self.kafka: KafkaBroker | None = None
         self._dsn: str | None = None
@@ -139,6 +153,42 @@ class TestServices:
                     self.timings["kafka start"] = self.kafka.started_in or 0.0
             return self._bootstrap
 
+    def kafka_sasl(self) -> KafkaSaslEndpoint:
+        """The SASL_PLAINTEXT listener and user of the session's broker: the started
+        broker's, or the external one given by ``FLOWMONKEY_TEST_KAFKA_SASL_*``."""
+        if self._sasl is not None:
+            return self._sasl
+        external = self._sasl_env[ENV_KAFKA_SASL_BOOTSTRAP]
+        if external is None and self.external_kafka_bootstrap:
+            raise ServiceError(
+                f"{ENV_KAFKA_BOOTSTRAP} points at an external broker, so the SASL tests "
+                f"need its SASL_PLAINTEXT listener too: set {ENV_KAFKA_SASL_BOOTSTRAP}="
+                f"host:port, {ENV_KAFKA_SASL_USERNAME} and {ENV_KAFKA_SASL_PASSWORD} (and "
+                f"{ENV_KAFKA_SASL_MECHANISMS}, the mechanisms that user has, default PLAIN; "
+                "the tests use SCRAM-SHA-256 and SCRAM-SHA-512 too), or unset "
+                f"{ENV_KAFKA_BOOTSTRAP} to start a broker that has one")
+        if external is None:
+            self.kafka_bootstrap()  # starts the broker, which has the listener
+            assert self.kafka is not None
+            self._sasl = self.kafka.sasl
+            return self._sasl
+        username = self._sasl_env[ENV_KAFKA_SASL_USERNAME]
+        password = self._sasl_env[ENV_KAFKA_SASL_PASSWORD]
+        if not username or not password:
+            raise ServiceError(f"{ENV_KAFKA_SASL_BOOTSTRAP} is set: set "
+                               f"{ENV_KAFKA_SASL_USERNAME} and {ENV_KAFKA_SASL_PASSWORD} too")
+        mechanisms = tuple(m.strip().upper() for m in (
+            self._sasl_env[ENV_KAFKA_SASL_MECHANISMS] or "PLAIN").split(",") if m.strip())
+        endpoint = KafkaSaslEndpoint(external, username, password, mechanisms)
+        try:
+            run_async(lambda: kafka_probe(external, create_topic=False, sasl=endpoint))
+        except Exception as exc:
+            raise ServiceError(f"{ENV_KAFKA_SASL_BOOTSTRAP}={external!r} cannot be used with "
+                               f"{ENV_KAFKA_SASL_USERNAME}={username!r}: "
+                               f"{str(exc).replace(password, '***')}") from None
+        self._sasl = endpoint
+        return endpoint
+
     def close(self) -> None:
         with self._lock:
             if self.kafka is not None:
@@ -147,6 +197,7 @@ class TestServices:
                 self.postgres.stop()
             self.kafka = self.postgres = None
             self._dsn = self._bootstrap = None
+            self._sasl = None
 
     def summary(self) -> str:
         return ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
@@ -197,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"export {ENV_POSTGRES_DSN}={services.postgres_dsn()}", flush=True)
                 if not args.no_kafka:
                     print(f"export {ENV_KAFKA_BOOTSTRAP}={services.kafka_bootstrap()}", flush=True)
+                    sasl = services.kafka_sasl()
+                    print(f"export {ENV_KAFKA_SASL_BOOTSTRAP}={sasl.bootstrap}\n"
+                          f"export {ENV_KAFKA_SASL_USERNAME}={sasl.username}\n"
+                          f"export {ENV_KAFKA_SASL_PASSWORD}={sasl.password}\n"
+                          f"export {ENV_KAFKA_SASL_MECHANISMS}={','.join(sasl.mechanisms)}",
+                          flush=True)
                 log_status(f"up ({services.summary()}); Ctrl-C to stop")
                 while True:
                     time.sleep(3600)

@@ -6,6 +6,11 @@ Maven into a cache folder (``FLOWMONKEY_CACHE_DIR``, default ``~/.cache/flowmonk
 ``JAVA_HOME``'s JVM (default ``java`` on ``PATH``) on free ports of 127.0.0.1, in a temp
 dir that ``stop()`` deletes. Admin helpers: :func:`kafka_probe` and
 :func:`delete_topics_with_prefix`.
+
+The broker has two client listeners: PLAINTEXT (:attr:`KafkaBroker.bootstrap`) and
+SASL_PLAINTEXT (:attr:`KafkaBroker.sasl`), where one user (``flowmonkey``, a random
+password per broker) authenticates with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. No
+authorizer is configured, so that user may do everything.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import fcntl
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,7 @@ __all__ = [
     "ENV_KAFKA_POM",
     "KAFKA_VERSION",
     "KafkaBroker",
+    "KafkaSaslEndpoint",
     "delete_topics_with_prefix",
     "ensure_kafka_libs",
     "kafka_cache_dir",
@@ -57,6 +65,20 @@ ENV_KAFKA_POM = "FLOWMONKEY_KAFKA_POM"
 KAFKA_VERSION = "4.1.2"
 
 _MARKER = ".flowmonkey-complete"
+
+SASL_USER = "flowmonkey"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSaslEndpoint:
+    """A SASL_PLAINTEXT listener and a user it accepts, with each mechanism in
+    ``mechanisms`` (the test broker: PLAIN and both SCRAMs)."""
+
+    bootstrap: str
+    username: str
+    password: str = field(repr=False)
+    mechanisms: tuple[str, ...] = ("PLAIN",)
 
 
 def kafka_pom() -> Path:
@@ -204,7 +226,10 @@ class KafkaBroker:
         self.heap = heap
         self.extra_properties = dict(extra_properties or {})
         self.port = 0
+        self.sasl_port = 0
         self.controller_port = 0
+        # per broker: a test must not work by knowing a fixed password
+        self.sasl_password = secrets.token_urlsafe(18)
         self.base_dir: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.fetched_in: float | None = None
@@ -215,6 +240,14 @@ class KafkaBroker:
         if self.process is None:
             raise ServiceError("KafkaBroker is not running")
         return f"{HOST}:{self.port}"
+
+    @property
+    def sasl(self) -> KafkaSaslEndpoint:
+        """The SASL_PLAINTEXT listener and its user."""
+        if self.process is None:
+            raise ServiceError("KafkaBroker is not running")
+        return KafkaSaslEndpoint(f"{HOST}:{self.sasl_port}", SASL_USER, self.sasl_password,
+                                 ("PLAIN", *SCRAM_MECHANISMS))
 
     @property
     def log_path(self) -> Path:
@@ -230,12 +263,30 @@ class KafkaBroker:
             "node.id": "1",
             "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
             "listeners": (
-                f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}"
+                f"PLAINTEXT://{HOST}:{self.port},SASL_PLAINTEXT://{HOST}:{self.sasl_port},"
+                f"CONTROLLER://{HOST}:{self.controller_port}"
             ),
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "advertised.listeners": (
+                f"PLAINTEXT://{HOST}:{self.port},SASL_PLAINTEXT://{HOST}:{self.sasl_port}"
+            ),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+            ),
+            # the SASL listener (clients only): PLAIN users live in the JAAS config,
+            # SCRAM users in the cluster metadata (added by `format --add-scram`)
+            "sasl.enabled.mechanisms": ",".join(("PLAIN", *SCRAM_MECHANISMS)),
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'user_{SASL_USER}="{self.sasl_password}";'
+            ),
+            **{
+                f"listener.name.sasl_plaintext.{m.lower()}.sasl.jaas.config": (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                )
+                for m in SCRAM_MECHANISMS
+            },
             "log.dirs": str(self.base_dir / "data"),
             "num.partitions": "1",
             "default.replication.factor": "1",
@@ -284,15 +335,17 @@ class KafkaBroker:
         broker += ["-cp", classpath]
         try:
             for attempt in range(3):
-                self.port, self.controller_port = free_ports(2)
+                self.port, self.sasl_port, self.controller_port = free_ports(3)
                 config = self.base_dir / "server.properties"
                 shutil.rmtree(self.base_dir / "data", ignore_errors=True)
                 config.write_text(
                     "".join(f"{k}={v}\n" for k, v in self.properties().items()),
                     encoding="utf-8",
                 )
+                scram = [f"--add-scram={m}=[name={SASL_USER},password={self.sasl_password}]"
+                         for m in SCRAM_MECHANISMS]
                 fmt = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                    [*tool, "format", "-t", _cluster_id(), "-c", str(config)],
+                    [*tool, "format", "-t", _cluster_id(), "-c", str(config), *scram],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,
@@ -386,11 +439,17 @@ def _response_errors(response: Any) -> list[str]:
     return found
 
 
-async def kafka_probe(bootstrap: str, *, create_topic: bool) -> None:
-    """Raise unless the broker answers metadata (and, optionally, creates a topic)."""
+async def kafka_probe(bootstrap: str, *, create_topic: bool,
+                      sasl: KafkaSaslEndpoint | None = None) -> None:
+    """Raise unless the broker answers metadata (and, optionally, creates a topic);
+    with ``sasl``, as its user over SASL_PLAINTEXT (its first mechanism)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    security: dict[str, Any] = {} if sasl is None else {
+        "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": sasl.mechanisms[0],
+        "sasl_plain_username": sasl.username, "sasl_plain_password": sasl.password}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000,
+                                **security)
     try:
         await admin.start()
         await admin.list_topics()

@@ -29,6 +29,7 @@ import asyncpg
 import pytest
 
 from flowmonkey.testing.services import (
+    KafkaSaslEndpoint,
     ServiceError,
     TestServices,
     delete_topics_with_prefix,
@@ -75,6 +76,18 @@ def kafka_bootstrap(flowmonkey_services: TestServices) -> str:
     except ServiceError as exc:
         problem = str(exc)
     pytest.fail(f"Kafka for the tests is not available:\n{problem}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl(flowmonkey_services: TestServices) -> KafkaSaslEndpoint:
+    """The broker's SASL_PLAINTEXT listener and a user it accepts (the started broker's,
+    or an external one's from ``FLOWMONKEY_TEST_KAFKA_SASL_*``)."""
+    try:
+        return flowmonkey_services.kafka_sasl()
+    except ServiceError as exc:
+        problem = str(exc)
+    pytest.fail(f"Kafka's SASL listener for the tests is not available:\n{problem}",
+                pytrace=False)
 
 
 async def _execute(dsn: str, sql: str) -> None:
