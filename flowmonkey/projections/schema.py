@@ -210,6 +210,20 @@ class ConnectionInit(Protocol):
     async def __call__(self, con: asyncpg.Connection[asyncpg.Record], /) -> None: ...
 
 
+async def _keep_session(con: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Return a connection to the pool as it is.
+
+    asyncpg rolls back an open transaction on release whatever ``reset`` is; its
+    default reset then also runs ``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL`` and
+    ``pg_advisory_unlock_all()``: one more round trip per acquire (every create and
+    every projected batch acquires), ~5% of the engine process's profile samples on
+    Kafka + PostgreSQL, and work for the server. Nothing here leaves session state
+    behind: settings are ``set local``, the advisory lock is transaction-scoped, the
+    search path is a start-up setting, and no connection LISTENs or keeps a cursor
+    outside its transaction.
+    """
+
+
 class SchemaPool:
     """An asyncpg pool whose connections work in one schema, migrated when it starts:
     the lifecycle every Postgres-backed store shares (the projection, the processors'
@@ -231,7 +245,7 @@ class SchemaPool:
             return
         pool = await asyncpg.create_pool(
             self._dsn, min_size=self._min_size, max_size=self._max_size, init=self._init,
-            server_settings={"search_path": self._quoted_schema})
+            server_settings={"search_path": self._quoted_schema}, reset=_keep_session)
         try:
             await migrate(pool, self.schema)
         except BaseException:

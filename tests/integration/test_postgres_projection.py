@@ -329,3 +329,28 @@ async def test_a_state_written_by_another_projector_is_read_not_taken_from_the_c
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_pooled_connection_comes_back_in_its_schema_and_outside_any_transaction(
+        pg_schema: tuple[str, str]) -> None:
+    # The pool skips asyncpg's RESET ALL on release (a round trip per acquire); what a
+    # connection must still be when it comes back: in the projection's schema, with a
+    # transaction left open by a failed caller rolled back, and its settings undone.
+    dsn, schema = pg_schema
+    projection = PostgresProjection(dsn, schema, pool_max=1)
+    await projection.start()
+    try:
+        pool = projection._pool
+        async with pool.acquire() as conn:
+            await conn.execute("begin")
+            await conn.execute("set local statement_timeout = 1234")
+            await conn.execute("create temporary table fm_left_behind (x int) "
+                               "on commit drop")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("show statement_timeout") == "0"
+            assert await conn.fetchval("show search_path") == f'"{schema}"'
+            assert await conn.fetchval(
+                "select count(*) from pg_class where relname = 'fm_left_behind'") == 0
+    finally:
+        await projection.close()
