@@ -303,7 +303,9 @@ def apply_to_partition(partition: PartitionState, event: Event) -> None:
         return
     state = partition.executions.get(event.execution_id)
     new = apply(state, event)
-    if new is not None and new is not state:
+    if new is not None:
+        if new.is_terminal:
+            new = new.retired()
         partition.executions[event.execution_id] = new
     if event.type == n.EXECUTION_CREATED:
         index_created(partition, event)
@@ -314,7 +316,27 @@ def index_created(partition: PartitionState, event: Event) -> None:
     expires = event.data.get("idempotency_expires_at")
     if key and expires is not None:
         scope = event.data.get("idempotency_scope") or ""
-        partition.idempotency[scope] = (event.execution_id, expires)
+        index = partition.idempotency
+        # re-inserted, so the index stays in the order keys were (last) taken
+        index.pop(scope, None)
+        index[scope] = (event.execution_id, expires)
+        _forget_expired_keys(index, event.timestamp_ms)
+
+
+def _forget_expired_keys(index: dict[str, tuple[str, int]], now: int) -> None:
+    """Drop expired idempotency keys from the oldest end, as far as they have expired.
+
+    ``decide`` ignores an expired key anyway, so while the clock moves forward
+    dropping it changes no decision; it keeps the index from growing with every key
+    ever used. Keys taken earlier
+    mostly expire earlier; one with a longer window holds back those behind it until
+    it expires too. The clock is the event's, so a replay drops the same keys.
+    """
+    while index:
+        scope = next(iter(index))
+        if index[scope][1] > now:
+            return
+        del index[scope]
 
 
 def adopt(partition: PartitionState, events: list[Event],
@@ -329,4 +351,6 @@ def adopt(partition: PartitionState, events: list[Event],
             partition.note_command(event.command_id)
         if event.type == n.EXECUTION_CREATED:
             index_created(partition, event)
-    partition.executions.update(states)
+    executions = partition.executions
+    for execution_id, state in states.items():
+        executions[execution_id] = state.retired() if state.is_terminal else state

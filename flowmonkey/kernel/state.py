@@ -101,6 +101,24 @@ class ExecutionState:
     def is_terminal(self) -> bool:
         return self.status in _TERMINAL
 
+    def retired(self) -> ExecutionState:
+        """A copy without what no decision about an ended execution reads.
+
+        Once an execution has ended, every command about it is refused or ignored, or
+        (an idempotency hit) adds an event that changes only ``seq``; those decisions
+        read its id, tenant, status, seq and tokens, never its context, history or step
+        data. A processor keeps ended executions this way so its memory, and its
+        snapshots, do not grow with every context it ever held (the projection keeps
+        the full state). ``kernel.apply.replay`` still gives the full state.
+        """
+        slim = self.clone()
+        slim.context = {}
+        slim.history = ()
+        slim.retry_attempts = {}
+        slim.step_input = None
+        slim.metadata = None
+        return slim
+
     def active_tokens(self) -> list[str]:
         return [t.token for t in self.tokens.values() if t.status == "active"]
 

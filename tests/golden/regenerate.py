@@ -208,8 +208,9 @@ def events_json(d: KernelDriver) -> list[dict[str, Any]]:
 
 
 def states_json(d: KernelDriver) -> dict[str, Any]:
-    return {execution_id: state.to_execution().model_dump(mode="json")
-            for execution_id, state in sorted(d.partition.executions.items())}
+    # the full states, folded from the events (the partition keeps ended ones retired)
+    return {execution_id: d.state(execution_id).to_execution().model_dump(mode="json")
+            for execution_id in sorted(d.partition.executions)}
 
 
 def build(name: str) -> dict[str, Any]:

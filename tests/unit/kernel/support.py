@@ -255,6 +255,9 @@ class KernelDriver:
                 e for e in decision.events if e.execution_id == execution_id and e.seq > 0]
             rebuilt = replay(history)
             assert rebuilt is not None
+            # the partition keeps ended executions retired; compare like with like
+            if rebuilt.is_terminal:
+                rebuilt, drafted = rebuilt.retired(), drafted.retired()
             assert state_fields(rebuilt) == state_fields(drafted), (
                 f"replaying {execution_id}'s events does not give the decision's state")
 
@@ -273,7 +276,13 @@ class KernelDriver:
     # -- reading
 
     def state(self, execution_id: str) -> ExecutionState:
-        return self.partition.executions[execution_id]
+        """The execution's full state: its events folded (the partition keeps an ended
+        execution retired, without its context and history)."""
+        if execution_id not in self.partition.executions:
+            raise KeyError(execution_id)
+        state = replay(self.history(execution_id))
+        assert state is not None
+        return state
 
     def history(self, execution_id: str) -> list[Event]:
         return [e for e in self.events if e.execution_id == execution_id and e.seq > 0]

@@ -1,0 +1,158 @@
+"""A partition keeps an ended execution retired (without its context, history and step
+data) and its idempotency index without expired keys, and neither changes a decision.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flowmonkey.events import names as n
+from flowmonkey.events.envelope import Command
+from flowmonkey.kernel.apply import apply_to_partition
+from flowmonkey.kernel.decide import Decision, decide
+from flowmonkey.kernel.state import PartitionState
+from flowmonkey.model.execution import ExecutionStatus
+from flowmonkey.model.result import Result
+
+from .support import (
+    T0,
+    DictEnv,
+    KernelDriver,
+    cancel_cmd,
+    child_finished_cmd,
+    linear_flow,
+    make_flow,
+    result_cmd,
+    resume_cmd,
+    revoke_cmd,
+    start_cmd,
+    step,
+    timer_cmd,
+)
+
+WINDOW = 60_000
+ENDED = ("done", "failed", "cancelled")
+
+
+def ended_executions() -> KernelDriver:
+    """One execution per way of ending, each with a context worth dropping:
+    ``done`` (completed, started with an idempotency key), ``failed`` and
+    ``cancelled`` (cancelled while waiting for a signal, so it holds a token that is
+    no longer active)."""
+    waits = make_flow("waits", [step("w", on_success="next"), step("next")])
+    d = KernelDriver(DictEnv([linear_flow("lin", 2), waits]))
+    big = {"order": {"lines": [{"sku": f"s{i}", "qty": i} for i in range(50)]}}
+    d.start("done", "lin", context=big, idempotency_key="k1", idempotency_window_ms=WINDOW)
+    d.result("done", Result.success({"a": 1}), at=T0 + 1)
+    d.result("done", Result.success({"b": 2}), at=T0 + 2)
+    d.start("failed", "lin", context=big, at=T0 + 3)
+    d.result("failed", Result.failure("BOOM", "it broke"), at=T0 + 4)
+    d.start("cancelled", "waits", context=big, at=T0 + 5)
+    d.result("cancelled", Result.wait_for_signal("approve"), at=T0 + 6, resume_token="tok")
+    d.send(cancel_cmd("cancelled", at=T0 + 7))
+    return d
+
+
+def probes(at: int) -> list[Command]:
+    """A command of every kind about each ended execution."""
+    commands: list[Command] = []
+    for execution_id in ENDED:
+        commands += [
+            cancel_cmd(execution_id, at=at),
+            resume_cmd(execution_id, "tok", {"late": True}, at=at),
+            resume_cmd(execution_id, "nope", at=at),
+            revoke_cmd(execution_id, "tok", at=at),
+            result_cmd(execution_id, f"{execution_id}:2", Result.success({}), at=at),
+            timer_cmd(execution_id, at, "wake", at=at),
+            child_finished_cmd(execution_id, "kid", "completed", at=at, context={"x": 1}),
+            cancel_cmd(execution_id, at=at, tenant_id="other-tenant"),
+        ]
+    # the key still holds: a duplicate start answers with an idempotency hit on ``done``
+    commands.append(start_cmd("dup", "lin", at=at, idempotency_key="k1",
+                              idempotency_window_ms=WINDOW))
+    commands.append(start_cmd("done", "lin", at=at))  # an id that exists
+    return commands
+
+
+def outcome(decision: Decision) -> Any:
+    return (decision.ignored,
+            [(e.type, e.execution_id, e.seq, e.data) for e in decision.events],
+            [(c.type, c.execution_id, c.data) for c in decision.commands])
+
+
+def test_an_ended_execution_is_kept_without_its_context_and_history() -> None:
+    d = ended_executions()
+
+    for execution_id in ENDED:
+        kept = d.partition.executions[execution_id]
+        assert kept.is_terminal
+        assert kept.context == {}
+        assert kept.history == ()
+        assert kept.step_input is None
+        # what decisions about it read is still there
+        full = d.state(execution_id)
+        assert (kept.id, kept.status, kept.seq, kept.tenant_id, kept.tokens) == (
+            full.id, full.status, full.seq, full.tenant_id, full.tokens)
+        assert full.context != {}
+    assert d.partition.executions["cancelled"].tokens["tok"].status != "active"
+
+
+def test_every_command_about_an_ended_execution_decides_as_with_its_full_state() -> None:
+    d = ended_executions()
+    whole = copy.deepcopy(d.partition)
+    for execution_id in whole.executions:
+        whole.executions[execution_id] = d.state(execution_id)  # the full fold
+    assert whole != d.partition
+
+    for command in probes(T0 + 1_000):
+        assert outcome(decide(whole, command, d.env)) == \
+            outcome(decide(d.partition, command, d.env)), command
+
+
+def test_replaying_the_log_gives_the_same_retired_partition() -> None:
+    d = ended_executions()
+    d.send(start_cmd("dup", "lin", at=T0 + 20, idempotency_key="k1",
+                     idempotency_window_ms=WINDOW))  # an idempotency hit on "done"
+
+    replayed = PartitionState()
+    for event in d.events:
+        apply_to_partition(replayed, event)
+
+    assert replayed == d.partition
+    assert replayed.executions["done"].status == ExecutionStatus.COMPLETED
+    assert replayed.executions["done"].context == {}
+
+
+def test_expired_idempotency_keys_are_forgotten_as_new_keys_are_taken() -> None:
+    d = KernelDriver(DictEnv([linear_flow("lin", 1)]))
+    for i in range(5):
+        d.start(f"e{i}", "lin", at=T0 + i, idempotency_key=f"k{i}",
+                idempotency_window_ms=WINDOW)
+    assert len(d.partition.idempotency) == 5
+
+    # k0..k2 expire at T0 + WINDOW + 0..2; a key taken at T0 + WINDOW + 2 drops them
+    d.start("late", "lin", at=T0 + WINDOW + 2, idempotency_key="k-late",
+            idempotency_window_ms=WINDOW)
+
+    assert list(d.partition.idempotency) == ["/lin/k3", "/lin/k4", "/lin/k-late"]
+    # an unexpired key still answers with the execution it started
+    hit = d.start("again", "lin", at=T0 + WINDOW + 3, idempotency_key="k4",
+                  idempotency_window_ms=WINDOW)
+    assert [e.type for e in hit.events] == [n.IDEMPOTENCY_HIT]
+    assert hit.events[0].execution_id == "e4"
+    # and a forgotten one starts a new execution, as an expired one always did
+    fresh = d.start("new0", "lin", at=T0 + WINDOW + 4, idempotency_key="k0",
+                    idempotency_window_ms=WINDOW)
+    assert fresh.events[0].type == n.EXECUTION_CREATED
+
+
+def test_a_key_taken_again_moves_behind_the_newer_keys() -> None:
+    d = KernelDriver(DictEnv([linear_flow("lin", 1)]))
+    d.start("a", "lin", at=T0, idempotency_key="k", idempotency_window_ms=WINDOW)
+    d.start("b", "lin", at=T0 + 1, idempotency_key="other", idempotency_window_ms=WINDOW)
+    d.start("c", "lin", at=T0 + WINDOW + 5, idempotency_key="k",
+            idempotency_window_ms=10 * WINDOW)
+
+    # "other" (expired) went; "k" holds its new execution and its new expiry
+    assert list(d.partition.idempotency.values()) == [("c", T0 + WINDOW + 5 + 10 * WINDOW)]
