@@ -17,7 +17,10 @@ answer and starts nothing for them. The SASL tests use the started broker's
 SASL_PLAINTEXT listener; with an external broker they need
 ``FLOWMONKEY_TEST_KAFKA_SASL_BOOTSTRAP``, ``FLOWMONKEY_TEST_KAFKA_SASL_USERNAME``,
 ``FLOWMONKEY_TEST_KAFKA_SASL_PASSWORD`` (and ``FLOWMONKEY_TEST_KAFKA_SASL_MECHANISMS``,
-the mechanisms that user has, default ``PLAIN``).
+the mechanisms that user has, default ``PLAIN``). The TLS tests likewise use its
+SASL_SSL listener, or ``FLOWMONKEY_TEST_KAFKA_SASL_SSL_BOOTSTRAP``, ``_USERNAME``,
+``_PASSWORD``, ``_CAFILE`` (the CA that signed the listener's certificate, one the
+system does not trust) and ``_MECHANISMS``.
 
 Command line (run from the repository root)::
 
@@ -44,12 +47,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from flowmonkey.testing.services_common import (
     ENV_KAFKA_BOOTSTRAP,
     ENV_KAFKA_SASL_BOOTSTRAP,
     ENV_KAFKA_SASL_MECHANISMS,
     ENV_KAFKA_SASL_PASSWORD,
+    ENV_KAFKA_SASL_SSL_BOOTSTRAP,
+    ENV_KAFKA_SASL_SSL_CAFILE,
+    ENV_KAFKA_SASL_SSL_MECHANISMS,
+    ENV_KAFKA_SASL_SSL_PASSWORD,
+    ENV_KAFKA_SASL_SSL_USERNAME,
     ENV_KAFKA_SASL_USERNAME,
     ENV_POSTGRES_DSN,
     ServiceError,
@@ -61,6 +70,7 @@ from flowmonkey.testing.services_kafka import (
     KAFKA_VERSION,
     KafkaBroker,
     KafkaSaslEndpoint,
+    KafkaSaslSslEndpoint,
     delete_topics_with_prefix,
     ensure_kafka_libs,
     kafka_cache_dir,
@@ -77,6 +87,7 @@ __all__ = [
     "KAFKA_VERSION",
     "KafkaBroker",
     "KafkaSaslEndpoint",
+    "KafkaSaslSslEndpoint",
     "PostgresServer",
     "ServiceError",
     "TestServices",
@@ -103,8 +114,10 @@ class TestServices:
         self.external_kafka_bootstrap = env.get(ENV_KAFKA_BOOTSTRAP) or None
         self._sasl_env = {name: env.get(name) or None for name in (
             ENV_KAFKA_SASL_BOOTSTRAP, ENV_KAFKA_SASL_USERNAME, ENV_KAFKA_SASL_PASSWORD,
-            ENV_KAFKA_SASL_MECHANISMS)}
+            ENV_KAFKA_SASL_MECHANISMS, ENV_KAFKA_SASL_SSL_BOOTSTRAP, ENV_KAFKA_SASL_SSL_USERNAME,
+            ENV_KAFKA_SASL_SSL_PASSWORD, ENV_KAFKA_SASL_SSL_MECHANISMS, ENV_KAFKA_SASL_SSL_CAFILE)}
         self._sasl: KafkaSaslEndpoint | None = None
+        self._sasl_ssl: KafkaSaslSslEndpoint | None = None
         self.postgres: PostgresServer | None = None
         self.kafka: KafkaBroker | None = None
         self._dsn: str | None = None
@@ -177,16 +190,51 @@ class TestServices:
         if not username or not password:
             raise ServiceError(f"{ENV_KAFKA_SASL_BOOTSTRAP} is set: set "
                                f"{ENV_KAFKA_SASL_USERNAME} and {ENV_KAFKA_SASL_PASSWORD} too")
-        mechanisms = tuple(m.strip().upper() for m in (
-            self._sasl_env[ENV_KAFKA_SASL_MECHANISMS] or "PLAIN").split(",") if m.strip())
-        endpoint = KafkaSaslEndpoint(external, username, password, mechanisms)
-        try:
-            run_async(lambda: kafka_probe(external, create_topic=False, sasl=endpoint))
-        except Exception as exc:
-            raise ServiceError(f"{ENV_KAFKA_SASL_BOOTSTRAP}={external!r} cannot be used with "
-                               f"{ENV_KAFKA_SASL_USERNAME}={username!r}: "
-                               f"{str(exc).replace(password, '***')}") from None
+        endpoint = KafkaSaslEndpoint(external, username, password, _mechanisms(
+            self._sasl_env[ENV_KAFKA_SASL_MECHANISMS]))
+        _probe_external(endpoint, ENV_KAFKA_SASL_BOOTSTRAP, ENV_KAFKA_SASL_USERNAME)
         self._sasl = endpoint
+        return endpoint
+
+    def kafka_sasl_ssl(self) -> KafkaSaslSslEndpoint:
+        """The SASL_SSL listener, user and CA file of the session's broker: the started
+        broker's, or the external one given by ``FLOWMONKEY_TEST_KAFKA_SASL_SSL_*``."""
+        if self._sasl_ssl is not None:
+            return self._sasl_ssl
+        env = self._sasl_env
+        external = env[ENV_KAFKA_SASL_SSL_BOOTSTRAP]
+        if external is None and self.external_kafka_bootstrap:
+            raise ServiceError(
+                f"{ENV_KAFKA_BOOTSTRAP} points at an external broker, so the TLS tests need "
+                f"its SASL_SSL listener too: set {ENV_KAFKA_SASL_SSL_BOOTSTRAP}=host:port, "
+                f"{ENV_KAFKA_SASL_SSL_USERNAME}, {ENV_KAFKA_SASL_SSL_PASSWORD} and "
+                f"{ENV_KAFKA_SASL_SSL_CAFILE} (the CA file, PEM, that signed the listener's "
+                "certificate: a private CA, as the tests check that the system's trusted CAs "
+                f"do not accept it) (and {ENV_KAFKA_SASL_SSL_MECHANISMS}, the mechanisms that "
+                "user has, default PLAIN), or unset "
+                f"{ENV_KAFKA_BOOTSTRAP} to start a broker that has one")
+        if external is None:
+            self.kafka_bootstrap()  # starts the broker, which has the listener
+            assert self.kafka is not None
+            self._sasl_ssl = self.kafka.sasl_ssl
+            return self._sasl_ssl
+        username = env[ENV_KAFKA_SASL_SSL_USERNAME]
+        password = env[ENV_KAFKA_SASL_SSL_PASSWORD]
+        cafile = env[ENV_KAFKA_SASL_SSL_CAFILE]
+        if not username or not password or not cafile:
+            missing = [name for name in (ENV_KAFKA_SASL_SSL_USERNAME, ENV_KAFKA_SASL_SSL_PASSWORD,
+                                         ENV_KAFKA_SASL_SSL_CAFILE) if not env[name]]
+            raise ServiceError(f"{ENV_KAFKA_SASL_SSL_BOOTSTRAP} is set: set "
+                               f"{' and '.join(missing)} too")
+        if not Path(cafile).expanduser().is_file():
+            raise ServiceError(f"{ENV_KAFKA_SASL_SSL_CAFILE} names {cafile!r}, which is not a "
+                               "file: it must be the CA (PEM) that signed the listener's "
+                               "certificate")
+        endpoint = KafkaSaslSslEndpoint(
+            external, username, password, _mechanisms(env[ENV_KAFKA_SASL_SSL_MECHANISMS]),
+            cafile=str(Path(cafile).expanduser()))
+        _probe_external(endpoint, ENV_KAFKA_SASL_SSL_BOOTSTRAP, ENV_KAFKA_SASL_SSL_USERNAME)
+        self._sasl_ssl = endpoint
         return endpoint
 
     def close(self) -> None:
@@ -198,9 +246,25 @@ class TestServices:
             self.kafka = self.postgres = None
             self._dsn = self._bootstrap = None
             self._sasl = None
+            self._sasl_ssl = None
 
     def summary(self) -> str:
         return ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
+
+
+def _mechanisms(text: str | None) -> tuple[str, ...]:
+    """The comma-separated SASL mechanisms of an external user (default PLAIN)."""
+    return tuple(m.strip().upper() for m in (text or "PLAIN").split(",") if m.strip())
+
+
+def _probe_external(endpoint: KafkaSaslEndpoint, bootstrap_var: str, username_var: str) -> None:
+    """Raise ServiceError (without the password) unless ``endpoint`` answers its user."""
+    try:
+        run_async(lambda: kafka_probe(endpoint.bootstrap, create_topic=False, sasl=endpoint))
+    except Exception as exc:
+        raise ServiceError(f"{bootstrap_var}={endpoint.bootstrap!r} cannot be used with "
+                           f"{username_var}={endpoint.username!r}: "
+                           f"{str(exc).replace(endpoint.password, '***')}") from None
 
 
 def services_from_env(environ: dict[str, str] | None = None) -> TestServices:
@@ -254,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
                           f"export {ENV_KAFKA_SASL_PASSWORD}={sasl.password}\n"
                           f"export {ENV_KAFKA_SASL_MECHANISMS}={','.join(sasl.mechanisms)}",
                           flush=True)
+                    tls = services.kafka_sasl_ssl()
+                    print(f"export {ENV_KAFKA_SASL_SSL_BOOTSTRAP}={tls.bootstrap}\n"
+                          f"export {ENV_KAFKA_SASL_SSL_USERNAME}={tls.username}\n"
+                          f"export {ENV_KAFKA_SASL_SSL_PASSWORD}={tls.password}\n"
+                          f"export {ENV_KAFKA_SASL_SSL_MECHANISMS}={','.join(tls.mechanisms)}\n"
+                          f"export {ENV_KAFKA_SASL_SSL_CAFILE}={tls.cafile}", flush=True)
                 log_status(f"up ({services.summary()}); Ctrl-C to stop")
                 while True:
                     time.sleep(3600)

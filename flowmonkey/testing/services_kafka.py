@@ -7,10 +7,14 @@ Maven into a cache folder (``FLOWMONKEY_CACHE_DIR``, default ``~/.cache/flowmonk
 dir that ``stop()`` deletes. Admin helpers: :func:`kafka_probe` and
 :func:`delete_topics_with_prefix`.
 
-The broker has two client listeners: PLAINTEXT (:attr:`KafkaBroker.bootstrap`) and
-SASL_PLAINTEXT (:attr:`KafkaBroker.sasl`), where one user (``flowmonkey``, a random
-password per broker) authenticates with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. No
-authorizer is configured, so that user may do everything.
+The broker has three client listeners: PLAINTEXT (:attr:`KafkaBroker.bootstrap`),
+SASL_PLAINTEXT (:attr:`KafkaBroker.sasl`) and SASL_SSL (:attr:`KafkaBroker.sasl_ssl`).
+On both SASL listeners one user (``flowmonkey``, a random password per broker)
+authenticates with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. No authorizer is configured,
+so that user may do everything. The SASL_SSL listener's certificate (for 127.0.0.1 and
+localhost) is signed by a throwaway CA that :func:`make_test_tls` creates with the
+``openssl`` command at broker start; clients trust it through
+:attr:`KafkaSaslSslEndpoint.cafile`.
 """
 
 from __future__ import annotations
@@ -50,12 +54,15 @@ __all__ = [
     "KAFKA_VERSION",
     "KafkaBroker",
     "KafkaSaslEndpoint",
+    "KafkaSaslSslEndpoint",
+    "TestTls",
     "delete_topics_with_prefix",
     "ensure_kafka_libs",
     "kafka_cache_dir",
     "kafka_pom",
     "kafka_probe",
     "kafka_version",
+    "make_test_tls",
 ]
 
 ENV_CACHE_DIR = "FLOWMONKEY_CACHE_DIR"
@@ -79,6 +86,96 @@ class KafkaSaslEndpoint:
     username: str
     password: str = field(repr=False)
     mechanisms: tuple[str, ...] = ("PLAIN",)
+
+    @property
+    def protocol(self) -> str:
+        return "SASL_PLAINTEXT"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSaslSslEndpoint(KafkaSaslEndpoint):
+    """A SASL_SSL listener and a user it accepts; ``cafile`` is the CA (PEM) that signed
+    the listener's certificate, which clients must trust."""
+
+    cafile: str = field(kw_only=True)
+
+    @property
+    def protocol(self) -> str:
+        return "SASL_SSL"
+
+
+@dataclass(frozen=True, slots=True)
+class TestTls:
+    """The TLS files of a test broker: the CA clients trust, and the broker's PEM
+    keystore (its unencrypted PKCS#8 key, then its certificate and the CA's)."""
+
+    __test__ = False  # not a pytest test class
+
+    cafile: Path
+    keystore: Path
+
+
+# the server certificate's extensions; a strict verifier (Python 3.13's default
+# context) also wants the key identifiers and key usages
+_SERVER_EXTENSIONS = f"""\
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:{HOST},DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def make_test_tls(folder: Path) -> TestTls:
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost signed by
+    it, made with the ``openssl`` command in ``folder``; made once (kept there).
+
+    EC keys (prime256v1) keep this to a few tens of milliseconds. Kafka reads the PEM
+    keystore itself (``ssl.keystore.type=PEM``): an unencrypted key must be PKCS#8
+    (``BEGIN PRIVATE KEY``), which is what ``openssl req -nodes`` writes.
+    """
+    tls = TestTls(folder / "ca.pem", folder / "broker-keystore.pem")
+    if tls.cafile.is_file() and tls.keystore.is_file():
+        return tls
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise ServiceError(
+            "the openssl command is needed to make the test broker's TLS certificates "
+            "(its SASL_SSL listener): install it (Debian: apt-get install openssl), or "
+            f"point {ENV_KAFKA_BOOTSTRAP} at a running broker")
+    folder.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca_key, key, csr = folder / "ca.key", folder / "broker.key", folder / "broker.csr"
+    server_cert, extensions = folder / "broker.pem", folder / "extensions.cnf"
+    extensions.write_text(_SERVER_EXTENSIONS, encoding="utf-8")
+    steps = [
+        [openssl, "req", "-x509", *ec, "-days", "30", "-subj", "/CN=FlowMonkey test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+         "-keyout", str(ca_key), "-out", str(tls.cafile)],
+        [openssl, "req", "-new", *ec, "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(csr)],
+        # an explicit random serial: openssl 1.1 would otherwise want a serial file
+        [openssl, "x509", "-req", "-in", str(csr), "-CA", str(tls.cafile),
+         "-CAkey", str(ca_key), "-set_serial", f"0x{secrets.token_hex(16)}", "-days", "30",
+         "-extfile", str(extensions), "-extensions", "server", "-out", str(server_cert)],
+    ]
+    for argv in steps:
+        made = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            timeout=60, check=False)
+        if made.returncode != 0:
+            raise ServiceError(f"making the test broker's TLS certificates failed: "
+                               f"{' '.join(argv)}:\n{made.stdout}")
+    # written last, whole: its presence means the set is complete
+    partial = folder / "broker-keystore.pem.partial"
+    partial.write_text(key.read_text() + server_cert.read_text() + tls.cafile.read_text(),
+                       encoding="utf-8")
+    partial.chmod(0o600)
+    partial.rename(tls.keystore)
+    return tls
 
 
 def kafka_pom() -> Path:
@@ -227,6 +324,7 @@ class KafkaBroker:
         self.extra_properties = dict(extra_properties or {})
         self.port = 0
         self.sasl_port = 0
+        self.sasl_ssl_port = 0
         self.controller_port = 0
         # per broker: a test must not work by knowing a fixed password
         self.sasl_password = secrets.token_urlsafe(18)
@@ -250,6 +348,21 @@ class KafkaBroker:
                                  ("PLAIN", *SCRAM_MECHANISMS))
 
     @property
+    def sasl_ssl(self) -> KafkaSaslSslEndpoint:
+        """The SASL_SSL listener, its user (the SASL_PLAINTEXT one's) and its CA file."""
+        if self.process is None or self.base_dir is None:
+            raise ServiceError("KafkaBroker is not running")
+        return KafkaSaslSslEndpoint(
+            f"{HOST}:{self.sasl_ssl_port}", SASL_USER, self.sasl_password,
+            ("PLAIN", *SCRAM_MECHANISMS), cafile=str(self.tls.cafile))
+
+    @property
+    def tls(self) -> TestTls:
+        if self.base_dir is None:
+            raise ServiceError("KafkaBroker was not started")
+        return make_test_tls(self.base_dir / "tls")
+
+    @property
     def log_path(self) -> Path:
         if self.base_dir is None:
             raise ServiceError("KafkaBroker was not started")
@@ -264,29 +377,41 @@ class KafkaBroker:
             "controller.quorum.voters": f"1@{HOST}:{self.controller_port}",
             "listeners": (
                 f"PLAINTEXT://{HOST}:{self.port},SASL_PLAINTEXT://{HOST}:{self.sasl_port},"
+                f"SASL_SSL://{HOST}:{self.sasl_ssl_port},"
                 f"CONTROLLER://{HOST}:{self.controller_port}"
             ),
             "advertised.listeners": (
-                f"PLAINTEXT://{HOST}:{self.port},SASL_PLAINTEXT://{HOST}:{self.sasl_port}"
+                f"PLAINTEXT://{HOST}:{self.port},SASL_PLAINTEXT://{HOST}:{self.sasl_port},"
+                f"SASL_SSL://{HOST}:{self.sasl_ssl_port}"
             ),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": (
-                "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+                "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,"
+                "CONTROLLER:PLAINTEXT"
             ),
-            # the SASL listener (clients only): PLAIN users live in the JAAS config,
+            # the SASL listeners (clients only): PLAIN users live in the JAAS config,
             # SCRAM users in the cluster metadata (added by `format --add-scram`)
             "sasl.enabled.mechanisms": ",".join(("PLAIN", *SCRAM_MECHANISMS)),
-            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
-                "org.apache.kafka.common.security.plain.PlainLoginModule required "
-                f'user_{SASL_USER}="{self.sasl_password}";'
-            ),
             **{
-                f"listener.name.sasl_plaintext.{m.lower()}.sasl.jaas.config": (
+                f"listener.name.{listener}.plain.sasl.jaas.config": (
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f'user_{SASL_USER}="{self.sasl_password}";'
+                )
+                for listener in ("sasl_plaintext", "sasl_ssl")
+            },
+            **{
+                f"listener.name.{listener}.{m.lower()}.sasl.jaas.config": (
                     "org.apache.kafka.common.security.scram.ScramLoginModule required;"
                 )
+                for listener in ("sasl_plaintext", "sasl_ssl")
                 for m in SCRAM_MECHANISMS
             },
+            # the SASL_SSL listener's key and certificate chain, read as PEM by Kafka
+            # itself (no keystore password: PEM allows none, and the key is not
+            # encrypted); no client certificates are asked for
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(self.tls.keystore),
             "log.dirs": str(self.base_dir / "data"),
             "num.partitions": "1",
             "default.replication.factor": "1",
@@ -335,7 +460,8 @@ class KafkaBroker:
         broker += ["-cp", classpath]
         try:
             for attempt in range(3):
-                self.port, self.sasl_port, self.controller_port = free_ports(3)
+                self.port, self.sasl_port, self.sasl_ssl_port, self.controller_port = (
+                    free_ports(4))
                 config = self.base_dir / "server.properties"
                 shutil.rmtree(self.base_dir / "data", ignore_errors=True)
                 config.write_text(
@@ -442,12 +568,16 @@ def _response_errors(response: Any) -> list[str]:
 async def kafka_probe(bootstrap: str, *, create_topic: bool,
                       sasl: KafkaSaslEndpoint | None = None) -> None:
     """Raise unless the broker answers metadata (and, optionally, creates a topic);
-    with ``sasl``, as its user over SASL_PLAINTEXT (its first mechanism)."""
+    with ``sasl``, as its user over its protocol (its first mechanism; for SASL_SSL,
+    trusting its CA file)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.helpers import create_ssl_context
 
     security: dict[str, Any] = {} if sasl is None else {
-        "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": sasl.mechanisms[0],
+        "security_protocol": sasl.protocol, "sasl_mechanism": sasl.mechanisms[0],
         "sasl_plain_username": sasl.username, "sasl_plain_password": sasl.password}
+    if isinstance(sasl, KafkaSaslSslEndpoint):
+        security["ssl_context"] = create_ssl_context(cafile=sasl.cafile)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000,
                                 **security)
     try:

@@ -30,6 +30,7 @@ import pytest
 
 from flowmonkey.testing.services import (
     KafkaSaslEndpoint,
+    KafkaSaslSslEndpoint,
     ServiceError,
     TestServices,
     delete_topics_with_prefix,
@@ -87,6 +88,19 @@ def kafka_sasl(flowmonkey_services: TestServices) -> KafkaSaslEndpoint:
     except ServiceError as exc:
         problem = str(exc)
     pytest.fail(f"Kafka's SASL listener for the tests is not available:\n{problem}",
+                pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_ssl(flowmonkey_services: TestServices) -> KafkaSaslSslEndpoint:
+    """The broker's SASL_SSL listener, a user it accepts and the CA file that signed its
+    certificate (the started broker's, or an external one's from
+    ``FLOWMONKEY_TEST_KAFKA_SASL_SSL_*``)."""
+    try:
+        return flowmonkey_services.kafka_sasl_ssl()
+    except ServiceError as exc:
+        problem = str(exc)
+    pytest.fail(f"Kafka's SASL_SSL listener for the tests is not available:\n{problem}",
                 pytrace=False)
 
 
