@@ -246,6 +246,12 @@ def connection_hint(causes: str) -> str:
     if "requesting metadata failed" in causes:
         return ("The listener accepted the connection and then closed it: it may expect "
                 "SASL or TLS, so check the security protocol and the port.")
+    if "CERTIFICATE_VERIFY_FAILED" in causes:
+        # the listener does speak TLS: the client did not accept its certificate
+        return ("The brokers' TLS certificate did not verify: set the CA file to the CA "
+                "(PEM) that signed it (without one, only the system's trusted CAs are "
+                "accepted) and check that the certificate names the host of the bootstrap "
+                "servers.")
     if "SSL" in causes or "certificate" in causes.lower():
         return ("The TLS handshake failed: check that the listener speaks TLS, that the CA "
                 "file signed the brokers' certificates and that their names match the "
