@@ -9,6 +9,10 @@ creates, against the real test broker.
 * a wrong password fails ``start`` at once, saying the credentials were refused,
   without showing the password; ``flowmonkey topics create`` works (and fails the
   same way) with the settings from the environment;
+* the same over SASL_SSL (what most managed clusters use), trusting the test broker's
+  throwaway CA through the CA file: the log, an Engine, ``flowmonkey topics create``;
+  without the CA file (the system's trusted CAs only) the broker's certificate is
+  refused and the error says so;
 * topics get the broker's ``default.replication.factor`` by default (the log asks
   for -1), and a factor the cluster cannot meet is refused naming the topic.
 """
@@ -35,8 +39,11 @@ from flowmonkey.log.kafka_security import KafkaSecurity
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.result import StepResult
 from flowmonkey.processors.topics import Topics
-from flowmonkey.testing.services import KafkaSaslEndpoint, run_async
-from flowmonkey.testing.services_common import ENV_KAFKA_SASL_MECHANISMS
+from flowmonkey.testing.services import KafkaSaslEndpoint, KafkaSaslSslEndpoint, run_async
+from flowmonkey.testing.services_common import (
+    ENV_KAFKA_SASL_MECHANISMS,
+    ENV_KAFKA_SASL_SSL_MECHANISMS,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +53,19 @@ ENDED = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANC
 
 
 def _security(sasl: KafkaSaslEndpoint, mechanism: str = "PLAIN", *,
-              password: str | None = None) -> KafkaSecurity:
+              password: str | None = None, system_trust: bool = False) -> KafkaSecurity:
+    """The endpoint's protocol, user and mechanism; over SASL_SSL trusting its CA file,
+    or with ``system_trust`` only the system's trusted CAs."""
+    tls = isinstance(sasl, KafkaSaslSslEndpoint)
     if mechanism not in sasl.mechanisms:
+        variable = ENV_KAFKA_SASL_SSL_MECHANISMS if tls else ENV_KAFKA_SASL_MECHANISMS
         pytest.fail(f"the SASL user of the test broker has no {mechanism} credentials (it "
                     f"has {', '.join(sasl.mechanisms)}): add them, and list the mechanism in "
-                    f"{ENV_KAFKA_SASL_MECHANISMS}", pytrace=False)
-    return KafkaSecurity(protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism,
-                         username=sasl.username, password=password or sasl.password)
+                    f"{variable}", pytrace=False)
+    cafile = sasl.cafile if isinstance(sasl, KafkaSaslSslEndpoint) and not system_trust else None
+    return KafkaSecurity(protocol=sasl.protocol, sasl_mechanism=mechanism,
+                         username=sasl.username, password=password or sasl.password,
+                         ssl_cafile=cafile)
 
 
 async def _admin(bootstrap: str, security: KafkaSecurity | None = None) -> Any:
@@ -72,37 +85,50 @@ async def _delete_over_sasl(sasl: KafkaSaslEndpoint, prefix: str) -> None:
         await admin.close()
 
 
+def _prefix_deleted_over(sasl: KafkaSaslEndpoint, kind: str,
+                         request: pytest.FixtureRequest) -> Iterator[str]:
+    prefix = f"t_{kind}_{os.urandom(4).hex()}-"
+    yield prefix
+    try:
+        run_async(lambda: _delete_over_sasl(sasl, prefix))
+    except Exception as exc:  # cleanup only: never fail a test over it
+        request.node.warn(pytest.PytestWarning(f"could not delete topics {prefix}*: {exc!r}"))
+
+
 @pytest.fixture
 def sasl_prefix(kafka_sasl: KafkaSaslEndpoint, request: pytest.FixtureRequest
                 ) -> Iterator[str]:
     """A topic prefix of this test; its topics are deleted over the SASL listener (an
     external SASL broker need not be the plain one)."""
-    prefix = f"t_sasl_{os.urandom(4).hex()}-"
-    yield prefix
-    try:
-        run_async(lambda: _delete_over_sasl(kafka_sasl, prefix))
-    except Exception as exc:  # cleanup only: never fail a test over it
-        request.node.warn(pytest.PytestWarning(f"could not delete topics {prefix}*: {exc!r}"))
+    yield from _prefix_deleted_over(kafka_sasl, "sasl", request)
+
+
+@pytest.fixture
+def tls_prefix(kafka_sasl_ssl: KafkaSaslSslEndpoint, request: pytest.FixtureRequest
+               ) -> Iterator[str]:
+    """A topic prefix of this test; its topics are deleted over the SASL_SSL listener."""
+    yield from _prefix_deleted_over(kafka_sasl_ssl, "tls", request)
 
 
 # --------------------------------------------------------------------------- SASL
 
 
-async def test_a_log_over_sasl_creates_topics_appends_transactionally_and_reads_back(
-    kafka_sasl: KafkaSaslEndpoint, sasl_prefix: str,
-) -> None:
-    topic, other = f"{sasl_prefix}data", f"{sasl_prefix}input"
-    async with KafkaLog(kafka_sasl.bootstrap, client_id=f"{sasl_prefix}log",
-                        security=_security(kafka_sasl)) as log:
+async def _create_append_and_read_back(sasl: KafkaSaslEndpoint, prefix: str) -> None:
+    """Every kind of client a KafkaLog builds, over ``sasl``'s listener: the admin
+    (topics), transactional producers (with a group's offsets), the idempotent
+    publisher, the readers and the streaming tail."""
+    topic, other = f"{prefix}data", f"{prefix}input"
+    async with KafkaLog(sasl.bootstrap, client_id=f"{prefix}log",
+                        security=_security(sasl)) as log:
         await log.create_topics([TopicSpec(topic, 2), TopicSpec(other, 1)])
         assert await log.partitions_for(topic) == 2
         # a transaction holding records and a group's offsets
         positions = await log.append(
             [OutRecord(topic, b"one", key=b"k1"), OutRecord(topic, b"two", key=b"k1")],
-            commit_group=f"{sasl_prefix}group", commit_offsets={(other, 0): 7})
-        assert await log.committed(f"{sasl_prefix}group", other, 0) == 7
+            commit_group=f"{prefix}group", commit_offsets={(other, 0): 7})
+        assert await log.committed(f"{prefix}group", other, 0) == 7
         # a fencing writer of its own, and the idempotent publisher
-        async with await log.transactional(f"{sasl_prefix}writer") as writer:
+        async with await log.transactional(f"{prefix}writer") as writer:
             positions += await writer.append([OutRecord(topic, b"three", key=b"k1")])
         positions += await log.publish([OutRecord(topic, b"four", key=b"k1")])
         partition = positions[0].partition
@@ -120,6 +146,12 @@ async def test_a_log_over_sasl_creates_topics_appends_transactionally_and_reads_
         finally:
             await tail.close()
         assert seen == [b"one", b"two", b"three", b"four"]
+
+
+async def test_a_log_over_sasl_creates_topics_appends_transactionally_and_reads_back(
+    kafka_sasl: KafkaSaslEndpoint, sasl_prefix: str,
+) -> None:
+    await _create_append_and_read_back(kafka_sasl, sasl_prefix)
 
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
@@ -149,13 +181,13 @@ FLOW = {
 }
 
 
-async def test_an_engine_runs_flows_end_to_end_over_sasl(
-    kafka_sasl: KafkaSaslEndpoint, sasl_prefix: str,
-) -> None:
-    log = KafkaLog(kafka_sasl.bootstrap, partitions=2, client_id=f"{sasl_prefix}client",
-                   security=_security(kafka_sasl, kafka_sasl.mechanisms[-1]))
-    async with Engine(flows=[FLOW], handlers=[noop], log=log, topic_prefix=sasl_prefix,
-                      processor_group=f"{sasl_prefix}processor") as engine:
+async def _run_flows(sasl: KafkaSaslEndpoint, prefix: str) -> None:
+    """An Engine over ``sasl``'s listener (with the user's last mechanism) runs five
+    two-step flows to completion."""
+    log = KafkaLog(sasl.bootstrap, partitions=2, client_id=f"{prefix}client",
+                   security=_security(sasl, sasl.mechanisms[-1]))
+    async with Engine(flows=[FLOW], handlers=[noop], log=log, topic_prefix=prefix,
+                      processor_group=f"{prefix}processor") as engine:
         assert engine.group_processors is not None
         assert await engine.group_processors.wait_assigned(30)
         created = await asyncio.gather(*(engine.create("sasl-flow", {"i": i})
@@ -164,6 +196,12 @@ async def test_an_engine_runs_flows_end_to_end_over_sasl(
                                                       until=ENDED) for c in created))
     assert {e.status for e in finished} == {ExecutionStatus.COMPLETED}
     assert all(e.context["b"] == {"step": "b"} for e in finished)
+
+
+async def test_an_engine_runs_flows_end_to_end_over_sasl(
+    kafka_sasl: KafkaSaslEndpoint, sasl_prefix: str,
+) -> None:
+    await _run_flows(kafka_sasl, sasl_prefix)
 
 
 async def test_a_wrong_password_fails_start_clearly_without_showing_it(
@@ -183,6 +221,39 @@ async def test_a_wrong_password_fails_start_clearly_without_showing_it(
     assert WRONG_PASSWORD not in repr(log.security)
 
 
+# --------------------------------------------------------------------------- SASL_SSL
+
+
+async def test_a_log_over_sasl_ssl_creates_topics_appends_transactionally_and_reads_back(
+    kafka_sasl_ssl: KafkaSaslSslEndpoint, tls_prefix: str,
+) -> None:
+    await _create_append_and_read_back(kafka_sasl_ssl, tls_prefix)
+
+
+async def test_an_engine_runs_flows_end_to_end_over_sasl_ssl(
+    kafka_sasl_ssl: KafkaSaslSslEndpoint, tls_prefix: str,
+) -> None:
+    await _run_flows(kafka_sasl_ssl, tls_prefix)
+
+
+async def test_without_the_ca_file_the_brokers_certificate_is_refused_clearly(
+    kafka_sasl_ssl: KafkaSaslSslEndpoint,
+) -> None:
+    # the system's trusted CAs do not include the test broker's throwaway CA
+    log = KafkaLog(kafka_sasl_ssl.bootstrap, client_id="system-trust",
+                   security=_security(kafka_sasl_ssl, system_trust=True))
+    async with asyncio.timeout(60):
+        with pytest.raises(LogError) as caught:
+            await log.start()
+    assert caught.value.code == "LOG_UNREACHABLE"
+    message = str(caught.value)
+    assert f"cannot connect to the Kafka cluster at {kafka_sasl_ssl.bootstrap} (SASL_SSL" in message
+    # the cause (Python's ssl module) and what to do about it
+    assert "certificate verify failed" in message
+    assert "The brokers' TLS certificate did not verify: set the CA file" in message
+    assert kafka_sasl_ssl.password not in message
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
@@ -193,11 +264,15 @@ def _env(**variables: str) -> dict[str, str]:
 
 
 def _sasl_env(sasl: KafkaSaslEndpoint, prefix: str, password: str) -> dict[str, str]:
-    return _env(FLOWMONKEY_KAFKA_BOOTSTRAP=sasl.bootstrap, FLOWMONKEY_TOPIC_PREFIX=prefix,
-                FLOWMONKEY_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
-                FLOWMONKEY_KAFKA_SASL_MECHANISM=sasl.mechanisms[0],
-                FLOWMONKEY_KAFKA_SASL_USERNAME=sasl.username,
-                FLOWMONKEY_KAFKA_SASL_PASSWORD=password)
+    """The CLI's settings for ``sasl``'s listener (SASL_SSL: trusting its CA file)."""
+    env = _env(FLOWMONKEY_KAFKA_BOOTSTRAP=sasl.bootstrap, FLOWMONKEY_TOPIC_PREFIX=prefix,
+               FLOWMONKEY_KAFKA_SECURITY_PROTOCOL=sasl.protocol,
+               FLOWMONKEY_KAFKA_SASL_MECHANISM=sasl.mechanisms[0],
+               FLOWMONKEY_KAFKA_SASL_USERNAME=sasl.username,
+               FLOWMONKEY_KAFKA_SASL_PASSWORD=password)
+    if isinstance(sasl, KafkaSaslSslEndpoint):
+        env["FLOWMONKEY_KAFKA_SSL_CAFILE"] = sasl.cafile
+    return env
 
 
 async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -231,6 +306,30 @@ async def test_topics_create_over_sasl_with_the_settings_from_the_environment(
     assert code == 1
     assert "refused the credentials" in err
     assert WRONG_PASSWORD not in out + err
+
+
+async def test_topics_create_over_sasl_ssl_with_the_ca_file_from_the_environment(
+    kafka_sasl_ssl: KafkaSaslSslEndpoint, tls_prefix: str,
+) -> None:
+    tls = kafka_sasl_ssl
+    env = _sasl_env(tls, tls_prefix, tls.password)
+    assert env["FLOWMONKEY_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["FLOWMONKEY_KAFKA_SSL_CAFILE"] == tls.cafile
+    code, out, err = await _run("topics", "create", "--partitions", "2", env=env)
+    assert code == 0, err
+    assert "4 created, 0 found" in out
+    assert f"on Kafka at {tls.bootstrap} (SASL_SSL" in out
+    assert tls.password not in out + err
+    topics = Topics(tls_prefix)
+    async with KafkaLog(tls.bootstrap, client_id=f"{tls_prefix}check",
+                        security=_security(tls)) as log:
+        assert await log.partitions_for(topics.commands) == 2
+
+    del env["FLOWMONKEY_KAFKA_SSL_CAFILE"]  # the system's trusted CAs only
+    code, out, err = await _run("topics", "create", env=env)
+    assert code == 1
+    assert "certificate verify failed" in err
+    assert "The brokers' TLS certificate did not verify" in err
 
 
 # --------------------------------------------------------------------------- replication
