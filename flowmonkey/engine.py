@@ -327,11 +327,8 @@ class Engine:
         self._command_waiters[command.command_id] = future
         record = OutRecord(self.topics.commands, encode_command(command), key=key.encode(),
                            headers=headers_for(command.type, command.version))
-        if isinstance(self.log, KafkaLog):
-            # one record needs no transaction: a plain idempotent produce is enough
-            await self.log.publish([record])
-        else:
-            await self.log.append([record])
+        # one record needs no transaction (on Kafka, an idempotent produce is enough)
+        await self.log.publish([record])
         try:
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:

@@ -99,6 +99,17 @@ class Log(Protocol):
         """
         ...
 
+    async def publish(self, records: Sequence[OutRecord]) -> list[Position]:
+        """Append records that need no atomicity with one another or with any offsets
+        (a client's commands), in order within each partition.
+
+        A backend may do this more cheaply than :meth:`append`: Kafka sends them with
+        an idempotent producer (one acknowledged request) instead of a transaction.
+        A failed publish may have appended some of the records; callers that retry
+        rely on the readers' deduplication (the processors dedupe commands by id).
+        """
+        ...
+
     async def read(
         self, topic: str, partition: int, offset: int, max_records: int = 1000
     ) -> list[Record]:

@@ -219,6 +219,26 @@ class LogContract:
         assert records[0].header("v") == b"1"
         assert records[0].header("absent") is None
 
+    async def test_published_records_are_read_back_at_their_positions_in_order(
+        self, log: Log, topic: str
+    ) -> None:
+        # given client commands for three executions, published without a transaction
+        sent = [OutRecord(topic, f"command-{i}".encode(), key=f"execution-{i % 3}".encode(),
+                          headers=(("n", str(i).encode()),)) for i in range(9)]
+        positions = await log.publish(sent)
+        # then each is where its position says, routed by key like an append
+        assert [p.partition for p in positions] == [
+            partition_for(r.key or b"", PARTITIONS) for r in sent]
+        for record, position in zip(sent, positions, strict=True):
+            [found] = await log.read(topic, position.partition, position.offset, 1)
+            assert (found.key, found.value, found.headers) == (
+                record.key, record.value, record.headers)
+        # and each partition holds them in the order they were published
+        for partition in {p.partition for p in positions}:
+            values = [r.value for r in await log.read(topic, partition, 0)]
+            assert values == [r.value for r, p in zip(sent, positions, strict=True)
+                              if p.partition == partition]
+
     async def test_reading_from_an_offset_skips_the_records_before_it(
         self, log: Log, topic: str
     ) -> None:
