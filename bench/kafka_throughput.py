@@ -24,6 +24,12 @@ Figures per phase:
 * ``execution_ms``: from the create call to the completion being visible (5 steps);
 * ``projection_lag_ms``: per event, from its timestamp (decided) to its projection.
 
+The ``max`` phase also reports the CPU each process spent per step
+(``cpu_us_per_step_by_process``: this engine, a ``--split`` processor, and the broker
+and PostgreSQL when this script started them), their total, and
+``cpu_bound_steps_per_s``: the steps/s that total allows on this machine's cores. When
+it is near ``steps_per_s``, CPU is what limits the run (see ``bench/cpu_meter.py``).
+
 Services: ``FLOWMONKEY_TEST_KAFKA_BOOTSTRAP`` / ``FLOWMONKEY_TEST_POSTGRES_DSN`` point at
 running ones; otherwise the test services start a local Kafka and PostgreSQL (as
 ``make test`` does; the Kafka jars must have been fetched:
@@ -57,6 +63,10 @@ from flowmonkey.model.result import StepResult
 from flowmonkey.projections.postgres import PostgresProjection
 from flowmonkey.testing.services import services_from_env
 from flowmonkey.tuning import tune_gc
+
+sys.path.insert(0, str(Path(__file__).parent))
+# beside this script; also found when `flowmonkey processor --app` loads it by path
+from cpu_meter import CpuMeter, postmaster_pid
 
 STEPS = 5
 PARTITIONS = 4
@@ -142,7 +152,7 @@ class Observer:
 
 
 async def closed_loop(engine: Engine, observer: Observer, total: int,
-                      concurrency: int) -> dict[str, Any]:
+                      concurrency: int, meter: CpuMeter | None = None) -> dict[str, Any]:
     gate = asyncio.Semaphore(concurrency)
 
     async def one() -> None:
@@ -150,14 +160,17 @@ async def closed_loop(engine: Engine, observer: Observer, total: int,
             await observer.run_one(engine)
 
     observer.reset()
+    cpu_before = meter.read() if meter is not None else {}
     began, cpu_began = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(total)))
     elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    steps = total * STEPS
     return {"phase": "max", "concurrency": concurrency, "executions": total,
-            "steps": total * STEPS, "seconds": round(elapsed, 3),
-            "steps_per_s": round(total * STEPS / elapsed, 1),
+            "steps": steps, "seconds": round(elapsed, 3),
+            "steps_per_s": round(steps / elapsed, 1),
             # this process only (not the broker, PostgreSQL or a --split processor)
-            "cpu_us_per_step": round(cpu / (total * STEPS) * 1e6), **_figures(observer)}
+            "cpu_us_per_step": round(cpu / steps * 1e6), **_figures(observer),
+            **(meter.per_step(cpu_before, steps) if meter is not None else {})}
 
 
 async def open_loop(engine: Engine, observer: Observer, steps_per_s: float,
@@ -193,7 +206,8 @@ def _figures(observer: Observer) -> dict[str, Any]:
     }
 
 
-async def run(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, Any]:
+async def run(args: argparse.Namespace, bootstrap: str, dsn: str,
+              service_pids: dict[str, int | None]) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     schema = f"bench_{run_id}"
     observer = Observer()
@@ -219,7 +233,11 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, A
             await closed_loop(engine, observer, 200, 50)
             print(f"max: {args.executions} executions at concurrency {args.concurrency} …",
                   file=sys.stderr)
-            peak = await closed_loop(engine, observer, args.executions, args.concurrency)
+            meter = CpuMeter({"engine": os.getpid(),
+                              "processors": processor.pid if processor else None,
+                              **service_pids})
+            peak = await closed_loop(engine, observer, args.executions, args.concurrency,
+                                     meter)
             rate = args.rate or peak["steps_per_s"] / 2
             print(f"half: {rate:.0f} steps/s for {args.seconds}s …", file=sys.stderr)
             half = await open_loop(engine, observer, rate, args.seconds)
@@ -292,7 +310,12 @@ def main() -> None:
     services = services_from_env()
     try:
         bootstrap, dsn = services.kafka_bootstrap(), services.postgres_dsn()
-        print(json.dumps(asyncio.run(run(args, bootstrap, dsn)), indent=2))
+        # CPU of the services is measured only when they were started here
+        pids = {"broker": services.kafka.process.pid
+                if services.kafka and services.kafka.process else None,
+                "postgres": postmaster_pid(services.postgres.data_dir)
+                if services.postgres else None}
+        print(json.dumps(asyncio.run(run(args, bootstrap, dsn, pids)), indent=2))
     finally:
         services.close()
 
