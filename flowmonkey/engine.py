@@ -289,6 +289,7 @@ class Engine:
             and not replayed else None
         waiters = self._command_waiters
         execution_waiters = self._execution_waiters
+        created: dict[str, tuple[asyncio.Future[Event], Event]] = {}
         for event in events:
             if emit is not None:
                 emit(event)
@@ -297,12 +298,38 @@ class Engine:
                 if event.type == n.COMMAND_REJECTED or event.type in _RESOLVES.get(
                         getattr(future, "fm_command_type", ""), ()):
                     del waiters[event.command_id]
-                    if not future.done():
+                    if event.type == n.EXECUTION_CREATED:
+                        created[event.execution_id] = (future, event)  # after the batch
+                    elif not future.done():
                         future.set_result(event)
             if execution_waiters and event.execution_id in execution_waiters:
                 for waiter in execution_waiters.pop(event.execution_id):
                     if not waiter.done():
                         waiter.set_result(None)
+        if created:
+            self._answer_creates(created, events)
+
+    @staticmethod
+    def _answer_creates(created: Mapping[str, tuple[asyncio.Future[Event], Event]],
+                        events: Sequence[Event]) -> None:
+        """Answer ``create`` calls with their new executions as this batch left them.
+
+        An execution created in this batch has its whole history in it (its first
+        event is here), so folding its events gives the state the projection just
+        stored, without reading it back (a query per create on PostgreSQL).
+        """
+        histories: dict[str, list[Event]] = {execution_id: [] for execution_id in created}
+        for event in events:
+            history = histories.get(event.execution_id)
+            if history is not None and event.seq > 0:
+                history.append(event)
+        for execution_id, (future, answer) in created.items():
+            if future.done():
+                continue
+            state = replay_events(histories[execution_id])
+            future.fm_execution = (  # type: ignore[attr-defined]
+                state.to_execution() if state is not None else None)
+            future.set_result(answer)
 
     def _notify(self, type: str, payload: dict[str, Any]) -> None:
         """Store and registry events (not on the log) go to the dispatcher only."""
@@ -321,6 +348,12 @@ class Engine:
 
     async def _send(self, command: Command, key: str, timeout_s: float = 30.0) -> Event:
         """Publish a command and wait for the event that answers it."""
+        return (await self._send_for(command, key, timeout_s)).result()
+
+    async def _send_for(self, command: Command, key: str,
+                        timeout_s: float = 30.0) -> asyncio.Future[Event]:
+        """Publish a command; the future that its answer completed (``create`` reads
+        the new execution from it too)."""
         self._require_started()
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         future.fm_command_type = command.type  # type: ignore[attr-defined]
@@ -330,7 +363,8 @@ class Engine:
         # one record needs no transaction (on Kafka, an idempotent produce is enough)
         await self.log.publish([record])
         try:
-            return await asyncio.wait_for(future, timeout_s)
+            await asyncio.wait_for(future, timeout_s)
+            return future
         except TimeoutError:
             self._command_waiters.pop(command.command_id, None)
             raise WaitTimeout(
@@ -402,10 +436,14 @@ class Engine:
             "timeout": timeout_data or None,
             "allow_unpublished": allow_unpublished,
         }
-        answer = await self._send(self._command(n.CMD_START, new_id, data, tenant_id), key)
+        answered = await self._send_for(
+            self._command(n.CMD_START, new_id, data, tenant_id), key)
+        answer = answered.result()
         if answer.type == n.COMMAND_REJECTED:
             raise _rejection_error(answer)
-        execution = await self.projection.get(answer.execution_id)
+        # the new execution as its batch left it; an idempotency hit reads the existing one
+        execution = getattr(answered, "fm_execution", None) or \
+            await self.projection.get(answer.execution_id)
         assert execution is not None
         hit = answer.type == n.IDEMPOTENCY_HIT
         return CreateResult(execution, created=not hit, idempotency_hit=hit)

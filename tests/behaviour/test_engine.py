@@ -12,6 +12,7 @@ from flowmonkey import (
     EngineOptions,
     Event,
     EventDispatcher,
+    Execution,
     ExecutionStatus,
     FlowMonkeyError,
     HandlerParams,
@@ -251,3 +252,40 @@ def test_an_engine_built_outside_a_loop_with_an_async_dispatcher_runs() -> None:
     assert received[0] == "handler.registered"  # emitted by Engine() before the loop ran
     assert received.count("flow.registered") == 1
     assert received[-1] == "execution.completed"
+
+
+async def test_create_answers_with_the_new_execution_without_reading_it_back() -> None:
+    # The answer is folded from the events of the batch that created the execution,
+    # so it needs no query of the projection; an idempotency hit, which answers with
+    # an execution created earlier, still reads it.
+    async with Engine(flows=[SIGNAL], handlers=HANDLERS) as engine:
+        reads: list[str] = []
+        read = engine.projection.get
+
+        async def counted_get(execution_id: str, *,
+                              tenant_id: str | None = None) -> Execution | None:
+            reads.append(execution_id)
+            return await read(execution_id, tenant_id=tenant_id)
+
+        engine.projection.get = counted_get  # type: ignore[method-assign]
+
+        created = await engine.create("signal", {"x": 1}, idempotency_key="order-1")
+
+        assert reads == []
+        assert created.execution.status == ExecutionStatus.RUNNING
+        assert created.execution.current_step_id == "s"
+        assert created.execution.context == {"x": 1}
+        assert created.execution.flow_id == "signal"
+        waiting = await engine.wait(created.execution.id, timeout_s=5)
+        assert created.execution.model_copy(update={
+            "status": waiting.status, "wait_reason": waiting.wait_reason,
+            "wait_started_at": waiting.wait_started_at, "resume_token": waiting.resume_token,
+            "updated_at": waiting.updated_at, "seq": waiting.seq,
+        }) == waiting
+
+        reads.clear()  # (wait reads the projection)
+        again = await engine.create("signal", {"x": 2}, idempotency_key="order-1")
+
+        assert again.idempotency_hit is True
+        assert again.execution.id == created.execution.id
+        assert reads == [created.execution.id]
