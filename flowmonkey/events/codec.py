@@ -107,12 +107,14 @@ _OPTIONAL_STR = frozenset({str, type(None)})
 _COMMAND_FIELDS = tuple(Command.model_fields)
 
 
-def event_record(topic: str, event: Event, partition: int | None = None) -> OutRecord:
+def event_record(topic: str, event: Event, partition: int | None = None, *,
+                 attach: bool = True) -> OutRecord:
     """The log record for ``event``, keyed by its execution id; it carries ``event``
-    itself for readers in this process when decoding would give an equal event."""
+    itself for readers in this process when decoding would give an equal event.
+    ``attach=False`` skips that (and its check) for a log that would drop it anyway."""
     return new_decoded_out_record(topic, encode_event(event), event.execution_id.encode(),
                                   headers_for(event.type, event.version), partition,
-                                  event if round_trips(event) else None)
+                                  event if attach and round_trips(event) else None)
 
 
 def decode_record(record: Record) -> Event:

@@ -76,6 +76,10 @@ class EmbeddedLog:
     Compacted topics are recorded as such but not compacted yet.
     """
 
+    keeps_decoded = True
+    """Records appended here keep the object their bytes encode for readers in this
+    process (see :mod:`flowmonkey.log.decoded`); writers may attach it."""
+
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,

@@ -59,7 +59,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from flowmonkey.errors import LogError
 from flowmonkey.events.partitioner import partition_for
-from flowmonkey.log.base import OutRecord, Position, Record, TopicSpec
+from flowmonkey.log.base import Headers, OutRecord, Position, Record, TopicSpec
 from flowmonkey.log.kafka_security import (
     BootstrapFailed,
     KafkaSecurity,
@@ -397,11 +397,17 @@ class KafkaLog:
         partitioner and the embedded log) so routing never depends on client defaults.
         """
         routed: list[tuple[OutRecord, int]] = []
+        known = self._partition_counts
         for record in records:
             _check_size(record)
-            count = await self.partitions_for(record.topic)
+            # the cached count, without a coroutine per record (the processor routes
+            # several records per step); a miss or a partition past it looks again
+            count = known.get(record.topic)
+            if count is None:
+                count = await self.partitions_for(record.topic)
             if record.partition is not None:
-                await self._check_partition(record.topic, record.partition)
+                if not 0 <= record.partition < count:
+                    await self._check_partition(record.topic, record.partition)
                 partition = record.partition
             elif record.key is not None:
                 partition = partition_for(record.key, count)
@@ -726,11 +732,28 @@ class _GroupClient:
         return None if offset is None else int(offset)
 
 
+_HEADER_BYTES: dict[Headers, int] = {}
+
+
+def _header_bytes(headers: Headers) -> int:
+    # Events share a few header tuples (one per type and version): remember their
+    # size instead of summing it for every record.
+    try:
+        size = _HEADER_BYTES.get(headers)
+    except TypeError:  # not hashable (a list from some caller): just count it
+        return sum(len(name.encode()) + len(value) + 8 for name, value in headers)
+    if size is None:
+        size = sum(len(name.encode()) + len(value) + 8 for name, value in headers)
+        if len(_HEADER_BYTES) < 1024:
+            _HEADER_BYTES[headers] = size
+    return size
+
+
 def _check_size(record: OutRecord) -> None:
     """Refuse a record the producer could not send before anything is sent: a batch
     the broker refuses would retire the writer (see ``KafkaWriter._fail``)."""
     size = len(record.value) + len(record.key or b"") + _RECORD_OVERHEAD_BYTES
-    size += sum(len(name.encode()) + len(value) + 8 for name, value in record.headers)
+    size += _header_bytes(record.headers)
     if size > _MAX_REQUEST_BYTES:
         raise LogError(
             f"a record for topic {record.topic!r} is {size} bytes; Kafka takes at most "

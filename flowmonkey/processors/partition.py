@@ -347,6 +347,8 @@ class PartitionProcessor:
         commit_offset: int | None = None
         events_topic, commands_topic = self.topics.events, self.topics.commands
         partition = self.partition
+        # only a log that keeps it (the embedded one) hands the event to its readers
+        attach = getattr(self.log, "keeps_decoded", False)
         now = self.clock.now_ms()
         for _ in range(count):
             item = inbox.popleft()
@@ -363,7 +365,7 @@ class PartitionProcessor:
                 continue
             adopt(self.state, decision.events, decision.states)
             for event in decision.events:
-                out.append(event_record(events_topic, event, partition))
+                out.append(event_record(events_topic, event, partition, attach=attach))
             for follow in decision.commands:
                 out.append(OutRecord(commands_topic, encode_command(follow),
                                      key=follow.execution_id.encode(),
