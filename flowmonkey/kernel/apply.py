@@ -323,18 +323,25 @@ def index_created(partition: PartitionState, event: Event) -> None:
         _forget_expired_keys(index, event.timestamp_ms)
 
 
-def _forget_expired_keys(index: dict[str, tuple[str, int]], now: int) -> None:
-    """Drop expired idempotency keys from the oldest end, as far as they have expired.
+FORGET_KEYS_AFTER_MS = 10 * 60_000
+"""How long past its expiry an idempotency key is kept: ``decide`` compares expiry
+with the processor's clock, and a partition moved to another processor may meet a
+clock a little behind; within this margin it still finds the key it would have."""
 
-    ``decide`` ignores an expired key anyway, so while the clock moves forward
-    dropping it changes no decision; it keeps the index from growing with every key
-    ever used. Keys taken earlier
-    mostly expire earlier; one with a longer window holds back those behind it until
-    it expires too. The clock is the event's, so a replay drops the same keys.
+
+def _forget_expired_keys(index: dict[str, tuple[str, int]], now: int) -> None:
+    """Drop idempotency keys from the oldest end, as far as they expired more than
+    :data:`FORGET_KEYS_AFTER_MS` before ``now``.
+
+    ``decide`` ignores an expired key anyway, so dropping it changes no decision (for
+    clocks within the margin of each other); it keeps the index from growing with
+    every key ever used. Keys taken earlier mostly expire earlier; one with a longer
+    window holds back those behind it until it goes too. The clock is the event's,
+    so a replay drops the same keys.
     """
     while index:
         scope = next(iter(index))
-        if index[scope][1] > now:
+        if index[scope][1] + FORGET_KEYS_AFTER_MS > now:
             return
         del index[scope]
 

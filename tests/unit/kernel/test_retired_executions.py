@@ -9,7 +9,7 @@ from typing import Any
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command
-from flowmonkey.kernel.apply import apply_to_partition
+from flowmonkey.kernel.apply import FORGET_KEYS_AFTER_MS, apply_to_partition
 from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.state import PartitionState
 from flowmonkey.model.execution import ExecutionStatus
@@ -131,18 +131,25 @@ def test_expired_idempotency_keys_are_forgotten_as_new_keys_are_taken() -> None:
                 idempotency_window_ms=WINDOW)
     assert len(d.partition.idempotency) == 5
 
-    # k0..k2 expire at T0 + WINDOW + 0..2; a key taken at T0 + WINDOW + 2 drops them
-    d.start("late", "lin", at=T0 + WINDOW + 2, idempotency_key="k-late",
+    # k0..k2 expire at T0 + WINDOW + 0..2 and are kept for a margin past that (a
+    # processor's clock may be behind the last one's): a key taken just inside the
+    # margin keeps them, one taken past it drops them
+    margin = FORGET_KEYS_AFTER_MS
+    d.start("soon", "lin", at=T0 + WINDOW + margin - 1, idempotency_key="k-soon",
+            idempotency_window_ms=WINDOW)
+    assert len(d.partition.idempotency) == 6  # k0's expiry + margin is not yet past
+    d.start("late", "lin", at=T0 + WINDOW + margin + 2, idempotency_key="k-late",
             idempotency_window_ms=WINDOW)
 
-    assert list(d.partition.idempotency) == ["/lin/k3", "/lin/k4", "/lin/k-late"]
+    assert list(d.partition.idempotency) == ["/lin/k3", "/lin/k4", "/lin/k-soon",
+                                             "/lin/k-late"]
     # an unexpired key still answers with the execution it started
-    hit = d.start("again", "lin", at=T0 + WINDOW + 3, idempotency_key="k4",
+    hit = d.start("again", "lin", at=T0 + WINDOW + 3, idempotency_key="k-late",
                   idempotency_window_ms=WINDOW)
     assert [e.type for e in hit.events] == [n.IDEMPOTENCY_HIT]
-    assert hit.events[0].execution_id == "e4"
+    assert hit.events[0].execution_id == "late"
     # and a forgotten one starts a new execution, as an expired one always did
-    fresh = d.start("new0", "lin", at=T0 + WINDOW + 4, idempotency_key="k0",
+    fresh = d.start("new0", "lin", at=T0 + WINDOW + margin + 4, idempotency_key="k0",
                     idempotency_window_ms=WINDOW)
     assert fresh.events[0].type == n.EXECUTION_CREATED
 
@@ -151,8 +158,8 @@ def test_a_key_taken_again_moves_behind_the_newer_keys() -> None:
     d = KernelDriver(DictEnv([linear_flow("lin", 1)]))
     d.start("a", "lin", at=T0, idempotency_key="k", idempotency_window_ms=WINDOW)
     d.start("b", "lin", at=T0 + 1, idempotency_key="other", idempotency_window_ms=WINDOW)
-    d.start("c", "lin", at=T0 + WINDOW + 5, idempotency_key="k",
-            idempotency_window_ms=10 * WINDOW)
+    at = T0 + WINDOW + FORGET_KEYS_AFTER_MS + 5
+    d.start("c", "lin", at=at, idempotency_key="k", idempotency_window_ms=10 * WINDOW)
 
-    # "other" (expired) went; "k" holds its new execution and its new expiry
-    assert list(d.partition.idempotency.values()) == [("c", T0 + WINDOW + 5 + 10 * WINDOW)]
+    # "other" (expired past the margin) went; "k" holds its new execution and expiry
+    assert list(d.partition.idempotency.values()) == [("c", at + 10 * WINDOW)]
