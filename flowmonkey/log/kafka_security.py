@@ -124,8 +124,11 @@ class KafkaSecurity:
         from aiokafka.helpers import create_ssl_context
 
         try:
+            # an explicit (empty) password: an encrypted key then fails here at once,
+            # instead of OpenSSL prompting for a pass phrase on the terminal
             context: ssl.SSLContext = create_ssl_context(
-                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile)
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile,
+                password=_no_key_password)
         except (OSError, ssl.SSLError) as exc:
             files = ", ".join(f"{name}={value}" for name, value in (
                 ("ssl_cafile", self.ssl_cafile), ("ssl_certfile", self.ssl_certfile),
@@ -136,6 +139,10 @@ class KafkaSecurity:
                 "signed the brokers' certificates, and a client certificate and its "
                 "(unencrypted) key") from None
         return context
+
+
+def _no_key_password() -> bytes:
+    return b""
 
 
 def security_problem(
