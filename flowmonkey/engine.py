@@ -326,9 +326,18 @@ class Engine:
         for execution_id, (future, answer) in created.items():
             if future.done():
                 continue
-            state = replay_events(histories[execution_id])
-            future.fm_execution = (  # type: ignore[attr-defined]
-                state.to_execution() if state is not None else None)
+            try:
+                state = replay_events(histories[execution_id])
+                if state is not None:
+                    # its own dicts: the fold shares them with the events listeners got
+                    execution = state.to_execution()
+                    future.fm_execution = execution.model_copy(  # type: ignore[attr-defined]
+                        update={"context": dict(execution.context),
+                                "metadata": dict(execution.metadata)
+                                if execution.metadata is not None else None})
+            except Exception:
+                # never strand a create: without the fold it reads the projection
+                log.exception("could not fold the new execution %s", execution_id)
             future.set_result(answer)
 
     def _notify(self, type: str, payload: dict[str, Any]) -> None:
@@ -360,16 +369,18 @@ class Engine:
         self._command_waiters[command.command_id] = future
         record = OutRecord(self.topics.commands, encode_command(command), key=key.encode(),
                            headers=headers_for(command.type, command.version))
-        # one record needs no transaction (on Kafka, an idempotent produce is enough)
-        await self.log.publish([record])
         try:
+            # one record needs no transaction (on Kafka, an idempotent produce is enough)
+            await self.log.publish([record])
             await asyncio.wait_for(future, timeout_s)
             return future
         except TimeoutError:
-            self._command_waiters.pop(command.command_id, None)
             raise WaitTimeout(
                 f"no answer to {command.type} for {command.execution_id!r} within {timeout_s}s; "
                 "are the processors running?") from None
+        finally:
+            # answered, timed out, cancelled or never published: nobody waits any more
+            self._command_waiters.pop(command.command_id, None)
 
     def _command(self, type: str, execution_id: str, data: dict[str, Any],
                  tenant_id: str | None) -> Command:

@@ -289,3 +289,47 @@ async def test_create_answers_with_the_new_execution_without_reading_it_back() -
         assert again.idempotency_hit is True
         assert again.execution.id == created.execution.id
         assert reads == [created.execution.id]
+
+
+async def test_the_new_execution_shares_no_dict_with_the_events_listeners_got() -> None:
+    seen: list[Event] = []
+    dispatcher = EventDispatcher(mode="sync")
+    dispatcher.on("execution.created", seen.append)
+    async with Engine(flows=[SIGNAL], handlers=HANDLERS, dispatcher=dispatcher) as engine:
+        created = await engine.create("signal", {"x": 1}, metadata={"who": "me"})
+
+        created.execution.context["x"] = 99
+        assert created.execution.metadata is not None
+        created.execution.metadata["who"] = "someone else"
+
+        assert seen[0].data["context"] == {"x": 1}
+        assert seen[0].data["metadata"] == {"who": "me"}
+
+
+async def test_a_create_whose_execution_cannot_be_folded_reads_the_projection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import flowmonkey.engine as engine_module
+
+    def broken_fold(events: object, upto_seq: object = None) -> object:
+        raise RuntimeError("fold failed")
+
+    monkeypatch.setattr(engine_module, "replay_events", broken_fold)
+    async with Engine(flows=[LINEAR], handlers=HANDLERS) as engine:
+        created = await engine.create("linear", {"x": 5})
+
+        assert created.execution.context["x"] == 5
+        assert (await engine.wait(created.execution.id, timeout_s=5)).status == \
+            ExecutionStatus.COMPLETED
+
+
+async def test_a_command_that_could_not_be_published_leaves_no_waiter_behind() -> None:
+    async with Engine(flows=[LINEAR], handlers=HANDLERS) as engine:
+        async def refuse(records: object) -> object:
+            raise FlowMonkeyError("the log refused it")
+
+        engine.log.publish = refuse  # type: ignore[method-assign,assignment]
+
+        with pytest.raises(FlowMonkeyError, match="refused"):
+            await engine.create("linear", {"x": 5})
+
+        assert engine._command_waiters == {}
