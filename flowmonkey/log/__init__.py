@@ -3,12 +3,14 @@
 from flowmonkey.log.base import Headers, Log, OutRecord, Position, Record, TopicSpec
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.kafka_security import KafkaSecurity
 from flowmonkey.log.kafka_writer import KafkaWriter
 
 __all__ = [
     "EmbeddedLog",
     "Headers",
     "KafkaLog",
+    "KafkaSecurity",
     "KafkaWriter",
     "Log",
     "OutRecord",
