@@ -103,16 +103,23 @@ class _Loaded:
 
 _EVENT_COLUMNS = ("execution_id, seq, type, version, event_id, timestamp_ms, tenant_id, "
                   "command_id, data")
-_INSERT_EVENT = (f"insert into fm_events ({_EVENT_COLUMNS}) values ($1, $2, $3, $4, $5, $6, "
-                 "$7, $8, $9) on conflict do nothing")
+# Batches are written column-wise through unnest(): one statement for the whole batch.
+# Row by row (executemany) Postgres plans and runs one insert per event, which cost about
+# twice the server CPU per step in the projection benchmark.
+_INSERT_EVENTS = (
+    f"insert into fm_events ({_EVENT_COLUMNS}) select * from unnest($1::text[], "
+    "$2::bigint[], $3::text[], $4::int[], $5::text[], $6::bigint[], $7::text[], $8::text[], "
+    "$9::text[]::jsonb[]) on conflict do nothing")
 _INSERT_REJECTION = (
     "insert into fm_rejections (execution_id, event_id, type, version, timestamp_ms, "
     "tenant_id, command_id, data) values ($1, $2, $3, $4, $5, $6, $7, $8) "
     "on conflict do nothing")
-_UPSERT_EXECUTION = """
+_UPSERT_EXECUTIONS = """
 insert into fm_executions (id, tenant_id, flow_id, flow_version, status, parent_execution_id,
     idempotency_key, wake_at, created_at, updated_at, seq, state)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
+    $12::text[]::jsonb[])
 on conflict (id) do update set tenant_id = excluded.tenant_id, flow_id = excluded.flow_id,
     flow_version = excluded.flow_version, status = excluded.status,
     parent_execution_id = excluded.parent_execution_id,
@@ -258,14 +265,16 @@ class PostgresProjection:
             record.dirty = True
             record.state = apply(record.state, event)
             fresh.append(event)
-        await conn.executemany(_INSERT_EVENT, [_event_values(e) for e in fresh])
+        if fresh:
+            await conn.execute(_INSERT_EVENTS, *_columns([_event_values(e) for e in fresh], 9))
         rejections = [e for e in events if e.seq == 0]
         if rejections:
             await conn.executemany(_INSERT_REJECTION, [
                 (e.execution_id, e.event_id, e.type, e.version, e.timestamp_ms, e.tenant_id,
                  e.command_id, e.data) for e in rejections])
-        await conn.executemany(_UPSERT_EXECUTION, [
-            _execution_values(i, r) for i, r in loaded.items() if r.dirty])
+        changed = [_execution_values(i, r) for i, r in loaded.items() if r.dirty]
+        if changed:
+            await conn.execute(_UPSERT_EXECUTIONS, *_columns(changed, 12))
         for event in fresh:
             if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS:
                 await self._token_txn(conn, event)
@@ -621,9 +630,14 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """``rows`` as ``width`` column lists, the parameters of an unnest() statement."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
 def _event_values(e: Event) -> tuple[Any, ...]:
     return (e.execution_id, e.seq, e.type, e.version, e.event_id, e.timestamp_ms,
-            e.tenant_id, e.command_id, e.data)
+            e.tenant_id, e.command_id, _json_text(e.data))
 
 
 def _execution_values(execution_id: str, record: _Loaded) -> tuple[Any, ...]:
@@ -633,7 +647,7 @@ def _execution_values(execution_id: str, record: _Loaded) -> tuple[Any, ...]:
                 None, record.last_seq, None)
     return (execution_id, record.tenant_id, st.flow_id, st.flow_version, st.status.value,
             st.parent_execution_id, st.idempotency_key, st.wake_at, st.created_at,
-            st.updated_at, record.last_seq, state_to_json(st))
+            st.updated_at, record.last_seq, _json_text(state_to_json(st)))
 
 
 def _public_row(table_id: str, r: asyncpg.Record) -> Row:
