@@ -63,3 +63,17 @@ class CpuMeter:
             "cpu_us_per_step_total": round(total),
             "cpu_bound_steps_per_s": round(cores * 1e6 / total) if total else None,
         }
+
+
+def listener_pid(port: int) -> int | None:
+    """The pid of the local process listening on TCP ``port``, if this user may see it:
+    how a benchmark finds services it did not start (a broker kept warm between runs)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr \
+                and connection.laddr.port == port and connection.pid:
+            return int(connection.pid)
+    return None

@@ -26,7 +26,8 @@ Figures per phase:
 
 The ``max`` phase also reports the CPU each process spent per step
 (``cpu_us_per_step_by_process``: this engine, a ``--split`` processor, and the broker
-and PostgreSQL when this script started them), their total, and
+and PostgreSQL, whether this script started them or found them listening on their
+ports), their total, and
 ``cpu_bound_steps_per_s``: the steps/s that total allows on this machine's cores. When
 it is near ``steps_per_s``, CPU is what limits the run (see ``bench/cpu_meter.py``).
 
@@ -53,6 +54,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -66,7 +68,7 @@ from flowmonkey.tuning import tune_gc
 
 sys.path.insert(0, str(Path(__file__).parent))
 # beside this script; also found when `flowmonkey processor --app` loads it by path
-from cpu_meter import CpuMeter, postmaster_pid
+from cpu_meter import CpuMeter, listener_pid, postmaster_pid
 
 STEPS = 5
 PARTITIONS = 4
@@ -310,11 +312,13 @@ def main() -> None:
     services = services_from_env()
     try:
         bootstrap, dsn = services.kafka_bootstrap(), services.postgres_dsn()
-        # CPU of the services is measured only when they were started here
+        # CPU of the services: those started here by their process, others (named by
+        # the FLOWMONKEY_TEST_* variables) by the local process listening on their port
         pids = {"broker": services.kafka.process.pid
-                if services.kafka and services.kafka.process else None,
+                if services.kafka and services.kafka.process
+                else listener_pid(int(bootstrap.split(",")[0].rsplit(":", 1)[1])),
                 "postgres": postmaster_pid(services.postgres.data_dir)
-                if services.postgres else None}
+                if services.postgres else listener_pid(urlsplit(dsn).port or 5432)}
         print(json.dumps(asyncio.run(run(args, bootstrap, dsn, pids)), indent=2))
     finally:
         services.close()
