@@ -24,9 +24,16 @@ Secured Kafka clusters (:class:`~flowmonkey.log.kafka_security.KafkaSecurity`):
   certificates (default: the system's CAs); ``FLOWMONKEY_KAFKA_SSL_CERTFILE`` and
   ``FLOWMONKEY_KAFKA_SSL_KEYFILE``: a client certificate and key (mutual TLS).
 
+The HTTP API (``flowmonkey api``) reads its keys with :func:`api_keys_from_env`, not
+with :class:`Settings`, so that no other command fails over a setting it never uses:
+
+* ``FLOWMONKEY_API_KEYS``: ``KEY=TENANT[,KEY=TENANT…]``; a tenant of ``*`` makes an
+  admin key (every tenant; it may act for one named by an ``X-Tenant-Id`` header).
+
 An empty variable counts as unset. A bad value raises :class:`SettingsError` naming
 the variable and what it accepts. The DSN's and the SASL passwords never appear in a
-message or a ``repr``: use :func:`redact_dsn` for anything printed or logged.
+message or a ``repr``: use :func:`redact_dsn` for anything printed or logged; nor do
+API keys (an error names the entry by its position, never by its value).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ ENV_KAFKA_SASL_PASSWORD = "FLOWMONKEY_KAFKA_SASL_PASSWORD"
 ENV_KAFKA_SSL_CAFILE = "FLOWMONKEY_KAFKA_SSL_CAFILE"
 ENV_KAFKA_SSL_CERTFILE = "FLOWMONKEY_KAFKA_SSL_CERTFILE"
 ENV_KAFKA_SSL_KEYFILE = "FLOWMONKEY_KAFKA_SSL_KEYFILE"
+ENV_API_KEYS = "FLOWMONKEY_API_KEYS"
 
 DEFAULT_TOPIC_PREFIX = "flowmonkey"
 DEFAULT_PARTITIONS = 12
@@ -70,6 +78,9 @@ DEFAULT_SCHEMA = "flowmonkey"
 DEFAULT_REPLICATION_FACTOR = -1
 MAX_REPLICATION_FACTOR = 32767  # an int16 in Kafka's protocol
 DEFAULT_SECURITY_PROTOCOL = "PLAINTEXT"
+#: shorter keys are refused: a key is the only thing between the API and the data
+MIN_API_KEY_LENGTH = 16
+ADMIN_TENANT = "*"
 
 # KafkaSecurity's fields as this module's variables, for its messages
 _SECURITY_LABELS = {
@@ -90,6 +101,8 @@ _TOPIC_PREFIX_MAX = 249 - len(".dead-letter")
 _PORT = re.compile(r"[0-9]{1,5}")
 _DSN_SCHEMES = ("postgres", "postgresql")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_API_KEY_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no spaces (a header value)
+_TENANT_CHARS = re.compile(r"[A-Za-z0-9._:@/-]{1,200}")
 
 
 class SettingsError(FlowMonkeyError, ValueError):
@@ -368,3 +381,66 @@ def redact_dsn(dsn: str) -> str:
             query = urlencode([(k, "***" if k.lower() == "password" else v)
                                for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One key of the HTTP API and the tenant it acts for (``None``: an admin key,
+    which sees every tenant). The secret never shows in a ``repr``."""
+
+    secret: str = field(repr=False)
+    tenant_id: str | None
+
+    @property
+    def admin(self) -> bool:
+        return self.tenant_id is None
+
+    def __repr__(self) -> str:
+        return f"ApiKey(tenant_id={self.tenant_id!r}, secret='***')"
+
+
+def parse_api_keys(text: str | None, name: str = ENV_API_KEYS) -> tuple[ApiKey, ...]:
+    """``KEY=TENANT[,KEY=TENANT…]`` (``*`` as the tenant: an admin key); empty entries
+    are ignored. Messages name an entry by its position, never quote a key."""
+    if text is None:
+        return ()
+    keys: list[ApiKey] = []
+    seen: set[str] = set()
+    example = f"{name}=<key>=tenant-a,<key>=* (a key of {MIN_API_KEY_LENGTH}+ characters)"
+    for number, entry in enumerate(text.split(","), start=1):
+        entry = entry.strip()
+        if not entry:
+            continue
+        secret, sep, tenant = entry.rpartition("=")
+        secret, tenant = secret.strip(), tenant.strip()
+        where = f"{name} entry {number}"
+        if not sep or not secret:
+            raise SettingsError(f"{where} is not KEY=TENANT; expected {example}")
+        if "=" in secret or not _API_KEY_CHARS.fullmatch(secret):
+            raise SettingsError(f"{where}: a key is printable ASCII without spaces, "
+                                "',' or '='")
+        if len(secret) < MIN_API_KEY_LENGTH:
+            raise SettingsError(
+                f"{where}: the key has {len(secret)} characters, fewer than "
+                f"{MIN_API_KEY_LENGTH}; make one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'")
+        if tenant != ADMIN_TENANT and not _TENANT_CHARS.fullmatch(tenant):
+            raise SettingsError(
+                f"{where}: the tenant must be {ADMIN_TENANT!r} (an admin key) or 1-200 "
+                "letters, digits and '._:@/-' (the value is not shown: it may be a "
+                "key written in the wrong order)")
+        if secret in seen:
+            raise SettingsError(f"{where} repeats the key of an earlier entry; give each "
+                                "key once")
+        seen.add(secret)
+        keys.append(ApiKey(secret, None if tenant == ADMIN_TENANT else tenant))
+    return tuple(keys)
+
+
+def api_keys_from_env(env: Mapping[str, str] | None = None) -> tuple[ApiKey, ...]:
+    """The keys in ``FLOWMONKEY_API_KEYS`` of ``env`` (default ``os.environ``)."""
+    source = os.environ if env is None else env
+    return parse_api_keys(source.get(ENV_API_KEYS, "").strip() or None)

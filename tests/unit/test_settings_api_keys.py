@@ -1,0 +1,55 @@
+"""FLOWMONKEY_API_KEYS: parsed into keys and tenants, refused clearly, never quoted."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowmonkey.settings import ApiKey, SettingsError, api_keys_from_env, parse_api_keys
+
+K1 = "k1-0123456789abcdef"
+K2 = "k2-0123456789abcdef"
+
+
+def test_keys_with_tenants_and_an_admin_key() -> None:
+    keys = api_keys_from_env({"FLOWMONKEY_API_KEYS": f" {K1}=tenant-a , {K2}=* ,"})
+    assert keys == (ApiKey(K1, "tenant-a"), ApiKey(K2, None))
+    assert not keys[0].admin
+    assert keys[1].admin
+
+
+def test_unset_or_empty_means_no_keys() -> None:
+    assert api_keys_from_env({}) == ()
+    assert api_keys_from_env({"FLOWMONKEY_API_KEYS": "  "}) == ()
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    (K1, "entry 1 is not KEY=TENANT"),
+    (f"{K1}=a,=b", "entry 2 is not KEY=TENANT"),
+    ("short=tenant-a", "fewer than 16"),
+    (f"{K1}=a,{K1}=b", "entry 2 repeats the key"),
+    (f"{K1} x=a", "printable ASCII without spaces"),
+    (f"{K1}=", "the tenant must be"),
+    (f"{K1}=has space", "the tenant must be"),
+])
+def test_a_bad_value_names_the_variable_and_the_entry_but_never_the_key(
+        value: str, says: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        parse_api_keys(value)
+    message = str(caught.value)
+    assert "FLOWMONKEY_API_KEYS" in message
+    assert says in message
+    assert K1 not in message
+    assert "short" not in message
+
+
+def test_a_key_written_where_the_tenant_goes_is_not_echoed() -> None:
+    # the tenant part of "tenant-a=<key>" is the key: the message must not show it
+    with pytest.raises(SettingsError) as caught:
+        parse_api_keys("tenant-a-is-long-enough=" + "sEcReT_with_underscore+plus")
+    assert "sEcReT" not in str(caught.value)
+
+
+def test_a_key_never_shows_in_a_repr() -> None:
+    key = ApiKey(K1, "tenant-a")
+    assert K1 not in repr(key)
+    assert "tenant-a" in repr(key)
