@@ -1,0 +1,37 @@
+"""The FastAPI application over an :class:`~flowmonkey.engine.Engine`.
+
+``create_app(engine, auth)`` builds it; the caller starts and stops the engine (the
+``flowmonkey api`` command does, around the server). With ``auth=None`` every request
+acts as an admin: that is for local development (``flowmonkey api --no-auth``).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from flowmonkey.api import routes_executions, routes_flows, routes_health, routes_tables
+from flowmonkey.api.auth import ApiAuth, principal_without_auth
+from flowmonkey.api.errors import install_error_handlers
+from flowmonkey.engine import Engine
+
+DESCRIPTION = """\
+Start, resume, cancel and query FlowMonkey executions.
+
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. A key bound to
+a tenant acts for that tenant only; an admin key acts for every tenant, or for the one
+named by `X-Tenant-Id`. Errors are `{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(engine: Engine, auth: ApiAuth | None) -> FastAPI:
+    from flowmonkey import __version__
+
+    app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION)
+    app.state.engine = engine
+    app.state.authenticate = auth.principal if auth is not None else principal_without_auth
+    install_error_handlers(app)
+    app.include_router(routes_health.router)
+    app.include_router(routes_executions.router)
+    app.include_router(routes_flows.router)
+    app.include_router(routes_tables.router)
+    return app

@@ -1,0 +1,127 @@
+"""Errors as JSON: ``{"error": {"code": ..., "message": ...}}``.
+
+The engine's error codes map to HTTP statuses here, in one table; anything not in it
+is a 400 (the engine refused the request as given). Request validation errors are a
+422 that names each field by its JSON (camelCase) path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flowmonkey.errors import FlowMonkeyError
+
+log = logging.getLogger("flowmonkey.api")
+
+STATUS_OF_CODE: dict[str, int] = {
+    "EXECUTION_NOT_FOUND": 404,
+    "FLOW_NOT_FOUND": 404,
+    "TABLE_NOT_FOUND": 404,
+    "INVALID_TOKEN": 400,
+    "INVALID_CURSOR": 400,
+    "TOKEN_USED": 409,
+    "TOKEN_EXPIRED": 409,
+    "TOKEN_REVOKED": 409,
+    "NOT_WAITING": 409,
+    "NOT_CANCELLABLE": 409,
+    "EXECUTION_EXISTS": 409,
+    "FLOW_NOT_PUBLISHED": 409,
+    "INVALID_COMMAND": 422,
+    "FLOW_INVALID": 422,
+    "CONTEXT_SIZE_LIMIT": 422,
+    "TABLE_ERROR": 422,
+    # the processors did not answer in time: the command may still be processed
+    "WAIT_TIMEOUT": 504,
+    # the log or the database cannot be used right now: try again later
+    "LOG_ERROR": 503,
+    "PROJECTION_STORE_ERROR": 503,
+}
+
+
+class ApiError(Exception):
+    """An error answer with its status, code and message (and optional headers)."""
+
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def not_found(what: str, identifier: str) -> ApiError:
+    code = f"{what.upper()}_NOT_FOUND"
+    return ApiError(404, code, f"{what} {identifier!r} not found")
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def status_of(error: FlowMonkeyError) -> int:
+    return STATUS_OF_CODE.get(error.code, 400)
+
+
+def _json_path(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
+    return path or "(body)"
+
+
+def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    problems = []
+    for error in exc.errors():
+        loc = error.get("loc", ())
+        where = loc[0] if loc else "body"
+        problems.append({"in": where, "field": _json_path(loc),
+                         "message": str(error.get("msg", "invalid"))})
+    return problems
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status,
+                            headers=exc.headers or None)
+
+    async def engine_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, FlowMonkeyError)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc))
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = validation_problems(exc)
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return JSONResponse(error_body("VALIDATION_ERROR", f"invalid request: {summary}",
+                                       problems), status_code=422)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=exc.headers)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # the message may quote internals (a driver's error, a DSN): log it, answer plainly
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(error_body("INTERNAL_ERROR", "the request failed; the server "
+                                       "log has the details"), status_code=500)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(FlowMonkeyError, engine_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

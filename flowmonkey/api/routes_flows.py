@@ -1,0 +1,40 @@
+"""``/v1/flows``: the flows the engine knows (definitions are shared by every tenant)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from flowmonkey.api.deps import Caller, EngineDep
+from flowmonkey.api.errors import ApiError
+from flowmonkey.api.schemas import FlowList, FlowOut, FlowSummary, errors
+from flowmonkey.model.flow import version_key
+
+router = APIRouter(prefix="/v1/flows", tags=["flows"])
+
+
+@router.get("", response_model=FlowList, responses=errors(401))
+async def list_flows(engine: EngineDep, caller: Caller) -> FlowList:
+    """Every registered flow version, by id, newest version first."""
+    flows = sorted(engine.flows.all(), key=lambda f: version_key(f.version), reverse=True)
+    flows.sort(key=lambda f: f.id)
+    return FlowList(items=[FlowSummary.of(f) for f in flows])
+
+
+@router.get("/{flow_id}", response_model=FlowOut, responses=errors(401, 404))
+async def get_flow(
+    flow_id: str, engine: EngineDep, caller: Caller,
+    version: Annotated[str | None, Query(description="default: the newest published "
+                                                     "version, else the newest")] = None,
+) -> FlowOut:
+    """A flow's definition and the versions registered."""
+    flow = engine.flows.get(flow_id, version) or (
+        engine.flows.get(flow_id, include_unpublished=True) if version is None else None)
+    if flow is None and not engine.run_processors:
+        await engine._sync_flows()  # published since this engine started (see executions)
+        flow = engine.flows.get(flow_id, version, include_unpublished=True)
+    if flow is None:
+        what = f"flow {flow_id!r}" + (f" version {version!r}" if version else "")
+        raise ApiError(404, "FLOW_NOT_FOUND", f"{what} is not registered")
+    return FlowOut(flow=flow, versions=engine.flows.versions(flow_id))
