@@ -11,6 +11,7 @@ import builtins
 import logging
 import time
 import uuid
+from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,9 @@ class MemoryProjection:
         self._clock_ms = clock_ms or _system_ms
         self._executions: dict[str, _ExecutionRecord] = {}
         self._children: dict[str, list[str]] = {}
+        # (created_at, id) of every execution, ascending: the listing's order, so a page
+        # walks back from its cursor instead of sorting every execution per call
+        self._by_creation: list[tuple[int, str]] = []
         self._rejections: dict[str, dict[str, Event]] = {}
         self._tables: dict[str, TableDef] = {}
         self._rows: dict[str, dict[str, _StoredRow]] = {}
@@ -129,6 +133,10 @@ class MemoryProjection:
             record.events.append(compact_event(event))
             state = apply(record.state, event)
             if state is not record.state:
+                if record.state is None and state is not None:
+                    # created_at never changes, and is nearly always the newest: insort
+                    # appends at (or near) the end
+                    insort(self._by_creation, (state.created_at, state.id))
                 record.state = state
                 if state is not None and state.parent_execution_id is not None:
                     self._children.setdefault(state.parent_execution_id, []).append(state.id)
@@ -209,26 +217,30 @@ class MemoryProjection:
         limit = max(1, min(limit, 10_000))
         after = decode_cursor(cursor) if cursor is not None else None
         wanted_status = str(status) if status is not None else None
+
+        def wanted(st: ExecutionState) -> bool:
+            return ((tenant_id is None or st.tenant_id == tenant_id)
+                    and (wanted_status is None or st.status.value == wanted_status)
+                    and (flow_id is None or st.flow_id == flow_id))
+
+        found: builtins.list[ExecutionState] = []
         if parent_execution_id is not None:
             ids = self._children.get(parent_execution_id, [])
-            candidates = [r.state for i in ids if (r := self._executions.get(i)) is not None]
+            children = [r.state for i in ids if (r := self._executions.get(i)) is not None]
+            found = [st for st in children if st is not None and wanted(st)
+                     # newest first: "after" the cursor is strictly older in (created_at, id)
+                     and (after is None or (st.created_at, st.id) < after)]
+            found.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+            del found[limit + 1:]
         else:
-            candidates = [r.state for r in self._executions.values()]
-        found: builtins.list[ExecutionState] = []
-        for st in candidates:
-            if st is None:
-                continue
-            if tenant_id is not None and st.tenant_id != tenant_id:
-                continue
-            if wanted_status is not None and st.status.value != wanted_status:
-                continue
-            if flow_id is not None and st.flow_id != flow_id:
-                continue
-            # newest first: "after" the cursor means strictly older in (created_at, id)
-            if after is not None and (st.created_at, st.id) >= after:
-                continue
-            found.append(st)
-        found.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+            # newest first from just below the cursor, until a page and one more are found
+            order, records = self._by_creation, self._executions
+            index = bisect_left(order, after) if after is not None else len(order)
+            while index > 0 and len(found) <= limit:
+                index -= 1
+                st = records[order[index][1]].state
+                if st is not None and wanted(st):
+                    found.append(st)
         page = found[:limit]
         next_cursor = None
         if len(found) > limit:

@@ -269,6 +269,22 @@ class ProjectionContract:
         assert [e.id for e in page.items] == ["c2", "c1"]
         assert all(e.parent_execution_id == "p" for e in page.items)
 
+    async def test_children_page_newest_first_across_batches_applied_out_of_order(
+        self, projection: Projection
+    ) -> None:
+        await projection.apply_events([created("p"), created("c3", T0 + 3, parent="p"),
+                                       created("c1", T0 + 1, parent="p")])
+        await projection.apply_events([created("c4", T0 + 4, parent="p"),
+                                       created("c2", T0 + 2, parent="p"),
+                                       created("c0", T0 + 2, parent="q")])
+        first = await projection.list(parent_execution_id="p", limit=3)
+        rest = await projection.list(parent_execution_id="p", limit=3,
+                                     cursor=first.next_cursor)
+        assert [e.id for e in first.items] == ["c4", "c3", "c2"]
+        assert ([e.id for e in rest.items], rest.next_cursor) == (["c1"], None)
+        everything = await projection.list(limit=4)
+        assert [e.id for e in everything.items] == ["c4", "c3", "c2", "c0"]
+
     async def test_filters_combine_and_paginate(self, projection: Projection) -> None:
         events = [created(f"e{i}", T0 + i, tenant="acme" if i % 2 else "globex")
                   for i in range(9)]
