@@ -20,12 +20,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from flowmonkey.cli_api import register_api
 from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, CliError, add_common_options
 from flowmonkey.cli_demo import register_demo
 from flowmonkey.cli_dev import register_dev
 from flowmonkey.cli_migrate import register_migrate
 from flowmonkey.cli_placeholders import (
-    register_api,
     register_bench,
     register_wal,
     register_worker,

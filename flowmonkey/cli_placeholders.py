@@ -19,9 +19,6 @@ PLANNED: dict[str, tuple[str, str]] = {
     "worker": ("run job workers",
                "run workers for stateful (job) handlers: claim jobs, heartbeat, "
                "checkpoint and complete them"),
-    "api": ("serve the HTTP API",
-            "serve the HTTP API (commands, queries, flows, webhooks, forms, health, "
-            "metrics, OpenAPI)"),
     "wal": ("replay or compact the pipe WAL",
             "retry pipe rows that failed to land (`wal replay`) or remove acknowledged "
             "entries (`wal compact`)"),
@@ -47,10 +44,6 @@ def _placeholder(subparsers: Subparsers, name: str) -> None:
 
 def register_worker(subparsers: Subparsers) -> None:
     _placeholder(subparsers, "worker")
-
-
-def register_api(subparsers: Subparsers) -> None:
-    _placeholder(subparsers, "api")
 
 
 def register_wal(subparsers: Subparsers) -> None:

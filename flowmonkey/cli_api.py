@@ -1,0 +1,286 @@
+"""``flowmonkey api``: serve the HTTP API (:mod:`flowmonkey.api`) over an Engine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from flowmonkey.cli_common import (
+    EXIT_FAILED,
+    Bundle,
+    CliError,
+    add_command,
+    all_handlers,
+    load_app,
+    load_flows_dir,
+)
+from flowmonkey.cli_service import configure_logging, run_until_stopped, stop_on_signals
+from flowmonkey.cli_settings import (
+    add_schema_option,
+    add_settings_options,
+    check_schema,
+    log_unreachable,
+    postgres_unreachable,
+    scrub,
+    settings_from_args,
+)
+from flowmonkey.settings import ENV_API_KEYS, SettingsError, api_keys_from_env
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.engine import Engine
+    from flowmonkey.settings import ApiKey, Settings
+
+log = logging.getLogger("flowmonkey.api")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+EPILOG = f"""\
+Authentication: every endpoint but /health needs an API key, sent as
+`Authorization: Bearer <key>` or `X-API-Key: <key>`. Keys come from {ENV_API_KEYS},
+KEY=TENANT pairs separated by commas; a key bound to a tenant acts for that tenant
+only (another tenant's executions answer 404), and a tenant of `*` makes an admin key,
+which sees every tenant and may act for one named by an `X-Tenant-Id` header. Without
+keys the command refuses to start, unless --no-auth (local development only: anyone
+who can reach the port can do anything).
+
+What it runs on:
+  Kafka (FLOWMONKEY_KAFKA_BOOTSTRAP): an engine without processors. Commands go to the
+    commands topic and the processors (`flowmonkey processor`) answer them; flows come
+    from the flows topic (start a processor first), plus any --app/--flows-dir. The
+    engine applies the events to the projection itself, because that is how it sees
+    the answers to its commands: with FLOWMONKEY_POSTGRES_DSN that is PostgreSQL,
+    shared safely with `flowmonkey projector` (events apply once by seq, offsets only
+    move forward), so what a write returned is already readable; without it, an
+    in-memory projection rebuilt from the events topic at start (for trying out).
+  no Kafka: the embedded engine, processors included, as `flowmonkey dev` runs it
+    (FLOWMONKEY_DATA_DIR / --data-dir for a durable log, else in memory).
+
+Endpoints: GET /health; POST /v1/executions; GET /v1/executions[?status=&flowId=
+&parentExecutionId=&limit=&cursor=]; GET /v1/executions/ID[/events|/state?seq=N];
+POST /v1/executions/ID/resume|cancel; GET /v1/flows[/ID]; GET /v1/tables[/ID/rows];
+OpenAPI at /openapi.json, interactive docs at /docs.
+
+examples:
+  export {ENV_API_KEYS}="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')=*"
+  flowmonkey api --app myapp.flows:app --port 8080
+  flowmonkey api --no-auth --flows-dir examples/flows                # local development
+  FLOWMONKEY_KAFKA_BOOTSTRAP=localhost:9092 FLOWMONKEY_POSTGRES_DSN=postgresql://… \\
+      flowmonkey api --host 0.0.0.0
+
+exit codes: 0 stopped by SIGINT/SIGTERM, 1 Kafka, PostgreSQL or the port could not be
+            used, or the engine failed, 2 bad input (no keys, no flows, a bad option)
+"""
+
+
+def register_api(subparsers: Subparsers) -> None:
+    parser = add_command(
+        subparsers, "api", help="serve the HTTP API",
+        description="Serve the HTTP API (start, resume, cancel and query executions; "
+                    "flows; table rows; health; OpenAPI) until SIGINT or SIGTERM.",
+        epilog=EPILOG)
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 for "
+                             "every interface)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on (default {DEFAULT_PORT})")
+    parser.add_argument("--no-auth", action="store_true",
+                        help=f"serve without API keys, ignoring {ENV_API_KEYS}: for local "
+                             "development only")
+    parser.add_argument("--app", metavar="MODULE[:ATTR]", action="append", default=[],
+                        help="flows and handlers: an object or module with `flows` and "
+                             "`handlers` (a .py path works too); repeatable")
+    parser.add_argument("--flows-dir", metavar="DIR", action="append", default=[],
+                        help="register every .json/.yaml/.yml flow file in DIR; repeatable")
+    parser.add_argument("--allow-private-http", action="store_true",
+                        help="without Kafka: let the http handler call private and "
+                             "loopback addresses")
+    add_schema_option(parser)
+    add_settings_options(parser)
+    parser.set_defaults(func=run_api)
+
+
+def run_api(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    check_schema(args.schema)
+    if not 1 <= args.port <= 65535:
+        raise CliError(f"--port must be from 1 to 65535, not {args.port}")
+    keys = _keys(args.no_auth)
+    bundle = Bundle()
+    for spec in args.app:
+        bundle.extend(load_app(spec))
+    for directory in args.flows_dir:
+        bundle.extend(load_flows_dir(directory))
+    if settings.log_kind != "kafka" and not bundle.flows:
+        raise CliError("no flows to serve: give --app MODULE (with `flows` and `handlers`) "
+                       "or --flows-dir DIR",
+                       hint="on Kafka the flows come from the flows topic instead: set "
+                            "FLOWMONKEY_KAFKA_BOOTSTRAP")
+    configure_logging(args)
+    if args.no_auth:
+        exposed = "" if args.host in _LOOPBACK else \
+            f"; it listens on {args.host}, so anyone who can reach it can do anything"
+        log.warning("serving without authentication (--no-auth), for local development "
+                    "only%s", exposed)
+    return asyncio.run(_Api(args, settings, bundle, keys).run())
+
+
+def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
+    try:
+        keys = api_keys_from_env()
+    except SettingsError as exc:
+        if no_auth:
+            return ()
+        raise CliError(str(exc), hint=f"fix {ENV_API_KEYS}, or pass --no-auth for local "
+                                      "development") from None
+    if not keys and not no_auth:
+        raise CliError(
+            f"no API keys: set {ENV_API_KEYS} (KEY=TENANT pairs, `*` for an admin key), "
+            "or pass --no-auth for local development",
+            hint=f"e.g. export {ENV_API_KEYS}=\"$(python -c 'import secrets; "
+                 "print(secrets.token_urlsafe(32))')=*\"")
+    return () if no_auth else keys
+
+
+def _say(text: str) -> None:
+    print(f"api: {text}", flush=True)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts, so a taken port fails fast
+    with the system's reason."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                       exit_code=EXIT_FAILED,
+                       hint="another process may use the port: choose one with --port") \
+            from None
+    sock.setblocking(False)
+    return sock
+
+
+class _Api:
+    def __init__(self, args: argparse.Namespace, settings: Settings, bundle: Bundle,
+                 keys: tuple[ApiKey, ...]) -> None:
+        self.args = args
+        self.settings = settings
+        self.bundle = bundle
+        self.keys = keys
+        self.stop = asyncio.Event()
+
+    def engine(self) -> Engine:
+        from flowmonkey.engine import Engine, EngineOptions
+
+        settings, args = self.settings, self.args
+        handlers = all_handlers(self.bundle.handlers,
+                                allow_private_http=args.allow_private_http)
+        kafka = settings.log_kind == "kafka"
+        return Engine(
+            flows=self.bundle.flows, handlers=handlers, tables=self.bundle.tables,
+            options=EngineOptions(record_history=True),
+            log=settings.make_log(client_id="flowmonkey-api"),
+            projection=settings.make_projection(schema=args.schema),
+            topic_prefix=settings.topic_prefix,
+            # on Kafka the processors are `flowmonkey processor`'s job
+            run_processors=not kafka)
+
+    async def run(self) -> int:
+        import asyncpg
+
+        from flowmonkey.errors import FlowMonkeyError
+
+        sock = _listen(self.args.host, self.args.port)
+        engine = self.engine()
+        where = self.settings.describe_log()
+        _say(f"{where} -> {self.settings.describe_projection(self.args.schema)}"
+             + ("" if engine.run_processors else " (no processors here)"))
+        try:
+            await engine.start()
+        except FlowMonkeyError as exc:
+            with contextlib.suppress(Exception):
+                await engine.stop()
+            sock.close()
+            raise log_unreachable(exc, self.settings) from None
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            with contextlib.suppress(Exception):
+                await engine.stop()
+            sock.close()
+            raise postgres_unreachable(exc, self.settings.postgres_dsn or "") from None
+        try:
+            return await self._serve(engine, sock)
+        finally:
+            _say("stopping...")
+            await engine.stop()
+            _say("stopped")
+
+    async def _serve(self, engine: Engine, sock: socket.socket) -> int:
+        import uvicorn
+
+        from flowmonkey.api import ApiAuth, create_app
+        from flowmonkey.api.routes_health import unhealthy_reason
+
+        app = create_app(engine, ApiAuth(self.keys) if self.keys else None)
+        debug = bool(getattr(self.args, "debug", False))
+        config = uvicorn.Config(app, log_level="info" if debug else "warning",
+                                access_log=debug, lifespan="off",
+                                timeout_graceful_shutdown=10)
+        server = _server(config)
+        stop_on_signals(self.stop)
+        serving = asyncio.create_task(server.serve(sockets=[sock]), name="fm-api-server")
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        auth = f"{len(self.keys)} API keys" if self.keys else "NO authentication (--no-auth)"
+        _say(f"listening on http://{shown}:{port} ({auth}); docs at /docs; Ctrl-C to stop")
+
+        def failure() -> str | None:
+            if serving.done():
+                error = None if serving.cancelled() else serving.exception()
+                return f"the HTTP server stopped: {error!r}" if error else \
+                    "the HTTP server stopped"
+            reason = unhealthy_reason(engine)
+            error = engine.processor_failure()
+            if reason is None:
+                return None
+            detail = f": {error}" if error is not None else ""
+            return scrub(reason + detail, self.settings.postgres_dsn)
+
+        try:
+            return await run_until_stopped(self.stop, 3600.0, failure=failure)
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await serving
+            sock.close()
+
+
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    """A ``uvicorn.Server`` without its own signal handling: SIGINT and SIGTERM set the
+    command's stop event instead (uvicorn would raise the signal again once stopped,
+    ending the process by the signal rather than with exit code 0)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
