@@ -223,15 +223,20 @@ def test_the_orders_client_is_a_one_shot_behind_a_profile() -> None:
     assert f"./{Path(script).name}:{script}:ro" in orders["volumes"]
 
 
-def test_the_api_is_behind_a_profile_and_marked_not_available() -> None:
+def test_the_api_is_behind_a_profile_with_its_keys_from_the_shell() -> None:
     api = services()["api"]
     assert api["profiles"] == ["api"]
-    assert api["restart"] == "no"  # the placeholder exits: never restart it in a loop
-    text = COMPOSE.read_text()
-    assert "NOT AVAILABLE YET" in text.split("\n  api:")[0].rsplit("\n\n", 1)[-1]
-    proc = run_cli("api")
-    assert proc.returncode != 0
-    assert "not available yet" in (proc.stdout + proc.stderr).lower()
+    argv = api["command"]
+    port = argv[argv.index("--port") + 1]
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"  # reachable through the mapping
+    assert api["ports"] == [f"127.0.0.1:{port}:{port}"]
+    # the keys are never in the file: compose takes them from the shell
+    assert api["environment"]["FLOWMONKEY_API_KEYS"] == "${FLOWMONKEY_API_KEYS:-}"
+    assert f"127.0.0.1:{port}/health" in " ".join(api["healthcheck"]["test"])
+    proc = run_cli("api", env={k: v for k, v in os.environ.items()
+                               if not k.startswith("FLOWMONKEY_")})
+    assert proc.returncode == 2  # without keys it refuses to start, saying why
+    assert "FLOWMONKEY_API_KEYS" in proc.stderr
 
 
 # --------------------------------------------------------------------------- image
