@@ -188,7 +188,7 @@ class _Api:
         self.stop = asyncio.Event()
 
     def engine(self) -> Engine:
-        from flowmonkey.engine import Engine, EngineOptions
+        from flowmonkey.engine import Engine
 
         settings, args = self.settings, self.args
         handlers = all_handlers(self.bundle.handlers,
@@ -196,7 +196,6 @@ class _Api:
         kafka = settings.log_kind == "kafka"
         return Engine(
             flows=self.bundle.flows, handlers=handlers, tables=self.bundle.tables,
-            options=EngineOptions(record_history=True),
             log=settings.make_log(client_id="flowmonkey-api"),
             projection=settings.make_projection(schema=args.schema),
             topic_prefix=settings.topic_prefix,

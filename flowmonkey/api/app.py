@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from flowmonkey.api import routes_executions, routes_flows, routes_health, routes_tables
 from flowmonkey.api.auth import ApiAuth, principal_without_auth
+from flowmonkey.api.deps import FlowRefresher
 from flowmonkey.api.errors import install_error_handlers
 from flowmonkey.engine import Engine
 
@@ -28,6 +29,7 @@ def create_app(engine: Engine, auth: ApiAuth | None) -> FastAPI:
 
     app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION)
     app.state.engine = engine
+    app.state.flow_refresher = FlowRefresher(engine)
     app.state.authenticate = auth.principal if auth is not None else principal_without_auth
     install_error_handlers(app)
     app.include_router(routes_health.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,5 +21,37 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
+class FlowRefresher:
+    """Reads the flows topic again when a request names a flow this engine does not
+    know. An engine without processors knows the flows published when it started; a
+    flow published since (a processor deployed after the API) is found this way. At
+    most once a second, so requests naming unknown flows cannot keep it busy."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = asyncio.Lock()
+        self._last: float | None = None
+
+    async def refresh(self) -> bool:
+        """True when the flows were read again (so a lookup is worth repeating)."""
+        if self.engine.run_processors:
+            return False  # processors here: every flow was given to this engine
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            if self._last is not None and now - self._last < self.EVERY_S:
+                return False
+            self._last = now
+            await self.engine._sync_flows()  # the engine's own adoption of the topic
+            return True
+
+
+def flows_of(request: Request) -> FlowRefresher:
+    refresher: FlowRefresher = request.app.state.flow_refresher
+    return refresher
+
+
 EngineDep = Annotated[Engine, Depends(engine_of)]
+Flows = Annotated[FlowRefresher, Depends(flows_of)]
 Caller = Annotated[Principal, Depends(principal_of)]

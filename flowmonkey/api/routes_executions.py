@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from flowmonkey.api.deps import Caller, EngineDep
+from flowmonkey.api.deps import Caller, EngineDep, FlowRefresher, Flows
 from flowmonkey.api.errors import ApiError, not_found
 from flowmonkey.api.schemas import (
     CancelOut,
@@ -32,7 +32,7 @@ router = APIRouter(prefix="/v1/executions", tags=["executions"])
 MAX_PAGE = 1000
 
 
-async def _create(engine: Engine, body: CreateExecutionRequest,
+async def _create(engine: Engine, flows: FlowRefresher, body: CreateExecutionRequest,
                   tenant_id: str | None) -> CreateResult:
     async def attempt() -> CreateResult:
         return await engine.create(
@@ -45,12 +45,8 @@ async def _create(engine: Engine, body: CreateExecutionRequest,
     try:
         return await attempt()
     except FlowNotFoundError:
-        if engine.run_processors:
+        if not await flows.refresh():
             raise
-        # Without processors of its own this engine knows the flows published on the
-        # flows topic when it started: one published since (a processor deployed
-        # after the API) is found by reading the topic again.
-        await engine._sync_flows()
         return await attempt()
 
 
@@ -60,13 +56,13 @@ async def _create(engine: Engine, body: CreateExecutionRequest,
                                              "started earlier: that one is returned"},
                         **errors(401, 404, 409, 422, 504)})
 async def create_execution(body: CreateExecutionRequest, engine: EngineDep, caller: Caller,
-                           response: Response) -> CreateExecutionOut:
+                           flows: Flows, response: Response) -> CreateExecutionOut:
     """Start an execution of a flow (201), or return the one an idempotency key names
     (200, ``idempotencyHit: true``)."""
     parent = body.parent_execution_id
     if parent is not None and await engine.get(parent, tenant_id=caller.tenant_id) is None:
         raise not_found("execution", parent)
-    result = await _create(engine, body, caller.tenant_id)
+    result = await _create(engine, flows, body, caller.tenant_id)
     if result.idempotency_hit:
         response.status_code = 200
     response.headers["Location"] = f"/v1/executions/{result.execution.id}"

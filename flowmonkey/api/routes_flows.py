@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from flowmonkey.api.deps import Caller, EngineDep
+from flowmonkey.api.deps import Caller, EngineDep, Flows
 from flowmonkey.api.errors import ApiError
 from flowmonkey.api.schemas import FlowList, FlowOut, FlowSummary, errors
 from flowmonkey.model.flow import version_key
@@ -24,15 +24,14 @@ async def list_flows(engine: EngineDep, caller: Caller) -> FlowList:
 
 @router.get("/{flow_id}", response_model=FlowOut, responses=errors(401, 404))
 async def get_flow(
-    flow_id: str, engine: EngineDep, caller: Caller,
+    flow_id: str, engine: EngineDep, caller: Caller, flows: Flows,
     version: Annotated[str | None, Query(description="default: the newest published "
                                                      "version, else the newest")] = None,
 ) -> FlowOut:
     """A flow's definition and the versions registered."""
     flow = engine.flows.get(flow_id, version) or (
         engine.flows.get(flow_id, include_unpublished=True) if version is None else None)
-    if flow is None and not engine.run_processors:
-        await engine._sync_flows()  # published since this engine started (see executions)
+    if flow is None and await flows.refresh():
         flow = engine.flows.get(flow_id, version, include_unpublished=True)
     if flow is None:
         what = f"flow {flow_id!r}" + (f" version {version!r}" if version else "")

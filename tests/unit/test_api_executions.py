@@ -8,6 +8,9 @@ import pytest
 
 from flowmonkey import Engine
 from flowmonkey.api import ApiAuth, create_app
+from flowmonkey.log.base import OutRecord
+from flowmonkey.log.embedded import EmbeddedLog
+from flowmonkey.model.flow import Flow
 from tests.unit.api_support import (
     ADMIN,
     GREET,
@@ -255,3 +258,18 @@ async def test_an_admin_key_lists_every_tenant() -> None:
         everything = await client.get("/v1/executions", headers=bearer(ADMIN))
         assert sorted(e["tenantId"] for e in everything.json()["items"]) == [
             "tenant-a", "tenant-z"]
+
+
+async def test_a_flow_published_after_start_is_found_by_an_engine_without_processors() -> None:
+    engine = Engine(log=EmbeddedLog(partitions=1), run_processors=False)
+    async with api_client(engine=engine) as client:
+        before = await client.get("/v1/flows", headers=A)
+        assert before.json()["items"] == []
+        # another process (a processor deployed later) publishes its flow
+        flow = Flow.parse(GREET)
+        await engine.log.append([OutRecord(engine.topics.flows,
+                                           flow.model_dump_json(by_alias=True).encode(),
+                                           key=flow.ref.encode(), partition=0)])
+        found = await client.get("/v1/flows/greet", headers=A)
+        assert found.status_code == 200, found.text
+        assert found.json()["flow"]["id"] == "greet"
