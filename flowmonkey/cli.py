@@ -25,17 +25,14 @@ from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, CliError, add_com
 from flowmonkey.cli_demo import register_demo
 from flowmonkey.cli_dev import register_dev
 from flowmonkey.cli_migrate import register_migrate
-from flowmonkey.cli_placeholders import (
-    register_bench,
-    register_wal,
-    register_worker,
-)
+from flowmonkey.cli_placeholders import register_bench, register_worker
 from flowmonkey.cli_processor import register_processor
 from flowmonkey.cli_projector import register_projector
 from flowmonkey.cli_rebuild import register_rebuild
 from flowmonkey.cli_replay import register_replay
 from flowmonkey.cli_run import register_run, register_validate
 from flowmonkey.cli_topics import register_topics
+from flowmonkey.cli_wal import register_wal
 
 if TYPE_CHECKING:
     from flowmonkey.cli_common import Subparsers
@@ -45,17 +42,16 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_dev,
     register_demo,
     register_validate,
-    # placeholders, to be replaced by their real modules:
     register_processor,
     register_projector,
-    register_worker,
+    register_worker,  # a placeholder
     register_api,
     register_topics,
     register_migrate,
     register_replay,
     register_rebuild,
     register_wal,
-    register_bench,
+    register_bench,  # a placeholder
 ]
 
 EPILOG = """\

@@ -19,9 +19,6 @@ PLANNED: dict[str, tuple[str, str]] = {
     "worker": ("run job workers",
                "run workers for stateful (job) handlers: claim jobs, heartbeat, "
                "checkpoint and complete them"),
-    "wal": ("replay or compact the pipe WAL",
-            "retry pipe rows that failed to land (`wal replay`) or remove acknowledged "
-            "entries (`wal compact`)"),
     "bench": ("run benchmarks",
               "measure throughput and latency of the engine on the embedded log or Kafka"),
 }
@@ -44,10 +41,6 @@ def _placeholder(subparsers: Subparsers, name: str) -> None:
 
 def register_worker(subparsers: Subparsers) -> None:
     _placeholder(subparsers, "worker")
-
-
-def register_wal(subparsers: Subparsers) -> None:
-    _placeholder(subparsers, "wal")
 
 
 def register_bench(subparsers: Subparsers) -> None:

@@ -238,7 +238,7 @@ def test_processor_without_flows_says_what_to_give() -> None:
     assert_no_traceback(proc)
 
 
-@pytest.mark.parametrize("command", ["worker", "wal", "bench"])
+@pytest.mark.parametrize("command", ["worker", "bench"])
 def test_placeholders(command: str) -> None:
     proc = flowmonkey(command, "some-arg", "--some-option")
     assert proc.returncode == 2
