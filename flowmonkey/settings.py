@@ -102,7 +102,11 @@ _PORT = re.compile(r"[0-9]{1,5}")
 _DSN_SCHEMES = ("postgres", "postgresql")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _API_KEY_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no spaces (a header value)
-_TENANT_CHARS = re.compile(r"[A-Za-z0-9._:@/-]{1,200}")
+# No "/": the kernel scopes idempotency keys as "tenant/flow/key", so a tenant holding a
+# "/" could name another tenant's scope ("acme/greet" + flow "approve" is "acme" + flow
+# "greet" + key "approve/...") and be handed that tenant's execution.
+_TENANT_CHARS = re.compile(r"[A-Za-z0-9._:@-]{1,200}")
+TENANT_ID_RULE = "1-200 letters, digits and '._:@-'"
 
 
 class SettingsError(FlowMonkeyError, ValueError):
@@ -427,17 +431,22 @@ def parse_api_keys(text: str | None, name: str = ENV_API_KEYS) -> tuple[ApiKey, 
                 f"{where}: the key has {len(secret)} characters, fewer than "
                 f"{MIN_API_KEY_LENGTH}; make one with: python -c 'import secrets; "
                 "print(secrets.token_urlsafe(32))'")
-        if tenant != ADMIN_TENANT and not _TENANT_CHARS.fullmatch(tenant):
+        if tenant != ADMIN_TENANT and not valid_tenant_id(tenant):
             raise SettingsError(
-                f"{where}: the tenant must be {ADMIN_TENANT!r} (an admin key) or 1-200 "
-                "letters, digits and '._:@/-' (the value is not shown: it may be a "
-                "key written in the wrong order)")
+                f"{where}: the tenant must be {ADMIN_TENANT!r} (an admin key) or "
+                f"{TENANT_ID_RULE} (the value is not shown: it may be a key written in "
+                "the wrong order)")
         if secret in seen:
             raise SettingsError(f"{where} repeats the key of an earlier entry; give each "
                                 "key once")
         seen.add(secret)
         keys.append(ApiKey(secret, None if tenant == ADMIN_TENANT else tenant))
     return tuple(keys)
+
+
+def valid_tenant_id(text: str) -> bool:
+    """Whether ``text`` may name a tenant (in a key's entry or an ``X-Tenant-Id``)."""
+    return _TENANT_CHARS.fullmatch(text) is not None
 
 
 def api_keys_from_env(env: Mapping[str, str] | None = None) -> tuple[ApiKey, ...]:

@@ -30,6 +30,8 @@ def test_unset_or_empty_means_no_keys() -> None:
     (f"{K1} x=a", "printable ASCII without spaces"),
     (f"{K1}=", "the tenant must be"),
     (f"{K1}=has space", "the tenant must be"),
+    # "/" separates the tenant in the kernel's idempotency scope (tenant/flow/key)
+    (f"{K1}=acme/greet", "the tenant must be"),
 ])
 def test_a_bad_value_names_the_variable_and_the_entry_but_never_the_key(
         value: str, says: str) -> None:
