@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from flowmonkey.api.errors import ApiError
-from flowmonkey.settings import ApiKey
+from flowmonkey.settings import TENANT_ID_RULE, ApiKey, valid_tenant_id
 
 log = logging.getLogger("flowmonkey.api")
 
@@ -90,8 +90,15 @@ def presented_key(request: Request) -> str | None:
 
 
 def requested_tenant(request: Request) -> str | None:
-    value = request.headers.get(TENANT_HEADER)
-    return value.strip() if value and value.strip() else None
+    """The tenant ``X-Tenant-Id`` names; held to the rule of a key's tenant, because a
+    tenant id with a "/" would share the kernel's idempotency scopes of another."""
+    value = request.headers.get(TENANT_HEADER, "").strip()
+    if not value:
+        return None
+    if not valid_tenant_id(value):
+        # the value is not quoted: a key pasted into the wrong header must not echo
+        raise ApiError(400, "INVALID_TENANT_ID", f"{TENANT_HEADER} must be {TENANT_ID_RULE}")
+    return value
 
 
 def principal_without_auth(request: Request) -> Principal:

@@ -50,6 +50,16 @@ async def _create(engine: Engine, flows: FlowRefresher, body: CreateExecutionReq
         return await attempt()
 
 
+def _check_hit(execution: Execution, flow_id: str, tenant_id: str | None) -> None:
+    """Never hand over an execution of another tenant or flow as an idempotency hit.
+    The kernel finds a hit by the scope "tenant/flow/key", which a "/" in a flow id
+    or key can make ambiguous (tenant ids have none: settings and auth refuse it)."""
+    if (tenant_id is not None and execution.tenant_id != tenant_id) or \
+            execution.flow_id != flow_id:
+        raise ApiError(409, "IDEMPOTENCY_KEY_CONFLICT",
+                       "this idempotency key is taken by another execution: choose another")
+
+
 @router.post("", status_code=201, response_model=CreateExecutionOut,
              responses={200: {"model": CreateExecutionOut,
                               "description": "an idempotency key matched an execution "
@@ -64,6 +74,7 @@ async def create_execution(body: CreateExecutionRequest, engine: EngineDep, call
         raise not_found("execution", parent)
     result = await _create(engine, flows, body, caller.tenant_id)
     if result.idempotency_hit:
+        _check_hit(result.execution, body.flow_id, caller.tenant_id)
         response.status_code = 200
     response.headers["Location"] = f"/v1/executions/{result.execution.id}"
     return CreateExecutionOut(execution=result.execution, created=result.created,

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from flowmonkey.api import ApiAuth
+from flowmonkey.settings import ApiKey
 from tests.unit.api_support import ADMIN, KEY_A, KEY_B, KEYS, api_client, bearer
 
 
@@ -133,3 +134,29 @@ async def test_without_auth_every_request_is_an_admin() -> None:
     assert created.status_code == 201
     assert created.json()["execution"]["tenantId"] == "t1"
     assert len(listed.json()["items"]) == 1
+
+
+async def test_an_x_tenant_id_outside_the_tenant_rule_is_400_and_not_echoed() -> None:
+    async with api_client() as client:
+        response = await client.post("/v1/executions", json={"flowId": "greet"},
+                                     headers=bearer(ADMIN, "acme/greet"))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "INVALID_TENANT_ID"
+    assert "acme/greet" not in response.text
+
+
+async def test_an_idempotency_hit_on_another_tenants_execution_is_never_returned() -> None:
+    # "acme/greet" + flow "approve" + key "k" and "acme" + flow "greet" + key "approve/k"
+    # share the kernel's scope; settings refuse such a tenant, the route must hold anyway
+    other = ApiKey("acme-greet-key-0123456789", "acme/greet")
+    mine = ApiKey("acme-key-0123456789abcdef", "acme")
+    async with api_client(ApiAuth([other, mine])) as client:
+        theirs = await client.post("/v1/executions", headers=bearer(other.secret), json={
+            "flowId": "approve", "idempotencyKey": "k", "context": {"secret": "theirs"}})
+        assert theirs.status_code == 201
+        response = await client.post("/v1/executions", headers=bearer(mine.secret),
+                                     json={"flowId": "greet", "idempotencyKey": "approve/k"})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_CONFLICT"
+    assert "theirs" not in response.text
+    assert theirs.json()["execution"]["id"] not in response.text

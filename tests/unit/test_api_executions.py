@@ -11,6 +11,7 @@ from flowmonkey.api import ApiAuth, create_app
 from flowmonkey.log.base import OutRecord
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.model.flow import Flow
+from tests.behaviour.flows import flow, step
 from tests.unit.api_support import (
     ADMIN,
     GREET,
@@ -71,6 +72,20 @@ async def test_an_idempotency_key_returns_the_first_execution_with_200() -> None
         assert again.json()["idempotencyHit"] is True
         assert again.json()["created"] is False
         assert again.json()["execution"]["id"] == first.json()["execution"]["id"]
+
+
+async def test_an_idempotency_hit_on_another_flows_execution_is_a_conflict() -> None:
+    # flow "greet" + key "x/k" and flow "greet/x" + key "k" share the kernel's scope
+    slashed = flow("greet/x", step("hello", "greet", output_key="greeting"))
+    engine = Engine(flows=[GREET, slashed], handlers=[greet])
+    async with api_client(engine=engine) as client:
+        first = await client.post("/v1/executions", headers=A,
+                                  json={"flowId": "greet", "idempotencyKey": "x/k"})
+        assert first.status_code == 201
+        other = await client.post("/v1/executions", headers=A,
+                                  json={"flowId": "greet/x", "idempotencyKey": "k"})
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "IDEMPOTENCY_KEY_CONFLICT"
 
 
 async def test_the_list_pages_with_a_cursor_and_filters() -> None:
