@@ -4,10 +4,11 @@ not a silently ignored option)."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flowmonkey.events.envelope import Event
 from flowmonkey.model.base import FlowMonkeyModel
@@ -19,8 +20,40 @@ from flowmonkey.projections.base import Row
 
 # ----------------------------------------------------------------------------- requests
 
+# What the log's JSON codec (orjson) can encode: a larger integer would fail only when
+# the command is published (a 500), and NaN or Infinity, which Python's JSON reader
+# accepts, would silently become null.
+_INT_RANGE = (-(2**63), 2**64 - 1)
 
-class CreateExecutionRequest(FlowMonkeyModel):
+
+def check_json(value: Any) -> None:
+    """Raise ValueError, naming the path, for a number the log cannot carry as given.
+    Iterative: a deeply nested body must not exhaust the stack."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, int) and not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
+            raise ValueError(f"{path or 'value'}: integer out of the 64-bit range")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{path or 'value'}: {item} is not a JSON number")
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
+
+
+class RequestModel(FlowMonkeyModel):
+    """A request body: every number in it must fit the log (see :func:`check_json`)."""
+
+    @model_validator(mode="after")
+    def _numbers_fit_the_log(self) -> Self:
+        check_json(self.model_dump(by_alias=True))
+        return self
+
+
+class CreateExecutionRequest(RequestModel):
     flow_id: str = Field(min_length=1, description="the flow to run")
     context: dict[str, Any] = Field(default_factory=dict,
                                     description="the execution's initial context")
@@ -38,12 +71,12 @@ class CreateExecutionRequest(FlowMonkeyModel):
                                     description="run a draft or archived flow version")
 
 
-class ResumeRequest(FlowMonkeyModel):
+class ResumeRequest(RequestModel):
     token: str = Field(min_length=1, description="the resume token of the waiting execution")
     data: Any = Field(default=None, description="given to the step that waited")
 
 
-class CancelRequest(FlowMonkeyModel):
+class CancelRequest(RequestModel):
     reason: str | None = Field(default=None, max_length=2000)
 
 

@@ -215,6 +215,38 @@ async def test_a_bad_body_is_422_naming_the_field() -> None:
         assert not_json.status_code == 422
 
 
+@pytest.mark.parametrize(("body", "field"), [
+    (b'{"flowId": "greet", "context": {"n": 1e999}}', "context.n"),
+    (b'{"flowId": "greet", "context": {"n": NaN}}', "context.n"),
+    (b'{"flowId": "greet", "context": {"n": [0, 100000000000000000000]}}', "context.n[1]"),
+    (b'{"flowId": "greet", "idempotencyKey": "k", "idempotencyWindowMs": 1e400}', None),
+    (b'{"flowId": "greet", "idempotencyKey": "k", '
+     b'"idempotencyWindowMs": 100000000000000000000}', "idempotencyWindowMs"),
+    (b'{"flowId": "greet", "timeout": {"executionTimeoutMs": 100000000000000000000}}',
+     "timeout.executionTimeoutMs"),
+])
+async def test_a_number_the_log_cannot_carry_is_422_not_a_500(body: bytes,
+                                                               field: str | None) -> None:
+    async with api_client() as client:
+        response = await client.post("/v1/executions", content=body,
+                                     headers={**A, "content-type": "application/json"})
+        listed = await client.get("/v1/executions", headers=A)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    if field is not None:
+        assert field in response.json()["error"]["message"]
+    assert listed.json()["items"] == []
+
+
+async def test_resume_data_the_log_cannot_carry_is_422() -> None:
+    async with api_client() as client:
+        response = await client.post("/v1/executions/any/resume", content=b'{"token": "t", '
+                                     b'"data": {"n": -100000000000000000000}}',
+                                     headers={**A, "content-type": "application/json"})
+    assert response.status_code == 422
+    assert "data.n" in response.json()["error"]["message"]
+
+
 async def test_flows_are_listed_and_shown() -> None:
     async with api_client() as client:
         listed = await client.get("/v1/flows", headers=A)
