@@ -11,9 +11,11 @@ from fastapi import FastAPI
 
 from flowmonkey.api import routes_executions, routes_flows, routes_health, routes_tables
 from flowmonkey.api.auth import ApiAuth, principal_without_auth
+from flowmonkey.api.body_limit import BodyLimit
 from flowmonkey.api.deps import FlowRefresher
 from flowmonkey.api.errors import install_error_handlers
 from flowmonkey.engine import Engine
+from flowmonkey.model.limits import DEFAULT_MAX_TOTAL_SIZE_BYTES
 
 DESCRIPTION = """\
 Start, resume, cancel and query FlowMonkey executions.
@@ -24,10 +26,18 @@ named by `X-Tenant-Id`. Errors are `{"error": {"code": ..., "message": ...}}`.
 """
 
 
-def create_app(engine: Engine, auth: ApiAuth | None) -> FastAPI:
+#: the largest request body read (413 beyond): an execution's whole context may reach
+#: the default total of 10 MiB, plus room for the rest of the request
+MAX_BODY_BYTES = DEFAULT_MAX_TOTAL_SIZE_BYTES + 64 * 1024
+
+
+def create_app(engine: Engine, auth: ApiAuth | None, *,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     from flowmonkey import __version__
 
     app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION)
+    # without a bound a client could make the server buffer and parse any amount
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.state.engine = engine
     app.state.flow_refresher = FlowRefresher(engine)
     app.state.authenticate = auth.principal if auth is not None else principal_without_auth

@@ -86,6 +86,12 @@ def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     for error in exc.errors():
         loc = error.get("loc", ())
         where = loc[0] if loc else "body"
+        if error.get("type") == "json_invalid":
+            # its loc is ("body", <character offset>): not a field
+            at = f" at character {loc[1]}" if len(loc) > 1 else ""
+            problems.append({"in": "body", "field": "(body)",
+                             "message": f"not valid JSON{at}"})
+            continue
         problems.append({"in": where, "field": _json_path(loc),
                          "message": str(error.get("msg", "invalid"))})
     return problems
@@ -110,7 +116,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        code = {400: "INVALID_BODY", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+                413: "BODY_TOO_LARGE"}.get(exc.status_code, "HTTP_ERROR")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=exc.headers)
 

@@ -3,6 +3,8 @@ state at an event, pagination, resume and cancel, with the engine's errors mappe
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -213,6 +215,40 @@ async def test_a_bad_body_is_422_naming_the_field() -> None:
                                                                 "application/json"},
                                      content=b"{nope")
         assert not_json.status_code == 422
+        assert not_json.json()["error"]["message"] == \
+            "invalid request: (body): not valid JSON at character 1"
+        nested = b'{"flowId": "greet", "context": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+        too_deep = await client.post("/v1/executions", content=nested,
+                                     headers={**A, "content-type": "application/json"})
+        assert too_deep.status_code == 400
+        assert too_deep.json()["error"]["code"] == "INVALID_BODY"
+
+
+async def test_a_body_over_the_bound_is_413_whether_declared_or_streamed() -> None:
+    engine = Engine(flows=[GREET], handlers=[greet])
+    async with engine:
+        app = create_app(engine, ApiAuth(KEYS), max_body_bytes=1000)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            declared = await client.post("/v1/executions", headers=A, json={
+                "flowId": "greet", "context": {"a": "x" * 2000}})
+
+            async def chunks() -> AsyncIterator[bytes]:
+                yield b'{"flowId": "greet", "context": {"a": "'
+                for _ in range(10):
+                    yield b"x" * 500  # no Content-Length: the read itself must stop
+                yield b'"}}'
+
+            streamed = await client.post("/v1/executions", content=chunks(),
+                                         headers={**A, "content-type": "application/json"})
+            small = await client.post("/v1/executions", headers=A, json={"flowId": "greet"})
+            listed = await client.get("/v1/executions", headers=A)
+    for response in (declared, streamed):
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == {"code": "BODY_TOO_LARGE", "message":
+                                            "the request body is over 1000 bytes"}
+    assert small.status_code == 201
+    assert len(listed.json()["items"]) == 1
 
 
 @pytest.mark.parametrize(("body", "field"), [

@@ -1,0 +1,53 @@
+"""A bound on request bodies, answered as a JSON 413 like every other error.
+
+FastAPI's own ``max_body_size`` answers a too-long ``Content-Length`` in plain text
+(replacing whatever the app answered), so this small ASGI middleware does it instead:
+a declared length over the bound is refused before anything is read, and a body that
+grows past it while streaming stops the read.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flowmonkey.api.errors import error_body
+
+CODE = "BODY_TOO_LARGE"
+
+
+def too_large_message(max_bytes: int) -> str:
+    return f"the request body is over {max_bytes} bytes"
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse(error_body(CODE, too_large_message(self.max_bytes)),
+                                    status_code=413)
+            await response(scope, receive, send)
+            return
+        read = 0
+
+        async def bounded() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > self.max_bytes:
+                    # FastAPI re-raises an HTTPException met while reading the body; the
+                    # app's handler answers it (see errors.install_error_handlers)
+                    raise HTTPException(413, too_large_message(self.max_bytes))
+            return message
+
+        await self.app(scope, bounded, send)
