@@ -1,8 +1,9 @@
 """Errors as JSON: ``{"error": {"code": ..., "message": ...}}``.
 
-The engine's error codes map to HTTP statuses here, in one table; anything not in it
-is a 400 (the engine refused the request as given). Request validation errors are a
-422 that names each field by its JSON (camelCase) path.
+The engine's error codes map to HTTP statuses here, in one table; a command the kernel
+refused with another code is a 422, any other engine error a 500. A 5xx never carries
+the engine's message (it may quote hosts or a driver's text), except a 504's. Request
+validation errors are a 422 that names each field by its JSON (camelCase) path.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowmonkey.errors import FlowMonkeyError
+from flowmonkey.errors import CommandRejected, FlowMonkeyError
+from flowmonkey.kernel import limits as lim
 
 log = logging.getLogger("flowmonkey.api")
 
@@ -35,14 +37,20 @@ STATUS_OF_CODE: dict[str, int] = {
     "FLOW_NOT_PUBLISHED": 409,
     "INVALID_COMMAND": 422,
     "FLOW_INVALID": 422,
-    "CONTEXT_SIZE_LIMIT": 422,
     "TABLE_ERROR": 422,
+    # a context or resume data over the engine's limits (the kernel's LimitViolation)
+    **dict.fromkeys((lim.CONTEXT_VALUE_TOO_LARGE, lim.CONTEXT_SIZE_LIMIT,
+                     lim.CONTEXT_KEY_LIMIT, lim.CONTEXT_NESTING_LIMIT, lim.INVALID_VALUE),
+                    422),
     # the processors did not answer in time: the command may still be processed
     "WAIT_TIMEOUT": 504,
     # the log or the database cannot be used right now: try again later
     "LOG_ERROR": 503,
     "PROJECTION_STORE_ERROR": 503,
+    "PROJECTION_NOT_STARTED": 503,
 }
+#: 5xx answers whose message is the client's to read (it names no host or driver)
+_TOLD_AS_IS = frozenset({"WAIT_TIMEOUT"})
 
 
 class ApiError(Exception):
@@ -70,7 +78,12 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def status_of(error: FlowMonkeyError) -> int:
-    return STATUS_OF_CODE.get(error.code, 400)
+    """The table's status; else 422 for a command the kernel refused as given, and 500
+    for anything else (an engine failure, not the client's doing)."""
+    status = STATUS_OF_CODE.get(error.code)
+    if status is not None:
+        return status
+    return 422 if isinstance(error, CommandRejected) else 500
 
 
 def _json_path(loc: Sequence[Any]) -> str:
@@ -105,7 +118,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def engine_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, FlowMonkeyError)
-        return JSONResponse(error_body(exc.code, exc.message), status_code=status_of(exc))
+        status = status_of(exc)
+        if status < 500 or exc.code in _TOLD_AS_IS:
+            return JSONResponse(error_body(exc.code, exc.message), status_code=status)
+        # a log's or database's message may quote hosts, topics or a driver's text
+        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        code = exc.code if status == 503 else "INTERNAL_ERROR"
+        message = ("the event log or the database is unavailable; try again later"
+                   if status == 503 else "the request failed; the server log has the details")
+        return JSONResponse(error_body(code, message), status_code=status)
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -10,6 +10,7 @@ import pytest
 
 from flowmonkey import Engine
 from flowmonkey.api import ApiAuth, create_app
+from flowmonkey.errors import FlowMonkeyError, LogError, WaitTimeout
 from flowmonkey.log.base import OutRecord
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.model.flow import Flow
@@ -281,6 +282,47 @@ async def test_resume_data_the_log_cannot_carry_is_422() -> None:
                                      headers={**A, "content-type": "application/json"})
     assert response.status_code == 422
     assert "data.n" in response.json()["error"]["message"]
+
+
+async def test_a_context_over_the_engines_limit_is_422() -> None:
+    async with api_client() as client:
+        response = await client.post("/v1/executions", headers=A, json={
+            "flowId": "greet", "context": {"big": "x" * (1024 * 1024 + 1)}})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "CONTEXT_VALUE_TOO_LARGE"
+
+
+@pytest.mark.parametrize(("error", "status", "code"), [
+    (WaitTimeout("no answer to start for 'x' within 30s; are the processors running?"),
+     504, "WAIT_TIMEOUT"),
+    (LogError("Kafka failed while publishing: broker-7.internal:9093 refused"),
+     503, "LOG_ERROR"),
+    (FlowMonkeyError("decoder state at broker-7.internal:9093 is broken"),
+     500, "INTERNAL_ERROR"),
+])
+async def test_engine_failures_map_to_5xx_and_only_a_timeout_keeps_its_message(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        error: FlowMonkeyError, status: int, code: str) -> None:
+    engine = Engine(flows=[GREET], handlers=[greet])
+
+    async def failing(*args: object, **kwargs: object) -> None:
+        raise error
+
+    async with api_client(engine=engine) as client:
+        for name in ("create", "resume", "cancel"):
+            monkeypatch.setattr(engine, name, failing)
+        responses = [
+            await client.post("/v1/executions", headers=A, json={"flowId": "greet"}),
+            await client.post("/v1/executions/x/resume", headers=A, json={"token": "t"}),
+            await client.post("/v1/executions/x/cancel", headers=A)]
+    for response in responses:
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+        if status == 504:
+            assert response.json()["error"]["message"] == error.message
+        else:
+            assert "broker-7" not in response.text
+            assert "broker-7" in caplog.text  # the operator still sees why
 
 
 async def test_flows_are_listed_and_shown() -> None:
