@@ -49,7 +49,8 @@ async def table_rows(
     order_by: Annotated[str | None, Query(alias="orderBy")] = None,
     direction: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # PostgreSQL takes the offset as an int4: a larger one would be a 500, not a 422
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> RowsOut:
     """The rows of a table, oldest first unless ``orderBy`` says otherwise."""
     if await engine.projection.get_table(table_id) is None:

@@ -305,8 +305,10 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         value = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, binascii.Error, UnicodeEncodeError, orjson.JSONDecodeError):
         value = None
+    # created_at within a bigint: PostgreSQL would refuse the parameter (an error, not a page)
     if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
-            and not isinstance(value[0], bool) and isinstance(value[1], str)):
+            and not isinstance(value[0], bool) and -(2**63) <= value[0] < 2**63
+            and isinstance(value[1], str)):
         return value[0], value[1]
     raise InvalidCursorError(f"invalid pagination cursor {cursor[:40]!r}: pass back the "
                              "next_cursor of a previous page unchanged")

@@ -3,6 +3,7 @@ state at an event, pagination, resume and cancel, with the engine's errors mappe
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import httpx
@@ -128,6 +129,11 @@ async def test_a_bad_cursor_or_status_is_refused_clearly() -> None:
         cursor = await client.get("/v1/executions", params={"cursor": "nope"}, headers=A)
         assert cursor.status_code == 400
         assert cursor.json()["error"]["code"] == "INVALID_CURSOR"
+        # well formed, but its time fits no bigint: PostgreSQL would fail, not page
+        beyond = base64.urlsafe_b64encode(b'[9223372036854775808,"x"]').decode()
+        far = await client.get("/v1/executions", params={"cursor": beyond}, headers=A)
+        assert far.status_code == 400
+        assert far.json()["error"]["code"] == "INVALID_CURSOR"
         status = await client.get("/v1/executions", params={"status": "sleeping"}, headers=A)
         assert status.status_code == 422
         assert "status" in status.json()["error"]["message"]

@@ -66,6 +66,10 @@ async def test_an_unknown_table_is_404_and_a_bad_filter_422() -> None:
                                params={"filter": "total:about:20"})
         assert bad.status_code == 422
         assert "op must be one of" in bad.json()["error"]["message"]
+        offset = await client.get("/v1/tables/orders/rows", headers=bearer(KEY_A),
+                                  params={"offset": 2**31})
+        assert offset.status_code == 422
+        assert "offset" in offset.json()["error"]["message"]
         column = await client.get("/v1/tables/orders/rows", headers=bearer(KEY_A),
                                   params={"filter": "colour:eq:red"})
         assert column.status_code == 422
