@@ -7,12 +7,12 @@ acts as an admin: that is for local development (``flowmonkey api --no-auth``).
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from flowmonkey.api import routes_executions, routes_flows, routes_health, routes_tables
 from flowmonkey.api.auth import ApiAuth, principal_without_auth
 from flowmonkey.api.body_limit import BodyLimit
-from flowmonkey.api.deps import FlowRefresher
+from flowmonkey.api.deps import FlowRefresher, refuse_nul
 from flowmonkey.api.errors import install_error_handlers
 from flowmonkey.engine import Engine
 from flowmonkey.model.limits import DEFAULT_MAX_TOTAL_SIZE_BYTES
@@ -35,7 +35,8 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
                max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     from flowmonkey import __version__
 
-    app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION)
+    app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION,
+                  dependencies=[Depends(refuse_nul)])
     # without a bound a client could make the server buffer and parse any amount
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.state.engine = engine

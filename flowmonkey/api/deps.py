@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from flowmonkey.api.auth import Principal
+from flowmonkey.api.errors import ApiError
 from flowmonkey.engine import Engine
 
 
@@ -19,6 +20,14 @@ def engine_of(request: Request) -> Engine:
 def principal_of(request: Request) -> Principal:
     principal: Principal = request.app.state.authenticate(request)
     return principal
+
+
+def refuse_nul(request: Request) -> None:
+    """Every route's first check: a NUL character in the path or the query is a 400.
+    PostgreSQL takes no NUL in a text parameter, so an id holding one would be a 500."""
+    query = request.query_params.multi_items()
+    if "\x00" in request.url.path or any("\x00" in k + v for k, v in query):
+        raise ApiError(400, "INVALID_REQUEST", "the path or the query holds a NUL character")
 
 
 class FlowRefresher:

@@ -24,31 +24,42 @@ from flowmonkey.projections.base import Row
 # the command is published (a 500), and NaN or Infinity, which Python's JSON reader
 # accepts, would silently become null.
 _INT_RANGE = (-(2**63), 2**64 - 1)
+# PostgreSQL stores no NUL in text or jsonb: one in a context would make the projection
+# fail the whole batch (every tenant's events with it) instead of refusing one request.
+_NUL = "\x00"
 
 
 def check_json(value: Any) -> None:
-    """Raise ValueError, naming the path, for a number the log cannot carry as given.
-    Iterative: a deeply nested body must not exhaust the stack."""
+    """Raise ValueError, naming the path, for a value the log or the projection cannot
+    carry as given. Iterative: a deeply nested body must not exhaust the stack."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, item = stack.pop()
-        if isinstance(item, bool) or item is None or isinstance(item, str):
+        if isinstance(item, str):
+            if _NUL in item:
+                raise ValueError(f"{path or 'value'}: a NUL character (\\u0000) cannot "
+                                 "be stored")
+            continue
+        if isinstance(item, bool) or item is None:
             continue
         if isinstance(item, int) and not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
             raise ValueError(f"{path or 'value'}: integer out of the 64-bit range")
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError(f"{path or 'value'}: {item} is not a JSON number")
         if isinstance(item, dict):
-            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in item.items())
+            for k, v in item.items():
+                name = f"{path}.{k}" if path else str(k)
+                stack.extend([(f"{name} (its name)", k), (name, v)])
         elif isinstance(item, list):
             stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
 
 
 class RequestModel(FlowMonkeyModel):
-    """A request body: every number in it must fit the log (see :func:`check_json`)."""
+    """A request body: every value in it must fit the log and the projection (see
+    :func:`check_json`)."""
 
     @model_validator(mode="after")
-    def _numbers_fit_the_log(self) -> Self:
+    def _values_fit_the_stores(self) -> Self:
         check_json(self.model_dump(by_alias=True))
         return self
 

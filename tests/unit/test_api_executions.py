@@ -281,6 +281,27 @@ async def test_a_number_the_log_cannot_carry_is_422_not_a_500(body: bytes,
     assert listed.json()["items"] == []
 
 
+async def test_a_nul_character_is_refused_where_postgresql_could_not_store_it() -> None:
+    async with api_client() as client:
+        in_value = await client.post("/v1/executions", headers=A,
+                                     json={"flowId": "greet", "context": {"a": ["x\x00"]}})
+        in_name = await client.post("/v1/executions", headers=A,
+                                    json={"flowId": "greet", "context": {"a\x00": 1}})
+        in_reason = await client.post("/v1/executions/x/cancel", headers=A,
+                                      json={"reason": "\x00"})
+        in_path = await client.get("/v1/executions/x%00y", headers=A)
+        in_query = await client.get("/v1/executions", params={"flowId": "g\x00"}, headers=A)
+        listed = await client.get("/v1/executions", headers=A)
+    for response in (in_value, in_name, in_reason):
+        assert response.status_code == 422, response.text
+        assert "NUL character" in response.json()["error"]["message"]
+    assert "context.a[0]" in in_value.json()["error"]["message"]
+    for response in (in_path, in_query):
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "INVALID_REQUEST"
+    assert listed.json()["items"] == []
+
+
 async def test_resume_data_the_log_cannot_carry_is_422() -> None:
     async with api_client() as client:
         response = await client.post("/v1/executions/any/resume", content=b'{"token": "t", '
