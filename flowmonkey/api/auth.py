@@ -1,15 +1,16 @@
 """API keys and tenant scoping.
 
 A request names its key in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
-The key is compared in constant time with every configured key (no early exit, so
-the time taken says nothing about which key, or how much of one, matched). A
-tenant-bound key acts for its tenant only; an admin key acts for every tenant, or for
-the one an ``X-Tenant-Id`` header names. Keys never appear in a log line, an error
-or a ``repr``: a principal is described by its tenant only.
+The key's SHA-256 is compared in constant time with every configured key's (no early
+exit, equal lengths: the time taken says nothing about which key, how much of one, or
+how long one is). A tenant-bound key acts for its tenant only; an admin key acts for
+every tenant, or for the one an ``X-Tenant-Id`` header names. Keys never appear in a
+log line, an error or a ``repr``: a principal is described by its tenant only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Iterable
@@ -41,7 +42,7 @@ class ApiAuth:
     """The configured keys; :meth:`principal` turns a request into a :class:`Principal`."""
 
     def __init__(self, keys: Iterable[ApiKey]) -> None:
-        self._keys = [(k.secret.encode(), k) for k in keys]
+        self._keys = [(_digest(k.secret), k) for k in keys]
         if not self._keys:
             raise ValueError("ApiAuth needs at least one key (or run without auth)")
 
@@ -50,7 +51,7 @@ class ApiAuth:
 
     def match(self, presented: str) -> ApiKey | None:
         """The key equal to ``presented``, compared with every key in constant time."""
-        given = presented.encode("utf-8", "surrogateescape")
+        given = _digest(presented)
         found: ApiKey | None = None
         for secret, key in self._keys:
             if hmac.compare_digest(secret, given):
@@ -76,6 +77,12 @@ class ApiAuth:
                            f"this key acts for its own tenant only: leave out {TENANT_HEADER} "
                            "or name the key's tenant")
         return Principal(tenant_id=key.tenant_id, admin=False)
+
+
+def _digest(key: str) -> bytes:
+    """Keys are compared by their SHA-256: equal lengths, so compare_digest's time does
+    not even tell a key's length (it may for inputs of different lengths)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
 
 
 def presented_key(request: Request) -> str | None:
