@@ -8,8 +8,17 @@ import logging
 import pytest
 
 from flowmonkey.api import ApiAuth
+from flowmonkey.events import names as n
 from flowmonkey.settings import ApiKey
-from tests.unit.api_support import ADMIN, KEY_A, KEY_B, KEYS, api_client, bearer
+from tests.unit.api_support import (
+    ADMIN,
+    KEY_A,
+    KEY_B,
+    KEYS,
+    api_client,
+    bearer,
+    until_status,
+)
 
 
 async def test_a_request_without_a_key_is_401_saying_which_header_to_send() -> None:
@@ -80,6 +89,8 @@ async def test_a_tenant_key_sees_only_its_tenant_and_another_tenants_id_is_404()
         their_id = theirs.json()["execution"]["id"]
         assert theirs.json()["execution"]["tenantId"] == "tenant-b"
         assert mine.json()["execution"]["tenantId"] == "tenant-a"
+        # waiting, so a resume with its real token or a cancel would change it if allowed
+        token = (await until_status(client, their_id, "waiting", bearer(KEY_B)))["resumeToken"]
 
         listed = await client.get("/v1/executions", headers=bearer(KEY_A))
         assert [e["id"] for e in listed.json()["items"]] == [mine.json()["execution"]["id"]]
@@ -89,12 +100,38 @@ async def test_a_tenant_key_sees_only_its_tenant_and_another_tenants_id_is_404()
                 ("GET", f"/v1/executions/{their_id}/events", None),
                 ("GET", f"/v1/executions/{their_id}/state?seq=1", None),
                 ("POST", f"/v1/executions/{their_id}/cancel", {}),
-                ("POST", f"/v1/executions/{their_id}/resume", {"token": "x"})]:
+                ("POST", f"/v1/executions/{their_id}/resume", {"token": token}),
+                ("POST", f"/v1/executions/{their_id}/resume", {"token": "x"}),
+                ("POST", "/v1/executions", {"flowId": "greet", "parentExecutionId": their_id})]:
             response = await client.request(method, path, headers=a, json=body)
             assert response.status_code == 404, (path, response.text)
-            assert response.json()["error"]["code"] == "EXECUTION_NOT_FOUND", path
+            # word for word what an id that does not exist gets
+            assert response.json()["error"] == {
+                "code": "EXECUTION_NOT_FOUND", "message": f"execution {their_id!r} not found"}
         still = await client.get(f"/v1/executions/{their_id}", headers=bearer(KEY_B))
-        assert still.json()["status"] != "cancelled"
+        assert still.json()["status"] == "waiting"
+        assert still.json()["resumeToken"] == token
+        history = await client.get(f"/v1/executions/{their_id}/events", headers=bearer(KEY_B))
+        types = {e["type"] for e in history.json()["events"]}
+        assert not types & {n.TOKEN_USED, n.EXECUTION_RESUMED, n.EXECUTION_CANCELLING,
+                            n.EXECUTION_CANCELLED, n.CHILD_STARTED}
+
+
+async def test_a_cursor_from_one_tenants_listing_pages_only_the_others_own() -> None:
+    async with api_client() as client:
+        for _ in range(3):
+            for key in (KEY_A, KEY_B):
+                created = await client.post("/v1/executions", headers=bearer(key),
+                                            json={"flowId": "greet"})
+                assert created.status_code == 201
+        first = await client.get("/v1/executions", params={"limit": 1}, headers=bearer(KEY_A))
+        cursor = first.json()["nextCursor"]
+        assert cursor is not None
+        as_b = await client.get("/v1/executions", params={"cursor": cursor},
+                                headers=bearer(KEY_B))
+    assert as_b.status_code == 200
+    assert as_b.json()["items"]
+    assert {e["tenantId"] for e in as_b.json()["items"]} == {"tenant-b"}
 
 
 async def test_a_tenant_key_cannot_act_for_another_tenant_by_header() -> None:
