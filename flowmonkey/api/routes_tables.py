@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal, cast, get_args
 
+import orjson
 from fastapi import APIRouter, Query
 
 from flowmonkey.api.deps import Caller, EngineDep
@@ -34,8 +34,10 @@ def parse_filter(text: str) -> RowFilter:
         raise ApiError(422, "VALIDATION_ERROR",
                        f"filter {text!r}: op must be one of {', '.join(_OPS)}")
     try:
-        value: Any = json.loads(raw)
-    except ValueError:
+        # orjson, not json: it refuses NaN, numbers beyond 64 bits and nesting deeper
+        # than 1024 (json.loads raised RecursionError, a 500) - all then read as text
+        value: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         value = raw
     return RowFilter(column=column, op=cast(FilterOp, op), value=value)
 
