@@ -52,8 +52,8 @@ async def _create(engine: Engine, flows: FlowRefresher, body: CreateExecutionReq
 
 def _check_hit(execution: Execution, flow_id: str, tenant_id: str | None) -> None:
     """Never hand over an execution of another tenant or flow as an idempotency hit.
-    The kernel finds a hit by the scope "tenant/flow/key", which a "/" in a flow id
-    or key can make ambiguous (tenant ids have none: settings and auth refuse it)."""
+    The kernel refuses such a hit itself (IDEMPOTENCY_KEY_CONFLICT); this second check
+    keeps the API safe against a processor of an older version."""
     if (tenant_id is not None and execution.tenant_id != tenant_id) or \
             execution.flow_id != flow_id:
         raise ApiError(409, "IDEMPOTENCY_KEY_CONFLICT",

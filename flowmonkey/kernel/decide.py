@@ -170,6 +170,16 @@ def _start(tx: _Txn) -> Decision:
         hit = tx.partition.idempotency.get(scope)
         if hit is not None and hit[1] > tx.now:
             existing = tx.state(hit[0])
+            if existing is not None and (existing.tenant_id != tenant_id
+                                         or existing.flow_id != flow_id):
+                # The scope joins tenant, flow and key with "/", so names that contain
+                # "/" can meet another tenant's or flow's scope. Never hand that
+                # execution back (its context, its tokens), and name nothing of it.
+                return _reject_start(
+                    tx, n.REJECT_IDEMPOTENCY_CONFLICT,
+                    f"idempotency key {key!r} of flow {flow_id!r} collides with a key "
+                    "in use for another flow or tenant (their names joined with '/' are "
+                    "the same); use another key")
             if existing is not None:
                 tx.emit(existing, n.IDEMPOTENCY_HIT,
                         {"idempotency_key": key, "flow_id": flow_id,

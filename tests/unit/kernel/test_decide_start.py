@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flowmonkey.events import names as n
 from flowmonkey.kernel.decide import MAX_IDEMPOTENCY_WINDOW_MS, decide
 from flowmonkey.kernel.state import PartitionState
@@ -142,6 +144,32 @@ def test_the_idempotency_scope_includes_the_tenant() -> None:
     assert other_tenant.events[0].type == n.EXECUTION_CREATED
     assert types(same_tenant.events) == [n.IDEMPOTENCY_HIT]
     assert same_tenant.events[0].execution_id == "e1"
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    # (tenant, flow, key) pairs whose scopes, joined with "/", are the same string
+    (("acme/greet", "linear", "k"), ("acme", "greet/linear", "k")),
+    ((None, "a", "b/k"), (None, "a/b", "k")),
+])
+def test_a_scope_that_only_collides_by_its_slashes_never_hands_back_the_other_execution(
+    first: tuple[str | None, str, str], second: tuple[str | None, str, str],
+) -> None:
+    flows = {first[1], second[1]}
+    d = KernelDriver(DictEnv([linear_flow(flow) for flow in sorted(flows)]))
+    d.start("e1", first[1], tenant_id=first[0], idempotency_key=first[2],
+            context={"secret": "s"})
+
+    decision = d.start("e2", second[1], tenant_id=second[0], idempotency_key=second[2])
+
+    [rejected] = decision.events
+    assert rejected.type == n.COMMAND_REJECTED
+    assert rejected.execution_id == "e2"
+    assert rejected.data["code"] == n.REJECT_IDEMPOTENCY_CONFLICT
+    assert "e1" not in str(rejected.data)
+    assert "e2" not in d.partition.executions
+    # the first one's own duplicates still hit it
+    again = d.start("e3", first[1], tenant_id=first[0], idempotency_key=first[2])
+    assert [(e.type, e.execution_id) for e in again.events] == [(n.IDEMPOTENCY_HIT, "e1")]
 
 
 def test_the_idempotency_scope_includes_the_flow() -> None:
