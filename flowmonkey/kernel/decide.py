@@ -165,6 +165,12 @@ def _start(tx: _Txn) -> Decision:
     flow_id: str = d["flow_id"]
     tenant_id = tx.cmd.tenant_id
     key = d.get("idempotency_key")
+    for name, value in (("execution id", tx.cmd.execution_id), ("tenant id", tenant_id),
+                        ("idempotency key", key)):
+        if isinstance(value, str) and "\x00" in value:
+            # stores keep these as text, and PostgreSQL's text cannot hold U+0000
+            return _reject_start(tx, n.REJECT_INVALID_COMMAND,
+                                 f"the {name} contains a NUL character (U+0000)")
     scope = idempotency_scope(tenant_id, flow_id, key) if key else None
     if scope is not None:
         hit = tx.partition.idempotency.get(scope)

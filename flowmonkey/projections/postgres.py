@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -69,7 +70,18 @@ def _system_ms() -> int:
 
 
 def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    text = orjson.dumps(value).decode()
+    if "\\u0000" in text:
+        # PostgreSQL's jsonb cannot hold U+0000 and refuses the whole statement, which
+        # would stop the projector on one handler's output: the character is stored as
+        # U+FFFD instead (the log keeps the exact value; replay gives it back).
+        text = _ESCAPED_NUL.sub(r"\1\\ufffd", text)
+    return text
+
+
+# "\u0000" where the backslash starts an escape: after an even number of backslashes
+# (a string holding a backslash then "u0000" is written "\\u0000" and is left alone)
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:

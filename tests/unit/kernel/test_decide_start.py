@@ -172,6 +172,25 @@ def test_a_scope_that_only_collides_by_its_slashes_never_hands_back_the_other_ex
     assert [(e.type, e.execution_id) for e in again.events] == [(n.IDEMPOTENCY_HIT, "e1")]
 
 
+@pytest.mark.parametrize(("field", "kwargs"), [
+    ("execution id", {"execution_id": "e\x001"}),
+    ("tenant id", {"tenant_id": "ac\x00me"}),
+    ("idempotency key", {"idempotency_key": "k\x00"}),
+])
+def test_a_start_with_a_nul_in_an_identifier_is_refused_naming_it(
+    field: str, kwargs: dict[str, str],
+) -> None:
+    d = driver()
+    execution_id = kwargs.pop("execution_id", "e1")
+
+    decision = d.start(execution_id, "linear", **kwargs)
+
+    [rejected] = decision.events
+    assert rejected.data["code"] == n.REJECT_INVALID_COMMAND
+    assert rejected.data["reason"] == f"the {field} contains a NUL character (U+0000)"
+    assert d.partition.executions == {}
+
+
 def test_the_idempotency_scope_includes_the_flow() -> None:
     d = KernelDriver(DictEnv([linear_flow("a"), linear_flow("b")]))
     d.start("e1", "a", idempotency_key="k")
