@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from flowmonkey.events import names as n
@@ -178,7 +180,7 @@ def test_a_scope_that_only_collides_by_its_slashes_never_hands_back_the_other_ex
     ("idempotency key", {"idempotency_key": "k\x00"}),
 ])
 def test_a_start_with_a_nul_in_an_identifier_is_refused_naming_it(
-    field: str, kwargs: dict[str, str],
+    field: str, kwargs: dict[str, Any],
 ) -> None:
     d = driver()
     execution_id = kwargs.pop("execution_id", "e1")
