@@ -231,8 +231,8 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str,
                 await engine.group_processors.wait_assigned(60)
             if args.tune_gc:
                 tune_gc()
-            print("warming up …", file=sys.stderr)
-            await closed_loop(engine, observer, 200, 50)
+            print(f"warming up: {args.warmup} executions …", file=sys.stderr)
+            await closed_loop(engine, observer, args.warmup, min(args.warmup, args.concurrency))
             print(f"max: {args.executions} executions at concurrency {args.concurrency} …",
                   file=sys.stderr)
             meter = CpuMeter({"engine": os.getpid(),
@@ -298,6 +298,10 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--partitions", type=int, default=PARTITIONS)
+    parser.add_argument("--warmup", type=int, default=200,
+                        help="executions run before measuring (default 200); a broker "
+                             "started just before spends much of its CPU compiling (JIT) "
+                             "for a minute or so, and several thousand let that settle")
     parser.add_argument("--rate", type=float, help="steps/s of the half-load phase")
     parser.add_argument("--tune-gc", action="store_true",
                         help="tune this process's garbage collector (flowmonkey.tuning), "
