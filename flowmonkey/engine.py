@@ -37,6 +37,7 @@ from flowmonkey.kernel.decide import idempotency_scope
 from flowmonkey.log.base import Log, OutRecord
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
 from flowmonkey.model.limits import ContextLimits, TimeoutConfig
@@ -109,6 +110,7 @@ class Engine:
         processor_group: str = "flowmonkey-processor",
         snapshots: SnapshotStore | None = None,
         snapshot_every: int = 5000,
+        metrics: Metrics | None = None,
     ) -> None:
         """``run_processors``: process commands in this process. On Kafka the
         processors join the consumer group ``processor_group`` and process only the
@@ -123,7 +125,11 @@ class Engine:
         ``snapshots``: where the processors keep snapshots of their partitions' state,
         so that recovering one (a start, a Kafka rebalance) replays only the events
         after its newest snapshot; one is saved every ``snapshot_every`` events (0:
-        load only). The engine starts and closes the store."""
+        load only). The engine starts and closes the store.
+
+        ``metrics``: where the processors and the projector count (Prometheus); by
+        default the process-wide :func:`~flowmonkey.metrics.default_metrics`. Give an
+        engine a ``Metrics()`` of its own to count it apart from others."""
         self.options = options or EngineOptions()
         self.dispatcher = dispatcher
         self.clock: Clock = clock or SystemClock()
@@ -141,6 +147,7 @@ class Engine:
         self.processor_group = processor_group
         self.snapshots = snapshots
         self.snapshot_every = snapshot_every
+        self.metrics = metrics if metrics is not None else default_metrics()
         self.partitions = 0
         self._static_processors: list[PartitionProcessor] = []
         self.group_processors: GroupProcessors | None = None
@@ -193,7 +200,8 @@ class Engine:
             # before the processors, so no answer to a command sent right after start
             # can slip past it
             self.projector = Projector(self.log, self.topics.events, self.partitions,
-                                       self.projection, self._on_events)
+                                       self.projection, self._on_events,
+                                       metrics=self.metrics)
             await self.projector.start()
         if self.run_processors:
             await self._start_processors()
@@ -212,7 +220,8 @@ class Engine:
                                       snapshots=self.snapshots,
                                       snapshot_every=self.snapshot_every,
                                       # a writer of its own: a Kafka transaction
-                                      interleave=writer is not None)
+                                      interleave=writer is not None,
+                                      metrics=self.metrics)
 
         if isinstance(self.log, KafkaLog):
             self.group_processors = GroupProcessors(

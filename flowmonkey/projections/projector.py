@@ -26,6 +26,7 @@ from flowmonkey.events.codec import decode_record
 from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log, Record
 from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.projections.base import Projection
 
 log = logging.getLogger("flowmonkey.projector")
@@ -96,23 +97,37 @@ def decode_records(records: Iterable[Record]) -> tuple[list[Event], int]:
 
 
 def record_progress(progress: PartitionProgress, events: Sequence[Event], skipped: int,
-                    next_offset: int, now_ms: int) -> None:
+                    next_offset: int, now_ms: int, metrics: Metrics | None = None) -> None:
+    """Note an applied batch's share of one partition, in ``progress`` and in
+    ``metrics`` (default: :func:`default_metrics`)."""
     progress.offset = next_offset
     progress.applied_events += len(events)
     progress.skipped_records += skipped
     if events:
         progress.last_event_ms = events[-1].timestamp_ms
         progress.lag_ms = max(0, now_ms - events[-1].timestamp_ms)
+    (metrics or default_metrics()).projected(
+        progress.partition, len(events), skipped, next_offset,
+        progress.lag_ms / 1000 if events and progress.lag_ms is not None else None)
 
 
 async def apply_batch(projection: Projection, store: OffsetStore | None, group: str,
-                      events: Sequence[Event], offsets: Mapping[tuple[str, int], int]) -> None:
+                      events: Sequence[Event], offsets: Mapping[tuple[str, int], int],
+                      metrics: Metrics | None = None) -> None:
     """Apply ``events``; on an offset store, with ``offsets`` in the same transaction
-    (even when ``events`` is empty: skipped records must stay skipped)."""
+    (even when ``events`` is empty: skipped records must stay skipped). A batch that
+    applied is counted, with its duration, in ``metrics`` (default:
+    :func:`default_metrics`)."""
+    started = time.perf_counter()
     if store is not None:
         await store.apply_events_with_offsets(events, group, dict(offsets))
     elif events:
         await projection.apply_events(events)
+    else:
+        return  # nothing was applied: no batch to count
+    metrics = metrics or default_metrics()
+    metrics.projector_batches.inc()
+    metrics.projector_batch_seconds.observe(time.perf_counter() - started)
 
 
 def wall_clock_ms() -> int:
@@ -125,7 +140,8 @@ class Projector:
 
     def __init__(self, log_: Log, topic: str, partitions: int, projection: Projection,
                  on_batch: OnBatch | None = None, *, batch_size: int = 2000,
-                 group: str = DEFAULT_GROUP, now_ms: Callable[[], int] | None = None) -> None:
+                 group: str = DEFAULT_GROUP, now_ms: Callable[[], int] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.log = log_
         self.topic = topic
         self.partitions = partitions
@@ -136,6 +152,7 @@ class Projector:
         self.positions = [0] * partitions
         self._store = offset_store(projection)
         self._now_ms = now_ms or wall_clock_ms
+        self.metrics = metrics if metrics is not None else default_metrics()
         self._progress_of = [PartitionProgress(p) for p in range(partitions)]
         self._tasks: list[asyncio.Task[None]] = []
         self._progress = asyncio.Event()
@@ -202,7 +219,7 @@ class Projector:
             await self._apply(partition, events, offset)
             self.positions[partition] = offset
             record_progress(self._progress_of[partition], events, skipped, offset,
-                            self._now_ms())
+                            self._now_ms(), self.metrics)
             if self.on_batch is not None:
                 self.on_batch(events, offset <= news_from)
             self._progress.set()
@@ -237,7 +254,7 @@ class Projector:
                     offsets[(topic, partition)] = next_offset
                     (replayed if next_offset <= news_from[partition] else events).extend(decoded)
                     record_progress(self._progress_of[partition], decoded, skipped,
-                                    next_offset, self._now_ms())
+                                    next_offset, self._now_ms(), self.metrics)
                 await self._apply_offsets(replayed + events, offsets)
                 self._advance(positions)
                 if self.on_batch is not None:
@@ -278,7 +295,8 @@ class Projector:
         delay = _RETRY_FIRST_S
         while True:
             try:
-                await apply_batch(self.projection, self._store, self.group, events, offsets)
+                await apply_batch(self.projection, self._store, self.group, events, offsets,
+                                  self.metrics)
                 return
             except FlowMonkeyError as exc:
                 if exc.code != STORE_ERROR:
