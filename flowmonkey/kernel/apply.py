@@ -8,6 +8,7 @@ on a valid event: validation is ``decide``'s job.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from typing import Any
 
@@ -299,16 +300,75 @@ def apply_to_partition(partition: PartitionState, event: Event) -> None:
     """Apply an event to a partition's state, keeping its indexes in step."""
     if event.command_id is not None:
         partition.note_command(event.command_id)
-    if event.seq == 0:
+    if event.seq != 0:
+        state = partition.executions.get(event.execution_id)
+        ended_before = state is not None and state.is_terminal  # apply mutates state
+        new = apply(state, event)
+        if new is not None:
+            if new.is_terminal:
+                if not ended_before:
+                    _note_ended(partition, new)
+                new = new.retired()
+            partition.executions[event.execution_id] = new
+        if event.type == n.EXECUTION_CREATED:
+            index_created(partition, event)
+    forget_ended(partition, event.timestamp_ms)
+
+
+RETAIN_ENDED_MS = 60 * 60_000
+"""How long a partition keeps an ended execution (retired: see
+``ExecutionState.retired``) after its last event, at least. Until then a command about
+it is refused as about an ended execution (``NOT_WAITING``, ``NOT_CANCELLABLE`` …);
+after, as about one the processor no longer knows (``EXECUTION_NOT_FOUND``, with the
+reason). The projection keeps every execution; this bounds the processor's memory and
+its snapshots to the executions of about the last hour, plus the ids of older ones."""
+
+
+def forget_at(state: ExecutionState) -> int:
+    """When an ended execution may be forgotten: ``RETAIN_ENDED_MS`` after its last
+    event, and never while its idempotency key can still be found (the start that
+    finds it must get this execution back, not a new one)."""
+    due = state.updated_at + RETAIN_ENDED_MS
+    expires = state.idempotency_expires_at
+    if expires is not None:
+        due = max(due, expires + FORGET_KEYS_AFTER_MS)
+    return due
+
+
+def _note_ended(partition: PartitionState, state: ExecutionState) -> None:
+    heapq.heappush(partition.ending, (forget_at(state), state.id))
+
+
+def forget_ended(partition: PartitionState, now: int) -> None:
+    """Forget the ended executions due by ``now`` (the event clock, so a replay of the
+    log forgets the same ones at the same events), keeping their ids.
+
+    An entry comes up when its time is due and is checked against the execution as it
+    is then: one that changed since (an idempotency hit moves its last event) is put
+    back with its new time. So the executions forgotten after an event are exactly the
+    ended ones due by then, however the heap was built (a snapshot rebuilds it)."""
+    ending = partition.ending
+    if not ending or ending[0][0] > now:
         return
-    state = partition.executions.get(event.execution_id)
-    new = apply(state, event)
-    if new is not None:
-        if new.is_terminal:
-            new = new.retired()
-        partition.executions[event.execution_id] = new
-    if event.type == n.EXECUTION_CREATED:
-        index_created(partition, event)
+    executions = partition.executions
+    while ending and ending[0][0] <= now:
+        _, execution_id = heapq.heappop(ending)
+        state = executions.get(execution_id)
+        if state is None or not state.is_terminal:
+            continue
+        due = forget_at(state)
+        if due > now:
+            heapq.heappush(ending, (due, execution_id))
+            continue
+        del executions[execution_id]
+        partition.forgotten.add(execution_id)
+
+
+def ending_heap(executions: dict[str, ExecutionState]) -> list[tuple[int, str]]:
+    """The ``ending`` heap of a partition holding ``executions`` (a snapshot has none)."""
+    heap = [(forget_at(st), st.id) for st in executions.values() if st.is_terminal]
+    heapq.heapify(heap)
+    return heap
 
 
 def index_created(partition: PartitionState, event: Event) -> None:
@@ -360,4 +420,12 @@ def adopt(partition: PartitionState, events: list[Event],
             index_created(partition, event)
     executions = partition.executions
     for execution_id, state in states.items():
-        executions[execution_id] = state.retired() if state.is_terminal else state
+        if state.is_terminal:
+            before = executions.get(execution_id)
+            if before is None or not before.is_terminal:
+                _note_ended(partition, state)
+            state = state.retired()
+        executions[execution_id] = state
+    if events:
+        # a decision's events share its clock: as apply_to_partition after each one
+        forget_ended(partition, events[-1].timestamp_ms)

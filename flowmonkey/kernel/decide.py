@@ -153,6 +153,16 @@ def _visible(tx: _Txn) -> ExecutionState | None:
     return st
 
 
+def _not_found(tx: _Txn, what: str = "execution") -> Decision:
+    reason = f"{what} {tx.cmd.execution_id!r} not found"
+    if tx.cmd.execution_id in tx.partition.forgotten and tx.cmd.tenant_id is None:
+        # (not told to a tenant's command: the id keeps no tenant, so it could be
+        # another tenant's)
+        reason += (" by its processor: it ended over an hour ago (kernel.apply."
+                   "RETAIN_ENDED_MS); its record and history are in the projection")
+    return tx.reject(n.REJECT_EXECUTION_NOT_FOUND, reason)
+
+
 def _flow_of(tx: _Txn, st: ExecutionState) -> Flow | None:
     return tx.env.flow(st.flow_id, st.flow_version)
 
@@ -192,7 +202,7 @@ def _start(tx: _Txn) -> Decision:
                          "duplicate_execution_id": tx.cmd.execution_id})
                 return tx.decision
     execution_id = tx.cmd.execution_id
-    if execution_id in tx.partition.executions:
+    if execution_id in tx.partition.executions or execution_id in tx.partition.forgotten:
         return tx.reject(n.REJECT_EXECUTION_EXISTS, f"execution {execution_id!r} already exists")
     version = d.get("flow_version")
     flow = tx.env.flow(flow_id, version)
@@ -568,8 +578,7 @@ def _resume(tx: _Txn) -> Decision:
     d = tx.cmd.data
     st = _visible(tx)
     if st is None:
-        return tx.reject(n.REJECT_EXECUTION_NOT_FOUND,
-                         f"execution {tx.cmd.execution_id!r} not found")
+        return _not_found(tx)
     token_value = d.get("token")
     token = st.tokens.get(token_value) if isinstance(token_value, str) else None
     if token is None:
@@ -625,8 +634,7 @@ def _child_finished(tx: _Txn) -> Decision:
     st = tx.state(tx.cmd.execution_id)
     child_id = d["child_execution_id"]
     if st is None:
-        return tx.reject(n.REJECT_EXECUTION_NOT_FOUND,
-                         f"parent execution {tx.cmd.execution_id!r} not found")
+        return _not_found(tx, "parent execution")
     if st.is_terminal or st.children.get(child_id) != "active":
         return tx.ignore("parent no longer tracks this child")
     status = d["status"]
@@ -670,8 +678,7 @@ def _child_finished(tx: _Txn) -> Decision:
 def _cancel_command(tx: _Txn) -> Decision:
     st = _visible(tx)
     if st is None:
-        return tx.reject(n.REJECT_EXECUTION_NOT_FOUND,
-                         f"execution {tx.cmd.execution_id!r} not found")
+        return _not_found(tx)
     if st.status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING,
                          ExecutionStatus.WAITING):
         return tx.reject(n.REJECT_NOT_CANCELLABLE,
@@ -718,8 +725,7 @@ def _revoke_token(tx: _Txn) -> Decision:
     """
     st = _visible(tx)
     if st is None:
-        return tx.reject(n.REJECT_EXECUTION_NOT_FOUND,
-                         f"execution {tx.cmd.execution_id!r} not found")
+        return _not_found(tx)
     token = st.tokens.get(tx.cmd.data["token"])
     if token is None:
         return tx.reject(n.REJECT_INVALID_TOKEN, "resume token is not valid for this execution")

@@ -215,6 +215,13 @@ class PartitionState:
     idempotency: dict[str, tuple[str, int]] = field(default_factory=dict)
     # ids of recently decided commands, for dedup of redelivered commands
     seen_commands: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # ids of ended executions no longer kept (kernel.apply.forget_ended): only the id,
+    # so that a start cannot take one again and collide with its history
+    forgotten: set[str] = field(default_factory=set)
+    # (forget at ms, execution id) of ended executions, a heap; an entry may be early
+    # (the execution changed since), never late: it is checked again when it comes up
+    # (left out of ==: an index whose stale entries depend on how it was built)
+    ending: list[tuple[int, str]] = field(default_factory=list, compare=False)
 
     def note_command(self, command_id: str) -> None:
         seen = self.seen_commands

@@ -8,7 +8,8 @@ The bytes are ``MAGIC``, one format byte, then zlib-compressed JSON (orjson)::
      "executions": [[<value of each field>], …],  # as state_to_json writes them, but
                                                   # "options" is an index into options
      "idempotency": [[scope, execution id, expires at ms], …],
-     "seen_commands": [command id, …]}            # oldest first: eviction order
+     "seen_commands": [command id, …],            # oldest first: eviction order
+     "forgotten": [execution id, …]}              # ended executions no longer kept
 
 Everything ``decide`` reads is in it. An execution's fields use
 :func:`flowmonkey.projections.state_codec.state_to_json`, the Postgres projection's
@@ -21,7 +22,8 @@ Decoding is the part of recovery a snapshot adds, so it takes the fast path of t
 clone: every field at once, positionally (keyword construction of the 37-field state
 costs ~6x more). A snapshot written when ExecutionState had other fields is read
 through ``state_from_json``, which gives missing fields their defaults. A change to
-anything else needs a new format byte and a reader for the old one.
+anything else needs a new format byte and a reader for the old one: format 1 had no
+"forgotten" (it is read as empty: a processor of that version forgot nothing).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any, Final
 import orjson
 
 from flowmonkey.errors import FlowMonkeyError
+from flowmonkey.kernel.apply import ending_heap
 from flowmonkey.kernel.state import (
     ExecutionOptions,
     ExecutionState,
@@ -47,7 +50,8 @@ from flowmonkey.model.limits import ContextLimits, TimeoutConfig
 from flowmonkey.projections.state_codec import state_from_json, state_to_json
 
 MAGIC: Final = b"FMSNAP"
-FORMAT: Final = 1
+FORMAT: Final = 2
+_READABLE: Final = frozenset({1, FORMAT})
 # level 1: several times faster than the default for most of its ratio on this JSON,
 # and a snapshot is encoded while the processor runs
 _LEVEL: Final = 1
@@ -87,14 +91,15 @@ def encode_partition_state(
     executions: Mapping[str, ExecutionState],
     idempotency: Mapping[str, tuple[str, int]],
     seen_commands: Iterable[str],
+    forgotten: Iterable[str] = (),
     *,
     topic: str,
     partition: int,
     events_offset: int,
     anchor_crc: int,
 ) -> bytes:
-    """The snapshot bytes of a partition state (given as its three parts, so a caller
-    can hand in copies taken at a batch boundary and encode them off the loop)."""
+    """The snapshot bytes of a partition state (given as its parts, so a caller can
+    hand in copies taken at a batch boundary and encode them off the loop)."""
     options: list[dict[str, Any]] = []
     option_index: dict[int, int] = {}
     rows: list[tuple[Any, ...]] = []
@@ -112,6 +117,7 @@ def encode_partition_state(
         "anchor_crc": anchor_crc, "fields": _FIELDS, "options": options, "executions": rows,
         "idempotency": [[scope, eid, expires] for scope, (eid, expires) in idempotency.items()],
         "seen_commands": list(seen_commands),
+        "forgotten": sorted(forgotten),
     }
     return MAGIC + bytes([FORMAT]) + zlib.compress(orjson.dumps(doc, default=_default), _LEVEL)
 
@@ -119,7 +125,7 @@ def encode_partition_state(
 def encode_snapshot_state(state: PartitionState, *, topic: str, partition: int,
                           events_offset: int, anchor_crc: int) -> bytes:
     return encode_partition_state(state.executions, state.idempotency, state.seen_commands,
-                                  topic=topic, partition=partition,
+                                  state.forgotten, topic=topic, partition=partition,
                                   events_offset=events_offset, anchor_crc=anchor_crc)
 
 
@@ -130,9 +136,9 @@ def decode_partition_state(data: bytes, *, topic: str, partition: int,
     if not data.startswith(MAGIC) or len(data) <= len(MAGIC):
         raise SnapshotDecodeError("not a FlowMonkey snapshot (bad magic bytes)")
     fmt = data[len(MAGIC)]
-    if fmt != FORMAT:
+    if fmt not in _READABLE:
         raise SnapshotDecodeError(f"unknown snapshot format {fmt} (this version reads "
-                                  f"{FORMAT})", format=fmt)
+                                  f"{', '.join(map(str, sorted(_READABLE)))})", format=fmt)
     try:
         doc = orjson.loads(zlib.decompress(data[len(MAGIC) + 1:]))
         where = (doc["topic"], doc["partition"], doc["events_offset"])
@@ -161,7 +167,8 @@ def _partition_state(doc: dict[str, Any]) -> PartitionState:
         executions[state.id] = state
     idempotency = {scope: (eid, expires) for scope, eid, expires in doc["idempotency"]}
     seen: OrderedDict[str, None] = OrderedDict.fromkeys(doc["seen_commands"])
-    return PartitionState(executions, idempotency, seen)
+    return PartitionState(executions, idempotency, seen, set(doc.get("forgotten", ())),
+                          ending_heap(executions))
 
 
 def _state(values: list[Any], options: list[ExecutionOptions],

@@ -48,6 +48,7 @@ class StateCopy:
     executions: dict[str, ExecutionState]
     idempotency: dict[str, tuple[str, int]]
     seen_commands: list[str]
+    forgotten: list[str]
 
 
 class Snapshotter:
@@ -129,7 +130,8 @@ class Snapshotter:
         # event appended stays bounded (and so does the replay after the snapshot).
         if reach - self.snapshot_offset < len(executions):
             return None
-        return StateCopy(dict(executions), dict(state.idempotency), list(state.seen_commands))
+        return StateCopy(dict(executions), dict(state.idempotency), list(state.seen_commands),
+                         list(state.forgotten))
 
     def appended(self, copy: StateCopy | None, records: Sequence[OutRecord],
                  positions: Sequence[Position]) -> int:
@@ -157,7 +159,7 @@ class Snapshotter:
         try:
             data = await asyncio.to_thread(
                 encode_partition_state, copy.executions, copy.idempotency,
-                copy.seen_commands, topic=self.topic, partition=self.partition,
+                copy.seen_commands, copy.forgotten, topic=self.topic, partition=self.partition,
                 events_offset=offset, anchor_crc=anchor)
             encoded = time.perf_counter()
             await self.store.save(Snapshot(self.topic, self.partition, offset, data))

@@ -158,6 +158,24 @@ def test_a_snapshot_written_with_other_state_fields_gives_the_missing_ones_defau
     assert state_fields(restored) == {**state_fields(state), "metadata": None}
 
 
+def test_forgotten_executions_survive_and_a_format_1_snapshot_reads_as_forgetting_none(
+) -> None:
+    d = _scenario()
+    d.partition.forgotten.update({"old-1", "old-2"})
+    assert _restore(d.partition).forgotten == {"old-1", "old-2"}
+
+    # format 1 (before forgetting existed) had no "forgotten"
+    doc = _doc(_encode(d.partition))
+    del doc["forgotten"]
+    old = MAGIC + bytes([1]) + zlib.compress(orjson.dumps(doc))
+    restored = decode_partition_state(old, topic=TOPIC, partition=3, events_offset=42).state
+    assert restored.forgotten == set()
+    assert restored.executions == d.partition.executions
+    # the heap of ended executions is rebuilt from them
+    ended = sorted(eid for eid, st in restored.executions.items() if st.is_terminal)
+    assert sorted(eid for _, eid in restored.ending) == ended
+
+
 def test_the_anchor_is_stored_with_the_state() -> None:
     data = _encode(_scenario().partition, anchor=anchor_of(b"last record"))
     decoded = decode_partition_state(data, topic=TOPIC, partition=3, events_offset=42)

@@ -9,11 +9,18 @@ from typing import Any
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command
-from flowmonkey.kernel.apply import FORGET_KEYS_AFTER_MS, apply_to_partition
+from flowmonkey.kernel.apply import (
+    FORGET_KEYS_AFTER_MS,
+    RETAIN_ENDED_MS,
+    apply_to_partition,
+    forget_at,
+    forget_ended,
+)
 from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.state import PartitionState
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.result import Result
+from flowmonkey.processors.snapshot_codec import decode_partition_state, encode_snapshot_state
 
 from .support import (
     T0,
@@ -163,3 +170,104 @@ def test_a_key_taken_again_moves_behind_the_newer_keys() -> None:
 
     # "other" (expired past the margin) went; "k" holds its new execution and expiry
     assert list(d.partition.idempotency.values()) == [("c", at + 10 * WINDOW)]
+
+
+# --------------------------------------------------------------------------- forgetting
+
+
+def test_an_ended_execution_is_forgotten_an_hour_after_its_last_event_keeping_its_id() -> None:
+    d = ended_executions()
+    failed_at = d.state("failed").updated_at
+    due = failed_at + RETAIN_ENDED_MS
+
+    d.start("later", "lin", at=due - 1)  # any event moves the partition's clock
+    assert "failed" in d.partition.executions
+    d.start("latest", "lin", at=due)
+
+    assert "failed" not in d.partition.executions
+    assert "failed" in d.partition.forgotten
+    # a running execution is never forgotten, however old
+    assert "later" in d.partition.executions
+
+
+def test_a_command_about_a_forgotten_execution_is_refused_as_unknown_saying_why() -> None:
+    d = ended_executions()
+    late = d.state("cancelled").updated_at + RETAIN_ENDED_MS
+    d.start("tick", "lin", at=late)
+
+    decision = d.send(cancel_cmd("cancelled", at=late + 1))
+    tenant = d.send(cancel_cmd("cancelled", at=late + 2, tenant_id="acme"))
+
+    [rejected] = decision.events
+    assert rejected.data["code"] == n.REJECT_EXECUTION_NOT_FOUND
+    assert "ended over an hour ago" in rejected.data["reason"]
+    # a tenant's command is not told: the id keeps no tenant, it may be another's
+    assert tenant.events[0].data["reason"] == "execution 'cancelled' not found"
+
+
+def test_a_start_cannot_take_the_id_of_a_forgotten_execution() -> None:
+    d = ended_executions()
+    late = d.state("failed").updated_at + RETAIN_ENDED_MS
+    d.start("tick", "lin", at=late)
+    assert "failed" in d.partition.forgotten
+
+    decision = d.start("failed", "lin", at=late + 1)
+
+    [rejected] = decision.events
+    assert rejected.data["code"] == n.REJECT_EXECUTION_EXISTS
+    assert "failed" not in d.partition.executions
+
+
+def test_an_execution_is_kept_while_its_idempotency_key_can_still_be_found() -> None:
+    d = KernelDriver(DictEnv([linear_flow("lin", 1)]))
+    window = 3 * RETAIN_ENDED_MS
+    d.start("keyed", "lin", idempotency_key="k", idempotency_window_ms=window)
+    d.result("keyed", Result.success({}), at=T0 + 1)
+    assert d.state("keyed").status == ExecutionStatus.COMPLETED
+
+    past_retention = T0 + 1 + RETAIN_ENDED_MS
+    hit = d.start("again", "lin", at=past_retention, idempotency_key="k",
+                  idempotency_window_ms=window)
+    assert [e.type for e in hit.events] == [n.IDEMPOTENCY_HIT]
+    assert "keyed" in d.partition.executions
+
+    d.start("tick", "lin", at=T0 + window + FORGET_KEYS_AFTER_MS)
+    assert "keyed" in d.partition.forgotten
+
+
+def test_replaying_the_log_or_a_snapshot_forgets_the_same_executions() -> None:
+    d = ended_executions()
+    d.send(start_cmd("dup", "lin", at=T0 + 20, idempotency_key="k1",
+                     idempotency_window_ms=WINDOW))  # moves "done"'s last event
+    d.start("tick", "lin", at=d.state("cancelled").updated_at + RETAIN_ENDED_MS)
+    assert d.partition.forgotten == {"failed", "cancelled"}  # "done" is 13 ms younger
+
+    replayed = PartitionState()
+    for event in d.events:
+        apply_to_partition(replayed, event)
+    assert replayed == d.partition
+
+    restored = decode_partition_state(
+        encode_snapshot_state(d.partition, topic="t", partition=0, events_offset=9,
+                              anchor_crc=0), topic="t", partition=0, events_offset=9).state
+    assert restored == d.partition
+    # both forget "done" at the same event, though their heaps were built differently
+    done_due = forget_at(d.state("done"))
+    for partition in (d.partition, replayed, restored):
+        forget_ended(partition, done_due - 1)
+        assert "done" in partition.executions
+        forget_ended(partition, done_due)
+        assert "done" in partition.forgotten
+
+
+def test_a_long_running_partition_keeps_only_the_last_hour_of_ended_executions() -> None:
+    d = KernelDriver(DictEnv([linear_flow("lin", 1)]))
+    minute = 60_000
+    for i in range(300):  # one execution a minute for five hours
+        at = T0 + i * minute
+        d.start(f"e{i}", "lin", at=at)
+        d.result(f"e{i}", Result.success({}), at=at + 1)
+
+    kept = [eid for eid, st in d.partition.executions.items() if st.is_terminal]
+    assert len(kept) == 60  # those that ended less than an hour before the last event
+    assert len(d.partition.forgotten) == 240
