@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from flowmonkey.api import routes_executions, routes_flows, routes_health, routes_tables
+from flowmonkey.api import (
+    metrics,
+    routes_executions,
+    routes_flows,
+    routes_health,
+    routes_tables,
+)
 from flowmonkey.api.auth import ApiAuth, principal_without_auth
 from flowmonkey.api.body_limit import BodyLimit
 from flowmonkey.api.deps import FlowRefresher, refuse_nul
@@ -39,11 +45,14 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
                   dependencies=[Depends(refuse_nul)])
     # without a bound a client could make the server buffer and parse any amount
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # added last, so outermost: it counts the requests the body limit refuses too
+    app.add_middleware(metrics.RequestMetrics, metrics=engine.metrics)
     app.state.engine = engine
     app.state.flow_refresher = FlowRefresher(engine)
     app.state.authenticate = auth.principal if auth is not None else principal_without_auth
     install_error_handlers(app)
     app.include_router(routes_health.router)
+    app.include_router(metrics.router)
     app.include_router(routes_executions.router)
     app.include_router(routes_flows.router)
     app.include_router(routes_tables.router)
