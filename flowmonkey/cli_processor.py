@@ -23,12 +23,14 @@ from flowmonkey.cli_service import (
     stop_on_signals,
 )
 from flowmonkey.cli_settings import (
+    add_metrics_options,
     add_schema_option,
     add_settings_options,
     check_schema,
     log_unreachable,
     postgres_unreachable,
     settings_from_args,
+    start_metrics_server,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +99,7 @@ def register_processor(subparsers: Subparsers) -> None:
                              "off)")
     add_schema_option(parser)
     add_gc_option(parser)
+    add_metrics_options(parser)
     add_settings_options(parser, data_dir=False)
     parser.set_defaults(func=run_processor)
 
@@ -169,6 +172,15 @@ class _Processor:
                 f"{self.settings.describe_projection(self.args.schema)}")
 
     async def run(self) -> int:
+        # served from the start, so a long recovery (or a stuck start) can be watched
+        server = start_metrics_server(self.args, self.settings, _say)
+        try:
+            return await self._run()
+        finally:
+            if server is not None:
+                server.close()
+
+    async def _run(self) -> int:
         import asyncpg
 
         from flowmonkey.errors import FlowMonkeyError

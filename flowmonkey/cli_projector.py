@@ -15,6 +15,7 @@ from flowmonkey.cli_service import (
     stop_on_signals,
 )
 from flowmonkey.cli_settings import (
+    add_metrics_options,
     add_schema_option,
     add_settings_options,
     check_schema,
@@ -23,6 +24,7 @@ from flowmonkey.cli_settings import (
     require_dsn,
     scrub,
     settings_from_args,
+    start_metrics_server,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ def register_projector(subparsers: Subparsers) -> None:
     parser.add_argument("--batch-size", metavar="N", type=int, default=1000,
                         help="most events applied in one transaction (default 1000)")
     add_gc_option(parser)
+    add_metrics_options(parser)
     add_settings_options(parser, partitions=False)
     parser.set_defaults(func=run_projector)
 
@@ -104,6 +107,15 @@ class _Projector:
         self.stop = asyncio.Event()
 
     async def run(self) -> int:
+        # served from the start, so a long recovery (or a stuck start) can be watched
+        server = start_metrics_server(self.args, self.settings, _say)
+        try:
+            return await self._run()
+        finally:
+            if server is not None:
+                server.close()
+
+    async def _run(self) -> int:
         import asyncpg
 
         from flowmonkey.errors import LogError

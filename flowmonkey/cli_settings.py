@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -27,6 +28,7 @@ from flowmonkey.settings import (
     ENV_KAFKA_SSL_CAFILE,
     ENV_KAFKA_SSL_CERTFILE,
     ENV_KAFKA_SSL_KEYFILE,
+    ENV_METRICS_PORT,
     ENV_PARTITIONS,
     ENV_POSTGRES_DSN,
     ENV_REPLICATION_FACTOR,
@@ -38,6 +40,8 @@ from flowmonkey.settings import (
 
 if TYPE_CHECKING:
     import asyncpg
+
+    from flowmonkey.metrics import MetricsServer
 
 # option dest -> (flag, environment variable)
 _OPTIONS = {
@@ -53,6 +57,7 @@ _OPTIONS = {
     "partitions": ("--partitions", ENV_PARTITIONS),
     "postgres_dsn": ("--postgres-dsn", ENV_POSTGRES_DSN),
     "data_dir": ("--data-dir", ENV_DATA_DIR),
+    "metrics_port": ("--metrics-port", ENV_METRICS_PORT),
 }
 
 DSN_EXAMPLE = "postgresql://flowmonkey:secret@localhost:5432/flowmonkey"
@@ -120,6 +125,39 @@ def add_settings_options(parser: argparse.ArgumentParser, *, kafka: bool = True,
             help=f"PostgreSQL URL (env {ENV_POSTGRES_DSN}), e.g. postgresql://user:password@"
                  "host:5432/db. Prefer the variable: a password on the command line is "
                  "visible to other users of the machine")
+
+
+def add_metrics_options(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port`` / ``--metrics-host``: serve Prometheus metrics on ``/metrics``."""
+    group = parser.add_argument_group("metrics")
+    group.add_argument(
+        "--metrics-port", metavar="PORT",
+        help=f"serve Prometheus metrics on http://HOST:PORT/metrics (env "
+             f"{ENV_METRICS_PORT}; default: not served)")
+    group.add_argument(
+        "--metrics-host", metavar="HOST", default="127.0.0.1",
+        help="address the metrics are served on (default 127.0.0.1; 0.0.0.0 for every "
+             "interface: the metrics hold no tenant data, but anyone reaching the port "
+             "reads them)")
+
+
+def start_metrics_server(args: argparse.Namespace, settings: Settings,
+                         say: Callable[[str], None]) -> MetricsServer | None:
+    """Serve the process's metrics when a port is set (None when not)."""
+    if settings.metrics_port is None:
+        return None
+    from flowmonkey.metrics import default_metrics, serve_metrics
+
+    host = args.metrics_host
+    try:
+        server = serve_metrics(default_metrics(), settings.metrics_port, host)
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {host}:{settings.metrics_port}: "
+                       f"{exc.strerror or exc}",
+                       hint="pick a free port with --metrics-port or "
+                            f"{ENV_METRICS_PORT}") from None
+    say(f"metrics on http://{host}:{server.port}/metrics")
+    return server
 
 
 def add_schema_option(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,8 @@
   without them: at least once plus deduplication).
 * ``FLOWMONKEY_REPLICATION_FACTOR``: replicas of the topics FlowMonkey creates (``-1``:
   the broker's ``default.replication.factor``).
+* ``FLOWMONKEY_METRICS_PORT``: the port ``flowmonkey processor`` and ``flowmonkey
+  projector`` serve Prometheus metrics on (``/metrics``); unset: not served.
 
 Secured Kafka clusters (:class:`~flowmonkey.log.kafka_security.KafkaSecurity`):
 
@@ -69,6 +71,7 @@ ENV_KAFKA_SSL_CAFILE = "FLOWMONKEY_KAFKA_SSL_CAFILE"
 ENV_KAFKA_SSL_CERTFILE = "FLOWMONKEY_KAFKA_SSL_CERTFILE"
 ENV_KAFKA_SSL_KEYFILE = "FLOWMONKEY_KAFKA_SSL_KEYFILE"
 ENV_API_KEYS = "FLOWMONKEY_API_KEYS"
+ENV_METRICS_PORT = "FLOWMONKEY_METRICS_PORT"
 
 DEFAULT_TOPIC_PREFIX = "flowmonkey"
 DEFAULT_PARTITIONS = 12
@@ -136,6 +139,7 @@ class Settings:
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         check_bootstrap(self.kafka_bootstrap, ENV_KAFKA_BOOTSTRAP)
@@ -149,6 +153,8 @@ class Settings:
         object.__setattr__(self, "kafka_security_protocol",
                            str(self.kafka_security_protocol).strip().upper())
         object.__setattr__(self, "kafka_sasl_mechanism", _upper(self.kafka_sasl_mechanism))
+        if self.metrics_port is not None:
+            parse_port(str(self.metrics_port), ENV_METRICS_PORT)
         if not _valid_replication_factor(self.replication_factor):
             raise SettingsError(_replication_factor_message(repr(self.replication_factor)))
         from flowmonkey.log.kafka_security import security_problem
@@ -193,6 +199,7 @@ class Settings:
             kafka_ssl_cafile=path(ENV_KAFKA_SSL_CAFILE),
             kafka_ssl_certfile=path(ENV_KAFKA_SSL_CERTFILE),
             kafka_ssl_keyfile=path(ENV_KAFKA_SSL_KEYFILE),
+            metrics_port=parse_port(get(ENV_METRICS_PORT), ENV_METRICS_PORT),
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -302,6 +309,15 @@ def parse_partitions(text: str | None, name: str) -> int:
         raise SettingsError(f"{name} must be a whole number from 1 to {MAX_PARTITIONS}, "
                             f"not {text!r}")
     return value
+
+
+def parse_port(text: str | None, name: str) -> int | None:
+    """A TCP port, 1-65535 (None stays None: not given)."""
+    if text is None:
+        return None
+    if not _PORT.fullmatch(text.strip()) or not 1 <= int(text.strip()) <= 65535:
+        raise SettingsError(f"{name} must be a port number from 1 to 65535, not {text!r}")
+    return int(text.strip())
 
 
 def parse_replication_factor(text: str | None, name: str) -> int:
