@@ -400,15 +400,15 @@ class PartitionProcessor:
             touched.add(command.execution_id)
             if decision.ignored is not None:
                 continue
-            if not decision.states and (reject := decision.rejected) is not None:
-                # a rejection changes no execution: only then is there one to look for
-                code = str(reject.data.get("code", ""))
-                rejected = rejected or {}
-                rejected[code] = rejected.get(code, 0) + 1
             adopt(self.state, decision.events, decision.states)
             events += len(decision.events)
             for event in decision.events:
                 out.append(event_record(events_topic, event, partition, attach=attach))
+                # a rejection is not an execution's event: its seq is 0 (cheap to test)
+                if event.seq == 0 and event.type == n.COMMAND_REJECTED:
+                    code = str(event.data.get("code", ""))
+                    rejected = rejected or {}
+                    rejected[code] = rejected.get(code, 0) + 1
             for follow in decision.commands:
                 out.append(OutRecord(commands_topic, encode_command(follow),
                                      key=follow.execution_id.encode(),
