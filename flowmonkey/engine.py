@@ -269,6 +269,17 @@ class Engine:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop()
 
+    @property
+    def started(self) -> bool:
+        """True between a completed ``start()`` and ``stop()``."""
+        return self._started
+
+    async def refresh_flows(self) -> None:
+        """Adopt the flows published on the flows topic since this engine started (by
+        another process, e.g. a processor started with newer flows)."""
+        self._require_started()
+        await self._sync_flows()
+
     async def _sync_flows(self) -> None:
         """Flow definitions live on the compacted flows topic: adopt what is there, then
         publish the ones this engine was given that the topic lacks."""

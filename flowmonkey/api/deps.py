@@ -52,7 +52,7 @@ class FlowRefresher:
             if self._last is not None and now - self._last < self.EVERY_S:
                 return False
             self._last = now
-            await self.engine._sync_flows()  # the engine's own adoption of the topic
+            await self.engine.refresh_flows()
             return True
 
 

@@ -15,7 +15,7 @@ router = APIRouter(tags=["health"])
 def unhealthy_reason(engine: Engine) -> str | None:
     """Why the engine cannot serve, or None. Reasons name the part that failed and
     the error's type, not its message (which may quote hosts or data)."""
-    if not engine._started:  # no public flag; start()/stop() keep this one
+    if not engine.started:
         return "the engine is not started"
     failure = engine.processor_failure()
     if failure is not None:

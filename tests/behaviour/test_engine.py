@@ -21,6 +21,7 @@ from flowmonkey import (
     WaitTimeout,
     handler,
 )
+from flowmonkey.log import EmbeddedLog
 from tests.behaviour.flows import flow, key, step
 
 
@@ -169,6 +170,29 @@ async def test_an_engine_that_is_not_started_refuses_commands() -> None:
 
     with pytest.raises(FlowMonkeyError, match="not started"):
         await engine.create("linear")
+
+
+async def test_started_says_whether_the_engine_runs() -> None:
+    engine = Engine(flows=[LINEAR], handlers=HANDLERS)
+    assert engine.started is False
+    with pytest.raises(FlowMonkeyError, match="not started"):
+        await engine.refresh_flows()
+    async with engine:
+        assert engine.started is True
+    assert engine.started is False
+
+
+async def test_refresh_flows_adopts_a_flow_another_engine_published_on_the_log() -> None:
+    log = EmbeddedLog()
+    reader = Engine(handlers=HANDLERS, log=log, run_processors=False)
+    async with reader:
+        assert reader.flows.get("linear") is None
+        # another engine on the same log publishes its flows when it starts
+        async with Engine(flows=[LINEAR], handlers=HANDLERS, log=log):
+            await reader.refresh_flows()
+            adopted = reader.flows.get("linear")
+            assert adopted is not None
+            assert adopted.id == "linear"
 
 
 async def test_engine_list_filters_by_status_and_flow() -> None:
