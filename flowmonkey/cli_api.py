@@ -45,7 +45,7 @@ DEFAULT_PORT = 8080
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 EPILOG = f"""\
-Authentication: every endpoint but /health needs an API key, sent as
+Authentication: every endpoint but /health and /metrics needs an API key, sent as
 `Authorization: Bearer <key>` or `X-API-Key: <key>`. Keys come from {ENV_API_KEYS},
 KEY=TENANT pairs separated by commas; a key bound to a tenant acts for that tenant
 only (another tenant's executions answer 404), and a tenant of `*` makes an admin key,
@@ -65,8 +65,9 @@ What it runs on:
   no Kafka: the embedded engine, processors included, as `flowmonkey dev` runs it
     (FLOWMONKEY_DATA_DIR / --data-dir for a durable log, else in memory).
 
-Endpoints: GET /health; POST /v1/executions; GET /v1/executions[?status=&flowId=
-&parentExecutionId=&limit=&cursor=]; GET /v1/executions/ID[/events|/state?seq=N];
+Endpoints: GET /health; GET /metrics (Prometheus text, no ids in it);
+POST /v1/executions; GET /v1/executions[?status=&flowId=&parentExecutionId=&limit=
+&cursor=]; GET /v1/executions/ID[/events|/state?seq=N];
 POST /v1/executions/ID/resume|cancel; GET /v1/flows[/ID]; GET /v1/tables[/ID/rows];
 OpenAPI at /openapi.json, interactive docs at /docs.
 
