@@ -302,12 +302,12 @@ def apply_to_partition(partition: PartitionState, event: Event) -> None:
         partition.note_command(event.command_id)
     if event.seq != 0:
         state = partition.executions.get(event.execution_id)
-        ended_before = state is not None and state.is_terminal  # apply mutates state
+        # read before apply, which mutates state
+        due_before = forget_at(state) if state is not None and state.is_terminal else None
         new = apply(state, event)
         if new is not None:
             if new.is_terminal:
-                if not ended_before:
-                    _note_ended(partition, new)
+                _note_ending(partition, due_before, new)
                 new = new.retired()
             partition.executions[event.execution_id] = new
         if event.type == n.EXECUTION_CREATED:
@@ -335,8 +335,21 @@ def forget_at(state: ExecutionState) -> int:
     return due
 
 
-def _note_ended(partition: PartitionState, state: ExecutionState) -> None:
-    heapq.heappush(partition.ending, (forget_at(state), state.id))
+def _note_ending(partition: PartitionState, due_before: int | None,
+                 state: ExecutionState) -> None:
+    """Keep ``partition.ending`` never late for ``state``, which is ended after an event
+    (``due_before``: its ``forget_at`` before the event, None if it had not ended).
+
+    An execution that just ended gets its entry. One that had ended already keeps the
+    entry it has while its time to forget moves later (the entry is early: checked
+    again when it comes up), but gets another when that time moves earlier: an event
+    stamped before the last one (a new owner whose clock is behind, an idempotency hit
+    or a revoke) sets ``updated_at`` back, and a snapshot's heap, built from the states,
+    would forget it sooner than the old entry would (the entry left behind is skipped
+    once the execution is gone)."""
+    due = forget_at(state)
+    if due_before is None or due < due_before:
+        heapq.heappush(partition.ending, (due, state.id))
 
 
 def forget_ended(partition: PartitionState, now: int) -> None:
@@ -421,9 +434,9 @@ def adopt(partition: PartitionState, events: list[Event],
     executions = partition.executions
     for execution_id, state in states.items():
         if state.is_terminal:
-            before = executions.get(execution_id)
-            if before is None or not before.is_terminal:
-                _note_ended(partition, state)
+            before = executions.get(execution_id)  # decide changed a clone, not this
+            _note_ending(partition, forget_at(before)
+                         if before is not None and before.is_terminal else None, state)
             state = state.retired()
         executions[execution_id] = state
     if events:
