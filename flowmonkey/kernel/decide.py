@@ -634,6 +634,10 @@ def _child_finished(tx: _Txn) -> Decision:
     st = tx.state(tx.cmd.execution_id)
     child_id = d["child_execution_id"]
     if st is None:
+        if tx.cmd.execution_id in tx.partition.forgotten:
+            # it ended, and then its report was ignored: so it is now (a child that
+            # outlives its parent by the retention must not log a refusal)
+            return tx.ignore("parent ended and is no longer kept")
         return _not_found(tx, "parent execution")
     if st.is_terminal or st.children.get(child_id) != "active":
         return tx.ignore("parent no longer tracks this child")

@@ -379,3 +379,26 @@ def test_live_replayed_and_restored_partitions_agree_after_every_decision() -> N
                 apply_to_partition(restored, event)
             done = count
             assert restored == live, f"restored after decision {taken}, at {count} events"
+
+
+def test_a_child_ending_after_its_parent_was_forgotten_is_ignored_as_before() -> None:
+    d = KernelDriver(DictEnv([
+        make_flow("parent", [step("call", on_success="next"), step("next")]),
+        make_flow("kid", [step("k")]),
+    ]))
+    d.start("p", "parent")
+    d.result("p", Result.start_child("kid", {}, wait=False), at=T0 + 1,
+             child_execution_id="c1")
+    d.deliver()  # the child starts
+    d.result("p", Result.success({}), at=T0 + 2)  # the parent completes
+    retained = d.send(child_finished_cmd("p", "c0", "completed", at=T0 + 3))
+    assert retained.ignored is not None  # an ended parent ignores a child's report
+    d.start("tick", "parent", at=T0 + 2 + RETAIN_ENDED_MS)
+    assert "p" in d.partition.forgotten
+
+    d.result("c1", Result.success({}), at=T0 + 3 + RETAIN_ENDED_MS)
+    (told,) = d.deliver()
+
+    # a forgotten parent ignores it too: no rejection in the log for each such child
+    assert told.ignored is not None
+    assert told.events == []
