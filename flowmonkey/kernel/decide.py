@@ -131,6 +131,12 @@ def decide(partition: PartitionState, cmd: Command, env: KernelEnv) -> Decision:
     tx = _Txn(partition, cmd, env)
     if cmd.command_id in partition.seen_commands:
         return tx.ignore("duplicate command")
+    for name, value in (("command id", cmd.command_id), ("execution id", cmd.execution_id),
+                        ("tenant id", cmd.tenant_id)):
+        if value is not None and "\x00" in value:
+            # every event of the command carries these, and stores keep them as text,
+            # which cannot hold U+0000 (PostgreSQL refuses the projector's whole batch)
+            return _nul_in(tx, name)
     decider = _DECIDERS.get(cmd.type)
     if decider is None:
         return tx.reject(n.REJECT_INVALID_COMMAND, f"unknown command type {cmd.type!r}")
@@ -163,6 +169,12 @@ def _not_found(tx: _Txn, what: str = "execution") -> Decision:
     return tx.reject(n.REJECT_EXECUTION_NOT_FOUND, reason)
 
 
+def _nul_in(tx: _Txn, name: str) -> Decision:
+    # (a parent is not told: its children's ids and command ids come from the kernel,
+    # never with a NUL, so this is a foreign command, and a report would carry the NUL)
+    return tx.reject(n.REJECT_INVALID_COMMAND, f"the {name} contains a NUL character (U+0000)")
+
+
 def _flow_of(tx: _Txn, st: ExecutionState) -> Flow | None:
     return tx.env.flow(st.flow_id, st.flow_version)
 
@@ -175,12 +187,10 @@ def _start(tx: _Txn) -> Decision:
     flow_id: str = d["flow_id"]
     tenant_id = tx.cmd.tenant_id
     key = d.get("idempotency_key")
-    for name, value in (("execution id", tx.cmd.execution_id), ("tenant id", tenant_id),
-                        ("idempotency key", key)):
+    for name, value in (("idempotency key", key),
+                        ("parent execution id", d.get("parent_execution_id"))):
         if isinstance(value, str) and "\x00" in value:
-            # stores keep these as text, and PostgreSQL's text cannot hold U+0000
-            return _reject_start(tx, n.REJECT_INVALID_COMMAND,
-                                 f"the {name} contains a NUL character (U+0000)")
+            return _nul_in(tx, name)  # kept as text too (see decide)
     scope = idempotency_scope(tenant_id, flow_id, key) if key else None
     if scope is not None:
         hit = tx.partition.idempotency.get(scope)

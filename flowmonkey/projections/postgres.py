@@ -79,6 +79,12 @@ def _json_text(value: Any) -> str:
     return text
 
 
+def _text(value: str | None) -> str | None:
+    """``value`` with U+FFFD for each U+0000, which PostgreSQL's text cannot hold."""
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value \
+        else value
+
+
 # "\u0000" where the backslash starts an escape: after an even number of backslashes
 # (a string holding a backslash then "u0000" is written "\\u0000" and is left alone)
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
@@ -281,9 +287,10 @@ class PostgresProjection:
             await conn.execute(_INSERT_EVENTS, *_columns([_event_values(e) for e in fresh], 9))
         rejections = [e for e in events if e.seq == 0]
         if rejections:
+            # a command refused for a NUL in an id carries it (text cannot hold U+0000)
             await conn.executemany(_INSERT_REJECTION, [
-                (e.execution_id, e.event_id, e.type, e.version, e.timestamp_ms, e.tenant_id,
-                 e.command_id, e.data) for e in rejections])
+                (_text(e.execution_id), _text(e.event_id), e.type, e.version, e.timestamp_ms,
+                 _text(e.tenant_id), _text(e.command_id), e.data) for e in rejections])
         changed = [_execution_values(i, r) for i, r in loaded.items() if r.dirty]
         if changed:
             await conn.execute(_UPSERT_EXECUTIONS, *_columns(changed, 12))

@@ -26,6 +26,7 @@ from tests.contract.projection_contract import (
     pipe_row,
     started,
 )
+from tests.unit.kernel.support import DictEnv, KernelDriver, cancel_cmd, linear_flow
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +133,29 @@ async def test_a_nul_character_in_event_data_is_stored_as_a_replacement_and_stop
     assert first.data["context"] == {"note": "a\ufffdb", "lit\\u0000": "\\u0000"}
     assert await postgres.get("e2") is not None
     assert await postgres.committed_offset(GROUP, TOPIC, 0) == 4
+
+
+async def test_commands_with_a_nul_in_their_ids_are_refused_and_projected(
+    postgres: PostgresProjection,
+) -> None:
+    # the kernel refuses them, but the refusal (and, for a command id, the events of a
+    # command it does not refuse) carries the ids: stored as they are, text refuses NUL
+    # and the projector would stop on this batch, on every retry
+    d = KernelDriver(DictEnv([linear_flow("lin", 1)]))
+    d.start("ok", "lin")
+    bad_start = d.start("e\x001", "lin", tenant_id="ac\x00me", command_id="c\x00md")
+    bad_cancel = d.send(cancel_cmd("ok", at=T0 + 1, command_id="can\x00cel"))
+    for decision, name in ((bad_start, "command id"), (bad_cancel, "command id")):
+        assert decision.rejected is not None
+        assert decision.rejected.data["reason"] == f"the {name} contains a NUL character " \
+            "(U+0000)"
+
+    await postgres.apply_events_with_offsets(d.events, GROUP, {(TOPIC, 0): len(d.events)})
+
+    assert await postgres.committed_offset(GROUP, TOPIC, 0) == len(d.events)
+    execution = await postgres.get("ok")
+    assert execution is not None
+    assert execution.seq == d.partition.executions["ok"].seq
 
 
 async def test_a_failed_batch_leaves_neither_its_rows_nor_its_offsets(

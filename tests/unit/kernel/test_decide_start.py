@@ -15,6 +15,7 @@ from .support import (
     T0,
     DictEnv,
     KernelDriver,
+    cancel_cmd,
     linear_flow,
     make_flow,
     start_cmd,
@@ -178,6 +179,8 @@ def test_a_scope_that_only_collides_by_its_slashes_never_hands_back_the_other_ex
     ("execution id", {"execution_id": "e\x001"}),
     ("tenant id", {"tenant_id": "ac\x00me"}),
     ("idempotency key", {"idempotency_key": "k\x00"}),
+    ("command id", {"command_id": "c\x00"}),
+    ("parent execution id", {"parent_execution_id": "p\x00"}),
 ])
 def test_a_start_with_a_nul_in_an_identifier_is_refused_naming_it(
     field: str, kwargs: dict[str, Any],
@@ -191,6 +194,19 @@ def test_a_start_with_a_nul_in_an_identifier_is_refused_naming_it(
     assert rejected.data["code"] == n.REJECT_INVALID_COMMAND
     assert rejected.data["reason"] == f"the {field} contains a NUL character (U+0000)"
     assert d.partition.executions == {}
+    assert decision.commands == []  # nor is a parent told, with the NUL
+
+
+def test_any_command_with_a_nul_in_its_command_id_is_refused() -> None:
+    # every event it causes carries the command id, which stores keep as text
+    d = driver()
+    d.start("e1", "linear")
+
+    decision = d.send(cancel_cmd("e1", at=T0 + 1, command_id="c\x00"))
+
+    assert decision.rejected is not None
+    assert decision.rejected.data["reason"] == "the command id contains a NUL character (U+0000)"
+    assert d.state("e1").status == ExecutionStatus.RUNNING
 
 
 def test_the_idempotency_scope_includes_the_flow() -> None:
