@@ -102,6 +102,16 @@ class InvalidResult(ValueError):
 
 def coerce_result(value: object) -> StepResult:
     """Accept a StepResult or the original's dict shape; refuse anything else clearly."""
+    result = _coerce(value)
+    token = result.resume_token
+    if token is not None and (not isinstance(token, str) or "\x00" in token):
+        # the token is stored as text (PostgreSQL's text cannot hold U+0000) and typed
+        # back by whoever resumes: a string of printable characters
+        raise InvalidResult("the resume token must be a string without NUL characters")
+    return result
+
+
+def _coerce(value: object) -> StepResult:
     if isinstance(value, StepResult):
         return value
     if isinstance(value, Mapping):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flowmonkey.model.result import InvalidResult, StepResult, coerce_result
+from flowmonkey.model.result import InvalidResult, Result, StepResult, coerce_result
 
 
 @pytest.mark.parametrize("key", ["nextStepOverride", "next_step"])
@@ -64,3 +64,17 @@ def test_a_step_result_is_passed_through_unchanged() -> None:
 def test_an_override_that_is_not_a_step_id_or_null_is_refused(override: Any) -> None:
     with pytest.raises(InvalidResult, match="nextStepOverride"):
         coerce_result({"outcome": "success", "nextStepOverride": override})
+
+
+@pytest.mark.parametrize("raw", [
+    {"outcome": "wait", "resumeToken": "tok\x00en"},
+    {"outcome": "wait", "resumeToken": 42},
+    Result.wait_for_signal("approval", resume_token="tok\x00en"),
+])
+def test_a_resume_token_that_cannot_be_stored_is_refused(raw: object) -> None:
+    with pytest.raises(InvalidResult, match="resume token must be a string without NUL"):
+        coerce_result(raw)
+
+
+def test_a_plain_resume_token_is_kept() -> None:
+    assert coerce_result({"outcome": "wait", "resumeToken": "tok-1"}).resume_token == "tok-1"
