@@ -1,7 +1,9 @@
 """A FlowMonkey process on a durable embedded log, for the crash-recovery test.
 
-    python durable_app.py DATA_DIR create N   # start N executions, then keep running
-    python durable_app.py DATA_DIR finish     # reopen and run until every execution ends
+    python -m tests.recovery.durable_app DATA_DIR create N   # start N, keep running
+    python -m tests.recovery.durable_app DATA_DIR finish     # reopen, run until all end
+
+It runs the Kafka crash test's ``crashy`` flow and handlers (``kafka_app``).
 
 Prints progress lines the test reads ("created N", "progress K", "all done").
 """
@@ -11,44 +13,14 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from flowmonkey import Engine, Result, handler
-from flowmonkey.handlers.base import HandlerParams
+from flowmonkey import Engine
 from flowmonkey.log import EmbeddedLog
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.model.result import StepResult
-
-
-@handler("noop")
-async def noop(params: HandlerParams) -> StepResult:
-    return Result.success({"step": params.step.id})
-
-
-@handler("nap")
-async def nap(params: HandlerParams) -> StepResult:
-    return Result.wait(150, "nap")
-
-
-@handler("flaky")
-async def flaky(params: HandlerParams) -> StepResult:
-    if params.attempt == 1:
-        return Result.failure("TRANSIENT", "first try always fails")
-    return Result.success({"attempt": params.attempt})
-
-
-FLOW = {
-    "id": "crashy", "version": "1", "initialStepId": "a",
-    "steps": {
-        "a": {"type": "noop", "outputKey": "a", "transitions": {"onSuccess": "b"}},
-        "b": {"type": "nap", "transitions": {"onSuccess": "c"}},
-        "c": {"type": "flaky", "outputKey": "c", "transitions": {"onSuccess": "d"},
-              "retry": {"maxAttempts": 2, "backoffMs": 100}},
-        "d": {"type": "noop", "outputKey": "d", "transitions": {"onSuccess": None}},
-    },
-}
+from tests.recovery.kafka_app import CRASHY, flaky, nap, noop
 
 
 async def main(data_dir: str, mode: str, count: int) -> None:
-    engine = Engine(flows=[FLOW], handlers=[noop, nap, flaky],
+    engine = Engine(flows=[CRASHY], handlers=[noop, nap, flaky],
                     log=EmbeddedLog(path=data_dir, partitions=4))
     async with engine:
         if mode == "create":

@@ -19,13 +19,14 @@ from flowmonkey.events.codec import decode_event
 from flowmonkey.events.envelope import Event
 from flowmonkey.log import EmbeddedLog
 
-APP = Path(__file__).with_name("durable_app.py")
+ROOT = Path(__file__).resolve().parents[2]  # the app imports the Kafka test's flows
 EXECUTIONS = 200
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, str(APP), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-m", "tests.recovery.durable_app", *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 def _read_until(proc: subprocess.Popen[str], wanted: str, deadline_s: float) -> list[str]:
