@@ -242,8 +242,21 @@ async def connection_problem(kwargs: Mapping[str, Any], client_id: str,
     return "; ".join(causes) or None
 
 
-def connection_hint(causes: str) -> str:
-    """What to check, for the causes :func:`connection_problem` found."""
+def connection_hint(causes: str, protocol: str | None = None) -> str:
+    """What to check, for the causes :func:`connection_problem` found by a client of
+    ``protocol`` (the security protocol, when known)."""
+    tls = protocol in ("SSL", "SASL_SSL")
+    if protocol is not None and "connecting failed" in causes:
+        # the socket opened, then the first exchange was cut: the two ends do not
+        # speak the same thing (measured on the test broker's listeners)
+        if tls and "ConnectionReset" in causes:
+            return ("The listener cut the TLS handshake: it probably does not speak TLS "
+                    f"(a PLAINTEXT or SASL_PLAINTEXT port?), while this client uses "
+                    f"{protocol}: check the security protocol and the port.")
+        if not tls and "closed" in causes:
+            return ("The listener closed the connection at once: it probably expects TLS "
+                    f"(an SSL or SASL_SSL port?), while this client uses {protocol}: "
+                    "check the security protocol and the port.")
     if "SaslAuthenticationFailed" in causes or "AuthenticationFailed" in causes:
         return ("The brokers refused the credentials: check the user name and password "
                 "(and that the SASL mechanism is one the user was created for).")

@@ -15,7 +15,7 @@ from flowmonkey.cli_common import CliError
 from flowmonkey.cli_settings import add_settings_options, settings_from_args
 from flowmonkey.errors import LogError
 from flowmonkey.log.kafka import KafkaLog
-from flowmonkey.log.kafka_security import KafkaSecurity
+from flowmonkey.log.kafka_security import KafkaSecurity, connection_hint
 from flowmonkey.settings import Settings, SettingsError
 
 PASSWORD = "pa55-w0rd-never-shown"
@@ -222,3 +222,20 @@ def test_a_bad_security_option_is_reported_under_the_options_name(
     with pytest.raises(CliError) as caught:
         settings_from_args(_args(*argv))
     assert says in str(caught.value)
+
+
+@pytest.mark.parametrize(("causes", "protocol", "expected"), [
+    ("127.0.0.1:9: connecting failed: ConnectionResetError", "SASL_SSL",
+     "does not speak TLS"),
+    ("127.0.0.1:9: connecting failed: KafkaConnectionError: Connection at 127.0.0.1:9 "
+     "closed", "SASL_PLAINTEXT", "expects TLS"),
+    # nothing listening is not a mismatch, whatever the protocol
+    ("127.0.0.1:9: connecting failed: KafkaConnectionError: Unable to connect: "
+     "[Errno 111] Connect call failed", "PLAINTEXT", "Check that a broker is running"),
+    ("127.0.0.1:9: connecting failed: ConnectionResetError", None,
+     "Check that a broker is running"),
+])
+def test_the_hint_tells_a_protocol_mismatch_from_a_missing_broker(
+    causes: str, protocol: str | None, expected: str,
+) -> None:
+    assert expected in connection_hint(causes, protocol)
