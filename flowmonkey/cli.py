@@ -21,11 +21,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli_api import register_api
+from flowmonkey.cli_bench import register_bench
 from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, CliError, add_common_options
 from flowmonkey.cli_demo import register_demo
 from flowmonkey.cli_dev import register_dev
 from flowmonkey.cli_migrate import register_migrate
-from flowmonkey.cli_placeholders import register_bench, register_worker
+from flowmonkey.cli_placeholders import register_worker
 from flowmonkey.cli_processor import register_processor
 from flowmonkey.cli_projector import register_projector
 from flowmonkey.cli_rebuild import register_rebuild
@@ -51,7 +52,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_replay,
     register_rebuild,
     register_wal,
-    register_bench,  # a placeholder
+    register_bench,
 ]
 
 EPILOG = """\

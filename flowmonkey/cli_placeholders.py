@@ -19,8 +19,6 @@ PLANNED: dict[str, tuple[str, str]] = {
     "worker": ("run job workers",
                "run workers for stateful (job) handlers: claim jobs, heartbeat, "
                "checkpoint and complete them"),
-    "bench": ("run benchmarks",
-              "measure throughput and latency of the engine on the embedded log or Kafka"),
 }
 
 
@@ -41,7 +39,3 @@ def _placeholder(subparsers: Subparsers, name: str) -> None:
 
 def register_worker(subparsers: Subparsers) -> None:
     _placeholder(subparsers, "worker")
-
-
-def register_bench(subparsers: Subparsers) -> None:
-    _placeholder(subparsers, "bench")

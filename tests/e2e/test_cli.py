@@ -238,7 +238,7 @@ def test_processor_without_flows_says_what_to_give() -> None:
     assert_no_traceback(proc)
 
 
-@pytest.mark.parametrize("command", ["worker", "bench"])
+@pytest.mark.parametrize("command", ["worker"])
 def test_placeholders(command: str) -> None:
     proc = flowmonkey(command, "some-arg", "--some-option")
     assert proc.returncode == 2
@@ -381,3 +381,24 @@ def test_dev_data_dir_from_environment_and_app(dev_dir: Path) -> None:
             proc.wait()
     assert (dev_dir / "env-data" / "LOCK").exists()
     assert not (dev_dir / ".flowmonkey").exists()
+
+
+def test_bench_runs_a_benchmark_of_the_checkout_passing_its_options() -> None:
+    proc = flowmonkey("bench", "embedded", "--log", "memory", "--concurrency", "1",
+                      "--total", "20", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["log"], result["concurrency"], result["steps"]) == ("memory", 1, 100)
+    assert result["steps_per_s"] > 0
+
+
+def test_bench_without_the_checkout_says_where_the_benchmarks_are(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from flowmonkey import cli, cli_bench
+
+    monkeypatch.setattr(cli_bench, "bench_dir", lambda: tmp_path / "bench")
+    assert cli.main(["bench", "kafka"]) == 2
+    err = capsys.readouterr().err
+    assert "the benchmarks are not here" in err
+    assert "clone it" in err
