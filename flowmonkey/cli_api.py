@@ -24,10 +24,9 @@ from flowmonkey.cli_settings import (
     add_schema_option,
     add_settings_options,
     check_schema,
-    log_unreachable,
-    postgres_unreachable,
     scrub,
     settings_from_args,
+    start_engine,
 )
 from flowmonkey.settings import ENV_API_KEYS, SettingsError, api_keys_from_env
 
@@ -204,27 +203,16 @@ class _Api:
             run_processors=not kafka)
 
     async def run(self) -> int:
-        import asyncpg
-
-        from flowmonkey.errors import FlowMonkeyError
-
         sock = _listen(self.args.host, self.args.port)
         engine = self.engine()
         where = self.settings.describe_log()
         _say(f"{where} -> {self.settings.describe_projection(self.args.schema)}"
              + ("" if engine.run_processors else " (no processors here)"))
         try:
-            await engine.start()
-        except FlowMonkeyError as exc:
-            with contextlib.suppress(Exception):
-                await engine.stop()
+            await start_engine(engine, self.settings)
+        except BaseException:
             sock.close()
-            raise log_unreachable(exc, self.settings) from None
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            with contextlib.suppress(Exception):
-                await engine.stop()
-            sock.close()
-            raise postgres_unreachable(exc, self.settings.postgres_dsn or "") from None
+            raise
         try:
             return await self._serve(engine, sock)
         finally:

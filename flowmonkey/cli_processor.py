@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli_common import (
@@ -27,9 +26,8 @@ from flowmonkey.cli_settings import (
     add_schema_option,
     add_settings_options,
     check_schema,
-    log_unreachable,
-    postgres_unreachable,
     settings_from_args,
+    start_engine,
     start_metrics_server,
 )
 
@@ -181,23 +179,10 @@ class _Processor:
                 server.close()
 
     async def _run(self) -> int:
-        import asyncpg
-
-        from flowmonkey.errors import FlowMonkeyError
-
         engine = self.engine()
         _say(f"group {self.args.group} on {self.settings.describe_log()}, "
              f"{len(self.bundle.flows)} flows, {self.describe_snapshots()}")
-        try:
-            await engine.start()
-        except FlowMonkeyError as exc:
-            with contextlib.suppress(Exception):
-                await engine.stop()
-            raise log_unreachable(exc, self.settings) from None
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            with contextlib.suppress(Exception):
-                await engine.stop()
-            raise postgres_unreachable(exc, self.settings.postgres_dsn or "") from None
+        await start_engine(engine, self.settings)
         try:
             apply_gc_option(self.args)
             return await self._serve(engine)

@@ -11,6 +11,7 @@ the SASL password comes from ``FLOWMONKEY_KAFKA_SASL_PASSWORD`` only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ from flowmonkey.settings import (
 if TYPE_CHECKING:
     import asyncpg
 
+    from flowmonkey.engine import Engine
     from flowmonkey.metrics import MetricsServer
 
 # option dest -> (flag, environment variable)
@@ -251,3 +253,22 @@ async def connect_postgres(dsn: str, timeout_s: float = 15.0) -> asyncpg.Connect
         return await asyncpg.connect(dsn, timeout=timeout_s)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise postgres_unreachable(exc, dsn) from None
+
+
+async def start_engine(engine: Engine, settings: Settings) -> None:
+    """Start a service command's engine; if Kafka or PostgreSQL cannot be used, stop
+    what did start and raise the error that says what to check (exit code 1)."""
+    import asyncpg
+
+    from flowmonkey.errors import FlowMonkeyError
+
+    try:
+        await engine.start()
+    except FlowMonkeyError as exc:
+        with contextlib.suppress(Exception):
+            await engine.stop()
+        raise log_unreachable(exc, settings) from None
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        with contextlib.suppress(Exception):
+            await engine.stop()
+        raise postgres_unreachable(exc, settings.postgres_dsn or "") from None
