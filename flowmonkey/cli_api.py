@@ -19,7 +19,13 @@ from flowmonkey.cli_common import (
     load_app,
     load_flows_dir,
 )
-from flowmonkey.cli_service import configure_logging, run_until_stopped, stop_on_signals
+from flowmonkey.cli_service import (
+    add_log_format_option,
+    configure_logging,
+    run_until_stopped,
+    say,
+    stop_on_signals,
+)
 from flowmonkey.cli_settings import (
     add_schema_option,
     add_settings_options,
@@ -106,6 +112,7 @@ def register_api(subparsers: Subparsers) -> None:
                              "loopback addresses")
     add_schema_option(parser)
     add_settings_options(parser)
+    add_log_format_option(parser)
     parser.set_defaults(func=run_api)
 
 
@@ -152,7 +159,7 @@ def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
 
 
 def _say(text: str) -> None:
-    print(f"api: {text}", flush=True)
+    say("api", text)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -16,9 +16,11 @@ from flowmonkey.cli_common import (
 )
 from flowmonkey.cli_service import (
     add_gc_option,
+    add_log_format_option,
     apply_gc_option,
     configure_logging,
     run_until_stopped,
+    say,
     stop_on_signals,
 )
 from flowmonkey.cli_settings import (
@@ -97,6 +99,7 @@ def register_processor(subparsers: Subparsers) -> None:
                              "off)")
     add_schema_option(parser)
     add_gc_option(parser)
+    add_log_format_option(parser)
     add_metrics_options(parser)
     add_settings_options(parser, data_dir=False)
     parser.set_defaults(func=run_processor)
@@ -132,7 +135,7 @@ def run_processor(args: argparse.Namespace) -> int:
 
 
 def _say(text: str) -> None:
-    print(f"processor: {text}", flush=True)
+    say("processor", text)
 
 
 class _Processor:

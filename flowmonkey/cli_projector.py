@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from flowmonkey.cli_common import CliError, add_command
 from flowmonkey.cli_service import (
     add_gc_option,
+    add_log_format_option,
     apply_gc_option,
     configure_logging,
     run_until_stopped,
+    say,
     stop_on_signals,
 )
 from flowmonkey.cli_settings import (
@@ -71,6 +73,7 @@ def register_projector(subparsers: Subparsers) -> None:
     parser.add_argument("--batch-size", metavar="N", type=int, default=1000,
                         help="most events applied in one transaction (default 1000)")
     add_gc_option(parser)
+    add_log_format_option(parser)
     add_metrics_options(parser)
     add_settings_options(parser, partitions=False)
     parser.set_defaults(func=run_projector)
@@ -96,7 +99,7 @@ def run_projector(args: argparse.Namespace) -> int:
 
 
 def _say(text: str) -> None:
-    print(f"projector: {text}", flush=True)
+    say("projector", text)
 
 
 class _Projector:

@@ -8,11 +8,17 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from flowmonkey.cli_common import EXIT_FAILED, EXIT_OK
+import orjson
+
+from flowmonkey.cli_common import EXIT_FAILED, EXIT_OK, CliError
+from flowmonkey.settings import ENV_LOG_FORMAT, LOG_FORMATS
 
 _CHECK_S = 0.5
 
@@ -34,11 +40,70 @@ def apply_gc_option(args: argparse.Namespace) -> None:
         tune_gc()
 
 
+def add_log_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=None,
+        help="text (default) or json: one JSON object per line, for a log collector, "
+             f"progress lines included ({ENV_LOG_FORMAT})")
+
+
+def log_format(args: argparse.Namespace) -> str:
+    """The option, else the variable, else text."""
+    chosen = getattr(args, "log_format", None)
+    if chosen is not None:
+        return str(chosen)
+    raw = os.environ.get(ENV_LOG_FORMAT, "").strip().lower()
+    if not raw:
+        return "text"
+    if raw not in LOG_FORMATS:
+        raise CliError(f"{ENV_LOG_FORMAT} must be one of {', '.join(LOG_FORMATS)}, "
+                       f"not {raw[:20]!r}")
+    return raw
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record: ts (UTC, ISO 8601), level, logger, message, the
+    exception when there is one, and any ``extra=`` fields of the call."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and not key.startswith("_"):
+                doc[key] = value
+        return orjson.dumps(doc, default=str).decode()
+
+
+# the attributes every LogRecord has: anything else came in through ``extra=``
+_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime", "taskName"}
+_format = "text"  # of say(): set by configure_logging
+
+
+def say(component: str, text: str) -> None:
+    """A progress line of a service command on stdout: ``component: text``, or in the
+    JSON log format a record of logger ``flowmonkey.<component>`` at INFO."""
+    if _format == "json":
+        print(orjson.dumps({
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "INFO",
+            "logger": f"flowmonkey.{component}", "message": text}).decode(), flush=True)
+    else:
+        print(f"{component}: {text}", flush=True)
+
+
 def configure_logging(args: argparse.Namespace) -> None:
-    """Warnings and errors to stderr (with ``--debug``, info too)."""
+    """Warnings and errors to stderr (with ``--debug``, info too), as text or JSON."""
+    global _format
+    _format = log_format(args)
     debug = bool(getattr(args, "debug", False))
-    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if _format == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING,
+                        handlers=[handler])
     if not debug:
         # the client's warnings are mostly retries it recovers from (a coordinator
         # moving, a rebalance); lasting trouble shows as progress lines that stall

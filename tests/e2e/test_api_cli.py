@@ -3,6 +3,7 @@ that answers /health and exits 0 on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -105,3 +106,31 @@ def test_the_server_answers_health_and_stops_with_exit_0_on_sigterm(tmp_path: Pa
             server.wait(10)
     assert "listening on http://127.0.0.1:" in out.read_text()
     assert "stopped" in out.read_text()
+
+
+def test_with_the_json_log_format_every_line_is_a_json_object(tmp_path: Path) -> None:
+    port = free_port()
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        server = subprocess.Popen(
+            [*CLI, "api", "--no-auth", "--flows-dir", str(FLOWS), "--port", str(port)],
+            cwd=ROOT, env=clean_env(FLOWMONKEY_LOG_FORMAT="json"), stdout=stdout,
+            stderr=stderr, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "listening on" not in out.read_text():
+            assert server.poll() is None, f"exited early:\n{err.read_text()}"
+            assert time.monotonic() < deadline, f"not listening in 30 s:\n{err.read_text()}"
+            time.sleep(0.05)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0, err.read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+    progress = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {p["logger"] for p in progress} == {"flowmonkey.api"}
+    assert any(p["message"].startswith("listening on http://127.0.0.1:") for p in progress)
+    # the --no-auth warning, from the logging module
+    logged = [json.loads(line) for line in err.read_text().splitlines()]
+    assert any(r["level"] == "WARNING" and "auth" in r["message"].lower() for r in logged)
