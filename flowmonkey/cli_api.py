@@ -132,7 +132,7 @@ def run_api(args: argparse.Namespace) -> int:
                        "or --flows-dir DIR",
                        hint="on Kafka the flows come from the flows topic instead: set "
                             "FLOWMONKEY_KAFKA_BOOTSTRAP")
-    configure_logging(args)
+    configure_logging(args, settings)
     if args.no_auth:
         exposed = "" if args.host in _LOOPBACK else \
             f"; it listens on {args.host}, so anyone who can reach it can do anything"

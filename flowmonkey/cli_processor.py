@@ -130,7 +130,7 @@ def run_processor(args: argparse.Namespace) -> int:
     if not bundle.flows:
         raise CliError("no flows to run: give --app MODULE (with `flows` and `handlers`) "
                        "or --flows-dir DIR")
-    configure_logging(args)
+    configure_logging(args, settings)
     return asyncio.run(_Processor(args, settings, bundle).run())
 
 

@@ -94,7 +94,7 @@ def run_projector(args: argparse.Namespace) -> int:
         raise CliError(f"--batch-size must be at least 1, not {args.batch_size}")
     if not args.group.strip():
         raise CliError("--group must not be empty")
-    configure_logging(args)
+    configure_logging(args, settings)
     return asyncio.run(_Projector(args, settings, dsn).run())
 
 

@@ -8,7 +8,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -17,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from flowmonkey.cli_common import EXIT_FAILED, EXIT_OK, CliError
-from flowmonkey.settings import ENV_LOG_FORMAT, LOG_FORMATS
+from flowmonkey.cli_common import EXIT_FAILED, EXIT_OK
+from flowmonkey.settings import ENV_LOG_FORMAT, LOG_FORMATS, Settings
 
 _CHECK_S = 0.5
 
@@ -45,20 +44,6 @@ def add_log_format_option(parser: argparse.ArgumentParser) -> None:
         "--log-format", choices=LOG_FORMATS, default=None,
         help="text (default) or json: one JSON object per line, for a log collector, "
              f"progress lines included ({ENV_LOG_FORMAT})")
-
-
-def log_format(args: argparse.Namespace) -> str:
-    """The option, else the variable, else text."""
-    chosen = getattr(args, "log_format", None)
-    if chosen is not None:
-        return str(chosen)
-    raw = os.environ.get(ENV_LOG_FORMAT, "").strip().lower()
-    if not raw:
-        return "text"
-    if raw not in LOG_FORMATS:
-        raise CliError(f"{ENV_LOG_FORMAT} must be one of {', '.join(LOG_FORMATS)}, "
-                       f"not {raw[:20]!r}")
-    return raw
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -94,10 +79,11 @@ def say(component: str, text: str) -> None:
         print(f"{component}: {text}", flush=True)
 
 
-def configure_logging(args: argparse.Namespace) -> None:
-    """Warnings and errors to stderr (with ``--debug``, info too), as text or JSON."""
+def configure_logging(args: argparse.Namespace, settings: Settings) -> None:
+    """Warnings and errors to stderr (with ``--debug``, info too), as text or JSON
+    (``settings.log_format``: ``--log-format`` over FLOWMONKEY_LOG_FORMAT)."""
     global _format
-    _format = log_format(args)
+    _format = settings.log_format
     debug = bool(getattr(args, "debug", False))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter() if _format == "json" else logging.Formatter(

@@ -29,6 +29,7 @@ from flowmonkey.settings import (
     ENV_KAFKA_SSL_CAFILE,
     ENV_KAFKA_SSL_CERTFILE,
     ENV_KAFKA_SSL_KEYFILE,
+    ENV_LOG_FORMAT,
     ENV_METRICS_PORT,
     ENV_PARTITIONS,
     ENV_POSTGRES_DSN,
@@ -60,6 +61,7 @@ _OPTIONS = {
     "postgres_dsn": ("--postgres-dsn", ENV_POSTGRES_DSN),
     "data_dir": ("--data-dir", ENV_DATA_DIR),
     "metrics_port": ("--metrics-port", ENV_METRICS_PORT),
+    "log_format": ("--log-format", ENV_LOG_FORMAT),
 }
 
 DSN_EXAMPLE = "postgresql://flowmonkey:secret@localhost:5432/flowmonkey"

@@ -142,6 +142,7 @@ class Settings:
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
     metrics_port: int | None = None
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         check_bootstrap(self.kafka_bootstrap, ENV_KAFKA_BOOTSTRAP)
@@ -157,6 +158,10 @@ class Settings:
         object.__setattr__(self, "kafka_sasl_mechanism", _upper(self.kafka_sasl_mechanism))
         if self.metrics_port is not None:
             parse_port(str(self.metrics_port), ENV_METRICS_PORT)
+        object.__setattr__(self, "log_format", str(self.log_format).strip().lower())
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"{ENV_LOG_FORMAT} must be one of {', '.join(LOG_FORMATS)}, "
+                                f"not {self.log_format[:20]!r}")
         if not _valid_replication_factor(self.replication_factor):
             raise SettingsError(_replication_factor_message(repr(self.replication_factor)))
         from flowmonkey.log.kafka_security import security_problem
@@ -202,6 +207,7 @@ class Settings:
             kafka_ssl_certfile=path(ENV_KAFKA_SSL_CERTFILE),
             kafka_ssl_keyfile=path(ENV_KAFKA_SSL_KEYFILE),
             metrics_port=parse_port(get(ENV_METRICS_PORT), ENV_METRICS_PORT),
+            log_format=get(ENV_LOG_FORMAT) or "text",
         )
 
     def replace(self, **changes: Any) -> Settings:

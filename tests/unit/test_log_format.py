@@ -11,7 +11,8 @@ import pytest
 
 from flowmonkey import cli_service
 from flowmonkey.cli_common import CliError
-from flowmonkey.cli_service import JsonLogFormatter, log_format, say
+from flowmonkey.cli_service import JsonLogFormatter, say
+from flowmonkey.cli_settings import settings_from_args
 
 
 def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -50,20 +51,24 @@ def test_a_value_json_cannot_hold_is_written_as_text() -> None:
     assert doc["path"] == "<class 'object'>"
 
 
+def _log_format(given: str | None) -> str:
+    return settings_from_args(argparse.Namespace(log_format=given)).log_format
+
+
 def test_the_option_wins_over_the_variable_which_wins_over_text(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("FLOWMONKEY_LOG_FORMAT", raising=False)
-    assert log_format(argparse.Namespace(log_format=None)) == "text"
+    assert _log_format(None) == "text"
     monkeypatch.setenv("FLOWMONKEY_LOG_FORMAT", " JSON ")
-    assert log_format(argparse.Namespace(log_format=None)) == "json"
-    assert log_format(argparse.Namespace(log_format="text")) == "text"
+    assert _log_format(None) == "json"
+    assert _log_format("text") == "text"
 
 
 def test_a_bad_variable_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWMONKEY_LOG_FORMAT", "xml")
     with pytest.raises(CliError, match="FLOWMONKEY_LOG_FORMAT must be one of text, json"):
-        log_format(argparse.Namespace(log_format=None))
+        _log_format(None)
 
 
 def test_progress_lines_follow_the_format(monkeypatch: pytest.MonkeyPatch,
