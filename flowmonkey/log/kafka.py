@@ -608,7 +608,7 @@ class KafkaLog:
         except BootstrapFailed as exc:
             raise LogError(scrub(
                 f"cannot connect to the Kafka cluster at {where} while {action}: {exc}. "
-                + connection_hint(str(exc), self.security.protocol)),
+                + connection_hint(str(exc), self.security)),
                 code="LOG_UNREACHABLE", bootstrap_servers=self.bootstrap_servers,
             ) from None
         except KafkaConnectionError as exc:

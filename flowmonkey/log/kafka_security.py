@@ -242,11 +242,11 @@ async def connection_problem(kwargs: Mapping[str, Any], client_id: str,
     return "; ".join(causes) or None
 
 
-def connection_hint(causes: str, protocol: str | None = None) -> str:
-    """What to check, for the causes :func:`connection_problem` found by a client of
-    ``protocol`` (the security protocol, when known)."""
-    tls = protocol in ("SSL", "SASL_SSL")
-    if protocol is not None and "connecting failed" in causes:
+def connection_hint(causes: str, security: KafkaSecurity | None = None) -> str:
+    """What to check, for the causes :func:`connection_problem` found by a client with
+    ``security`` (when known)."""
+    if security is not None and "connecting failed" in causes:
+        tls, protocol = security.uses_tls, security.protocol
         # the socket opened, then the first exchange was cut: the two ends do not
         # speak the same thing (measured on the test broker's listeners)
         if tls and "ConnectionReset" in causes:

@@ -238,4 +238,7 @@ def test_a_bad_security_option_is_reported_under_the_options_name(
 def test_the_hint_tells_a_protocol_mismatch_from_a_missing_broker(
     causes: str, protocol: str | None, expected: str,
 ) -> None:
-    assert expected in connection_hint(causes, protocol)
+    security = KafkaSecurity(protocol=protocol, username="u", password="p") \
+        if protocol and protocol.startswith("SASL_") else \
+        KafkaSecurity(protocol=protocol) if protocol else None
+    assert expected in connection_hint(causes, security)
