@@ -284,7 +284,7 @@ class PostgresProjection:
             record.state = apply(record.state, event)
             fresh.append(event)
         if fresh:
-            await conn.execute(_INSERT_EVENTS, *_columns([_event_values(e) for e in fresh], 9))
+            await conn.execute(_INSERT_EVENTS, *_columns([_event_values(e) for e in fresh]))
         rejections = [e for e in events if e.seq == 0]
         if rejections:
             # a command refused for a NUL in an id carries it (text cannot hold U+0000)
@@ -293,7 +293,7 @@ class PostgresProjection:
                  _text(e.tenant_id), _text(e.command_id), e.data) for e in rejections])
         changed = [_execution_values(i, r) for i, r in loaded.items() if r.dirty]
         if changed:
-            await conn.execute(_UPSERT_EXECUTIONS, *_columns(changed, 12))
+            await conn.execute(_UPSERT_EXECUTIONS, *_columns(changed))
         for event in fresh:
             if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS:
                 await self._token_txn(conn, event)
@@ -649,9 +649,9 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """``rows`` as ``width`` column lists, the parameters of an unnest() statement."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """``rows`` (at least one) as column lists, the parameters of an unnest() statement."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _event_values(e: Event) -> tuple[Any, ...]:
