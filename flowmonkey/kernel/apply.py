@@ -360,10 +360,7 @@ def forget_ended(partition: PartitionState, now: int) -> None:
     is then: one that changed since (an idempotency hit moves its last event) is put
     back with its new time. So the executions forgotten after an event are exactly the
     ended ones due by then, however the heap was built (a snapshot rebuilds it)."""
-    ending = partition.ending
-    if not ending or ending[0][0] > now:
-        return
-    executions = partition.executions
+    ending, executions = partition.ending, partition.executions
     while ending and ending[0][0] <= now:
         _, execution_id = heapq.heappop(ending)
         state = executions.get(execution_id)
