@@ -168,12 +168,11 @@ def _entry_json(entry: WalEntry) -> dict[str, object]:
 
 
 async def _replay(projection: PostgresProjection, args: argparse.Namespace) -> int:
-    pending = len(await projection.wal_pending(args.limit))
-    if pending == 0:
+    print(f"replaying up to {args.limit} pending entries …", file=sys.stderr)
+    result = await projection.wal_replay(args.limit)
+    if result.replayed == result.failed == 0:
         print(f'no pending WAL entries in schema "{args.schema}"')
         return EXIT_OK
-    print(f"replaying {pending} entr{'y' if pending == 1 else 'ies'} …", file=sys.stderr)
-    result = await projection.wal_replay(args.limit)
     print(f"replayed {result.replayed}, still failing {result.failed}")
     if result.failed:
         print("see why with `flowmonkey wal list`; fix the cause and replay again",
