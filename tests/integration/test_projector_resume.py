@@ -152,3 +152,45 @@ async def test_progress_reports_each_partitions_offset_and_lag(
         if p.applied_events:
             # every run's last event (seq 3) is the last applied in its partition
             assert (p.last_event_ms, p.lag_ms) == (T0 + 3, 60_000 - 3)
+
+
+async def test_a_projector_following_waves_of_appends_applies_each_event_once(
+    kafka: KafkaLog, kafka_prefix: str, pg_schema: tuple[str, str]
+) -> None:
+    # Batches cut wherever a fetch ends, across several partitions at once: none may
+    # lose, repeat or reorder an event, nor store an offset ahead of its rows.
+    dsn, schema = pg_schema
+    topic = f"{kafka_prefix}events"
+    ids = [f"w{i}" for i in range(60)]
+    projection = PostgresProjection(dsn, schema, pool_max=4)
+    await projection.start()
+    announced: list[str] = []
+    try:
+        projector = Projector(kafka, topic, PARTITIONS, projection, group=GROUP,
+                              on_batch=lambda events, _: announced.extend(
+                                  f"{e.execution_id}:{e.seq}" for e in events))
+        await projector.start()
+        # when runs start and end in waves while it follows the topic
+        for wave in range(0, len(ids), 10):
+            await append_events(kafka, topic, [e for eid in ids[wave:wave + 10]
+                                               for e in run_start(eid)])
+            await append_events(kafka, topic, [e for eid in ids[wave:wave + 10]
+                                               for e in run_end(eid)])
+        await until(projector.caught_up, "the projector to catch up")
+        await projector.stop()
+
+        # then every event was applied and announced once, and the offsets stored are
+        # the ends of the partitions
+        assert projector.applied_events == 5 * len(ids)
+        assert sorted(announced) == sorted(f"{eid}:{s}" for eid in ids for s in range(1, 6))
+        assert await count(dsn, schema, "fm_events") == 5 * len(ids)
+        stored = {r["partition"]: r["next_offset"] for r in await fetch(
+            dsn, schema, "select partition, next_offset from fm_projection_offsets "
+            "where group_id = $1 and topic = $2", GROUP, topic)}
+        assert stored == await after_last_records(kafka, topic)
+        replayed = MemoryProjection()
+        replay = await _project(kafka, topic, replayed)
+        await replay.stop()
+        assert await snapshot(projection, ids) == await snapshot(replayed, ids)
+    finally:
+        await projection.close()
