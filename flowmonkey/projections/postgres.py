@@ -124,35 +124,59 @@ _EVENT_COLUMNS = ("execution_id, seq, type, version, event_id, timestamp_ms, ten
 # Batches are written column-wise through unnest(): one statement for the whole batch.
 # Row by row (executemany) Postgres plans and runs one insert per event, which cost about
 # twice the server CPU per step in the projection benchmark.
-_INSERT_EVENTS = (
-    f"insert into fm_events ({_EVENT_COLUMNS}) select * from unnest($1::text[], "
-    "$2::bigint[], $3::text[], $4::int[], $5::text[], $6::bigint[], $7::text[], $8::text[], "
-    "$9::text[]::jsonb[]) on conflict do nothing")
+_EVENT_TYPES = ("text", "bigint", "text", "int", "text", "bigint", "text", "text", "jsonb")
+_EXECUTION_COLUMNS = ("id, tenant_id, flow_id, flow_version, status, parent_execution_id, "
+                      "idempotency_key, wake_at, created_at, updated_at, seq, state")
+_EXECUTION_TYPES = ("text", "text", "text", "text", "text", "text", "text", "bigint",
+                    "bigint", "bigint", "bigint", "jsonb")
+_OFFSET_TYPES = ("text", "text", "int", "bigint")
+
+
+def _unnest(types: Sequence[str], first: int) -> str:
+    """``unnest`` of one array parameter per column, from ``$first``; JSON travels as
+    text and is cast on the server (asyncpg encoding jsonb[] element by element cost
+    the client as much as the server saved)."""
+    return "unnest(" + ", ".join(
+        f"${first + i}::text[]::jsonb[]" if t == "jsonb" else f"${first + i}::{t}[]"
+        for i, t in enumerate(types)) + ")"
+
+
+_E, _X = len(_EVENT_TYPES), len(_EXECUTION_TYPES)
+_WRITE_BATCH = f"""
+with events as (
+    insert into fm_events ({_EVENT_COLUMNS}) select * from {_unnest(_EVENT_TYPES, 1)}
+    on conflict do nothing),
+executions as (
+    insert into fm_executions ({_EXECUTION_COLUMNS})
+    select * from {_unnest(_EXECUTION_TYPES, 1 + _E)}
+    on conflict (id) do update set tenant_id = excluded.tenant_id,
+        flow_id = excluded.flow_id, flow_version = excluded.flow_version,
+        status = excluded.status, parent_execution_id = excluded.parent_execution_id,
+        idempotency_key = excluded.idempotency_key, wake_at = excluded.wake_at,
+        created_at = excluded.created_at, updated_at = excluded.updated_at,
+        seq = excluded.seq, state = excluded.state
+    where fm_executions.seq < excluded.seq),
+offsets as (
+    insert into fm_projection_offsets (group_id, topic, partition, next_offset)
+    select * from {_unnest(_OFFSET_TYPES, 1 + _E + _X)}
+    on conflict (group_id, topic, partition) do update
+    set next_offset = greatest(fm_projection_offsets.next_offset, excluded.next_offset))
+select set_config('synchronous_commit', 'off', true)"""
+# One statement writes a batch's events, executions and offsets (three statements and a
+# SET cost four round trips to the server per batch, which the projector waited for).
+# The sub-statements touch different tables and none reads another's rows, so running
+# them on one snapshot changes nothing.
+# greatest: two projectors that share a group and a schema (an Engine's in-process one
+# and `flowmonkey projector`) re-apply nothing either way (rows are idempotent by seq),
+# but the stored position must never move back to the slower one's.
+# synchronous_commit off, for this transaction only: the projection is derived from the
+# log and its offsets commit with its rows, so a server crash that loses the last
+# commits loses rows and offsets together, and the projector applies those events
+# again. Durability stays with the log.
 _INSERT_REJECTION = (
     "insert into fm_rejections (execution_id, event_id, type, version, timestamp_ms, "
     "tenant_id, command_id, data) values ($1, $2, $3, $4, $5, $6, $7, $8) "
     "on conflict do nothing")
-_UPSERT_EXECUTIONS = """
-insert into fm_executions (id, tenant_id, flow_id, flow_version, status, parent_execution_id,
-    idempotency_key, wake_at, created_at, updated_at, seq, state)
-select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-    $12::text[]::jsonb[])
-on conflict (id) do update set tenant_id = excluded.tenant_id, flow_id = excluded.flow_id,
-    flow_version = excluded.flow_version, status = excluded.status,
-    parent_execution_id = excluded.parent_execution_id,
-    idempotency_key = excluded.idempotency_key, wake_at = excluded.wake_at,
-    created_at = excluded.created_at, updated_at = excluded.updated_at, seq = excluded.seq,
-    state = excluded.state
-where fm_executions.seq < excluded.seq"""
-_UPSERT_OFFSET = """
-insert into fm_projection_offsets (group_id, topic, partition, next_offset)
-values ($1, $2, $3, $4)
-on conflict (group_id, topic, partition) do update
-set next_offset = greatest(fm_projection_offsets.next_offset, excluded.next_offset)"""
-# greatest: two projectors that share a group and a schema (an Engine's in-process one
-# and `flowmonkey projector`) re-apply nothing either way (rows are idempotent by seq),
-# but the stored position must never move back to the slower one's
 _INSERT_ROW = ("insert into fm_table_rows (table_id, id, tenant_id, data, created_at, "
                "updated_at) values ($1, $2, $3, $4, $5, $5) on conflict do nothing")
 _INSERT_WAL = """
@@ -218,16 +242,8 @@ class PostgresProjection:
         notes: builtins.list[_Note] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                # No wait for the WAL flush: the projection is derived from the log and
-                # its offsets commit with its rows, so a server crash that loses the
-                # last commits loses rows and offsets together, and the projector
-                # applies those events again. Durability stays with the log.
-                await conn.execute("set local synchronous_commit = off")
-                states = await self._apply_txn(conn, events, notes)
-                if group is not None and offsets:
-                    await conn.executemany(_UPSERT_OFFSET, [
-                        (group, topic, partition, offset)
-                        for (topic, partition), offset in offsets.items()])
+                states = await self._apply_txn(
+                    conn, events, notes, (group, offsets) if group is not None else None)
         except _STORE_ERRORS as exc:
             first = events[0].event_id if events else None
             raise ProjectionStoreError(
@@ -246,7 +262,8 @@ class PostgresProjection:
         return value
 
     async def _apply_txn(self, conn: Conn, events: Sequence[Event],
-                         notes: builtins.list[_Note]) -> dict[str, ExecutionState]:
+                         notes: builtins.list[_Note],
+                         offsets: tuple[str, Offsets] | None) -> dict[str, ExecutionState]:
         ids = list(dict.fromkeys(e.execution_id for e in events if e.seq != 0))
         loaded: dict[str, _Loaded] = {}
         if ids:
@@ -283,17 +300,19 @@ class PostgresProjection:
             record.dirty = True
             record.state = apply(record.state, event)
             fresh.append(event)
-        if fresh:
-            await conn.execute(_INSERT_EVENTS, *_columns([_event_values(e) for e in fresh]))
         rejections = [e for e in events if e.seq == 0]
         if rejections:
             # a command refused for a NUL in an id carries it (text cannot hold U+0000)
             await conn.executemany(_INSERT_REJECTION, [
                 (_text(e.execution_id), _text(e.event_id), e.type, e.version, e.timestamp_ms,
                  _text(e.tenant_id), _text(e.command_id), e.data) for e in rejections])
-        changed = [_execution_values(i, r) for i, r in loaded.items() if r.dirty]
-        if changed:
-            await conn.execute(_UPSERT_EXECUTIONS, *_columns(changed))
+        group, positions = offsets if offsets is not None else ("", {})
+        await conn.execute(
+            _WRITE_BATCH,
+            *_columns([_event_values(e) for e in fresh], _E),
+            *_columns([_execution_values(i, r) for i, r in loaded.items() if r.dirty], _X),
+            *_columns([(group, topic, partition, offset)
+                       for (topic, partition), offset in positions.items()], 4))
         for event in fresh:
             if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS:
                 await self._token_txn(conn, event)
@@ -649,8 +668,10 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-    """``rows`` (at least one) as column lists, the parameters of an unnest() statement."""
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """``rows`` of ``width`` values as column lists, the parameters of an unnest()."""
+    if not rows:
+        return [[] for _ in range(width)]
     return [list(column) for column in zip(*rows, strict=True)]
 
 
