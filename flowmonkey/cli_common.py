@@ -389,9 +389,18 @@ def all_handlers(user: Iterable[StepHandler], *, allow_private_http: bool) -> li
             if h.metadata.type not in types] + mine
 
 
-def flow_problems(flow: Flow, handler_types: Iterable[str],
+def flow_problems(flow: Flow, handlers: Sequence[StepHandler],
                   tables: Sequence[TableDef]) -> list[str]:
-    """Validation problems of a parsed flow against handlers and tables, one per line."""
-    found = flow.problems(list(handler_types), {t.id: t for t in tables})
+    """Validation problems of a parsed flow against handlers and tables, one per line
+    (with ``sub-flow``, which the engine adds itself, unless ``handlers`` replace it)."""
+    from flowmonkey.handlers.config_check import config_problems
+    from flowmonkey.handlers.subflow import SubFlowHandler
+
+    known = list(handlers)
+    if not any(h.metadata.type == "sub-flow" for h in known):
+        # whether the child flow exists is known only to a running engine
+        known.append(SubFlowHandler(lambda flow_id, version: True))
+    found = flow.problems([h.metadata.type for h in known], {t.id: t for t in tables}) \
+        + config_problems(flow, known)
     return [f"flow {flow.ref}" + (f", step {step!r}" if step else "") + f", field {fld}: {msg}"
             for step, fld, msg in found]

@@ -144,8 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timeout_s <= 0:
         raise CliError("--timeout-s must be positive")
     handlers = all_handlers(bundle.handlers, allow_private_http=args.allow_private_http)
-    problems = flow_problems(flow, [h.metadata.type for h in handlers] + ["sub-flow"],
-                             bundle.tables)
+    problems = flow_problems(flow, handlers, bundle.tables)
     if problems:
         raise CliError(f"{args.flow_file}: invalid flow:\n  " + "\n  ".join(problems))
     runner = _run_real_time if args.real_time else _run_simulated
@@ -323,15 +322,12 @@ def _report_json(outcome: RunOutcome, flow: Flow) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from flowmonkey.handlers import builtin
-
     extra: list[StepHandler] = []
     for spec in args.handlers:
         extra.extend(load_handlers_spec(spec))
-    base_types = [h.metadata.type for h in builtin()] + ["sub-flow"]
     failures = 0
     for spec in args.flow_files:
-        failures += _validate_one(spec, base_types, extra)
+        failures += _validate_one(spec, extra)
     total = len(args.flow_files)
     if failures:
         print(f"{failures} of {total} file(s) invalid", file=sys.stderr)
@@ -340,7 +336,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _validate_one(spec: str, base_types: Sequence[str], extra: Sequence[StepHandler]) -> int:
+def _validate_one(spec: str, extra: Sequence[StepHandler]) -> int:
     try:
         bundle = load_flow_source(spec)
     except CliError as exc:
@@ -348,12 +344,11 @@ def _validate_one(spec: str, base_types: Sequence[str], extra: Sequence[StepHand
         print(f"FAIL {message if message.startswith(spec) else f'{spec}: {message}'}",
               file=sys.stderr)
         return 1
-    types = [*base_types, *(h.metadata.type for h in extra),
-             *(h.metadata.type for h in bundle.handlers)]
+    handlers = all_handlers([*extra, *bundle.handlers], allow_private_http=False)
     known_flows = {f.id for f in bundle.flows}
     bad = False
     for flow in bundle.flows:
-        problems = flow_problems(flow, types, bundle.tables)
+        problems = flow_problems(flow, handlers, bundle.tables)
         if problems:
             bad = True
             print(f"FAIL {spec}: {flow.ref}", file=sys.stderr)

@@ -31,6 +31,7 @@ from flowmonkey.events.codec import decode_event, encode_command, headers_for
 from flowmonkey.events.envelope import Command, Event, make_event
 from flowmonkey.events.partitioner import partition_for
 from flowmonkey.handlers.base import StepHandler, VaultProvider
+from flowmonkey.handlers.config_check import config_problems
 from flowmonkey.handlers.subflow import SubFlowHandler
 from flowmonkey.kernel.apply import replay as replay_events
 from flowmonkey.kernel.decide import idempotency_scope
@@ -169,7 +170,8 @@ class Engine:
         """Validate and register a flow (JSON in the original's camelCase is accepted)."""
         parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
         return self.flows.register(parsed, handler_types=self.handlers.types(),
-                                   tables=self.tables)
+                                   tables=self.tables,
+                                   more_problems=config_problems(parsed, self.handlers.all()))
 
     def register_handler(self, handler: StepHandler) -> None:
         self.handlers.register(handler)

@@ -65,13 +65,14 @@ class FlowRegistry:
         self._notify = notify
 
     def register(self, flow: Flow, *, handler_types: Iterable[str] | None = None,
-                 tables: dict[str, TableDef] | None = None) -> Flow:
+                 tables: dict[str, TableDef] | None = None,
+                 more_problems: Iterable[tuple[str | None, str, str]] = ()) -> Flow:
         existing = self._flows.get(flow.id, {}).get(flow.version)
         if existing is not None:
             raise RegistrationError(
                 f"flow {flow.ref} is already registered; flows are immutable, register a "
                 "new version instead")
-        flow.check(handler_types, tables)
+        flow.check(handler_types, tables, more_problems)
         self._flows.setdefault(flow.id, {})[flow.version] = flow
         if self._notify:
             self._notify("flow.registered", {"flow_id": flow.id, "version": flow.version})

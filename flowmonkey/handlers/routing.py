@@ -74,6 +74,14 @@ def _route(output: dict[str, Any], target: Any) -> StepResult:
     return StepResult("success", output=output, next_step=target, has_next_step=True)
 
 
+def _unknown_target(field: str, target: Any, step_ids: frozenset[str]) -> list[tuple[str, str]]:
+    # null (or no target) completes the flow or follows the transitions: only a named
+    # step can be unknown; a non-string one the config schema reports
+    if isinstance(target, str) and target and target not in step_ids:
+        return [(field, f"unknown step {target!r}")]
+    return []
+
+
 def _bad_target(target: Any) -> bool:
     return target is not None and not isinstance(target, str)
 
@@ -88,6 +96,24 @@ class ConditionalHandler:
         category="control",
         config_schema=CONDITIONAL_SCHEMA,
     )
+
+    def check_config(self, config: Mapping[str, Any],
+                     step_ids: frozenset[str]) -> list[tuple[str, str]]:
+        """Targets must be steps of the flow, and a ``matches`` pattern must compile."""
+        found = _unknown_target("config.default", config.get("default"), step_ids)
+        conditions = config.get("conditions")
+        for index, condition in enumerate(conditions if isinstance(conditions, list) else []):
+            if not isinstance(condition, Mapping):
+                continue  # the config schema says so
+            where = f"config.conditions[{index}]"
+            found += _unknown_target(f"{where}.target", condition.get("target"), step_ids)
+            pattern = condition.get("value")
+            if condition.get("op") == "matches" and isinstance(pattern, str):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    found.append((f"{where}.value", f"invalid regular expression: {exc}"))
+        return found
 
     async def execute(self, params: HandlerParams) -> StepResult:
         config = params.config
@@ -138,6 +164,15 @@ class SwitchHandler:
         category="control",
         config_schema=SWITCH_SCHEMA,
     )
+
+    def check_config(self, config: Mapping[str, Any],
+                     step_ids: frozenset[str]) -> list[tuple[str, str]]:
+        """Every case's target and the default must be steps of the flow."""
+        found = _unknown_target("config.default", config.get("default"), step_ids)
+        cases = config.get("cases")
+        for value, target in (cases.items() if isinstance(cases, Mapping) else ()):
+            found += _unknown_target(f"config.cases[{value!r}]", target, step_ids)
+        return found
 
     async def execute(self, params: HandlerParams) -> StepResult:
         config = params.config

@@ -55,6 +55,18 @@ class TransformHandler:
         config_schema=CONFIG_SCHEMA,
     )
 
+    def check_config(self, config: Mapping[str, Any],
+                     step_ids: frozenset[str]) -> list[tuple[str, str]]:
+        """An expression that does not parse is refused with the flow, not at run time."""
+        source = config.get("expression")
+        if not isinstance(source, str):
+            return []  # absent, or not a string: the config schema says so
+        try:
+            Expression(source)
+        except ExpressionError as exc:
+            return [("config.expression", exc.message)]
+        return []
+
     async def execute(self, params: HandlerParams) -> StepResult:
         config = params.config
         if "expression" in config and config["expression"] is not None:

@@ -188,9 +188,11 @@ class Flow(FrozenModel):
         self,
         handler_types: Iterable[str] | None = None,
         tables: dict[str, TableDef] | None = None,
+        more: Iterable[tuple[str | None, str, str]] = (),
     ) -> None:
-        """Raise :class:`FlowValidationError` naming the flow, step and field of each problem."""
-        found = self.problems(handler_types, tables)
+        """Raise :class:`FlowValidationError` naming the flow, step and field of each problem
+        (``more``: problems found elsewhere, such as the handlers' checks of step configs)."""
+        found = self.problems(handler_types, tables) + list(more)
         if not found:
             return
         lines = [

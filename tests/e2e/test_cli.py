@@ -202,6 +202,22 @@ def test_validate(tmp_path: Path) -> None:
     assert "unknown handler type 'nope'" in proc.stderr
 
 
+def test_validate_checks_step_configs_against_their_handlers(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({
+        "id": "t", "version": "1", "initialStepId": "a",
+        "steps": {"a": {"id": "a", "type": "transform", "config": {"expresion": "1 +"},
+                        "transitions": {"onSuccess": "b"}},
+                  "b": {"id": "b", "type": "switch",
+                        "config": {"path": "x", "cases": {"1": "nowhere"}},
+                        "transitions": {}}}}))
+    proc = flowmonkey("validate", str(typo))
+    assert proc.returncode == 2
+    assert ("flow t@1, step 'a', field config.expresion: unknown config field "
+            "'expresion'; did you mean 'expression'?") in proc.stderr
+    assert "step 'b', field config.cases['1']: unknown step 'nowhere'" in proc.stderr
+
+
 # --------------------------------------------------------------------------- help, placeholders
 
 
