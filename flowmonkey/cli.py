@@ -130,8 +130,12 @@ def _report(exc: BaseException, exit_code: int, debug: bool) -> None:
     sys.stdout.flush()
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
+    from flowmonkey.errors import FlowMonkeyError
+
     message = str(exc) or type(exc).__name__
-    if not isinstance(exc, CliError):
+    # our errors say what went wrong in words; Python's (ValueError, OSError) need
+    # their kind to make sense
+    if not isinstance(exc, CliError | FlowMonkeyError):
         message = f"{type(exc).__name__}: {message}"
     print(f"error: {message}", file=sys.stderr)
     hint = getattr(exc, "hint", None)

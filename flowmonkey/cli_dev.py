@@ -116,7 +116,6 @@ class DevServer:
         self.bundle = bundle
         self.context = context
         self.started_ms = time.time_ns() // 1_000_000
-        self.replayed = 0
         self.window: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()
         self.stop = asyncio.Event()
@@ -124,8 +123,7 @@ class DevServer:
 
     def on_event(self, event: Event) -> None:
         if event.seq > 0 and event.timestamp_ms < self.started_ms:
-            self.replayed += 1  # read back from the log at startup: already printed once
-            return
+            return  # read back from the log at startup: already printed once
         kind = {"execution.created": "started", "execution.completed": "completed",
                 "execution.failed": "failed", "execution.cancelled": "cancelled"}.get(event.type)
         if kind:
@@ -175,13 +173,19 @@ class DevServer:
                         log=EmbeddedLog(path=data_dir, partitions=self.args.partitions))
         _say(f"flowmonkey dev: data dir {data_dir}")
         await engine.start()
+        served = False
         try:
-            return await self._serve(engine)
+            code = await self._serve(engine)
+            served = True
+            return code
         finally:
             _say("stopping...")
             await engine.stop()
-            _say(f"stopped cleanly; {self._summary(self.totals)} this session. "
-                 "Executions still waiting continue on the next start.")
+            if served:
+                _say(f"stopped cleanly; {self._summary(self.totals)} this session. "
+                     "Executions still waiting continue on the next start.")
+            else:
+                _say("stopped")
 
     async def _serve(self, engine: Engine) -> int:
         stop_on_signals(self.stop)
@@ -191,6 +195,11 @@ class DevServer:
         await self._caught_up(engine)
         await self._report_existing(engine)
         if self.args.start:
+            if engine.flows.get(self.args.start) is None:
+                raise CliError(
+                    f"--start {self.args.start}: no such flow; the flows here are "
+                    f"{', '.join(sorted(f.id for f in engine.flows.all())) or 'none'}",
+                    hint="give the file that defines it with --app or --flows-dir")
             created = await engine.create(self.args.start, self.context,
                                           tenant_id=self.args.tenant)
             _say(f"started execution {created.execution.id} of {self.args.start}")
@@ -233,8 +242,7 @@ class DevServer:
                 break
         if counts:
             detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            _say(f"in the log: {sum(counts.values())} executions ({detail}); "
-                 f"{self.replayed} past events read back")
+            _say(f"in the log: {sum(counts.values())} executions ({detail})")
         else:
             _say("in the log: no executions yet")
 

@@ -101,7 +101,7 @@ def register_processor(subparsers: Subparsers) -> None:
     add_gc_option(parser)
     add_log_format_option(parser)
     add_metrics_options(parser)
-    add_settings_options(parser, data_dir=False)
+    add_settings_options(parser, data_dir=False, embedded=False)
     parser.set_defaults(func=run_processor)
 
 

@@ -75,7 +75,7 @@ def register_projector(subparsers: Subparsers) -> None:
     add_gc_option(parser)
     add_log_format_option(parser)
     add_metrics_options(parser)
-    add_settings_options(parser, partitions=False)
+    add_settings_options(parser, partitions=False, creates_topics=False)
     parser.set_defaults(func=run_projector)
 
 

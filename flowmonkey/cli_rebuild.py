@@ -71,7 +71,7 @@ def register_rebuild(subparsers: Subparsers) -> None:
                         help="most events applied in one transaction (default 2000)")
     parser.add_argument("--progress-every", metavar="SECONDS", type=float, default=5.0,
                         help="seconds between progress lines on stderr (default 5)")
-    add_settings_options(parser, partitions=False)
+    add_settings_options(parser, partitions=False, creates_topics=False)
     parser.set_defaults(func=run_rebuild)
 
 

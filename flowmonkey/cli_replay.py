@@ -85,7 +85,7 @@ def register_replay(subparsers: Subparsers) -> None:
                         help="with --verify-all: seconds between progress lines on stderr "
                              "(default 5)")
     add_schema_option(parser)
-    add_settings_options(parser, partitions=False)
+    add_settings_options(parser, partitions=False, creates_topics=False)
     parser.set_defaults(func=run_replay)
 
 

@@ -72,23 +72,31 @@ NO_DSN = CliError(
 
 def add_settings_options(parser: argparse.ArgumentParser, *, kafka: bool = True,
                          partitions: bool = True, postgres: bool = True,
-                         data_dir: bool = True) -> None:
-    """The connection options, in a group of their own; each overrides its variable."""
+                         data_dir: bool = True, embedded: bool = True,
+                         creates_topics: bool = True) -> None:
+    """The connection options, in a group of their own; each overrides its variable.
+
+    ``embedded``: the command falls back to the embedded log without Kafka (else Kafka
+    is required); ``creates_topics``: it creates missing topics (so it takes
+    ``--replication-factor``)."""
     group = parser.add_argument_group(
         "connections", "each option overrides its environment variable")
     if kafka:
         group.add_argument(
             "--kafka-bootstrap", metavar="HOST:PORT[,…]",
-            help=f"Kafka brokers (env {ENV_KAFKA_BOOTSTRAP}); without it, the embedded log")
+            help=f"Kafka brokers (env {ENV_KAFKA_BOOTSTRAP}); "
+                 + ("without it, the embedded log" if embedded else "required"))
         group.add_argument(
             "--topic-prefix", metavar="PREFIX",
             help=f"topic names are PREFIX.commands, PREFIX.events, … (env {ENV_TOPIC_PREFIX}, "
                  "default flowmonkey)")
+    if kafka and creates_topics:
         group.add_argument(
             "--replication-factor", metavar="N",
             help=f"replicas of the topics this command creates (env {ENV_REPLICATION_FACTOR}, "
                  "default -1: the broker's default.replication.factor); at most the number "
                  "of brokers")
+    if kafka:
         group.add_argument(
             "--kafka-security-protocol", metavar="PROTOCOL",
             help=f"PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (env "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from difflib import get_close_matches
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -163,7 +164,8 @@ class Flow(FrozenModel):
                     found.append((key, f"transitions.{to_camel(name)}",
                                   f"unknown step {target!r}"))
             if known_handlers is not None and step.type not in known_handlers:
-                found.append((key, "type", f"unknown handler type {step.type!r}"))
+                found.append((key, "type", f"unknown handler type {step.type!r}; "
+                              + _suggestion(step.type, known_handlers)))
         pipe_ids: set[str] = set()
         for pipe in self.pipes:
             where = f"pipes[{pipe.id}]"
@@ -212,6 +214,15 @@ class Flow(FrozenModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise flow_validation_error(data, exc) from None
+
+
+def _suggestion(handler_type: str, known: set[str]) -> str:
+    close = get_close_matches(handler_type, sorted(known), n=1, cutoff=0.75)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return ("the known types are " + ", ".join(sorted(known)) if known else
+            "no handlers are registered") + " (register yours with the engine, or pass " \
+        "--handlers MODULE on the command line)"
 
 
 _DEFINITION_MODELS: tuple[type[BaseModel], ...] = (

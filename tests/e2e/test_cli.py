@@ -167,6 +167,29 @@ def test_bad_input_exits_2(args: list[str], expected: str) -> None:
     assert_no_traceback(proc)
 
 
+def test_dev_refuses_an_unknown_start_flow_naming_the_flows_it_has(dev_dir: Path) -> None:
+    proc = flowmonkey("dev", "--data-dir", str(dev_dir / "data"), "--flows-dir", "flows",
+                      "--start", "napp", cwd=dev_dir)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "error: --start napp: no such flow; the flows here are nap" in proc.stderr
+    assert "hint: give the file that defines it with --app or --flows-dir" in proc.stderr
+    # it never ran anything, so it does not talk about executions continuing
+    assert "continue on the next start" not in proc.stdout
+    assert_no_traceback(proc)
+
+
+def test_an_unknown_handler_type_suggests_the_closest_known_one(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.json"
+    typo.write_text('{"id": "x", "initialStepId": "a", "steps": {"a": {"type": "transfrom"}}}')
+    proc = flowmonkey("validate", str(typo))
+    assert proc.returncode == 2
+    assert "unknown handler type 'transfrom'; did you mean 'transform'?" in proc.stderr
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"id": "x", "initialStepId": "a", "steps": {"a": {"type": "zzz"}}}')
+    proc = flowmonkey("validate", str(unknown))
+    assert "the known types are batch-process, conditional, delay" in proc.stderr
+
+
 def test_debug_shows_the_traceback() -> None:
     proc = flowmonkey("run", "no/such/flow.json", "--debug")
     assert proc.returncode == 2
