@@ -22,7 +22,10 @@ Figures per phase:
 * ``processor_step_ms``: the time between consecutive step decisions by the events'
   timestamps (the processor's clock, 1 ms resolution): the processing pace itself;
 * ``execution_ms``: from the create call to the completion being visible (5 steps);
-* ``projection_lag_ms``: per event, from its timestamp (decided) to its projection.
+* ``projection_lag_ms``: per event, from its timestamp (decided) to its projection;
+* ``projector_batches``, ``projector_events_per_batch`` and ``projector_busy``: the
+  in-process projector's database transactions, and the share of the phase it spent
+  in them (near 1: the projector paces the run).
 
 The ``max`` phase also reports the CPU each process spent per step
 (``cpu_us_per_step_by_process``: this engine, a ``--split`` processor, and the broker
@@ -153,6 +156,28 @@ class Observer:
             values.clear()
 
 
+class ProjectorMeter:
+    """The in-process projector's batches over a phase, from the engine's metrics: how
+    many, their mean size, and the share of the phase spent applying them (``busy``
+    near 1 means the projector paces the run)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.registry = engine.metrics.registry
+
+    def read(self) -> tuple[float, float, float, float]:
+        def value(name: str) -> float:
+            return self.registry.get_sample_value(name) or 0.0
+        return (value("flowmonkey_projector_batches_total"),
+                value("flowmonkey_projector_events_applied_total"),
+                value("flowmonkey_projector_batch_seconds_sum"), time.perf_counter())
+
+    def figures(self, before: tuple[float, float, float, float]) -> dict[str, Any]:
+        batches, events, busy, now = (a - b for a, b in zip(self.read(), before, strict=True))
+        return {"projector_batches": int(batches),
+                "projector_events_per_batch": round(events / batches, 1) if batches else 0,
+                "projector_busy": round(busy / now, 2) if now > 0 else 0}
+
+
 async def closed_loop(engine: Engine, observer: Observer, total: int,
                       concurrency: int, meter: CpuMeter | None = None) -> dict[str, Any]:
     gate = asyncio.Semaphore(concurrency)
@@ -163,6 +188,8 @@ async def closed_loop(engine: Engine, observer: Observer, total: int,
 
     observer.reset()
     cpu_before = meter.read() if meter is not None else {}
+    projector = ProjectorMeter(engine)
+    projector_before = projector.read()
     began, cpu_began = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(total)))
     elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
@@ -172,6 +199,7 @@ async def closed_loop(engine: Engine, observer: Observer, total: int,
             "steps_per_s": round(steps / elapsed, 1),
             # this process only (not the broker, PostgreSQL or a --split processor)
             "cpu_us_per_step": round(cpu / steps * 1e6), **_figures(observer),
+            **projector.figures(projector_before),
             **(meter.per_step(cpu_before, steps) if meter is not None else {})}
 
 
@@ -180,6 +208,8 @@ async def open_loop(engine: Engine, observer: Observer, steps_per_s: float,
     rate = steps_per_s / STEPS  # executions started per second
     total = max(1, int(rate * seconds))
     observer.reset()
+    projector = ProjectorMeter(engine)
+    projector_before = projector.read()
     tasks: list[asyncio.Task[None]] = []
     began = time.perf_counter()
     for i in range(total):
@@ -191,7 +221,8 @@ async def open_loop(engine: Engine, observer: Observer, steps_per_s: float,
     elapsed = time.perf_counter() - began
     return {"phase": "half", "target_steps_per_s": round(steps_per_s, 1), "executions": total,
             "steps": total * STEPS, "seconds": round(elapsed, 3),
-            "steps_per_s": round(total * STEPS / elapsed, 1), **_figures(observer)}
+            "steps_per_s": round(total * STEPS / elapsed, 1), **_figures(observer),
+            **projector.figures(projector_before)}
 
 
 def _figures(observer: Observer) -> dict[str, Any]:
