@@ -70,12 +70,15 @@ def add_command(subparsers: Subparsers, name: str, *, help: str, description: st
 
 
 def parse_json_text(text: str, what: str) -> Any:
+    """``text`` parsed as JSON; ``what`` names it in errors, starting with its option
+    (``--resume #2``), which the hint's example then uses."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
+        option = what.split()[0]
         raise CliError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, "
                        f"column {exc.colno}",
-                       hint="quote JSON for the shell, e.g. --input '{\"key\": \"value\"}'"
+                       hint=f"quote JSON for the shell, e.g. {option} '{{\"key\": \"value\"}}'"
                        ) from None
 
 

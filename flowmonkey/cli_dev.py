@@ -242,7 +242,8 @@ class DevServer:
                 break
         if counts:
             detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            _say(f"in the log: {sum(counts.values())} executions ({detail})")
+            total = sum(counts.values())
+            _say(f"in the log: {total} execution{'' if total == 1 else 's'} ({detail})")
         else:
             _say("in the log: no executions yet")
 

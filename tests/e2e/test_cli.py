@@ -389,7 +389,7 @@ def test_dev_survives_a_restart(dev_dir: Path) -> None:
     try:
         done = second.wait_for("execution.completed")
         assert execution_id[:8] in done
-        second.wait_for("in the log: 1 executions")
+        second.wait_for("in the log: 1 execution (")
         assert second.terminate() == 0, second.output
     finally:
         second.kill()
