@@ -221,8 +221,7 @@ class Engine:
                                       pull_commands=writer is None,
                                       snapshots=self.snapshots,
                                       snapshot_every=self.snapshot_every,
-                                      # a writer of its own: a Kafka transaction
-                                      interleave=writer is not None,
+                                      interleave=True,
                                       metrics=self.metrics)
 
         if isinstance(self.log, KafkaLog):
@@ -336,7 +335,7 @@ class Engine:
     @staticmethod
     def _answer_creates(created: Mapping[str, tuple[asyncio.Future[Event], Event]],
                         events: Sequence[Event]) -> None:
-        """Answer ``create`` calls with their new executions as this batch left them.
+        """Answer ``create`` calls with their new executions as their start left them.
 
         An execution created in this batch has its whole history in it (its first
         event is here), so folding its events gives the state the projection just
@@ -345,7 +344,10 @@ class Engine:
         histories: dict[str, list[Event]] = {execution_id: [] for execution_id in created}
         for event in events:
             history = histories.get(event.execution_id)
-            if history is not None and event.seq > 0:
+            # only what the start itself decided: a first step that finished at once
+            # may have moved the execution on within the same batch
+            if history is not None and event.seq > 0 and \
+                    event.command_id == created[event.execution_id][1].command_id:
                 history.append(event)
         for execution_id, (future, answer) in created.items():
             if future.done():

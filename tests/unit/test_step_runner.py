@@ -108,3 +108,71 @@ async def test_a_handler_raising_timeout_error_itself_counts_as_timed_out() -> N
     command = await run(runner(), raises)
 
     assert command.data["timed_out"] is True
+
+
+# --------------------------------------------------------------------------- start
+
+
+async def test_a_handler_that_never_waits_is_answered_by_start_itself() -> None:
+    async def at_once(p: HandlerParams) -> StepResult:
+        return Result.success({"n": 1})
+
+    outcome = runner().start(state(), Step(id="s", type="t"), handler("t")(at_once),
+                             asyncio.Event())
+
+    assert isinstance(outcome, Command)
+    assert outcome.data["result"].output == {"n": 1}
+
+
+async def test_a_handler_that_waits_is_finished_by_the_coroutine_start_returns() -> None:
+    order: list[str] = []
+
+    async def waits(p: HandlerParams) -> StepResult:
+        order.append("before")
+        await asyncio.sleep(0)
+        order.append("after")
+        return Result.success({"n": 2})
+
+    outcome = runner().start(state(), Step(id="s", type="t"), handler("t")(waits),
+                             asyncio.Event())
+
+    # it ran up to its first wait, and no further
+    assert order == ["before"]
+    assert not isinstance(outcome, Command)
+    command = await asyncio.create_task(outcome)
+    assert order == ["before", "after"]
+    assert command.data["result"].output == {"n": 2}
+
+
+async def test_a_waiting_handler_still_times_out_and_sees_exceptions_thrown_in() -> None:
+    cleaned: list[bool] = []
+
+    async def stuck(p: HandlerParams) -> StepResult:
+        await asyncio.sleep(0)  # resumed once by the task, then stuck
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cleaned.append(p.abort.is_set())
+        return Result.success()
+
+    outcome = runner().start(state(), Step(id="s", type="t"), handler("t")(stuck),
+                             asyncio.Event())
+    assert not isinstance(outcome, Command)
+    command = await asyncio.create_task(outcome)
+
+    assert command.data["timed_out"] is True
+    assert cleaned == [True]
+
+
+@pytest.mark.parametrize("raised", [ValueError("bad"), asyncio.CancelledError()])
+async def test_an_exception_before_the_first_wait_is_the_handlers_error(
+        raised: BaseException) -> None:
+    async def fails(p: HandlerParams) -> StepResult:
+        raise raised
+
+    outcome = runner().start(state(), Step(id="s", type="t"), handler("t")(fails),
+                             asyncio.Event())
+
+    # a CancelledError of the handler's own cannot cancel whoever called start
+    assert isinstance(outcome, Command)
+    assert outcome.data["raised"]["code"] == "HANDLER_ERROR"
