@@ -20,7 +20,7 @@ from typing import Any
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
 from flowmonkey.handlers.config import ConfigError, int_in
-from flowmonkey.handlers.expressions import Expression, ExpressionError
+from flowmonkey.handlers.expressions import Expression, ExpressionError, expression_problems
 from flowmonkey.model.result import Result, StepResult
 
 MAX_DELAY_BETWEEN_BATCHES_MS = 600_000
@@ -40,6 +40,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                            "step with ITEM_ERROR at the first one"},
         "delayBetweenBatchesMs": {"type": "integer", "minimum": 0,
                                   "maximum": MAX_DELAY_BETWEEN_BATCHES_MS, "default": 0},
+        "delayBetweenBatches": {"type": "integer", "minimum": 0,
+                                "maximum": MAX_DELAY_BETWEEN_BATCHES_MS, "deprecated": True,
+                                "description": "the original's name for "
+                                               "delayBetweenBatchesMs"},
     },
 }
 
@@ -57,6 +61,11 @@ class BatchProcessHandler:
         category="data",
         config_schema=CONFIG_SCHEMA,
     )
+
+    def check_config(self, config: Mapping[str, Any],
+                     step_ids: frozenset[str]) -> list[tuple[str, str]]:
+        """An expression that does not parse is refused with the flow, not at run time."""
+        return expression_problems(config)
 
     async def execute(self, params: HandlerParams) -> StepResult:
         started = time.monotonic()

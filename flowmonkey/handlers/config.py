@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -22,3 +22,8 @@ def int_in(config: Mapping[str, Any], key: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise ConfigError(f"config.{key} must be between {low} and {high}, got {value}")
     return int(value)
+
+
+def config_field(path: Iterable[str | int]) -> str:
+    """A path into a step's config as users write it: ``config.conditions[0].target``."""
+    return "config" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)

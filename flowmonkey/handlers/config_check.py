@@ -13,14 +13,18 @@ keys pass, as the original ignored them (flows written for it may carry editor d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from difflib import get_close_matches
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
 
 from flowmonkey.handlers.base import StepHandler
+from flowmonkey.handlers.config import config_field
 from flowmonkey.model.flow import Flow
 
 Problem = tuple[str | None, str, str]
@@ -53,24 +57,33 @@ def config_problems(flow: Flow, handlers: Iterable[StepHandler]) -> list[Problem
             found += [(key, field, message)
                       for field, message in schema_problems(step.type, schema, step.config)]
         if isinstance(handler, ChecksConfig):
-            found += [(key, field, message)
-                      for field, message in handler.check_config(step.config, step_ids)]
+            try:
+                checked = handler.check_config(step.config, step_ids)
+            except Exception as exc:  # a user's handler: report it, never crash the caller
+                checked = [("config", f"the {step.type!r} handler's check_config failed: "
+                                      f"{type(exc).__name__}: {exc}")]
+            found += [(key, field, message) for field, message in checked]
     return found
 
 
 def schema_problems(handler_type: str, schema: Mapping[str, Any],
-                    config: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+                    config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(field, message) for each way ``config`` breaks ``schema``, then each unknown key
-    that looks like a misspelling of a known one."""
+    that looks like a misspelling of a known one.
+
+    A null counts as absent, as the handlers read it (and editors write null for a
+    cleared field). Messages say what is expected, never the value given: a header
+    can hold a secret, and an expression can be long.
+    """
     try:
         validator = _validator(schema)
-    except SchemaError as exc:
-        yield "config", (f"the {handler_type!r} handler's configSchema is not valid JSON "
-                         f"Schema ({exc.message}); fix the handler's metadata")
-        return
-    for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in
-                                                                      e.absolute_path]):
-        yield config_field(error.absolute_path), error.message
+        errors = sorted(validator.iter_errors(_without_nulls(config)),
+                        key=lambda e: [str(p) for p in e.absolute_path])
+        found = [_problem(error) for error in errors]
+    except Exception as exc:  # a schema jsonschema refuses, or a $ref it cannot resolve
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        return [("config", f"the {handler_type!r} handler's configSchema cannot be used "
+                           f"({_short(message)}); fix the handler's metadata")]
     known = schema.get("properties")
     if isinstance(known, Mapping):
         for name in config:
@@ -78,25 +91,72 @@ def schema_problems(handler_type: str, schema: Mapping[str, Any],
                 continue
             close = get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.8)
             if close:
-                yield (config_field([name]),
-                       f"unknown config field {name!r}; did you mean {close[0]!r}?")
+                found.append((config_field([name]),
+                              f"unknown config field {name!r}; did you mean {close[0]!r}?"))
+    return found
 
 
-def config_field(path: Iterable[str | int]) -> str:
-    """A path into a config as users write it: ``config.conditions[0].target``."""
-    return "config" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
-_VALIDATORS: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
+_JSON_TYPES = {"string": "a string", "number": "a number", "integer": "an integer",
+               "boolean": "true or false", "object": "an object", "array": "a list",
+               "null": "null"}
+_EXPECTED = {
+    "minimum": "at least {}", "maximum": "at most {}", "exclusiveMinimum": "more than {}",
+    "exclusiveMaximum": "less than {}", "minLength": "at least {} characters long",
+    "maxLength": "at most {} characters long", "minItems": "a list of at least {} items",
+    "maxItems": "a list of at most {} items", "pattern": "text matching {!r}",
+    "format": "a valid {}", "const": "exactly {}",
+}
 
 
-def _validator(schema: Mapping[str, Any]) -> Draft202012Validator:
-    # Schemas are module constants, or a user handler's metadata: one compiled validator
-    # each (the entry keeps the schema alive, so its id cannot be reused meanwhile).
-    cached = _VALIDATORS.get(id(schema))
-    if cached is not None and cached[0] is schema:
-        return cached[1]
-    Draft202012Validator.check_schema(schema)
-    validator = Draft202012Validator(schema)
-    _VALIDATORS[id(schema)] = (schema, validator)
+def _problem(error: ValidationError) -> tuple[str, str]:
+    path = list(error.absolute_path)
+    kind, expected = error.validator, error.validator_value
+    if kind == "required":
+        # jsonschema names the missing key in its message only: "'url' is a required..."
+        missing = error.message.split("'")[1] if error.message.count("'") >= 2 else None
+        if missing is not None:
+            return config_field([*path, missing]), "is required"
+    if kind == "type":
+        types = expected if isinstance(expected, list) else [expected]
+        return config_field(path), "must be " + " or ".join(
+            _JSON_TYPES.get(str(t), str(t)) for t in types)
+    if kind == "enum" and isinstance(expected, list):
+        return config_field(path), "must be one of " + ", ".join(
+            _short(orjson.dumps(v).decode(), 40) for v in expected)
+    template = _EXPECTED.get(str(kind))
+    if template is not None:
+        return config_field(path), "must be " + template.format(expected)
+    return config_field(path), _short(error.message)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+_VALIDATORS: dict[bytes, Validator] = {}
+_MAX_VALIDATORS = 256
+
+
+def _validator(schema: Mapping[str, Any]) -> Validator:
+    # One compiled validator per distinct schema (by its content, so a handler that
+    # builds its schema afresh each time does not grow the cache), in the draft the
+    # schema declares ($schema), 2020-12 by default.
+    key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        as_dict = dict(schema)
+        cls = validator_for(as_dict, default=Draft202012Validator)
+        cls.check_schema(as_dict)
+        validator = cls(as_dict)
+        if len(_VALIDATORS) >= _MAX_VALIDATORS:
+            _VALIDATORS.clear()
+        _VALIDATORS[key] = validator
     return validator

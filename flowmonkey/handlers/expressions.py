@@ -295,3 +295,16 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, KeyError):
         return f"key {message} not found"
     return f"{kind}: {message}" if message else kind
+
+
+def expression_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``config.expression`` if it does not parse, as (field, message): for the
+    ``check_config`` of handlers that evaluate one."""
+    source = config.get("expression")
+    if not isinstance(source, str):
+        return []  # absent, or not a string: the config schema says so
+    try:
+        Expression(source)
+    except ExpressionError as exc:
+        return [("config.expression", exc.message or "the expression does not parse")]
+    return []

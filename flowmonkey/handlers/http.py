@@ -71,7 +71,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "required": ["url"],
     "properties": {
         "url": {"type": "string", "format": "uri", "description": "http(s) URL to call"},
-        "method": {"type": "string", "enum": list(METHODS), "default": "GET"},
+        # any case: the method is upper-cased before it is sent
+        "method": {"type": "string", "enum": [*METHODS, *(m.lower() for m in METHODS)],
+                   "default": "GET"},
         "headers": {"type": "object", "additionalProperties": {"type": ["string", "number",
                                                                         "boolean"]}},
         "body": {"description": "objects and arrays are sent as JSON, strings as-is"},

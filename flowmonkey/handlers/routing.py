@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
+from flowmonkey.handlers.config import config_field
 from flowmonkey.kernel.paths import MISSING, get_path
 from flowmonkey.model.result import Result, StepResult
 
@@ -110,7 +111,7 @@ class ConditionalHandler:
             pattern = condition.get("value")
             if condition.get("op") == "matches" and isinstance(pattern, str):
                 try:
-                    re.compile(pattern)
+                    compile_pattern(pattern)
                 except re.error as exc:
                     found.append((f"{where}.value", f"invalid regular expression: {exc}"))
         return found
@@ -171,7 +172,7 @@ class SwitchHandler:
         found = _unknown_target("config.default", config.get("default"), step_ids)
         cases = config.get("cases")
         for value, target in (cases.items() if isinstance(cases, Mapping) else ()):
-            found += _unknown_target(f"config.cases[{value!r}]", target, step_ids)
+            found += _unknown_target(config_field(["cases", str(value)]), target, step_ids)
         return found
 
     async def execute(self, params: HandlerParams) -> StepResult:
@@ -283,6 +284,16 @@ def evaluate_condition(actual: Any, op: Any, value: Any) -> bool:
             return False
         # Compiled even when the actual value is not a string, so a bad pattern is
         # reported whatever the data.
-        pattern = re.compile(value)
+        pattern = compile_pattern(value)
         return isinstance(actual, str) and pattern.search(actual) is not None
     return False
+
+
+def compile_pattern(source: str) -> re.Pattern[str]:
+    """``re.compile``, raising ``re.error`` for every pattern it cannot compile (a huge
+    repeat count overflows, deep nesting recurses)."""
+    try:
+        return re.compile(source)
+    except (OverflowError, RecursionError) as exc:
+        raise re.error(f"the pattern is too large to compile ({type(exc).__name__})") \
+            from None

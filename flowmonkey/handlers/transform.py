@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
-from flowmonkey.handlers.expressions import Expression, ExpressionError
+from flowmonkey.handlers.expressions import Expression, ExpressionError, expression_problems
 from flowmonkey.kernel.paths import MISSING, get_path
 from flowmonkey.model.result import Result, StepResult
 
@@ -58,14 +58,7 @@ class TransformHandler:
     def check_config(self, config: Mapping[str, Any],
                      step_ids: frozenset[str]) -> list[tuple[str, str]]:
         """An expression that does not parse is refused with the flow, not at run time."""
-        source = config.get("expression")
-        if not isinstance(source, str):
-            return []  # absent, or not a string: the config schema says so
-        try:
-            Expression(source)
-        except ExpressionError as exc:
-            return [("config.expression", exc.message)]
-        return []
+        return expression_problems(config)
 
     async def execute(self, params: HandlerParams) -> StepResult:
         config = params.config

@@ -238,7 +238,7 @@ def test_validate_checks_step_configs_against_their_handlers(tmp_path: Path) -> 
     assert proc.returncode == 2
     assert ("flow t@1, step 'a', field config.expresion: unknown config field "
             "'expresion'; did you mean 'expression'?") in proc.stderr
-    assert "step 'b', field config.cases['1']: unknown step 'nowhere'" in proc.stderr
+    assert "step 'b', field config.cases.1: unknown step 'nowhere'" in proc.stderr
 
 
 # --------------------------------------------------------------------------- help, placeholders
