@@ -162,6 +162,10 @@ class PartitionProcessor:
         self._idle = asyncio.Event()
         self._idle.set()
         self._batch_lock = asyncio.Lock()  # held while a batch is decided
+        # attempts whose result is queued but not decided yet: not to be started again
+        # by a batch that touches the execution first (a batch boundary between another
+        # command and the result would otherwise run the handler twice)
+        self._answered: set[str] = set()
         # decided batches waiting for the committer: (records, commands offset or None,
         # events among the records)
         self._unsent: list[tuple[list[OutRecord], int | None, int]] = []
@@ -398,6 +402,8 @@ class PartitionProcessor:
                     continue
             else:
                 command = item
+                if command.type == n.CMD_STEP_RESULT:
+                    self._answered.discard(command.data.get("attempt_id", ""))
             decision = decide(self.state, command, self.env)
             types[command.type] = types.get(command.type, 0) + 1
             touched.add(command.execution_id)
@@ -477,7 +483,7 @@ class PartitionProcessor:
             flight.task.cancel()
             del self.in_flight[execution_id]
             flight = None
-        if attempt_id is not None and flight is None:
+        if attempt_id is not None and flight is None and attempt_id not in self._answered:
             self._launch(state, attempt_id)
         due = next_timer(state)
         timer = self.timers.get(execution_id)
@@ -524,6 +530,7 @@ class PartitionProcessor:
         outcome = result.outcome if result is not None else \
             "timeout" if data.get("timed_out") else "raised"
         self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+        self._answered.add(data["attempt_id"])
         self.submit(command)
 
     def _fire(self, execution_id: str, due: int, kind: str) -> None:
