@@ -49,6 +49,7 @@ def register_topics(subparsers: Subparsers) -> None:
 
     def no_action(args: argparse.Namespace) -> int:
         parser.print_help(sys.stderr)
+        print("error: no action given; choose create (above)", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     parser.set_defaults(func=no_action)

@@ -62,6 +62,7 @@ def register_wal(subparsers: Subparsers) -> None:
 
     def no_action(args: argparse.Namespace) -> int:
         parser.print_help(sys.stderr)
+        print("error: no action given; choose list, replay or compact (above)", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     parser.set_defaults(func=no_action)

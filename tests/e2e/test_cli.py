@@ -159,6 +159,8 @@ def test_malformed_flow_exits_2_naming_the_problem(tmp_path: Path, content: str,
     (["run", str(FLOWS / "order.json"), "--handlers", "no_such_module_xyz"],
      "cannot import module"),
     (["dev", "--input", "{}"], "--input needs --start"),
+    (["topics"], "error: no action given; choose create"),
+    (["wal"], "error: no action given; choose list, replay or compact"),
 ])
 def test_bad_input_exits_2(args: list[str], expected: str) -> None:
     proc = flowmonkey(*args)
