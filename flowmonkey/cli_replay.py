@@ -162,8 +162,13 @@ async def _run(args: argparse.Namespace, settings: Settings, dsn: str | None) ->
                 return await _verify_one(args, log, topic, dsn)
             history = await read_history(log, topic, args.execution_id)
         except NotInLogError as exc:
+            short = len(args.execution_id) < 16
             raise CliError(str(exc), exit_code=EXIT_BAD_INPUT,
-                           hint="check the id, and that FLOWMONKEY_TOPIC_PREFIX (or "
+                           hint="give the whole execution id: `dev` and `run` show only "
+                                "its first 8 characters in timelines, `dev` prints it whole "
+                                "when it starts one, and `run --json` and the API give it whole"
+                                if short else
+                                "check the id, and that FLOWMONKEY_TOPIC_PREFIX (or "
                                 "--topic-prefix) names the engine's topics") from None
     if args.export is not None:
         return _export(args, history)

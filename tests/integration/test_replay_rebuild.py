@@ -210,6 +210,11 @@ async def test_replay_of_an_unknown_execution_or_seq_is_bad_input(on_kafka: Setu
     assert unknown.code == 2
     assert "'no-such-execution' is not in the log" in unknown.err
     assert "Traceback" not in unknown.err
+    assert "check the id" in unknown.err
+    # the 8 characters a timeline shows are not enough, and the hint says so
+    short = await cli("replay", on_kafka.ids[0][:8], env=on_kafka.env)
+    assert short.code == 2
+    assert "hint: give the whole execution id" in short.err
     past = await cli("replay", on_kafka.ids[0], "--at", "999", env=on_kafka.env)
     assert past.code == 2
     assert "past the last one" in past.err
