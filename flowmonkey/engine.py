@@ -338,8 +338,9 @@ class Engine:
         """Answer ``create`` calls with their new executions as their start left them.
 
         An execution created in this batch has its whole history in it (its first
-        event is here), so folding its events gives the state the projection just
-        stored, without reading it back (a query per create on PostgreSQL).
+        event is here), so folding the events its start decided gives the state right
+        after the start, without reading the projection back (a query per create on
+        PostgreSQL).
         """
         histories: dict[str, list[Event]] = {execution_id: [] for execution_id in created}
         for event in events:
