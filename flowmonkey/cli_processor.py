@@ -28,9 +28,9 @@ from flowmonkey.cli_settings import (
     add_schema_option,
     add_settings_options,
     check_schema,
+    serving_metrics,
     settings_from_args,
     start_engine,
-    start_metrics_server,
 )
 
 if TYPE_CHECKING:
@@ -174,12 +174,8 @@ class _Processor:
 
     async def run(self) -> int:
         # served from the start, so a long recovery (or a stuck start) can be watched
-        server = start_metrics_server(self.args, self.settings, _say)
-        try:
+        with serving_metrics(self.args, self.settings, _say):
             return await self._run()
-        finally:
-            if server is not None:
-                server.close()
 
     async def _run(self) -> int:
         engine = self.engine()

@@ -25,8 +25,8 @@ from flowmonkey.cli_settings import (
     postgres_unreachable,
     require_dsn,
     scrub,
+    serving_metrics,
     settings_from_args,
-    start_metrics_server,
 )
 
 if TYPE_CHECKING:
@@ -111,12 +111,8 @@ class _Projector:
 
     async def run(self) -> int:
         # served from the start, so a long recovery (or a stuck start) can be watched
-        server = start_metrics_server(self.args, self.settings, _say)
-        try:
+        with serving_metrics(self.args, self.settings, _say):
             return await self._run()
-        finally:
-            if server is not None:
-                server.close()
 
     async def _run(self) -> int:
         import asyncpg

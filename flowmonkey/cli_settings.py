@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -153,9 +153,20 @@ def add_metrics_options(parser: argparse.ArgumentParser) -> None:
              "reads them)")
 
 
-def start_metrics_server(args: argparse.Namespace, settings: Settings,
-                         say: Callable[[str], None]) -> MetricsServer | None:
-    """Serve the process's metrics when a port is set (None when not)."""
+@contextlib.contextmanager
+def serving_metrics(args: argparse.Namespace, settings: Settings,
+                    say: Callable[[str], None]) -> Iterator[None]:
+    """Serve the process's metrics, when a port is set, for the duration of the block."""
+    server = _start_metrics_server(args, settings, say)
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _start_metrics_server(args: argparse.Namespace, settings: Settings,
+                          say: Callable[[str], None]) -> MetricsServer | None:
     if settings.metrics_port is None:
         return None
     from flowmonkey.metrics import default_metrics, serve_metrics
