@@ -90,15 +90,15 @@ def register_topics(subparsers: Subparsers) -> None:
         actions, "check", help="show the topics' partitions and settings; fail on wrong ones",
         description="Check FlowMonkey's topics on Kafka without changing anything.",
         epilog=CHECK_EPILOG)
-    add_settings_options(check, postgres=False, data_dir=False, embedded=False,
-                         creates_topics=False)
+    add_settings_options(check, partitions=False, postgres=False, data_dir=False,
+                         embedded=False, creates_topics=False)
     check.set_defaults(func=run_check)
     fix = add_command(
         actions, "fix", help="repair the topics' settings that would lose data",
         description="Set the retention and cleanup policy FlowMonkey's topics need on Kafka.",
         epilog=FIX_EPILOG)
-    add_settings_options(fix, postgres=False, data_dir=False, embedded=False,
-                         creates_topics=False)
+    add_settings_options(fix, partitions=False, postgres=False, data_dir=False,
+                         embedded=False, creates_topics=False)
     fix.add_argument("--dry-run", action="store_true",
                      help="print the changes without making them")
     fix.set_defaults(func=run_fix)

@@ -35,6 +35,7 @@ __all__ = [
 
 _UNKNOWN_TOPIC_OR_PARTITION = 3
 _LEADER_NOT_AVAILABLE = 5
+_TOPIC_AUTHORIZATION_FAILED = 29
 #: DescribeConfigs ``config_source``: set on the topic itself (an override)
 _TOPIC_OVERRIDE = 1
 
@@ -98,6 +99,9 @@ async def _describe_configs(
             code = resource["error_code"]
             if code != 0:
                 why = resource["error_message"] or f"Kafka error code {code}"
+                if code == _TOPIC_AUTHORIZATION_FAILED:
+                    why += (" (FlowMonkey checks its topics' settings at start: give its "
+                            "user the DescribeConfigs permission on them)")
                 raise LogError(f"could not read the settings of topic {name!r}: {why}",
                                topic=name, code="LOG_TOPIC_METADATA")
             values: dict[str, str | None] = {}
@@ -137,6 +141,8 @@ async def alter_topic_configs(admin: Any, facts: TopicFacts, changes: Mapping[st
             code, message, name = (result["error_code"], result["error_message"],
                                    result["resource_name"])
             if code != 0:
+                why = message or f"error code {code}"
+                if code == _TOPIC_AUTHORIZATION_FAILED:
+                    why += " (the user needs the AlterConfigs permission on the topic)"
                 raise LogError(f"Kafka refused to change the settings of topic {name!r}: "
-                               f"{message or f'error code {code}'}", topic=name,
-                               code="LOG_TOPIC_SETTINGS")
+                               f"{why}", topic=name, code="LOG_TOPIC_SETTINGS")

@@ -109,6 +109,14 @@ async def _facts(bootstrap: str, topics: Topics) -> dict[str, TopicFacts | None]
             admin, [topics.commands, topics.events, topics.flows, topics.dead_letter])
 
 
+async def _fact(bootstrap: str, topic: str) -> TopicFacts:
+    """One existing topic's partitions and settings, read back from the cluster."""
+    async with _admin(bootstrap) as admin:
+        fact = (await describe_topic_facts(admin, [topic]))[topic]
+    assert fact is not None, f"{topic} is missing"
+    return fact
+
+
 async def _make(bootstrap: str, topics: Topics, *, commands: int = 2, events: int = 2,
                 events_config: dict[str, str] | None = None,
                 flows_config: dict[str, str] | None = None) -> None:
@@ -195,9 +203,9 @@ async def test_topics_create_on_a_default_broker_makes_what_was_asked_for(
     facts = await _facts(kafka_default_bootstrap, topics)
     assert {name: f.partitions for name, f in facts.items() if f is not None} == {
         topics.commands: 3, topics.events: 3, topics.flows: 1, topics.dead_letter: 1}
-    events, flows = facts[topics.events], facts[topics.flows]
-    assert events is not None and flows is not None
+    events = await _fact(kafka_default_bootstrap, topics.events)
     assert (events.config("retention.ms"), events.config("retention.bytes")) == ("-1", "-1")
+    flows = await _fact(kafka_default_bootstrap, topics.flows)
     assert flows.config("cleanup.policy") == "compact"
 
     again = await _run("topics", "create", "--partitions", "3",
@@ -297,10 +305,10 @@ async def test_an_engine_on_a_default_broker_makes_its_topics_right_and_runs(
         done = await engine.wait(created.execution.id, timeout_s=60,
                                  until=(ExecutionStatus.COMPLETED, ExecutionStatus.FAILED))
         assert done.status == ExecutionStatus.COMPLETED
-    facts = await _facts(kafka_default_bootstrap, topics)
-    events, flows = facts[topics.events], facts[topics.flows]
-    assert events is not None and flows is not None and facts[topics.commands] is not None
-    assert events.partitions == 2 and facts[topics.commands].partitions == 2  # type: ignore[union-attr]
+    events = await _fact(kafka_default_bootstrap, topics.events)
+    assert events.partitions == 2
+    assert (await _fact(kafka_default_bootstrap, topics.commands)).partitions == 2
+    flows = await _fact(kafka_default_bootstrap, topics.flows)
     assert (events.config("retention.ms"), events.config("retention.bytes")) == ("-1", "-1")
     assert flows.config("cleanup.policy") == "compact"
     # nothing else of this prefix was auto-created along the way
@@ -323,17 +331,16 @@ async def test_topics_fix_repairs_the_settings_and_keeps_the_others(
     assert dry.code == 0, dry.err
     assert f"would set retention.ms=-1 on {topics.events}" in dry.out
     assert f"would set cleanup.policy=compact on {topics.flows}" in dry.out
-    unchanged = await _facts(kafka_default_bootstrap, topics)
-    assert unchanged[topics.events].config("retention.ms") == "86400000"  # type: ignore[union-attr]
+    unchanged = await _fact(kafka_default_bootstrap, topics.events)
+    assert unchanged.config("retention.ms") == "86400000"
 
     done = await _run("topics", "fix", bootstrap=kafka_default_bootstrap,
                       prefix=kafka_default_prefix)
     assert done.code == 0, done.err
     assert f"set retention.ms=-1 on {topics.events}" in done.out
     assert f"set cleanup.policy=compact on {topics.flows}" in done.out
-    facts = await _facts(kafka_default_bootstrap, topics)
-    events, flows = facts[topics.events], facts[topics.flows]
-    assert events is not None and flows is not None
+    events = await _fact(kafka_default_bootstrap, topics.events)
+    flows = await _fact(kafka_default_bootstrap, topics.flows)
     assert (events.config("retention.ms"), events.config("retention.bytes")) == ("-1", "-1")
     assert events.config("max.message.bytes") == "2000000"  # another override, kept
     assert flows.config("cleanup.policy") == "compact"
@@ -357,5 +364,4 @@ async def test_topics_fix_refuses_to_change_partition_counts(
     assert f"not fixed: {topics.commands} has 2 partitions but {topics.events} has 1" \
         in done.err
     assert "adding them moves executions' keys to other partitions" in done.err
-    facts = await _facts(kafka_default_bootstrap, topics)
-    assert facts[topics.events].partitions == 1  # type: ignore[union-attr]
+    assert (await _fact(kafka_default_bootstrap, topics.events)).partitions == 1
