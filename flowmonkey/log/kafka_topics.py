@@ -17,6 +17,8 @@ never returns) would be wiped, so such a topic is refused instead.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,7 @@ _LEADER_NOT_AVAILABLE = 5
 _TOPIC_AUTHORIZATION_FAILED = 29
 #: DescribeConfigs ``config_source``: set on the topic itself (an override)
 _TOPIC_OVERRIDE = 1
+_CONFIGS_WAIT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +83,33 @@ async def describe_topic_facts(admin: Any, topics: Sequence[str]) -> dict[str, T
         found[name] = len(meta["partitions"])
     facts: dict[str, TopicFacts | None] = dict.fromkeys(topics)
     if found:
-        configs = await _describe_configs(admin, list(found))
+        configs = await _describe_configs_soon(admin, list(found))
         for name, count in found.items():
             values, overrides = configs[name]
             facts[name] = TopicFacts(name, count, values, frozenset(overrides))
     return facts
+
+
+class _NotKnownYet(Exception):
+    """A broker has not yet learnt of a topic that the metadata already shows."""
+
+
+async def _describe_configs_soon(
+    admin: Any, topics: Sequence[str]
+) -> dict[str, tuple[dict[str, str | None], set[str]]]:
+    """:func:`_describe_configs`, waiting (up to ``_CONFIGS_WAIT_S``) for a broker that
+    does not know a just-created topic yet: the metadata request and DescribeConfigs
+    may go to different brokers, and a new topic reaches each one a moment apart."""
+    deadline = time.monotonic() + _CONFIGS_WAIT_S
+    while True:
+        try:
+            return await _describe_configs(admin, topics)
+        except _NotKnownYet as exc:
+            if time.monotonic() > deadline:
+                raise LogError(f"could not read the settings of topic {exc}: Kafka says it "
+                               "does not exist, though its metadata shows it",
+                               topic=str(exc), code="LOG_TOPIC_METADATA") from None
+            await asyncio.sleep(0.1)
 
 
 async def _describe_configs(
@@ -97,6 +122,8 @@ async def _describe_configs(
         for resource in response.to_object()["resources"]:
             name = resource["resource_name"]
             code = resource["error_code"]
+            if code == _UNKNOWN_TOPIC_OR_PARTITION:
+                raise _NotKnownYet(name)
             if code != 0:
                 why = resource["error_message"] or f"Kafka error code {code}"
                 if code == _TOPIC_AUTHORIZATION_FAILED:
