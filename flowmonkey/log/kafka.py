@@ -39,6 +39,12 @@ arguments once per log. New topics get ``replication_factor`` replicas; the defa
 -1, lets the broker choose (its ``default.replication.factor``), which CreateTopics
 accepts since Kafka 2.4 (KIP-464) and Kafka 4 accepts in the v3 request aiokafka
 sends (checked against the test broker).
+
+Topics. Nothing here lets the broker auto-create a topic: every look at a topic is a
+metadata request with auto-creation off (:mod:`flowmonkey.log.kafka_topics`), since a
+broker with ``auto.create.topics.enable=true`` (Kafka's default) would otherwise make it
+with its defaults (one partition, 7-day retention). :meth:`KafkaLog.create_topics` reads
+the topics it made back and raises if the cluster has other partitions or settings.
 """
 
 from __future__ import annotations
