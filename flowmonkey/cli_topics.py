@@ -324,7 +324,9 @@ def _warn_counts(commands: str, events: str, configured: int, found: dict[str, i
             print(f"warning: {name} has {count} partitions, not the {configured} configured; "
                   "existing topics are never changed (Kafka cannot remove partitions, and "
                   "adding some sends executions' new records to other partitions than "
-                  "their history)", file=sys.stderr)
+                  "their history). If the topics hold no records yet (auto-created by the "
+                  "broker, say), delete them (kafka-topics.sh --delete --topic NAME) and "
+                  "run `flowmonkey topics create` again", file=sys.stderr)
 
 
 def _check_counts(commands: str, events: str, configured: int,
