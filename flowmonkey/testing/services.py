@@ -330,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the services, print their env vars, wait for Ctrl-C")
     up.add_argument("--no-kafka", action="store_true", help="do not start Kafka")
     up.add_argument("--no-postgres", action="store_true", help="do not start PostgreSQL")
+    up.add_argument("--default-kafka", action="store_true",
+                    help="also start a broker with Apache Kafka's default settings")
     args = parser.parse_args(argv)
 
     try:
@@ -357,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"export {ENV_KAFKA_SASL_SSL_PASSWORD}={tls.password}\n"
                           f"export {ENV_KAFKA_SASL_SSL_MECHANISMS}={','.join(tls.mechanisms)}\n"
                           f"export {ENV_KAFKA_SASL_SSL_CAFILE}={tls.cafile}", flush=True)
+                if args.default_kafka:
+                    print(f"export {ENV_KAFKA_DEFAULT_BOOTSTRAP}="
+                          f"{services.kafka_default_bootstrap()}", flush=True)
                 log_status(f"up ({services.summary()}); Ctrl-C to stop")
                 while True:
                     time.sleep(3600)
