@@ -248,6 +248,9 @@ def postgres_unreachable(exc: BaseException, dsn: str) -> CliError:
 
 def log_unreachable(exc: BaseException, settings: Settings) -> CliError:
     details = getattr(exc, "details", {})
+    if getattr(exc, "code", None) == "LOG_TOPIC_SETTINGS":  # the message gives the fix
+        return CliError(f"{exc}", exit_code=EXIT_FAILED,
+                        hint="`flowmonkey topics check` lists every topic's settings")
     if isinstance(details, dict) and "topic" in details and "partition" not in details:
         return CliError(f"{exc}", exit_code=EXIT_FAILED,
                         hint="create the topics with `flowmonkey topics create` and the "

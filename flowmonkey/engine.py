@@ -48,6 +48,7 @@ from flowmonkey.processors.group import GroupProcessors
 from flowmonkey.processors.partition import Appender, PartitionProcessor
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
+from flowmonkey.processors.topic_checks import verify_topics
 from flowmonkey.processors.topics import Topics
 from flowmonkey.projections.base import Page, Projection
 from flowmonkey.projections.memory import MemoryProjection
@@ -192,6 +193,9 @@ class Engine:
         await self.log.start()
         default_partitions = getattr(self.log, "default_partitions", 4)
         await self.log.create_topics(self.topics.specs(default_partitions))
+        if isinstance(self.log, KafkaLog):
+            # existing topics are left as they are: refuse ones that would lose data
+            await verify_topics(self.log, self.topics)
         self.partitions = await self.log.partitions_for(self.topics.commands)
         await self.projection.start()
         for table in self.tables.values():

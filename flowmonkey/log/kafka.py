@@ -39,6 +39,12 @@ arguments once per log. New topics get ``replication_factor`` replicas; the defa
 -1, lets the broker choose (its ``default.replication.factor``), which CreateTopics
 accepts since Kafka 2.4 (KIP-464) and Kafka 4 accepts in the v3 request aiokafka
 sends (checked against the test broker).
+
+Topics. Nothing here lets the broker auto-create a topic: every look at a topic is a
+metadata request with auto-creation off (:mod:`flowmonkey.log.kafka_topics`), since a
+broker with ``auto.create.topics.enable=true`` (Kafka's default) would otherwise make it
+with its defaults (one partition, 7-day retention). :meth:`KafkaLog.create_topics` reads
+the topics it made back and raises if the cluster has other partitions or settings.
 """
 
 from __future__ import annotations
@@ -65,6 +71,12 @@ from flowmonkey.log.kafka_security import (
     KafkaSecurity,
     connection_hint,
     connection_problem,
+)
+from flowmonkey.log.kafka_topics import (
+    TopicFacts,
+    alter_topic_configs,
+    describe_topic_facts,
+    topic_metadata,
 )
 from flowmonkey.log.kafka_writer import KafkaWriter, stop_quietly
 
@@ -242,6 +254,45 @@ class KafkaLog:
                            topics=[t for t, code, *_ in response.topic_errors
                                    if code not in (0, _TOPIC_ALREADY_EXISTS)])
         await self._wait_for_leaders([spec.name for spec in topics])
+        created = {topic for topic, code, *_ in response.topic_errors if code == 0}
+        await self._verify_created([spec for spec in topics if spec.name in created])
+
+    async def _verify_created(self, specs: Sequence[TopicSpec]) -> None:
+        """Read back the topics this log just created: the partitions and settings the
+        cluster has, not the ones asked for, are what count (a topic auto-created by
+        someone else's metadata request in the meantime would differ)."""
+        facts = await self.describe_topics([spec.name for spec in specs])
+        for spec in specs:
+            made = facts[spec.name]
+            wanted = {**({"cleanup.policy": "compact"} if spec.compacted else {}),
+                      **spec.config}
+            wrong = {} if made is None else {
+                name: made.config(name) for name, value in wanted.items()
+                if made.config(name) != value}
+            if made is None or made.partitions != spec.partitions or wrong:
+                have = "is missing" if made is None else (
+                    f"has {made.partitions} partitions" + (f" and {wrong}" if wrong else ""))
+                raise LogError(
+                    f"topic {spec.name!r} was created with {spec.partitions} partitions and "
+                    f"settings {wanted} but, read back, {have}", topic=spec.name,
+                    code="LOG_TOPIC_SETTINGS")
+
+    async def describe_topics(self, topics: Sequence[str]) -> dict[str, TopicFacts | None]:
+        """Each topic's partitions and settings as the cluster has them, or None for a
+        missing topic. Never creates a topic (see :mod:`flowmonkey.log.kafka_topics`)."""
+        admin = self._require_started()
+        with self._errors(f"reading the settings of topics {list(topics)}"):
+            facts = await describe_topic_facts(admin, topics)
+        for name, fact in facts.items():
+            if fact is not None:
+                self._partition_counts[name] = fact.partitions
+        return facts
+
+    async def alter_topic_configs(self, facts: TopicFacts, changes: Mapping[str, str]) -> None:
+        """Set ``changes`` on an existing topic, keeping its other settings."""
+        admin = self._require_started()
+        with self._errors(f"changing the settings of topic {facts.name!r}"):
+            await alter_topic_configs(admin, facts, changes)
 
     async def partitions_for(self, topic: str) -> int:
         count = self._partition_counts.get(topic)
@@ -510,7 +561,8 @@ class KafkaLog:
     async def _fetch_partition_count(self, topic: str) -> int:
         admin = self._require_started()
         with self._errors(f"reading the metadata of topic {topic!r}"):
-            [meta] = await admin.describe_topics([topic])
+            # never admin.describe_topics: it asks the broker to create a missing topic
+            [meta] = await topic_metadata(admin, [topic])
         if meta["error_code"] != 0 or not meta["partitions"]:
             raise LogError(
                 f"topic {topic!r} is missing on the Kafka cluster at {self.bootstrap_servers}: "
@@ -541,7 +593,7 @@ class KafkaLog:
         pending = list(topics)
         while pending:
             with self._errors("reading topic metadata"):
-                metas = await admin.describe_topics(pending)
+                metas = await topic_metadata(admin, pending)
             ready = {
                 m["topic"]: len(m["partitions"])
                 for m in metas

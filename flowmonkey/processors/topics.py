@@ -31,9 +31,11 @@ class Topics:
         return [
             TopicSpec(self.commands, partitions),
             # the events are the source of truth (state is rebuilt from them): never
-            # delete them by age or size, whatever the broker's default retention
+            # delete them by age or size, whatever the broker's default retention, and
+            # never compact them (see processors/topic_checks.py)
             TopicSpec(self.events, partitions,
-                      config={"retention.ms": "-1", "retention.bytes": "-1"}),
+                      config={"retention.ms": "-1", "retention.bytes": "-1",
+                              "cleanup.policy": "delete"}),
             TopicSpec(self.flows, 1, compacted=True),
             TopicSpec(self.dead_letter, 1),
         ]

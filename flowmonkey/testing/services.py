@@ -13,8 +13,10 @@ re-exported here.
 
 Existing services win: with ``FLOWMONKEY_TEST_POSTGRES_DSN`` and/or
 ``FLOWMONKEY_TEST_KAFKA_BOOTSTRAP`` set, :class:`TestServices` only checks that they
-answer and starts nothing for them. The SASL tests use the started broker's
-SASL_PLAINTEXT listener; with an external broker they need
+answer and starts nothing for them. A second broker, with Apache Kafka's default
+settings (auto topic creation on, 7-day retention), starts only for the tests that ask
+for it (``kafka_default_bootstrap()``), or is ``FLOWMONKEY_TEST_KAFKA_DEFAULT_BOOTSTRAP``.
+The SASL tests use the started broker's SASL_PLAINTEXT listener; with an external broker they need
 ``FLOWMONKEY_TEST_KAFKA_SASL_BOOTSTRAP``, ``FLOWMONKEY_TEST_KAFKA_SASL_USERNAME``,
 ``FLOWMONKEY_TEST_KAFKA_SASL_PASSWORD`` (and ``FLOWMONKEY_TEST_KAFKA_SASL_MECHANISMS``,
 the mechanisms that user has, default ``PLAIN``). The TLS tests likewise use its
@@ -51,6 +53,7 @@ from pathlib import Path
 
 from flowmonkey.testing.services_common import (
     ENV_KAFKA_BOOTSTRAP,
+    ENV_KAFKA_DEFAULT_BOOTSTRAP,
     ENV_KAFKA_SASL_BOOTSTRAP,
     ENV_KAFKA_SASL_MECHANISMS,
     ENV_KAFKA_SASL_PASSWORD,
@@ -83,6 +86,7 @@ from flowmonkey.testing.services_postgres import PostgresServer, pg_server_versi
 __all__ = [
     "ENV_CACHE_DIR",
     "ENV_KAFKA_BOOTSTRAP",
+    "ENV_KAFKA_DEFAULT_BOOTSTRAP",
     "ENV_POSTGRES_DSN",
     "KAFKA_VERSION",
     "KafkaBroker",
@@ -112,6 +116,7 @@ class TestServices:
         env = os.environ if environ is None else environ
         self.external_postgres_dsn = env.get(ENV_POSTGRES_DSN) or None
         self.external_kafka_bootstrap = env.get(ENV_KAFKA_BOOTSTRAP) or None
+        self.external_kafka_default_bootstrap = env.get(ENV_KAFKA_DEFAULT_BOOTSTRAP) or None
         self._sasl_env = {name: env.get(name) or None for name in (
             ENV_KAFKA_SASL_BOOTSTRAP, ENV_KAFKA_SASL_USERNAME, ENV_KAFKA_SASL_PASSWORD,
             ENV_KAFKA_SASL_MECHANISMS, ENV_KAFKA_SASL_SSL_BOOTSTRAP, ENV_KAFKA_SASL_SSL_USERNAME,
@@ -120,8 +125,10 @@ class TestServices:
         self._sasl_ssl: KafkaSaslSslEndpoint | None = None
         self.postgres: PostgresServer | None = None
         self.kafka: KafkaBroker | None = None
+        self.kafka_default: KafkaBroker | None = None  # Kafka's default settings
         self._dsn: str | None = None
         self._bootstrap: str | None = None
+        self._default_bootstrap: str | None = None
         self._lock = threading.Lock()
         self.timings: dict[str, float] = {}
 
@@ -165,6 +172,31 @@ class TestServices:
                     self.timings["kafka jars"] = self.kafka.fetched_in or 0.0
                     self.timings["kafka start"] = self.kafka.started_in or 0.0
             return self._bootstrap
+
+    def kafka_default_bootstrap(self) -> str:
+        """A broker with Apache Kafka's default settings: it auto-creates a topic that a
+        metadata request names (``auto.create.topics.enable=true``) and keeps records 7
+        days. Started on first use (its own JVM), or the one ``FLOWMONKEY_TEST_KAFKA_
+        DEFAULT_BOOTSTRAP`` names, which must have those defaults too."""
+        with self._lock:
+            if self._default_bootstrap is None:
+                began = time.monotonic()
+                if self.external_kafka_default_bootstrap:
+                    bootstrap = self.external_kafka_default_bootstrap
+                    try:
+                        run_async(lambda: kafka_probe(bootstrap, create_topic=False))
+                    except Exception as exc:
+                        raise ServiceError(
+                            f"{ENV_KAFKA_DEFAULT_BOOTSTRAP}={bootstrap!r} is not reachable: "
+                            f"{exc!r}") from exc
+                    self._default_bootstrap = bootstrap
+                    self.timings["kafka (defaults) check"] = time.monotonic() - began
+                else:
+                    # a smaller heap: the tests on it make a few topics only
+                    self.kafka_default = KafkaBroker(kafka_defaults=True, heap="384m").start()
+                    self._default_bootstrap = self.kafka_default.bootstrap
+                    self.timings["kafka (defaults) start"] = self.kafka_default.started_in or 0.0
+            return self._default_bootstrap
 
     def kafka_sasl(self) -> KafkaSaslEndpoint:
         """The SASL_PLAINTEXT listener and user of the session's broker: the started
@@ -239,12 +271,13 @@ class TestServices:
 
     def close(self) -> None:
         with self._lock:
-            if self.kafka is not None:
-                self.kafka.stop()
+            for broker in (self.kafka, self.kafka_default):
+                if broker is not None:
+                    broker.stop()
             if self.postgres is not None:
                 self.postgres.stop()
-            self.kafka = self.postgres = None
-            self._dsn = self._bootstrap = None
+            self.kafka = self.kafka_default = self.postgres = None
+            self._dsn = self._bootstrap = self._default_bootstrap = None
             self._sasl = None
             self._sasl_ssl = None
 
@@ -297,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the services, print their env vars, wait for Ctrl-C")
     up.add_argument("--no-kafka", action="store_true", help="do not start Kafka")
     up.add_argument("--no-postgres", action="store_true", help="do not start PostgreSQL")
+    up.add_argument("--default-kafka", action="store_true",
+                    help="also start a broker with Apache Kafka's default settings")
     args = parser.parse_args(argv)
 
     try:
@@ -324,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"export {ENV_KAFKA_SASL_SSL_PASSWORD}={tls.password}\n"
                           f"export {ENV_KAFKA_SASL_SSL_MECHANISMS}={','.join(tls.mechanisms)}\n"
                           f"export {ENV_KAFKA_SASL_SSL_CAFILE}={tls.cafile}", flush=True)
+                if args.default_kafka:
+                    print(f"export {ENV_KAFKA_DEFAULT_BOOTSTRAP}="
+                          f"{services.kafka_default_bootstrap()}", flush=True)
                 log_status(f"up ({services.summary()}); Ctrl-C to stop")
                 while True:
                     time.sleep(3600)

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 __all__ = [
     "ENV_KAFKA_BOOTSTRAP",
+    "ENV_KAFKA_DEFAULT_BOOTSTRAP",
     "ENV_KAFKA_SASL_BOOTSTRAP",
     "ENV_KAFKA_SASL_MECHANISMS",
     "ENV_KAFKA_SASL_PASSWORD",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 ENV_KAFKA_BOOTSTRAP = "FLOWMONKEY_TEST_KAFKA_BOOTSTRAP"
+# a broker with Apache Kafka's default settings (auto.create.topics.enable=true, 7-day
+# retention), for the tests of how FlowMonkey makes and checks its topics
+ENV_KAFKA_DEFAULT_BOOTSTRAP = "FLOWMONKEY_TEST_KAFKA_DEFAULT_BOOTSTRAP"
 # an external broker's SASL_PLAINTEXT listener and a user it accepts, for the SASL tests
 ENV_KAFKA_SASL_BOOTSTRAP = "FLOWMONKEY_TEST_KAFKA_SASL_BOOTSTRAP"
 ENV_KAFKA_SASL_USERNAME = "FLOWMONKEY_TEST_KAFKA_SASL_USERNAME"

@@ -309,8 +309,24 @@ logger.cleaner.level = WARN
 """
 
 
+#: Settings of the hardened test broker that differ from Apache Kafka's defaults in
+#: ways a FlowMonkey user's cluster may not: a broker made with ``kafka_defaults=True``
+#: leaves them out, so it auto-creates topics on a metadata request for a missing one
+#: (``auto.create.topics.enable=true``) and keeps records 7 days (``log.retention.hours``)
+_HARDENING = frozenset({
+    "auto.create.topics.enable", "num.partitions", "default.replication.factor",
+    "min.insync.replicas", "delete.topic.enable", "log.segment.bytes",
+    "log.index.size.max.bytes", "log.retention.check.interval.ms",
+})
+
+
 class KafkaBroker:
-    """A single-node Apache Kafka 4.x broker + controller (KRaft) on 127.0.0.1."""
+    """A single-node Apache Kafka 4.x broker + controller (KRaft) on 127.0.0.1.
+
+    ``kafka_defaults=True``: Kafka's default topic settings (auto-creation on, 7-day
+    retention, no compaction), as a cluster someone else set up may have; only what
+    one node needs to run at all stays (replication factor 1 for the internal topics).
+    """
 
     def __init__(
         self,
@@ -318,10 +334,12 @@ class KafkaBroker:
         start_timeout: float = 120.0,
         heap: str = "512m",
         extra_properties: dict[str, str] | None = None,
+        kafka_defaults: bool = False,
     ) -> None:
         self.start_timeout = start_timeout
         self.heap = heap
         self.extra_properties = dict(extra_properties or {})
+        self.kafka_defaults = kafka_defaults
         self.port = 0
         self.sasl_port = 0
         self.sasl_ssl_port = 0
@@ -438,6 +456,8 @@ class KafkaBroker:
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
             "log.retention.check.interval.ms": "60000",
         }
+        if self.kafka_defaults:
+            props = {k: v for k, v in props.items() if k not in _HARDENING}
         props.update(self.extra_properties)
         return props
 

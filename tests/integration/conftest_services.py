@@ -7,7 +7,9 @@ Load it from ``tests/conftest.py``::
 Session fixtures ``postgres_dsn`` / ``kafka_bootstrap`` start a server on first use
 only (a run that asks for neither starts nothing) and stop it at session end. With
 ``FLOWMONKEY_TEST_POSTGRES_DSN`` / ``FLOWMONKEY_TEST_KAFKA_BOOTSTRAP`` set, those
-services are used instead (and only checked to answer).
+services are used instead (and only checked to answer). ``kafka_default_bootstrap``
+is a second broker with Apache Kafka's default settings (auto topic creation on,
+7-day retention; ``FLOWMONKEY_TEST_KAFKA_DEFAULT_BOOTSTRAP``), also started lazily.
 
 A service that cannot be started or reached makes the tests that need it ERROR;
 nothing is ever skipped for want of a service.
@@ -16,7 +18,8 @@ Per-test helpers:
 
 * ``pg_schema`` -> ``(dsn, schema)``: a fresh schema, dropped (cascade) after the test.
 * ``kafka_prefix`` -> ``str``: a unique topic-name prefix; topics named with it are
-  deleted (best effort) after the test.
+  deleted (best effort) after the test. ``kafka_default_prefix``: the same on the
+  default-settings broker.
 """
 
 from __future__ import annotations
@@ -77,6 +80,32 @@ def kafka_bootstrap(flowmonkey_services: TestServices) -> str:
     except ServiceError as exc:
         problem = str(exc)
     pytest.fail(f"Kafka for the tests is not available:\n{problem}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_default_bootstrap(flowmonkey_services: TestServices) -> str:
+    """``host:port`` of a second real Kafka 4.x broker with Apache Kafka's default
+    settings (auto topic creation on, 7-day retention): started only when a test asks
+    for it, or ``FLOWMONKEY_TEST_KAFKA_DEFAULT_BOOTSTRAP``."""
+    try:
+        return flowmonkey_services.kafka_default_bootstrap()
+    except ServiceError as exc:
+        problem = str(exc)
+    pytest.fail(f"the Kafka broker with default settings for the tests is not available:\n"
+                f"{problem}", pytrace=False)
+
+
+@pytest.fixture
+def kafka_default_prefix(kafka_default_bootstrap: str,
+                         request: pytest.FixtureRequest) -> Iterator[str]:
+    """A topic-name prefix unique to this test on the default-settings broker; its
+    topics are deleted (best effort) afterwards."""
+    prefix = _unique_name(request.node.name, prefix="t_", max_len=80, allowed="A-Za-z0-9_") + "-"
+    yield prefix
+    try:
+        run_async(lambda: delete_topics_with_prefix(kafka_default_bootstrap, prefix))
+    except Exception as exc:  # cleanup only: never fail a test over it
+        request.node.warn(pytest.PytestWarning(f"could not delete topics {prefix}*: {exc!r}"))
 
 
 @pytest.fixture(scope="session")
