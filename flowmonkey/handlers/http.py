@@ -49,6 +49,7 @@ import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote, quote_plus
 
 import httpcore
 import httpx
@@ -397,9 +398,16 @@ async def _resolve_secrets(config: _Config, vault: VaultProvider | None) -> _Req
 
     headers = await resolve("headers", config.headers)
     params = await resolve("params", config.params)
-    # longest first, so a secret that contains another is replaced whole
-    return _Request(config, headers, params,
-                    tuple(sorted(set(secrets), key=len, reverse=True)))
+    # each secret as it is sent and as a URL or a log writes it (percent-encoded),
+    # longest first, so a form that contains another is replaced whole
+    forms = {form for secret in secrets for form in _written_forms(secret)}
+    return _Request(config, headers, params, tuple(sorted(forms, key=len, reverse=True)))
+
+
+def _written_forms(secret: str) -> set[str]:
+    forms = {secret, quote(secret, safe=""), quote_plus(secret),
+             str(httpx.QueryParams({"k": secret}))[2:]}
+    return {form for form in forms if form}
 
 
 def _scrub_text(text: str, secrets: tuple[str, ...]) -> str:

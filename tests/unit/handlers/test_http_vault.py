@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 import orjson
 import pytest
@@ -32,6 +32,7 @@ class RecordingServer:
 
     port: int = 0
     seen: list[dict[str, str]] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -44,6 +45,7 @@ class RecordingServer:
                    (line.split(": ", 1) for line in lines[1:] if ": " in line)}
         seen = {"request": unquote(lines[0]), "authorization": headers.get("authorization", "")}
         self.seen.append(seen)
+        self.raw.append(lines[0])
         body = orjson.dumps({"echo": seen})
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                      b"X-Echo: " + seen["authorization"].encode() + b"\r\n"
@@ -179,3 +181,21 @@ async def test_env_vault_provider_reads_prefixed_variables(
     assert await EnvVaultProvider(prefix="MYAPP_").get_secret("payments-api-key") == "v2"
     assert await EnvVaultProvider().get_secret("missing") is None
     assert "v1" not in repr(DictVaultProvider({"a": "v1"}))
+
+
+async def test_a_secret_that_needs_encoding_is_scrubbed_in_every_form(
+        make_params: MakeParams, server: RecordingServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    odd = "a b&c/d=é+1"
+    params = make_params(config={"url": f"http://127.0.0.1:{server.port}/x",
+                                 "params": {"q": {"$vault": "odd"}}})
+    params.vault = DictVaultProvider({"odd": odd})
+    result = await HttpHandler(allow_private=True).execute(params)
+    assert result.outcome == "success", result.error
+    target = server.raw[0].split(" ")[1]
+    assert parse_qsl(urlsplit(target).query) == [("q", odd)]
+    written = orjson.dumps(result.output).decode()
+    for form in (odd, quote(odd, safe=""), quote_plus(odd), "a+b%26c%2Fd%3D%C3%A9%2B1"):
+        assert form not in written, form
+        assert form not in caplog.text, form
