@@ -18,7 +18,7 @@ the request is in :data:`body_max_depth` (set by the app for each request).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -82,44 +82,77 @@ def _string_problem(text: str) -> str | None:
     return None
 
 
+def _scalar_problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        return _string_problem(value)
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int) and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        return "integer out of the 64-bit range"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a JSON number"
+    return None
+
+
 def check_body(fields: Mapping[str, Any], max_depth: int | None = None) -> None:
     """Raise :class:`UnstorableValue` for the first value in ``fields`` (a body's
-    fields, by their JSON names) that cannot be stored as given. Iterative: a deeply
-    nested body must not exhaust the stack."""
+    fields, by their JSON names), in document order, that cannot be stored as given.
+
+    A walk with one iterator per open container: the stack holds at most the depth
+    limit's frames however deep the body, and nothing is built per value (a body of
+    millions of small values costs no memory beyond itself; a value's path is
+    written only for an error). Plain JSON types are told by ``type() is``, the
+    cheapest test, as the body is walked value by value."""
     limit = min(body_max_depth.get() if max_depth is None else max_depth, LOG_MAX_DEPTH)
-    # (path, value, depth of the containers holding it; a field's value is at 0)
-    stack: list[tuple[str, Any, int]] = []
-    for name, value in fields.items():
-        path = _join("", str(name))
-        problem = _string_problem(str(name))
-        if problem is not None:
-            raise UnstorableValue(path, f"the key: {problem}")
-        stack.append((path, value, 0))
-    while stack:
-        path, item, depth = stack.pop()
-        if isinstance(item, str):
-            problem = _string_problem(item)
-            if problem is not None:
-                raise UnstorableValue(path, problem)
-        elif isinstance(item, bool) or item is None:
-            continue
-        elif isinstance(item, int):
-            if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
-                raise UnstorableValue(path, "integer out of the 64-bit range")
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise UnstorableValue(path, f"{item} is not a JSON number")
-        elif isinstance(item, dict | list):
-            if depth > limit:
-                raise UnstorableValue(
-                    path, f"nests deeper than the limit: a field's values may nest "
-                          f"{limit} levels")
-            if isinstance(item, dict):
-                for key, value in item.items():
-                    name = _join(path, str(key))
-                    problem = _string_problem(str(key))
-                    if problem is not None:
-                        raise UnstorableValue(name, f"the key: {problem}")
-                    stack.append((name, value, depth + 1))
-            else:
-                stack.extend((f"{path}[{i}]", v, depth + 1) for i, v in enumerate(item))
+    low, high = _INT_RANGE
+    # each open container: (its key in its parent, its entries, whether keyed); the
+    # entries of frames[d] are at depth d - 1 (a field's value is at depth 0)
+    frames: list[_Frame] = [(None, iter(fields.items()), True)]
+    while frames:
+        _, entries, keyed = frames[-1]
+        depth = len(frames) - 1
+        for key, value in entries:
+            if keyed and (type(key) is not str or not key.isascii() or _NUL in key) \
+                    and (problem := _string_problem(str(key))) is not None:
+                raise UnstorableValue(_path(frames, key), f"the key: {problem}")
+            kind = type(value)
+            if kind is str:
+                if (_NUL in value or not value.isascii()) \
+                        and (problem := _string_problem(value)) is not None:
+                    raise UnstorableValue(_path(frames, key), problem)
+            elif kind is int:
+                if not low <= value <= high:
+                    raise UnstorableValue(_path(frames, key), "integer out of the 64-bit "
+                                                              "range")
+            elif kind is float:
+                if not math.isfinite(value):
+                    raise UnstorableValue(_path(frames, key), f"{value} is not a JSON "
+                                                              "number")
+            elif kind is dict or kind is list or isinstance(value, dict | list | tuple):
+                if depth > limit:
+                    raise UnstorableValue(_path(frames, key), f"nests deeper than the "
+                                          f"limit: a field's values may nest {limit} levels")
+                if isinstance(value, dict):
+                    frames.append((key, iter(value.items()), True))
+                else:
+                    frames.append((key, enumerate(value), False))
+                break  # into the container; this one's iterator resumes after it
+            elif kind is not bool and value is not None:
+                # a subclass of str or int, in a body built in Python rather than parsed
+                problem = _scalar_problem(value)
+                if problem is not None:
+                    raise UnstorableValue(_path(frames, key), problem)
+        else:
+            frames.pop()
+
+
+_Frame = tuple[Any, Iterator[tuple[Any, Any]], bool]
+
+
+def _path(frames: list[_Frame], key: Any) -> str:
+    """The path of the entry ``key`` of the innermost open container."""
+    path = ""
+    parents = [frame[0] for frame in frames[1:]] + [key]
+    for (_, _, keyed), name in zip(frames, parents, strict=True):
+        path = _join(path, str(name)) if keyed else f"{path}[{name}]"
+    return path
