@@ -22,6 +22,7 @@ from flowmonkey.errors import (
 from flowmonkey.events.envelope import Command, Event
 from flowmonkey.handlers.base import (
     ContextHelpers,
+    DictVaultProvider,
     EnvVaultProvider,
     Handler,
     HandlerMetadata,
@@ -64,6 +65,7 @@ __all__ = [
     "ContextLimits",
     "CreateResult",
     "DecodeError",
+    "DictVaultProvider",
     "Engine",
     "EngineOptions",
     "EnvVaultProvider",

@@ -34,7 +34,7 @@ from flowmonkey.cli_settings import (
     settings_from_args,
     start_engine,
 )
-from flowmonkey.settings import ENV_API_KEYS, SettingsError, api_keys_from_env
+from flowmonkey.settings import ENV_API_KEYS, SettingsError, api_keys_from_env, vault_from_env
 
 if TYPE_CHECKING:
     import uvicorn
@@ -203,6 +203,7 @@ class _Api:
         kafka = settings.log_kind == "kafka"
         return Engine(
             flows=self.bundle.flows, handlers=handlers, tables=self.bundle.tables,
+            vault=vault_from_env(),
             log=settings.make_log(client_id="flowmonkey-api"),
             projection=settings.make_projection(schema=args.schema),
             topic_prefix=settings.topic_prefix,

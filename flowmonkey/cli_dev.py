@@ -161,6 +161,7 @@ class DevServer:
         from flowmonkey.dispatcher import EventDispatcher
         from flowmonkey.engine import Engine, EngineOptions
         from flowmonkey.log.embedded import EmbeddedLog
+        from flowmonkey.settings import vault_from_env
 
         data_dir = self.data_dir
         dispatcher = EventDispatcher(mode="sync")
@@ -169,7 +170,7 @@ class DevServer:
                                 allow_private_http=self.args.allow_private_http)
         engine = Engine(flows=self.bundle.flows, handlers=handlers,
                         options=EngineOptions(record_history=True), dispatcher=dispatcher,
-                        tables=self.bundle.tables,
+                        tables=self.bundle.tables, vault=vault_from_env(),
                         log=EmbeddedLog(path=data_dir, partitions=self.args.partitions))
         _say(f"flowmonkey dev: data dir {data_dir}")
         await engine.start()

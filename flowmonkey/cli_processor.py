@@ -147,12 +147,14 @@ class _Processor:
 
     def engine(self) -> Engine:
         from flowmonkey.engine import Engine, EngineOptions
+        from flowmonkey.settings import vault_from_env
 
         return Engine(
             flows=self.bundle.flows,
             handlers=all_handlers(self.bundle.handlers,
                                   allow_private_http=self.args.allow_private_http),
             options=EngineOptions(timeout_ms=self.args.step_timeout_ms),
+            vault=vault_from_env(),
             log=self.settings.make_log(client_id=f"flowmonkey-{self.args.group}"),
             tables=self.bundle.tables, topic_prefix=self.settings.topic_prefix,
             processor_group=self.args.group, run_projector=False,

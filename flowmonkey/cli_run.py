@@ -158,11 +158,12 @@ async def _run_simulated(bundle: Bundle, handlers: list[StepHandler], flow: Flow
                          context: dict[str, Any], resumes: list[Any],
                          args: argparse.Namespace) -> RunOutcome:
     from flowmonkey.engine import EngineOptions
+    from flowmonkey.settings import vault_from_env
     from flowmonkey.testing import TestHarness
 
     started = time.perf_counter()
     harness = TestHarness(handlers=handlers, flows=bundle.flows, tables=bundle.tables,
-                          options=EngineOptions(record_history=True))
+                          options=EngineOptions(record_history=True), vault=vault_from_env())
     async with harness:
         execution: Execution | None = None
         timed_out = False
@@ -193,6 +194,7 @@ async def _run_real_time(bundle: Bundle, handlers: list[StepHandler], flow: Flow
                          args: argparse.Namespace) -> RunOutcome:
     from flowmonkey.dispatcher import EventDispatcher
     from flowmonkey.engine import Engine, EngineOptions
+    from flowmonkey.settings import vault_from_env
 
     started = time.perf_counter()
     seen: list[Event] = []
@@ -206,7 +208,7 @@ async def _run_real_time(bundle: Bundle, handlers: list[StepHandler], flow: Flow
     dispatcher.on("*", collect)
     engine = Engine(flows=bundle.flows, handlers=handlers,
                     options=EngineOptions(record_history=True), dispatcher=dispatcher,
-                    tables=bundle.tables)
+                    tables=bundle.tables, vault=vault_from_env())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.timeout_s
     async with engine:

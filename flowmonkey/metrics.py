@@ -13,7 +13,10 @@ durations go to :class:`BulkHistogram`, a lock-free histogram read at scrape tim
 
 Labels have low cardinality by design: command types, reject codes, handler
 outcomes, partition numbers, route templates and status codes. Execution, tenant and
-flow ids never become labels, so the metrics reveal no tenant data.
+flow ids never become labels, so the metrics reveal no tenant data. The API's request
+labels come from fixed sets whatever a client sends (a method outside the standard
+ones is ``other``, a path no route matches ``unmatched``; see
+:mod:`flowmonkey.api.metrics`).
 """
 
 from __future__ import annotations

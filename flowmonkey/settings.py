@@ -32,6 +32,13 @@ with :class:`Settings`, so that no other command fails over a setting it never u
 * ``FLOWMONKEY_API_KEYS``: ``KEY=TENANT[,KEY=TENANT…]``; a tenant of ``*`` makes an
   admin key (every tenant; it may act for one named by an ``X-Tenant-Id`` header).
 
+The commands that run handlers (``processor``, ``api``, ``dev``, ``run``) give them a
+vault (:func:`vault_from_env`) reading secrets from the environment:
+
+* ``FLOWMONKEY_SECRET_PREFIX``: the prefix of the variables secrets are read from
+  (``FLOWMONKEY_SECRET_``): the secret ``payments/api-key`` (as an ``http`` header
+  ``{"$vault": "payments/api-key"}`` names it) is ``FLOWMONKEY_SECRET_PAYMENTS_API_KEY``.
+
 An empty variable counts as unset. A bad value raises :class:`SettingsError` naming
 the variable and what it accepts. The DSN's and the SASL passwords never appear in a
 message or a ``repr``: use :func:`redact_dsn` for anything printed or logged; nor do
@@ -52,6 +59,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flowmonkey.errors import FlowMonkeyError
 
 if TYPE_CHECKING:
+    from flowmonkey.handlers.base import EnvVaultProvider
     from flowmonkey.log.base import Log
     from flowmonkey.log.kafka_security import KafkaSecurity
     from flowmonkey.projections.base import Projection
@@ -73,6 +81,7 @@ ENV_KAFKA_SSL_KEYFILE = "FLOWMONKEY_KAFKA_SSL_KEYFILE"
 ENV_API_KEYS = "FLOWMONKEY_API_KEYS"
 ENV_METRICS_PORT = "FLOWMONKEY_METRICS_PORT"
 ENV_LOG_FORMAT = "FLOWMONKEY_LOG_FORMAT"
+ENV_SECRET_PREFIX = "FLOWMONKEY_SECRET_PREFIX"
 LOG_FORMATS = ("text", "json")
 
 DEFAULT_TOPIC_PREFIX = "flowmonkey"
@@ -477,3 +486,22 @@ def api_keys_from_env(env: Mapping[str, str] | None = None) -> tuple[ApiKey, ...
     """The keys in ``FLOWMONKEY_API_KEYS`` of ``env`` (default ``os.environ``)."""
     source = os.environ if env is None else env
     return parse_api_keys(source.get(ENV_API_KEYS, "").strip() or None)
+
+
+DEFAULT_SECRET_PREFIX = "FLOWMONKEY_SECRET_"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def vault_from_env(env: Mapping[str, str] | None = None) -> EnvVaultProvider:
+    """The vault of the commands that run handlers: secrets from the environment
+    variables named ``FLOWMONKEY_SECRET_PREFIX`` (default ``FLOWMONKEY_SECRET_``) plus
+    the secret's name upper-cased, with ``-``, ``.`` and ``/`` as ``_``."""
+    from flowmonkey.handlers.base import EnvVaultProvider
+
+    source = os.environ if env is None else env
+    prefix = source.get(ENV_SECRET_PREFIX, "").strip() or DEFAULT_SECRET_PREFIX
+    if not _ENV_NAME.fullmatch(prefix):
+        raise SettingsError(f"{ENV_SECRET_PREFIX} must be the start of an environment "
+                            "variable's name: letters, digits and _, not starting with a "
+                            f"digit (default {DEFAULT_SECRET_PREFIX})")
+    return EnvVaultProvider(prefix=prefix)

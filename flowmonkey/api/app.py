@@ -44,7 +44,8 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION,
                   dependencies=[Depends(refuse_nul)])
     # without a bound a client could make the server buffer and parse any amount
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
+                       max_depth=engine.options.context_limits.max_depth)
     # added last, so outermost: it counts the requests the body limit refuses too
     app.add_middleware(metrics.RequestMetrics, metrics=engine.metrics)
     app.state.engine = engine

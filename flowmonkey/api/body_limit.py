@@ -4,6 +4,10 @@ FastAPI's own ``max_body_size`` answers a too-long ``Content-Length`` in plain t
 (replacing whatever the app answered), so this small ASGI middleware does it instead:
 a declared length over the bound is refused before anything is read, and a body that
 grows past it while streaming stops the read.
+
+It also sets the nesting limit of body values for the request (the serving engine's
+``ContextLimits.max_depth``, see :mod:`flowmonkey.api.body_values`): request models
+are validated by FastAPI, which gives them no other way to know the engine.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flowmonkey.api.body_values import body_max_depth
 from flowmonkey.api.errors import error_body
+from flowmonkey.model.limits import DEFAULT_MAX_DEPTH
 
 CODE = "BODY_TOO_LARGE"
 
@@ -23,9 +29,11 @@ def too_large_message(max_bytes: int) -> str:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,4 +58,9 @@ class BodyLimit:
                     raise HTTPException(413, too_large_message(self.max_bytes))
             return message
 
-        await self.app(scope, bounded, send)
+        # the app validates the body in this task, so in this context
+        depth = body_max_depth.set(self.max_depth)
+        try:
+            await self.app(scope, bounded, send)
+        finally:
+            body_max_depth.reset(depth)

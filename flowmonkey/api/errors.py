@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from flowmonkey.api.body_values import UNSTORABLE, printable
 from flowmonkey.errors import CommandRejected, FlowMonkeyError
 from flowmonkey.kernel import limits as lim
 
@@ -88,7 +89,8 @@ def status_of(error: FlowMonkeyError) -> int:
 
 
 def _json_path(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # a key may hold a lone surrogate, which no JSON answer can carry: escaped
+    parts = [printable(str(p)) for p in loc if p not in ("body", "query", "path", "header")]
     path = ""
     for part in parts:
         path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
@@ -106,8 +108,14 @@ def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
             problems.append({"in": "body", "field": "(body)",
                              "message": f"not valid JSON{at}"})
             continue
+        ctx = error.get("ctx") or {}
+        if error.get("type") == UNSTORABLE and isinstance(ctx.get("field"), str):
+            # a value deep in a field: the checker named its path itself
+            problems.append({"in": where, "field": ctx["field"],
+                             "message": printable(str(error.get("msg", "invalid")), None)})
+            continue
         problems.append({"in": where, "field": _json_path(loc),
-                         "message": str(error.get("msg", "invalid"))})
+                         "message": printable(str(error.get("msg", "invalid")), None)})
     return problems
 
 
@@ -138,6 +146,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            # FastAPI's answer to a body nested past what the JSON reader reads: as
+            # much a body too deep as one the request models refuse
+            message = "(body): nests deeper than a body may"
+            return JSONResponse(error_body("VALIDATION_ERROR", f"invalid request: {message}",
+                                           [{"in": "body", "field": "(body)",
+                                             "message": "nests deeper than a body may"}]),
+                                status_code=422)
         code = {400: "INVALID_BODY", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
                 413: "BODY_TOO_LARGE"}.get(exc.status_code, "HTTP_ERROR")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,

@@ -9,7 +9,10 @@ want the numbers public put the route behind their proxy like any internal port.
 
 Requests are counted by :class:`RequestMetrics`, an ASGI middleware that reads the
 matched route's template after routing; a request no route matched (a 404, a body
-refused before routing) counts under the route ``unmatched``.
+refused before routing) counts under the route ``unmatched``. Every label value comes
+from a fixed set, whatever a client sends: a method outside the standard ones counts
+as ``other`` (anyone can send ``FOO /``, and each new value would be a new series
+kept for the life of the process), and a status outside 100-599 as ``other``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,27 @@ from flowmonkey.metrics import CONTENT_TYPE_LATEST, Metrics
 router = APIRouter(tags=["health"])
 
 UNMATCHED = "unmatched"
+OTHER = "other"
+#: the methods counted under their own name (RFC 9110 and PATCH); any other is OTHER
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                     "CONNECT"})
+
+
+def method_label(method: object) -> str:
+    """The method as a label: one of :data:`METHODS` (methods are case-sensitive, so
+    ``get`` is not ``GET``), else ``other``."""
+    return method if isinstance(method, str) and method in METHODS else OTHER
+
+
+def route_label(route: object) -> str:
+    """The matched route's template (the app's routes are a fixed set), else
+    ``unmatched``: never the path a client sent."""
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) and template else UNMATCHED
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else OTHER
 
 
 @router.get("/metrics", response_class=Response,
@@ -58,10 +82,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sent)
         finally:
-            route = scope.get("route")
-            # the router sets it in this very scope; the template, never the raw path
-            template = getattr(route, "path", None) or UNMATCHED
-            method = str(scope.get("method", ""))
-            self.metrics.api_requests.labels(method, template, str(status)).inc()
+            # the router sets "route" in this very scope
+            template = route_label(scope.get("route"))
+            method = method_label(scope.get("method"))
+            self.metrics.api_requests.labels(method, template, status_label(status)).inc()
             self.metrics.api_request_seconds.labels(method, template).observe(
                 time.perf_counter() - started)

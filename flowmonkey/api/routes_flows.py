@@ -1,4 +1,8 @@
-"""``/v1/flows``: the flows the engine knows (definitions are shared by every tenant)."""
+"""``/v1/flows``: the flows the engine knows (definitions are shared by every tenant).
+
+A flow has no tenant, so every key lists every flow; a tenant-bound key reads step
+configs with their secrets redacted (:mod:`flowmonkey.api.redaction`), an admin key
+reads them as registered."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from fastapi import APIRouter, Query
 
 from flowmonkey.api.deps import Caller, EngineDep, Flows
 from flowmonkey.api.errors import ApiError
+from flowmonkey.api.redaction import redact_flow
 from flowmonkey.api.schemas import FlowList, FlowOut, FlowSummary, errors
 from flowmonkey.model.flow import version_key
 
@@ -28,7 +33,9 @@ async def get_flow(
     version: Annotated[str | None, Query(description="default: the newest published "
                                                      "version, else the newest")] = None,
 ) -> FlowOut:
-    """A flow's definition and the versions registered."""
+    """A flow's definition and the versions registered; for a tenant-bound key, secrets
+    in step configs (header values, keys such as ``apiKey`` or ``password``) read
+    ``[redacted]``."""
     flow = engine.flows.get(flow_id, version) or (
         engine.flows.get(flow_id, include_unpublished=True) if version is None else None)
     if flow is None and await flows.refresh():
@@ -36,4 +43,5 @@ async def get_flow(
     if flow is None:
         what = f"flow {flow_id!r}" + (f" version {version!r}" if version else "")
         raise ApiError(404, "FLOW_NOT_FOUND", f"{what} is not registered")
-    return FlowOut(flow=flow, versions=engine.flows.versions(flow_id))
+    shown = flow if caller.admin else redact_flow(flow)
+    return FlowOut(flow=shown, versions=engine.flows.versions(flow_id))

@@ -4,12 +4,13 @@ not a silently ignored option)."""
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
+from flowmonkey.api.body_values import UNSTORABLE, UnstorableValue, check_body
 from flowmonkey.events.envelope import Event
 from flowmonkey.model.base import FlowMonkeyModel
 from flowmonkey.model.execution import Execution
@@ -20,48 +21,26 @@ from flowmonkey.projections.base import Row
 
 # ----------------------------------------------------------------------------- requests
 
-# What the log's JSON codec (orjson) can encode: a larger integer would fail only when
-# the command is published (a 500), and NaN or Infinity, which Python's JSON reader
-# accepts, would silently become null.
-_INT_RANGE = (-(2**63), 2**64 - 1)
-# PostgreSQL stores no NUL in text or jsonb: one in a context would make the projection
-# fail the whole batch (every tenant's events with it) instead of refusing one request.
-_NUL = "\x00"
-
-
-def check_json(value: Any) -> None:
-    """Raise ValueError, naming the path, for a value the log or the projection cannot
-    carry as given. Iterative: a deeply nested body must not exhaust the stack."""
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        path, item = stack.pop()
-        if isinstance(item, str):
-            if _NUL in item:
-                raise ValueError(f"{path or 'value'}: a NUL character (\\u0000) cannot "
-                                 "be stored")
-            continue
-        if isinstance(item, bool) or item is None:
-            continue
-        if isinstance(item, int) and not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
-            raise ValueError(f"{path or 'value'}: integer out of the 64-bit range")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"{path or 'value'}: {item} is not a JSON number")
-        if isinstance(item, dict):
-            for k, v in item.items():
-                name = f"{path}.{k}" if path else str(k)
-                stack.extend([(f"{name} (its name)", k), (name, v)])
-        elif isinstance(item, list):
-            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
-
 
 class RequestModel(FlowMonkeyModel):
     """A request body: every value in it must fit the log and the projection (see
-    :func:`check_json`)."""
+    :mod:`flowmonkey.api.body_values`); one that does not is a 422 naming it."""
 
-    @model_validator(mode="after")
-    def _values_fit_the_stores(self) -> Self:
-        check_json(self.model_dump(by_alias=True))
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _values_fit_the_stores(cls, data: Any) -> Any:
+        # before the fields are read: every value and key as the client sent it, the
+        # unknown fields' too, is named by the client's own path
+        if not isinstance(data, dict):
+            return data  # not an object: the model says so
+        try:
+            check_body(data)
+        except UnstorableValue as exc:
+            # its own type, so the error answer names the field by its path (see
+            # flowmonkey.api.errors.validation_problems), not the body as a whole
+            raise PydanticCustomError(UNSTORABLE, "{reason}",
+                                      {"field": exc.path, "reason": exc.reason}) from None
+        return data
 
 
 class CreateExecutionRequest(RequestModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flowmonkey.handlers.base import (
     ContextHelpers,
+    DictVaultProvider,
     EnvVaultProvider,
     FunctionHandler,
     Handler,
@@ -48,6 +49,7 @@ __all__ = [
     "ConditionalHandler",
     "ContextHelpers",
     "DelayHandler",
+    "DictVaultProvider",
     "EnvVaultProvider",
     "Expression",
     "ExpressionError",

@@ -105,14 +105,37 @@ class VaultProvider(Protocol):
 
 @dataclass(slots=True)
 class EnvVaultProvider:
-    """Reads secrets from environment variables (``prefix + name``, upper-cased)."""
+    """Reads secrets from environment variables: ``prefix`` + the name upper-cased,
+    with ``-``, ``.`` and ``/`` as ``_`` (``payments/api-key`` is read from
+    ``FLOWMONKEY_SECRET_PAYMENTS_API_KEY``)."""
 
     prefix: str = "FLOWMONKEY_SECRET_"
+
+    def variable(self, name: str) -> str:
+        """The environment variable a secret's name is read from."""
+        return self.prefix + name.upper().replace("-", "_").replace(".", "_").replace("/", "_")
 
     async def get_secret(self, name: str) -> str | None:
         import os
 
-        return os.environ.get(self.prefix + name.upper().replace("-", "_").replace(".", "_"))
+        return os.environ.get(self.variable(name))
+
+    def __repr__(self) -> str:
+        return f"EnvVaultProvider(prefix={self.prefix!r})"
+
+
+class DictVaultProvider:
+    """Secrets from a mapping held in memory (for tests and embedded use). Its
+    ``repr`` names the secrets, never their values."""
+
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        self._secrets = dict(secrets)
+
+    async def get_secret(self, name: str) -> str | None:
+        return self._secrets.get(name)
+
+    def __repr__(self) -> str:
+        return f"DictVaultProvider({sorted(self._secrets)!r})"
 
 
 @dataclass(slots=True)

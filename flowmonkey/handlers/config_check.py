@@ -128,6 +128,10 @@ def _problem(error: ValidationError) -> tuple[str, str]:
         types = expected if isinstance(expected, list) else [expected]
         return config_field(path), "must be " + " or ".join(
             _JSON_TYPES.get(str(t), str(t)) for t in types)
+    if kind in ("anyOf", "oneOf") and isinstance(expected, list):
+        # jsonschema's own message quotes the value, which may be a secret
+        return config_field(path), "must be " + " or ".join(
+            _describe(option) for option in expected)
     if kind == "enum" and isinstance(expected, list):
         return config_field(path), "must be one of " + ", ".join(
             _short(orjson.dumps(v).decode(), 40) for v in expected)
@@ -135,6 +139,22 @@ def _problem(error: ValidationError) -> tuple[str, str]:
     if template is not None:
         return config_field(path), "must be " + template.format(expected)
     return config_field(path), _short(error.message)
+
+
+def _describe(schema: Any) -> str:
+    """What a value matching ``schema`` is, in words: its types, or the keys an object
+    must have (``{"$vault": ...}``)."""
+    if not isinstance(schema, Mapping):
+        return "a valid value"
+    required = schema.get("required")
+    if schema.get("type") == "object" and isinstance(required, list) and required:
+        return "an object " + _short(orjson.dumps(dict.fromkeys(
+            (str(k) for k in required), "...")).decode(), 60)
+    types = schema.get("type")
+    if types is not None:
+        return " or ".join(_JSON_TYPES.get(str(t), str(t))
+                           for t in (types if isinstance(types, list) else [types]))
+    return "a valid value"
 
 
 def _short(text: str, limit: int = 120) -> str:

@@ -26,11 +26,22 @@ Differences from the original class handler, on purpose:
   output is stored in the log; a larger body fails with ``RESPONSE_TOO_LARGE``.
 
 Headers are never logged: they routinely carry credentials.
+
+**Secrets from the vault.** A header or query parameter (``params``) may name a
+secret instead of holding one: ``{"Authorization": {"$vault": "payments-token"}}``.
+The engine's :class:`~flowmonkey.handlers.base.VaultProvider` resolves it for each
+attempt, so the value lives only in the request: the flow definition, the events
+(which never carry a step's config), the projection and the logs keep the reference.
+A response that echoes a resolved secret (in its body or headers) has it replaced by
+``[redacted]`` before it becomes the step's output, and no error message quotes one.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import dataclasses
+import logging
 import os
 import ssl
 import threading
@@ -38,12 +49,13 @@ import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote, quote_plus
 
 import httpcore
 import httpx
 import orjson
 
-from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
+from flowmonkey.handlers.base import HandlerMetadata, HandlerParams, VaultProvider
 from flowmonkey.handlers.config import ConfigError, int_in
 from flowmonkey.handlers.safe_transport import (
     AddressNotAllowed,
@@ -66,6 +78,15 @@ _PRIVATE_HINT = (f"HTTP steps may only call public addresses; to allow private o
                  f"operator constructs HttpHandler(allow_private=True) or sets "
                  f"{ALLOW_PRIVATE_ENV}=1")
 
+VAULT_KEY = "$vault"
+REDACTED = "[redacted]"
+#: a reference to a secret of the engine's vault, in place of a header or param value
+VAULT_REF_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": [VAULT_KEY], "additionalProperties": False,
+    "properties": {VAULT_KEY: {"type": "string", "minLength": 1,
+                               "description": "the secret's name in the engine's vault"}},
+}
+
 CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["url"],
@@ -74,8 +95,13 @@ CONFIG_SCHEMA: dict[str, Any] = {
         # any case: the method is upper-cased before it is sent
         "method": {"type": "string", "enum": [*METHODS, *(m.lower() for m in METHODS)],
                    "default": "GET"},
-        "headers": {"type": "object", "additionalProperties": {"type": ["string", "number",
-                                                                        "boolean"]}},
+        "headers": {"type": "object", "additionalProperties": {"anyOf": [
+            {"type": ["string", "number", "boolean"]}, VAULT_REF_SCHEMA]},
+            "description": "header values, or {\"$vault\": name} for a secret"},
+        "params": {"type": "object", "additionalProperties": {"anyOf": [
+            {"type": ["string", "number", "boolean"]}, VAULT_REF_SCHEMA]},
+            "description": "query parameters added to the URL's own, or {\"$vault\": "
+                           "name} for a secret"},
         "body": {"description": "objects and arrays are sent as JSON, strings as-is"},
         "timeout": {"type": "integer", "minimum": 100, "maximum": 300000, "default": 30000,
                     "description": "per-attempt time limit in milliseconds"},
@@ -101,13 +127,34 @@ class _TooLarge(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _VaultRef:
+    """A header or param value to be read from the vault: ``{"$vault": name}``."""
+
+    name: str
+
+
+_Value = str | _VaultRef
+
+
+@dataclass(frozen=True, slots=True)
 class _Config:
     url: str
     method: str
-    headers: dict[str, str]
+    headers: dict[str, _Value]
+    params: dict[str, _Value]
     body: Any
     timeout_ms: int
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A config with its vault references resolved; ``secrets`` are the values read."""
+
+    config: _Config
+    headers: dict[str, str]
+    params: dict[str, str]
+    secrets: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +165,40 @@ class _Response:
     content: bytes
     charset: str | None
     content_type: str
+
+
+#: the secrets of the request this task is sending, for :class:`_ScrubSecrets`
+_SECRETS_IN_FLIGHT: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "flowmonkey_http_secrets", default=())
+#: the loggers that write a request's URL (httpx, at INFO) or a response's headers
+#: (httpcore, at DEBUG) while this handler sends; a logger's filter applies to its
+#: own records only, so each is named
+_CHATTY_LOGGERS = ("httpx", "httpcore.http11", "httpcore.http2", "httpcore.connection")
+
+
+class _ScrubSecrets(logging.Filter):
+    """Replaces the secrets of the request being sent (in this task) in what httpx and
+    httpcore log about it: ``HTTP Request: GET https://...?key=<secret>`` otherwise
+    reaches any log that takes httpx's INFO lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = _SECRETS_IN_FLIGHT.get()
+        if secrets:
+            message = record.getMessage()
+            scrubbed = _scrub_text(message, secrets)
+            if scrubbed != message:
+                record.msg, record.args = scrubbed, None
+        return True
+
+
+def _install_log_scrubber() -> None:
+    for name in _CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ScrubSecrets) for f in logger.filters):
+            logger.addFilter(_ScrubSecrets())
+
+
+_install_log_scrubber()
 
 
 def _env_allows_private() -> bool:
@@ -168,6 +249,7 @@ class HttpHandler:
         started = time.monotonic()
         try:
             config = _parse_config(params.config)
+            request = await _resolve_secrets(config, params.vault)
         except ConfigError as exc:
             return Result.failure("INPUT_ERROR", f"http: {exc}")
         allow_private = self._allow_private or _env_allows_private()
@@ -175,7 +257,7 @@ class HttpHandler:
         for attempt in range(1, config.attempts + 1):
             try:
                 response = await _unless_aborted(
-                    self._attempt(config, allow_private), params.abort)
+                    self._attempt(request, allow_private), params.abort)
             except _Aborted:
                 return Result.failure("ABORTED", "Request was cancelled")
             except _NotAllowed as exc:
@@ -189,25 +271,28 @@ class HttpHandler:
                     f"response body is larger than {self._max_response_bytes} bytes",
                     details={"limit": self._max_response_bytes})
             except (httpx.RequestError, OSError, TimeoutError) as exc:
-                last_error = _describe_transport_error(exc, config)
+                last_error = _scrub_text(_describe_transport_error(exc, config),
+                                         request.secrets)
                 if attempt < config.attempts:
                     delay_s = min(100 * 2 ** (attempt - 1), 5000) / 1000
                     if await _sleep_unless_aborted(delay_s, params.abort):
                         return Result.failure("ABORTED", "Request was cancelled")
                 continue
-            return _to_result(response, attempt, started)
+            return _to_result(_scrub_response(response, request.secrets), attempt, started)
         return Result.failure("REQUEST_FAILED", last_error,
                               details={"attempts": config.attempts})
 
-    async def _attempt(self, config: _Config, allow_private: bool) -> _Response:
-        async with asyncio.timeout(config.timeout_ms / 1000):
+    async def _attempt(self, request: _Request, allow_private: bool) -> _Response:
+        # this task's context only: the log filter scrubs this request's secrets
+        _SECRETS_IN_FLIGHT.set(request.secrets)
+        async with asyncio.timeout(request.config.timeout_ms / 1000):
             if self._client is not None:
-                return await self._exchange(self._client, config, allow_private)
+                return await self._exchange(self._client, request, allow_private)
             transport = GuardedTransport(
                 self._resolve, allow_private=allow_private,
                 network_backend=self._network_backend, verify=self._tls_context())
             async with httpx.AsyncClient(transport=transport) as client:
-                return await self._exchange(client, config, allow_private)
+                return await self._exchange(client, request, allow_private)
 
     def _tls_context(self) -> ssl.SSLContext:
         with self._ssl_lock:
@@ -216,9 +301,10 @@ class HttpHandler:
             return self._ssl_context
 
     async def _exchange(
-        self, client: httpx.AsyncClient, config: _Config, allow_private: bool
+        self, client: httpx.AsyncClient, prepared: _Request, allow_private: bool
     ) -> _Response:
-        headers = dict(config.headers)
+        config = prepared.config
+        headers = dict(prepared.headers)
         content: str | bytes | None = None
         if isinstance(config.body, str):
             content = config.body
@@ -226,7 +312,11 @@ class HttpHandler:
             content = orjson.dumps(config.body)
             if not any(name.lower() == "content-type" for name in headers):
                 headers["content-type"] = "application/json"
-        request = client.build_request(config.method, config.url, headers=headers,
+        url = httpx.URL(config.url)
+        if prepared.params:
+            # added to the URL's own query (build_request's params= would replace it)
+            url = url.copy_merge_params(prepared.params)
+        request = client.build_request(config.method, url, headers=headers,
                                        content=content, timeout=config.timeout_ms / 1000)
         hops = 0
         while True:
@@ -275,6 +365,68 @@ class HttpHandler:
         if address is not None and not is_public_address(address):
             raise _NotAllowed(f"host {host!r} is a non-public address (private, loopback, "
                               f"link-local, multicast or reserved); {_PRIVATE_HINT}")
+
+
+async def _resolve_secrets(config: _Config, vault: VaultProvider | None) -> _Request:
+    """``config`` with each ``{"$vault": name}`` replaced by the secret's value.
+    Raises ConfigError naming the field and the secret, never a value."""
+    secrets: list[str] = []
+
+    async def resolve(field: str, values: Mapping[str, _Value]) -> dict[str, str]:
+        resolved: dict[str, str] = {}
+        for name, value in values.items():
+            if isinstance(value, str):
+                resolved[name] = value
+                continue
+            where = f"config.{field}[{name!r}] names vault secret {value.name!r}"
+            if vault is None:
+                raise ConfigError(f"{where}, but the engine has no vault "
+                                  "(Engine(vault=...))")
+            try:
+                secret = await vault.get_secret(value.name)
+            except Exception as exc:  # a vault's own failure: say which, not its text
+                raise ConfigError(f"{where}, and the vault failed to read it "
+                                  f"({type(exc).__name__})") from None
+            if secret is None:
+                raise ConfigError(f"{where}, which the vault does not have")
+            if not isinstance(secret, str):
+                raise ConfigError(f"{where}, and the vault's value is not text")
+            resolved[name] = secret
+            if secret:
+                secrets.append(secret)
+        return resolved
+
+    headers = await resolve("headers", config.headers)
+    params = await resolve("params", config.params)
+    # each secret as it is sent and as a URL or a log writes it (percent-encoded),
+    # longest first, so a form that contains another is replaced whole
+    forms = {form for secret in secrets for form in _written_forms(secret)}
+    return _Request(config, headers, params, tuple(sorted(forms, key=len, reverse=True)))
+
+
+def _written_forms(secret: str) -> set[str]:
+    forms = {secret, quote(secret, safe=""), quote_plus(secret),
+             str(httpx.QueryParams({"k": secret}))[2:]}
+    return {form for form in forms if form}
+
+
+def _scrub_text(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _scrub_response(response: _Response, secrets: tuple[str, ...]) -> _Response:
+    """The response with every resolved secret it echoes replaced: it becomes the
+    step's output (or error), which the log and the projection keep."""
+    if not secrets:
+        return response
+    content = response.content
+    for secret in secrets:
+        content = content.replace(secret.encode("utf-8"), REDACTED.encode())
+    return dataclasses.replace(
+        response, content=content, reason=_scrub_text(response.reason, secrets),
+        headers={k: _scrub_text(v, secrets) for k, v in response.headers.items()})
 
 
 def _to_result(response: _Response, attempt: int, started: float) -> StepResult:
@@ -360,21 +512,31 @@ def _parse_config(config: Mapping[str, Any]) -> _Config:
     method = config.get("method", "GET")
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise ConfigError(f"config.method must be one of {', '.join(METHODS)}")
-    raw_headers = config.get("headers") or {}
-    if not isinstance(raw_headers, Mapping):
-        raise ConfigError("config.headers must be an object of header names to values")
-    headers: dict[str, str] = {}
-    for name, value in raw_headers.items():
-        if isinstance(value, bool):
-            headers[str(name)] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            headers[str(name)] = str(value)
-        else:
-            # The value is not echoed: headers can hold secrets.
-            raise ConfigError(f"config.headers[{name!r}] must be a string or number")
     return _Config(
-        url=url.strip(), method=method.upper(), headers=headers, body=config.get("body"),
+        url=url.strip(), method=method.upper(), headers=_values(config, "headers"),
+        params=_values(config, "params"), body=config.get("body"),
         timeout_ms=int_in(config, "timeout", 30000, 100, 300000),
         attempts=max(1, int_in(config, "retries", 3, 0, 10)),
     )
 
+
+
+def _values(config: Mapping[str, Any], field: str) -> dict[str, _Value]:
+    """``config[field]``: names to texts (numbers and booleans written out) or vault
+    references. Values are never echoed in errors: they can hold secrets."""
+    raw = config.get(field) or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config.{field} must be an object of names to values")
+    values: dict[str, _Value] = {}
+    for name, value in raw.items():
+        if isinstance(value, bool):
+            values[str(name)] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            values[str(name)] = str(value)
+        elif (isinstance(value, Mapping) and set(value) == {VAULT_KEY}
+              and isinstance(value[VAULT_KEY], str) and value[VAULT_KEY]):
+            values[str(name)] = _VaultRef(value[VAULT_KEY])
+        else:
+            raise ConfigError(f"config.{field}[{name!r}] must be a string, a number or "
+                              f'{{"{VAULT_KEY}": "secret name"}}')
+    return values
