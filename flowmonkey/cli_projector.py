@@ -76,6 +76,12 @@ def register_projector(subparsers: Subparsers) -> None:
                         help="seconds between progress lines (default 5)")
     parser.add_argument("--batch-size", metavar="N", type=int, default=1000,
                         help="most events applied in one transaction (default 1000)")
+    parser.add_argument("--synchronous-commit", choices=("off", "on"), default="off",
+                        help="PostgreSQL's synchronous_commit for the batches: off "
+                             "(default) does not wait for each batch's WAL flush; a "
+                             "Postgres crash may then lose the last batches, which the "
+                             "projector notices and applies again; on waits for every "
+                             "flush, so the projection never goes back after a crash")
     add_gc_option(parser)
     add_log_format_option(parser)
     add_metrics_options(parser)
@@ -122,14 +128,15 @@ class _Projector:
         import asyncpg
 
         from flowmonkey.errors import LogError
-        from flowmonkey.projections.postgres import ProjectionStoreError
+        from flowmonkey.projections.postgres import PostgresProjection, ProjectionStoreError
         from flowmonkey.projections.projector import OffsetPastEndError
         from flowmonkey.projections.service import ProjectorService
 
         settings, args = self.settings, self.args
         service = ProjectorService(
             settings.make_log(client_id="flowmonkey-projector"),
-            settings.make_projection(schema=args.schema),
+            PostgresProjection(self.dsn, args.schema,
+                               synchronous_commit=args.synchronous_commit),
             topic_prefix=settings.topic_prefix, group=args.group, batch_size=args.batch_size)
         _say(f"group {args.group}: {settings.describe_log()} -> "
              f"{settings.describe_projection(args.schema)}")
