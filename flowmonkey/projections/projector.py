@@ -256,8 +256,9 @@ class Projector:
 
     async def _reread(self, partition: int) -> int:
         """Read ``partition``'s stored offset again (waiting while the store cannot be
-        read) and continue from it: after a failed batch the store may hold less than
-        this projector wrote (a crash lost commits), or more (another projector of the
+        read) and continue from it, or from this projector's own last written offset
+        if that is lower: after a failed batch the store may hold less than this
+        projector wrote (a crash lost commits), or more (another projector of the
         group, or a commit whose answer was lost)."""
         store = self._store
         assert store is not None
@@ -275,13 +276,19 @@ class Projector:
                 delay = min(delay * 2, _RETRY_MAX_S)
                 continue
             self._seen_failures[partition] = failures
-            if stored != self._stored[partition]:
+            written = self._stored[partition]
+            if stored < written:
                 log.warning("the offset stored for %s[%d] is %d, not %d as last written: "
-                            "continuing from the stored one", self.topic, partition, stored,
-                            self._stored[partition])
-            self._moved_to(partition, stored)
+                            "applying again from the stored one", self.topic, partition,
+                            stored, written)
+            # Ahead of what this projector wrote (another projector of the group, or a
+            # commit whose answer was lost), it goes on from its own offset: applying
+            # again changes no row, and its listeners (an engine's waiters) hear every
+            # event. Behind it, from the stored one: what the store lost comes again.
+            position = min(stored, written)
+            self._moved_to(partition, position)
             self._progress.set()
-            return stored
+            return position
 
     async def _consume(self, partition: int) -> None:
         try:

@@ -12,19 +12,20 @@ Kafka, the engine's projector on Kafka, the projector on the embedded log).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.processors.topics import Topics
 from flowmonkey.projections.postgres import PostgresProjection
-from flowmonkey.projections.projector import Projector
+from flowmonkey.projections.projector import OnBatch, Projector
 from flowmonkey.projections.service import ProjectorService
 from tests.faults.pg_projection_support import (
     after_last_records,
@@ -160,3 +161,47 @@ async def test_a_projector_applies_again_the_batches_a_database_crash_lost(
 
 async def _stored_are(dsn: str, schema: str, ends: dict[int, int]) -> bool:
     return await stored_offsets(dsn, schema) == ends
+
+
+async def test_two_projectors_sharing_a_group_each_apply_and_hear_every_event(
+    pg_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    # an engine's in-process projector and `flowmonkey projector` may share a group and
+    # a schema: the offsets check must not make either skip what the other stored
+    dsn, schema = pg_schema
+    topics = Topics("fm")
+    heard: dict[str, list[str]] = {"one": [], "two": []}
+    async with EmbeddedLog(path=tmp_path, partitions=PARTITIONS) as log:
+        await log.create_topics(topics.specs(PARTITIONS))
+        projections = [PostgresProjection(dsn, schema, pool_max=2) for _ in heard]
+        projectors = []
+        for name, projection in zip(heard, projections, strict=True):
+            await projection.start()
+            projector = Projector(log, topics.events, PARTITIONS, projection,
+                                  on_batch=_collect(heard[name]), group=GROUP,
+                                  batch_size=3)
+            await projector.start()
+            projectors.append(projector)
+        try:
+            for wave in range(4):
+                await publish(log, topics.events,
+                              [run_start(f"w{wave}-{i}") for i in range(6)], PARTITIONS)
+            ends = await _ends(log, topics.events)
+            await until(lambda: all(p.positions == [ends[0], ends[1]] for p in projectors),
+                        "both projectors to reach the end")
+            assert await stored_offsets(dsn, schema) == ends
+        finally:
+            for projector in projectors:
+                await projector.stop()
+            for projection in projections:
+                await projection.close()
+        in_log = await log_events(log, topics.events, PARTITIONS)
+    assert await projected_events(dsn, schema) == in_log
+    for name, events in heard.items():
+        assert sorted(events) == sorted(e[2] for e in in_log), name
+
+
+def _collect(into: list[str]) -> OnBatch:
+    def on_batch(events: Sequence[Event], replayed: bool) -> None:
+        into.extend(e.event_id for e in events)
+    return on_batch
