@@ -4,7 +4,9 @@ Semantics are the memory projection's (``memory.py``), checked by the same contr
 suite. Execution state comes only from the kernel's appliers: a batch loads the stored
 ``ExecutionState`` of the executions it touches, folds its events onto them with
 ``kernel.apply.apply`` and writes the results back, all in one transaction, together
-with the consumer offsets when the caller passes them (exactly-once projection).
+with the consumer offsets when the caller passes them (exactly-once projection). The
+offsets are a compare-and-set against the offsets the batch continues from, so a
+projector never builds on a position the database lost (see ``_WRITE_BATCH``).
 """
 
 # Queries here are assembled from constant fragments and $n placeholders; every value
