@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import CliError, add_command
+from flowmonkey.cli_common import EXIT_FAILED, CliError, add_command
 from flowmonkey.cli_service import (
     add_gc_option,
     add_log_format_option,
@@ -42,7 +42,11 @@ EPILOG = """\
 On Kafka every projector started with the same --group shares the events partitions
 with the others (a consumer group): start more to project faster, stop one and the
 rest take its partitions over. The offsets are stored in Postgres in the same
-transaction as the rows, so each event lands exactly once, across restarts too. On
+transaction as the rows, so each event lands exactly once, across restarts too. Each
+batch checks that the stored offsets are the ones it continues from: if Postgres lost
+acknowledged commits (a crash with synchronous_commit off), the projector reads the
+stored offsets again and applies the lost events again. An offset stored past the
+end of the log stops it (exit 1): repair the log, then `flowmonkey rebuild`. On
 the durable embedded log (FLOWMONKEY_DATA_DIR) one projector projects everything.
 Migrations run on start. Progress is printed every --progress-every seconds; lag is
 the time from an event's timestamp to when its batch was committed.
@@ -72,6 +76,12 @@ def register_projector(subparsers: Subparsers) -> None:
                         help="seconds between progress lines (default 5)")
     parser.add_argument("--batch-size", metavar="N", type=int, default=1000,
                         help="most events applied in one transaction (default 1000)")
+    parser.add_argument("--synchronous-commit", choices=("off", "on"), default="off",
+                        help="PostgreSQL's synchronous_commit for the batches: off "
+                             "(default) does not wait for each batch's WAL flush; a "
+                             "Postgres crash may then lose the last batches, which the "
+                             "projector notices and applies again; on waits for every "
+                             "flush, so the projection never goes back after a crash")
     add_gc_option(parser)
     add_log_format_option(parser)
     add_metrics_options(parser)
@@ -118,12 +128,15 @@ class _Projector:
         import asyncpg
 
         from flowmonkey.errors import LogError
+        from flowmonkey.projections.postgres import PostgresProjection, ProjectionStoreError
+        from flowmonkey.projections.projector import OffsetPastEndError
         from flowmonkey.projections.service import ProjectorService
 
         settings, args = self.settings, self.args
         service = ProjectorService(
             settings.make_log(client_id="flowmonkey-projector"),
-            settings.make_projection(schema=args.schema),
+            PostgresProjection(self.dsn, args.schema,
+                               synchronous_commit=args.synchronous_commit),
             topic_prefix=settings.topic_prefix, group=args.group, batch_size=args.batch_size)
         _say(f"group {args.group}: {settings.describe_log()} -> "
              f"{settings.describe_projection(args.schema)}")
@@ -131,8 +144,12 @@ class _Projector:
             await service.start()
         except LogError as exc:
             raise log_unreachable(exc, settings) from None
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                ProjectionStoreError) as exc:
             raise postgres_unreachable(exc, self.dsn) from None
+        except OffsetPastEndError as exc:
+            # the projection is ahead of the log: following it would skip records
+            raise CliError(str(exc), exit_code=EXIT_FAILED) from None
         try:
             apply_gc_option(self.args)
             return await self._serve(service)

@@ -4,7 +4,9 @@ Semantics are the memory projection's (``memory.py``), checked by the same contr
 suite. Execution state comes only from the kernel's appliers: a batch loads the stored
 ``ExecutionState`` of the executions it touches, folds its events onto them with
 ``kernel.apply.apply`` and writes the results back, all in one transaction, together
-with the consumer offsets when the caller passes them (exactly-once projection).
+with the consumer offsets when the caller passes them (exactly-once projection). The
+offsets are a compare-and-set against the offsets the batch continues from, so a
+projector never builds on a position the database lost (see ``_WRITE_BATCH``).
 """
 
 # Queries here are assembled from constant fragments and $n placeholders; every value
@@ -105,6 +107,21 @@ class ProjectionStoreError(FlowMonkeyError):
     code = "PROJECTION_STORE_ERROR"
 
 
+class OffsetConflictError(FlowMonkeyError):
+    """A batch continues from an offset the store does not have: a stored offset is
+    behind the one the batch was read from (the store lost commits, or someone reset
+    it). Nothing of the batch was stored; ``stored`` holds what is stored
+    ((topic, partition) -> next offset, None where nothing is), to re-read from."""
+
+    code = "PROJECTION_OFFSET_CONFLICT"
+
+    def __init__(self, message: str, *, stored: Mapping[tuple[str, int], int | None],
+                 since: Mapping[tuple[str, int], int], **details: Any) -> None:
+        super().__init__(message, **details)
+        self.stored = dict(stored)
+        self.since = dict(since)
+
+
 _STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _STATE_CACHE_SIZE = 50_000  # executions whose last written state is kept decoded
 
@@ -129,7 +146,7 @@ _EXECUTION_COLUMNS = ("id, tenant_id, flow_id, flow_version, status, parent_exec
                       "idempotency_key, wake_at, created_at, updated_at, seq, state")
 _EXECUTION_TYPES = ("text", "text", "text", "text", "text", "text", "text", "bigint",
                     "bigint", "bigint", "bigint", "jsonb")
-_OFFSET_TYPES = ("text", "text", "int", "bigint")
+_OFFSET_TYPES = ("text", "text", "int", "bigint", "bigint")
 
 
 def _unnest(types: Sequence[str], first: int) -> str:
@@ -141,7 +158,9 @@ def _unnest(types: Sequence[str], first: int) -> str:
         for i, t in enumerate(types)) + ")"
 
 
-_E, _X = len(_EVENT_TYPES), len(_EXECUTION_TYPES)
+_E, _X, _O = len(_EVENT_TYPES), len(_EXECUTION_TYPES), len(_OFFSET_TYPES)
+_OFFSETS = _unnest(_OFFSET_TYPES, 1 + _E + _X)
+_SYNC_PARAM = 1 + _E + _X + _O
 _WRITE_BATCH = f"""
 with events as (
     insert into fm_events ({_EVENT_COLUMNS}) select * from {_unnest(_EVENT_TYPES, 1)}
@@ -156,23 +175,46 @@ executions as (
         created_at = excluded.created_at, updated_at = excluded.updated_at,
         seq = excluded.seq, state = excluded.state
     where fm_executions.seq < excluded.seq),
-offsets as (
+offsets_moved as (
+    update fm_projection_offsets o
+    set next_offset = greatest(o.next_offset, b.next_offset)
+    from {_OFFSETS} as b(group_id, topic, partition, since, next_offset)
+    where o.group_id = b.group_id and o.topic = b.topic and o.partition = b.partition
+        and o.next_offset >= b.since
+    returning 1),
+offsets_new as (
     insert into fm_projection_offsets (group_id, topic, partition, next_offset)
-    select * from {_unnest(_OFFSET_TYPES, 1 + _E + _X)}
-    on conflict (group_id, topic, partition) do update
-    set next_offset = greatest(fm_projection_offsets.next_offset, excluded.next_offset))
-select set_config('synchronous_commit', 'off', true)"""
+    select b.group_id, b.topic, b.partition, b.next_offset
+    from {_OFFSETS} as b(group_id, topic, partition, since, next_offset)
+    where b.since = 0
+    on conflict (group_id, topic, partition) do nothing
+    returning 1)
+select (select count(*) from offsets_moved) + (select count(*) from offsets_new),
+    set_config('synchronous_commit', ${_SYNC_PARAM}::text, true)"""
 # One statement writes a batch's events, executions and offsets (three statements and a
 # SET cost four round trips to the server per batch, which the projector waited for).
 # The sub-statements touch different tables and none reads another's rows, so running
 # them on one snapshot changes nothing.
-# greatest: two projectors that share a group and a schema (an Engine's in-process one
-# and `flowmonkey projector`) re-apply nothing either way (rows are idempotent by seq),
-# but the stored position must never move back to the slower one's.
-# synchronous_commit off, for this transaction only: the projection is derived from the
-# log and its offsets commit with its rows, so a server crash that loses the last
-# commits loses rows and offsets together, and the projector applies those events
-# again. Durability stays with the log.
+#
+# The offsets are a compare-and-set: each partition's new offset is stored only if the
+# stored one is not behind the offset the batch continues from ("since"; a partition
+# with no row counts as 0). The result is the number of partitions stored, and fewer
+# than the batch's means the store has lost a position the projector built on (a server
+# crash that dropped acknowledged commits, an offset reset behind its back): the batch
+# is rolled back and the projector re-reads the stored offsets and applies again from
+# there, so nothing is ever skipped. A stored offset *ahead* of "since" is fine: every
+# event below it was stored with it (rows and offsets commit together, and a crash
+# loses a suffix of the commits, never a middle one), and the batch covers the rest.
+# That is what lets two projectors share a group and a schema (an Engine's in-process
+# one and `flowmonkey projector`): each applies what it reads (rows are idempotent by
+# seq, so each one's listeners hear every event), and greatest() never moves the stored
+# position back to the slower one's. The update and the insert see one snapshot: for a
+# partition without a row the insert stores it; with one, the update checks it; a row
+# another transaction inserts meanwhile makes the insert store nothing (a conflict).
+#
+# synchronous_commit is set for this transaction only ("off" by default, see
+# PostgresProjection): with it off, a server crash can lose the last acknowledged
+# commits, rows and offsets together, and the compare-and-set above is what notices.
 _INSERT_REJECTION = (
     "insert into fm_rejections (execution_id, event_id, type, version, timestamp_ms, "
     "tenant_id, command_id, data) values ($1, $2, $3, $4, $5, $6, $7, $8) "
@@ -188,8 +230,19 @@ _WAL_COLUMNS = ("id, table_id, tenant_id, data, pipe_id, execution_id, flow_id, 
 _ROW_COLUMNS = "id, tenant_id, data, created_at, updated_at"
 
 
+SYNCHRONOUS_COMMIT_VALUES = ("off", "local", "remote_write", "on", "remote_apply")
+DEFAULT_SYNCHRONOUS_COMMIT = "off"
+
+
 class PostgresProjection:
-    """:class:`~flowmonkey.projections.base.Projection` in a Postgres schema (asyncpg)."""
+    """:class:`~flowmonkey.projections.base.Projection` in a Postgres schema (asyncpg).
+
+    ``synchronous_commit`` is PostgreSQL's setting for the projector's batch
+    transactions only. ``"off"`` (the default) does not wait for the commit to reach
+    the disk: a server crash may then lose the last acknowledged batches, rows and
+    offsets together, and the projector notices it (the offsets compare-and-set) and
+    applies them again from the log. ``"on"`` waits for every batch's flush.
+    """
 
     def __init__(
         self,
@@ -200,7 +253,13 @@ class PostgresProjection:
         pool_max: int = 10,
         *,
         clock_ms: Callable[[], int] | None = None,
+        synchronous_commit: str = DEFAULT_SYNCHRONOUS_COMMIT,
     ) -> None:
+        if synchronous_commit not in SYNCHRONOUS_COMMIT_VALUES:
+            raise ValueError(f"synchronous_commit must be one of "
+                             f"{', '.join(SYNCHRONOUS_COMMIT_VALUES)}, not "
+                             f"{synchronous_commit!r}")
+        self._synchronous_commit = synchronous_commit
         self._store = SchemaPool(
             dsn, schema, min_size=pool_min, max_size=pool_max, init=_init_connection,
             not_started=lambda: ProjectionNotStartedError(
@@ -232,18 +291,28 @@ class PostgresProjection:
     # ------------------------------------------------------------------ events
 
     async def apply_events(self, events: Sequence[Event]) -> None:
-        await self.apply_events_with_offsets(events, None, {})
+        await self.apply_events_with_offsets(events, None, {}, since={})
 
     async def apply_events_with_offsets(
-        self, events: Sequence[Event], group: str | None, offsets: Offsets
+        self, events: Sequence[Event], group: str | None, offsets: Offsets, *,
+        since: Mapping[tuple[str, int], int],
     ) -> None:
         """Apply ``events`` and store ``offsets`` ((topic, partition) -> next offset) for
-        consumer ``group`` in one transaction: both land or neither does."""
+        consumer ``group`` in one transaction: both land or neither does.
+
+        ``since`` gives, for each partition of ``offsets``, the offset the batch
+        continues from (the stored offset the caller last read or wrote; 0 for none).
+        If a stored offset is behind it, the store has lost what the caller built on:
+        nothing is stored and :class:`OffsetConflictError` says what is stored."""
+        if offsets.keys() != since.keys():
+            raise ValueError("since must give the offset each partition of offsets "
+                             f"continues from: {sorted(since)} != {sorted(offsets)}")
         notes: builtins.list[_Note] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 states = await self._apply_txn(
-                    conn, events, notes, (group, offsets) if group is not None else None)
+                    conn, events, notes,
+                    (group, offsets, since) if group is not None else None)
         except _STORE_ERRORS as exc:
             first = events[0].event_id if events else None
             raise ProjectionStoreError(
@@ -255,15 +324,24 @@ class PostgresProjection:
         self._emit(notes)
 
     async def committed_offset(self, group: str, topic: str, partition: int) -> int | None:
-        """The next offset to consume, as last stored with a batch; None if never."""
-        value: int | None = await self._pool.fetchval(
-            "select next_offset from fm_projection_offsets "
-            "where group_id = $1 and topic = $2 and partition = $3", group, topic, partition)
+        """The next offset to consume, as last stored with a batch; None if never.
+        Raises :class:`ProjectionStoreError` when Postgres cannot be read."""
+        try:
+            value: int | None = await self._pool.fetchval(
+                "select next_offset from fm_projection_offsets "
+                "where group_id = $1 and topic = $2 and partition = $3",
+                group, topic, partition)
+        except _STORE_ERRORS as exc:
+            raise ProjectionStoreError(
+                f"could not read the offset stored for group {group!r}, {topic}"
+                f'[{partition}] in schema "{self.schema}": {type(exc).__name__}: {exc}',
+                schema=self.schema) from exc
         return value
 
     async def _apply_txn(self, conn: Conn, events: Sequence[Event],
                          notes: builtins.list[_Note],
-                         offsets: tuple[str, Offsets] | None) -> dict[str, ExecutionState]:
+                         offsets: tuple[str, Offsets, Mapping[tuple[str, int], int]] | None
+                         ) -> dict[str, ExecutionState]:
         ids = list(dict.fromkeys(e.execution_id for e in events if e.seq != 0))
         loaded: dict[str, _Loaded] = {}
         if ids:
@@ -306,13 +384,16 @@ class PostgresProjection:
             await conn.executemany(_INSERT_REJECTION, [
                 (_text(e.execution_id), _text(e.event_id), e.type, e.version, e.timestamp_ms,
                  _text(e.tenant_id), _text(e.command_id), e.data) for e in rejections])
-        group, positions = offsets if offsets is not None else ("", {})
-        await conn.execute(
+        group, positions, since = offsets if offsets is not None else ("", {}, {})
+        stored = await conn.fetchval(
             _WRITE_BATCH,
             *_columns([_event_values(e) for e in fresh], _E),
             *_columns([_execution_values(i, r) for i, r in loaded.items() if r.dirty], _X),
-            *_columns([(group, topic, partition, offset)
-                       for (topic, partition), offset in positions.items()], 4))
+            *_columns([(group, topic, partition, since[(topic, partition)], offset)
+                       for (topic, partition), offset in positions.items()], _O),
+            self._synchronous_commit)
+        if stored != len(positions):
+            await self._offset_conflict(conn, group, since)
         for event in fresh:
             if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS:
                 await self._token_txn(conn, event)
@@ -329,6 +410,27 @@ class PostgresProjection:
             cache[execution_id] = state
         while len(cache) > _STATE_CACHE_SIZE:
             del cache[next(iter(cache))]
+
+    async def _offset_conflict(self, conn: Conn, group: str,
+                               since: Mapping[tuple[str, int], int]) -> None:
+        """Raise :class:`OffsetConflictError` (rolling the batch back) with the offsets
+        stored for ``since``'s partitions."""
+        stored: dict[tuple[str, int], int | None] = {}
+        for topic, partition in since:
+            stored[(topic, partition)] = await conn.fetchval(
+                "select next_offset from fm_projection_offsets "
+                "where group_id = $1 and topic = $2 and partition = $3",
+                group, topic, partition)
+        behind = ", ".join(
+            f"{topic}[{partition}] stored {stored[(topic, partition)]} < {offset}"
+            for (topic, partition), offset in sorted(since.items())
+            if (stored[(topic, partition)] or 0) < offset)
+        raise OffsetConflictError(
+            f'the offsets stored for group "{group}" in schema "{self.schema}" are behind '
+            f"the ones this batch continues from ({behind or 'changed meanwhile'}): "
+            "commits were lost or the offsets were reset; nothing of the batch was "
+            "stored, read again from the stored offsets",
+            stored=stored, since=since, schema=self.schema, group=group)
 
     async def _token_txn(self, conn: Conn, event: Event) -> None:
         token = event.data["token"]

@@ -7,6 +7,16 @@ restarted projector resumes exactly where the last one stopped and applies nothi
 twice. The memory projection starts from offset 0 every time (its state is rebuilt
 from the log on each start).
 
+The projector never trusts its own idea of what is stored. Each batch names the
+offset it continues from (the stored offset the projector last read or wrote), and
+the store refuses the batch if what it holds is behind that (a compare-and-set in the
+batch's transaction): a database that crashed and lost acknowledged commits, or
+offsets reset behind the projector's back. After such a refusal, and after any
+failure of the store, the projector reads the stored offsets again and applies from
+there, so a lost batch is applied again, never skipped. A stored offset past the end
+of the log is never followed: the projector stops with :class:`OffsetPastEndError`
+(the log lost records the projection has, or the topic was made again).
+
 An event record that cannot be decoded is logged and skipped; its offset still
 advances, so one bad record never blocks a partition.
 """
@@ -25,7 +35,7 @@ from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.codec import decode_record
 from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log, Record
-from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.kafka import KafkaLog, KafkaTail
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.projections.base import Projection
 
@@ -44,6 +54,10 @@ STORE_ERROR = "PROJECTION_STORE_ERROR"
 and offsets), so the batch can be retried. Matched by code so that the memory-only
 engine does not import the Postgres driver."""
 
+OFFSET_CONFLICT = "PROJECTION_OFFSET_CONFLICT"
+"""The code of ``OffsetConflictError``: a stored offset is behind the one a batch
+continues from; nothing of the batch was stored."""
+
 _RETRY_FIRST_S = 0.1
 _TAIL_POLL_MS = 200
 _RETRY_MAX_S = 5.0
@@ -55,14 +69,45 @@ class OffsetStore(Protocol):
     they produced (``PostgresProjection``)."""
 
     async def apply_events_with_offsets(
-        self, events: Sequence[Event], group: str | None, offsets: dict[tuple[str, int], int]
-    ) -> None: ...
+        self, events: Sequence[Event], group: str | None, offsets: dict[tuple[str, int], int],
+        *, since: Mapping[tuple[str, int], int],
+    ) -> None:
+        """Apply ``events`` and store ``offsets`` in one transaction, unless a stored
+        offset is behind the one in ``since`` (raise ``OffsetConflictError``)."""
 
     async def committed_offset(self, group: str, topic: str, partition: int) -> int | None: ...
 
 
 def offset_store(projection: Projection) -> OffsetStore | None:
     return projection if isinstance(projection, OffsetStore) else None
+
+
+class OffsetPastEndError(FlowMonkeyError):
+    """The offset stored for a partition is past the end of the log's partition."""
+
+    code = "PROJECTION_OFFSET_PAST_END"
+
+
+async def stored_position(store: OffsetStore, log_: Log, group: str, topic: str,
+                          partition: int) -> int:
+    """The offset stored for ``group`` on ``topic[partition]`` (0 when none), checked
+    against the log's end. Raises :class:`OffsetPastEndError` when it is past the end:
+    continuing from there would skip whatever the log appends below it, and the rows
+    the projection holds for the missing offsets come from records the log no longer
+    has. The stored offset is read first, so a log growing meanwhile cannot make a
+    sound offset look past the end."""
+    stored = await store.committed_offset(group, topic, partition) or 0
+    end = await log_.end_offset(topic, partition)
+    if stored > end:
+        raise OffsetPastEndError(
+            f"the projection's offset for group {group!r} on {topic}[{partition}] is "
+            f"{stored}, past the end of the log's partition ({end}): the log has lost "
+            "records the projection applied, or the topic was deleted and created again. "
+            "The projector will not continue from a position the log does not have. "
+            "Repair the log first if it is damaged (flowmonkey log check), then rebuild "
+            "the projection from the log (flowmonkey rebuild --into NEW_SCHEMA --swap).",
+            group=group, topic=topic, partition=partition, stored=stored, end=end)
+    return stored
 
 
 @dataclass(slots=True)
@@ -113,14 +158,19 @@ def record_progress(progress: PartitionProgress, events: Sequence[Event], skippe
 
 async def apply_batch(projection: Projection, store: OffsetStore | None, group: str,
                       events: Sequence[Event], offsets: Mapping[tuple[str, int], int],
-                      metrics: Metrics | None = None) -> None:
+                      metrics: Metrics | None = None, *,
+                      since: Mapping[tuple[str, int], int] | None = None) -> None:
     """Apply ``events``; on an offset store, with ``offsets`` in the same transaction
-    (even when ``events`` is empty: skipped records must stay skipped). A batch that
-    applied is counted, with its duration, in ``metrics`` (default:
+    (even when ``events`` is empty: skipped records must stay skipped), checked against
+    ``since`` (required with a store: the offset each partition continues from). A
+    batch that applied is counted, with its duration, in ``metrics`` (default:
     :func:`default_metrics`)."""
     started = time.perf_counter()
     if store is not None:
-        await store.apply_events_with_offsets(events, group, dict(offsets))
+        if since is None:
+            raise ValueError("a batch for an offset store needs the offsets it continues "
+                             "from (since)")
+        await store.apply_events_with_offsets(events, group, dict(offsets), since=since)
     elif events:
         await projection.apply_events(events)
     else:
@@ -150,6 +200,14 @@ class Projector:
         self.batch_size = batch_size
         self.group = group
         self.positions = [0] * partitions
+        """Per partition, the next offset to read: every record below it is applied."""
+        self._stored = [0] * partitions
+        """Per partition, the offset the store holds as far as this projector knows (last
+        read or written): the ``since`` of the next batch. ``positions`` can be ahead of
+        it by records that are never applied (Kafka's transaction markers)."""
+        self._store_failures = 0  # bumped by every failed batch, of any partition
+        self._seen_failures = [0] * partitions  # per partition: failures it re-read after
+        self._retry_s = [_RETRY_FIRST_S] * partitions  # the wait after a failed batch
         self._store = offset_store(projection)
         self._now_ms = now_ms or wall_clock_ms
         self.metrics = metrics if metrics is not None else default_metrics()
@@ -161,9 +219,9 @@ class Projector:
     async def start(self) -> None:
         if self._store is not None:
             for partition in range(self.partitions):
-                stored = await self._store.committed_offset(self.group, self.topic, partition)
-                self.positions[partition] = stored or 0
-                self._progress_of[partition].offset = self.positions[partition]
+                stored = await stored_position(self._store, self.log, self.group,
+                                               self.topic, partition)
+                self._moved_to(partition, stored)
         if isinstance(self.log, KafkaLog):
             # one long-polling consumer for every partition, and one database
             # transaction per fetch, instead of polling each partition
@@ -191,6 +249,47 @@ class Projector:
         """The error that stopped a partition's projection, if one did."""
         return self._failure
 
+    def _moved_to(self, partition: int, stored: int) -> None:
+        """Continue ``partition`` from ``stored``, the offset the store holds."""
+        self._stored[partition] = stored
+        self.positions[partition] = self._progress_of[partition].offset = stored
+
+    async def _reread(self, partition: int) -> int:
+        """Read ``partition``'s stored offset again (waiting while the store cannot be
+        read) and continue from it, or from this projector's own last written offset
+        if that is lower: after a failed batch the store may hold less than this
+        projector wrote (a crash lost commits), or more (another projector of the
+        group, or a commit whose answer was lost)."""
+        store = self._store
+        assert store is not None
+        delay = _RETRY_FIRST_S
+        while True:
+            failures = self._store_failures
+            try:
+                stored = await stored_position(store, self.log, self.group, self.topic,
+                                               partition)
+            except FlowMonkeyError as exc:
+                if exc.code != STORE_ERROR:
+                    raise
+                log.warning("%s; reading it again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            self._seen_failures[partition] = failures
+            written = self._stored[partition]
+            if stored < written:
+                log.warning("the offset stored for %s[%d] is %d, not %d as last written: "
+                            "applying again from the stored one", self.topic, partition,
+                            stored, written)
+            # Ahead of what this projector wrote (another projector of the group, or a
+            # commit whose answer was lost), it goes on from its own offset: applying
+            # again changes no row, and its listeners (an engine's waiters) hear every
+            # event. Behind it, from the stored one: what the store lost comes again.
+            position = min(stored, written)
+            self._moved_to(partition, position)
+            self._progress.set()
+            return position
+
     async def _consume(self, partition: int) -> None:
         try:
             await self._consume_partition(partition)
@@ -205,6 +304,11 @@ class Projector:
         offset = self.positions[partition]
         news_from = await self.log.end_offset(self.topic, partition)
         while True:
+            if self._store is not None and \
+                    self._seen_failures[partition] != self._store_failures:
+                # the store failed (this partition's batch or another's): what it holds
+                # may not be what this projector last wrote
+                offset = await self._reread(partition)
             records = await self.log.read(self.topic, partition, offset, self.batch_size)
             if not records:
                 past = await self._past_markers(partition, offset)
@@ -215,9 +319,10 @@ class Projector:
                     await self.log.wait_for(self.topic, partition, offset, 1.0)
                 continue
             events, skipped = decode_records(records)
-            offset = records[-1].offset + 1
-            await self._apply(partition, events, offset)
-            self.positions[partition] = offset
+            next_offset = records[-1].offset + 1
+            if not await self._apply(partition, events, next_offset):
+                continue  # read again from the stored offset (at the top of the loop)
+            offset = self.positions[partition] = next_offset
             record_progress(self._progress_of[partition], events, skipped, offset,
                             self._now_ms(), self.metrics)
             if self.on_batch is not None:
@@ -235,35 +340,49 @@ class Projector:
             raise
 
     async def _follow_tail(self, kafka: KafkaLog) -> None:
+        news_from = {p: await self.log.end_offset(self.topic, p)
+                     for p in range(self.partitions)}
+        while True:
+            tail = await kafka.tail(self.topic, dict(enumerate(self.positions)))
+            try:
+                await self._follow_from(tail, news_from)
+            finally:
+                await tail.close()
+            # a batch failed: continue every partition from what the store holds
+            for partition in range(self.partitions):
+                await self._reread(partition)
+
+    async def _follow_from(self, tail: KafkaTail, news_from: Mapping[int, int]) -> None:
+        """Apply what ``tail`` reads until a batch fails (then return)."""
         topic = self.topic
-        news_from = {p: await self.log.end_offset(topic, p) for p in range(self.partitions)}
-        tail = await kafka.tail(topic, dict(enumerate(self.positions)))
-        try:
-            while True:
-                fetched = await tail.next(_TAIL_POLL_MS, self.batch_size)
-                positions = await tail.positions()
-                if not fetched:
-                    self._advance(positions)
-                    continue
-                events: list[Event] = []
-                replayed: list[Event] = []
-                offsets: dict[tuple[str, int], int] = {}
-                for partition, records in fetched.items():
-                    decoded, skipped = decode_records(records)
-                    next_offset = records[-1].offset + 1
-                    offsets[(topic, partition)] = next_offset
-                    (replayed if next_offset <= news_from[partition] else events).extend(decoded)
-                    record_progress(self._progress_of[partition], decoded, skipped,
-                                    next_offset, self._now_ms(), self.metrics)
-                await self._apply_offsets(replayed + events, offsets)
+        while True:
+            fetched = await tail.next(_TAIL_POLL_MS, self.batch_size)
+            positions = await tail.positions()
+            if not fetched:
                 self._advance(positions)
-                if self.on_batch is not None:
-                    if replayed:
-                        self.on_batch(replayed, True)
-                    if events:
-                        self.on_batch(events, False)
-        finally:
-            await tail.close()
+                continue
+            events: list[Event] = []
+            replayed: list[Event] = []
+            offsets: dict[tuple[str, int], int] = {}
+            parts: list[tuple[int, list[Event], int, int]] = []
+            for partition, records in fetched.items():
+                decoded, skipped = decode_records(records)
+                next_offset = records[-1].offset + 1
+                offsets[(topic, partition)] = next_offset
+                (replayed if next_offset <= news_from[partition] else events).extend(decoded)
+                parts.append((partition, decoded, skipped, next_offset))
+            if not await self._apply_offsets(replayed + events, offsets):
+                return
+            now = self._now_ms()
+            for partition, decoded, skipped, next_offset in parts:
+                record_progress(self._progress_of[partition], decoded, skipped,
+                                next_offset, now, self.metrics)
+            self._advance(positions)
+            if self.on_batch is not None:
+                if replayed:
+                    self.on_batch(replayed, True)
+                if events:
+                    self.on_batch(events, False)
 
     def _advance(self, positions: Mapping[int, int]) -> None:
         for partition, position in positions.items():
@@ -285,25 +404,37 @@ class Projector:
             return offset
         return end
 
-    async def _apply(self, partition: int, events: Sequence[Event], next_offset: int) -> None:
-        await self._apply_offsets(events, {(self.topic, partition): next_offset})
+    async def _apply(self, partition: int, events: Sequence[Event], next_offset: int) -> bool:
+        return await self._apply_offsets(events, {(self.topic, partition): next_offset})
 
     async def _apply_offsets(self, events: Sequence[Event],
-                             offsets: Mapping[tuple[str, int], int]) -> None:
-        """Apply one batch, retrying while the store is unavailable: the batch and its
-        offsets land together, so a retry can neither lose nor double anything."""
-        delay = _RETRY_FIRST_S
-        while True:
-            try:
-                await apply_batch(self.projection, self._store, self.group, events, offsets,
-                                  self.metrics)
-                return
-            except FlowMonkeyError as exc:
-                if exc.code != STORE_ERROR:
-                    raise
-                log.warning("%s; retrying a batch of %s in %.1f s", exc, self.topic, delay)
+                             offsets: Mapping[tuple[str, int], int]) -> bool:
+        """Apply one batch; False if the store failed or refused it. The batch and its
+        offsets land together or not at all, so the caller reads again from the stored
+        offsets (nothing lost, nothing doubled). The memory projection never fails."""
+        since = {(topic, partition): self._stored[partition] for topic, partition in offsets}
+        try:
+            await apply_batch(self.projection, self._store, self.group, events, offsets,
+                              self.metrics, since=since)
+        except FlowMonkeyError as exc:
+            if exc.code == OFFSET_CONFLICT:
+                log.warning("%s; reading %s again from the stored offsets", exc, self.topic)
+            elif exc.code == STORE_ERROR:
+                # doubling while batches keep failing; reading the offsets waits too
+                delay = max(self._retry_s[p] for _, p in offsets)
+                log.warning("%s; reading the stored offsets of %s again in %.1f s", exc,
+                            self.topic, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
+                for _, partition in offsets:
+                    self._retry_s[partition] = min(delay * 2, _RETRY_MAX_S)
+            else:
+                raise
+            self._store_failures += 1
+            return False
+        for (_, partition), next_offset in offsets.items():
+            self._stored[partition] = next_offset
+            self._retry_s[partition] = _RETRY_FIRST_S
+        return True
 
     async def caught_up(self) -> bool:
         for partition in range(self.partitions):

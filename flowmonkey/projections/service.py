@@ -17,8 +17,13 @@ database, not in Kafka (aiokafka's "storing offsets outside Kafka"):
    it) before the partitions go, so the next owner starts where this one stopped.
    Records fetched across a rebalance are dropped and fetched again from the
    offsets the assignment loaded.
-4. When the database refuses a batch, every partition of the batch is sought back
-   to its stored offset and the batch is fetched and tried again after a backoff.
+4. Each batch names, per partition, the offset it continues from, and the database
+   refuses it if the stored offset is behind that (a crash lost acknowledged commits,
+   or the offsets were reset): see ``projector.py``. When the database refuses or
+   fails a batch, every owned partition is paused and positioned again at the offset
+   read back from the database (after a backoff if it failed), so a lost batch is
+   fetched and applied again, never skipped. A stored offset past the partition's
+   end stops the projector with ``OffsetPastEndError``.
 
 On the embedded log (one process owns it) the service runs a
 :class:`~flowmonkey.projections.projector.Projector` over all partitions, with the
@@ -45,7 +50,9 @@ from flowmonkey.processors.topics import Topics
 from flowmonkey.projections.base import Projection
 from flowmonkey.projections.projector import (
     DEFAULT_GROUP,
+    OFFSET_CONFLICT,
     STORE_ERROR,
+    OffsetPastEndError,
     OnBatch,
     PartitionProgress,
     Projector,
@@ -53,6 +60,7 @@ from flowmonkey.projections.projector import (
     decode_records,
     offset_store,
     record_progress,
+    stored_position,
     wall_clock_ms,
 )
 
@@ -166,6 +174,7 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
         self._lock = asyncio.Lock()  # one batch or one rebalance step at a time
         self._owned: dict[int, PartitionProgress] = {}
         self._unpositioned: set[int] = set()
+        self._fresh: set[int] = set()  # assigned, not yet positioned once
         self._news_from: dict[int, int] = {}
         self._generation = 0  # bumped by every rebalance step: older fetches are stale
         self._applied_before = 0  # events applied from partitions no longer owned
@@ -211,6 +220,7 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
                 if gone is not None:
                     self._applied_before += gone.applied_events
                 self._unpositioned.discard(tp.partition)
+                self._fresh.discard(tp.partition)
                 self._news_from.pop(tp.partition, None)
         log.info("projector %s: partitions revoked: %s", self.group,
                  sorted(tp.partition for tp in revoked))
@@ -220,7 +230,9 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             self._generation += 1
             for partition in partitions:
-                self._owned.setdefault(partition, PartitionProgress(partition))
+                if partition not in self._owned:
+                    self._owned[partition] = PartitionProgress(partition)
+                    self._fresh.add(partition)
                 self._unpositioned.add(partition)
             await self._position(partitions)
         log.info("projector %s: partitions assigned: %s", self.group, partitions)
@@ -231,11 +243,17 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
         for partition in partitions:
             tp = TopicPartition(self.topic, partition)
             try:
-                stored = None if self._store is None else \
-                    await self._store.committed_offset(self.group, self.topic, partition)
+                stored = None if self._store is None else await stored_position(
+                    self._store, self.log, self.group, self.topic, partition)
                 if self.on_batch is not None and partition not in self._news_from:
                     self._news_from[partition] = await self.log.end_offset(self.topic,
                                                                            partition)
+            except OffsetPastEndError as exc:
+                # never followed: the partition stays paused and the projector stops
+                self._consumer.pause(tp)
+                self._failure = exc
+                log.error("projector %s: %s", self.group, exc)
+                continue
             except Exception as exc:
                 self._consumer.pause(tp)
                 log.warning("projector %s: cannot read the stored offset of %s[%d] yet "
@@ -243,8 +261,15 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
                             partition, type(exc).__name__, exc)
                 continue
             # seeking below the log start makes the consumer reset to the earliest offset
+            progress = self._owned[partition]
+            if stored is not None and stored != progress.offset and \
+                    partition not in self._fresh:
+                log.warning("projector %s: the offset stored for %s[%d] is %d, not %d as "
+                            "last written: continuing from the stored one", self.group,
+                            self.topic, partition, stored, progress.offset)
+            self._fresh.discard(partition)
             self._consumer.seek(tp, stored or 0)
-            self._owned[partition].offset = stored or 0
+            progress.offset = stored or 0
             self._unpositioned.discard(partition)
             self._consumer.resume(tp)
 
@@ -262,6 +287,8 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _consume(self) -> None:
         delay = _RETRY_FIRST_S
         while True:
+            if self._failure is not None:
+                raise self._failure
             if self._unpositioned:
                 async with self._lock:
                     await self._position(sorted(self._unpositioned))
@@ -285,11 +312,18 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
                     await self._apply(fetched)
                     delay = _RETRY_FIRST_S
                 except FlowMonkeyError as exc:
-                    if exc.code != STORE_ERROR:
+                    if exc.code == OFFSET_CONFLICT:
+                        log.warning("projector %s: %s", self.group, exc)
+                    elif exc.code == STORE_ERROR:
+                        log.warning("projector %s: %s; reading the stored offsets again "
+                                    "in %.1f s", self.group, exc, delay)
+                        failed = True
+                    else:
                         raise
-                    log.warning("projector %s: %s; retrying in %.1f s", self.group, exc, delay)
-                    self._rewind(fetched)
-                    failed = True
+                    # the store may hold less than this projector wrote (a crash lost
+                    # commits) or more: every owned partition continues from what it
+                    # holds, read again before the next fetch
+                    self._unposition(self._owned)
             if failed:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
@@ -312,13 +346,23 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
             parts.append((progress, events, skipped, next_offset))
         if not offsets:
             return
-        await apply_batch(self.projection, self._store, self.group, batch, offsets)
+        # each partition continues from its stored offset as last read or written
+        since = {(topic, partition): self._owned[partition].offset
+                 for topic, partition in offsets}
+        await apply_batch(self.projection, self._store, self.group, batch, offsets,
+                          since=since)
         now = self._now_ms()
         for progress, events, skipped, next_offset in parts:
             record_progress(progress, events, skipped, next_offset, now)
             if self.on_batch is not None:
                 news_from = self._news_from.get(progress.partition, 0)
                 self.on_batch(events, next_offset <= news_from)
+
+    def _unposition(self, partitions: Iterable[int]) -> None:
+        """Pause ``partitions`` until they are positioned at their stored offsets."""
+        for partition in partitions:
+            self._consumer.pause(TopicPartition(self.topic, partition))
+            self._unpositioned.add(partition)
 
     def _rewind(self, fetched: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Fetch what was fetched but not applied again, from the stored offsets."""

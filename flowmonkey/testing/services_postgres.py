@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from flowmonkey.testing.services_common import (
@@ -69,9 +70,13 @@ class PostgresServer:
     runs as the ``postgres`` OS user (PostgreSQL refuses to run as root).
     """
 
-    def __init__(self, *, start_timeout: float = 60.0, os_user: str = "postgres") -> None:
+    def __init__(self, *, start_timeout: float = 60.0, os_user: str = "postgres",
+                 settings: Mapping[str, str] | None = None) -> None:
         self.start_timeout = start_timeout
         self.os_user = os_user
+        self.settings = dict(settings or {})
+        """More ``postgresql.conf`` lines (name -> value as written there), after and
+        over the defaults."""
         self.port = 0
         self.base_dir: Path | None = None
         self.started_in: float | None = None
@@ -160,16 +165,13 @@ class PostgresServer:
                     "max_connections = 200\n"
                     "max_prepared_transactions = 20\n"
                 )
+                conf.writelines(f"{name} = {value}\n" for name, value in self.settings.items())
             for attempt in range(3):
                 self.port = free_port()
                 with (self.data_dir / "postgresql.auto.conf").open("w", encoding="utf-8") as f:
                     f.write(f"port = {self.port}\n")
                 try:
-                    self._run(
-                        *[str(bindir / "pg_ctl"), "start", "-D", str(self.data_dir)],
-                        *["-l", str(self.log_path), "-w", "-t", str(int(self.start_timeout))],
-                        timeout=self.start_timeout + 30,
-                    )
+                    self._pg_ctl_start()
                     break
                 except ServiceError:
                     if attempt == 2 or "already in use" not in tail_of(self.log_path, 20):
@@ -185,6 +187,36 @@ class PostgresServer:
             raise
         self.started_in = time.monotonic() - began
         return self
+
+    def _pg_ctl_start(self) -> None:
+        self._run(
+            *[str(_pg_bin_dir() / "pg_ctl"), "start", "-D", str(self.data_dir)],
+            *["-l", str(self.log_path), "-w", "-t", str(int(self.start_timeout))],
+            timeout=self.start_timeout + 30,
+        )
+
+    def crash(self) -> None:
+        """Stop the server as a crash would (``pg_ctl stop -m immediate``: every server
+        process quits at once, without a checkpoint; what was only in shared memory,
+        such as commits not yet written to the WAL, is gone). The data stays for
+        :meth:`restart`. For fault tests: never on a server other tests share."""
+        if not self._running:
+            raise ServiceError("PostgresServer is not running")
+        self._running = False
+        self._run(str(_pg_bin_dir() / "pg_ctl"), "stop", "-D", str(self.data_dir),
+                  "-m", "immediate", "-w", timeout=60)
+
+    def restart(self) -> None:
+        """Start a crashed or stopped server again, on the same port (it recovers from
+        its WAL first), and wait until it answers."""
+        began = time.monotonic()
+        try:
+            self._pg_ctl_start()
+        except ServiceError as exc:
+            raise ServiceError(f"{exc}\n--- postgres log tail ---\n"
+                               f"{tail_of(self.log_path)}") from None
+        self._running = True
+        self._wait_ready(began + self.start_timeout)
 
     def _wait_ready(self, deadline: float) -> None:
         last: BaseException | None = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from flowmonkey.log.kafka import KafkaLog
@@ -230,7 +231,8 @@ async def test_the_projector_projects_until_sigterm_and_a_restart_resumes_where_
         # then a new projector applies only what arrived while none was running
         await append_events(log, events,
                             [e for i in later_ids for e in [*run_start(i), *run_end(i)]])
-        second = await start_projector(env, *args)
+        # (waiting for each batch's WAL flush changes nothing of what it applies)
+        second = await start_projector(env, *args, "--synchronous-commit", "on")
         await until(lambda: _completed(dsn, schema, later_ids), "the later runs to be projected")
         await until(lambda: any(" 30 events applied" in line for line in _applied_lines(second)),
                     "the second projector's progress line")
@@ -239,6 +241,25 @@ async def test_the_projector_projects_until_sigterm_and_a_restart_resumes_where_
     rows = await fetch(dsn, schema, "select count(*) as n from fm_events")
     assert rows[0]["n"] == 5 * len(first_ids + later_ids)
     _assert_no_secret(*first.out, *first.err, *second.out, *second.err)
+
+
+async def test_the_projector_refuses_an_offset_stored_past_the_end_of_the_log(
+    pg_schema: tuple[str, str], tmp_path: Path,
+) -> None:
+    dsn, schema = pg_schema
+    env = _env(FLOWMONKEY_DATA_DIR=str(tmp_path), FLOWMONKEY_POSTGRES_DSN=dsn)
+    assert (await _run("migrate", "--schema", schema, env=env)).code == 0
+    # given an offset the (empty) log does not have: it lost records, or was made again
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'insert into "{schema}".fm_projection_offsets values '
+                           "('flowmonkey-projector', 'flowmonkey.events', 0, 99)")
+    finally:
+        await conn.close()
+    done = await _run("projector", "--schema", schema, env=env)
+    assert done.code == 1, done.err
+    assert "flowmonkey.events[0] is 99, past the end of the log's partition (0)" in done.err
+    assert "flowmonkey rebuild" in done.err
 
 
 async def test_the_projector_without_a_log_says_what_to_set(pg_schema: tuple[str, str]) -> None:

@@ -15,7 +15,11 @@ from flowmonkey.events.envelope import Event
 from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.projections.base import Projection, RowFilter, RowOrder, RowQuery
 from flowmonkey.projections.memory import MemoryProjection
-from flowmonkey.projections.postgres import PostgresProjection, ProjectionStoreError
+from flowmonkey.projections.postgres import (
+    OffsetConflictError,
+    PostgresProjection,
+    ProjectionStoreError,
+)
 from flowmonkey.projections.schema import MIGRATIONS, migrate
 from tests.contract.projection_contract import (
     ORDERS,
@@ -106,7 +110,8 @@ def test_a_schema_name_that_is_not_a_plain_identifier_is_refused() -> None:
 async def test_offsets_are_stored_with_the_batch(postgres: PostgresProjection) -> None:
     assert await postgres.committed_offset(GROUP, TOPIC, 0) is None
     await postgres.apply_events_with_offsets(full_run("e1"), GROUP, {(TOPIC, 0): 5,
-                                                                     (TOPIC, 1): 0})
+                                                                     (TOPIC, 1): 0},
+                                             since={(TOPIC, 0): 0, (TOPIC, 1): 0})
     assert await postgres.committed_offset(GROUP, TOPIC, 0) == 5
     assert await postgres.committed_offset(GROUP, TOPIC, 1) == 0
     assert await postgres.committed_offset("other-group", TOPIC, 0) is None
@@ -122,8 +127,9 @@ async def test_a_nul_character_in_event_data_is_stored_as_a_replacement_and_stop
     # be refused again on every retry, and the projector would stop
     await postgres.apply_events_with_offsets(
         [created("e1", context={"note": "a\x00b", "lit\\u0000": "\\u0000"}),
-         created("e2")], GROUP, {(TOPIC, 0): 2})
-    await postgres.apply_events_with_offsets(started("e1"), GROUP, {(TOPIC, 0): 4})
+         created("e2")], GROUP, {(TOPIC, 0): 2}, since={(TOPIC, 0): 0})
+    await postgres.apply_events_with_offsets(started("e1"), GROUP, {(TOPIC, 0): 4},
+                                             since={(TOPIC, 0): 2})
     execution = await postgres.get("e1")
     assert execution is not None
     assert execution.seq == 3
@@ -150,7 +156,8 @@ async def test_commands_with_a_nul_in_their_ids_are_refused_and_projected(
         assert decision.rejected.data["reason"] == f"the {name} contains a NUL character " \
             "(U+0000)"
 
-    await postgres.apply_events_with_offsets(d.events, GROUP, {(TOPIC, 0): len(d.events)})
+    await postgres.apply_events_with_offsets(d.events, GROUP, {(TOPIC, 0): len(d.events)},
+                                             since={(TOPIC, 0): 0})
 
     assert await postgres.committed_offset(GROUP, TOPIC, 0) == len(d.events)
     execution = await postgres.get("ok")
@@ -162,7 +169,8 @@ async def test_a_failed_batch_leaves_neither_its_rows_nor_its_offsets(
     postgres: PostgresProjection, pg_schema: tuple[str, str]
 ) -> None:
     await postgres.create_table(ORDERS)
-    await postgres.apply_events_with_offsets([created("e1")], GROUP, {(TOPIC, 0): 1})
+    await postgres.apply_events_with_offsets([created("e1")], GROUP, {(TOPIC, 0): 1},
+                                             since={(TOPIC, 0): 0})
     # given a batch whose last event Postgres cannot store (text refuses NUL; the
     # kernel refuses it in the ids it stores, so only a foreign producer gets it there)
     bad = ev(n.STEP_COMPLETED, "e2", 2, {"step_id": "s", "outcome": "success"},
@@ -170,7 +178,8 @@ async def test_a_failed_batch_leaves_neither_its_rows_nor_its_offsets(
     batch = [*started("e1"), pipe_row("e1", 4, {"sku": "a"}), created("e2"), bad]
     # when it is applied with its offsets
     with pytest.raises(ProjectionStoreError, match="batch of 5 events"):
-        await postgres.apply_events_with_offsets(batch, GROUP, {(TOPIC, 0): 6})
+        await postgres.apply_events_with_offsets(batch, GROUP, {(TOPIC, 0): 6},
+                                                 since={(TOPIC, 0): 1})
     # then nothing of it landed: not the executions, the rows, nor the offset
     assert await postgres.committed_offset(GROUP, TOPIC, 0) == 1
     execution = await postgres.get("e1")
@@ -187,13 +196,105 @@ async def test_a_redelivered_batch_changes_nothing(
     await postgres.create_table(ORDERS)
     batch = [*full_run("e1", tenant="acme"), pipe_row("e1", 6, {"sku": "a"}, tenant="acme"),
              pipe_row("e1", 7, {"qty": 1}, tenant="acme"), *_waiting_with_token("w1")]
-    await postgres.apply_events_with_offsets(batch, GROUP, {(TOPIC, 0): len(batch)})
+    await postgres.apply_events_with_offsets(batch, GROUP, {(TOPIC, 0): len(batch)},
+                                             since={(TOPIC, 0): 0})
     before = await _snapshot(postgres, ["e1", "w1"])
     counts = [await _count(pg_schema, t) for t in ("fm_events", "fm_resume_tokens")]
-    await postgres.apply_events_with_offsets(batch, GROUP, {(TOPIC, 0): len(batch)})
+    await postgres.apply_events_with_offsets(batch, GROUP, {(TOPIC, 0): len(batch)},
+                                             since={(TOPIC, 0): 0})
     assert await _snapshot(postgres, ["e1", "w1"]) == before
     assert [await _count(pg_schema, t) for t in ("fm_events", "fm_resume_tokens")] == counts
     assert await postgres.committed_offset(GROUP, TOPIC, 0) == len(batch)
+
+
+async def _set_offset(pg_schema: tuple[str, str], partition: int, offset: int | None) -> None:
+    """Change the stored offset behind the projection's back (None: delete it)."""
+    dsn, schema = pg_schema
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'delete from "{schema}".fm_projection_offsets '
+                           "where group_id = $1 and topic = $2 and partition = $3",
+                           GROUP, TOPIC, partition)
+        if offset is not None:
+            await conn.execute(f'insert into "{schema}".fm_projection_offsets '
+                               "values ($1, $2, $3, $4)", GROUP, TOPIC, partition, offset)
+    finally:
+        await conn.close()
+
+
+async def test_a_batch_continuing_from_an_offset_the_store_lost_is_refused_whole(
+    postgres: PostgresProjection, pg_schema: tuple[str, str]
+) -> None:
+    await postgres.create_table(ORDERS)
+    await postgres.apply_events_with_offsets([created("e1")], GROUP, {(TOPIC, 0): 1},
+                                             since={(TOPIC, 0): 0})
+    await postgres.apply_events_with_offsets(started("e1"), GROUP, {(TOPIC, 0): 3},
+                                             since={(TOPIC, 0): 1})
+    # given the store lost the last commit (as a crash with synchronous_commit off can)
+    await _set_offset(pg_schema, 0, 1)
+    # when the next batch continues from the offset the projector wrote last
+    batch = [pipe_row("e1", 4, {"sku": "a"}), created("e2")]
+    with pytest.raises(OffsetConflictError, match=r"fm\.events\[0\] stored 1 < 3") as caught:
+        await postgres.apply_events_with_offsets(batch, GROUP, {(TOPIC, 0): 5},
+                                                 since={(TOPIC, 0): 3})
+    # then it is refused whole, saying what is stored, and nothing of it landed
+    assert caught.value.stored == {(TOPIC, 0): 1}
+    assert caught.value.code == "PROJECTION_OFFSET_CONFLICT"
+    assert await postgres.committed_offset(GROUP, TOPIC, 0) == 1
+    assert await postgres.get("e2") is None
+    assert (await postgres.query_rows(RowQuery(table_id="orders"))).total == 0
+
+
+async def test_a_batch_from_past_zero_is_refused_where_no_offset_is_stored(
+    postgres: PostgresProjection, pg_schema: tuple[str, str]
+) -> None:
+    await postgres.apply_events_with_offsets([created("e1")], GROUP, {(TOPIC, 0): 1},
+                                             since={(TOPIC, 0): 0})
+    await _set_offset(pg_schema, 0, None)  # the first commit was lost
+    with pytest.raises(OffsetConflictError) as caught:
+        await postgres.apply_events_with_offsets(started("e1"), GROUP, {(TOPIC, 0): 3},
+                                                 since={(TOPIC, 0): 1})
+    assert caught.value.stored == {(TOPIC, 0): None}
+    assert await postgres.committed_offset(GROUP, TOPIC, 0) is None
+    assert await _count(pg_schema, "fm_events") == 1
+
+
+async def test_one_lost_partition_refuses_the_batch_of_every_partition(
+    postgres: PostgresProjection, pg_schema: tuple[str, str]
+) -> None:
+    await postgres.apply_events_with_offsets(
+        [created("e1"), created("e2")], GROUP, {(TOPIC, 0): 1, (TOPIC, 1): 1},
+        since={(TOPIC, 0): 0, (TOPIC, 1): 0})
+    await _set_offset(pg_schema, 1, 0)
+    with pytest.raises(OffsetConflictError):
+        await postgres.apply_events_with_offsets(
+            [*started("e1"), *started("e2")], GROUP, {(TOPIC, 0): 3, (TOPIC, 1): 3},
+            since={(TOPIC, 0): 1, (TOPIC, 1): 1})
+    assert await postgres.committed_offset(GROUP, TOPIC, 0) == 1
+    assert await _count(pg_schema, "fm_events") == 2
+
+
+async def test_a_stored_offset_ahead_of_the_batch_is_kept_and_the_batch_applies(
+    postgres: PostgresProjection, pg_schema: tuple[str, str]
+) -> None:
+    # another projector of the group (an engine's and `flowmonkey projector`) is ahead:
+    # every event below its offset is stored, the batch is the same events again
+    await postgres.apply_events_with_offsets(full_run("e1"), GROUP, {(TOPIC, 0): 5},
+                                             since={(TOPIC, 0): 0})
+    await postgres.apply_events_with_offsets(started("e1"), GROUP, {(TOPIC, 0): 3},
+                                             since={(TOPIC, 0): 1})
+    assert await postgres.committed_offset(GROUP, TOPIC, 0) == 5
+    execution = await postgres.get("e1")
+    assert execution is not None
+    assert execution.seq == 5
+
+
+async def test_offsets_without_the_offsets_they_continue_from_are_refused(
+    postgres: PostgresProjection,
+) -> None:
+    with pytest.raises(ValueError, match="since"):
+        await postgres.apply_events_with_offsets([created("e1")], GROUP, {(TOPIC, 0): 1},
+                                                 since={})
 
 
 # --------------------------------------------------------------------------- parity with memory
