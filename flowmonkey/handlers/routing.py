@@ -38,6 +38,7 @@ import re2
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
 from flowmonkey.handlers.config import config_field
+from flowmonkey.handlers.deadline import check_deadline, step_deadline
 from flowmonkey.kernel.paths import MISSING, get_path
 from flowmonkey.model.result import Result, StepResult
 
@@ -136,7 +137,10 @@ class ConditionalHandler:
             return Result.failure("MISSING_CONDITIONS", "No conditions defined")
         if not isinstance(conditions, list):
             return Result.failure("INPUT_ERROR", "conditional: config.conditions must be a list")
+        deadline = step_deadline()
         for index, condition in enumerate(conditions):
+            # each condition is linear in its data; many of them on big data add up
+            check_deadline(deadline)
             if not isinstance(condition, Mapping) or not isinstance(condition.get("path"), str):
                 return Result.failure(
                     "INPUT_ERROR", f"conditional: conditions[{index}] needs a string path")
