@@ -6,6 +6,9 @@ held (tests/loop_lag.py) and asserts the loop stayed responsive.
 
 from __future__ import annotations
 
+import json
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +105,91 @@ def test_a_matches_pattern_re2_cannot_run_is_refused_at_registration(
     assert "pick" in message
     assert "config.conditions[0].value" in message
     assert problem in message
+
+
+async def _run_to_rest(engine: Engine, flow_id: str, context: dict[str, Any]) -> Any:
+    created = await engine.create(flow_id, context)
+    return await engine.wait(created.execution.id, timeout_s=20)
+
+
+async def test_an_expression_building_a_huge_value_fails_the_step_without_blocking() -> None:
+    # finding 12/13: each operation was capped, their combination was not: one list
+    # repeated 300 times is 30 million elements, and str() of it held the loop
+    build = flow("build", step("build", "transform", output_key="built",
+                               config={"expression": "len(str([[0] * 100000] * 300))"}))
+    async with Engine(flows=[build], handlers=builtin()) as engine, LoopLag() as lag:
+        done = await _run_to_rest(engine, "build", {})
+    assert done.status == "failed"
+    assert done.error is not None
+    assert done.error.code == "TRANSFORM_ERROR"
+    assert "more than 2000000 units" in done.error.message
+    assert lag.max_s < MAX_LAG_S, f"the loop was blocked for {lag.max_s:.2f}s"
+
+
+async def test_an_expression_spinning_past_a_short_timeout_times_the_step_out() -> None:
+    # finding 12: the step timeout could not stop synchronous work; the evaluator now
+    # checks the step's deadline as it goes. Each `count` scans 20,000 elements in C,
+    # 10,000 of them take about a second, far past the step's 100 ms.
+    spin = flow("spin", _with_timeout(step(
+        "spin", "transform", output_key="counts",
+        config={"expression": "[input.big.count(x) for x in input.xs]"}), 100))
+    async with Engine(flows=[spin], handlers=builtin()) as engine, LoopLag() as lag:
+        done = await _run_to_rest(engine, "spin", {"big": [0] * 20_000,
+                                                   "xs": list(range(10_000))})
+    assert done.status == "failed"
+    assert done.error is not None
+    assert done.error.code == "HANDLER_TIMEOUT"
+    assert lag.max_s < MAX_LAG_S, f"the loop was blocked for {lag.max_s:.2f}s"
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+async def _lag_and_peak_memory(engine: Engine, flow_id: str,
+                               context: dict[str, Any]) -> tuple[Any, float, int]:
+    """Run ``context`` twice: once timing the loop, once tracing memory (tracemalloc
+    slows allocation several times over, so it would distort the timing)."""
+    async with LoopLag() as lag:
+        done = await _run_to_rest(engine, flow_id, context)
+    tracemalloc.start()
+    try:
+        again = await _run_to_rest(engine, flow_id, context)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert again.status == done.status
+    assert (again.error and again.error.message) == (done.error and done.error.message)
+    return done, lag.max_s, peak
+
+
+async def test_the_order_example_refuses_an_amplifying_order_with_bounded_memory() -> None:
+    # finding 13: `qty: [0]` times a price of 100,000 built a 100,000-element list per
+    # item; a 40 KB order of 1,000 such items grew the server by ~800 MB
+    order_flow = json.loads((EXAMPLES / "flows" / "order.json").read_text())
+    items = [{"sku": "x", "qty": [0], "price": 100_000}] * 1_000
+    order = {"order": {"id": "evil", "shipping": "express", "items": items}}
+    assert len(json.dumps(order)) < 44_000
+    async with Engine(flows=[order_flow], handlers=builtin()) as engine:
+        done, lag_s, peak = await _lag_and_peak_memory(engine, "order-processing", order)
+    assert peak < 30 * 2**20, f"peak traced memory {peak / 2**20:.0f} MiB"
+    assert lag_s < MAX_LAG_S, f"the loop was blocked for {lag_s:.2f}s"
+    assert done.status == "failed"
+    assert done.error is not None
+    assert done.error.code == "TRANSFORM_ERROR"
+    assert "float() argument must be a string or a real number, not 'list'" in \
+        done.error.message
+
+
+async def test_the_expression_budget_alone_caps_the_orders_amplification() -> None:
+    # the example's float() is its input check; the expression language bounds the same
+    # request on its own, for flows written without one
+    amplify = flow("amplify", step("total", "transform", output_key="total", config={
+        "expression": "round(sum([i['qty'] * i['price'] for i in input['items']]), 2)"}))
+    items = [{"sku": "x", "qty": [0], "price": 100_000}] * 1_000
+    async with Engine(flows=[amplify], handlers=builtin()) as engine:
+        done, lag_s, peak = await _lag_and_peak_memory(engine, "amplify", {"items": items})
+    assert peak < 30 * 2**20, f"peak traced memory {peak / 2**20:.0f} MiB"
+    assert lag_s < MAX_LAG_S, f"the loop was blocked for {lag_s:.2f}s"
+    assert done.status == "failed"
+    assert done.error is not None
+    assert "more than 1000000 units of data" in done.error.message
