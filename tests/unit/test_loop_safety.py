@@ -66,6 +66,11 @@ async def test_a_like_filter_with_many_percent_signs_does_not_block_the_loop() -
             params={"filter": "carrier:like:" + "%" * 24 + "x%"})).json()
         assert [r["data"]["carrier"] for r in starts["rows"]] == ["xBananaPos"]
 
+        too_long = await client.get("/v1/tables/shipments/rows", headers=bearer(KEY_A),
+                                    params={"filter": "carrier:like:" + "%" * 257})
+        assert too_long.status_code == 422, too_long.text
+        assert "257 characters long (max 256)" in too_long.text
+
 
 def _with_timeout(raw: dict[str, Any], timeout_ms: int) -> dict[str, Any]:
     raw["timeoutMs"] = timeout_ms
