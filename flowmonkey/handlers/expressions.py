@@ -19,22 +19,31 @@ On top of that we narrow it further:
   a function or other non-data result is an error.
 
 Bounds (issue 10: one 43 KB order grew the server by 800 MB, since simpleeval bounds
-each operation but not what they add up to). Sizes are in *units*: a character of a
-string, an element of a list, tuple or set, a key and a value of a dict, a number, a
-boolean or null, and one unit per 64 bits of an integer past the first.
+each operation but not what they add up to). Sizes are in *units*, counted as JSON
+spells a value out: one per character of a string; one per number, boolean or null
+(plus one per 64 bits of an integer beyond the first 64); one per element of a list,
+tuple or set and per entry of a dict, on top of the elements, keys and values.
 
-* every value an expression builds or reads is at most :data:`MAX_VALUE_UNITS`,
-  counted as JSON would spell it out (a list repeating one big list counts it each
-  time), so nothing built can make ``str``, a comparison or the result explode;
-* one evaluation builds at most :data:`MAX_BUILT_UNITS` in total (each value counted
-  once, when built, by its own length); ``batch-process`` shares one such budget
-  across all its items;
-* an integer result has at most :data:`MAX_INT_BITS` bits;
-* one evaluation evaluates at most :data:`MAX_EVALUATION_STEPS` syntax nodes (its
-  CPU budget: a few tenths of a second), and every :data:`_DEADLINE_CHECK_EVERY` nodes
-  it checks the running step's deadline (:mod:`.deadline`): past it, the step fails
-  with ``HANDLER_TIMEOUT`` as if its timer had fired, although the evaluation holds
-  the event loop and that timer cannot run.
+* every value an expression builds or reaches (by attribute, subscript or call) is at
+  most :data:`MAX_VALUE_UNITS` (2,000,000), aliases counted each time they appear (a
+  list repeating one big list counts it each time), so nothing built can make ``str``,
+  a comparison or the result explode. A bare name (``input``, ``context``, ``item``)
+  is the caller's data, bounded by the context limits, and is not measured;
+* one evaluation builds at most :data:`MAX_BUILT_UNITS` (500,000) in total: each new
+  string, list, tuple, set or dict counted once by its own length when an operator,
+  call, literal, comprehension, f-string or slice builds it; a repetition or
+  concatenation the budget cannot pay for is refused before it is allocated.
+  ``batch-process`` shares one such budget across all its items;
+* an integer result has at most :data:`MAX_INT_BITS` (40,000) bits, a power at most
+  10,000 digits, and ``round`` takes at most 400 digits;
+* one evaluation evaluates at most :data:`MAX_EVALUATION_STEPS` (100,000) syntax nodes,
+  its CPU budget (about a tenth of a second), and every 256 nodes it checks the
+  running step's deadline (:mod:`.deadline`): past it, the step fails with
+  ``HANDLER_TIMEOUT`` as if its timer had fired, although the evaluation holds the
+  event loop and that timer cannot run.
+
+Breaking a bound fails the evaluation with a message naming it (``TRANSFORM_ERROR`` in
+``transform``, a per-item error in ``batch-process``).
 """
 
 from __future__ import annotations
@@ -60,7 +69,7 @@ from flowmonkey.handlers.deadline import StepDeadlineExceeded, check_deadline, s
 
 MAX_EXPRESSION_LENGTH = 10_000
 MAX_VALUE_UNITS = 2_000_000
-MAX_BUILT_UNITS = 1_000_000
+MAX_BUILT_UNITS = 500_000
 MAX_INT_BITS = 40_000
 MAX_EVALUATION_STEPS = 100_000
 _DEADLINE_CHECK_EVERY = 256
@@ -163,8 +172,12 @@ _OPERATORS = {**DEFAULT_OPERATORS, ast.Mod: _safe_mod, ast.Pow: _safe_pow}
 _SCALARS = frozenset({float, bool, type(None)})
 _CONTAINERS = (list, tuple, dict, set, frozenset, Mapping, KeysView, ValuesView, ItemsView)
 _PLAIN_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
-_BUILDING = frozenset({ast.BinOp, ast.UnaryOp, ast.Call, ast.JoinedStr, ast.FormattedValue})
-"""Nodes whose string results are new strings (other nodes' strings already exist)."""
+_BUILDING = frozenset({
+    ast.BinOp, ast.UnaryOp, ast.Call, ast.JoinedStr, ast.FormattedValue, ast.List,
+    ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp,
+})
+"""Nodes whose results are new values; the others (attributes, subscripts, names,
+conditionals) reach values that exist already: measured, not charged."""
 
 
 class ExpressionBudget:
@@ -191,19 +204,23 @@ class ExpressionBudget:
                            "steps")
         check_deadline(self.deadline)
 
-    def account(self, value: Any) -> None:
-        """Measure a node's container result; charge it when it is new."""
+    def account(self, value: Any, *, building: bool) -> None:
+        """Measure a node's container result; charge it when built and new."""
         if type(value) in _PLAIN_CONTAINERS or isinstance(value, _CONTAINERS):
             new = id(value) not in self._sizes
             self.size(value)
-            if new:
+            if new and building:
                 self.charge(len(value))
+
+    def afford(self, units: int) -> None:
+        """Refuse, before it is built, a value the remaining budget cannot pay for."""
+        if self.built + units > MAX_BUILT_UNITS:
+            raise _over_budget()
 
     def charge(self, units: int) -> None:
         self.built += units
         if self.built > MAX_BUILT_UNITS:
-            raise _Refused(f"expression built more than {MAX_BUILT_UNITS} units of data "
-                           "(characters, elements, keys and values)")
+            raise _over_budget()
 
     def size(self, value: Any) -> int:
         """``value``'s size in units as JSON spells it out; raises past the limit."""
@@ -256,6 +273,16 @@ class ExpressionBudget:
         return self.size(value)
 
 
+def _builds(node: ast.AST) -> bool:
+    return type(node) in _BUILDING or (
+        type(node) is ast.Subscript and type(node.slice) is ast.Slice)
+
+
+def _over_budget() -> _Refused:
+    return _Refused(f"expression built more than {MAX_BUILT_UNITS} units of data "
+                    "(characters, elements, keys and values)")
+
+
 def _too_large(units: int) -> _Refused:
     return _Refused(f"expression built a value of more than {MAX_VALUE_UNITS} units "
                     f"({units} and counting)")
@@ -271,6 +298,20 @@ class _Evaluator(EvalWithCompoundTypes):  # type: ignore[misc]
         self.functions.pop("tuple", None)
         self.functions.pop("set", None)
         self.budget = ExpressionBudget()
+        self.operators[ast.Mult] = self._mult
+        self.operators[ast.Add] = self._add
+
+    def _mult(self, left: Any, right: Any) -> Any:
+        # refuse a repetition the budget cannot pay for before allocating it
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                self.budget.afford(len(seq) * times)
+        return DEFAULT_OPERATORS[ast.Mult](left, right)
+
+    def _add(self, left: Any, right: Any) -> Any:
+        if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+            self.budget.afford(len(left) + len(right))
+        return DEFAULT_OPERATORS[ast.Add](left, right)
 
     def _eval(self, node: ast.AST) -> Any:
         # simpleeval's own _eval, plus a step count, the deadline and the size bounds
@@ -293,13 +334,12 @@ class _Evaluator(EvalWithCompoundTypes):  # type: ignore[misc]
         elif kind is str:
             if len(result) > MAX_VALUE_UNITS:
                 raise _too_large(len(result))
-            if type(node) in _BUILDING or (
-                    type(node) is ast.Subscript and type(node.slice) is ast.Slice):
+            if _builds(node):
                 budget.charge(len(result))
         elif type(node) is not ast.Name:
             # a name is the caller's data (bounded by the context limits) or a loop
             # variable (a part of a value measured already)
-            budget.account(result)
+            budget.account(result, building=_builds(node))
         return result
 
     def _check_disallowed_items(self, item: Any) -> None:

@@ -57,7 +57,7 @@ def test_hostile_expressions_fail_fast_with_a_clear_error(
 
 @pytest.mark.parametrize(("source", "names", "expected"), [
     ("len(input.xs)", {"input": {"xs": [0] * 900_000}}, 900_000),
-    ("len(sorted(input.xs))", {"input": {"xs": list(range(500_000))}}, 500_000),
+    ("len(sorted(input.xs))", {"input": {"xs": list(range(200_000))}}, 200_000),
     ("[x * 2 for x in input.xs][-1]", {"input": {"xs": list(range(10_000))}}, 19_998),
     ("len('-'.join(input.words))", {"input": {"words": ["ab"] * 30_000}}, 89_999),
     ("[input.doc] * 3 == [input.doc, input.doc, input.doc]",
