@@ -11,7 +11,9 @@ Rules every backend follows (the contract suite checks them):
 * Filters follow ``IS [NOT] DISTINCT FROM`` semantics for ``eq``/``neq`` (so ``eq None``
   finds missing values and ``neq x`` includes them); the ordering operators and ``like``
   never match a missing value or a value of another type. ``like`` is SQL LIKE
-  (``%``, ``_``, ``\\`` escapes), case-sensitive.
+  (``%``, ``_``, ``\\`` escapes), case-sensitive, matched in linear time (no
+  backtracking, see :class:`LikePattern`), with patterns of at most
+  :data:`MAX_LIKE_PATTERN_LENGTH` (256) characters.
 * Ordering puts missing values last when ascending and first when descending (SQL's
   default NULL placement); ties keep the order the rows were given in.
 """
