@@ -14,9 +14,9 @@ from flowmonkey.projections.base import FilterOp, RowFilter, RowOrder
 from flowmonkey.projections.rows import (
     InvalidCursorError,
     check_order,
+    compile_like,
     decode_cursor,
     encode_cursor,
-    compile_like,
     matches,
     prepare_filters,
     sort_rows,
