@@ -147,6 +147,20 @@ async def test_an_expression_spinning_past_a_short_timeout_times_the_step_out() 
     assert lag.max_s < MAX_LAG_S, f"the loop was blocked for {lag.max_s:.2f}s"
 
 
+async def test_a_batch_item_spinning_past_a_short_timeout_times_the_step_out() -> None:
+    # batch-process yields between batches, but one item's evaluation held the loop
+    spin = flow("batch-spin", _with_timeout(step(
+        "spin", "batch-process", output_key="counts",
+        config={"items": [1], "expression": "[input.big.count(x) for x in input.xs]"}), 50))
+    async with Engine(flows=[spin], handlers=builtin()) as engine, LoopLag() as lag:
+        done = await _run_to_rest(engine, "batch-spin", {"big": [0] * 20_000,
+                                                         "xs": list(range(10_000))})
+    assert done.status == "failed"
+    assert done.error is not None
+    assert done.error.code == "HANDLER_TIMEOUT"
+    assert lag.max_s < MAX_LAG_S, f"the loop was blocked for {lag.max_s:.2f}s"
+
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
