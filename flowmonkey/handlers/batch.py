@@ -5,7 +5,9 @@ engine never supplied, so under the engine it always crashed. Here one call
 processes every item, batch by batch, and is cooperative: between batches it yields
 to the event loop, honours ``delayBetweenBatchesMs`` and stops with ``ABORTED`` when
 the engine aborts the step. The expression (see :mod:`.expressions`) sees ``item``,
-``index`` and ``input`` and is parsed once up front.
+``index`` and ``input`` and is parsed once up front. The items share one expression
+budget (what they build together is bounded), and an item's evaluation past the
+step's deadline fails the step with ``HANDLER_TIMEOUT``.
 
 ``results`` has one entry per item, in order; a failed item's entry is ``None`` and
 its index and message are in ``errors``.
@@ -20,7 +22,12 @@ from typing import Any
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
 from flowmonkey.handlers.config import ConfigError, int_in
-from flowmonkey.handlers.expressions import Expression, ExpressionError, expression_problems
+from flowmonkey.handlers.expressions import (
+    Expression,
+    ExpressionBudget,
+    ExpressionError,
+    expression_problems,
+)
 from flowmonkey.model.result import Result, StepResult
 
 MAX_DELAY_BETWEEN_BATCHES_MS = 600_000
@@ -94,6 +101,9 @@ class BatchProcessHandler:
 
         results: list[Any] = []
         errors: list[dict[str, Any]] = []
+        # one budget for every item: what they build together is bounded like one
+        # evaluation's (expressions.MAX_BUILT_UNITS), not once per item
+        budget = ExpressionBudget()
         for start in range(0, len(items), batch_size):
             if params.abort.is_set():
                 return _aborted(start, len(items))
@@ -104,7 +114,8 @@ class BatchProcessHandler:
             for index in range(start, min(start + batch_size, len(items))):
                 try:
                     results.append(expression.evaluate(
-                        {"item": items[index], "index": index, "input": params.input}))
+                        {"item": items[index], "index": index, "input": params.input},
+                        budget))
                 except ExpressionError as exc:
                     if not continue_on_error:
                         return Result.failure(

@@ -18,7 +18,32 @@ On top of that we narrow it further:
 * the result is converted to plain JSON-like data (tuples and views to lists), and
   a function or other non-data result is an error.
 
-simpleeval does not bound CPU time; the step timeout is the backstop for that.
+Bounds (issue 10: one 43 KB order grew the server by 800 MB, since simpleeval bounds
+each operation but not what they add up to). Sizes are in *units*, counted as JSON
+spells a value out: one per character of a string; one per number, boolean or null
+(plus one per 64 bits of an integer beyond the first 64); one per element of a list,
+tuple or set and per entry of a dict, on top of the elements, keys and values.
+
+* every value an expression builds or reaches (by attribute, subscript or call) is at
+  most :data:`MAX_VALUE_UNITS` (2,000,000), aliases counted each time they appear (a
+  list repeating one big list counts it each time), so nothing built can make ``str``,
+  a comparison or the result explode. A bare name (``input``, ``context``, ``item``)
+  is the caller's data, bounded by the context limits, and is not measured;
+* one evaluation builds at most :data:`MAX_BUILT_UNITS` (500,000) in total: each new
+  string, list, tuple, set or dict counted once by its own length when an operator,
+  call, literal, comprehension, f-string or slice builds it; a repetition or
+  concatenation the budget cannot pay for is refused before it is allocated.
+  ``batch-process`` shares one such budget across all its items;
+* an integer result has at most :data:`MAX_INT_BITS` (40,000) bits, a power at most
+  10,000 digits, and ``round`` takes at most 400 digits;
+* one evaluation evaluates at most :data:`MAX_EVALUATION_STEPS` (100,000) syntax nodes,
+  its CPU budget (about a tenth of a second), and every 256 nodes it checks the
+  running step's deadline (:mod:`.deadline`): past it, the step fails with
+  ``HANDLER_TIMEOUT`` as if its timer had fired, although the evaluation holds the
+  event loop and that timer cannot run.
+
+Breaking a bound fails the evaluation with a message naming it (``TRANSFORM_ERROR`` in
+``transform``, a per-item error in ``batch-process``).
 """
 
 from __future__ import annotations
@@ -30,6 +55,7 @@ import re
 from collections.abc import Callable, ItemsView, KeysView, Mapping, ValuesView
 from typing import Any
 
+import simpleeval
 from simpleeval import (
     DEFAULT_OPERATORS,
     DISALLOW_METHODS,
@@ -39,8 +65,15 @@ from simpleeval import (
 )
 
 from flowmonkey.errors import FlowMonkeyError
+from flowmonkey.handlers.deadline import StepDeadlineExceeded, check_deadline, step_deadline
 
 MAX_EXPRESSION_LENGTH = 10_000
+MAX_VALUE_UNITS = 2_000_000
+MAX_BUILT_UNITS = 500_000
+MAX_INT_BITS = 40_000
+MAX_EVALUATION_STEPS = 100_000
+_DEADLINE_CHECK_EVERY = 256
+_MAX_ROUND_DIGITS = 400
 _MAX_POWER_DIGITS = 10_000
 _MAX_FORMAT_WIDTH = 10_000
 
@@ -67,8 +100,15 @@ def _number_sum(values: Any) -> Any:
     return sum(items)
 
 
+def _safe_round(number: Any, ndigits: Any = None) -> Any:
+    # round(5, -10**7) computes 10**10**7 first: seconds of CPU from a short literal
+    if isinstance(ndigits, int) and abs(ndigits) > _MAX_ROUND_DIGITS:
+        raise _Refused(f"round() takes at most {_MAX_ROUND_DIGITS} digits")
+    return round(number) if ndigits is None else round(number, ndigits)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "len": len, "str": str, "int": int, "float": float, "bool": bool, "round": round,
+    "len": len, "str": str, "int": int, "float": float, "bool": bool, "round": _safe_round,
     "min": min, "max": max, "sum": _number_sum, "abs": abs, "sorted": sorted,
     "any": any, "all": all, "list": list, "dict": dict,
 }
@@ -129,9 +169,127 @@ def _safe_pow(base: Any, exponent: Any) -> Any:
 
 _OPERATORS = {**DEFAULT_OPERATORS, ast.Mod: _safe_mod, ast.Pow: _safe_pow}
 
+_SCALARS = frozenset({float, bool, type(None)})
+_CONTAINERS = (list, tuple, dict, set, frozenset, Mapping, KeysView, ValuesView, ItemsView)
+_PLAIN_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
+_BUILDING = frozenset({
+    ast.BinOp, ast.UnaryOp, ast.Call, ast.JoinedStr, ast.FormattedValue, ast.List,
+    ast.Tuple, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp,
+})
+"""Nodes whose results are new values; the others (attributes, subscripts, names,
+conditionals) reach values that exist already: measured, not charged."""
+
+
+class ExpressionBudget:
+    """What evaluations may spend (see the module docstring): syntax-node steps, per
+    evaluation, and built units, for every evaluation that shares this budget.
+
+    Sizes of containers are remembered by identity (the values are pinned here so an
+    identity is never reused): an expression cannot change a value once built, and a
+    value reached a second time costs nothing to measure again.
+    """
+
+    __slots__ = ("_sizes", "built", "deadline", "steps")
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline if deadline is not None else step_deadline()
+        self.built = 0
+        self.steps = 0
+        self._sizes: dict[int, tuple[Any, int]] = {}
+
+    def check(self) -> None:
+        """The CPU budget: node steps, then the step's deadline."""
+        if self.steps > MAX_EVALUATION_STEPS:
+            raise _Refused(f"expression took more than {MAX_EVALUATION_STEPS} evaluation "
+                           "steps")
+        check_deadline(self.deadline)
+
+    def account(self, value: Any, *, building: bool) -> None:
+        """Measure a node's container result; charge it when built and new."""
+        if type(value) in _PLAIN_CONTAINERS or isinstance(value, _CONTAINERS):
+            new = id(value) not in self._sizes
+            self.size(value)
+            if new and building:
+                self.charge(len(value))
+
+    def afford(self, units: int) -> None:
+        """Refuse, before it is built, a value the remaining budget cannot pay for."""
+        if self.built + units > MAX_BUILT_UNITS:
+            raise _over_budget()
+
+    def charge(self, units: int) -> None:
+        self.built += units
+        if self.built > MAX_BUILT_UNITS:
+            raise _over_budget()
+
+    def size(self, value: Any) -> int:
+        """``value``'s size in units as JSON spells it out; raises past the limit."""
+        kind = type(value)
+        if kind is str:
+            return len(value)
+        if kind is int:
+            bits: int = value.bit_length()
+            return 1 + (bits >> 6)
+        if kind not in _PLAIN_CONTAINERS and not isinstance(value, _CONTAINERS):
+            return 1
+        known = self._sizes.get(id(value))
+        if known is not None:
+            return known[1]
+        if kind is list or kind is tuple:
+            total = len(value) + self._sum(value)
+        elif kind is dict or isinstance(value, Mapping):
+            total = len(value) + self._sum(value.keys()) + self._sum(value.values())
+        elif isinstance(mapping := getattr(value, "mapping", None), Mapping):
+            total = self.size(mapping)  # a dict view is as big as its dict
+        else:
+            total = len(value) + self._sum(value)
+        if total > MAX_VALUE_UNITS:
+            raise _too_large(total)
+        self._sizes[id(value)] = (value, total)
+        return total
+
+    def _sum(self, items: Any) -> int:
+        if len(items) < 16:
+            return sum(map(self._units, items))
+        # map/sum run in C; the common homogeneous cases need no Python call per item
+        kinds = set(map(type, items))
+        if kinds <= _SCALARS:
+            return len(items)
+        if kinds == {int}:
+            return len(items) + (sum(map(int.bit_length, items)) >> 6)
+        if kinds == {str}:
+            return sum(map(len, items))
+        return sum(map(self._units, items))
+
+    def _units(self, value: Any) -> int:
+        kind = type(value)
+        if kind is str:
+            return len(value)
+        if kind is int:
+            bits: int = value.bit_length()
+            return 1 + (bits >> 6)
+        if kind in _SCALARS:
+            return 1
+        return self.size(value)
+
+
+def _builds(node: ast.AST) -> bool:
+    return type(node) in _BUILDING or (
+        type(node) is ast.Subscript and type(node.slice) is ast.Slice)
+
+
+def _over_budget() -> _Refused:
+    return _Refused(f"expression built more than {MAX_BUILT_UNITS} units of data "
+                    "(characters, elements, keys and values)")
+
+
+def _too_large(units: int) -> _Refused:
+    return _Refused(f"expression built a value of more than {MAX_VALUE_UNITS} units "
+                    f"({units} and counting)")
+
 
 class _Evaluator(EvalWithCompoundTypes):  # type: ignore[misc]
-    """simpleeval with our attribute rules and cheaper safety checks."""
+    """simpleeval with our attribute rules, cheaper safety checks and the budgets."""
 
     def __init__(self) -> None:
         super().__init__(operators=dict(_OPERATORS), functions=dict(FUNCTIONS), names={})
@@ -139,6 +297,50 @@ class _Evaluator(EvalWithCompoundTypes):  # type: ignore[misc]
         # documented whitelist exact.
         self.functions.pop("tuple", None)
         self.functions.pop("set", None)
+        self.budget = ExpressionBudget()
+        self.operators[ast.Mult] = self._mult
+        self.operators[ast.Add] = self._add
+
+    def _mult(self, left: Any, right: Any) -> Any:
+        # refuse a repetition the budget cannot pay for before allocating it
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                self.budget.afford(len(seq) * times)
+        return DEFAULT_OPERATORS[ast.Mult](left, right)
+
+    def _add(self, left: Any, right: Any) -> Any:
+        if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+            self.budget.afford(len(left) + len(right))
+        return DEFAULT_OPERATORS[ast.Add](left, right)
+
+    def _eval(self, node: ast.AST) -> Any:
+        # simpleeval's own _eval, plus a step count, the deadline and the size bounds
+        budget = self.budget
+        budget.steps += 1
+        if budget.steps % _DEADLINE_CHECK_EVERY == 0:
+            budget.check()
+        handler = self.nodes.get(type(node))
+        if handler is None:
+            raise simpleeval.FeatureNotAvailable(
+                f"Sorry, {type(node).__name__} is not available in this evaluator")
+        result = handler(node)
+        self._check_disallowed_items(result)
+        kind = type(result)
+        if kind in _SCALARS:
+            return result
+        if kind is int:
+            if result.bit_length() > MAX_INT_BITS:
+                raise _Refused(f"integer result too large (more than {MAX_INT_BITS} bits)")
+        elif kind is str:
+            if len(result) > MAX_VALUE_UNITS:
+                raise _too_large(len(result))
+            if _builds(node):
+                budget.charge(len(result))
+        elif type(node) is not ast.Name:
+            # a name is the caller's data (bounded by the context limits) or a loop
+            # variable (a part of a value measured already)
+            budget.account(result, building=_builds(node))
+        return result
 
     def _check_disallowed_items(self, item: Any) -> None:
         # simpleeval walks every container result recursively, i.e. the whole input on
@@ -237,22 +439,37 @@ class Expression:
         self._tree = tree.body
         self._evaluator = _Evaluator()
 
-    def evaluate(self, names: Mapping[str, Any]) -> Any:
-        """The expression's value as JSON-like data; raises :class:`ExpressionError`."""
+    def evaluate(self, names: Mapping[str, Any], budget: ExpressionBudget | None = None) -> Any:
+        """The expression's value as JSON-like data; raises :class:`ExpressionError`, or
+        :class:`StepDeadlineExceeded` past the running step's deadline.
+
+        ``budget`` is shared by evaluations that should build no more together than one
+        evaluation may (a batch's items); by default each evaluation has its own.
+        """
         evaluator = self._evaluator
         evaluator.names = dict(names)
+        evaluator.budget = budget = budget if budget is not None else ExpressionBudget()
+        budget.steps = 0
         try:
+            budget.check()
             value = evaluator.eval(self.source, previously_parsed=self._tree)
             return to_data(value)
-        except ExpressionError:
+        except (ExpressionError, StepDeadlineExceeded):
             raise
         except RecursionError:
             raise ExpressionError("expression is nested too deeply", phase="evaluate") from None
+        except MemoryError:
+            raise ExpressionError("expression ran out of memory", phase="evaluate") from None
         except Exception as exc:
             raise ExpressionError(_describe(exc), phase="evaluate",
                                   error=type(exc).__name__) from None
         finally:
             evaluator.names = {}
+            # drop the sizes it remembered (and the values they pin) with the budget
+            evaluator.budget = _IDLE
+
+
+_IDLE = ExpressionBudget()
 
 
 def evaluate(expression: str, names: Mapping[str, Any]) -> Any:

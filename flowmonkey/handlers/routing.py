@@ -1,4 +1,4 @@
-"""The routing handlers ``conditional`` and ``switch``: pick the next step from the input.
+r"""The routing handlers ``conditional`` and ``switch``: pick the next step from the input.
 
 Both read dot paths from the step's input and answer with a next-step override. A
 target of ``None`` (JSON null) is an explicit override that completes the flow, so
@@ -13,7 +13,17 @@ Deliberate differences from the original's JavaScript operators, which coerced t
   boolean never equals a number (``True == 1`` is false here);
 * ``contains`` also tests list membership (the original was strings only);
 * an invalid ``matches`` pattern fails the step with ``INVALID_REGEX`` rather than
-  crashing it. Patterns use Python's ``re`` syntax, which JavaScript's mostly shares.
+  crashing it (and is refused when the flow is registered).
+
+``matches`` runs on `RE2 <https://github.com/google/re2/wiki/Syntax>`_, which takes time
+linear in the text whatever the pattern: with a backtracking engine ``^(a+)+$`` on 24
+``a``s and a ``!`` held the event loop past the step's timeout, doubling per character.
+RE2 has the usual syntax (classes, groups, named groups, ``{n,m}``, ``(?i)``) but no
+backreferences (``\1``, ``(?P=name)``), no lookaround (``(?=``, ``(?!``, ``(?<=``,
+``(?<!``), no possessive or atomic groups and no ``\Z`` (write ``\z``); ``\d``, ``\w``,
+``\s`` and ``\b`` are ASCII-only, and ``$`` matches only at the very end of the text.
+Patterns are at most :data:`MAX_PATTERN_LENGTH` characters and a compiled pattern
+uses at most :data:`PATTERN_MAX_MEMORY` bytes.
 """
 
 from __future__ import annotations
@@ -21,10 +31,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
+
+import re2
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
 from flowmonkey.handlers.config import config_field
+from flowmonkey.handlers.deadline import check_deadline, step_deadline
 from flowmonkey.kernel.paths import MISSING, get_path
 from flowmonkey.model.result import Result, StepResult
 
@@ -112,7 +126,7 @@ class ConditionalHandler:
             if condition.get("op") == "matches" and isinstance(pattern, str):
                 try:
                     compile_pattern(pattern)
-                except re.error as exc:
+                except PatternError as exc:
                     found.append((f"{where}.value", f"invalid regular expression: {exc}"))
         return found
 
@@ -123,7 +137,10 @@ class ConditionalHandler:
             return Result.failure("MISSING_CONDITIONS", "No conditions defined")
         if not isinstance(conditions, list):
             return Result.failure("INPUT_ERROR", "conditional: config.conditions must be a list")
+        deadline = step_deadline()
         for index, condition in enumerate(conditions):
+            # each condition is linear in its data; many of them on big data add up
+            check_deadline(deadline)
             if not isinstance(condition, Mapping) or not isinstance(condition.get("path"), str):
                 return Result.failure(
                     "INPUT_ERROR", f"conditional: conditions[{index}] needs a string path")
@@ -132,7 +149,7 @@ class ConditionalHandler:
             try:
                 hit = evaluate_condition(get_path(params.input, path), op,
                                          condition.get("value", MISSING))
-            except re.error as exc:
+            except PatternError as exc:
                 return Result.failure(
                     "INVALID_REGEX",
                     f"conditional: conditions[{index}] has an invalid regular expression "
@@ -244,8 +261,9 @@ def _comparable(a: Any, b: Any) -> bool:
 
 
 def evaluate_condition(actual: Any, op: Any, value: Any) -> bool:
-    """One operator; ``actual``/``value`` may be ``MISSING``. Raises ``re.error`` for a
-    bad ``matches`` pattern. An unknown operator is false, as in the original."""
+    """One operator; ``actual``/``value`` may be ``MISSING``. Raises
+    :class:`PatternError` for a bad ``matches`` pattern. An unknown operator is false, as
+    in the original."""
     if op == "eq":
         return strict_equal(actual, value)
     if op == "neq":
@@ -285,15 +303,68 @@ def evaluate_condition(actual: Any, op: Any, value: Any) -> bool:
         # Compiled even when the actual value is not a string, so a bad pattern is
         # reported whatever the data.
         pattern = compile_pattern(value)
-        return isinstance(actual, str) and pattern.search(actual) is not None
+        return isinstance(actual, str) and pattern.search(_utf8_safe(actual)) is not None
     return False
 
 
-def compile_pattern(source: str) -> re.Pattern[str]:
-    """``re.compile``, raising ``re.error`` for every pattern it cannot compile (a huge
-    repeat count overflows, deep nesting recurses)."""
+MAX_PATTERN_LENGTH = 1_000
+"""The longest ``matches`` pattern, in characters."""
+
+PATTERN_MAX_MEMORY = 1 << 20
+"""RE2's ``max_mem`` for one pattern: its compiled program and its match cache. A
+pattern that needs more is refused; a search that would need more falls back to a
+slower, still linear, automaton."""
+
+
+class PatternError(ValueError):
+    """A ``matches`` pattern that RE2 cannot run (bad syntax, unsupported, too big)."""
+
+
+def compile_pattern(source: str) -> Any:
+    """The RE2 pattern for ``source``; raises :class:`PatternError` naming the problem."""
+    if len(source) > MAX_PATTERN_LENGTH:
+        raise PatternError(f"the pattern is {len(source)} characters long "
+                           f"(max {MAX_PATTERN_LENGTH})")
+    return _compile(source)
+
+
+@lru_cache(maxsize=64)
+def _compile(source: str) -> Any:
+    # Python's parser first, for its syntax check only (nothing is ever matched with
+    # it): RE2 reads some patterns it cannot use as literal text instead of refusing
+    # them, e.g. `a{99999999999}`, which would silently mean something else.
     try:
-        return re.compile(source)
+        re.compile(source)
+    except re.error as exc:
+        raise PatternError(str(exc)) from None
     except (OverflowError, RecursionError) as exc:
-        raise re.error(f"the pattern is too large to compile ({type(exc).__name__})") \
+        raise PatternError(f"the pattern is too large to compile ({type(exc).__name__})") \
             from None
+    options = re2.Options()
+    options.max_mem = PATTERN_MAX_MEMORY
+    options.log_errors = False  # the caller reports it, with the flow and the step
+    try:
+        return re2.compile(source, options)
+    except re2.error as exc:
+        raise PatternError(_re2_message(exc)) from None
+
+
+_UNSUPPORTED = ("invalid perl operator", "invalid escape sequence", "bad repetition operator")
+
+
+def _re2_message(exc: Exception) -> str:
+    raw = exc.args[0] if exc.args else exc
+    message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if message.startswith(_UNSUPPORTED):
+        message += (" (patterns are RE2 syntax: no backreferences, lookaround, "
+                    "possessive quantifiers or \\Z)")
+    return message
+
+
+def _utf8_safe(text: str) -> str:
+    # RE2 matches UTF-8; a lone surrogate cannot be encoded, so it is read as U+FFFD
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text

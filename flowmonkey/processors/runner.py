@@ -16,6 +16,7 @@ from flowmonkey.errors import FlowMonkeyError, InputValidationError
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, trusted_command
 from flowmonkey.handlers.base import ContextHelpers, HandlerParams, StepHandler, VaultProvider
+from flowmonkey.handlers.deadline import running_until
 from flowmonkey.kernel.inputs import resolve_input
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.model.execution import Execution
@@ -174,10 +175,13 @@ class StepRunner:
             state.attempt, abort, self._vault)
         attempt = _Attempt(state, step, handler, abort, data, helpers, started, timeout_ms)
         try:
-            pending = handler.execute(params)
-            if not isinstance(pending, Coroutine):  # another awaitable: await it in a task
-                return self._finish(attempt, pending)
-            waiting_on = pending.send(None)
+            # The timer that enforces the timeout cannot fire while the handler runs
+            # without waiting; long synchronous work checks this deadline itself.
+            with running_until(attempt.deadline):
+                pending = handler.execute(params)
+                if not isinstance(pending, Coroutine):  # another awaitable: in a task
+                    return self._finish(attempt, pending)
+                waiting_on = pending.send(None)
         except StopIteration as stop:
             return self._outcome(attempt, stop.value)
         except (KeyboardInterrupt, SystemExit):
@@ -197,7 +201,8 @@ class StepRunner:
                                   attempt.abort)
         try:
             try:
-                raw = await pending
+                with running_until(attempt.deadline):
+                    raw = await pending
             except BaseException as exc:
                 if run.expired and task is not None and task.uncancel() <= cancelling \
                         and isinstance(exc, asyncio.CancelledError):
@@ -261,8 +266,8 @@ class StepRunner:
 class _Attempt:
     """What the runner keeps about one attempt between its start and its result."""
 
-    __slots__ = ("abort", "data", "handler", "helpers", "started", "state", "step",
-                 "timeout_ms")
+    __slots__ = ("abort", "data", "deadline", "handler", "helpers", "started", "state",
+                 "step", "timeout_ms")
 
     def __init__(self, state: ExecutionState, step: Step, handler: StepHandler,
                  abort: asyncio.Event, data: dict[str, Any], helpers: ContextHelpers,
@@ -275,6 +280,8 @@ class _Attempt:
         self.helpers = helpers
         self.started = started
         self.timeout_ms = timeout_ms
+        # on time.monotonic's clock, for synchronous work (handlers/deadline.py)
+        self.deadline = time.monotonic() + timeout_ms / 1000
 
 
 class _Resumed:

@@ -817,7 +817,7 @@ def _value_sql(column: str, params: _Params) -> str:
 
 def _like_pattern(pattern: str) -> str:
     """``pattern`` for Postgres LIKE, where a trailing lone backslash is an error; the
-    shared rule (rows.like_regex) reads it as a literal backslash."""
+    shared rule (rows.LikePattern) reads it as a literal backslash."""
     escaped = False
     for ch in pattern:
         escaped = not escaped and ch == "\\"

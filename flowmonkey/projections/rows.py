@@ -11,7 +11,9 @@ Rules every backend follows (the contract suite checks them):
 * Filters follow ``IS [NOT] DISTINCT FROM`` semantics for ``eq``/``neq`` (so ``eq None``
   finds missing values and ``neq x`` includes them); the ordering operators and ``like``
   never match a missing value or a value of another type. ``like`` is SQL LIKE
-  (``%``, ``_``, ``\\`` escapes), case-sensitive.
+  (``%``, ``_``, ``\\`` escapes), case-sensitive, matched in linear time (no
+  backtracking, see :class:`LikePattern`), with patterns of at most
+  :data:`MAX_LIKE_PATTERN_LENGTH` (256) characters.
 * Ordering puts missing values last when ascending and first when descending (SQL's
   default NULL placement); ties keep the order the rows were given in.
 """
@@ -180,6 +182,11 @@ def prepare_filters(table: TableDef, filters: Sequence[RowFilter]) -> list[RowFi
                 raise TableError(f'table "{table.id}": filter "like" on "{f.column}" needs '
                                  f"a string, got {_describe(value)}", table_id=table.id,
                                  column_id=f.column)
+            if len(value) > MAX_LIKE_PATTERN_LENGTH:
+                raise TableError(f'table "{table.id}": filter "like" on "{f.column}" is '
+                                 f"{len(value)} characters long (max "
+                                 f"{MAX_LIKE_PATTERN_LENGTH})", table_id=table.id,
+                                 column_id=f.column)
         else:
             value = _filter_value(table, column, value)
         out.append(f if value is f.value else RowFilter(column=f.column, op=f.op, value=value))
@@ -213,7 +220,7 @@ def _match(actual: Any, op: str, expected: Any) -> bool:
     if actual is None:
         return False
     if op == "like":
-        return isinstance(actual, str) and like_regex(expected).fullmatch(actual) is not None
+        return isinstance(actual, str) and compile_like(expected).matches(actual)
     if expected is None or isinstance(actual, bool) != isinstance(expected, bool):
         return False
     try:
@@ -237,26 +244,101 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@lru_cache(maxsize=256)
-def like_regex(pattern: str) -> re.Pattern[str]:
-    """SQL LIKE as a regex: ``%`` any run, ``_`` one character, ``\\`` escapes the next."""
-    parts: list[str] = []
-    escaped = False
-    for ch in pattern:
+MAX_LIKE_PATTERN_LENGTH = 256
+"""The longest ``like`` pattern a filter may hold, in characters."""
+
+
+class LikePattern:
+    """SQL LIKE, matched in linear time: ``%`` any run, ``_`` one character, ``\\``
+    escapes the next (a trailing lone backslash stands for itself).
+
+    A regex made of ``.*`` per ``%`` backtracks: ``%%%%…x`` against a long text took
+    seconds per row on the event loop. Here the pattern is split at its ``%`` into
+    fixed-width segments; the first must match at the start, the last at the end and
+    each one between at its leftmost place after the previous one. A leftmost match
+    is always the best choice (it ends earliest and the segments have fixed widths),
+    so nothing is ever retried: at most one scan of the text per segment, i.e.
+    O(len(text) * len(pattern)) in the worst case and one ``str.find`` per segment
+    in the usual one (segments without ``_``).
+    """
+
+    __slots__ = ("_anchored", "_head", "_middle", "_tail")
+
+    def __init__(self, pattern: str) -> None:
+        segments: list[list[str | None]] = [[]]  # None stands for `_`
+        escaped = False
+        for ch in pattern:
+            if escaped:
+                segments[-1].append(ch)
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == "%":
+                segments.append([])
+            else:
+                segments[-1].append(None if ch == "_" else ch)
         if escaped:
-            parts.append(re.escape(ch))
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "%":
-            parts.append(".*")
-        elif ch == "_":
-            parts.append(".")
+            segments[-1].append("\\")
+        parts = [_Segment(s) for s in segments]
+        # without any `%` the one segment must cover the whole text
+        self._anchored = len(parts) == 1
+        self._head = parts[0]
+        self._tail = parts[-1]
+        self._middle = [p for p in parts[1:-1] if p.width]  # `%%` is one `%`
+
+    def matches(self, text: str) -> bool:
+        head, tail = self._head, self._tail
+        if self._anchored:
+            return len(text) == head.width and head.at(text, 0)
+        end = len(text) - tail.width
+        if end < head.width or not head.at(text, 0) or not tail.at(text, end):
+            return False
+        position = head.width
+        for segment in self._middle:
+            found = segment.find(text, position, end)
+            if found < 0:
+                return False
+            position = found + segment.width
+        return True
+
+
+class _Segment:
+    """A fixed-width run of a LIKE pattern: characters and ``_`` (None)."""
+
+    __slots__ = ("_literal", "_regex", "width")
+
+    def __init__(self, chars: list[str | None]) -> None:
+        self.width = len(chars)
+        self._literal: str | None = None
+        self._regex: re.Pattern[str] | None = None
+        if None in chars:
+            # Literals and `.` only: no quantifier, group or alternation, so the regex
+            # engine tries each start position once, in at most `width` steps, and never
+            # backtracks across positions (linear, unlike the `.*` of a `%`).
+            self._regex = re.compile(
+                "".join("." if c is None else re.escape(c) for c in chars), re.DOTALL)
         else:
-            parts.append(re.escape(ch))
-    if escaped:  # a trailing backslash stands for itself
-        parts.append(re.escape("\\"))
-    return re.compile("".join(parts), re.DOTALL)
+            self._literal = "".join(c for c in chars if c is not None)
+
+    def at(self, text: str, start: int) -> bool:
+        """Whether the segment matches ``text`` at ``start``."""
+        if self._regex is None:
+            return text.startswith(self._literal or "", start)
+        return self._regex.match(text, start, start + self.width) is not None
+
+    def find(self, text: str, start: int, end: int) -> int:
+        """The leftmost position ``p >= start`` where the segment matches and ends by
+        ``end``, or -1."""
+        if self._regex is None:
+            return text.find(self._literal or "", start, end)
+        found = self._regex.search(text, start, end)
+        return -1 if found is None else found.start()
+
+
+@lru_cache(maxsize=256)
+def compile_like(pattern: str) -> LikePattern:
+    """The :class:`LikePattern` for ``pattern`` (cached: a query tests it on each row)."""
+    return LikePattern(pattern)
 
 
 # --------------------------------------------------------------------------- ordering

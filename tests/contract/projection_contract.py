@@ -445,6 +445,10 @@ class ProjectionContract:
         ("sku", "like", "ap%", {"apple", "apricot"}),
         ("sku", "like", "%an_na", {"banana"}),
         ("sku", "like", "a%o", set()),
+        # many `%`: a backtracking regex took seconds per row here (issue 10, finding 11)
+        ("sku", "like", "%" * 24 + "x", set()),
+        ("sku", "like", "%" * 24 + "a%" * 3 + "%" * 24, {"banana"}),
+        ("sku", "like", "%\\%%", set()),
         ("sku", "in", ["apple", "cherry", "kiwi"], {"apple", "cherry"}),
         ("paid", "eq", True, {"apple", "banana"}),
         ("qty", "eq", None, {"cherry"}),
