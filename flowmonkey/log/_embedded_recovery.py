@@ -242,13 +242,16 @@ def scan_partition(directory: Path, topic: str, index: int) -> PartitionScan:
             (start, end, None) for start, end in segment.damaged]
         events += [(start, start, record)
                    for start, record in zip(segment.starts, segment.records, strict=True)]
+        damaged_until = -1  # the end of the damaged range just read, if any
         for start, end, record in sorted(events, key=lambda event: event[0]):
             if record is None:
                 damage = Break(path, start, end, expected, scan.count,
                                _keys_in(path, start, end))
                 scan.breaks.append(damage)
+                damaged_until = end
                 continue
-            if record.offset != expected:
+            # records missing right after a damaged range were in it: one break, not two
+            if record.offset != expected and start != damaged_until:
                 scan.breaks.append(Break(path, start, start, expected, scan.count))
             expected = record.offset + 1
             scan.count += 1
@@ -484,12 +487,16 @@ def describe_damage(scan: PartitionScan, checkpointed: int) -> list[str]:
     return lines
 
 
-def analyse(root: Path) -> Analysis:
+def analyse(root: Path, progress: Callable[[str], None] | None = None) -> Analysis:
     bad: list[BadFile] = []
     specs = load_topic_specs(root, bad)
-    partitions = {
-        (spec.name, index): scan_partition(root / spec.name / str(index), spec.name, index)
-        for spec in specs for index in range(spec.partitions)}
+    partitions: dict[Key, PartitionScan] = {}
+    for spec in specs:
+        for index in range(spec.partitions):
+            scan = scan_partition(root / spec.name / str(index), spec.name, index)
+            partitions[(spec.name, index)] = scan
+            if progress is not None:
+                progress(f"scanned {spec.name}/{index}: {scan.count} intact record(s)")
     prefix = {key: scan.prefix for key, scan in partitions.items()}
     journal = scan_journal(root / _JOURNAL)
     checkpointed: dict[Key, int] = {}
@@ -641,6 +648,7 @@ def repair(root: Path, *, fsync: bool = True,
            progress: Callable[[str], None] = lambda line: None) -> RepairReport:
     """Make ``root`` open again without losing an intact record (module docstring).
     Takes the directory's lock, so the log must not be open elsewhere."""
+    require_data_dir(root)
     store = DiskStore(root, fsync, 1)
     store.acquire_lock()
     try:
@@ -652,7 +660,7 @@ def repair(root: Path, *, fsync: bool = True,
 def _repair_locked(root: Path, fsync: bool, progress: Callable[[str], None]) -> RepairReport:
     report = RepairReport()
     progress(f"scanning {root} …")
-    analysis = analyse(root)
+    analysis = analyse(root, progress)
     for bad in analysis.bad_files:
         report.actions.append(_fix_bad_file(bad, fsync))
     if analysis.bad_files:  # a rebuilt topic.json adds partitions: look again
@@ -666,7 +674,6 @@ def _repair_locked(root: Path, fsync: bool, progress: Callable[[str], None]) -> 
     ends: dict[Key, int] = {}
     kept_offsets: dict[Key, list[int]] = {}
     for key, scan in analysis.partitions.items():
-        progress(f"{key[0]}/{key[1]}: {scan.count} intact record(s)")
         if analysis.damaged(key):
             kept_offsets[key] = _quarantine(scan, analysis.checkpointed.get(key, 0), fsync,
                                             report)
@@ -840,15 +847,19 @@ def check_report(analysis: Analysis) -> dict[str, Any]:
     }
 
 
-def check(root: Path) -> dict[str, Any]:
-    """Analyse ``root`` under its lock, changing nothing."""
-    if not (root / _JOURNAL).exists() and not (root / _OFFSETS).exists():
+def require_data_dir(root: Path) -> None:
+    if not root.is_dir() or not ((root / _JOURNAL).exists() or (root / _OFFSETS).is_dir()):
         raise LogError(f"{root} is not an embedded log's data directory (it has no "
-                       f"{_JOURNAL} and no {_OFFSETS})", path=str(root))
+                       f"{_JOURNAL} and no {_OFFSETS}/)", path=str(root))
+
+
+def check(root: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Analyse ``root`` under its lock, changing nothing."""
+    require_data_dir(root)
     store = DiskStore(root, False, 1)
     store.acquire_lock()
     try:
-        return check_report(analyse(root))
+        return check_report(analyse(root, progress))
     finally:
         store.close()
 
