@@ -32,7 +32,6 @@ read), and writes a fresh journal checkpoint.
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import os
 import struct
@@ -70,6 +69,8 @@ from flowmonkey.log._embedded_store import (
     _truncate,
     _write_all,
     encode_entry,
+    seal,
+    unseal,
 )
 from flowmonkey.log.base import Record, TopicSpec
 
@@ -373,15 +374,16 @@ def load_topic_specs(root: Path, bad: list[BadFile]) -> list[TopicSpec]:
                                directory)
             continue
         try:
-            data = json.loads(meta.read_bytes())
+            data = unseal(meta.read_bytes(), ("partitions", "compacted", "config"))
             spec = TopicSpec(
                 name=directory.name,
                 partitions=int(data["partitions"]),
                 compacted=bool(data["compacted"]),
                 config={str(k): str(v) for k, v in data.get("config", {}).items()},
             )
-            if spec.partitions < 1:
-                raise ValueError("partitions must be at least 1")
+            if spec.partitions < 1 or (partitions and partitions[-1] >= spec.partitions):
+                raise ValueError(f"{spec.partitions} partitions, but the directory has "
+                                 f"partition {partitions[-1] if partitions else 0}")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             bad.append(BadFile(meta, f"it is not valid ({exc})",
                                f"keep it aside and write it for {len(partitions)} partition(s)"))
@@ -710,7 +712,7 @@ def _fix_bad_file(bad: BadFile, fsync: bool) -> str:
         if path.exists():
             os.replace(path, side_file(path, "damaged"))
         meta = {"partitions": count, "compacted": False, "config": {}}
-        _atomic_write(path, json.dumps(meta).encode(), fsync)
+        _atomic_write(path, seal(meta), fsync)
         return (f"{path}: {bad.reason}; wrote it for {count} partition(s), not compacted "
                 "(check the topic's settings)")
     target = side_file(path, "damaged")

@@ -354,16 +354,44 @@ def _group_file(offsets_dir: Path, group: str) -> Path:
     return offsets_dir / (quote(group, safe="") + ".json")
 
 
+_SEAL = "crc32"
+
+
+def seal(document: dict[str, Any]) -> bytes:
+    """``document`` as JSON with a CRC of its content: a changed digit in an offset or
+    a partition count must not pass for a valid value."""
+    return json.dumps({**document, _SEAL: _content_crc(document)}, indent=1).encode()
+
+
+def unseal(raw: bytes, keys: Collection[str]) -> dict[str, Any]:
+    """The document :func:`seal` wrote (files from before the CRC have none); raises
+    ValueError if it does not parse, has other keys, or fails its CRC."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    crc = data.pop(_SEAL, None)
+    if set(data) - set(keys):
+        raise ValueError(f"unexpected keys {sorted(set(data) - set(keys))}")
+    if crc is not None and crc != _content_crc(data):
+        raise ValueError("its content does not match its crc32")
+    return data
+
+
+def _content_crc(document: Mapping[str, Any]) -> int:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return zlib.crc32(canonical.encode())
+
+
 def _encode_group(group: str, seq: int, offsets: Offsets) -> bytes:
     by_topic: dict[str, dict[str, int]] = {}
     for (topic, partition), offset in sorted(offsets.items()):
         by_topic.setdefault(topic, {})[str(partition)] = offset
-    return json.dumps({"group": group, "seq": seq, "offsets": by_topic}, indent=1).encode()
+    return seal({"group": group, "seq": seq, "offsets": by_topic})
 
 
 def _decode_group(path: Path) -> tuple[str, int, Offsets]:
     try:
-        data = json.loads(path.read_bytes())
+        data = unseal(path.read_bytes(), ("group", "seq", "offsets"))
         group, seq, by_topic = data["group"], data["seq"], data["offsets"]
         offsets = {
             (str(topic), int(partition)): int(offset)
@@ -437,7 +465,7 @@ class DiskStore:
             "config": dict(topic.spec.config),
         }
         meta_path = self.root / topic.spec.name / "topic.json"
-        _atomic_write(meta_path, json.dumps(meta).encode(), self.fsync)
+        _atomic_write(meta_path, seal(meta), self.fsync)
         if self.fsync:
             _fsync_dir(self.root)
 

@@ -124,6 +124,7 @@ async def test_committed_offsets_are_in_the_groups_file_after_close(tmp_path: Pa
     saved = json.loads((tmp_path / "_offsets" / "processor.json").read_text())
 
     assert saved["group"] == "processor"
+    assert "crc32" in saved
     assert saved["offsets"] == {COMMANDS: {"0": 3}}
 
 
@@ -133,6 +134,7 @@ async def test_topic_metadata_is_kept_in_topic_json(tmp_path: Path) -> None:
 
     meta = json.loads((tmp_path / "flows" / "topic.json").read_text())
 
+    assert meta.pop("crc32") > 0  # a changed partition count must not pass for valid
     assert meta == {"partitions": 1, "compacted": True, "config": {"a": "b"}}
 
 
