@@ -38,7 +38,7 @@ import struct
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,6 +319,8 @@ def scan_journal(path: Path) -> JournalScan:
     if not path.exists():
         return JournalScan(path, "missing")
     buf = path.read_bytes()
+    if not buf:  # it is only ever replaced whole, with a checkpoint entry in it
+        return JournalScan(path, "damaged", problem="it is empty")
     view = memoryview(buf)
     scan = JournalScan(path, "ok")
     pos, seq = 0, -1
@@ -355,7 +357,11 @@ class BadFile:
     fix: str  # what repair does about it
 
 
-def load_topic_specs(root: Path, bad: list[BadFile]) -> list[TopicSpec]:
+def load_topic_specs(root: Path, bad: list[BadFile],
+                     known: Collection[str] = ()) -> list[TopicSpec]:
+    """The topics' specs; ``known`` topics (named by the journal) existed, so a topic
+    directory without ``topic.json`` is an interrupted create only if it is not known
+    and holds no records."""
     specs = []
     for directory in sorted(root.iterdir()):
         meta = directory / "topic.json"
@@ -366,7 +372,7 @@ def load_topic_specs(root: Path, bad: list[BadFile]) -> list[TopicSpec]:
         has_data = any(segment.stat().st_size > 0 for p in partitions
                        for segment in (directory / str(p)).glob("*.log"))
         if not meta.exists():
-            if has_data:
+            if has_data or directory.name in known:
                 bad.append(BadFile(meta, "it is missing but the topic has records",
                                    f"write it for {len(partitions)} partition(s)"))
             else:
@@ -491,7 +497,9 @@ def describe_damage(scan: PartitionScan, checkpointed: int) -> list[str]:
 
 def analyse(root: Path, progress: Callable[[str], None] | None = None) -> Analysis:
     bad: list[BadFile] = []
-    specs = load_topic_specs(root, bad)
+    journal = scan_journal(root / _JOURNAL)
+    known = {topic for entry in journal.entries for topic, _, _ in entry.ends}
+    specs = load_topic_specs(root, bad, known)
     partitions: dict[Key, PartitionScan] = {}
     for spec in specs:
         for index in range(spec.partitions):
@@ -500,7 +508,6 @@ def analyse(root: Path, progress: Callable[[str], None] | None = None) -> Analys
             if progress is not None:
                 progress(f"scanned {spec.name}/{index}: {scan.count} intact record(s)")
     prefix = {key: scan.prefix for key, scan in partitions.items()}
-    journal = scan_journal(root / _JOURNAL)
     checkpointed: dict[Key, int] = {}
     if journal.trusted:
         checkpointed = {(t, p): end for t, p, end in journal.entries[0].ends}
