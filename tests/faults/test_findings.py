@@ -16,6 +16,14 @@ from tests.faults.support import COMMANDS, EVENTS, engine_on, frame_starts, segm
 RUNS = 4
 
 
+def segment_sizes(root: Path) -> dict[Path, int]:
+    return {p: p.stat().st_size for p in root.rglob("*.log") if p.name != "_journal.log"}
+
+
+def side_files(directory: Path, pattern: str) -> list[Path]:
+    return sorted(directory.glob(pattern))
+
+
 async def run_executions(data_dir: Path, count: int = RUNS) -> list[str]:
     """Run ``count`` executions of the tiny flow to completion, then stop cleanly."""
     async with engine_on(data_dir) as engine:
@@ -46,7 +54,7 @@ async def test_finding_1_a_damaged_journal_loses_no_execution(
         tmp_path: Path, damage: str) -> None:
     # given completed executions
     ids = await run_executions(tmp_path)
-    sizes = {p: p.stat().st_size for p in tmp_path.rglob("*.log") if p.name != "_journal.log"}
+    sizes = segment_sizes(tmp_path)
     # when the journal is damaged, as in the issue
     journal = tmp_path / "_journal.log"
     journal_size = 20 if "20" in damage else journal.stat().st_size
@@ -61,7 +69,7 @@ async def test_finding_1_a_damaged_journal_loses_no_execution(
     for path, size in sizes.items():
         assert path.stat().st_size >= size, f"{path} was cut"
     # and the damaged journal is kept aside, never just overwritten
-    [kept] = tmp_path.glob("_journal.log.damaged-*")
+    [kept] = side_files(tmp_path, "_journal.log.damaged-*")
     assert kept.stat().st_size == (0 if damage == "truncate to 0" else journal_size)
 
 
@@ -96,7 +104,7 @@ async def test_finding_2_a_flipped_byte_in_a_committed_segment_stops_the_start(
 
     # when it is repaired, the damaged bytes are next to the segment and the rest kept
     report = repair(tmp_path)
-    [aside] = segment.parent.glob("*.damaged-*")
+    [aside] = side_files(segment.parent, "*.damaged-*")
     assert aside.stat().st_size + segment.stat().st_size == size
     assert report.records_kept > 0
     # and the last execution, whose events are all after the damage, is still completed
