@@ -102,7 +102,8 @@ def _open_error(exc: Exception) -> CliError:
 
 def run_check(args: argparse.Namespace) -> int:
     from flowmonkey.errors import LogError
-    from flowmonkey.log._embedded_recovery import check, repair_command
+    from flowmonkey.log._embedded_recovery import repair_command
+    from flowmonkey.log._embedded_repair import check
 
     root = _data_dir(args)
     try:
@@ -155,7 +156,8 @@ def _print_check(report: dict[str, Any]) -> None:
 
 def run_repair(args: argparse.Namespace) -> int:
     from flowmonkey.errors import LogError
-    from flowmonkey.log._embedded_recovery import check_command, repair
+    from flowmonkey.log._embedded_recovery import check_command
+    from flowmonkey.log._embedded_repair import repair
 
     root = _data_dir(args)
     try:

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from flowmonkey.errors import LogError, WaitTimeout
 from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
-from flowmonkey.log._embedded_recovery import repair
+from flowmonkey.log._embedded_repair import repair
 from flowmonkey.model.execution import ExecutionStatus
 from tests.faults.support import EVENTS, engine_on, frame_starts
 
@@ -41,7 +41,7 @@ GROUP = "processor"
 FAULTS = ["flip", "truncate", "delete", "append"]
 FAST = settings(max_examples=10, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-ENGINE = settings(max_examples=4, deadline=None, derandomize=True, database=None,
+ENGINE = settings(max_examples=6, deadline=None, derandomize=True, database=None,
                   suppress_health_check=[HealthCheck.too_slow])
 
 COUNTS: collections.Counter[str] = collections.Counter()
@@ -106,7 +106,7 @@ async def do_work(root: Path, segment_bytes: int, work: list[Append]) -> Model:
         offset = 0
         for path in sorted((root / key[0] / str(key[1])).glob("*.log")):
             starts = frame_starts(path)
-            ends = [*starts[1:], path.stat().st_size]
+            ends = [*starts[1:], path.stat().st_size][: len(starts)]
             model.frames[path] = [(key, offset + i, start, end)
                                   for i, (start, end) in enumerate(zip(starts, ends, strict=True))]
             offset += len(starts)
@@ -191,7 +191,7 @@ async def read_all(log: EmbeddedLog) -> dict[Key, list[bytes]]:
 
 
 KINDS = ["segment", "journal", "offsets", "topic.json", "lock"]
-EXAMPLES = {"segment": 24, "journal": 10, "offsets": 6, "topic.json": 6, "lock": 2}
+EXAMPLES = {"segment": 50, "journal": 20, "offsets": 10, "topic.json": 10, "lock": 3}
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -254,7 +254,7 @@ async def _check_one_fault(root: Path, segment_bytes: int, work: list[Append],
             assert unread
             assert unread[-1].offset == position.offset
             assert unread[-1].value == b"after"
-    COUNTS["repaired, nothing skipped"] += 1
+    COUNTS["repaired and nothing skipped"] += 1
 
 
 @pytest.mark.parametrize("kind", ["segment", "journal", "offsets", "topic.json"])
@@ -304,4 +304,4 @@ async def _check_engine_fault(root: Path, runs: int, data: st.DataObject, kind: 
         created = await engine.create("tiny", {"n": "after"})
         done = await engine.wait(created.execution.id, timeout_s=20)
         assert done.status == ExecutionStatus.COMPLETED
-    COUNTS["engine cases, new execution completed"] += 1
+    COUNTS["engine cases where a new execution completed"] += 1

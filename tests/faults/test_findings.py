@@ -100,7 +100,7 @@ async def test_finding_2_a_flipped_byte_in_a_committed_segment_stops_the_start(
     assert f"flowmonkey log repair --data-dir {tmp_path}" in message
     # and nothing was cut
     assert segment.stat().st_size == size
-    from flowmonkey.log._embedded_recovery import repair
+    from flowmonkey.log._embedded_repair import repair
 
     # when it is repaired, the damaged bytes are next to the segment and the rest kept
     report = repair(tmp_path)
@@ -128,7 +128,7 @@ async def test_finding_3_commands_lost_from_a_partition_are_never_silently_skipp
     message = str(refused.value)
     assert f'group "{group}" has committed offset {len(starts)} on {COMMANDS}/0' in message
     assert "past the partition's end" in message
-    from flowmonkey.log._embedded_recovery import repair
+    from flowmonkey.log._embedded_repair import repair
 
     # when it is repaired, the offset is the partition's end
     report = repair(tmp_path)

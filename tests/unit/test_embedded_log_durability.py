@@ -396,7 +396,7 @@ async def test_a_committed_record_damaged_later_stops_the_open_and_repair_keeps_
     # and nothing was changed
     assert segment.stat().st_size == size
     # when it is repaired
-    from flowmonkey.log._embedded_recovery import repair
+    from flowmonkey.log._embedded_repair import repair
 
     report = repair(tmp_path)
     # then the intact records are kept and the damaged bytes are next to the segment
