@@ -118,3 +118,18 @@ def test_a_directory_in_use_is_refused_with_what_to_do(
     err = capsys.readouterr().err
     assert "already in use" in err
     assert "stop the process" in err
+
+
+def test_a_service_on_a_damaged_log_is_told_to_check_and_repair(tmp_path: Path) -> None:
+    from flowmonkey.cli_settings import log_unreachable
+    from flowmonkey.errors import LogError
+    from flowmonkey.settings import Settings
+
+    damaged = LogError("the embedded log at … cannot be opened", code="LOG_DAMAGED")
+
+    error = log_unreachable(damaged, Settings(data_dir=tmp_path))
+
+    assert error.exit_code == 1
+    assert error.hint is not None
+    assert f"flowmonkey log check --data-dir {tmp_path}" in error.hint
+    assert "flowmonkey log repair" in error.hint
