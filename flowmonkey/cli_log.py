@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, add_command
+from flowmonkey.settings import ENV_DATA_DIR
 
 if TYPE_CHECKING:
     from flowmonkey.cli_common import Subparsers
-
-ENV_DATA_DIR = "FLOWMONKEY_DATA_DIR"
 
 EPILOG = """\
 `check` reads every segment, the commit journal and the groups' offsets, and reports
