@@ -25,6 +25,7 @@ from flowmonkey.cli_bench import register_bench
 from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, CliError, add_common_options
 from flowmonkey.cli_demo import register_demo
 from flowmonkey.cli_dev import register_dev
+from flowmonkey.cli_log import register_log
 from flowmonkey.cli_migrate import register_migrate
 from flowmonkey.cli_placeholders import register_worker
 from flowmonkey.cli_processor import register_processor
@@ -52,6 +53,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_replay,
     register_rebuild,
     register_wal,
+    register_log,
     register_bench,
 ]
 

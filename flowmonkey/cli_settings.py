@@ -251,6 +251,11 @@ def log_unreachable(exc: BaseException, settings: Settings) -> CliError:
     if getattr(exc, "code", None) == "LOG_TOPIC_SETTINGS":  # the message gives the fix
         return CliError(f"{exc}", exit_code=EXIT_FAILED,
                         hint="`flowmonkey topics check` lists every topic's settings")
+    if getattr(exc, "code", None) in ("LOG_DAMAGED", "LOG_OFFSETS_PAST_END"):
+        # the message names the files, offsets and executions, and the repair command
+        return CliError(f"{exc}", exit_code=EXIT_FAILED,
+                        hint=f"see `flowmonkey log check --data-dir {settings.data_dir}`, "
+                             "then `flowmonkey log repair` with the same --data-dir")
     if isinstance(details, dict) and "topic" in details and "partition" not in details:
         return CliError(f"{exc}", exit_code=EXIT_FAILED,
                         hint="create the topics with `flowmonkey topics create` and the "

@@ -1,4 +1,4 @@
-"""Files and recovery behind a durable :class:`~flowmonkey.log.embedded.EmbeddedLog`.
+"""Files behind a durable :class:`~flowmonkey.log.embedded.EmbeddedLog`.
 
 Layout of a data directory (one process owns it, through an ``flock`` on ``LOCK``)::
 
@@ -15,19 +15,17 @@ u32 | name | value)*``. A journal entry names each partition an append touched w
 its new end offset, plus the group offsets committed with it; an append is committed
 once its entry is on disk.
 
-Recovery, on open: scan each partition's segments up to their first torn or corrupt
-frame (the rest is truncated, with a warning naming the bytes dropped); replay the
-journal's entries in order while every partition they name has its records on disk;
-truncate records past the last committed end of their partition (an append that
-never committed); take group offsets from their JSON files plus the replayed entries
-newer than each file. The journal is then rewritten as one checkpoint entry, which
-also happens on close and whenever it grows past ``JOURNAL_COMPACT_BYTES``.
+Recovery, on open, is in :mod:`flowmonkey.log._embedded_recovery`: committed
+records are never cut (damage to them stops the open and names the repair command),
+a torn uncommitted tail is moved aside to ``<segment>.torn-<time>``, and a damaged
+journal is worth what a missing one is. The journal is then rewritten as one
+checkpoint entry, which also happens on close and whenever it grows past
+``JOURNAL_COMPACT_BYTES``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import json
 import logging
@@ -35,9 +33,8 @@ import os
 import re
 import struct
 import zlib
-from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -357,16 +354,44 @@ def _group_file(offsets_dir: Path, group: str) -> Path:
     return offsets_dir / (quote(group, safe="") + ".json")
 
 
+_SEAL = "crc32"
+
+
+def seal(document: dict[str, Any]) -> bytes:
+    """``document`` as JSON with a CRC of its content: a changed digit in an offset or
+    a partition count must not pass for a valid value."""
+    return json.dumps({**document, _SEAL: _content_crc(document)}, indent=1).encode()
+
+
+def unseal(raw: bytes, keys: Collection[str]) -> dict[str, Any]:
+    """The document :func:`seal` wrote (files from before the CRC have none); raises
+    ValueError if it does not parse, has other keys, or fails its CRC."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    crc = data.pop(_SEAL, None)
+    if set(data) - set(keys):
+        raise ValueError(f"unexpected keys {sorted(set(data) - set(keys))}")
+    if crc is not None and crc != _content_crc(data):
+        raise ValueError("its content does not match its crc32")
+    return data
+
+
+def _content_crc(document: Mapping[str, Any]) -> int:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return zlib.crc32(canonical.encode())
+
+
 def _encode_group(group: str, seq: int, offsets: Offsets) -> bytes:
     by_topic: dict[str, dict[str, int]] = {}
     for (topic, partition), offset in sorted(offsets.items()):
         by_topic.setdefault(topic, {})[str(partition)] = offset
-    return json.dumps({"group": group, "seq": seq, "offsets": by_topic}, indent=1).encode()
+    return seal({"group": group, "seq": seq, "offsets": by_topic})
 
 
 def _decode_group(path: Path) -> tuple[str, int, Offsets]:
     try:
-        data = json.loads(path.read_bytes())
+        data = unseal(path.read_bytes(), ("group", "seq", "offsets"))
         group, seq, by_topic = data["group"], data["seq"], data["offsets"]
         offsets = {
             (str(topic), int(partition)): int(offset)
@@ -378,136 +403,6 @@ def _decode_group(path: Path) -> tuple[str, int, Offsets]:
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
     raise LogError(f"consumer-group offsets file {path} is not valid", path=str(path))
-
-
-def _load_topic_specs(root: Path) -> list[TopicSpec]:
-    specs = []
-    for directory in sorted(root.iterdir()):
-        meta = directory / "topic.json"
-        if directory.name in _RESERVED_NAMES or not directory.is_dir():
-            continue
-        if not meta.exists():
-            logger.warning("ignoring %s: it has no topic.json (an interrupted create)", directory)
-            continue
-        try:
-            data = json.loads(meta.read_bytes())
-            spec = TopicSpec(
-                name=directory.name,
-                partitions=int(data["partitions"]),
-                compacted=bool(data["compacted"]),
-                config={str(k): str(v) for k, v in data.get("config", {}).items()},
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise LogError(f"topic metadata {meta} is not valid: {exc}", path=str(meta)) from exc
-        specs.append(spec)
-    return specs
-
-
-@dataclass(slots=True)
-class _ScannedPartition:
-    """What recovery found on disk for one partition."""
-
-    records: list[Record] = field(default_factory=list)
-    bases: list[int] = field(default_factory=list)
-    frame_starts: list[array[int]] = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
-
-
-def _scan_partition(directory: Path, topic: str, index: int, fsync: bool) -> _ScannedPartition:
-    scanned = _ScannedPartition()
-    if not directory.is_dir():
-        return scanned
-    paths = sorted(p for p in directory.iterdir() if _SEGMENT_NAME.fullmatch(p.name))
-    for position, path in enumerate(paths):
-        base = int(path.name[:20])
-        if base != len(scanned.records):
-            reason = f"they do not continue at offset {len(scanned.records)}"
-            _drop_segments(paths[position:], reason)
-            break
-        buf = path.read_bytes()
-        starts: array[int] = array("q")
-        valid = 0
-        with contextlib.suppress(_Corrupt):
-            for start, payload in _frames(buf):
-                record = _decode_record(topic, index, payload)
-                if record.offset != base + len(starts):
-                    raise _Corrupt(f"offset {record.offset} where {base + len(starts)} was due")
-                scanned.records.append(record)
-                starts.append(start)
-                valid = start + _FRAME.size + len(payload)
-        scanned.bases.append(base)
-        scanned.frame_starts.append(starts)
-        scanned.sizes.append(valid)
-        if valid < len(buf):
-            logger.warning(
-                "%s: dropped %d bytes of torn or corrupt data after offset %d",
-                path,
-                len(buf) - valid,
-                len(scanned.records) - 1,
-            )
-            _truncate(path, valid, fsync)
-            _drop_segments(paths[position + 1 :], "they follow a corrupt segment")
-            break
-    return scanned
-
-
-def _drop_segments(paths: Sequence[Path], reason: str) -> None:
-    for path in paths:
-        logger.warning("%s: dropped %d bytes: %s", path, path.stat().st_size, reason)
-        path.unlink()
-
-
-def _read_journal(path: Path) -> list[_Entry]:
-    buf = path.read_bytes()
-    entries, valid = [], 0
-    with contextlib.suppress(_Corrupt):
-        for start, payload in _frames(buf):
-            entries.append(_decode_entry(payload))
-            valid = start + _FRAME.size + len(payload)
-    if valid < len(buf):
-        logger.warning("%s: dropped %d bytes of torn or corrupt data", path, len(buf) - valid)
-    return entries
-
-
-def _committed_entries(
-    entries: Sequence[_Entry], durable: Mapping[tuple[str, int], int]
-) -> tuple[dict[tuple[str, int], int], list[_Entry]]:
-    """Replay journal entries while their records are all on disk; return each
-    partition's committed end and the entries that committed."""
-    ends: dict[tuple[str, int], int] = {}
-    committed: list[_Entry] = []
-    for entry in entries:
-        if entry.kind == _CHECKPOINT:
-            for topic, partition, end in entry.ends:
-                have = durable.get((topic, partition), 0)
-                if have < end:
-                    logger.error(
-                        "%s/%d: checkpointed records %d..%d are missing or corrupt on disk",
-                        topic,
-                        partition,
-                        have,
-                        end - 1,
-                    )
-                ends[(topic, partition)] = min(have, end)
-        elif all(durable.get((t, p), 0) >= end for t, p, end in entry.ends):
-            ends.update(((t, p), end) for t, p, end in entry.ends)
-        else:
-            logger.warning(
-                "commit journal: rolling back %d append(s) from seq %d on: "
-                "their records did not all reach disk",
-                len(entries) - len(committed),
-                entry.seq,
-            )
-            break
-        committed.append(entry)
-    return ends, committed
-
-
-@dataclass(slots=True)
-class Recovered:
-    topics: dict[str, TopicState]
-    groups: dict[str, Offsets]
-    seq: int
 
 
 class DiskStore:
@@ -542,74 +437,11 @@ class DiskStore:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
 
-    def recover(self) -> Recovered:
-        offsets_dir = self.root / _OFFSETS
-        offsets_dir.mkdir(exist_ok=True)
-        for leftover in [*self.root.glob("*.tmp"), *self.root.glob("*/*.tmp")]:
-            leftover.unlink()
-        topics = {spec.name: TopicState(spec) for spec in _load_topic_specs(self.root)}
-        scans = {
-            (part.topic, part.index): _scan_partition(
-                self._partition_dir(part.topic, part.index), part.topic, part.index, self.fsync
-            )
-            for topic in topics.values()
-            for part in topic.parts
-        }
-        durable = {key: len(scanned.records) for key, scanned in scans.items()}
-        journal = self.root / _JOURNAL
-        if journal.exists():
-            ends, committed = _committed_entries(_read_journal(journal), durable)
-        else:
-            if any(durable.values()):
-                logger.warning("%s has no commit journal; trusting its segments", self.root)
-            ends, committed = dict(durable), []
-        group_seqs: dict[str, int] = {}
-        groups: dict[str, Offsets] = {}
-        for path in offsets_dir.glob("*.json"):
-            group, seq, offsets = _decode_group(path)
-            group_seqs[group], groups[group] = seq, offsets
-        for entry in committed:
-            if entry.group is not None and entry.seq > group_seqs.get(entry.group, -1):
-                groups.setdefault(entry.group, {}).update(((t, p), o) for t, p, o in entry.offsets)
-        for (name, index), scanned in scans.items():
-            part = topics[name].parts[index]
-            end = ends.get((name, index), 0)
-            self._truncate_to(part, scanned, end)
-            part.records = RecordColumns(name, index)
-            part.records.extend(scanned.records[:end])
-            part.next_offset = end
-            self._attach(part, scanned.bases, scanned.sizes)
-        seq = max([0, *group_seqs.values(), *(entry.seq for entry in committed)])
-        return Recovered(topics, groups, seq)
-
-    def _truncate_to(self, part: PartitionState, scanned: _ScannedPartition, end: int) -> None:
-        if end >= len(scanned.records):
-            return
-        logger.warning(
-            "%s/%d: rolled back uncommitted records %d..%d",
-            part.topic,
-            part.index,
-            end,
-            len(scanned.records) - 1,
-        )
-        directory = self._partition_dir(part.topic, part.index)
-        kept = 0
-        for base, starts in zip(scanned.bases, scanned.frame_starts, strict=True):
-            path = directory / f"{base:020d}.log"
-            if base > end:
-                path.unlink()
-                continue
-            if end - base < len(starts):
-                scanned.sizes[kept] = starts[end - base]
-                _truncate(path, starts[end - base], self.fsync)
-            kept += 1
-        del scanned.bases[kept:], scanned.sizes[kept:]
-
-    def _partition_dir(self, topic: str, index: int) -> Path:
+    def partition_dir(self, topic: str, index: int) -> Path:
         return self.root / topic / str(index)
 
-    def _attach(self, part: PartitionState, bases: list[int], sizes: list[int]) -> None:
-        directory = self._partition_dir(part.topic, part.index)
+    def attach(self, part: PartitionState, bases: list[int], sizes: list[int]) -> None:
+        directory = self.partition_dir(part.topic, part.index)
         if not bases:
             directory.mkdir(parents=True, exist_ok=True)
             fd = _open_segment(directory, 0, fresh=True)
@@ -626,14 +458,14 @@ class DiskStore:
         """Create the partitions' first segments, then ``topic.json``, which makes the
         topic exist: a crash in between leaves a directory that open ignores."""
         for part in topic.parts:
-            self._attach(part, [], [])
+            self.attach(part, [], [])
         meta = {
             "partitions": topic.spec.partitions,
             "compacted": topic.spec.compacted,
             "config": dict(topic.spec.config),
         }
         meta_path = self.root / topic.spec.name / "topic.json"
-        _atomic_write(meta_path, json.dumps(meta).encode(), self.fsync)
+        _atomic_write(meta_path, seal(meta), self.fsync)
         if self.fsync:
             _fsync_dir(self.root)
 

@@ -3,7 +3,8 @@
 One process owns a data directory: ``start()`` takes an exclusive ``flock`` on
 ``<path>/LOCK``, and a second owner (another process, or another ``EmbeddedLog`` in
 this one) is refused with a :class:`~flowmonkey.errors.LogError`. The files and
-their recovery are described in :mod:`flowmonkey.log._embedded_store`.
+their recovery are described in :mod:`flowmonkey.log._embedded_store` and
+:mod:`flowmonkey.log._embedded_recovery`.
 
 An append may touch several partitions (several files) and carry a group's offsets,
 so no single file write can make it atomic; a journal entry is the commit point. A
@@ -13,7 +14,7 @@ durable append runs in this order:
 2. Assign offsets and write the record frames to their segments (page cache).
 3. Write one journal entry naming each touched partition's new end offset and the
    group's offsets. A failure in 2 or 3 leaves the log refusing writes until it is
-   reopened; recovery then drops the frames that have no complete entry.
+   reopened; recovery then moves the frames that have no complete entry aside.
 4. fsync every file written, once per file for all appends queued meanwhile (group
    commit). If this fails the outcome is indeterminate, as with a Kafka timeout:
    reopening finds the append either whole or absent.
@@ -37,6 +38,7 @@ from typing import Self
 
 from flowmonkey.errors import LogError
 from flowmonkey.events.partitioner import partition_for
+from flowmonkey.log._embedded_recovery import recover
 from flowmonkey.log._embedded_store import (
     APPEND,
     DEFAULT_SEGMENT_BYTES,
@@ -143,7 +145,7 @@ class EmbeddedLog:
             store = DiskStore(self._path, self._fsync, self._segment_bytes)
             try:
                 store.acquire_lock()
-                recovered = store.recover()
+                recovered = recover(store)
                 topics = recovered.topics.values()
                 store.checkpoint(recovered.seq, topics, recovered.groups, recovered.groups.keys())
             except BaseException as exc:

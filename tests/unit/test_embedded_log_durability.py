@@ -30,11 +30,14 @@ async def values(log: EmbeddedLog, partition: int = 0, topic: str = TOPIC) -> li
 
 
 async def append_one_per_call(root: Path, count: int, partitions: int = 1) -> None:
+    """``count`` appends of one event each, committing past one command each (the
+    command is appended too: a committed offset is never past its partition's end)."""
     async with EmbeddedLog(root) as log:
         await log.create_topics([TopicSpec(TOPIC, partitions), TopicSpec(COMMANDS, 1)])
         for i in range(count):
             await log.append(
-                [OutRecord(TOPIC, b"value-%d" % i, partition=0)],
+                [OutRecord(TOPIC, b"value-%d" % i, partition=0),
+                 OutRecord(COMMANDS, b"command-%d" % i, partition=0)],
                 commit_group="processor",
                 commit_offsets={(COMMANDS, 0): i + 1},
             )
@@ -48,7 +51,8 @@ async def crash_after_appending(root: Path, count: int) -> None:
         await log.create_topics([TopicSpec("{TOPIC}", 1), TopicSpec("{COMMANDS}", 1)])
         for i in range({count}):
             await log.append(
-                [OutRecord("{TOPIC}", b"value-%d" % i, partition=0)],
+                [OutRecord("{TOPIC}", b"value-%d" % i, partition=0),
+                 OutRecord("{COMMANDS}", b"command-%d" % i, partition=0)],
                 commit_group="processor",
                 commit_offsets={{("{COMMANDS}", 0): i + 1}},
             )
@@ -90,6 +94,7 @@ async def test_reopening_sees_every_topic_record_and_committed_offset(tmp_path: 
     # given a log with records in two partitions and offsets of two groups
     async with EmbeddedLog(tmp_path) as log:
         await log.create_topics([TopicSpec(TOPIC, 2, compacted=True), TopicSpec(COMMANDS, 1)])
+        await log.append([OutRecord(COMMANDS, b"c%d" % i, partition=0) for i in range(4)])
         await log.append(
             [
                 OutRecord(TOPIC, b"a", key=b"k", headers=(("h", b"1"),), partition=0),
@@ -119,6 +124,7 @@ async def test_committed_offsets_are_in_the_groups_file_after_close(tmp_path: Pa
     saved = json.loads((tmp_path / "_offsets" / "processor.json").read_text())
 
     assert saved["group"] == "processor"
+    assert "crc32" in saved
     assert saved["offsets"] == {COMMANDS: {"0": 3}}
 
 
@@ -128,6 +134,7 @@ async def test_topic_metadata_is_kept_in_topic_json(tmp_path: Path) -> None:
 
     meta = json.loads((tmp_path / "flows" / "topic.json").read_text())
 
+    assert meta.pop("crc32") > 0  # a changed partition count must not pass for valid
     assert meta == {"partitions": 1, "compacted": True, "config": {"a": "b"}}
 
 
@@ -190,7 +197,8 @@ async def test_a_crash_loses_nothing_that_was_appended(tmp_path: Path) -> None:
         await log.create_topics([TopicSpec("events", 2), TopicSpec("commands", 1)])
         for i in range(5):
             await log.append(
-                [OutRecord("events", b"%d" % i, partition=i % 2)],
+                [OutRecord("events", b"%d" % i, partition=i % 2),
+                 OutRecord("commands", b"c", partition=0)],
                 commit_group="processor",
                 commit_offsets={("commands", 0): i + 1},
             )
@@ -215,7 +223,8 @@ async def test_a_crash_after_the_journal_was_compacted_loses_nothing(tmp_path: P
         await log.create_topics([TopicSpec("events", 1), TopicSpec("commands", 1)])
         async def step(i):
             await log.append(
-                [OutRecord("events", b"%d" % i, partition=0)],
+                [OutRecord("events", b"%d" % i, partition=0),
+                 OutRecord("commands", b"c", partition=0)],
                 commit_group="processor",
                 commit_offsets={("commands", 0): i + 1},
             )
@@ -238,11 +247,13 @@ async def test_an_append_missing_from_one_partition_is_rolled_back_everywhere(
         tmp_path,
         """
         await log.create_topics([TopicSpec("events", 2), TopicSpec("commands", 1)])
-        await log.append([OutRecord("events", b"first", partition=0)],
+        await log.append([OutRecord("events", b"first", partition=0),
+                          OutRecord("commands", b"c", partition=0)],
                          commit_group="processor", commit_offsets={("commands", 0): 1})
         await log.append(
             [OutRecord("events", b"second-0", partition=0),
-             OutRecord("events", b"second-1", partition=1)],
+             OutRecord("events", b"second-1", partition=1),
+             OutRecord("commands", b"c", partition=0)],
             commit_group="processor",
             commit_offsets={("commands", 0): 2},
         )
@@ -269,7 +280,8 @@ async def test_records_whose_journal_entry_is_torn_are_rolled_back(tmp_path: Pat
         """
         await log.create_topics([TopicSpec("events", 1), TopicSpec("commands", 1)])
         for i in range(3):
-            await log.append([OutRecord("events", b"%d" % i, partition=0)],
+            await log.append([OutRecord("events", b"%d" % i, partition=0),
+                              OutRecord("commands", b"c", partition=0)],
                              commit_group="processor", commit_offsets={("commands", 0): i + 1})
         """,
     )
@@ -284,14 +296,22 @@ async def test_records_whose_journal_entry_is_torn_are_rolled_back(tmp_path: Pat
 # --- torn and corrupt tails -----------------------------------------------------------
 
 
-async def test_a_torn_last_record_is_dropped_and_appends_continue_after_the_rest(
+def side_files(root: Path, kind: str) -> list[Path]:
+    return sorted(root.rglob(f"*.{kind}-*"))
+
+
+async def test_a_torn_last_record_is_moved_aside_and_appends_continue_after_the_rest(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # given a process that died while writing the fifth of five records
+    # given a process that died while writing the fifth of five records (its journal
+    # entry, written after the record, did not reach disk either)
     await crash_after_appending(tmp_path, 5)
     [segment] = segments(tmp_path)
     size = segment.stat().st_size
     os.truncate(segment, size - 3)
+    journal = tmp_path / "_journal.log"
+    os.truncate(journal, journal.stat().st_size - 3)
+    torn = segment.read_bytes()[size // 5 * 4 :]  # five records of the same size
     # when the directory is opened again
     with caplog.at_level(logging.WARNING, logger="flowmonkey.log.embedded"):
         async with EmbeddedLog(tmp_path) as log:
@@ -301,22 +321,26 @@ async def test_a_torn_last_record_is_dropped_and_appends_continue_after_the_rest
             assert await log.committed("processor", COMMANDS, 0) == 4
             [position] = await log.append([OutRecord(TOPIC, b"new", partition=0)])
             assert position.offset == 4
-    # and the warning says how much was dropped
-    frame = size // 5  # five records of the same size
-    assert f"dropped {frame - 3} bytes" in caplog.text
+    # and the torn bytes are kept next to the segment, and the warning says where
+    [aside] = side_files(tmp_path / TOPIC, "torn")
+    assert aside.parent == segment.parent
+    assert aside.read_bytes() == torn
+    assert f"moved {len(torn)} bytes" in caplog.text
+    assert str(aside) in caplog.text
     # and the new record is there after another reopen
     async with EmbeddedLog(tmp_path) as log:
         assert await values(log) == [*(b"value-%d" % i for i in range(4)), b"new"]
 
 
-async def test_garbage_after_the_last_record_is_dropped_and_no_record_is_lost(
+async def test_garbage_after_the_last_record_is_moved_aside_and_no_record_is_lost(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await append_one_per_call(tmp_path, 3)
     [segment] = segments(tmp_path)
     size = segment.stat().st_size
+    garbage = b"\x00\x01garbage that is not a frame"
     with segment.open("ab") as file:
-        file.write(b"\x00\x01garbage that is not a frame")
+        file.write(garbage)
 
     with caplog.at_level(logging.WARNING, logger="flowmonkey.log.embedded"):
         async with EmbeddedLog(tmp_path) as log:
@@ -324,38 +348,65 @@ async def test_garbage_after_the_last_record_is_dropped_and_no_record_is_lost(
             [position] = await log.append([OutRecord(TOPIC, b"new", partition=0)])
             assert position.offset == 3
 
-    assert "dropped 29 bytes" in caplog.text
+    assert "moved 29 bytes" in caplog.text
     assert segment.stat().st_size > size
+    [aside] = side_files(tmp_path, "torn")
+    assert aside.read_bytes() == garbage
 
 
-async def test_a_last_record_failing_its_crc_is_dropped(tmp_path: Path) -> None:
-    # given a process that died while writing the third record, which came out garbled
+async def test_a_last_record_failing_its_crc_before_its_commit_is_moved_aside(
+    tmp_path: Path,
+) -> None:
+    # given a process that died while writing the third record, which came out garbled,
+    # before its journal entry reached disk
     await crash_after_appending(tmp_path, 3)
     [segment] = segments(tmp_path)
     data = bytearray(segment.read_bytes())
     data[-1] ^= 0xFF
     segment.write_bytes(bytes(data))
+    journal = tmp_path / "_journal.log"
+    os.truncate(journal, journal.stat().st_size - 1)
     # when the directory is opened again, only the intact records remain
     async with EmbeddedLog(tmp_path) as log:
         assert await values(log) == [b"value-0", b"value-1"]
         assert await log.end_offset(TOPIC, 0) == 2
         assert await log.committed("processor", COMMANDS, 0) == 2
+    # and the garbled record is kept aside, byte for byte
+    [aside] = side_files(tmp_path / TOPIC, "torn")
+    assert aside.read_bytes() == bytes(data[len(data) // 3 * 2 :])
 
 
-async def test_a_checkpointed_record_lost_later_is_dropped_with_an_error(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_a_committed_record_damaged_later_stops_the_open_and_repair_keeps_the_rest(
+    tmp_path: Path,
 ) -> None:
     # given a log closed cleanly, whose last record was damaged afterwards
     await append_one_per_call(tmp_path, 3)
     [segment] = segments(tmp_path)
     os.truncate(segment, segment.stat().st_size - 1)
-    # when it is opened again, the damaged record is gone and an error says so
-    with caplog.at_level(logging.WARNING, logger="flowmonkey.log.embedded"):
-        async with EmbeddedLog(tmp_path) as log:
-            assert await values(log) == [b"value-0", b"value-1"]
-            [position] = await log.append([OutRecord(TOPIC, b"new", partition=0)])
-            assert position.offset == 2
-    assert "checkpointed records 2..2 are missing or corrupt" in caplog.text
+    size = segment.stat().st_size
+    # when it is opened again, it refuses, naming the file, the offset and the repair
+    with pytest.raises(LogError) as refused:
+        await EmbeddedLog(tmp_path).start()
+    message = str(refused.value)
+    assert refused.value.code == "LOG_DAMAGED"
+    assert str(segment) in message
+    assert "events/0" in message
+    assert "committed records 2..2" in message
+    assert f"flowmonkey log repair --data-dir {tmp_path}" in message
+    # and nothing was changed
+    assert segment.stat().st_size == size
+    # when it is repaired
+    from flowmonkey.log._embedded_repair import repair
+
+    report = repair(tmp_path)
+    # then the intact records are kept and the damaged bytes are next to the segment
+    [aside] = side_files(tmp_path / TOPIC, "damaged")
+    assert aside.stat().st_size + segment.stat().st_size == size
+    assert report.quarantined_bytes == aside.stat().st_size
+    async with EmbeddedLog(tmp_path) as log:
+        assert await values(log) == [b"value-0", b"value-1"]
+        [position] = await log.append([OutRecord(TOPIC, b"new", partition=0)])
+        assert position.offset == 2
 
 
 # --- ownership ------------------------------------------------------------------------

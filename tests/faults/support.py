@@ -1,0 +1,52 @@
+"""Shared pieces of the fault-injection suite: a tiny flow, an engine on a durable
+embedded log, and the frames of a segment as they were before a fault."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from flowmonkey import Engine, Result, handler
+from flowmonkey.handlers.base import HandlerParams
+from flowmonkey.log import EmbeddedLog
+from flowmonkey.model.result import StepResult
+
+PREFIX = "flowmonkey"
+COMMANDS = f"{PREFIX}.commands"
+EVENTS = f"{PREFIX}.events"
+
+
+@handler("fault-step")
+async def fault_step(params: HandlerParams) -> StepResult:
+    return Result.success({"step": params.step.id})
+
+
+TINY = {
+    "id": "tiny", "version": "1", "initialStepId": "a",
+    "steps": {
+        "a": {"type": "fault-step", "outputKey": "a", "transitions": {"onSuccess": "b"}},
+        "b": {"type": "fault-step", "outputKey": "b", "transitions": {"onSuccess": None}},
+    },
+}
+
+
+def engine_on(data_dir: Path, partitions: int = 1) -> Engine:
+    return Engine(flows=[TINY], handlers=[fault_step],
+                  log=EmbeddedLog(path=data_dir, partitions=partitions, fsync=False))
+
+
+def segment_files(data_dir: Path, topic: str, partition: int = 0) -> list[Path]:
+    return sorted((data_dir / topic / str(partition)).glob("*.log"))
+
+
+def frame_starts(path: Path) -> list[int]:
+    """Where each record's frame (``length u32 | crc32 u32 | payload``) starts in
+    ``path``, read while it is intact (parsed here, not by the code under test)."""
+    data = path.read_bytes()
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        (length,) = struct.unpack_from("<I", data, pos)
+        pos += 8 + length
+    assert pos == len(data), f"{path} does not end on a frame boundary"
+    return starts
