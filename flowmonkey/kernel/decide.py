@@ -23,6 +23,7 @@ from flowmonkey.events.envelope import (
 )
 from flowmonkey.kernel import limits as lim
 from flowmonkey.kernel.apply import apply
+from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.env import KernelEnv
 from flowmonkey.kernel.inputs import InputError, resolve_input
 from flowmonkey.kernel.state import (
@@ -298,8 +299,9 @@ def _enter_step(tx: _Txn, st: ExecutionState, flow: Flow, step_id: str) -> None:
     }
     if st.options.record_history:
         # History keeps each attempt's input (B8); the runner reports an unresolvable one.
+        # A copy: the event must share nothing with the state's context.
         with contextlib.suppress(InputError):
-            started["input"] = resolve_input(step.input, st.context)
+            started["input"] = private_copy(resolve_input(step.input, st.context))
     tx.emit(st, n.STEP_STARTED, started)
 
 
