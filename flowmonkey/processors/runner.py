@@ -10,12 +10,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from types import MappingProxyType
 from typing import Any
 
-from flowmonkey.errors import FlowMonkeyError, InputValidationError
+from flowmonkey.errors import FlowMonkeyError, HandlerNotFoundError, InputValidationError
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, trusted_command
 from flowmonkey.handlers.base import ContextHelpers, HandlerParams, StepHandler, VaultProvider
+from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.inputs import resolve_input
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.model.execution import Execution
@@ -24,27 +26,31 @@ from flowmonkey.model.result import InvalidResult, coerce_result
 
 log = logging.getLogger("flowmonkey.runner")
 
+HANDLER_NOT_FOUND = HandlerNotFoundError.code
+
 
 class LazyExecutionParams(HandlerParams):
-    """HandlerParams whose ``execution`` snapshot is built only if the handler asks.
+    """HandlerParams whose parts that copy the state are built only if the handler asks.
 
-    ``execution`` is a property here (it shadows the dataclass slot), so reading the
-    other fields costs nothing extra, and the fields are set directly rather than
-    through the dataclass ``__init__`` and a keyword dict.
+    Everything a handler receives is its own: the input, the context view and the
+    helpers' context, the config and the execution snapshot are deep copies, so
+    nothing it does to them reaches the state (which changes only through events).
+    The copies are made on first use (``context``, ``helpers``, ``config`` and
+    ``execution`` are properties here, shadowing the dataclass slots): most handlers
+    read only their input. The fields are set directly rather than through the
+    dataclass ``__init__`` and a keyword dict.
     """
 
-    __slots__ = ("_snapshot", "_state")
+    __slots__ = ("_config", "_context", "_helpers", "_snapshot", "_state")
 
-    def __init__(self, state: ExecutionState, input: Any, config: Mapping[str, Any],
-                 context: Mapping[str, Any], helpers: ContextHelpers, step: Step,
-                 attempt_id: str, attempt: int, abort: asyncio.Event,
-                 vault: VaultProvider | None) -> None:
+    def __init__(self, state: ExecutionState, input: Any, step: Step, attempt_id: str,
+                 attempt: int, abort: asyncio.Event, vault: VaultProvider | None) -> None:
         self._state = state
         self._snapshot: Execution | None = None
+        self._helpers: ContextHelpers | None = None
+        self._context: Mapping[str, Any] | None = None
+        self._config: Mapping[str, Any] | None = None
         self.input = input
-        self.config = config
-        self.context = context
-        self.helpers = helpers
         self.step = step
         self.attempt_id = attempt_id
         self.attempt = attempt
@@ -61,6 +67,53 @@ class LazyExecutionParams(HandlerParams):
     @execution.setter
     def execution(self, value: Execution) -> None:
         self._snapshot = value
+
+    def _copy_context(self) -> None:
+        # one copy serves both: the helpers replace the dicts they change (set_path)
+        context = private_copy(self._state.context)
+        if self._context is None:
+            self._context = MappingProxyType(context)
+        if self._helpers is None:
+            self._helpers = ContextHelpers(context, self._state.options.limits, private=True)
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        if self._context is None:
+            self._copy_context()
+        assert self._context is not None
+        return self._context
+
+    @context.setter
+    def context(self, value: Mapping[str, Any]) -> None:
+        self._context = value
+
+    @property
+    def helpers(self) -> ContextHelpers:
+        if self._helpers is None:
+            self._copy_context()
+        assert self._helpers is not None
+        return self._helpers
+
+    @helpers.setter
+    def helpers(self, value: ContextHelpers) -> None:
+        self._helpers = value
+
+    @property
+    def writes(self) -> list[tuple[str, Any]]:
+        """What the handler wrote through its helpers (none if it never used them)."""
+        return self._helpers.writes if self._helpers is not None else []
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        config = self._config
+        if config is None:
+            # the step's config belongs to the flow definition, shared by every attempt
+            config = self._config = private_copy(self.step.config)
+        return config
+
+    @config.setter
+    def config(self, value: Mapping[str, Any]) -> None:
+        self._config = value
 
 
 class _Run:
@@ -142,13 +195,13 @@ class StepRunner:
         self._vault = vault
         self._deadlines = _Deadlines()
 
-    async def run(self, state: ExecutionState, step: Step, handler: StepHandler,
+    async def run(self, state: ExecutionState, step: Step, handler: StepHandler | None,
                   abort: asyncio.Event) -> Command:
         """Run one attempt; never raises (except when cancelled)."""
         outcome = self.start(state, step, handler, abort)
         return outcome if isinstance(outcome, Command) else await outcome
 
-    def start(self, state: ExecutionState, step: Step, handler: StepHandler,
+    def start(self, state: ExecutionState, step: Step, handler: StepHandler | None,
               abort: asyncio.Event) -> Command | Coroutine[Any, Any, Command]:
         """Run one attempt until its handler first waits.
 
@@ -158,21 +211,28 @@ class StepRunner:
         the step's timeout, to run as the attempt's own task (the timeout cancels the
         task that runs it). A task per attempt cost ~10% of a step's CPU on the
         embedded log.
+
+        ``handler`` is None when this process has no handler for the step's type: which
+        handlers a process has is its own fact, not the log's, so ``decide`` starts the
+        step regardless and the attempt fails here, through a logged result.
         """
         attempt_id = state.attempt_id or ""
         data: dict[str, Any] = {"attempt_id": attempt_id, "step_id": step.id}
+        if handler is None:
+            data["raised"] = {"code": HANDLER_NOT_FOUND, "message": (
+                f"no handler registered for type {step.type!r} (step {step.id!r})")}
+            return self._command(state, data)
         timeout_ms = step.timeout_ms or self.default_timeout_ms
         started = time.perf_counter()
         try:
-            step_input = resolve_input(step.input, state.context)
+            # the handler's own copy: nothing it does to its input reaches the state
+            step_input = private_copy(resolve_input(step.input, state.context))
         except Exception as exc:
             data["raised"] = {"code": "INPUT_ERROR", "message": f"step {step.id!r}: {exc}"}
             return self._command(state, data)
-        helpers = ContextHelpers(state.context, state.options.limits)
-        params = LazyExecutionParams(
-            state, step_input, step.config, helpers.snapshot(), helpers, step, attempt_id,
-            state.attempt, abort, self._vault)
-        attempt = _Attempt(state, step, handler, abort, data, helpers, started, timeout_ms)
+        params = LazyExecutionParams(state, step_input, step, attempt_id, state.attempt, abort,
+                                     self._vault)
+        attempt = _Attempt(state, step, handler, abort, data, params, started, timeout_ms)
         try:
             pending = handler.execute(params)
             if not isinstance(pending, Coroutine):  # another awaitable: await it in a task
@@ -213,14 +273,15 @@ class StepRunner:
 
     def _outcome(self, attempt: _Attempt, raw: Any) -> Command:
         """The command for what the handler returned."""
-        state, data, helpers = attempt.state, attempt.data, attempt.helpers
+        state, data = attempt.state, attempt.data
         try:
             result = coerce_result(raw)
         except InvalidResult as exc:
             return self._failure(attempt, exc)
         data["result"] = result
-        if helpers.writes:
-            data["writes"] = helpers.writes
+        writes = attempt.params.writes
+        if writes:
+            data["writes"] = writes
         if result.child is not None:
             data["child_execution_id"] = str(uuid.uuid4())
         if result.for_signal and not result.resume_token:
@@ -261,18 +322,18 @@ class StepRunner:
 class _Attempt:
     """What the runner keeps about one attempt between its start and its result."""
 
-    __slots__ = ("abort", "data", "handler", "helpers", "started", "state", "step",
+    __slots__ = ("abort", "data", "handler", "params", "started", "state", "step",
                  "timeout_ms")
 
     def __init__(self, state: ExecutionState, step: Step, handler: StepHandler,
-                 abort: asyncio.Event, data: dict[str, Any], helpers: ContextHelpers,
+                 abort: asyncio.Event, data: dict[str, Any], params: LazyExecutionParams,
                  started: float, timeout_ms: int) -> None:
         self.state = state
         self.step = step
         self.handler = handler
         self.abort = abort
         self.data = data
-        self.helpers = helpers
+        self.params = params
         self.started = started
         self.timeout_ms = timeout_ms
 
