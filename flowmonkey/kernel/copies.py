@@ -9,10 +9,13 @@ context of the execution ``get`` returned, changes nothing the engine keeps.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
+from flowmonkey.events.envelope import Event, trusted_event
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 
@@ -41,6 +44,15 @@ def private_copy(value: Any) -> Any:
         return orjson.loads(orjson.dumps(value, default=_as_json))
     except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
         return _copy_containers(value)
+
+
+def private_event(event: Event) -> Event:
+    """``event`` with a deep copy of its data (its other fields are immutable), equal
+    to it: tuples and other objects stay what they are (the event as it was applied,
+    not as the log would give it back)."""
+    return trusted_event(event.type, event.version, event.execution_id, event.seq,
+                         event.event_id, event.timestamp_ms, event.tenant_id,
+                         event.command_id, copy.deepcopy(event.data))
 
 
 def _empty_like(value: Any) -> dict[Any, Any] | list[Any] | None:
