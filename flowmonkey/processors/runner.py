@@ -219,6 +219,8 @@ class StepRunner:
         attempt_id = state.attempt_id or ""
         data: dict[str, Any] = {"attempt_id": attempt_id, "step_id": step.id}
         if handler is None:
+            log.warning("no handler for type %r in this process: step %r of execution %s "
+                        "fails with %s", step.type, step.id, state.id, HANDLER_NOT_FOUND)
             data["raised"] = {"code": HANDLER_NOT_FOUND, "message": (
                 f"no handler registered for type {step.type!r} (step {step.id!r})")}
             return self._command(state, data)
