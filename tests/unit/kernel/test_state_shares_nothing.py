@@ -21,7 +21,15 @@ from flowmonkey.kernel.decide import Decision
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.model.result import Result
 
-from .support import T0, DictEnv, KernelDriver, make_flow, resume_cmd, step
+from .support import (
+    T0,
+    DictEnv,
+    KernelDriver,
+    child_finished_cmd,
+    make_flow,
+    resume_cmd,
+    step,
+)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=5)
@@ -169,3 +177,28 @@ def test_a_value_the_log_cannot_encode_is_still_copied_container_by_container() 
     assert copied["cycle"][1] is copied["cycle"]
     assert copied["cycle"] is not cyclic
     assert copied["deep"] is not deep
+
+
+PARENT = make_flow("parent", [step("call", output_key="child", on_success="next"),
+                              step("next")])
+KID = make_flow("kid", [step("k", output_key="k_out")])
+
+
+@settings(max_examples=40, deadline=None)
+@given(child_input=CONTAINERS, child_context=CONTAINERS, child_error=CONTAINERS)
+def test_a_childs_report_shares_no_mutable_object_with_the_parents_state(
+        child_input: Any, child_context: Any, child_error: Any) -> None:
+    driver = _Driver(DictEnv([PARENT, KID]))
+    driver.start("p", "parent", options={"record_history": True})
+    driver.result("p", Result.start_child("kid", child_input), at=T0 + 1,
+                  child_execution_id="c1")
+    driver.send(child_finished_cmd("p", "c1", "completed", at=T0 + 2,
+                                   context={"c": child_context}, flow_id="kid"))
+
+    state = driver.state("p")
+    assert state.context["child"]["context"] == {"c": private_copy(child_context)}
+    # and a failed child's error (reported to the next step's child) shares nothing
+    driver.result("p", Result.start_child("kid", child_input), at=T0 + 3,
+                  child_execution_id="c2")
+    driver.send(child_finished_cmd("p", "c2", "failed", at=T0 + 4,
+                                   error={"code": "X", "message": "x", "details": child_error}))
