@@ -408,8 +408,10 @@ def _step_result(tx: _Txn) -> Decision:
         _fail(tx, st, raised["code"], raised["message"], step.id)
         return tx.decision
     result: StepResult = d["result"]
-    writes: list[tuple[str, Any]] = [(w[0], w[1]) for w in d.get("writes") or ()]
-    output = result.output
+    # Copies: the handler may keep (and later change) what it returned, and the events
+    # go on to the projection as objects (the embedded log hands them over).
+    writes: list[tuple[str, Any]] = [(w[0], private_copy(w[1])) for w in d.get("writes") or ()]
+    output = private_copy(result.output)
     if result.child is not None and result.child.wait is False:
         output = {"childExecutionId": d["child_execution_id"], "flowId": result.child.flow_id,
                   "mode": "fire-and-forget"}
@@ -456,7 +458,7 @@ def _error_data(error: StepError) -> dict[str, Any]:
     err: dict[str, Any] = {"code": error.code or "STEP_FAILED",
                            "message": error.message or "step failed"}
     if error.details is not None:
-        err["details"] = error.details
+        err["details"] = private_copy(error.details)
     return err
 
 
@@ -499,7 +501,7 @@ def _failure_path(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, error: S
     if target is not None:
         _go(tx, st, flow, step.id, target, "failure")
         return
-    _fail(tx, st, code, err["message"], step.id, error.details)
+    _fail(tx, st, code, err["message"], step.id, err.get("details"))
 
 
 def _wait(tx: _Txn, st: ExecutionState, step: Step, result: StepResult,

@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, Event
 from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.decide import Decision
@@ -91,6 +92,13 @@ class _Driver(KernelDriver):
     def send(self, cmd: Command) -> Decision:
         decision = super().send(cmd)
         assert _shared(decision, cmd) == []
+        if cmd.type == n.CMD_STEP_RESULT:
+            # a handler's result is its objects: it may change them after returning,
+            # and the events go on to the projection as objects
+            in_events: dict[int, Any] = {}
+            for event in decision.events:
+                _mutables(event.data, in_events)
+            assert not set(in_events) & set(_mutables(cmd.data, {}))
         return decision
 
 
