@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -210,3 +211,12 @@ def test_a_childs_report_shares_no_mutable_object_with_the_parents_state(
                   child_execution_id="c2")
     driver.send(child_finished_cmd("p", "c2", "failed", at=T0 + 4,
                                    error={"code": "X", "message": "x", "details": child_error}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=JSON | st.dictionaries(st.text(max_size=3), st.floats(), max_size=3))
+def test_a_private_copy_equals_the_json_round_trip_and_shares_nothing(value: Any) -> None:
+    copied = private_copy(value)
+
+    assert copied == orjson.loads(orjson.dumps(value))
+    assert not set(_mutables(copied, {})) & set(_mutables(value, {}))
