@@ -35,22 +35,25 @@ class LazyExecutionParams(HandlerParams):
     Everything a handler receives is its own: the input, the context view and the
     helpers' context, the config and the execution snapshot are deep copies, so
     nothing it does to them reaches the state (which changes only through events).
-    The copies are made on first use (``context``, ``helpers``, ``config`` and
-    ``execution`` are properties here, shadowing the dataclass slots): most handlers
-    read only their input. The fields are set directly rather than through the
+    The copies are made on first use (``input``, ``context``, ``helpers``, ``config``
+    and ``execution`` are properties here, shadowing the dataclass slots): a handler
+    pays only for what it reads. The fields are set directly rather than through the
     dataclass ``__init__`` and a keyword dict.
     """
 
-    __slots__ = ("_config", "_context", "_helpers", "_snapshot", "_state")
+    __slots__ = ("_config", "_context", "_helpers", "_input", "_input_copied", "_snapshot",
+                 "_state")
 
     def __init__(self, state: ExecutionState, input: Any, step: Step, attempt_id: str,
                  attempt: int, abort: asyncio.Event, vault: VaultProvider | None) -> None:
+        """``input``: the resolved input, which may share objects with the state."""
         self._state = state
         self._snapshot: Execution | None = None
         self._helpers: ContextHelpers | None = None
         self._context: Mapping[str, Any] | None = None
         self._config: Mapping[str, Any] | None = None
-        self.input = input
+        self._input = input
+        self._input_copied = False
         self.step = step
         self.attempt_id = attempt_id
         self.attempt = attempt
@@ -67,6 +70,18 @@ class LazyExecutionParams(HandlerParams):
     @execution.setter
     def execution(self, value: Execution) -> None:
         self._snapshot = value
+
+    @property
+    def input(self) -> Any:
+        if not self._input_copied:
+            self._input = private_copy(self._input)
+            self._input_copied = True
+        return self._input
+
+    @input.setter
+    def input(self, value: Any) -> None:
+        self._input = value
+        self._input_copied = True
 
     def _copy_context(self) -> None:
         # one copy serves both: the helpers replace the dicts they change (set_path)
@@ -227,8 +242,7 @@ class StepRunner:
         timeout_ms = step.timeout_ms or self.default_timeout_ms
         started = time.perf_counter()
         try:
-            # the handler's own copy: nothing it does to its input reaches the state
-            step_input = private_copy(resolve_input(step.input, state.context))
+            step_input = resolve_input(step.input, state.context)  # copied on first use
         except Exception as exc:
             data["raised"] = {"code": "INPUT_ERROR", "message": f"step {step.id!r}: {exc}"}
             return self._command(state, data)
