@@ -141,7 +141,7 @@ class Engine:
         self.topics = Topics(topic_prefix)
         self.handlers = HandlerRegistry(notify=self._notify)
         self.flows = FlowRegistry(notify=self._notify)
-        self.env = EngineEnv(self.flows, self.handlers)
+        self.env = EngineEnv(self.flows)
         self.tables: dict[str, TableDef] = {t.id: t for t in tables}
         self.vault = vault
         self.run_processors = run_processors
@@ -360,12 +360,8 @@ class Engine:
             try:
                 state = replay_events(histories[execution_id])
                 if state is not None:
-                    # its own dicts: the fold shares them with the events listeners got
-                    execution = state.to_execution()
-                    future.fm_execution = execution.model_copy(  # type: ignore[attr-defined]
-                        update={"context": dict(execution.context),
-                                "metadata": dict(execution.metadata)
-                                if execution.metadata is not None else None})
+                    # (a snapshot is the caller's own: it shares nothing with the events)
+                    future.fm_execution = state.to_execution()  # type: ignore[attr-defined]
             except Exception:
                 # never strand a create: without the fold it reads the projection
                 log.exception("could not fold the new execution %s", execution_id)

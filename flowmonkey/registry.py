@@ -113,14 +113,10 @@ class FlowRegistry:
 
 
 class EngineEnv:
-    """The kernel's view of the registries (``kernel.env.KernelEnv``)."""
+    """The kernel's view of the flow registry (``kernel.env.KernelEnv``)."""
 
-    def __init__(self, flows: FlowRegistry, handlers: HandlerRegistry) -> None:
+    def __init__(self, flows: FlowRegistry) -> None:
         self._flows = flows
-        self._handlers = handlers
 
     def flow(self, flow_id: str, version: str | None = None) -> Flow | None:
         return self._flows.get(flow_id, version, include_unpublished=version is not None)
-
-    def has_handler(self, handler_type: str) -> bool:
-        return handler_type in self._handlers

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowmonkey.errors import ContextLimitExceeded, InputValidationError
 from flowmonkey.kernel import limits as limit_checks
+from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.paths import MISSING, get_path, set_path
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Step
@@ -57,11 +58,15 @@ class ContextHelpers:
     """Dot-path reads and writes on the context, checked against the context limits.
 
     Writes do not change the execution directly: they are recorded and travel with
-    the step's result, so they are decided and logged like every other change.
+    the step's result, so they are decided and logged like every other change. The
+    helpers work on their own deep copy of ``context`` (``private=True``: the caller
+    hands over a fresh copy of its own, not to be copied again), so nothing done to
+    what ``get`` returns reaches the execution.
     """
 
-    def __init__(self, context: Mapping[str, Any], limits: ContextLimits) -> None:
-        self._context: dict[str, Any] = dict(context)
+    def __init__(self, context: Mapping[str, Any], limits: ContextLimits, *,
+                 private: bool = False) -> None:
+        self._context: dict[str, Any] = dict(context) if private else private_copy(context)
         self._limits = limits
         self.writes: list[tuple[str, Any]] = []
 

@@ -4,6 +4,11 @@
 place (the caller owns it) but never mutates a container held by it; it replaces
 them, so clones taken earlier are unaffected. Appliers never validate and never fail
 on a valid event: validation is ``decide``'s job.
+
+What an applier keeps from an event (a context, an output, resume data, error details)
+it copies (``private_copy``): the event stays the decider's and its readers' (the
+embedded log hands the same object to the projection and the listeners), the state
+the applier's, and nothing done to one reaches the other.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
+from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.paths import set_path
 from flowmonkey.kernel.state import (
     ExecutionOptions,
@@ -79,14 +85,14 @@ def _created(event: Event) -> ExecutionState:
         created_at=event.timestamp_ms,
         updated_at=event.timestamp_ms,
         options=_options(opts),
-        context=d.get("context") or {},
+        context=private_copy(d.get("context") or {}),
         retry_attempts=_NO_RETRIES,
         tokens=_NO_TOKENS,
         children=_NO_CHILDREN,
         parent_execution_id=d.get("parent_execution_id"),
         parent_step_id=d.get("parent_step_id"),
         timeout=TimeoutConfig(**timeout) if timeout else None,
-        metadata=d.get("metadata"),
+        metadata=private_copy(d.get("metadata")),
         idempotency_key=d.get("idempotency_key"),
         idempotency_expires_at=d.get("idempotency_expires_at"),
         seq=event.seq,
@@ -114,22 +120,26 @@ def _step_started(s: ExecutionState, e: Event) -> None:
     s.attempt = d["attempt"]
     s.attempt_id = d["attempt_id"]
     s.step_started_at = e.timestamp_ms
-    s.step_input = d.get("input")
+    s.step_input = private_copy(d.get("input"))
     s.step_count += 1
     _clear_wait(s)
 
 
 def _write(context: dict[str, Any], writes: list[Any] | None) -> dict[str, Any]:
     for path, value in writes or ():
-        context = set_path(context, path, value)
+        context = set_path(context, path, private_copy(value))
     return context
 
 
 def _step_completed(s: ExecutionState, e: Event) -> None:
     d = e.data
     context = _write(s.context, d.get("writes"))
-    if "output_key" in d:
-        context = set_path(context, d["output_key"], d.get("output"))
+    # one copy for the context and the history, only if either keeps it (a state's
+    # containers are never changed in place, so the two may share it)
+    stored = "output_key" in d
+    output = private_copy(d.get("output")) if stored or s.options.record_history else None
+    if stored:
+        context = set_path(context, d["output_key"], output)
     s.context = context
     s.attempt_id = None
     outcome = d["outcome"]
@@ -142,8 +152,8 @@ def _step_completed(s: ExecutionState, e: Event) -> None:
             "outcome": outcome,
             "attempt": d.get("attempt", 1),
             "input": s.step_input,
-            "output": d.get("output"),
-            "error": d.get("error"),
+            "output": output,
+            "error": private_copy(d.get("error")),
             "started_at": s.step_started_at,
             "completed_at": e.timestamp_ms,
             "duration_ms": d.get("duration_ms", 0),
@@ -199,9 +209,9 @@ def _token_status(status: str) -> Applier:
 def _resumed(s: ExecutionState, e: Event) -> None:
     d = e.data
     if "output_key" in d:
-        s.context = set_path(s.context, d["output_key"], d.get("data"))
+        s.context = set_path(s.context, d["output_key"], private_copy(d.get("data")))
     elif d.get("merge") and isinstance(d.get("data"), dict):
-        s.context = {**s.context, **d["data"]}
+        s.context = {**s.context, **private_copy(d["data"])}
     s.status = ExecutionStatus.RUNNING
     _clear_wait(s)
 
@@ -225,7 +235,7 @@ def _failed(s: ExecutionState, e: Event) -> None:
     s.status = ExecutionStatus.FAILED
     s.attempt_id = None
     s.error = {"code": d["code"], "message": d.get("message", ""), "step_id": d.get("step_id"),
-               "details": d.get("details"), "timestamp": e.timestamp_ms}
+               "details": private_copy(d.get("details")), "timestamp": e.timestamp_ms}
     _clear_wait(s)
 
 

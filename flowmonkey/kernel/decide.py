@@ -23,6 +23,7 @@ from flowmonkey.events.envelope import (
 )
 from flowmonkey.kernel import limits as lim
 from flowmonkey.kernel.apply import apply
+from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.env import KernelEnv
 from flowmonkey.kernel.inputs import InputError, resolve_input
 from flowmonkey.kernel.state import (
@@ -287,10 +288,9 @@ def _enter_step(tx: _Txn, st: ExecutionState, flow: Flow, step_id: str) -> None:
         _fail(tx, st, "STEP_NOT_FOUND", f"step {step_id!r} not found in flow {flow.ref}",
               step_id)
         return
-    if not tx.env.has_handler(step.type):
-        _fail(tx, st, "HANDLER_NOT_FOUND",
-              f"no handler registered for type {step.type!r} (step {step_id!r})", step_id)
-        return
+    # (whether a handler exists for step.type is not asked: that is a fact of the
+    # process that runs it, not of the log, and two processes must decide alike; the
+    # runner reports a missing handler as the attempt's result)
     attempt = st.retry_attempts.get(step_id, 0) + 1
     started: dict[str, Any] = {
         "step_id": step_id, "step_type": step.type, "attempt": attempt,
@@ -298,8 +298,9 @@ def _enter_step(tx: _Txn, st: ExecutionState, flow: Flow, step_id: str) -> None:
     }
     if st.options.record_history:
         # History keeps each attempt's input (B8); the runner reports an unresolvable one.
+        # A copy: the event must share nothing with the state's context.
         with contextlib.suppress(InputError):
-            started["input"] = resolve_input(step.input, st.context)
+            started["input"] = private_copy(resolve_input(step.input, st.context))
     tx.emit(st, n.STEP_STARTED, started)
 
 
@@ -407,8 +408,10 @@ def _step_result(tx: _Txn) -> Decision:
         _fail(tx, st, raised["code"], raised["message"], step.id)
         return tx.decision
     result: StepResult = d["result"]
-    writes: list[tuple[str, Any]] = [(w[0], w[1]) for w in d.get("writes") or ()]
-    output = result.output
+    # Copies: the handler may keep (and later change) what it returned, and the events
+    # go on to the projection as objects (the embedded log hands them over).
+    writes: list[tuple[str, Any]] = [(w[0], private_copy(w[1])) for w in d.get("writes") or ()]
+    output = private_copy(result.output)
     if result.child is not None and result.child.wait is False:
         output = {"childExecutionId": d["child_execution_id"], "flowId": result.child.flow_id,
                   "mode": "fire-and-forget"}
@@ -455,7 +458,7 @@ def _error_data(error: StepError) -> dict[str, Any]:
     err: dict[str, Any] = {"code": error.code or "STEP_FAILED",
                            "message": error.message or "step failed"}
     if error.details is not None:
-        err["details"] = error.details
+        err["details"] = private_copy(error.details)
     return err
 
 
@@ -498,7 +501,7 @@ def _failure_path(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, error: S
     if target is not None:
         _go(tx, st, flow, step.id, target, "failure")
         return
-    _fail(tx, st, code, err["message"], step.id, error.details)
+    _fail(tx, st, code, err["message"], step.id, err.get("details"))
 
 
 def _wait(tx: _Txn, st: ExecutionState, step: Step, result: StepResult,

@@ -55,7 +55,11 @@ def _interpolate(template: Any, context: dict[str, Any]) -> Any:
 
 
 def resolve_input(selector: Any, context: dict[str, Any]) -> Any:
-    """The value a step receives as ``params.input``; missing keys and paths give None."""
+    """The value a step receives as ``params.input``; missing keys and paths give None.
+
+    It may share objects with ``context`` (and a ``static`` selector's value is the
+    flow's own): whoever hands it on copies it (``kernel.copies.private_copy``), as the
+    step runner does for the handler and ``decide`` for the history."""
     if isinstance(selector, KeySelector):
         return context.get(selector.key)
     if isinstance(selector, FullSelector):

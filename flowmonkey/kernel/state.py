@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from flowmonkey.events.envelope import ms_to_datetime
+from flowmonkey.kernel.copies import private_copy
 from flowmonkey.model.execution import (
     Cancellation,
     Execution,
@@ -126,7 +127,11 @@ class ExecutionState:
         return [cid for cid, status in self.children.items() if status == "active"]
 
     def to_execution(self) -> Execution:
-        """The public snapshot (validated construction is skipped: we built the data)."""
+        """The public snapshot (validated construction is skipped: we built the data).
+
+        It is the caller's own: what it holds of the state (context, metadata, history,
+        error details) is copied, so changing it never changes the state, nor what the
+        next snapshot shows."""
         dt = ms_to_datetime
         return _execution(
             id=self.id,
@@ -134,7 +139,7 @@ class ExecutionState:
             flow_version=self.flow_version,
             status=self.status,
             current_step_id=self.current_step_id,
-            context=self.context,
+            context=private_copy(self.context),
             history=[_history_entry(h) for h in self.history],
             retry_attempts=dict(self.retry_attempts),
             wake_at=dt(self.wake_at) if self.wake_at is not None else None,
@@ -144,10 +149,11 @@ class ExecutionState:
             resume_token=self.resume_token,
             error=ExecutionError.model_construct(
                 code=self.error["code"], message=self.error["message"],
-                step_id=self.error.get("step_id"), details=self.error.get("details"),
+                step_id=self.error.get("step_id"),
+                details=private_copy(self.error.get("details")),
                 timestamp=dt(self.error["timestamp"]) if self.error.get("timestamp") else None,
             ) if self.error else None,
-            metadata=self.metadata,
+            metadata=private_copy(self.metadata),
             idempotency_key=self.idempotency_key,
             idempotency_expires_at=dt(self.idempotency_expires_at)
             if self.idempotency_expires_at is not None else None,
@@ -194,9 +200,9 @@ def _history_entry(raw: dict[str, Any]) -> HistoryEntry:
         handler_type=raw["handler_type"],
         outcome=raw["outcome"],
         attempt=raw.get("attempt", 1),
-        input=raw.get("input"),
-        output=raw.get("output"),
-        error=raw.get("error"),
+        input=private_copy(raw.get("input")),
+        output=private_copy(raw.get("output")),
+        error=private_copy(raw.get("error")),
         started_at=ms_to_datetime(raw["started_at"]),
         completed_at=ms_to_datetime(raw["completed_at"]),
         duration_ms=raw["duration_ms"],

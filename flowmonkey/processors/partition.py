@@ -499,9 +499,11 @@ class PartitionProcessor:
     def _launch(self, state: ExecutionState, attempt_id: str) -> None:
         flow = self.env.flow(state.flow_id, state.flow_version)
         step = flow.steps.get(state.current_step_id or "") if flow else None
-        handler = self.handlers.find(step.type) if step else None
-        if step is None or handler is None:
+        if step is None:
             return  # decide already failed such executions; nothing to run
+        # None when this process lacks the handler: the runner then fails the attempt
+        # with a logged result (HANDLER_NOT_FOUND), as a handler that raised would
+        handler = self.handlers.find(step.type)
         abort = asyncio.Event()
         started = time.perf_counter()
         # The handler starts here, in a context of its own: one that finishes without

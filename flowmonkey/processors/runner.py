@@ -10,13 +10,15 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from types import MappingProxyType
 from typing import Any
 
-from flowmonkey.errors import FlowMonkeyError, InputValidationError
+from flowmonkey.errors import FlowMonkeyError, HandlerNotFoundError, InputValidationError
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, trusted_command
 from flowmonkey.handlers.base import ContextHelpers, HandlerParams, StepHandler, VaultProvider
 from flowmonkey.handlers.deadline import running_until
+from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.inputs import resolve_input
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.model.execution import Execution
@@ -25,27 +27,34 @@ from flowmonkey.model.result import InvalidResult, coerce_result
 
 log = logging.getLogger("flowmonkey.runner")
 
+HANDLER_NOT_FOUND = HandlerNotFoundError.code
+
 
 class LazyExecutionParams(HandlerParams):
-    """HandlerParams whose ``execution`` snapshot is built only if the handler asks.
+    """HandlerParams whose parts that copy the state are built only if the handler asks.
 
-    ``execution`` is a property here (it shadows the dataclass slot), so reading the
-    other fields costs nothing extra, and the fields are set directly rather than
-    through the dataclass ``__init__`` and a keyword dict.
+    Everything a handler receives is its own: the input, the context view and the
+    helpers' context, the config and the execution snapshot are deep copies, so
+    nothing it does to them reaches the state (which changes only through events).
+    The copies are made on first use (``input``, ``context``, ``helpers``, ``config``
+    and ``execution`` are properties here, shadowing the dataclass slots): a handler
+    pays only for what it reads. The fields are set directly rather than through the
+    dataclass ``__init__`` and a keyword dict.
     """
 
-    __slots__ = ("_snapshot", "_state")
+    __slots__ = ("_config", "_context", "_helpers", "_input", "_input_copied", "_snapshot",
+                 "_state")
 
-    def __init__(self, state: ExecutionState, input: Any, config: Mapping[str, Any],
-                 context: Mapping[str, Any], helpers: ContextHelpers, step: Step,
-                 attempt_id: str, attempt: int, abort: asyncio.Event,
-                 vault: VaultProvider | None) -> None:
+    def __init__(self, state: ExecutionState, input: Any, step: Step, attempt_id: str,
+                 attempt: int, abort: asyncio.Event, vault: VaultProvider | None) -> None:
+        """``input``: the resolved input, which may share objects with the state."""
         self._state = state
         self._snapshot: Execution | None = None
-        self.input = input
-        self.config = config
-        self.context = context
-        self.helpers = helpers
+        self._helpers: ContextHelpers | None = None
+        self._context: Mapping[str, Any] | None = None
+        self._config: Mapping[str, Any] | None = None
+        self._input = input
+        self._input_copied = False
         self.step = step
         self.attempt_id = attempt_id
         self.attempt = attempt
@@ -62,6 +71,65 @@ class LazyExecutionParams(HandlerParams):
     @execution.setter
     def execution(self, value: Execution) -> None:
         self._snapshot = value
+
+    @property
+    def input(self) -> Any:
+        if not self._input_copied:
+            self._input = private_copy(self._input)
+            self._input_copied = True
+        return self._input
+
+    @input.setter
+    def input(self, value: Any) -> None:
+        self._input = value
+        self._input_copied = True
+
+    def _copy_context(self) -> None:
+        # one copy serves both: the helpers replace the dicts they change (set_path)
+        context = private_copy(self._state.context)
+        if self._context is None:
+            self._context = MappingProxyType(context)
+        if self._helpers is None:
+            self._helpers = ContextHelpers(context, self._state.options.limits, private=True)
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        if self._context is None:
+            self._copy_context()
+        assert self._context is not None
+        return self._context
+
+    @context.setter
+    def context(self, value: Mapping[str, Any]) -> None:
+        self._context = value
+
+    @property
+    def helpers(self) -> ContextHelpers:
+        if self._helpers is None:
+            self._copy_context()
+        assert self._helpers is not None
+        return self._helpers
+
+    @helpers.setter
+    def helpers(self, value: ContextHelpers) -> None:
+        self._helpers = value
+
+    @property
+    def writes(self) -> list[tuple[str, Any]]:
+        """What the handler wrote through its helpers (none if it never used them)."""
+        return self._helpers.writes if self._helpers is not None else []
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        config = self._config
+        if config is None:
+            # the step's config belongs to the flow definition, shared by every attempt
+            config = self._config = private_copy(self.step.config)
+        return config
+
+    @config.setter
+    def config(self, value: Mapping[str, Any]) -> None:
+        self._config = value
 
 
 class _Run:
@@ -143,13 +211,13 @@ class StepRunner:
         self._vault = vault
         self._deadlines = _Deadlines()
 
-    async def run(self, state: ExecutionState, step: Step, handler: StepHandler,
+    async def run(self, state: ExecutionState, step: Step, handler: StepHandler | None,
                   abort: asyncio.Event) -> Command:
         """Run one attempt; never raises (except when cancelled)."""
         outcome = self.start(state, step, handler, abort)
         return outcome if isinstance(outcome, Command) else await outcome
 
-    def start(self, state: ExecutionState, step: Step, handler: StepHandler,
+    def start(self, state: ExecutionState, step: Step, handler: StepHandler | None,
               abort: asyncio.Event) -> Command | Coroutine[Any, Any, Command]:
         """Run one attempt until its handler first waits.
 
@@ -159,21 +227,29 @@ class StepRunner:
         the step's timeout, to run as the attempt's own task (the timeout cancels the
         task that runs it). A task per attempt cost ~10% of a step's CPU on the
         embedded log.
+
+        ``handler`` is None when this process has no handler for the step's type: which
+        handlers a process has is its own fact, not the log's, so ``decide`` starts the
+        step regardless and the attempt fails here, through a logged result.
         """
         attempt_id = state.attempt_id or ""
         data: dict[str, Any] = {"attempt_id": attempt_id, "step_id": step.id}
+        if handler is None:
+            log.warning("no handler for type %r in this process: step %r of execution %s "
+                        "fails with %s", step.type, step.id, state.id, HANDLER_NOT_FOUND)
+            data["raised"] = {"code": HANDLER_NOT_FOUND, "message": (
+                f"no handler registered for type {step.type!r} (step {step.id!r})")}
+            return self._command(state, data)
         timeout_ms = step.timeout_ms or self.default_timeout_ms
         started = time.perf_counter()
         try:
-            step_input = resolve_input(step.input, state.context)
+            step_input = resolve_input(step.input, state.context)  # copied on first use
         except Exception as exc:
             data["raised"] = {"code": "INPUT_ERROR", "message": f"step {step.id!r}: {exc}"}
             return self._command(state, data)
-        helpers = ContextHelpers(state.context, state.options.limits)
-        params = LazyExecutionParams(
-            state, step_input, step.config, helpers.snapshot(), helpers, step, attempt_id,
-            state.attempt, abort, self._vault)
-        attempt = _Attempt(state, step, handler, abort, data, helpers, started, timeout_ms)
+        params = LazyExecutionParams(state, step_input, step, attempt_id, state.attempt, abort,
+                                     self._vault)
+        attempt = _Attempt(state, step, handler, abort, data, params, started, timeout_ms)
         try:
             # The timer that enforces the timeout cannot fire while the handler runs
             # without waiting; long synchronous work checks this deadline itself.
@@ -218,14 +294,15 @@ class StepRunner:
 
     def _outcome(self, attempt: _Attempt, raw: Any) -> Command:
         """The command for what the handler returned."""
-        state, data, helpers = attempt.state, attempt.data, attempt.helpers
+        state, data = attempt.state, attempt.data
         try:
             result = coerce_result(raw)
         except InvalidResult as exc:
             return self._failure(attempt, exc)
         data["result"] = result
-        if helpers.writes:
-            data["writes"] = helpers.writes
+        writes = attempt.params.writes
+        if writes:
+            data["writes"] = writes
         if result.child is not None:
             data["child_execution_id"] = str(uuid.uuid4())
         if result.for_signal and not result.resume_token:
@@ -266,18 +343,18 @@ class StepRunner:
 class _Attempt:
     """What the runner keeps about one attempt between its start and its result."""
 
-    __slots__ = ("abort", "data", "deadline", "handler", "helpers", "started", "state",
+    __slots__ = ("abort", "data", "deadline", "handler", "params", "started", "state",
                  "step", "timeout_ms")
 
     def __init__(self, state: ExecutionState, step: Step, handler: StepHandler,
-                 abort: asyncio.Event, data: dict[str, Any], helpers: ContextHelpers,
+                 abort: asyncio.Event, data: dict[str, Any], params: LazyExecutionParams,
                  started: float, timeout_ms: int) -> None:
         self.state = state
         self.step = step
         self.handler = handler
         self.abort = abort
         self.data = data
-        self.helpers = helpers
+        self.params = params
         self.started = started
         self.timeout_ms = timeout_ms
         # on time.monotonic's clock, for synchronous work (handlers/deadline.py)

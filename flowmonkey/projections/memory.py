@@ -3,6 +3,8 @@
 Execution state comes only from the kernel's appliers (``kernel.apply``); this module
 keeps the results indexed. ``apply_events`` runs for every event the engine writes, so
 it stays allocation-light: public ``Execution`` and ``Row`` objects are built on reads.
+What a read returns is the caller's own (a copy, or decoded from bytes), and what it
+stores (rows, WAL entries) it copies: nothing a caller does to it changes the next read.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flowmonkey.events import names as n
 from flowmonkey.events.codec import compact_event, decode_event
 from flowmonkey.events.envelope import Event, ms_to_datetime
 from flowmonkey.kernel.apply import apply, replay
+from flowmonkey.kernel.copies import private_copy, private_event
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
@@ -71,7 +74,9 @@ class _ExecutionRecord:
     events: list[bytes | Event] = field(default_factory=list)
 
     def history(self) -> list[Event]:
-        return [decode_event(e) if isinstance(e, bytes) else e for e in self.events]
+        """The events, the caller's own: decoded, or copied when kept as objects."""
+        return [decode_event(e) if isinstance(e, bytes) else private_event(e)
+                for e in self.events]
 
 
 @dataclass(slots=True)
@@ -171,7 +176,7 @@ class MemoryProjection:
             return
         d = event.data
         entry = WalEntry(
-            id=entry_id, table_id=table_id, tenant_id=event.tenant_id, data=row,
+            id=entry_id, table_id=table_id, tenant_id=event.tenant_id, data=private_copy(row),
             pipe_id=str(d.get("pipe_id", "")), execution_id=event.execution_id,
             flow_id=d.get("flow_id"), step_id=d.get("step_id"), error=error,
             created_at=ms_to_datetime(event.timestamp_ms),
@@ -281,18 +286,19 @@ class MemoryProjection:
                              table_id=table.id)
         now = self._clock_ms()
         table = table.model_copy(update={"created_at": table.created_at or now,
-                                         "updated_at": table.updated_at or now})
+                                         "updated_at": table.updated_at or now}, deep=True)
         self._tables[table.id] = table
         self._rows[table.id] = {}
         self._emit(n.TABLE_CREATED, {"tableId": table.id,
                                      "table": table.model_dump(by_alias=True)})
-        return table
+        return table.model_copy(deep=True)
 
     async def get_table(self, table_id: str) -> TableDef | None:
-        return self._tables.get(table_id)
+        table = self._tables.get(table_id)
+        return table.model_copy(deep=True) if table is not None else None
 
     async def list_tables(self) -> builtins.list[TableDef]:
-        return sorted(self._tables.values(), key=lambda t: t.id)
+        return [t.model_copy(deep=True) for t in sorted(self._tables.values(), key=lambda t: t.id)]
 
     async def delete_table(self, table_id: str) -> bool:
         if self._tables.pop(table_id, None) is None:
@@ -306,12 +312,12 @@ class MemoryProjection:
         if table.column(column.id) is not None:
             raise TableError(f'table "{table_id}": column "{column.id}" already exists',
                              table_id=table_id, column_id=column.id)
-        table = table.model_copy(update={"columns": [*table.columns, column],
+        table = table.model_copy(update={"columns": [*table.columns, column.model_copy(deep=True)],
                                          "updated_at": self._clock_ms()})
         self._tables[table_id] = table
         self._emit(n.TABLE_COLUMN_ADDED, {"tableId": table_id,
                                           "column": column.model_dump(by_alias=True)})
-        return table
+        return table.model_copy(deep=True)
 
     async def remove_column(self, table_id: str, column_id: str) -> TableDef:
         table = self._table(table_id)
@@ -328,7 +334,7 @@ class MemoryProjection:
             if column_id in row.data:
                 row.data = {k: v for k, v in row.data.items() if k != column_id}
         self._emit(n.TABLE_COLUMN_REMOVED, {"tableId": table_id, "columnId": column_id})
-        return table
+        return table.model_copy(deep=True)
 
     # ------------------------------------------------------------------ rows
 
@@ -337,9 +343,10 @@ class MemoryProjection:
         clean = validate_row(self._table(table_id), data)
         rows = self._rows[table_id]
         if row_id not in rows:
-            rows[row_id] = _StoredRow(row_id, tenant_id, clean, now, now)
+            # (json columns hold the caller's, or an event's, nested objects)
+            rows[row_id] = _StoredRow(row_id, tenant_id, private_copy(clean), now, now)
             self._emit(n.ROW_INSERTED, {"tableId": table_id, "rowId": row_id,
-                                        "row": dict(clean), "tenantId": tenant_id})
+                                        "row": private_copy(clean), "tenantId": tenant_id})
         return row_id
 
     def _stored(self, table_id: str, row_id: str, tenant_id: str | None) -> _StoredRow | None:
@@ -366,11 +373,11 @@ class MemoryProjection:
         row = self._stored(table_id, row_id, tenant_id)
         if row is None:
             return False
-        patch = validate_row(table, data, partial=True)
+        patch = private_copy(validate_row(table, data, partial=True))
         row.data = {**row.data, **patch}
         row.updated_at = self._clock_ms()
         self._emit(n.ROW_UPDATED, {"tableId": table_id, "rowId": row_id,
-                                   "row": dict(row.data), "changes": patch,
+                                   "row": private_copy(row.data), "changes": private_copy(patch),
                                    "tenantId": row.tenant_id})
         return True
 
@@ -405,7 +412,7 @@ class MemoryProjection:
 
     async def wal_pending(self, limit: int = 100) -> builtins.list[WalEntry]:
         pending = [e for e in self._wal.values() if e.status == "pending"]
-        return pending[:max(0, limit)]
+        return [_own_entry(e) for e in pending[:max(0, limit)]]
 
     async def wal_ack(self, entry_id: str) -> bool:
         entry = self._wal.get(entry_id)
@@ -448,19 +455,23 @@ class MemoryProjection:
 
     def rejections(self, execution_id: str) -> builtins.list[Event]:
         """``command.rejected`` (seq 0) events addressed to ``execution_id``."""
-        return list(self._rejections.get(execution_id, {}).values())
+        return [private_event(e) for e in self._rejections.get(execution_id, {}).values()]
 
     def table_rows(self, table_id: str) -> builtins.list[dict[str, Any]]:
         """Every row's data in ``table_id`` (all tenants), in insertion order."""
-        return [dict(r.data) for r in self._rows.get(table_id, {}).values()]
+        return [private_copy(r.data) for r in self._rows.get(table_id, {}).values()]
 
     def wal_entries(self) -> builtins.list[WalEntry]:
         """Every WAL entry, pending and acked, oldest first."""
-        return list(self._wal.values())
+        return [_own_entry(e) for e in self._wal.values()]
+
+
+def _own_entry(entry: WalEntry) -> WalEntry:
+    return entry.model_copy(update={"data": private_copy(entry.data)})
 
 
 def _public_row(table_id: str, row: _StoredRow) -> Row:
     return Row.model_construct(
-        id=row.id, table_id=table_id, tenant_id=row.tenant_id, data=dict(row.data),
+        id=row.id, table_id=table_id, tenant_id=row.tenant_id, data=private_copy(row.data),
         created_at=ms_to_datetime(row.created_at), updated_at=ms_to_datetime(row.updated_at),
     )

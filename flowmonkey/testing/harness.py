@@ -17,6 +17,7 @@ from flowmonkey.dispatcher import EventDispatcher
 from flowmonkey.engine import CancelResult, CreateResult, Engine, EngineOptions
 from flowmonkey.events.envelope import Event
 from flowmonkey.handlers.base import StepHandler, VaultProvider
+from flowmonkey.kernel.copies import private_event
 from flowmonkey.kernel.state import WAIT_CHILD
 from flowmonkey.kernel.timers import WAKE
 from flowmonkey.log.embedded import EmbeddedLog
@@ -226,7 +227,9 @@ class TestHarness:
         return await self.engine.get(execution_id)
 
     def events_for(self, execution_id: str) -> list[Event]:
-        return [e for e in self.events if e.execution_id == execution_id]
+        """The execution's events so far, the caller's own (their data copied: the
+        listener got the objects the engine handed the projection too)."""
+        return [private_event(e) for e in self.events if e.execution_id == execution_id]
 
     def table_rows(self, table_id: str) -> list[dict[str, Any]]:
         return self.projection.table_rows(table_id)

@@ -113,7 +113,9 @@ async def test_the_memory_projection_history_equals_the_events_applied() -> None
     history = await projection.history("e1")
 
     assert history == [created, native, odd]
-    assert history[2] is odd  # kept as given: its encoding would turn the tuple into a list
+    # kept as given (its encoding would turn the tuple into a list), yet the caller's own
+    assert history[2].data["output"] == (1, 2)
+    assert history[2] is not odd
 
 
 def test_a_well_typed_command_decodes_as_validation_would() -> None:

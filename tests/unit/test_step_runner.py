@@ -176,3 +176,39 @@ async def test_an_exception_before_the_first_wait_is_the_handlers_error(
     # a CancelledError of the handler's own cannot cancel whoever called start
     assert isinstance(outcome, Command)
     assert outcome.data["raised"]["code"] == "HANDLER_ERROR"
+
+
+# --------------------------------------------------------------------------- what handlers get
+
+
+async def test_a_step_without_a_handler_in_this_process_fails_through_its_result() -> None:
+    outcome = runner().start(state(), Step(id="s", type="absent"), None, asyncio.Event())
+
+    assert isinstance(outcome, Command)
+    assert outcome.command_id == "result:e0:2"
+    assert outcome.data["raised"] == {
+        "code": "HANDLER_NOT_FOUND",
+        "message": "no handler registered for type 'absent' (step 's')"}
+
+
+async def test_what_a_handler_changes_in_what_it_received_stays_its_own() -> None:
+    st = state()
+    st.context = {"order": {"qty": 2, "items": [{"qty": 5}]}}
+    step = Step(id="s", type="t", config={"limits": {"max": 5}})
+
+    async def meddle(p: HandlerParams) -> StepResult:
+        p.input["order"]["qty"] = 999
+        p.context["order"]["items"][0]["qty"] = 1
+        p.helpers.get("order")["items"].append("forged")
+        p.execution.context["order"]["qty"] = 0
+        p.config["limits"]["max"] = 0
+        p.helpers.set("order.qty", 3)  # the one change that counts: a recorded write
+        return Result.success()
+
+    outcome = runner().start(st, step, handler("t")(meddle), asyncio.Event())
+
+    assert isinstance(outcome, Command)
+    assert "raised" not in outcome.data
+    assert st.context == {"order": {"qty": 2, "items": [{"qty": 5}]}}
+    assert step.config == {"limits": {"max": 5}}
+    assert outcome.data["writes"] == [("order.qty", 3)]

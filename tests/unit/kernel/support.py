@@ -30,17 +30,16 @@ _UNSET: Any = object()
 
 
 class DictEnv:
-    """A ``KernelEnv`` over a fixed set of flows and handler types.
+    """A ``KernelEnv`` over a fixed set of flows.
 
     Like the engine's registry: an exact version when asked, otherwise the highest
     published version.
     """
 
-    def __init__(self, flows: Iterable[Flow] = (), handlers: Iterable[str] = ("task",)) -> None:
+    def __init__(self, flows: Iterable[Flow] = ()) -> None:
         self.flows: dict[str, dict[str, Flow]] = {}
         for flow in flows:
             self.flows.setdefault(flow.id, {})[flow.version] = flow
-        self.handlers = set(handlers)
 
     def flow(self, flow_id: str, version: str | None = None) -> Flow | None:
         versions = self.flows.get(flow_id)
@@ -50,9 +49,6 @@ class DictEnv:
             return versions.get(version)
         published = [f for f in versions.values() if f.effective_status == "published"]
         return max(published, key=lambda f: version_key(f.version)) if published else None
-
-    def has_handler(self, handler_type: str) -> bool:
-        return handler_type in self.handlers
 
 
 # --------------------------------------------------------------------------- flows
