@@ -41,7 +41,12 @@ from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
-from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+from flowmonkey.model.limits import (
+    DEFAULT_MAX_CHILDREN,
+    DEFAULT_MAX_SUBFLOW_DEPTH,
+    ContextLimits,
+    TimeoutConfig,
+)
 from flowmonkey.model.tables import TableDef
 from flowmonkey.processors.clock import Clock, SystemClock
 from flowmonkey.processors.group import GroupProcessors
@@ -68,10 +73,20 @@ _TOKEN_CODES = {n.REJECT_INVALID_TOKEN, n.REJECT_TOKEN_USED, n.REJECT_TOKEN_EXPI
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
+    """Options pinned on each execution this engine creates (and on its sub-flows).
+
+    ``max_subflow_depth``: levels of sub-flow children below an execution a caller
+    started (its child is level 1); a step that would start a deeper child fails with
+    ``SUBFLOW_DEPTH_EXCEEDED``. ``max_children``: children one execution may start in
+    its life; one more fails the step with ``CHILDREN_LIMIT_EXCEEDED``. Both failures
+    take the step's failure path (retries, ``onFailure``)."""
+
     record_history: bool = False
     max_steps: int = 1000
     timeout_ms: int = 30_000
     context_limits: ContextLimits = field(default_factory=ContextLimits)
+    max_subflow_depth: int = DEFAULT_MAX_SUBFLOW_DEPTH
+    max_children: int = DEFAULT_MAX_CHILDREN
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,7 +481,9 @@ class Engine:
             "context": dict(context or {}),
             "options": {"record_history": self.options.record_history,
                         "max_steps": self.options.max_steps,
-                        "limits": self.options.context_limits.model_dump()},
+                        "limits": self.options.context_limits.model_dump(),
+                        "max_subflow_depth": self.options.max_subflow_depth,
+                        "max_children": self.options.max_children},
             "idempotency_key": idempotency_key,
             "idempotency_window_ms": idempotency_window_ms,
             "parent_execution_id": parent_execution_id,
