@@ -28,6 +28,7 @@ from flowmonkey import (
 )
 from flowmonkey.api import create_app
 from flowmonkey.events import names as n
+from flowmonkey.events.codec import event_record
 from flowmonkey.events.envelope import Event
 from flowmonkey.kernel import decide as decide_module
 from flowmonkey.log import EmbeddedLog
@@ -121,7 +122,7 @@ async def test_one_poisoned_command_in_a_batch_leaves_the_others_whole(
 def _encoder_failing_on(output: str) -> Callable[..., OutRecord]:
     """An encoder that cannot write a step's outcome holding ``output`` (as orjson
     could not write the deeply nested details of finding 9)."""
-    real = partition_module.event_record
+    real = event_record
 
     def encode(topic: str, event: Event, partition: int | None = None, *,
                attach: bool = True) -> OutRecord:
