@@ -41,6 +41,7 @@ from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
+from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
     DEFAULT_MAX_SUBFLOW_DEPTH,
@@ -87,6 +88,14 @@ class EngineOptions:
     context_limits: ContextLimits = field(default_factory=ContextLimits)
     max_subflow_depth: int = DEFAULT_MAX_SUBFLOW_DEPTH
     max_children: int = DEFAULT_MAX_CHILDREN
+
+    def __post_init__(self) -> None:
+        for name in ("max_subflow_depth", "max_children"):
+            value = getattr(self, name)
+            # a bound always applies: that is what makes self-calling flows safe to run
+            if type(value) is not int or value < 0:
+                raise ValueError(f"EngineOptions.{name} must be a whole number >= 0, "
+                                 f"not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +180,7 @@ class Engine:
         self._command_waiters: dict[str, asyncio.Future[Event]] = {}
         self._execution_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._started = False
+        self._self_calls_warned: set[str] = set()
         for h in handlers:
             self.handlers.register(h)
         if "sub-flow" not in self.handlers:
@@ -184,9 +194,20 @@ class Engine:
     def register_flow(self, flow: Flow | Mapping[str, Any]) -> Flow:
         """Validate and register a flow (JSON in the original's camelCase is accepted)."""
         parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
-        return self.flows.register(parsed, handler_types=self.handlers.types(),
-                                   tables=self.tables,
-                                   more_problems=config_problems(parsed, self.handlers.all()))
+        registered = self.flows.register(
+            parsed, handler_types=self.handlers.types(), tables=self.tables,
+            more_problems=config_problems(parsed, self.handlers.all()))
+        self._warn_self_calls()
+        return registered
+
+    def _warn_self_calls(self) -> None:
+        """Warn (once per flow) about flows that can now call themselves."""
+        flows = self.flows.all()
+        for flow_id in sorted({f.id for f in flows} - self._self_calls_warned):
+            warning = self_call_warning(flow_id, flows, self.options.max_subflow_depth)
+            if warning is not None:
+                self._self_calls_warned.add(flow_id)
+                log.warning("%s", warning)
 
     def register_handler(self, handler: StepHandler) -> None:
         self.handlers.register(handler)

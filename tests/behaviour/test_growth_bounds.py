@@ -5,10 +5,13 @@ cascade that stops a whole tree of executions promptly."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from flowmonkey import (
     Engine,
@@ -19,6 +22,7 @@ from flowmonkey import (
     HandlerParams,
     Result,
     StepResult,
+    cli,
     handler,
 )
 from flowmonkey.api import create_app
@@ -223,3 +227,41 @@ async def test_cancelling_the_root_of_a_tree_stops_every_descendant_promptly() -
         assert len(seen) == count
         total = len((await engine.list(limit=5000)).items)
         assert total < 2 ** (depth + 1)  # cancelled while growing
+
+
+PING = flow("ping", step("call", "sub-flow", config={"flowId": "pong"}))
+PONG = flow("pong", step("call", "sub-flow", config={"flowId": "ping"}))
+
+
+def test_registering_flows_that_can_call_themselves_warns_but_accepts_them(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="flowmonkey.engine"):
+        engine = Engine(flows=[FOREVER, PING, PONG, LEAF], handlers=HANDLERS)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert any("'forever' can call itself directly" in w for w in warnings)
+    assert any("'ping' can call itself via pong" in w and "(ping → pong → ping)" in w
+               for w in warnings)
+    assert all("32 levels" in w for w in warnings)
+    assert not any("'leaf'" in w for w in warnings)
+    assert engine.flows.get("forever") is not None
+
+
+def test_validate_prints_a_warning_for_a_self_calling_flow(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "flows.json"
+    path.write_text(json.dumps({"flows": [PING, PONG, FOREVER]}))
+
+    assert cli.main(["validate", str(path)]) == 0
+
+    out = capsys.readouterr().out
+    assert out.count("warning: flow") == 3
+    assert "SUBFLOW_DEPTH_EXCEEDED" in out
+
+
+def test_engine_options_refuse_a_missing_bound() -> None:
+    with pytest.raises(ValueError, match="max_subflow_depth"):
+        EngineOptions(max_subflow_depth=-1)
+    with pytest.raises(ValueError, match="max_children"):
+        EngineOptions(max_children=None)  # type: ignore[arg-type]
