@@ -251,14 +251,16 @@ class Engine:
             await self.snapshots.start()
 
         def make(partition: int, writer: Appender | None = None) -> PartitionProcessor:
-            return PartitionProcessor(partition, self.partitions, self.log, self.topics,
-                                      self.env, self.handlers, runner, self.clock,
-                                      self.processor_group, writer=writer,
-                                      pull_commands=writer is None,
-                                      snapshots=self.snapshots,
-                                      snapshot_every=self.snapshot_every,
-                                      interleave=True,
-                                      metrics=self.metrics)
+            processor = PartitionProcessor(partition, self.partitions, self.log, self.topics,
+                                           self.env, self.handlers, runner, self.clock,
+                                           self.processor_group, writer=writer,
+                                           pull_commands=writer is None,
+                                           snapshots=self.snapshots,
+                                           snapshot_every=self.snapshot_every,
+                                           interleave=True,
+                                           metrics=self.metrics)
+            processor.route = self._expedite
+            return processor
 
         if isinstance(self.log, KafkaLog):
             self.group_processors = GroupProcessors(
@@ -268,6 +270,15 @@ class Engine:
         self._static_processors = [make(p) for p in range(self.partitions)]
         for processor in self._static_processors:
             await processor.start()
+
+    def _expedite(self, command: Command) -> None:
+        """Hand a cancel to this process's processor of its partition, if it has it, to
+        be decided ahead of the backlog (``PartitionProcessor.expedite``)."""
+        partition = partition_for(command.execution_id.encode(), self.partitions)
+        for processor in self.processors:
+            if processor.partition == partition:
+                processor.expedite(command)
+                return
 
     @property
     def processors(self) -> list[PartitionProcessor]:
@@ -418,12 +429,15 @@ class Engine:
             raise FlowMonkeyError("the engine is not started: use `async with engine:` or "
                                   "`await engine.start()` first")
 
-    async def _send(self, command: Command, key: str, timeout_s: float = 30.0) -> Event:
-        """Publish a command and wait for the event that answers it."""
-        return (await self._send_for(command, key, timeout_s)).result()
+    async def _send(self, command: Command, key: str, timeout_s: float = 30.0, *,
+                    urgent: bool = False) -> Event:
+        """Publish a command and wait for the event that answers it. An ``urgent`` one
+        (a cancel) is also handed to this process's processor, if it has the partition,
+        to be decided ahead of any backlog (its copy on the log is then a duplicate)."""
+        return (await self._send_for(command, key, timeout_s, urgent=urgent)).result()
 
-    async def _send_for(self, command: Command, key: str,
-                        timeout_s: float = 30.0) -> asyncio.Future[Event]:
+    async def _send_for(self, command: Command, key: str, timeout_s: float = 30.0, *,
+                        urgent: bool = False) -> asyncio.Future[Event]:
         """Publish a command; the future that its answer completed (``create`` reads
         the new execution from it too)."""
         self._require_started()
@@ -435,6 +449,8 @@ class Engine:
         try:
             # one record needs no transaction (on Kafka, an idempotent produce is enough)
             await self.log.publish([record])
+            if urgent:
+                self._expedite(command)
             await asyncio.wait_for(future, timeout_s)
             return future
         except TimeoutError:
@@ -544,7 +560,7 @@ class Engine:
             raise ValueError("source must be one of user, system, timeout, parent")
         answer = await self._send(self._command(
             n.CMD_CANCEL, execution_id, {"source": source, "reason": reason}, tenant_id),
-            execution_id)
+            execution_id, urgent=True)
         if answer.type == n.COMMAND_REJECTED:
             return CancelResult(execution_id, False, reason=answer.data.get("reason"))
         return CancelResult(execution_id, True,

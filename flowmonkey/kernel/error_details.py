@@ -7,9 +7,10 @@ details too deep for the encoder (orjson stops at 254 levels), and one failed co
 stopped its partition. So every error the kernel writes into an event passes through
 :func:`bounded_error`:
 
-- nesting past :data:`MAX_DETAILS_DEPTH` levels is replaced by :data:`TRUNCATED`
-  (the newest causes are kept, the oldest ones cut);
-- details whose JSON is over :data:`MAX_DETAILS_BYTES` are replaced by
+- nesting past :data:`MAX_DETAILS_DEPTH` (8) levels is replaced by :data:`TRUNCATED`
+  (the newest causes are kept, the oldest ones cut), and an object or list keeps
+  its first 256 entries;
+- details whose JSON is over :data:`MAX_DETAILS_BYTES` (16 KiB) are replaced by
   ``{"truncated": true, "bytes": <size>, "preview": <the JSON's first 1,000 characters>}``;
 - a value JSON cannot carry (a lone surrogate, a float NaN, an object) is replaced by
   its ``repr`` (so a handler's odd details never fail the event that reports them);
@@ -28,7 +29,7 @@ import orjson
 MAX_DETAILS_DEPTH = 8
 """Levels of nesting kept in an error's details (an error nested in a parent's
 details counts one level per ancestor)."""
-MAX_DETAILS_BYTES = 8 * 1024
+MAX_DETAILS_BYTES = 16 * 1024
 """JSON size of an error's details, at most."""
 MAX_MESSAGE_CHARS = 2_000
 """Characters of an error message, at most."""

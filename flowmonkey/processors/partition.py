@@ -35,8 +35,8 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,6 +74,7 @@ log = logging.getLogger("flowmonkey.processor")
 
 _MAX_UNSENT_RECORDS = 20_000  # decided but not yet appended: past this, deciding waits
 _STOP_FLUSH_S = 10.0  # how long a stop waits for decided batches to reach the log
+_MAX_EARLY_CANCELS = 100_000  # expedited cancels waiting for their execution's start
 
 Input = Record | Command
 
@@ -185,6 +186,13 @@ class PartitionProcessor:
         # executions whose handler or timer command the engine failed on: nothing is
         # re-armed for them until a command about them is decided (see _reject_poisoned)
         self._stuck: set[str] = set()
+        # cancels handed over in this process ahead of their copy on the log (see
+        # expedite), and those among them whose execution is not started yet
+        self._urgent: deque[Command] = deque()
+        self._early_cancels: OrderedDict[str, Command] = OrderedDict()
+        #: where this processor hands the cancels it sends to children, to be decided
+        #: at once by the processor of their partition in this process (set by its owner)
+        self.route: Callable[[Command], None] | None = None
         # decided batches waiting for the committer: (records, commands offset or None,
         # events among the records)
         self._unsent: list[tuple[list[OutRecord], int | None, int]] = []
@@ -292,6 +300,19 @@ class PartitionProcessor:
         partition (``failed``), so an owner can react to a failed append."""
         return self._tasks[0] if self._tasks else None
 
+    def expedite(self, command: Command) -> None:
+        """A cancel to decide before the backlog (its copy on the log, already appended
+        or in the same append as what caused it, is then a duplicate, ignored by id).
+
+        A tree of executions that calls itself grows a backlog of starts on every
+        partition; a cancel waiting behind it lets the tree grow for as long as the
+        backlog lasts. Decided first, a cancel stops each execution it reaches at once;
+        one for an execution whose start is still in the backlog waits for that start
+        and is decided right after it, before its first handler runs. If this process
+        dies first, the copy on the log is decided instead: nothing depends on it."""
+        self._urgent.append(command)
+        self._wake.set()
+
     def feed(self, records: Sequence[Record]) -> None:
         """Command records for this partition, in offset order (``pull_commands=False``)."""
         if records:
@@ -308,7 +329,8 @@ class PartitionProcessor:
 
     @property
     def idle(self) -> bool:
-        return not self._inbox and not self.in_flight and self._drained.is_set()
+        return not self._inbox and not self._urgent and not self.in_flight and \
+            self._drained.is_set()
 
     async def _read_commands(self) -> None:
         offset = self.commands_offset
@@ -332,7 +354,7 @@ class PartitionProcessor:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self._inbox:
+                while self._inbox or self._urgent:
                     if self.failed is not None:
                         raise self.failed
                     if self._unsent_records >= _MAX_UNSENT_RECORDS:
@@ -397,7 +419,26 @@ class PartitionProcessor:
         self._drained.clear()
         self._commit_wake.set()
 
+    def _take_urgent(self) -> None:
+        """Expedited cancels go first; those for executions not started yet wait for
+        their start (``_early_cancels``)."""
+        state = self.state
+        ready: list[Command] = []
+        while self._urgent:
+            command = self._urgent.popleft()
+            execution_id = command.execution_id
+            if execution_id in state.executions or execution_id in state.forgotten:
+                ready.append(command)
+                continue
+            early = self._early_cancels
+            early[execution_id] = command
+            if len(early) > _MAX_EARLY_CANCELS:
+                early.popitem(last=False)  # its copy on the log still comes
+        self._inbox.extendleft(reversed(ready))
+
     def _process_batch(self) -> None:
+        if self._urgent:
+            self._take_urgent()
         inbox = self._inbox
         count = min(len(inbox), self.max_batch)
         out: list[OutRecord] = []
@@ -448,6 +489,15 @@ class PartitionProcessor:
                 if poisoned is None:
                     continue
                 decision = poisoned
+            if self.route is not None and decision.commands:
+                for follow in decision.commands:
+                    if follow.type == n.CMD_CANCEL:
+                        self.route(follow)
+            if self._early_cancels and decision.states:
+                for execution_id in decision.states:
+                    early = self._early_cancels.pop(execution_id, None)
+                    if early is not None:
+                        inbox.appendleft(early)  # next, before its handler starts
             events += len(decision.events)
             for event in decision.events:
                 # a rejection is not an execution's event: its seq is 0 (cheap to test)

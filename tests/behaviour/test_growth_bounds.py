@@ -26,10 +26,12 @@ from flowmonkey import (
     handler,
 )
 from flowmonkey.api import create_app
+from flowmonkey.events import names as n
+from flowmonkey.events.codec import encode_command
 from flowmonkey.kernel import limits as lim
 from flowmonkey.kernel.error_details import MAX_DETAILS_BYTES, MAX_DETAILS_DEPTH
 from flowmonkey.kernel.ids import FOLLOW_UP_ID_LENGTH
-from flowmonkey.log import EmbeddedLog
+from flowmonkey.log import EmbeddedLog, OutRecord
 from flowmonkey.model.limits import DEFAULT_MAX_SUBFLOW_DEPTH
 from tests.behaviour.flows import flow, key, step
 from tests.unit.api_support import eventually
@@ -265,3 +267,37 @@ def test_engine_options_refuse_a_missing_bound() -> None:
         EngineOptions(max_subflow_depth=-1)
     with pytest.raises(ValueError, match="max_children"):
         EngineOptions(max_children=None)  # type: ignore[arg-type]
+
+
+async def test_a_cancel_cascade_is_decided_ahead_of_a_backlog_of_commands() -> None:
+    """The cancel and its cascade do not wait behind thousands of queued commands."""
+    dispatcher, seen = _recorder()
+    backlog = 20_000
+    async with Engine(flows=[TREE], handlers=HANDLERS, dispatcher=dispatcher,
+                      log=EmbeddedLog(partitions=1),
+                      options=EngineOptions(max_subflow_depth=3)) as engine:
+        created = await engine.create("tree")
+
+        async def tree_parked() -> bool:
+            page = await engine.list(limit=100)
+            return len(page.items) == 15 and all(
+                e.status == ExecutionStatus.WAITING for e in page.items)
+        await eventually(tree_parked, what="a tree of 15 waiting executions")
+        queued = [engine._command(n.CMD_CANCEL, f"nobody-{i}", {"source": "user"}, None)
+                  for i in range(backlog)]
+        await engine.log.publish([
+            OutRecord(engine.topics.commands, encode_command(c), key=c.execution_id.encode(),
+                      partition=0) for c in queued])
+
+        await engine.cancel(created.execution.id)
+
+        async def all_done() -> bool:
+            page = await engine.list(limit=100)
+            return sum(1 for e in seen if e.type == n.COMMAND_REJECTED) == backlog and all(
+                e.status == ExecutionStatus.CANCELLED for e in page.items)
+        await eventually(all_done, timeout_s=30, what="the backlog and the cascade decided")
+        order = [e.type for e in seen if e.type in (n.COMMAND_REJECTED, n.EXECUTION_CANCELLED)]
+        last_cancelled = max(i for i, t in enumerate(order) if t == n.EXECUTION_CANCELLED)
+        rejected_before = order[:last_cancelled].count(n.COMMAND_REJECTED)
+        assert order.count(n.EXECUTION_CANCELLED) == 15
+        assert rejected_before < backlog // 2  # the whole tree ended early in the backlog
