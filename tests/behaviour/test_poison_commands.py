@@ -20,6 +20,7 @@ import pytest
 from flowmonkey import (
     CommandRejected,
     Engine,
+    EventDispatcher,
     ExecutionStatus,
     HandlerParams,
     Result,
@@ -35,6 +36,7 @@ from flowmonkey.log import EmbeddedLog
 from flowmonkey.log.base import OutRecord
 from flowmonkey.processors import partition as partition_module
 from tests.behaviour.flows import flow, key, step
+from tests.unit.api_support import eventually
 
 ENDED = {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 
@@ -44,8 +46,15 @@ async def echo(p: HandlerParams) -> StepResult:
     return Result.success(p.input)
 
 
+@handler("nap")
+async def nap(p: HandlerParams) -> StepResult:
+    return Result.wait(10, "a short nap")
+
+
 FLOWS = [flow("fine", step("a", "echo", input=key("x"), output_key="a")),
-         flow("poisoned", step("a", "echo", input=key("x"), output_key="a"))]
+         flow("poisoned", step("a", "echo", input=key("x"), output_key="a")),
+         flow("napping", step("nap", "nap", to="a"),
+              step("a", "echo", input=key("x"), output_key="a"))]
 
 
 def _start_raising_for(flow_id: str, error: Exception,
@@ -64,7 +73,7 @@ async def test_a_kernel_exception_is_rejected_as_internal_error_not_as_bad_input
         monkeypatch: pytest.MonkeyPatch) -> None:
     # LookupError is one decide used to pass off as INVALID_COMMAND
     _start_raising_for("poisoned", LookupError("a kernel bug"), monkeypatch)
-    async with Engine(flows=FLOWS, handlers=[echo]) as engine:
+    async with Engine(flows=FLOWS, handlers=[echo, nap]) as engine:
         began = time.monotonic()
         with pytest.raises(CommandRejected) as refused:
             await engine.create("poisoned", {"x": 1})
@@ -81,7 +90,7 @@ async def test_a_kernel_exception_is_rejected_as_internal_error_not_as_bad_input
 async def test_the_api_answers_a_poisoned_create_with_500_internal_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
     _start_raising_for("poisoned", TypeError("a kernel bug"), monkeypatch)
-    async with Engine(flows=FLOWS, handlers=[echo]) as engine:
+    async with Engine(flows=FLOWS, handlers=[echo, nap]) as engine:
         transport = httpx.ASGITransport(app=create_app(engine, None))
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             response = await client.post("/v1/executions", json={"flowId": "poisoned"})
@@ -97,7 +106,7 @@ async def test_the_api_answers_a_poisoned_create_with_500_internal_error(
 async def test_one_poisoned_command_in_a_batch_leaves_the_others_whole(
         monkeypatch: pytest.MonkeyPatch) -> None:
     _start_raising_for("poisoned", ValueError("a kernel bug"), monkeypatch)
-    async with Engine(flows=FLOWS, handlers=[echo],
+    async with Engine(flows=FLOWS, handlers=[echo, nap],
                       log=EmbeddedLog(partitions=1)) as engine:
         creates = [engine.create("fine", {"i": i}) for i in range(10)]
         creates.insert(5, engine.create("poisoned", {"i": -1}))
@@ -135,7 +144,7 @@ def _encoder_failing_on(output: str) -> Callable[..., OutRecord]:
 async def test_an_encoder_failure_applies_nothing_and_fails_only_that_step(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(partition_module, "event_record", _encoder_failing_on("poison"))
-    async with Engine(flows=FLOWS, handlers=[echo],
+    async with Engine(flows=FLOWS, handlers=[echo, nap],
                       log=EmbeddedLog(partitions=1)) as engine:
         poisoned = await engine.create("poisoned", {"x": "poison"})
         fine = await engine.create("fine", {"x": "fine"})
@@ -159,4 +168,38 @@ async def test_an_encoder_failure_applies_nothing_and_fails_only_that_step(
         state = processor.execution_state(failed.id)
         assert state is not None
         assert state.status == ExecutionStatus.FAILED
+        assert engine.processor_failure() is None
+
+
+async def test_a_timer_the_engine_fails_on_is_rejected_once_and_the_execution_can_be_cancelled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real_timer = decide_module._DECIDERS[n.CMD_TIMER]
+
+    def broken(tx: Any) -> Any:
+        raise AttributeError("a kernel bug in timers")
+    monkeypatch.setitem(decide_module._DECIDERS, n.CMD_TIMER, broken)
+    rejections: list[Event] = []
+    dispatcher = EventDispatcher(mode="sync")
+    dispatcher.on(n.COMMAND_REJECTED, rejections.append)
+    async with Engine(flows=FLOWS, handlers=[echo, nap], dispatcher=dispatcher,
+                      log=EmbeddedLog(partitions=1)) as engine:
+        napping = await engine.create("napping", {"x": 1})
+
+        async def rejected() -> bool:
+            return bool(rejections)
+        await eventually(rejected, what="the timer's rejection")
+        await asyncio.sleep(0.2)  # the timer is not fired (and rejected) again and again
+
+        assert len(rejections) == 1
+        assert rejections[0].data["code"] == n.REJECT_INTERNAL_ERROR
+        assert rejections[0].data["command_type"] == n.CMD_TIMER
+        stuck = await engine.get(napping.execution.id)
+        assert stuck is not None
+        assert stuck.status == ExecutionStatus.WAITING
+        monkeypatch.setitem(decide_module._DECIDERS, n.CMD_TIMER, real_timer)
+        cancelled = await engine.cancel(napping.execution.id)
+        assert cancelled.cancelled
+        fine = await engine.create("fine", {"x": 2})
+        assert (await engine.wait(fine.execution.id, timeout_s=10)).status == \
+            ExecutionStatus.COMPLETED
         assert engine.processor_failure() is None
