@@ -45,6 +45,7 @@ from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
     DEFAULT_MAX_SUBFLOW_DEPTH,
+    MAX_NESTING_LIMIT,
     ContextLimits,
     TimeoutConfig,
 )
@@ -96,6 +97,10 @@ class EngineOptions:
             if type(value) is not int or value < 0:
                 raise ValueError(f"EngineOptions.{name} must be a whole number >= 0, "
                                  f"not {value!r}")
+        if self.context_limits.max_depth > MAX_NESTING_LIMIT:
+            raise ValueError(f"EngineOptions.context_limits.max_depth must be at most "
+                             f"{MAX_NESTING_LIMIT} (deeper values cannot be written to "
+                             "the log)")
 
 
 @dataclass(frozen=True, slots=True)

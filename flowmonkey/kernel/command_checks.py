@@ -16,8 +16,15 @@ from pydantic import ValidationError
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command
+from flowmonkey.kernel import limits as lim
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+from flowmonkey.model.limits import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_SIZE_BYTES,
+    MAX_NESTING_LIMIT,
+    ContextLimits,
+    TimeoutConfig,
+)
 from flowmonkey.model.result import StepResult
 
 Check = Callable[[Any], str | None]
@@ -69,7 +76,29 @@ def _options(value: Any) -> str | None:
                 return f"{name} {problem}"
     limits = value.get("limits")
     if limits is not None:
-        return _model(ContextLimits, limits, "limits")
+        problem = _model(ContextLimits, limits, "limits")
+        if problem is not None:
+            return problem
+        depth = limits.get("max_depth")
+        if isinstance(depth, int) and depth > MAX_NESTING_LIMIT:
+            return (f"limits.max_depth {depth} is over {MAX_NESTING_LIMIT}, deeper than "
+                    "the log can write")
+    return None
+
+
+def _metadata(value: Any) -> str | None:
+    """An object the log can carry: as deep and as large as one context value may be by
+    default (it is kept with the execution, outside the context's limits)."""
+    if not isinstance(value, dict):
+        return f"must be an object, not {_kind(value)}"
+    try:
+        size = lim.encoded_size(value)
+    except lim.LimitViolation as violation:
+        return violation.message
+    if size > DEFAULT_MAX_SIZE_BYTES:
+        return f"is {size} bytes, over {DEFAULT_MAX_SIZE_BYTES}"
+    if lim.depth_of(value, DEFAULT_MAX_DEPTH + 1) > DEFAULT_MAX_DEPTH:
+        return f"nests deeper than {DEFAULT_MAX_DEPTH} levels"
     return None
 
 
@@ -125,7 +154,7 @@ _FIELDS: dict[str, Mapping[str, tuple[bool, Check]]] = {
         "idempotency_key": (False, _text), "idempotency_window_ms": (False, _integer),
         "parent_execution_id": (False, _text), "parent_step_id": (False, _text),
         "context": (False, _object), "options": (False, _options),
-        "metadata": (False, _object), "timeout": (False, _timeout),
+        "metadata": (False, _metadata), "timeout": (False, _timeout),
         "allow_unpublished": (False, _flag), "depth": (False, _natural),
     },
     n.CMD_RESUME: {"token": (False, _anything), "data": (False, _anything)},
@@ -148,9 +177,10 @@ _FIELDS: dict[str, Mapping[str, tuple[bool, Check]]] = {
 
 def command_problem(cmd: Command) -> str | None:
     """What makes ``cmd`` malformed, or None. Unknown types are the caller's to refuse."""
-    for name, value in (("command id", cmd.command_id), ("execution id", cmd.execution_id)):
-        if len(value) > MAX_ID_CHARS:
-            return f"the {name} is {len(value)} characters long, over {MAX_ID_CHARS}"
+    for what, identifier in (("command id", cmd.command_id),
+                             ("execution id", cmd.execution_id)):
+        if len(identifier) > MAX_ID_CHARS:
+            return f"the {what} is {len(identifier)} characters long, over {MAX_ID_CHARS}"
     fields = _FIELDS.get(cmd.type)
     if fields is None:
         return None

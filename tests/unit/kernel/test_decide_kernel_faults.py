@@ -16,6 +16,13 @@ from flowmonkey.kernel.decide import decide
 from .support import T0, DictEnv, KernelDriver, make_flow, step
 
 
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
 def driver() -> KernelDriver:
     d = KernelDriver(DictEnv([make_flow("f", [step("s", on_success="t"), step("t")])]))
     d.start("e1", "f")
@@ -43,6 +50,8 @@ def test_an_exception_inside_a_decider_is_not_turned_into_invalid_command(
     ({"flow_id": "f", "depth": "deep"}, "depth"),
     ({"flow_id": "f", "metadata": ["not", "an", "object"]}, "metadata"),
     ({"flow_id": 7}, "flow_id"),
+    ({"flow_id": "f", "metadata": _nested(300)}, "metadata"),
+    ({"flow_id": "f", "options": {"limits": {"max_depth": 500}}}, "limits"),
 ])
 def test_a_malformed_start_is_refused_naming_the_field(data: dict[str, Any],
                                                        named: str) -> None:
