@@ -76,7 +76,7 @@ def _options(value: Any) -> str | None:
                 return f"{name} {problem}"
     limits = value.get("limits")
     if limits is not None:
-        problem = _model(ContextLimits, limits, "limits")
+        problem = _limits_problem(limits)
         if problem is not None:
             return problem
         depth = limits.get("max_depth")
@@ -84,6 +84,24 @@ def _options(value: Any) -> str | None:
             return (f"limits.max_depth {depth} is over {MAX_NESTING_LIMIT}, deeper than "
                     "the log can write")
     return None
+
+
+# limits found valid before, keyed with their types: every start of an engine carries
+# the same ones, and validating them cost more than the rest of the checks
+_VALID_LIMITS: set[tuple[Any, ...]] = set()
+
+
+def _limits_problem(limits: Any) -> str | None:
+    try:
+        key = tuple((k, type(v), v) for k, v in limits.items())
+        if key in _VALID_LIMITS:
+            return None
+    except (AttributeError, TypeError):  # not a dict, or unhashable values: validate
+        key = None
+    problem = _model(ContextLimits, limits, "limits")
+    if problem is None and key is not None and len(_VALID_LIMITS) < 1024:
+        _VALID_LIMITS.add(key)
+    return problem
 
 
 def _metadata(value: Any) -> str | None:
