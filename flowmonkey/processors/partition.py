@@ -54,6 +54,7 @@ from flowmonkey.events.codec import (
 from flowmonkey.events.envelope import Command, make_event, trusted_command
 from flowmonkey.events.partitioner import partition_for
 from flowmonkey.kernel.apply import adopt, apply_to_partition
+from flowmonkey.kernel.command_checks import MAX_ID_CHARS
 from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.env import KernelEnv
 from flowmonkey.kernel.error_details import bounded_message
@@ -651,6 +652,13 @@ class PartitionProcessor:
         except DecodeError as exc:
             self._dead_letter(record, str(exc), out)
             return None
+        for what, identifier in (("command id", command.command_id),
+                                 ("execution id", command.execution_id)):
+            if len(identifier) > MAX_ID_CHARS:
+                # every event about it would carry the id: refused before any is written
+                self._dead_letter(record, f"the {what} is {len(identifier)} characters "
+                                  f"long, over {MAX_ID_CHARS}", out)
+                return None
         if command.type not in n.EXTERNAL_COMMANDS:
             # Handler results and timer firings only come from inside the processor; a
             # record claiming to be one is refused, or anyone could forge a step's outcome.

@@ -29,7 +29,7 @@ from flowmonkey import (
 )
 from flowmonkey.api import create_app
 from flowmonkey.events import names as n
-from flowmonkey.events.codec import event_record
+from flowmonkey.events.codec import encode_command, event_record
 from flowmonkey.events.envelope import Event
 from flowmonkey.kernel import decide as decide_module
 from flowmonkey.log import EmbeddedLog
@@ -203,3 +203,26 @@ async def test_a_timer_the_engine_fails_on_is_rejected_once_and_the_execution_ca
         assert (await engine.wait(fine.execution.id, timeout_s=10)).status == \
             ExecutionStatus.COMPLETED
         assert engine.processor_failure() is None
+
+
+async def test_a_command_with_an_overlong_id_is_dead_lettered_not_written_into_events() -> None:
+    rejections: list[Event] = []
+    dispatcher = EventDispatcher(mode="sync")
+    dispatcher.on(n.COMMAND_REJECTED, rejections.append)
+    async with Engine(flows=FLOWS, handlers=[echo, nap], dispatcher=dispatcher,
+                      log=EmbeddedLog(partitions=1)) as engine:
+        huge = engine._command(n.CMD_CANCEL, "e1", {"source": "user"}, None)
+        huge = huge.model_copy(update={"command_id": "c" * 100_000})
+        await engine.log.publish([OutRecord(engine.topics.commands, encode_command(huge),
+                                            key=b"e1", partition=0)])
+        fine = await engine.create("fine", {"x": 1})
+
+        assert (await engine.wait(fine.execution.id, timeout_s=10)).status == \
+            ExecutionStatus.COMPLETED
+
+        async def dead_lettered() -> bool:
+            return bool(await engine.log.read(engine.topics.dead_letter, 0, 0, 10))
+        await eventually(dead_lettered, what="the record on the dead-letter topic")
+        [record] = await engine.log.read(engine.topics.dead_letter, 0, 0, 10)
+        assert b"over 512" in dict(record.headers)["fm-error"]
+        assert rejections == []
