@@ -19,8 +19,7 @@ from flowmonkey.events.envelope import Command
 from flowmonkey.kernel import limits as lim
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.limits import (
-    DEFAULT_MAX_DEPTH,
-    DEFAULT_MAX_SIZE_BYTES,
+    DEFAULT_MAX_TOTAL_SIZE_BYTES,
     MAX_NESTING_LIMIT,
     ContextLimits,
     TimeoutConfig,
@@ -105,18 +104,19 @@ def _limits_problem(limits: Any) -> str | None:
 
 
 def _metadata(value: Any) -> str | None:
-    """An object the log can carry: as deep and as large as one context value may be by
-    default (it is kept with the execution, outside the context's limits)."""
+    """An object the log can write. The edges (the HTTP API) hold metadata to the
+    context's limits; this is the backstop for any other producer: values nested
+    up to MAX_NESTING_LIMIT levels, the whole up to the context's total size."""
     if not isinstance(value, dict):
         return f"must be an object, not {_kind(value)}"
+    if lim.depth_of(value, MAX_NESTING_LIMIT + 2) > MAX_NESTING_LIMIT + 1:
+        return f"nests deeper than {MAX_NESTING_LIMIT} levels"
     try:
         size = lim.encoded_size(value)
     except lim.LimitViolation as violation:
         return violation.message
-    if size > DEFAULT_MAX_SIZE_BYTES:
-        return f"is {size} bytes, over {DEFAULT_MAX_SIZE_BYTES}"
-    if lim.depth_of(value, DEFAULT_MAX_DEPTH + 1) > DEFAULT_MAX_DEPTH:
-        return f"nests deeper than {DEFAULT_MAX_DEPTH} levels"
+    if size > DEFAULT_MAX_TOTAL_SIZE_BYTES:
+        return f"is {size} bytes, over {DEFAULT_MAX_TOTAL_SIZE_BYTES}"
     return None
 
 
