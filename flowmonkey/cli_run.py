@@ -34,6 +34,8 @@ from flowmonkey.cli_format import (
     pretty,
     timeline_events,
 )
+from flowmonkey.model.flow_calls import self_call_warning
+from flowmonkey.model.limits import DEFAULT_MAX_SUBFLOW_DEPTH
 
 if TYPE_CHECKING:
     from flowmonkey.cli_common import Subparsers
@@ -364,4 +366,7 @@ def _validate_one(spec: str, extra: Sequence[StepHandler]) -> int:
               + (f", {len(flow.pipes)} pipes" if flow.pipes else "") + ")")
         for note in notes:
             print(f"     note: {note}")
+        warning = self_call_warning(flow.id, bundle.flows, DEFAULT_MAX_SUBFLOW_DEPTH)
+        if warning is not None:
+            print(f"     warning: {warning}")
     return 1 if bad else 0

@@ -41,7 +41,14 @@ from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
-from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+from flowmonkey.model.flow_calls import self_call_warning
+from flowmonkey.model.limits import (
+    DEFAULT_MAX_CHILDREN,
+    DEFAULT_MAX_SUBFLOW_DEPTH,
+    MAX_NESTING_LIMIT,
+    ContextLimits,
+    TimeoutConfig,
+)
 from flowmonkey.model.tables import TableDef
 from flowmonkey.processors.clock import Clock, SystemClock
 from flowmonkey.processors.group import GroupProcessors
@@ -69,10 +76,32 @@ _TOKEN_CODES = {n.REJECT_INVALID_TOKEN, n.REJECT_TOKEN_USED, n.REJECT_TOKEN_EXPI
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
+    """Options pinned on each execution this engine creates (and on its sub-flows).
+
+    ``max_subflow_depth``: levels of sub-flow children below an execution a caller
+    started (its child is level 1); a step that would start a deeper child fails with
+    ``SUBFLOW_DEPTH_EXCEEDED``. ``max_children``: children one execution may start in
+    its life; one more fails the step with ``CHILDREN_LIMIT_EXCEEDED``. Both failures
+    take the step's failure path (retries, ``onFailure``)."""
+
     record_history: bool = False
     max_steps: int = 1000
     timeout_ms: int = 30_000
     context_limits: ContextLimits = field(default_factory=ContextLimits)
+    max_subflow_depth: int = DEFAULT_MAX_SUBFLOW_DEPTH
+    max_children: int = DEFAULT_MAX_CHILDREN
+
+    def __post_init__(self) -> None:
+        for name in ("max_subflow_depth", "max_children"):
+            value = getattr(self, name)
+            # a bound always applies: that is what makes self-calling flows safe to run
+            if type(value) is not int or value < 0:
+                raise ValueError(f"EngineOptions.{name} must be a whole number >= 0, "
+                                 f"not {value!r}")
+        if self.context_limits.max_depth > MAX_NESTING_LIMIT:
+            raise ValueError(f"EngineOptions.context_limits.max_depth must be at most "
+                             f"{MAX_NESTING_LIMIT} (deeper values cannot be written to "
+                             "the log)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +186,7 @@ class Engine:
         self._command_waiters: dict[str, asyncio.Future[Event]] = {}
         self._execution_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._started = False
+        self._self_calls_warned: set[str] = set()
         for h in handlers:
             self.handlers.register(h)
         if "sub-flow" not in self.handlers:
@@ -170,9 +200,20 @@ class Engine:
     def register_flow(self, flow: Flow | Mapping[str, Any]) -> Flow:
         """Validate and register a flow (JSON in the original's camelCase is accepted)."""
         parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
-        return self.flows.register(parsed, handler_types=self.handlers.types(),
-                                   tables=self.tables,
-                                   more_problems=config_problems(parsed, self.handlers.all()))
+        registered = self.flows.register(
+            parsed, handler_types=self.handlers.types(), tables=self.tables,
+            more_problems=config_problems(parsed, self.handlers.all()))
+        self._warn_self_calls()
+        return registered
+
+    def _warn_self_calls(self) -> None:
+        """Warn (once per flow) about flows that can now call themselves."""
+        flows = self.flows.all()
+        for flow_id in sorted({f.id for f in flows} - self._self_calls_warned):
+            warning = self_call_warning(flow_id, flows, self.options.max_subflow_depth)
+            if warning is not None:
+                self._self_calls_warned.add(flow_id)
+                log.warning("%s", warning)
 
     def register_handler(self, handler: StepHandler) -> None:
         self.handlers.register(handler)
@@ -219,14 +260,16 @@ class Engine:
             await self.snapshots.start()
 
         def make(partition: int, writer: Appender | None = None) -> PartitionProcessor:
-            return PartitionProcessor(partition, self.partitions, self.log, self.topics,
-                                      self.env, self.handlers, runner, self.clock,
-                                      self.processor_group, writer=writer,
-                                      pull_commands=writer is None,
-                                      snapshots=self.snapshots,
-                                      snapshot_every=self.snapshot_every,
-                                      interleave=True,
-                                      metrics=self.metrics)
+            processor = PartitionProcessor(partition, self.partitions, self.log, self.topics,
+                                           self.env, self.handlers, runner, self.clock,
+                                           self.processor_group, writer=writer,
+                                           pull_commands=writer is None,
+                                           snapshots=self.snapshots,
+                                           snapshot_every=self.snapshot_every,
+                                           interleave=True,
+                                           metrics=self.metrics)
+            processor.route = self._expedite
+            return processor
 
         if isinstance(self.log, KafkaLog):
             self.group_processors = GroupProcessors(
@@ -236,6 +279,15 @@ class Engine:
         self._static_processors = [make(p) for p in range(self.partitions)]
         for processor in self._static_processors:
             await processor.start()
+
+    def _expedite(self, command: Command) -> None:
+        """Hand a cancel to this process's processor of its partition, if it has it, to
+        be decided ahead of the backlog (``PartitionProcessor.expedite``)."""
+        partition = partition_for(command.execution_id.encode(), self.partitions)
+        for processor in self.processors:
+            if processor.partition == partition:
+                processor.expedite(command)
+                return
 
     @property
     def processors(self) -> list[PartitionProcessor]:
@@ -382,12 +434,15 @@ class Engine:
             raise FlowMonkeyError("the engine is not started: use `async with engine:` or "
                                   "`await engine.start()` first")
 
-    async def _send(self, command: Command, key: str, timeout_s: float = 30.0) -> Event:
-        """Publish a command and wait for the event that answers it."""
-        return (await self._send_for(command, key, timeout_s)).result()
+    async def _send(self, command: Command, key: str, timeout_s: float = 30.0, *,
+                    urgent: bool = False) -> Event:
+        """Publish a command and wait for the event that answers it. An ``urgent`` one
+        (a cancel) is also handed to this process's processor, if it has the partition,
+        to be decided ahead of any backlog (its copy on the log is then a duplicate)."""
+        return (await self._send_for(command, key, timeout_s, urgent=urgent)).result()
 
-    async def _send_for(self, command: Command, key: str,
-                        timeout_s: float = 30.0) -> asyncio.Future[Event]:
+    async def _send_for(self, command: Command, key: str, timeout_s: float = 30.0, *,
+                        urgent: bool = False) -> asyncio.Future[Event]:
         """Publish a command; the future that its answer completed (``create`` reads
         the new execution from it too)."""
         self._require_started()
@@ -399,6 +454,8 @@ class Engine:
         try:
             # one record needs no transaction (on Kafka, an idempotent produce is enough)
             await self.log.publish([record])
+            if urgent:
+                self._expedite(command)
             await asyncio.wait_for(future, timeout_s)
             return future
         except TimeoutError:
@@ -466,7 +523,9 @@ class Engine:
             "context": dict(context or {}),
             "options": {"record_history": self.options.record_history,
                         "max_steps": self.options.max_steps,
-                        "limits": self.options.context_limits.model_dump()},
+                        "limits": self.options.context_limits.model_dump(),
+                        "max_subflow_depth": self.options.max_subflow_depth,
+                        "max_children": self.options.max_children},
             "idempotency_key": idempotency_key,
             "idempotency_window_ms": idempotency_window_ms,
             "parent_execution_id": parent_execution_id,
@@ -506,7 +565,7 @@ class Engine:
             raise ValueError("source must be one of user, system, timeout, parent")
         answer = await self._send(self._command(
             n.CMD_CANCEL, execution_id, {"source": source, "reason": reason}, tenant_id),
-            execution_id)
+            execution_id, urgent=True)
         if answer.type == n.COMMAND_REJECTED:
             return CancelResult(execution_id, False, reason=answer.data.get("reason"))
         return CancelResult(execution_id, True,

@@ -44,6 +44,9 @@ STATUS_OF_CODE: dict[str, int] = {
     **dict.fromkeys((lim.CONTEXT_VALUE_TOO_LARGE, lim.CONTEXT_SIZE_LIMIT,
                      lim.CONTEXT_KEY_LIMIT, lim.CONTEXT_NESTING_LIMIT, lim.INVALID_VALUE),
                     422),
+    # the engine failed on the command itself (its log has the traceback): not the
+    # client's doing, and the command changed nothing
+    "INTERNAL_ERROR": 500,
     # the processors did not answer in time: the command may still be processed
     "WAIT_TIMEOUT": 504,
     # the log or the database cannot be used right now: try again later

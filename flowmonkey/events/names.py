@@ -71,3 +71,6 @@ REJECT_TOKEN_EXPIRED = "TOKEN_EXPIRED"
 REJECT_TOKEN_REVOKED = "TOKEN_REVOKED"
 REJECT_INVALID_COMMAND = "INVALID_COMMAND"
 REJECT_IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_KEY_CONFLICT"
+# the engine itself failed on the command (a kernel, applier or encoder exception): the
+# command changed nothing, and the processor's log has the traceback; never bad input
+REJECT_INTERNAL_ERROR = "INTERNAL_ERROR"

@@ -29,6 +29,8 @@ class ExecutionCreated(EventData):
     options: dict[str, Any]
     parent_execution_id: str | None = None
     parent_step_id: str | None = None
+    # sub-flow levels above it (absent: 0, a caller's execution)
+    depth: int | None = None
     metadata: dict[str, Any] | None = None
     timeout: dict[str, Any] | None = None
     idempotency_key: str | None = None

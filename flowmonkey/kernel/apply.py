@@ -28,7 +28,12 @@ from flowmonkey.kernel.state import (
     TokenState,
 )
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+from flowmonkey.model.limits import (
+    DEFAULT_MAX_CHILDREN,
+    DEFAULT_MAX_SUBFLOW_DEPTH,
+    ContextLimits,
+    TimeoutConfig,
+)
 
 Applier = Callable[[ExecutionState, Event], None]
 
@@ -48,6 +53,8 @@ def _new_options(opts: dict[str, Any]) -> ExecutionOptions:
         record_history=bool(opts.get("record_history", False)),
         max_steps=int(opts.get("max_steps", 1000)),
         limits=ContextLimits(**opts["limits"]) if opts.get("limits") else ContextLimits(),
+        max_subflow_depth=int(opts.get("max_subflow_depth", DEFAULT_MAX_SUBFLOW_DEPTH)),
+        max_children=int(opts.get("max_children", DEFAULT_MAX_CHILDREN)),
     )
 
 
@@ -62,6 +69,8 @@ def _options(opts: dict[str, Any]) -> ExecutionOptions:
         limits = opts.get("limits")
         key = (type(opts.get("record_history")), opts.get("record_history"),
                type(opts.get("max_steps")), opts.get("max_steps"),
+               type(opts.get("max_subflow_depth")), opts.get("max_subflow_depth"),
+               type(opts.get("max_children")), opts.get("max_children"),
                tuple((k, type(v), v) for k, v in limits.items()) if limits else None)
         found = _OPTIONS.get(key)
     except (TypeError, AttributeError):  # unhashable or odd options: no caching
@@ -91,6 +100,7 @@ def _created(event: Event) -> ExecutionState:
         children=_NO_CHILDREN,
         parent_execution_id=d.get("parent_execution_id"),
         parent_step_id=d.get("parent_step_id"),
+        depth=d.get("depth", 0),
         timeout=TimeoutConfig(**timeout) if timeout else None,
         metadata=private_copy(d.get("metadata")),
         idempotency_key=d.get("idempotency_key"),

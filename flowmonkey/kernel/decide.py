@@ -23,8 +23,11 @@ from flowmonkey.events.envelope import (
 )
 from flowmonkey.kernel import limits as lim
 from flowmonkey.kernel.apply import apply
+from flowmonkey.kernel.command_checks import command_problem
 from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.env import KernelEnv
+from flowmonkey.kernel.error_details import bounded_details, bounded_error
+from flowmonkey.kernel.ids import follow_up_command_id
 from flowmonkey.kernel.inputs import InputError, resolve_input
 from flowmonkey.kernel.state import (
     WAIT_CHILD,
@@ -119,9 +122,11 @@ class _Txn:
 
     def follow_up(self, type: str, execution_id: str, data: dict[str, Any],
                   tenant_id: str | None) -> None:
+        # hashed, not concatenated: ids stay short down a chain of sub-flows, and the
+        # same decision made again gives the same id (its duplicate is recognised)
         self.decision.commands.append(trusted_command(
-            type, f"{self.cmd.command_id}>{type}>{execution_id}", execution_id, self.now, data,
-            tenant_id))
+            type, follow_up_command_id(self.cmd.command_id, type, execution_id), execution_id,
+            self.now, data, tenant_id))
 
 
 # --------------------------------------------------------------------------- entry
@@ -141,13 +146,14 @@ def decide(partition: PartitionState, cmd: Command, env: KernelEnv) -> Decision:
     decider = _DECIDERS.get(cmd.type)
     if decider is None:
         return tx.reject(n.REJECT_INVALID_COMMAND, f"unknown command type {cmd.type!r}")
-    try:
-        return decider(tx)
-    except (LookupError, TypeError, ValueError, AttributeError) as exc:
-        # A malformed command (missing or mistyped field) is refused, never half-applied;
-        # commands come from any producer on the log, so this must not stop a partition.
-        tx.decision = Decision()
-        return tx.reject(n.REJECT_INVALID_COMMAND, f"malformed {cmd.type} command: {exc!r}")
+    # A malformed command (commands come from any producer on the log) is refused by
+    # explicit checks, before any decider reads it. Anything a decider raises after
+    # that is the kernel's fault, not the command's: it propagates, and the processor
+    # rejects the command with INTERNAL_ERROR (see processors/partition.py).
+    problem = command_problem(cmd)
+    if problem is not None:
+        return tx.reject(n.REJECT_INVALID_COMMAND, problem)
+    return decider(tx)
 
 
 def _visible(tx: _Txn) -> ExecutionState | None:
@@ -248,6 +254,8 @@ def _start(tx: _Txn) -> Decision:
     for name in ("parent_execution_id", "parent_step_id", "metadata", "timeout"):
         if d.get(name) is not None:
             created[name] = d[name]
+    if d.get("depth"):
+        created["depth"] = d["depth"]
     if scope is not None:
         window = d.get("idempotency_window_ms") or DEFAULT_IDEMPOTENCY_WINDOW_MS
         window = max(1, min(int(window), MAX_IDEMPOTENCY_WINDOW_MS))
@@ -325,7 +333,7 @@ def _fail(tx: _Txn, st: ExecutionState, code: str, message: str, step_id: str | 
           details: Any = None) -> None:
     data: dict[str, Any] = {"code": code, "message": message, "step_id": step_id}
     if details is not None:
-        data["details"] = details
+        data["details"] = bounded_details(details)
     tx.emit(st, n.EXECUTION_FAILED, data)
     _tell_parent(tx, st)
 
@@ -338,7 +346,7 @@ def _tell_parent(tx: _Txn, st: ExecutionState) -> None:
         "flow_id": st.flow_id,
         "status": st.status.value,
         "context": st.context if st.status == ExecutionStatus.COMPLETED else None,
-        "error": st.error if st.error else (
+        "error": bounded_error(st.error) if st.error else (
             {"code": "CANCELLED", "message": "child execution was cancelled"}
             if st.status == ExecutionStatus.CANCELLED else None),
     }, st.tenant_id)
@@ -408,6 +416,11 @@ def _step_result(tx: _Txn) -> Decision:
         _fail(tx, st, raised["code"], raised["message"], step.id)
         return tx.decision
     result: StepResult = d["result"]
+    if result.child is not None:
+        refused = _child_refused(st)
+        if refused is not None:
+            _step_failed(tx, st, flow, step, base, refused)
+            return tx.decision
     # Copies: the handler may keep (and later change) what it returned, and the events
     # go on to the projection as objects (the embedded log hands them over).
     writes: list[tuple[str, Any]] = [(w[0], private_copy(w[1])) for w in d.get("writes") or ()]
@@ -458,8 +471,11 @@ def _error_data(error: StepError) -> dict[str, Any]:
     err: dict[str, Any] = {"code": error.code or "STEP_FAILED",
                            "message": error.message or "step failed"}
     if error.details is not None:
-        err["details"] = private_copy(error.details)
-    return err
+        err["details"] = error.details
+    # (a handler's details and a child's error chain are any size and depth: bounded,
+    # or a deep chain of sub-flows makes an event no encoder can write; bounding builds
+    # new containers, so the event shares nothing with what the handler returned)
+    return bounded_error(err)
 
 
 def _step_failed(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, base: dict[str, Any],
@@ -533,6 +549,24 @@ def _wait(tx: _Txn, st: ExecutionState, step: Step, result: StepResult,
                                       "wake_at": wake_at, "reason": result.wait_reason})
 
 
+def _child_refused(st: ExecutionState) -> StepError | None:
+    """Why ``st`` may not start another child, checked as the child would start (the
+    step fails with it, so it can go to its ``on_failure``), or None."""
+    options = st.options
+    if st.depth + 1 > options.max_subflow_depth:
+        return StepError(
+            lim.SUBFLOW_DEPTH_EXCEEDED,
+            f"a child of execution {st.id!r} would be {st.depth + 1} sub-flow levels deep, "
+            f"over the limit of {options.max_subflow_depth} (EngineOptions."
+            "max_subflow_depth); does the flow call itself without end?")
+    if len(st.children) >= options.max_children:
+        return StepError(
+            lim.CHILDREN_LIMIT_EXCEEDED,
+            f"execution {st.id!r} has started {len(st.children)} children, the limit "
+            f"(EngineOptions.max_children)")
+    return None
+
+
 def _start_child(tx: _Txn, st: ExecutionState, step: Step, child_id: str,
                  result: StepResult) -> None:
     spec = result.child
@@ -543,10 +577,12 @@ def _start_child(tx: _Txn, st: ExecutionState, step: Step, child_id: str,
     tx.follow_up(n.CMD_START, child_id, {
         "flow_id": spec.flow_id, "flow_version": spec.flow_version,
         "context": child_input if isinstance(child_input, dict) else {"input": child_input},
-        "parent_execution_id": st.id, "parent_step_id": step.id,
+        "parent_execution_id": st.id, "parent_step_id": step.id, "depth": st.depth + 1,
         "options": {"record_history": st.options.record_history,
                     "max_steps": st.options.max_steps,
-                    "limits": st.options.limits.model_dump()},
+                    "limits": st.options.limits.model_dump(),
+                    "max_subflow_depth": st.options.max_subflow_depth,
+                    "max_children": st.options.max_children},
     }, st.tenant_id)
 
 
@@ -655,8 +691,9 @@ def _child_finished(tx: _Txn) -> Decision:
     if st.is_terminal or st.children.get(child_id) != "active":
         return tx.ignore("parent no longer tracks this child")
     status = d["status"]
+    error = bounded_error(d["error"]) if d.get("error") else None
     tx.emit(st, n.CHILD_FINISHED, {"child_execution_id": child_id, "status": status,
-                                   "error": d.get("error")})
+                                   "error": error})
     if not (st.status == ExecutionStatus.WAITING and st.wait_kind == WAIT_CHILD
             and st.wait_child_id == child_id):
         return tx.decision
@@ -682,10 +719,9 @@ def _child_finished(tx: _Txn) -> Decision:
         _go(tx, st, flow, step.id, step.transitions.on_success, "success")
         return tx.decision
     tx.emit(st, n.EXECUTION_RESUMED, {"step_id": step.id, "reason": "child"})
-    error = d.get("error") or {}
     _failure_path(tx, st, flow, step, StepError(
         "CHILD_FAILED", f"child execution {child_id} ended with status: {status}",
-        details=error or None))
+        details=error))
     return tx.decision
 
 
@@ -743,7 +779,7 @@ def _revoke_token(tx: _Txn) -> Decision:
     st = _visible(tx)
     if st is None:
         return _not_found(tx)
-    token = st.tokens.get(tx.cmd.data["token"])
+    token = st.tokens.get(tx.cmd.data["token"])  # (a string: see command_checks)
     if token is None:
         return tx.reject(n.REJECT_INVALID_TOKEN, "resume token is not valid for this execution")
     if token.status != "active":

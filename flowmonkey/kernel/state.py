@@ -22,7 +22,12 @@ from flowmonkey.model.execution import (
     ExecutionStatus,
     HistoryEntry,
 )
-from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+from flowmonkey.model.limits import (
+    DEFAULT_MAX_CHILDREN,
+    DEFAULT_MAX_SUBFLOW_DEPTH,
+    ContextLimits,
+    TimeoutConfig,
+)
 
 # Wait kinds: why an execution is waiting, and so what may end the wait.
 WAIT_TIME = "time"
@@ -47,6 +52,10 @@ class ExecutionOptions:
     record_history: bool = False
     max_steps: int = 1000
     limits: ContextLimits = field(default_factory=ContextLimits)
+    # bounds on sub-flows (kernel.limits): levels of children below the root, and
+    # children one execution may start in its life
+    max_subflow_depth: int = DEFAULT_MAX_SUBFLOW_DEPTH
+    max_children: int = DEFAULT_MAX_CHILDREN
 
 
 @dataclass(slots=True)
@@ -85,6 +94,7 @@ class ExecutionState:
     parent_execution_id: str | None = None
     parent_step_id: str | None = None
     children: dict[str, str] = field(default_factory=dict)  # child id -> status
+    depth: int = 0  # levels of sub-flow parents above it (0: started by a caller)
     # ends
     error: dict[str, Any] | None = None
     cancellation: dict[str, Any] | None = None

@@ -10,6 +10,17 @@ DEFAULT_MAX_SIZE_BYTES = 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
 DEFAULT_MAX_KEYS = 1000
 DEFAULT_MAX_TOTAL_SIZE_BYTES = 10 * 1024 * 1024
+MAX_NESTING_LIMIT = 128
+"""The highest ``ContextLimits.max_depth`` a new execution may have (the log's JSON
+encoder stops at 254 levels of nesting, and a value is written a few levels down in its
+event). Checked on start commands and by ``EngineOptions``, not by the model, so events
+written with a higher one still replay."""
+DEFAULT_MAX_SUBFLOW_DEPTH = 32
+"""Levels of sub-flow children below an execution started by a caller (its child is
+at depth 1): a child that would be deeper fails its step with SUBFLOW_DEPTH_EXCEEDED."""
+DEFAULT_MAX_CHILDREN = 1000
+"""Children one execution may start in its life: one more fails the step with
+CHILDREN_LIMIT_EXCEEDED."""
 
 
 class ContextLimits(FrozenModel):

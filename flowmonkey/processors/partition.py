@@ -20,6 +20,10 @@ rebuilds it from the log. A handler started for a decision that never reached th
 runs again after recovery with the same ``attempt_id`` (at-least-once side effects, as
 after a crash between a side effect and the commit).
 
+No command can stop the partition: whatever deciding, applying or encoding one command
+raises, that command alone is rejected with ``INTERNAL_ERROR`` (its records taken back,
+its states not adopted) and the batch goes on (``_reject_poisoned``).
+
 Recovery replays the partition's events into state, then reads commands from the
 committed offset; commands whose events were already written are recognised by id.
 """
@@ -31,10 +35,12 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from flowmonkey.errors import DecodeError
 from flowmonkey.events import names as n
@@ -45,11 +51,14 @@ from flowmonkey.events.codec import (
     event_record,
     headers_for,
 )
-from flowmonkey.events.envelope import Command, trusted_command
+from flowmonkey.events.envelope import Command, make_event, trusted_command
 from flowmonkey.events.partitioner import partition_for
 from flowmonkey.kernel.apply import adopt, apply_to_partition
-from flowmonkey.kernel.decide import decide
+from flowmonkey.kernel.command_checks import MAX_ID_CHARS
+from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.env import KernelEnv
+from flowmonkey.kernel.error_details import bounded_message
+from flowmonkey.kernel.ids import follow_up_command_id
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.timers import next_timer
 from flowmonkey.log.base import Log, OutRecord, Position, Record
@@ -66,6 +75,7 @@ log = logging.getLogger("flowmonkey.processor")
 
 _MAX_UNSENT_RECORDS = 20_000  # decided but not yet appended: past this, deciding waits
 _STOP_FLUSH_S = 10.0  # how long a stop waits for decided batches to reach the log
+_MAX_EARLY_CANCELS = 100_000  # expedited cancels waiting for their execution's start
 
 Input = Record | Command
 
@@ -95,6 +105,14 @@ class _Timer:
     due: int
     kind: str
     handle: TimerHandle
+
+
+def first_child_failure(data: Mapping[str, Any]) -> bool:
+    """False for the plain ``child.finished`` the processor sends after one it failed
+    on (see ``PartitionProcessor._reject_poisoned``), so it is not sent twice."""
+    error = data.get("error")
+    return not (isinstance(error, dict) and error.get("code") == n.REJECT_INTERNAL_ERROR
+                and data.get("context") is None and data.get("status") == "failed")
 
 
 class PartitionProcessor:
@@ -166,6 +184,16 @@ class PartitionProcessor:
         # by a batch that touches the execution first (a batch boundary between another
         # command and the result would otherwise run the handler twice)
         self._answered: set[str] = set()
+        # executions whose handler or timer command the engine failed on: nothing is
+        # re-armed for them until a command about them is decided (see _reject_poisoned)
+        self._stuck: set[str] = set()
+        # cancels handed over in this process ahead of their copy on the log (see
+        # expedite), and those among them whose execution is not started yet
+        self._urgent: deque[Command] = deque()
+        self._early_cancels: OrderedDict[str, Command] = OrderedDict()
+        #: where this processor hands the cancels it sends to children, to be decided
+        #: at once by the processor of their partition in this process (set by its owner)
+        self.route: Callable[[Command], None] | None = None
         # decided batches waiting for the committer: (records, commands offset or None,
         # events among the records)
         self._unsent: list[tuple[list[OutRecord], int | None, int]] = []
@@ -273,6 +301,19 @@ class PartitionProcessor:
         partition (``failed``), so an owner can react to a failed append."""
         return self._tasks[0] if self._tasks else None
 
+    def expedite(self, command: Command) -> None:
+        """A cancel to decide before the backlog (its copy on the log, already appended
+        or in the same append as what caused it, is then a duplicate, ignored by id).
+
+        A tree of executions that calls itself grows a backlog of starts on every
+        partition; a cancel waiting behind it lets the tree grow for as long as the
+        backlog lasts. Decided first, a cancel stops each execution it reaches at once;
+        one for an execution whose start is still in the backlog waits for that start
+        and is decided right after it, before its first handler runs. If this process
+        dies first, the copy on the log is decided instead: nothing depends on it."""
+        self._urgent.append(command)
+        self._wake.set()
+
     def feed(self, records: Sequence[Record]) -> None:
         """Command records for this partition, in offset order (``pull_commands=False``)."""
         if records:
@@ -289,7 +330,8 @@ class PartitionProcessor:
 
     @property
     def idle(self) -> bool:
-        return not self._inbox and not self.in_flight and self._drained.is_set()
+        return not self._inbox and not self._urgent and not self.in_flight and \
+            self._drained.is_set()
 
     async def _read_commands(self) -> None:
         offset = self.commands_offset
@@ -313,7 +355,7 @@ class PartitionProcessor:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self._inbox:
+                while self._inbox or self._urgent:
                     if self.failed is not None:
                         raise self.failed
                     if self._unsent_records >= _MAX_UNSENT_RECORDS:
@@ -378,7 +420,26 @@ class PartitionProcessor:
         self._drained.clear()
         self._commit_wake.set()
 
+    def _take_urgent(self) -> None:
+        """Expedited cancels go first; those for executions not started yet wait for
+        their start (``_early_cancels``)."""
+        state = self.state
+        ready: list[Command] = []
+        while self._urgent:
+            command = self._urgent.popleft()
+            execution_id = command.execution_id
+            if execution_id in state.executions or execution_id in state.forgotten:
+                ready.append(command)
+                continue
+            early = self._early_cancels
+            early[execution_id] = command
+            if len(early) > _MAX_EARLY_CANCELS:
+                early.popitem(last=False)  # its copy on the log still comes
+        self._inbox.extendleft(reversed(ready))
+
     def _process_batch(self) -> None:
+        if self._urgent:
+            self._take_urgent()
         inbox = self._inbox
         count = min(len(inbox), self.max_batch)
         out: list[OutRecord] = []
@@ -395,8 +456,10 @@ class PartitionProcessor:
         events = 0
         for _ in range(count):
             item = inbox.popleft()
+            record: Record | None = None
             if isinstance(item, Record):
                 commit_offset = item.offset + 1
+                record = item
                 command = self._command_from(item, now, out)
                 if command is None:
                     continue
@@ -404,24 +467,45 @@ class PartitionProcessor:
                 command = item
                 if command.type == n.CMD_STEP_RESULT:
                     self._answered.discard(command.data.get("attempt_id", ""))
-            decision = decide(self.state, command, self.env)
             types[command.type] = types.get(command.type, 0) + 1
             touched.add(command.execution_id)
-            if decision.ignored is not None:
-                continue
-            adopt(self.state, decision.events, decision.states)
+            # One command's outcome is encoded, then adopted: if anything raises on the
+            # way (decide, an applier, the encoder, adopt), its records are taken back
+            # out and its state changes undone, and the command is rejected alone.
+            mark = len(out)
+            try:
+                decision = decide(self.state, command, self.env)
+                if decision.ignored is not None:
+                    continue
+                for event in decision.events:
+                    out.append(event_record(events_topic, event, partition, attach=attach))
+                for follow in decision.commands:
+                    out.append(OutRecord(commands_topic, encode_command(follow),
+                                         key=follow.execution_id.encode(),
+                                         headers=headers_for(follow.type, follow.version)))
+                self._adopt(decision)
+            except Exception as exc:
+                del out[mark:]
+                poisoned = self._reject_poisoned(command, record, exc, out)
+                if poisoned is None:
+                    continue
+                decision = poisoned
+            if self.route is not None and decision.commands:
+                for follow in decision.commands:
+                    if follow.type == n.CMD_CANCEL:
+                        self.route(follow)
+            if self._early_cancels and decision.states:
+                for execution_id in decision.states:
+                    early = self._early_cancels.pop(execution_id, None)
+                    if early is not None:
+                        inbox.appendleft(early)  # next, before its handler starts
             events += len(decision.events)
             for event in decision.events:
-                out.append(event_record(events_topic, event, partition, attach=attach))
                 # a rejection is not an execution's event: its seq is 0 (cheap to test)
                 if event.seq == 0 and event.type == n.COMMAND_REJECTED:
                     code = str(event.data.get("code", ""))
                     rejected = rejected or {}
                     rejected[code] = rejected.get(code, 0) + 1
-            for follow in decision.commands:
-                out.append(OutRecord(commands_topic, encode_command(follow),
-                                     key=follow.execution_id.encode(),
-                                     headers=headers_for(follow.type, follow.version)))
             touched.update(decision.states)
         if out or commit_offset is not None:
             self._queue_append(out, commit_offset, events)
@@ -436,6 +520,131 @@ class PartitionProcessor:
         self.metrics.batch_decided(partition, count, types, rejected, outcomes,
                                    len(self.in_flight))
 
+    def _adopt(self, decision: Decision) -> None:
+        """Take a decision into memory, all of it or (if adopting raises) none of its
+        executions' states (the partition indexes adopt may have touched are rebuilt
+        the same way on replay of the rejection that follows, or are harmless: see
+        ``_reject_poisoned``)."""
+        executions = self.state.executions
+        before = [(execution_id, executions.get(execution_id))
+                  for execution_id in decision.states]
+        try:
+            adopt(self.state, decision.events, decision.states)
+        except BaseException:
+            for execution_id, state in before:
+                if state is None:
+                    executions.pop(execution_id, None)
+                else:
+                    executions[execution_id] = state
+            raise
+        if self._stuck:
+            self._stuck.difference_update(decision.states)
+
+    def _reject_poisoned(self, command: Command, record: Record | None, exc: Exception,
+                         out: list[OutRecord]) -> Decision | None:
+        """A command the engine itself failed on (a kernel bug, an encoder limit): log
+        it with its traceback and reject it alone with ``INTERNAL_ERROR``, so the
+        partition goes on. It changed nothing: ``_process_batch`` took its records
+        back and ``_adopt`` its states.
+
+        Its rejection answers whoever waits for the command (a ``create`` gets the
+        error at once). A child's start tells its parent, which would otherwise wait
+        for it forever; a step's result is followed by a plain ``INTERNAL_ERROR``
+        failure of that step (decided like any handler exception), else the execution
+        would stay running with no handler. If that fails as well, or a timer does,
+        the execution is left as it is (no handler or timer re-armed for it until a
+        command about it succeeds, e.g. a cancel), so one execution cannot loop.
+        If even the rejection cannot be encoded, the command is dead-lettered."""
+        log.error("partition %d: the engine failed on %s command %r for execution %r; "
+                  "it is rejected with %s and changes nothing", self.partition,
+                  command.type, command.command_id, command.execution_id,
+                  n.REJECT_INTERNAL_ERROR, exc_info=exc)
+        reason = (f"the engine failed on this {command.type} command "
+                  f"({type(exc).__name__}: {bounded_message(str(exc))[:300]}); it changed "
+                  "nothing; the processor's log has the traceback")
+        rejection = make_event(
+            n.COMMAND_REJECTED, command.execution_id, 0, command.timestamp_ms,
+            {"command_id": command.command_id, "command_type": command.type,
+             "code": n.REJECT_INTERNAL_ERROR, "reason": reason},
+            tenant_id=command.tenant_id, command_id=command.command_id)
+        follow_ups: list[Command] = []
+        data = command.data
+        parent_id = data.get("parent_execution_id") if command.type == n.CMD_START else None
+        if isinstance(parent_id, str) and parent_id:
+            follow_ups.append(trusted_command(
+                n.CMD_CHILD_FINISHED,
+                follow_up_command_id(command.command_id, n.CMD_CHILD_FINISHED, parent_id),
+                parent_id, command.timestamp_ms,
+                {"child_execution_id": command.execution_id, "status": "failed",
+                 "error": {"code": n.REJECT_INTERNAL_ERROR, "message": reason},
+                 "context": None}, command.tenant_id))
+        mark = len(out)
+        try:
+            out.append(event_record(self.topics.events, rejection, self.partition,
+                                    attach=False))
+            for follow in follow_ups:
+                out.append(OutRecord(self.topics.commands, encode_command(follow),
+                                     key=follow.execution_id.encode(),
+                                     headers=headers_for(follow.type, follow.version)))
+            adopt(self.state, [rejection], {})
+        except Exception as again:
+            del out[mark:]
+            log.error("partition %d: cannot even reject command %r (%r): dead-lettered",
+                      self.partition, command.command_id, again)
+            self._dead_letter_poisoned(command, record, reason, out)
+            self._stuck.add(command.execution_id)
+            return None
+        self._after_poisoned(command)
+        return Decision(events=[rejection], commands=follow_ups)
+
+    def _after_poisoned(self, command: Command) -> None:
+        attempt_id = command.data.get("attempt_id")
+        raised = command.data.get("raised")
+        first_failure = not (isinstance(raised, dict)
+                             and raised.get("code") == n.REJECT_INTERNAL_ERROR)
+        if command.type == n.CMD_STEP_RESULT and isinstance(attempt_id, str) \
+                and first_failure:
+            # not started again meanwhile: its (failed) result is queued
+            self._answered.add(attempt_id)
+            self.submit(trusted_command(
+                n.CMD_STEP_RESULT, f"internal-error:{attempt_id}", command.execution_id,
+                command.timestamp_ms,
+                {"attempt_id": attempt_id, "raised": {
+                    "code": n.REJECT_INTERNAL_ERROR,
+                    "message": "the engine failed on this step's result; the processor's "
+                               "log has the traceback"}}, command.tenant_id))
+        elif command.type == n.CMD_CHILD_FINISHED and first_child_failure(command.data):
+            # the parent waits for this child: it is told the child failed, plainly
+            self.submit(trusted_command(
+                n.CMD_CHILD_FINISHED,
+                follow_up_command_id(command.command_id, "internal-error",
+                                     command.execution_id),
+                command.execution_id, command.timestamp_ms,
+                {"child_execution_id": command.data.get("child_execution_id"),
+                 "status": "failed", "context": None,
+                 "error": {"code": n.REJECT_INTERNAL_ERROR,
+                           "message": "the engine failed on this child's end; the "
+                                      "processor's log has the traceback"}},
+                command.tenant_id))
+        elif command.type in (n.CMD_STEP_RESULT, n.CMD_TIMER):
+            self._stuck.add(command.execution_id)
+
+    def _dead_letter_poisoned(self, command: Command, record: Record | None, reason: str,
+                              out: list[OutRecord]) -> None:
+        if record is not None:
+            self._dead_letter(record, reason, out)
+            return
+        self.metrics.dead_lettered.inc()
+        # an internal command has no record: what identifies it, as text JSON can carry
+        value = orjson.dumps({"command_id": bounded_message(command.command_id),
+                              "type": bounded_message(command.type),
+                              "execution_id": bounded_message(command.execution_id),
+                              "reason": reason})
+        out.append(OutRecord(self.topics.dead_letter, value,
+                             key=bounded_message(command.execution_id).encode(),
+                             headers=(("fm-error", reason.encode("utf-8", "replace")),
+                                      ("fm-source", b"internal"))))
+
     def _command_from(self, record: Record, now: int, out: list[OutRecord]) -> Command | None:
         """Decode a command record; garbage goes to the dead-letter topic with the reason."""
         try:
@@ -443,6 +652,13 @@ class PartitionProcessor:
         except DecodeError as exc:
             self._dead_letter(record, str(exc), out)
             return None
+        for what, identifier in (("command id", command.command_id),
+                                 ("execution id", command.execution_id)):
+            if len(identifier) > MAX_ID_CHARS:
+                # every event about it would carry the id: refused before any is written
+                self._dead_letter(record, f"the {what} is {len(identifier)} characters "
+                                  f"long, over {MAX_ID_CHARS}", out)
+                return None
         if command.type not in n.EXTERNAL_COMMANDS:
             # Handler results and timer firings only come from inside the processor; a
             # record claiming to be one is refused, or anyone could forge a step's outcome.
@@ -475,6 +691,8 @@ class PartitionProcessor:
     def _arm(self, state: ExecutionState) -> None:
         """Start the handler and the timer the execution's state calls for."""
         execution_id = state.id
+        if execution_id in self._stuck:
+            return  # its last command failed in the engine: see _reject_poisoned
         flight = self.in_flight.get(execution_id)
         attempt_id = state.attempt_id if state.status == ExecutionStatus.RUNNING else None
         if flight is not None and flight.attempt_id != attempt_id:

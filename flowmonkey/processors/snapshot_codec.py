@@ -46,7 +46,12 @@ from flowmonkey.kernel.state import (
     TokenState,
 )
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+from flowmonkey.model.limits import (
+    DEFAULT_MAX_CHILDREN,
+    DEFAULT_MAX_SUBFLOW_DEPTH,
+    ContextLimits,
+    TimeoutConfig,
+)
 from flowmonkey.projections.state_codec import state_from_json, state_to_json
 
 MAGIC: Final = b"FMSNAP"
@@ -211,6 +216,8 @@ def _options(raw: dict[str, Any]) -> ExecutionOptions:
         record_history=bool(raw.get("record_history", False)),
         max_steps=int(raw.get("max_steps", 1000)),
         limits=ContextLimits(**limits) if limits else ContextLimits(),
+        max_subflow_depth=int(raw.get("max_subflow_depth", DEFAULT_MAX_SUBFLOW_DEPTH)),
+        max_children=int(raw.get("max_children", DEFAULT_MAX_CHILDREN)),
     )
 
 

@@ -11,7 +11,12 @@ from typing import Any
 
 from flowmonkey.kernel.state import ExecutionOptions, ExecutionState, TokenState
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.model.limits import ContextLimits, TimeoutConfig
+from flowmonkey.model.limits import (
+    DEFAULT_MAX_CHILDREN,
+    DEFAULT_MAX_SUBFLOW_DEPTH,
+    ContextLimits,
+    TimeoutConfig,
+)
 
 FORMAT = 1
 
@@ -28,7 +33,9 @@ def state_to_json(state: ExecutionState) -> dict[str, Any]:
     opts = state.options
     out["status"] = state.status.value
     out["options"] = {"record_history": opts.record_history, "max_steps": opts.max_steps,
-                      "limits": opts.limits.model_dump()}
+                      "limits": opts.limits.model_dump(),
+                      "max_subflow_depth": opts.max_subflow_depth,
+                      "max_children": opts.max_children}
     out["tokens"] = {key: {"token": t.token, "status": t.status, "created_at": t.created_at,
                            "expires_at": t.expires_at} for key, t in state.tokens.items()}
     out["timeout"] = state.timeout.model_dump() if state.timeout is not None else None
@@ -49,6 +56,8 @@ def state_from_json(raw: dict[str, Any]) -> ExecutionState:
         record_history=bool(opts.get("record_history", False)),
         max_steps=int(opts.get("max_steps", 1000)),
         limits=ContextLimits(**limits) if limits else ContextLimits(),
+        max_subflow_depth=int(opts.get("max_subflow_depth", DEFAULT_MAX_SUBFLOW_DEPTH)),
+        max_children=int(opts.get("max_children", DEFAULT_MAX_CHILDREN)),
     )
     if "status" in raw:
         values["status"] = ExecutionStatus(raw["status"])

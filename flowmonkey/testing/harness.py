@@ -8,6 +8,7 @@ but wait for a timer, the harness moves the simulated clock to that timer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -56,11 +57,11 @@ class TestHarness:
         vault: VaultProvider | None = None,
     ) -> None:
         base = options or EngineOptions(record_history=True, max_steps=100)
-        self.options = EngineOptions(
+        self.options = dataclasses.replace(
+            base,
             record_history=base.record_history if record_history is None else record_history,
             max_steps=base.max_steps if max_steps is None else max_steps,
             timeout_ms=base.timeout_ms if timeout_ms is None else timeout_ms,
-            context_limits=base.context_limits,
         )
         self._handlers = list(handlers)
         self._flows = list(flows)

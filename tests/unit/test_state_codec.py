@@ -22,7 +22,8 @@ def _every_field_set() -> ExecutionState:
     return ExecutionState(
         id="e2", flow_id="refunds", flow_version="7", tenant_id="acme", created_at=1_000,
         options=ExecutionOptions(record_history=True, max_steps=12, limits=ContextLimits(
-            max_size_bytes=10, max_total_size_bytes=20, max_depth=3, max_keys=4)),
+            max_size_bytes=10, max_total_size_bytes=20, max_depth=3, max_keys=4),
+            max_subflow_depth=5, max_children=6),
         status=ExecutionStatus.WAITING, seq=9, updated_at=2_000, current_step_id="approve",
         context={"order": {"id": 5, "lines": [1, 2.5, None, True]}},
         history=({"step_id": "charge", "handler_type": "http", "outcome": "success",
@@ -35,6 +36,7 @@ def _every_field_set() -> ExecutionState:
         tokens={"tok-1": TokenState("tok-1", "active", 1_900, 9_000),
                 "tok-0": TokenState("tok-0", "revoked", 1_800, None)},
         parent_execution_id="p1", parent_step_id="spawn", children={"c1": "completed"},
+        depth=2,
         error={"code": "X", "message": "m", "step_id": "s", "details": None,
                "timestamp": 3},
         cancellation={"source": "user", "reason": "r", "cancelled_at": 4},

@@ -6,6 +6,7 @@ import pytest
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import make_event
+from flowmonkey.kernel.ids import follow_up_command_id
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.result import Result
 
@@ -109,7 +110,7 @@ def test_cancelling_sends_cancel_commands_to_active_children() -> None:
     assert follow.type == n.CMD_CANCEL
     assert follow.execution_id == "c1"
     assert follow.data["source"] == "parent"
-    assert follow.command_id == "cancel-1>execution.cancel>c1"
+    assert follow.command_id == follow_up_command_id("cancel-1", n.CMD_CANCEL, "c1")
     assert follow.timestamp_ms == T0 + 5
 
 
