@@ -24,6 +24,7 @@ from flowmonkey.errors import (
     FlowMonkeyError,
     FlowNotFoundError,
     ResumeTokenError,
+    UnstorableValueError,
     WaitTimeout,
 )
 from flowmonkey.events import names as n
@@ -49,6 +50,7 @@ from flowmonkey.model.limits import (
     ContextLimits,
     TimeoutConfig,
 )
+from flowmonkey.model.storable import LOG_MAX_DEPTH, UnstorableValue, check_body
 from flowmonkey.model.tables import TableDef
 from flowmonkey.processors.clock import Clock, SystemClock
 from flowmonkey.processors.group import GroupProcessors
@@ -446,11 +448,11 @@ class Engine:
         """Publish a command; the future that its answer completed (``create`` reads
         the new execution from it too)."""
         self._require_started()
+        record = OutRecord(self.topics.commands, _encoded(command), key=key.encode(),
+                           headers=headers_for(command.type, command.version))
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         future.fm_command_type = command.type  # type: ignore[attr-defined]
         self._command_waiters[command.command_id] = future
-        record = OutRecord(self.topics.commands, encode_command(command), key=key.encode(),
-                           headers=headers_for(command.type, command.version))
         try:
             # one record needs no transaction (on Kafka, an idempotent produce is enough)
             await self.log.publish([record])
@@ -672,6 +674,20 @@ class Engine:
             if end > processor.commands_read:
                 return False
         return self.projector is None or await self.projector.caught_up()
+
+
+def _encoded(command: Command) -> bytes:
+    """The command's record value; a value the log cannot carry is the caller's error,
+    named by its path, and nothing is sent (the HTTP API refuses such bodies earlier)."""
+    try:
+        return encode_command(command)
+    except (TypeError, ValueError) as exc:  # orjson's encode errors are TypeErrors
+        try:
+            check_body(command.data, max_depth=LOG_MAX_DEPTH)
+        except UnstorableValue as found:
+            raise UnstorableValueError(f"{command.type}: {found}", field=found.path) from None
+        raise UnstorableValueError(f"{command.type}: a value the log cannot carry: {exc}",
+                                   field="(command)") from None
 
 
 def _rejection_error(event: Event) -> FlowMonkeyError:

@@ -85,6 +85,18 @@ class InputValidationError(FlowMonkeyError):
     code = "INPUT_ERROR"
 
 
+class UnstorableValueError(FlowMonkeyError):
+    """A value given to the engine (a context, resume data, metadata) that the log or
+    the projection cannot carry (a lone surrogate, a NUL, an integer past 64 bits,
+    NaN, nesting past the limits); ``field`` names its path. Nothing was sent."""
+
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, field=field)
+        self.field = field
+
+
 class HandlerTimeout(FlowMonkeyError):
     code = "HANDLER_TIMEOUT"
 

@@ -6,7 +6,7 @@ a declared length over the bound is refused before anything is read, and a body 
 grows past it while streaming stops the read.
 
 It also sets the nesting limit of body values for the request (the serving engine's
-``ContextLimits.max_depth``, see :mod:`flowmonkey.api.body_values`): request models
+``ContextLimits.max_depth``, see :mod:`flowmonkey.model.storable`): request models
 are validated by FastAPI, which gives them no other way to know the engine.
 """
 
@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowmonkey.api.body_values import body_max_depth
 from flowmonkey.api.errors import error_body
 from flowmonkey.model.limits import DEFAULT_MAX_DEPTH
+from flowmonkey.model.storable import body_max_depth
 
 CODE = "BODY_TOO_LARGE"
 

@@ -17,9 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowmonkey.api.body_values import UNSTORABLE, printable
 from flowmonkey.errors import CommandRejected, FlowMonkeyError
 from flowmonkey.kernel import limits as lim
+from flowmonkey.model.storable import UNSTORABLE, printable
 
 log = logging.getLogger("flowmonkey.api")
 
@@ -38,6 +38,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "FLOW_NOT_PUBLISHED": 409,
     "IDEMPOTENCY_KEY_CONFLICT": 409,
     "INVALID_COMMAND": 422,
+    "VALIDATION_ERROR": 422,
     "FLOW_INVALID": 422,
     "TABLE_ERROR": 422,
     # a context or resume data over the engine's limits (the kernel's LimitViolation)

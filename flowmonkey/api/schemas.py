@@ -10,12 +10,12 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from flowmonkey.api.body_values import UNSTORABLE, UnstorableValue, check_body
 from flowmonkey.events.envelope import Event
 from flowmonkey.model.base import FlowMonkeyModel
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Flow
 from flowmonkey.model.limits import TimeoutConfig
+from flowmonkey.model.storable import UNSTORABLE, UnstorableValue, check_body
 from flowmonkey.model.tables import TableDef
 from flowmonkey.projections.base import Row
 
@@ -24,7 +24,7 @@ from flowmonkey.projections.base import Row
 
 class RequestModel(FlowMonkeyModel):
     """A request body: every value in it must fit the log and the projection (see
-    :mod:`flowmonkey.api.body_values`); one that does not is a 422 naming it."""
+    :mod:`flowmonkey.model.storable`); one that does not is a 422 naming it."""
 
     @model_validator(mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""The request body check (flowmonkey.api.body_values) on its own: what it refuses,
+"""The request body check (flowmonkey.model.storable) on its own: what it refuses,
 the path it names, and its walk over wide and deep bodies."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flowmonkey.api.body_values import LOG_MAX_DEPTH, UnstorableValue, check_body
+from flowmonkey.model.storable import LOG_MAX_DEPTH, UnstorableValue, check_body
 
 
 def refused(body: dict[str, Any], max_depth: int = 32) -> UnstorableValue:
