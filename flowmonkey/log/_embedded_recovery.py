@@ -59,7 +59,7 @@ from flowmonkey.log._embedded_store import (
     _Entry,
     _fsync_dir,
     _truncate,
-    _write_all,
+    _write_file,
     unseal,
 )
 from flowmonkey.log.base import Record, TopicSpec
@@ -652,11 +652,3 @@ def move_tail_aside(scan: PartitionScan, end: int, fsync: bool) -> int:
     return moved
 
 
-def _write_file(path: Path, data: bytes, fsync: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        _write_all(fd, data)
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)

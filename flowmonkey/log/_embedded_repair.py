@@ -29,7 +29,6 @@ from flowmonkey.log._embedded_recovery import (
     Key,
     PartitionScan,
     SegmentScan,
-    _write_file,
     analyse,
     describe_damage,
     move_tail_aside,
@@ -47,6 +46,7 @@ from flowmonkey.log._embedded_store import (
     _encode_group,
     _fsync_dir,
     _group_file,
+    _write_file,
     encode_entry,
     seal,
 )

@@ -320,16 +320,23 @@ def sync_all(fds: Iterable[int]) -> None:
         _datasync(fd)
 
 
-def _atomic_write(path: Path, data: bytes, fsync: bool) -> None:
-    """Write ``path`` so that a crash leaves either the old or the new content."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def _write_file(path: Path, data: bytes, fsync: bool, *, exclusive: bool = True) -> None:
+    """Write ``data`` to ``path``, a new file unless ``exclusive`` is false (a side file
+    never overwrites another: its name has the time in it, a clash is an error)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o644)
     try:
         _write_all(fd, data)
         if fsync:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes, fsync: bool) -> None:
+    """Write ``path`` so that a crash leaves either the old or the new content."""
+    tmp = path.with_name(path.name + ".tmp")
+    _write_file(tmp, data, fsync, exclusive=False)
     os.replace(tmp, path)
     if fsync:
         _fsync_dir(path.parent)
