@@ -26,7 +26,7 @@ from flowmonkey.kernel.apply import apply
 from flowmonkey.kernel.command_checks import command_problem
 from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.env import KernelEnv
-from flowmonkey.kernel.error_details import bounded_details, bounded_error
+from flowmonkey.kernel.error_details import bounded_details, bounded_error, bounded_message
 from flowmonkey.kernel.ids import follow_up_command_id
 from flowmonkey.kernel.inputs import InputError, resolve_input
 from flowmonkey.kernel.state import (
@@ -331,7 +331,8 @@ def _go(tx: _Txn, st: ExecutionState, flow: Flow, from_step: str, target: str | 
 
 def _fail(tx: _Txn, st: ExecutionState, code: str, message: str, step_id: str | None,
           details: Any = None) -> None:
-    data: dict[str, Any] = {"code": code, "message": message, "step_id": step_id}
+    data: dict[str, Any] = {"code": code, "message": bounded_message(message),
+                            "step_id": step_id}
     if details is not None:
         data["details"] = bounded_details(details)
     tx.emit(st, n.EXECUTION_FAILED, data)
@@ -411,7 +412,10 @@ def _step_result(tx: _Txn) -> Decision:
         return tx.decision
     raised = d.get("raised")
     if raised is not None:
-        # An exception (or garbage returned) fails the execution at once: no retry.
+        # An exception (or garbage returned) fails the execution at once: no retry. Its
+        # message is the handler's text, any size and any characters: bounded like
+        # every other error, or an odd message would fail the event that reports it.
+        raised = bounded_error(raised)
         tx.emit(st, n.STEP_COMPLETED, {**base, "outcome": "failure", "error": raised})
         _fail(tx, st, raised["code"], raised["message"], step.id)
         return tx.decision

@@ -62,3 +62,22 @@ async def test_a_resume_with_a_value_the_log_cannot_carry_leaves_the_wait_usable
         await engine.resume(created.execution.id, token, {"note": "fine"})
         done = await engine.wait(created.execution.id, timeout_s=10)
         assert done.status == ExecutionStatus.COMPLETED
+
+
+@handler("boom")
+async def boom(p: HandlerParams) -> StepResult:
+    # an exception's text is the handler's: any characters, any size
+    raise ValueError("bad input \ud800" + "x" * 1_000_000)
+
+
+async def test_a_handler_error_the_log_cannot_carry_as_is_fails_the_step_as_its_own() -> None:
+    async with Engine(flows=[flow("raising", step("a", "boom"))], handlers=[boom]) as engine:
+        created = await engine.create("raising", {})
+        done = await engine.wait(created.execution.id, timeout_s=10)
+
+        assert done.status == ExecutionStatus.FAILED
+        assert done.error is not None
+        assert done.error.code == "HANDLER_ERROR"  # the handler's failure, not INTERNAL_ERROR
+        assert done.error.message.startswith("bad input \\ud800xxx")
+        assert len(done.error.message) < 3_000
+        assert engine.processor_failure() is None
