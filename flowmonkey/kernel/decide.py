@@ -486,20 +486,23 @@ def _step_failed(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, base: dic
                  error: StepError, writes: list[tuple[str, Any]] | None = None,
                  has_override: bool = False, override: str | None = None) -> None:
     """The attempt's ``step.completed`` (outcome failure), then the failure path."""
-    completed: dict[str, Any] = {**base, "outcome": "failure", "error": _error_data(error)}
+    err = _error_data(error)
+    completed: dict[str, Any] = {**base, "outcome": "failure", "error": err}
     if writes:
         completed["writes"] = [list(w) for w in writes]
     tx.emit(st, n.STEP_COMPLETED, completed)
-    _failure_path(tx, st, flow, step, error, has_override, override)
+    _failure_path(tx, st, flow, step, error, has_override, override, err)
 
 
 def _failure_path(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, error: StepError,
-                  has_override: bool = False, override: str | None = None) -> None:
+                  has_override: bool = False, override: str | None = None,
+                  err: dict[str, Any] | None = None) -> None:
     """What follows a failed attempt: failure pipes, then a retry while the step has
     retries left, else the handler's ``nextStepOverride`` when it gave one (``None``
     leads nowhere and so fails the execution, as in the original), else ``on_failure``,
     else failing with the handler's code."""
-    err = _error_data(error)
+    if err is None:  # (bounding encodes the details: done once per failure)
+        err = _error_data(error)
     code = err["code"]
     _pipes(tx, st, flow, step, "failure", {"error": err})
     retry = step.retry
