@@ -14,9 +14,11 @@ loop decides the next ones, and batches that queue up while an append is in flig
 out together in the next one (group commit). So a step does not wait for the log's
 commit latency (a Kafka transaction, an fsync) before its handler starts, and the
 commit cost is shared by everything decided meanwhile. Nothing is acknowledged before
-its append: clients see events only once they are in the log. If an append fails,
-the processor stops: its memory holds decisions the log does not, so its owner
-rebuilds it from the log. A handler started for a decision that never reached the log
+its append: clients see events only once they are in the log, and no other partition
+acts on a batch's follow-ups before it: the cancels a batch sends to children are
+handed to their processors in this process (``route``) only once it is appended. If an
+append fails, the processor stops: its memory holds decisions the log does not, so its
+owner rebuilds it from the log. A handler started for a decision that never reached the log
 runs again after recovery with the same ``attempt_id`` (at-least-once side effects, as
 after a crash between a side effect and the commit).
 
@@ -192,11 +194,12 @@ class PartitionProcessor:
         self._urgent: deque[Command] = deque()
         self._early_cancels: OrderedDict[str, Command] = OrderedDict()
         #: where this processor hands the cancels it sends to children, to be decided
-        #: at once by the processor of their partition in this process (set by its owner)
+        #: at once by the processor of their partition in this process (set by its owner);
+        #: called by the committer once the batch that sends them is in the log
         self.route: Callable[[Command], None] | None = None
         # decided batches waiting for the committer: (records, commands offset or None,
-        # events among the records)
-        self._unsent: list[tuple[list[OutRecord], int | None, int]] = []
+        # events among the records, cancels to route once they are appended)
+        self._unsent: list[tuple[list[OutRecord], int | None, int, list[Command]]] = []
         self._unsent_records = 0
         self._commit_wake = asyncio.Event()
         self._drained = asyncio.Event()  # set whenever nothing is left to append
@@ -310,7 +313,11 @@ class PartitionProcessor:
         backlog lasts. Decided first, a cancel stops each execution it reaches at once;
         one for an execution whose start is still in the backlog waits for that start
         and is decided right after it, before its first handler runs. If this process
-        dies first, the copy on the log is decided instead: nothing depends on it."""
+        dies first, the copy on the log is decided instead: nothing depends on it.
+
+        Only a command already in the log may be expedited (the engine publishes a
+        user's cancel first; a batch's cascade cancels are routed once it committed):
+        its effects must never be in the log without their cause."""
         self._urgent.append(command)
         self._wake.set()
 
@@ -388,20 +395,25 @@ class PartitionProcessor:
                 while self._unsent:
                     batches, self._unsent = self._unsent, []
                     self._unsent_records = 0
-                    records = [r for out, _, _ in batches for r in out]
+                    records = [r for out, _, _, _ in batches for r in out]
                     # the state now is exactly the state after these batches
                     copy = snapshotter.capture(self.state, len(records)) \
                         if snapshotter else None
-                    offset = max((o for _, o, _ in batches if o is not None), default=None)
+                    offset = max((o for _, o, _, _ in batches if o is not None),
+                                 default=None)
                     offsets = {(topic, partition): offset} if offset is not None else None
                     started = time.perf_counter()
                     positions = await self.writer.append(
                         records, commit_group=self.group if offsets else None,
                         commit_offsets=offsets)
                     metrics.append_seconds.observe(time.perf_counter() - started)
-                    metrics.events_appended.inc(sum(e for _, _, e in batches))
+                    metrics.events_appended.inc(sum(e for _, _, e, _ in batches))
                     if snapshotter is not None:
                         self.events_offset = snapshotter.appended(copy, records, positions)
+                    # their cause is in the log now: the children's processors may act
+                    for _, _, _, routed in batches:
+                        for follow in routed:
+                            self._route(follow)
                 if not self._unsent:
                     self._drained.set()
         except asyncio.CancelledError:
@@ -413,9 +425,19 @@ class PartitionProcessor:
             self._wake.set()  # the decider raises it, so the owner sees the failure
             self._drained.set()  # nor may a decider waiting for room wait forever
 
+    def _route(self, command: Command) -> None:
+        route = self.route
+        if route is None:
+            return
+        try:
+            route(command)
+        except Exception:  # only a shortcut: the copy on the log is decided anyway
+            log.exception("partition %d: could not hand cancel %r over", self.partition,
+                          command.command_id)
+
     def _queue_append(self, out: list[OutRecord], commit_offset: int | None,
-                      events: int) -> None:
-        self._unsent.append((out, commit_offset, events))
+                      events: int, routed: list[Command]) -> None:
+        self._unsent.append((out, commit_offset, events, routed))
         self._unsent_records += len(out)
         self._drained.clear()
         self._commit_wake.set()
@@ -442,6 +464,7 @@ class PartitionProcessor:
             self._take_urgent()
         inbox = self._inbox
         count = min(len(inbox), self.max_batch)
+        routed: list[Command] = []
         out: list[OutRecord] = []
         touched: set[str] = set()
         commit_offset: int | None = None
@@ -491,9 +514,8 @@ class PartitionProcessor:
                     continue
                 decision = poisoned
             if self.route is not None and decision.commands:
-                for follow in decision.commands:
-                    if follow.type == n.CMD_CANCEL:
-                        self.route(follow)
+                # handed over by the committer, once this batch is in the log
+                routed.extend(f for f in decision.commands if f.type == n.CMD_CANCEL)
             if self._early_cancels and decision.states:
                 for execution_id in decision.states:
                     early = self._early_cancels.pop(execution_id, None)
@@ -507,8 +529,8 @@ class PartitionProcessor:
                     rejected = rejected or {}
                     rejected[code] = rejected.get(code, 0) + 1
             touched.update(decision.states)
-        if out or commit_offset is not None:
-            self._queue_append(out, commit_offset, events)
+        if out or commit_offset is not None or routed:
+            self._queue_append(out, commit_offset, events, routed)
         executions = self.state.executions
         for execution_id in touched:
             state = executions.get(execution_id)
