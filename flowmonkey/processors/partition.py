@@ -464,6 +464,7 @@ class PartitionProcessor:
             self._take_urgent()
         inbox = self._inbox
         count = min(len(inbox), self.max_batch)
+        decided = 0
         routed: list[Command] = []
         out: list[OutRecord] = []
         touched: set[str] = set()
@@ -477,7 +478,8 @@ class PartitionProcessor:
         types: dict[str, int] = {}
         rejected: dict[str, int] | None = None
         events = 0
-        for _ in range(count):
+        while decided < count:
+            decided += 1
             item = inbox.popleft()
             record: Record | None = None
             if isinstance(item, Record):
@@ -520,7 +522,9 @@ class PartitionProcessor:
                 for execution_id in decision.states:
                     early = self._early_cancels.pop(execution_id, None)
                     if early is not None:
-                        inbox.appendleft(early)  # next, before its handler starts
+                        # decided next, in this batch: before its handler starts
+                        inbox.appendleft(early)
+                        count += 1
             events += len(decision.events)
             for event in decision.events:
                 # a rejection is not an execution's event: its seq is 0 (cheap to test)
@@ -539,7 +543,7 @@ class PartitionProcessor:
         outcomes = self._outcomes
         if outcomes:
             self._outcomes = {}
-        self.metrics.batch_decided(partition, count, types, rejected, outcomes,
+        self.metrics.batch_decided(partition, decided, types, rejected, outcomes,
                                    len(self.in_flight))
 
     def _adopt(self, decision: Decision) -> None:
