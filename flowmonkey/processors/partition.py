@@ -78,6 +78,9 @@ log = logging.getLogger("flowmonkey.processor")
 _MAX_UNSENT_RECORDS = 20_000  # decided but not yet appended: past this, deciding waits
 _STOP_FLUSH_S = 10.0  # how long a stop waits for decided batches to reach the log
 _MAX_EARLY_CANCELS = 100_000  # expedited cancels waiting for their execution's start
+# how long one waits at most: past this its copy on the log (decided in log order) is
+# left to do the cancelling, and a start of the same id much later is not cancelled by it
+_EARLY_CANCEL_TTL_MS = 5 * 60_000
 
 Input = Record | Command
 
@@ -192,7 +195,8 @@ class PartitionProcessor:
         # cancels handed over in this process ahead of their copy on the log (see
         # expedite), and those among them whose execution is not started yet
         self._urgent: deque[Command] = deque()
-        self._early_cancels: OrderedDict[str, Command] = OrderedDict()
+        # execution id -> (cancel, dropped at ms), oldest first
+        self._early_cancels: OrderedDict[str, tuple[Command, int]] = OrderedDict()
         #: where this processor hands the cancels it sends to children, to be decided
         #: at once by the processor of their partition in this process (set by its owner);
         #: called by the committer once the batch that sends them is in the log
@@ -317,7 +321,9 @@ class PartitionProcessor:
 
         Only a command already in the log may be expedited (the engine publishes a
         user's cancel first; a batch's cascade cancels are routed once it committed):
-        its effects must never be in the log without their cause."""
+        its effects must never be in the log without their cause. An early one is
+        dropped once its copy on the log is decided (that decision, in log order, is
+        the one that counts), or after ``_EARLY_CANCEL_TTL_MS``."""
         self._urgent.append(command)
         self._wake.set()
 
@@ -447,17 +453,31 @@ class PartitionProcessor:
         their start (``_early_cancels``)."""
         state = self.state
         ready: list[Command] = []
+        early = self._early_cancels
+        drop_at = self.clock.now_ms() + _EARLY_CANCEL_TTL_MS
         while self._urgent:
             command = self._urgent.popleft()
             execution_id = command.execution_id
+            if command.command_id in state.seen_commands:
+                continue  # its copy on the log was decided already
             if execution_id in state.executions or execution_id in state.forgotten:
                 ready.append(command)
                 continue
-            early = self._early_cancels
-            early[execution_id] = command
+            if len(execution_id) > MAX_ID_CHARS or len(command.command_id) > MAX_ID_CHARS:
+                continue  # its copy is dead-lettered, never decided: it would stay
+            early.pop(execution_id, None)  # re-inserted last: kept oldest first
+            early[execution_id] = (command, drop_at)
             if len(early) > _MAX_EARLY_CANCELS:
                 early.popitem(last=False)  # its copy on the log still comes
         self._inbox.extendleft(reversed(ready))
+
+    def _expire_early_cancels(self, now: int) -> None:
+        early = self._early_cancels
+        while early:
+            execution_id, (_, drop_at) = next(iter(early.items()))
+            if drop_at > now:
+                return
+            del early[execution_id]  # its copy on the log does the cancelling
 
     def _process_batch(self) -> None:
         if self._urgent:
@@ -474,6 +494,8 @@ class PartitionProcessor:
         # only a log that keeps it (the embedded one) hands the event to its readers
         attach = getattr(self.log, "keeps_decoded", False)
         now = self.clock.now_ms()
+        if self._early_cancels:
+            self._expire_early_cancels(now)
         # counted here and handed to the metrics once per batch (see flowmonkey.metrics)
         types: dict[str, int] = {}
         rejected: dict[str, int] | None = None
@@ -494,6 +516,12 @@ class PartitionProcessor:
                     self._answered.discard(command.data.get("attempt_id", ""))
             types[command.type] = types.get(command.type, 0) + 1
             touched.add(command.execution_id)
+            if command.type == n.CMD_CANCEL and self._early_cancels:
+                waiting = self._early_cancels.get(command.execution_id)
+                if waiting is not None and waiting[0].command_id == command.command_id:
+                    # its copy on the log is decided now, in log order: that is the one
+                    # that counts (a start later must not be cancelled by it)
+                    del self._early_cancels[command.execution_id]
             # One command's outcome is encoded, then adopted: if anything raises on the
             # way (decide, an applier, the encoder, adopt), its records are taken back
             # out and its state changes undone, and the command is rejected alone.
@@ -523,7 +551,7 @@ class PartitionProcessor:
                     early = self._early_cancels.pop(execution_id, None)
                     if early is not None:
                         # decided next, in this batch: before its handler starts
-                        inbox.appendleft(early)
+                        inbox.appendleft(early[0])
                         count += 1
             events += len(decision.events)
             for event in decision.events:
