@@ -575,10 +575,9 @@ class PartitionProcessor:
                                    len(self.in_flight))
 
     def _adopt(self, decision: Decision) -> None:
-        """Take a decision into memory, all of it or (if adopting raises) none of its
-        executions' states (the partition indexes adopt may have touched are rebuilt
-        the same way on replay of the rejection that follows, or are harmless: see
-        ``_reject_poisoned``)."""
+        """Take a decision into memory, all of it or (if adopting raises) none of it:
+        ``adopt`` works out all it will change before it changes anything (its
+        executions' states are put back here as well, should that ever fail)."""
         executions = self.state.executions
         before = [(execution_id, executions.get(execution_id))
                   for execution_id in decision.states]
