@@ -457,6 +457,7 @@ class Engine:
             # one record needs no transaction (on Kafka, an idempotent produce is enough)
             await self.log.publish([record])
             if urgent:
+                # only now: what it is decided into must never be in the log without it
                 self._expedite(command)
             await asyncio.wait_for(future, timeout_s)
             return future

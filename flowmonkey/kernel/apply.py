@@ -406,11 +406,16 @@ def index_created(partition: PartitionState, event: Event) -> None:
     expires = event.data.get("idempotency_expires_at")
     if key and expires is not None:
         scope = event.data.get("idempotency_scope") or ""
-        index = partition.idempotency
-        # re-inserted, so the index stays in the order keys were (last) taken
-        index.pop(scope, None)
-        index[scope] = (event.execution_id, expires)
-        _forget_expired_keys(index, event.timestamp_ms)
+        _index(partition.idempotency, scope, (event.execution_id, expires),
+               event.timestamp_ms)
+
+
+def _index(index: dict[str, tuple[str, int]], scope: str, entry: tuple[str, int],
+           now: int) -> None:
+    # re-inserted, so the index stays in the order keys were (last) taken
+    index.pop(scope, None)
+    index[scope] = entry
+    _forget_expired_keys(index, now)
 
 
 FORGET_KEYS_AFTER_MS = 10 * 60_000
@@ -442,20 +447,59 @@ def adopt(partition: PartitionState, events: list[Event],
 
     ``decide`` already applied the events to the draft ``states``; this adds the
     partition-level indexes the same way ``apply_to_partition`` does on replay.
+
+    All or nothing: whatever reads the decision's events and states (and so may raise
+    on a bad one) is worked out first, changing nothing; then the partition is changed
+    by steps that do not raise on the values so checked. A command whose adoption
+    raised leaves no index behind that a replay of the log would not rebuild.
     """
-    for event in events:
-        if event.command_id is not None:
-            partition.note_command(event.command_id)
-        if event.type == n.EXECUTION_CREATED:
-            index_created(partition, event)
+    # 1. work everything out
+    command_ids = list(dict.fromkeys(  # dict: raises here on an id that cannot be a key
+        event.command_id for event in events if event.command_id is not None))
+    keys = [planned for event in events if event.type == n.EXECUTION_CREATED
+            and (planned := _index_entry(event)) is not None]
     executions = partition.executions
+    adopted: list[tuple[str, ExecutionState, tuple[int, str] | None]] = []
     for execution_id, state in states.items():
+        ending: tuple[int, str] | None = None
         if state.is_terminal:
             before = executions.get(execution_id)  # decide changed a clone, not this
-            _note_ending(partition, forget_at(before)
-                         if before is not None and before.is_terminal else None, state)
+            due_before = forget_at(before) if before is not None and before.is_terminal \
+                else None
+            due = _checked_int(forget_at(state), "an ended execution's time to forget")
+            if due_before is None or due < due_before:  # as _note_ending
+                ending = (due, state.id)
             state = state.retired()
+        adopted.append((execution_id, state, ending))
+    now = _checked_int(events[-1].timestamp_ms, "an event's timestamp") if events else None
+    # 2. change the partition
+    for command_id in command_ids:
+        partition.note_command(command_id)
+    for scope, entry, at in keys:
+        _index(partition.idempotency, scope, entry, at)
+    for execution_id, state, ending in adopted:
         executions[execution_id] = state
-    if events:
+        if ending is not None:
+            heapq.heappush(partition.ending, ending)
+    if now is not None:
         # a decision's events share its clock: as apply_to_partition after each one
-        forget_ended(partition, events[-1].timestamp_ms)
+        forget_ended(partition, now)
+
+
+def _checked_int(value: Any, what: str) -> int:
+    if type(value) is not int:
+        raise TypeError(f"{what} is {type(value).__name__} {value!r}, not an int")
+    return value
+
+
+def _index_entry(event: Event) -> tuple[str, tuple[str, int], int] | None:
+    """What ``index_created`` takes from an execution's creation, checked."""
+    key = event.data.get("idempotency_key")
+    expires = event.data.get("idempotency_expires_at")
+    if not key or expires is None:
+        return None
+    scope = event.data.get("idempotency_scope") or ""
+    if not isinstance(scope, str):
+        raise TypeError(f"an idempotency scope is {type(scope).__name__}, not text")
+    return (scope, (event.execution_id, _checked_int(expires, "an idempotency expiry")),
+            _checked_int(event.timestamp_ms, "an event's timestamp"))

@@ -14,9 +14,11 @@ loop decides the next ones, and batches that queue up while an append is in flig
 out together in the next one (group commit). So a step does not wait for the log's
 commit latency (a Kafka transaction, an fsync) before its handler starts, and the
 commit cost is shared by everything decided meanwhile. Nothing is acknowledged before
-its append: clients see events only once they are in the log. If an append fails,
-the processor stops: its memory holds decisions the log does not, so its owner
-rebuilds it from the log. A handler started for a decision that never reached the log
+its append: clients see events only once they are in the log, and no other partition
+acts on a batch's follow-ups before it: the cancels a batch sends to children are
+handed to their processors in this process (``route``) only once it is appended. If an
+append fails, the processor stops: its memory holds decisions the log does not, so its
+owner rebuilds it from the log. A handler started for a decision that never reached the log
 runs again after recovery with the same ``attempt_id`` (at-least-once side effects, as
 after a crash between a side effect and the commit).
 
@@ -76,6 +78,9 @@ log = logging.getLogger("flowmonkey.processor")
 _MAX_UNSENT_RECORDS = 20_000  # decided but not yet appended: past this, deciding waits
 _STOP_FLUSH_S = 10.0  # how long a stop waits for decided batches to reach the log
 _MAX_EARLY_CANCELS = 100_000  # expedited cancels waiting for their execution's start
+# how long one waits at most: past this its copy on the log (decided in log order) is
+# left to do the cancelling, and a start of the same id much later is not cancelled by it
+_EARLY_CANCEL_TTL_MS = 5 * 60_000
 
 Input = Record | Command
 
@@ -190,13 +195,15 @@ class PartitionProcessor:
         # cancels handed over in this process ahead of their copy on the log (see
         # expedite), and those among them whose execution is not started yet
         self._urgent: deque[Command] = deque()
-        self._early_cancels: OrderedDict[str, Command] = OrderedDict()
+        # execution id -> (cancel, dropped at ms), oldest first
+        self._early_cancels: OrderedDict[str, tuple[Command, int]] = OrderedDict()
         #: where this processor hands the cancels it sends to children, to be decided
-        #: at once by the processor of their partition in this process (set by its owner)
+        #: at once by the processor of their partition in this process (set by its owner);
+        #: called by the committer once the batch that sends them is in the log
         self.route: Callable[[Command], None] | None = None
         # decided batches waiting for the committer: (records, commands offset or None,
-        # events among the records)
-        self._unsent: list[tuple[list[OutRecord], int | None, int]] = []
+        # events among the records, cancels to route once they are appended)
+        self._unsent: list[tuple[list[OutRecord], int | None, int, list[Command]]] = []
         self._unsent_records = 0
         self._commit_wake = asyncio.Event()
         self._drained = asyncio.Event()  # set whenever nothing is left to append
@@ -310,7 +317,13 @@ class PartitionProcessor:
         backlog lasts. Decided first, a cancel stops each execution it reaches at once;
         one for an execution whose start is still in the backlog waits for that start
         and is decided right after it, before its first handler runs. If this process
-        dies first, the copy on the log is decided instead: nothing depends on it."""
+        dies first, the copy on the log is decided instead: nothing depends on it.
+
+        Only a command already in the log may be expedited (the engine publishes a
+        user's cancel first; a batch's cascade cancels are routed once it committed):
+        its effects must never be in the log without their cause. An early one is
+        dropped once its copy on the log is decided (that decision, in log order, is
+        the one that counts), or after ``_EARLY_CANCEL_TTL_MS``."""
         self._urgent.append(command)
         self._wake.set()
 
@@ -388,20 +401,25 @@ class PartitionProcessor:
                 while self._unsent:
                     batches, self._unsent = self._unsent, []
                     self._unsent_records = 0
-                    records = [r for out, _, _ in batches for r in out]
+                    records = [r for out, _, _, _ in batches for r in out]
                     # the state now is exactly the state after these batches
                     copy = snapshotter.capture(self.state, len(records)) \
                         if snapshotter else None
-                    offset = max((o for _, o, _ in batches if o is not None), default=None)
+                    offset = max((o for _, o, _, _ in batches if o is not None),
+                                 default=None)
                     offsets = {(topic, partition): offset} if offset is not None else None
                     started = time.perf_counter()
                     positions = await self.writer.append(
                         records, commit_group=self.group if offsets else None,
                         commit_offsets=offsets)
                     metrics.append_seconds.observe(time.perf_counter() - started)
-                    metrics.events_appended.inc(sum(e for _, _, e in batches))
+                    metrics.events_appended.inc(sum(e for _, _, e, _ in batches))
                     if snapshotter is not None:
                         self.events_offset = snapshotter.appended(copy, records, positions)
+                    # their cause is in the log now: the children's processors may act
+                    for _, _, _, routed in batches:
+                        for follow in routed:
+                            self._route(follow)
                 if not self._unsent:
                     self._drained.set()
         except asyncio.CancelledError:
@@ -413,9 +431,19 @@ class PartitionProcessor:
             self._wake.set()  # the decider raises it, so the owner sees the failure
             self._drained.set()  # nor may a decider waiting for room wait forever
 
+    def _route(self, command: Command) -> None:
+        route = self.route
+        if route is None:
+            return
+        try:
+            route(command)
+        except Exception:  # only a shortcut: the copy on the log is decided anyway
+            log.exception("partition %d: could not hand cancel %r over", self.partition,
+                          command.command_id)
+
     def _queue_append(self, out: list[OutRecord], commit_offset: int | None,
-                      events: int) -> None:
-        self._unsent.append((out, commit_offset, events))
+                      events: int, routed: list[Command]) -> None:
+        self._unsent.append((out, commit_offset, events, routed))
         self._unsent_records += len(out)
         self._drained.clear()
         self._commit_wake.set()
@@ -425,23 +453,39 @@ class PartitionProcessor:
         their start (``_early_cancels``)."""
         state = self.state
         ready: list[Command] = []
+        early = self._early_cancels
+        drop_at = self.clock.now_ms() + _EARLY_CANCEL_TTL_MS
         while self._urgent:
             command = self._urgent.popleft()
             execution_id = command.execution_id
+            if command.command_id in state.seen_commands:
+                continue  # its copy on the log was decided already
             if execution_id in state.executions or execution_id in state.forgotten:
                 ready.append(command)
                 continue
-            early = self._early_cancels
-            early[execution_id] = command
+            if len(execution_id) > MAX_ID_CHARS or len(command.command_id) > MAX_ID_CHARS:
+                continue  # its copy is dead-lettered, never decided: it would stay
+            early.pop(execution_id, None)  # re-inserted last: kept oldest first
+            early[execution_id] = (command, drop_at)
             if len(early) > _MAX_EARLY_CANCELS:
                 early.popitem(last=False)  # its copy on the log still comes
         self._inbox.extendleft(reversed(ready))
+
+    def _expire_early_cancels(self, now: int) -> None:
+        early = self._early_cancels
+        while early:
+            execution_id, (_, drop_at) = next(iter(early.items()))
+            if drop_at > now:
+                return
+            del early[execution_id]  # its copy on the log does the cancelling
 
     def _process_batch(self) -> None:
         if self._urgent:
             self._take_urgent()
         inbox = self._inbox
         count = min(len(inbox), self.max_batch)
+        decided = 0
+        routed: list[Command] = []
         out: list[OutRecord] = []
         touched: set[str] = set()
         commit_offset: int | None = None
@@ -450,11 +494,14 @@ class PartitionProcessor:
         # only a log that keeps it (the embedded one) hands the event to its readers
         attach = getattr(self.log, "keeps_decoded", False)
         now = self.clock.now_ms()
+        if self._early_cancels:
+            self._expire_early_cancels(now)
         # counted here and handed to the metrics once per batch (see flowmonkey.metrics)
         types: dict[str, int] = {}
         rejected: dict[str, int] | None = None
         events = 0
-        for _ in range(count):
+        while decided < count:
+            decided += 1
             item = inbox.popleft()
             record: Record | None = None
             if isinstance(item, Record):
@@ -469,6 +516,12 @@ class PartitionProcessor:
                     self._answered.discard(command.data.get("attempt_id", ""))
             types[command.type] = types.get(command.type, 0) + 1
             touched.add(command.execution_id)
+            if command.type == n.CMD_CANCEL and self._early_cancels:
+                waiting = self._early_cancels.get(command.execution_id)
+                if waiting is not None and waiting[0].command_id == command.command_id:
+                    # its copy on the log is decided now, in log order: that is the one
+                    # that counts (a start later must not be cancelled by it)
+                    del self._early_cancels[command.execution_id]
             # One command's outcome is encoded, then adopted: if anything raises on the
             # way (decide, an applier, the encoder, adopt), its records are taken back
             # out and its state changes undone, and the command is rejected alone.
@@ -491,14 +544,15 @@ class PartitionProcessor:
                     continue
                 decision = poisoned
             if self.route is not None and decision.commands:
-                for follow in decision.commands:
-                    if follow.type == n.CMD_CANCEL:
-                        self.route(follow)
+                # handed over by the committer, once this batch is in the log
+                routed.extend(f for f in decision.commands if f.type == n.CMD_CANCEL)
             if self._early_cancels and decision.states:
                 for execution_id in decision.states:
                     early = self._early_cancels.pop(execution_id, None)
                     if early is not None:
-                        inbox.appendleft(early)  # next, before its handler starts
+                        # decided next, in this batch: before its handler starts
+                        inbox.appendleft(early[0])
+                        count += 1
             events += len(decision.events)
             for event in decision.events:
                 # a rejection is not an execution's event: its seq is 0 (cheap to test)
@@ -507,8 +561,8 @@ class PartitionProcessor:
                     rejected = rejected or {}
                     rejected[code] = rejected.get(code, 0) + 1
             touched.update(decision.states)
-        if out or commit_offset is not None:
-            self._queue_append(out, commit_offset, events)
+        if out or commit_offset is not None or routed:
+            self._queue_append(out, commit_offset, events, routed)
         executions = self.state.executions
         for execution_id in touched:
             state = executions.get(execution_id)
@@ -517,14 +571,13 @@ class PartitionProcessor:
         outcomes = self._outcomes
         if outcomes:
             self._outcomes = {}
-        self.metrics.batch_decided(partition, count, types, rejected, outcomes,
+        self.metrics.batch_decided(partition, decided, types, rejected, outcomes,
                                    len(self.in_flight))
 
     def _adopt(self, decision: Decision) -> None:
-        """Take a decision into memory, all of it or (if adopting raises) none of its
-        executions' states (the partition indexes adopt may have touched are rebuilt
-        the same way on replay of the rejection that follows, or are harmless: see
-        ``_reject_poisoned``)."""
+        """Take a decision into memory, all of it or (if adopting raises) none of it:
+        ``adopt`` works out all it will change before it changes anything (its
+        executions' states are put back here as well, should that ever fail)."""
         executions = self.state.executions
         before = [(execution_id, executions.get(execution_id))
                   for execution_id in decision.states]

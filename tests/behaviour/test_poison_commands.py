@@ -29,9 +29,11 @@ from flowmonkey import (
 )
 from flowmonkey.api import create_app
 from flowmonkey.events import names as n
-from flowmonkey.events.codec import encode_command, event_record
+from flowmonkey.events.codec import decode_event, encode_command, event_record
 from flowmonkey.events.envelope import Event
 from flowmonkey.kernel import decide as decide_module
+from flowmonkey.kernel.apply import apply_to_partition
+from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.log import EmbeddedLog
 from flowmonkey.log.base import OutRecord
 from flowmonkey.processors import partition as partition_module
@@ -226,3 +228,40 @@ async def test_a_command_with_an_overlong_id_is_dead_lettered_not_written_into_e
         [record] = await engine.log.read(engine.topics.dead_letter, 0, 0, 10)
         assert b"over 512" in dict(record.headers)["fm-error"]
         assert rejections == []
+
+
+async def test_an_adoption_that_fails_partway_leaves_memory_as_a_replay_of_the_log_would(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug met while a start is adopted (after its idempotency key could have been
+    indexed): the processor's memory is exactly what replaying the log gives, so no
+    key of a start that never happened is found until a restart forgets it."""
+    real = ExecutionState.is_terminal
+
+    def is_terminal(self: ExecutionState) -> bool:
+        if self.id == "poisoned-1":
+            raise RuntimeError("a kernel bug in adopt")
+        return real.fget(self)  # type: ignore[attr-defined,no-any-return]
+    monkeypatch.setattr(ExecutionState, "is_terminal", property(is_terminal))
+    async with Engine(flows=FLOWS, handlers=[echo, nap],
+                      log=EmbeddedLog(partitions=1)) as engine:
+        with pytest.raises(CommandRejected) as refused:
+            await engine.create("fine", {"x": 1}, idempotency_key="k1",
+                                execution_id="poisoned-1")
+        assert refused.value.code == n.REJECT_INTERNAL_ERROR
+        fine = await engine.create("fine", {"x": 2}, idempotency_key="k2")
+        await engine.wait(fine.execution.id, timeout_s=10, until=ENDED)
+        processor = engine.processors[0]
+
+        async def appended() -> bool:
+            return processor.idle
+        await eventually(appended, what="everything decided in the log")
+        replayed = PartitionState()
+        for record in await engine.log.read(engine.topics.events, 0, 0, 1000):
+            apply_to_partition(replayed, decode_event(record.value))
+
+        assert "poisoned-1" not in processor.state.executions
+        assert list(processor.state.idempotency) == list(replayed.idempotency)
+        assert len(processor.state.idempotency) == 1
+        assert processor.state.seen_commands == replayed.seen_commands
+        assert processor.state == replayed
+        assert engine.processor_failure() is None
