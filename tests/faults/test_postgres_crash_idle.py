@@ -33,7 +33,7 @@ from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.processors.topics import Topics
 from flowmonkey.projections.postgres import PostgresProjection
-from flowmonkey.projections.projector import Projector
+from flowmonkey.projections.projector import VERIFY_EVERY_S, Projector
 from flowmonkey.projections.service import ProjectorService
 from flowmonkey.testing.services_postgres import PostgresServer
 from tests.faults.pg_projection_support import (
@@ -53,7 +53,7 @@ GROUP = "idle-crash"
 RUNS = [f"r{i}" for i in range(8)]
 RECOVERY_S = 15.0
 """How long an idle projector may take to apply the lost batch again (it checks every
-2 s by default)."""
+VERIFY_EVERY_S, 2 s)."""
 
 
 @pytest.fixture(scope="module")
@@ -72,19 +72,17 @@ def crashable_postgres() -> Iterator[PostgresServer]:
 
 @asynccontextmanager
 async def _projecting(kind: str, dsn: str, schema: str, request: pytest.FixtureRequest,
-                      tmp_path: Path, verify_every_s: float | None = None
+                      tmp_path: Path, verify_every_s: float = VERIFY_EVERY_S
                       ) -> AsyncIterator[tuple[Log, str, PostgresProjection]]:
     """A running projector of ``kind`` into ``schema`` (checking its stored offsets
-    every ``verify_every_s``, by default as often as a projector does); yields a log to
-    publish to, the events topic and the projection."""
+    every ``verify_every_s``); yields a log to publish to, the events topic and the
+    projection."""
     projection = PostgresProjection(dsn, schema, pool_max=2)
-    every: dict[str, float] = {} if verify_every_s is None else {
-        "verify_every_s": verify_every_s}
     if kind == "embedded":
         prefix = "fm-idle-"
         service = ProjectorService(EmbeddedLog(path=tmp_path, partitions=PARTITIONS),
                                    projection, topic_prefix=prefix, group=GROUP,
-                                   batch_size=7, **every)
+                                   batch_size=7, verify_every_s=verify_every_s)
         await service.start()
         try:
             yield service.log, Topics(prefix).events, projection
@@ -99,7 +97,7 @@ async def _projecting(kind: str, dsn: str, schema: str, request: pytest.FixtureR
         if kind == "kafka-group":
             service = ProjectorService(KafkaLog(bootstrap, client_id=f"{prefix}proj"),
                                        projection, topic_prefix=prefix, group=GROUP,
-                                       batch_size=7, **every)
+                                       batch_size=7, verify_every_s=verify_every_s)
             await service.start()
             try:
                 yield publisher, topics.events, projection
@@ -110,7 +108,7 @@ async def _projecting(kind: str, dsn: str, schema: str, request: pytest.FixtureR
         async with KafkaLog(bootstrap, client_id=f"{prefix}tail") as log:
             await projection.start()
             projector = Projector(log, topics.events, PARTITIONS, projection, group=GROUP,
-                                  batch_size=7, **every)
+                                  batch_size=7, verify_every_s=verify_every_s)
             await projector.start()
             try:
                 yield publisher, topics.events, projection
