@@ -92,7 +92,7 @@ def _text(value: str | None) -> str | None:
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
-async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+async def _set_codecs(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     await conn.set_type_codec("jsonb", encoder=_json_text, decoder=orjson.loads,
                               schema="pg_catalog")
 
@@ -260,8 +260,9 @@ class PostgresProjection:
                              f"{', '.join(SYNCHRONOUS_COMMIT_VALUES)}, not "
                              f"{synchronous_commit!r}")
         self._synchronous_commit = synchronous_commit
+        self._connections_opened = 0
         self._store = SchemaPool(
-            dsn, schema, min_size=pool_min, max_size=pool_max, init=_init_connection,
+            dsn, schema, min_size=pool_min, max_size=pool_max, init=self._init_connection,
             not_started=lambda: ProjectionNotStartedError(
                 "the Postgres projection is not started: await start() first"))
         self.schema = schema
@@ -271,6 +272,19 @@ class PostgresProjection:
 
     async def start(self) -> None:
         await self._store.start()
+
+    async def _init_connection(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        self._connections_opened += 1
+        await _set_codecs(conn)
+
+    @property
+    def connections_opened(self) -> int:
+        """How many connections the pool has opened so far. It grows when the pool
+        replaces connections that broke: after PostgreSQL restarted, or restarted its
+        server processes after one crashed (``pg_postmaster_start_time()`` stays the
+        same then, although commits made with ``synchronous_commit`` off can be lost).
+        The projector reads the stored offsets again when it grows."""
+        return self._connections_opened
 
     async def close(self) -> None:
         await self._store.close()
@@ -337,6 +351,21 @@ class PostgresProjection:
                 f'[{partition}] in schema "{self.schema}": {type(exc).__name__}: {exc}',
                 schema=self.schema) from exc
         return value
+
+    async def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """Every partition's stored next offset for ``group`` on ``topic`` (partitions
+        with none are left out), in one query. Raises :class:`ProjectionStoreError`
+        when Postgres cannot be read."""
+        try:
+            rows = await self._pool.fetch(
+                "select partition, next_offset from fm_projection_offsets "
+                "where group_id = $1 and topic = $2", group, topic)
+        except _STORE_ERRORS as exc:
+            raise ProjectionStoreError(
+                f"could not read the offsets stored for group {group!r} on {topic} in "
+                f'schema "{self.schema}": {type(exc).__name__}: {exc}',
+                schema=self.schema) from exc
+        return {r["partition"]: r["next_offset"] for r in rows}
 
     async def _apply_txn(self, conn: Conn, events: Sequence[Event],
                          notes: builtins.list[_Note],

@@ -13,7 +13,14 @@ the store refuses the batch if what it holds is behind that (a compare-and-set i
 batch's transaction): a database that crashed and lost acknowledged commits, or
 offsets reset behind the projector's back. After such a refusal, and after any
 failure of the store, the projector reads the stored offsets again and applies from
-there, so a lost batch is applied again, never skipped. A stored offset past the end
+there, so a lost batch is applied again, never skipped.
+
+A crash can also lose the last batches of a partition that then gets no new events:
+no batch would ever be refused. So the projector also compares the stored offsets
+with the ones it wrote (one query for every partition) every
+:data:`VERIFY_EVERY_S` seconds, and at once when the store opened a new connection
+(the pool replaces the ones a PostgreSQL restart broke); a partition whose stored
+offset is behind is read again from there, as after a refused batch. A stored offset past the end
 of the log is never followed: the projector stops with :class:`OffsetPastEndError`
 (the log lost records the projection has, or the topic was made again).
 
@@ -61,6 +68,12 @@ continues from; nothing of the batch was stored."""
 _RETRY_FIRST_S = 0.1
 _TAIL_POLL_MS = 200
 _RETRY_MAX_S = 5.0
+_WATCH_TICK_S = 0.25  # how often the store's connection count is looked at (no I/O)
+
+VERIFY_EVERY_S = 2.0
+"""How often a projector compares the offsets stored for its partitions with the ones
+it wrote (sooner after the store reconnected), so that batches a database crash lost
+are applied again even when no new event comes."""
 
 
 @runtime_checkable
@@ -76,6 +89,13 @@ class OffsetStore(Protocol):
         offset is behind the one in ``since`` (raise ``OffsetConflictError``)."""
 
     async def committed_offset(self, group: str, topic: str, partition: int) -> int | None: ...
+
+    async def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """Every partition's stored offset (partitions with none left out)."""
+
+    @property
+    def connections_opened(self) -> int:
+        """Connections the store has opened: growing after a reconnect."""
 
 
 def offset_store(projection: Projection) -> OffsetStore | None:
@@ -108,6 +128,46 @@ async def stored_position(store: OffsetStore, log_: Log, group: str, topic: str,
             "the projection from the log (flowmonkey rebuild --into NEW_SCHEMA --swap).",
             group=group, topic=topic, partition=partition, stored=stored, end=end)
     return stored
+
+
+class StoredCheck:
+    """When and how a projector compares the offsets its store holds with the ones it
+    wrote: every ``every_s`` seconds, and at once after the store opened a connection
+    (so after PostgreSQL restarted, or restarted its processes after a crash, and the
+    pool replaced the broken connections). Costs one query per check; nothing per
+    batch (the batch's compare-and-set covers its own partitions)."""
+
+    def __init__(self, store: OffsetStore, every_s: float = VERIFY_EVERY_S) -> None:
+        self._store = store
+        self.every_s = every_s
+        self._connections = store.connections_opened
+        self._next = time.monotonic() + every_s
+        self._failing = False
+
+    def due(self) -> bool:
+        return self._store.connections_opened != self._connections or \
+            time.monotonic() >= self._next
+
+    async def behind(self, group: str, topic: str, written: Mapping[int, int]) -> list[int]:
+        """The partitions of ``written`` (partition -> the offset last read or written)
+        whose stored offset is behind it: the store lost commits. Taken before the
+        query, ``written`` can only be at or below a sound stored offset (a batch
+        committing meanwhile moves the stored one up). A store that cannot be read
+        gives none (logged once until it can: every batch fails then anyway)."""
+        self._connections = self._store.connections_opened
+        self._next = time.monotonic() + self.every_s
+        try:
+            stored = await self._store.committed_offsets(group, topic)
+        except FlowMonkeyError as exc:
+            if exc.code != STORE_ERROR:
+                raise
+            if not self._failing:
+                log.warning("%s; checking them again every %.0f s", exc, self.every_s)
+            self._failing = True
+            return []
+        self._failing = False
+        return [partition for partition, offset in written.items()
+                if stored.get(partition, 0) < offset]
 
 
 @dataclass(slots=True)
@@ -191,7 +251,8 @@ class Projector:
     def __init__(self, log_: Log, topic: str, partitions: int, projection: Projection,
                  on_batch: OnBatch | None = None, *, batch_size: int = 2000,
                  group: str = DEFAULT_GROUP, now_ms: Callable[[], int] | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 verify_every_s: float = VERIFY_EVERY_S) -> None:
         self.log = log_
         self.topic = topic
         self.partitions = partitions
@@ -208,7 +269,9 @@ class Projector:
         self._store_failures = 0  # bumped by every failed batch, of any partition
         self._seen_failures = [0] * partitions  # per partition: failures it re-read after
         self._retry_s = [_RETRY_FIRST_S] * partitions  # the wait after a failed batch
+        self._lost: set[int] = set()  # partitions the store holds less of than written
         self._store = offset_store(projection)
+        self._verify_every_s = verify_every_s
         self._now_ms = now_ms or wall_clock_ms
         self.metrics = metrics if metrics is not None else default_metrics()
         self._progress_of = [PartitionProgress(p) for p in range(partitions)]
@@ -226,9 +289,13 @@ class Projector:
             # one long-polling consumer for every partition, and one database
             # transaction per fetch, instead of polling each partition
             self._tasks = [asyncio.create_task(self._follow(self.log), name="fm-projector")]
-            return
-        self._tasks = [asyncio.create_task(self._consume(p), name=f"fm-projector-{p}")
-                       for p in range(self.partitions)]
+        else:
+            self._tasks = [asyncio.create_task(self._consume(p), name=f"fm-projector-{p}")
+                           for p in range(self.partitions)]
+        if self._store is not None:
+            self._tasks.append(asyncio.create_task(
+                self._watch(StoredCheck(self._store, self._verify_every_s)),
+                name="fm-projector-watch"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -262,6 +329,7 @@ class Projector:
         group, or a commit whose answer was lost)."""
         store = self._store
         assert store is not None
+        self._lost.discard(partition)
         delay = _RETRY_FIRST_S
         while True:
             failures = self._store_failures
@@ -304,10 +372,12 @@ class Projector:
         offset = self.positions[partition]
         news_from = await self.log.end_offset(self.topic, partition)
         while True:
-            if self._store is not None and \
-                    self._seen_failures[partition] != self._store_failures:
-                # the store failed (this partition's batch or another's): what it holds
-                # may not be what this projector last wrote
+            if self._store is not None and (
+                    self._seen_failures[partition] != self._store_failures
+                    or partition in self._lost):
+                # the store failed (this partition's batch or another's), or holds less
+                # than this projector last wrote (a crash lost commits): continue from
+                # what it holds
                 offset = await self._reread(partition)
             records = await self.log.read(self.topic, partition, offset, self.batch_size)
             if not records:
@@ -348,7 +418,8 @@ class Projector:
                 await self._follow_from(tail, news_from)
             finally:
                 await tail.close()
-            # a batch failed: continue every partition from what the store holds
+            # a batch failed, or the store lost commits: continue every partition from
+            # what the store holds
             for partition in range(self.partitions):
                 await self._reread(partition)
 
@@ -356,6 +427,8 @@ class Projector:
         """Apply what ``tail`` reads until a batch fails (then return)."""
         topic = self.topic
         while True:
+            if self._lost:
+                return  # the store lost commits (see _watch)
             fetched = await tail.next(_TAIL_POLL_MS, self.batch_size)
             positions = await tail.positions()
             if not fetched:
@@ -383,6 +456,23 @@ class Projector:
                     self.on_batch(replayed, True)
                 if events:
                     self.on_batch(events, False)
+
+    async def _watch(self, check: StoredCheck) -> None:
+        """Mark the partitions whose stored offset is behind what this projector wrote
+        (a crash lost their last commits), checked every ``check.every_s`` and after
+        the store reconnected; their consumers read the stored offsets again."""
+        try:
+            while True:
+                await asyncio.sleep(_WATCH_TICK_S)
+                if check.due():
+                    written = dict(enumerate(self._stored))
+                    self._lost.update(await check.behind(self.group, self.topic, written))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failure = exc
+            log.exception("checking the offsets stored for %s stopped", self.topic)
+            raise
 
     def _advance(self, positions: Mapping[int, int]) -> None:
         for partition, position in positions.items():

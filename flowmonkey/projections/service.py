@@ -24,6 +24,12 @@ database, not in Kafka (aiokafka's "storing offsets outside Kafka"):
    read back from the database (after a backoff if it failed), so a lost batch is
    fetched and applied again, never skipped. A stored offset past the partition's
    end stops the projector with ``OffsetPastEndError``.
+5. A crash can lose the last batches of a partition that gets no new events (no
+   batch is refused then), so between fetches, every ``VERIFY_EVERY_S`` seconds and
+   at once after the database connection was replaced (a restart of PostgreSQL), the
+   stored offsets of every owned partition are compared with the ones this member
+   wrote (one query); a partition whose stored offset is behind is positioned again
+   at it, as in 4.
 
 On the embedded log (one process owns it) the service runs a
 :class:`~flowmonkey.projections.projector.Projector` over all partitions, with the
@@ -52,10 +58,12 @@ from flowmonkey.projections.projector import (
     DEFAULT_GROUP,
     OFFSET_CONFLICT,
     STORE_ERROR,
+    VERIFY_EVERY_S,
     OffsetPastEndError,
     OnBatch,
     PartitionProgress,
     Projector,
+    StoredCheck,
     apply_batch,
     decode_records,
     offset_store,
@@ -83,10 +91,12 @@ class ProjectorService:
     def __init__(self, log_: Log, projection: Projection, *,
                  topic_prefix: str = "flowmonkey", group: str = DEFAULT_GROUP,
                  batch_size: int = 1000, on_batch: OnBatch | None = None,
-                 now_ms: Callable[[], int] | None = None) -> None:
+                 now_ms: Callable[[], int] | None = None,
+                 verify_every_s: float = VERIFY_EVERY_S) -> None:
         self.log = log_
         self.projection = projection
         self.topics = Topics(topic_prefix)
+        self.verify_every_s = verify_every_s
         self.group = group
         self.batch_size = batch_size
         self.on_batch = on_batch
@@ -115,11 +125,13 @@ class ProjectorService:
             if isinstance(self.log, KafkaLog):
                 runner = GroupProjector(self.log, self.topic, self.projection, self.group,
                                         batch_size=self.batch_size, on_batch=self.on_batch,
-                                        now_ms=self._now_ms)
+                                        now_ms=self._now_ms,
+                                        verify_every_s=self.verify_every_s)
             else:
                 runner = Projector(self.log, self.topic, self.partitions, self.projection,
                                    self.on_batch, batch_size=self.batch_size,
-                                   group=self.group, now_ms=self._now_ms)
+                                   group=self.group, now_ms=self._now_ms,
+                                   verify_every_s=self.verify_every_s)
             await runner.start()
         except BaseException:
             await self._close_backends()
@@ -160,7 +172,8 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def __init__(self, log_: KafkaLog, topic: str, projection: Projection, group: str, *,
                  batch_size: int = 1000, on_batch: OnBatch | None = None,
-                 now_ms: Callable[[], int] | None = None) -> None:
+                 now_ms: Callable[[], int] | None = None,
+                 verify_every_s: float = VERIFY_EVERY_S) -> None:
         self.log = log_
         self.topic = topic
         self.projection = projection
@@ -168,6 +181,8 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
         self.batch_size = batch_size
         self.on_batch = on_batch
         self._store = offset_store(projection)
+        self._check = None if self._store is None else StoredCheck(self._store,
+                                                                   verify_every_s)
         self._now_ms = now_ms or wall_clock_ms
         self._consumer: Any = log_.group_consumer(group, max_poll_records=batch_size,
                                                   client_suffix="projector")
@@ -289,6 +304,9 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
         while True:
             if self._failure is not None:
                 raise self._failure
+            if self._check is not None and self._check.due():
+                async with self._lock:
+                    await self._check_stored(self._check)
             if self._unpositioned:
                 async with self._lock:
                     await self._position(sorted(self._unpositioned))
@@ -357,6 +375,15 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
             if self.on_batch is not None:
                 news_from = self._news_from.get(progress.partition, 0)
                 self.on_batch(events, next_offset <= news_from)
+
+    async def _check_stored(self, check: StoredCheck) -> None:
+        """Position again the owned partitions whose stored offset is behind what this
+        member wrote (a crash lost their last commits; with the lock held, no batch
+        commits meanwhile)."""
+        written = {p: progress.offset for p, progress in self._owned.items()
+                   if p not in self._unpositioned}
+        if written:
+            self._unposition(await check.behind(self.group, self.topic, written))
 
     def _unposition(self, partitions: Iterable[int]) -> None:
         """Pause ``partitions`` until they are positioned at their stored offsets."""
