@@ -92,7 +92,7 @@ def _repair_locked(root: Path, fsync: bool, progress: Callable[[str], None]) -> 
     kept_offsets: dict[Key, list[int]] = {}
     for key, scan in analysis.partitions.items():
         if analysis.damaged(key):
-            kept_offsets[key] = _quarantine(scan, analysis.checkpointed.get(key, 0), fsync,
+            kept_offsets[key] = _quarantine(scan, analysis.proven.get(key, 0), fsync,
                                             report)
             ends[key] = len(kept_offsets[key])
         else:
