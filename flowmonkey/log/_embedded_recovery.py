@@ -303,6 +303,16 @@ def _entry_at(buf: bytes, view: memoryview, pos: int) -> tuple[_Entry, int] | No
         return None
 
 
+def _whole_but_length(buf: bytes, pos: int) -> bool:
+    """The bytes from ``pos`` to the end are a whole entry whose length field is
+    damaged (its checksum matches them): damage to a committed entry, not a torn
+    write, which would have cut the payload, not the length."""
+    if pos + _FRAME.size + _ENTRY_HEAD.size > len(buf):
+        return False
+    crc: int = _FRAME.unpack_from(buf, pos)[1]
+    return zlib.crc32(buf[pos + _FRAME.size :]) == crc
+
+
 def scan_journal(path: Path) -> JournalScan:
     """A journal is trusted if it starts with a valid checkpoint and every frame after
     it is valid, except a last frame cut short (an append that crashed while its
@@ -330,7 +340,7 @@ def scan_journal(path: Path) -> JournalScan:
         short = pos + _FRAME.size > len(buf) or (
             pos + _FRAME.size + _FRAME.unpack_from(buf, pos)[0] > len(buf))
         later = any(_entry_at(buf, view, p) is not None for p in range(pos + 1, len(buf)))
-        if short and not later:
+        if short and not later and not _whole_but_length(buf, pos):
             scan.torn_bytes = len(buf) - pos
             return scan
         scan.state = "damaged"
