@@ -64,8 +64,10 @@ def placeholder_bytes(path: Path) -> int:
         if not file.name[:20].isdigit():
             continue
         data = file.read_bytes()
-        for start in frame_starts(file):
-            (length,) = struct.unpack_from("<I", data, start)
-            if data[start + 8 : start + 8 + length].endswith(marker):
+        pos = 0
+        while pos + 8 <= len(data):  # frame by frame, up to damage if there is any
+            (length,) = struct.unpack_from("<I", data, pos)
+            if data[pos + 8 : pos + 8 + length].endswith(marker):
                 total += 8 + length
+            pos += 8 + length
     return total
