@@ -568,8 +568,9 @@ def damage_error(analysis: Analysis) -> LogError:
         + "\n".join(f"  - {line}" for line in problems)
         + f"\nsee the details with `{check_command(root)}`; repair with "
         f"`{repair_command(root)}` (it moves the damaged bytes to a side file next to "
-        "their segment, keeps every intact record after them, and sets the groups' "
-        "offsets to what they had read)")
+        "their segment, keeps every intact record after them at its offset, puts an "
+        "empty placeholder record at each lost record's offset so that no stored "
+        "offset moves, and sets a group's offset past a partition's end to the end)")
     return LogError(message, code=code, path=str(root), problems=problems)
 
 
