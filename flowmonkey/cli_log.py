@@ -27,8 +27,9 @@ and executions after them), a torn uncommitted tail (which the next start moves 
 changes nothing.
 
 `repair` moves each damaged byte range to a <segment>.damaged-<time> file next to its
-segment, keeps every intact record after it (renumbered so offsets stay dense), sets
-each group's offset to the number of kept records it had read (never past the end),
+segment, keeps every intact record after it at its own offset, writes an empty
+placeholder record (header flowmonkey-lost-record) at each offset whose record was
+lost, so that no stored offset moves, keeps each group's offset (never past the end),
 moves a damaged journal or offsets file aside, and writes a fresh journal. Nothing is
 deleted. Stop every process using the directory first (they hold its lock).
 
@@ -165,7 +166,9 @@ def run_repair(args: argparse.Namespace) -> int:
         raise _open_error(exc) from None
     for action in report.actions:
         print(action)
-    print(f"kept {report.records_kept} record(s); {report.quarantined_bytes} damaged bytes "
+    print(f"kept {report.records_kept} record(s); {report.records_lost} lost record(s) "
+          "replaced by placeholders at their offsets; "
+          f"{report.quarantined_bytes} damaged bytes "
           f"and {report.torn_bytes} torn bytes moved to side files next to their segments")
     print(f"check again with `{check_command(root)}`", file=sys.stderr)
     return EXIT_OK

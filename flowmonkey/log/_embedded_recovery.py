@@ -5,8 +5,8 @@ The rules (issue 10, "data safety"):
 
 * **Committed records are never cut.** A record is committed once the journal says
   so, or (without a trustworthy journal) once its frame passes its checksum. Damage
-  in front of committed records (a bad byte, a missing segment, a checkpointed record
-  that is gone) stops the open with a :class:`~flowmonkey.errors.LogError` whose
+  in front of committed records (a bad byte, a missing segment, a record a journal
+  entry names that is gone) stops the open with a :class:`~flowmonkey.errors.LogError` whose
   code is :data:`LOG_DAMAGED`, naming the file, the byte range, the partition and
   the executions affected, and nothing on disk is changed.
 * **A torn tail is moved aside, never discarded.** Bytes after the last committed
@@ -303,6 +303,16 @@ def _entry_at(buf: bytes, view: memoryview, pos: int) -> tuple[_Entry, int] | No
         return None
 
 
+def _whole_but_length(buf: bytes, pos: int) -> bool:
+    """The bytes from ``pos`` to the end are a whole entry whose length field is
+    damaged (its checksum matches them): damage to a committed entry, not a torn
+    write, which would have cut the payload, not the length."""
+    if pos + _FRAME.size + _ENTRY_HEAD.size > len(buf):
+        return False
+    crc: int = _FRAME.unpack_from(buf, pos)[1]
+    return zlib.crc32(buf[pos + _FRAME.size :]) == crc
+
+
 def scan_journal(path: Path) -> JournalScan:
     """A journal is trusted if it starts with a valid checkpoint and every frame after
     it is valid, except a last frame cut short (an append that crashed while its
@@ -330,7 +340,7 @@ def scan_journal(path: Path) -> JournalScan:
         short = pos + _FRAME.size > len(buf) or (
             pos + _FRAME.size + _FRAME.unpack_from(buf, pos)[0] > len(buf))
         later = any(_entry_at(buf, view, p) is not None for p in range(pos + 1, len(buf)))
-        if short and not later:
+        if short and not later and not _whole_but_length(buf, pos):
             scan.torn_bytes = len(buf) - pos
             return scan
         scan.state = "damaged"
@@ -427,7 +437,7 @@ class Analysis:
     specs: list[TopicSpec]
     partitions: dict[Key, PartitionScan]
     journal: JournalScan
-    checkpointed: dict[Key, int]  # ends a trusted journal's checkpoint proves
+    proven: dict[Key, int]  # ends a trusted journal's valid entries prove committed
     committed: dict[Key, int]  # committed end per partition
     committed_entries: list[_Entry]
     groups: dict[str, Offsets]
@@ -436,9 +446,13 @@ class Analysis:
     past_end: list[OffsetPastEnd]
 
     def damaged(self, key: Key) -> bool:
-        """Committed records of this partition are damaged or missing."""
+        """Committed records of this partition are damaged or missing: with a trusted
+        journal, records its valid entries name; without one, intact records after
+        damage (their checksums prove them)."""
         scan = self.partitions[key]
-        return not scan.tail_only or self.checkpointed.get(key, 0) > scan.prefix
+        if self.journal.trusted:
+            return self.proven.get(key, 0) > scan.prefix
+        return not scan.tail_only
 
     def torn(self, key: Key) -> bool:
         """Bytes after the committed end that open moves aside."""
@@ -450,7 +464,7 @@ class Analysis:
         lines = [f"{bad.path}: {bad.reason}" for bad in self.bad_files]
         for key, scan in self.partitions.items():
             if self.damaged(key):
-                lines += describe_damage(scan, self.checkpointed.get(key, 0))
+                lines += describe_damage(scan, self.proven.get(key, 0))
         lines += [
             f'group "{p.group}" has committed offset {p.offset} on {p.topic}/{p.partition}, '
             f"past the partition's end {p.end}: records appended there next would be skipped"
@@ -461,7 +475,7 @@ class Analysis:
         return max([0, *self.group_seqs.values(), *(e.seq for e in self.committed_entries)])
 
 
-def describe_damage(scan: PartitionScan, checkpointed: int) -> list[str]:
+def describe_damage(scan: PartitionScan, proven: int) -> list[str]:
     lines = []
     where = f"{scan.topic}/{scan.index}"
     for damage in scan.breaks:
@@ -480,9 +494,9 @@ def describe_damage(scan: PartitionScan, checkpointed: int) -> list[str]:
             f"{where}: {damage.path}: {what}; records from offset {damage.offset} on are "
             f"affected ({after} intact record(s) after it)"
             + (f"; executions: {named}" if named else ""))
-    if scan.tail_only and checkpointed > scan.prefix:
+    if scan.tail_only and proven > scan.prefix:
         last = scan.segments[-1].path if scan.segments else scan.directory
-        lines.append(f"{where}: {last}: committed records {scan.prefix}..{checkpointed - 1} "
+        lines.append(f"{where}: {last}: committed records {scan.prefix}..{proven - 1} "
                      "are missing or damaged")
     return lines
 
@@ -500,22 +514,25 @@ def analyse(root: Path, progress: Callable[[str], None] | None = None) -> Analys
             if progress is not None:
                 progress(f"scanned {spec.name}/{index}: {scan.count} intact record(s)")
     prefix = {key: scan.prefix for key, scan in partitions.items()}
-    checkpointed: dict[Key, int] = {}
+    proven: dict[Key, int] = {}
     if journal.trusted:
-        checkpointed = {(t, p): end for t, p, end in journal.entries[0].ends}
-        committed = {key: min(end, prefix.get(key, 0)) for key, end in checkpointed.items()}
+        # Every valid entry is a committed append (only a torn last entry is not, and
+        # scan_journal leaves it out): its records are committed whether or not the
+        # next checkpoint was written. Damage in front of them is damage, never a
+        # torn tail, and one partition's damage never uncommits another's records or
+        # a group's offsets.
+        for entry in journal.entries:
+            for t, p, end in entry.ends:
+                proven[(t, p)] = max(end, proven.get((t, p), 0))
+        committed = {key: min(end, prefix.get(key, 0)) for key, end in proven.items()}
+        committed_entries = list(journal.entries)
     else:
-        # what the segments' checksums prove, as without a journal
+        # what the segments' checksums prove, as without a journal; an entry counts
+        # for its group's offsets if the records it names are intact
         committed = dict(prefix)
-    entries = journal.entries[1:] if journal.trusted else [
-        e for e in journal.entries if e.kind != _CHECKPOINT]
-    committed_entries = journal.entries[:1] if journal.trusted else []
-    for entry in entries:
-        if not all(prefix.get((t, p), 0) >= end for t, p, end in entry.ends):
-            break
-        if journal.trusted:
-            committed.update(((t, p), end) for t, p, end in entry.ends)
-        committed_entries.append(entry)
+        committed_entries = [
+            e for e in journal.entries if e.kind != _CHECKPOINT
+            and all(prefix.get((t, p), 0) >= end for t, p, end in e.ends)]
     for key in partitions:
         committed.setdefault(key, 0)
     group_seqs, groups = load_groups(root / _OFFSETS, bad)
@@ -527,7 +544,7 @@ def analyse(root: Path, progress: Callable[[str], None] | None = None) -> Analys
         for group, offsets in sorted(groups.items())
         for (topic, partition), offset in sorted(offsets.items())
         if (topic, partition) in committed and offset > committed[(topic, partition)]]
-    return Analysis(root, specs, partitions, journal, checkpointed, committed,
+    return Analysis(root, specs, partitions, journal, proven, committed,
                     committed_entries, groups, group_seqs, bad, past_end)
 
 
@@ -551,8 +568,9 @@ def damage_error(analysis: Analysis) -> LogError:
         + "\n".join(f"  - {line}" for line in problems)
         + f"\nsee the details with `{check_command(root)}`; repair with "
         f"`{repair_command(root)}` (it moves the damaged bytes to a side file next to "
-        "their segment, keeps every intact record after them, and sets the groups' "
-        "offsets to what they had read)")
+        "their segment, keeps every intact record after them at its offset, puts an "
+        "empty placeholder record at each lost record's offset so that no stored "
+        "offset moves, and sets a group's offset past a partition's end to the end)")
     return LogError(message, code=code, path=str(root), problems=problems)
 
 
@@ -594,12 +612,12 @@ def recover(store: DiskStore) -> Recovered:
 def tail_cut(scan: PartitionScan, end: int) -> tuple[int, int] | None:
     """(segment index, byte) after the first ``end`` records of a partition whose
     damage is all after them; None if nothing follows them."""
-    if end < scan.count:
-        return scan.position(end)
-    if scan.breaks:
+    if scan.breaks and scan.breaks[0].records_before <= end:
         damage = scan.breaks[0]
         number = next(i for i, s in enumerate(scan.segments) if s.path == damage.path)
         return number, damage.start
+    if end < scan.count:
+        return scan.position(end)
     return None
 
 

@@ -1,29 +1,32 @@
 """``flowmonkey log repair`` and ``flowmonkey log check``: the offline half of the
 embedded log's recovery (the rules are in :mod:`flowmonkey.log._embedded_recovery`).
 
-Repair moves each damaged byte range to ``<segment>.damaged-<time>``, keeps every
-intact record (renumbered from 0 so offsets stay dense: the records after a damaged
-range move down by the number of records lost), sets every group's committed offset
-to the number of kept records it had read (so never past a partition's end), moves a
-damaged journal, ``topic.json`` or offsets file aside (rewriting ``topic.json`` from
-the partition directories), and writes a fresh journal checkpoint. It deletes
-nothing: every byte it takes out of a segment is in a side file next to it.
+Repair moves each damaged byte range to ``<segment>.damaged-<time>`` and keeps every
+intact record at its own offset (each frame carries it). Offsets are never renumbered:
+positions kept outside the log (a projection's stored offsets, a processor snapshot's
+``events_offset``, a group's committed offset) must go on naming the same records.
+Each offset whose record was lost gets a *placeholder*: a record with no key, an
+empty value and the header :data:`LOST_RECORD_HEADER`, which every reader already
+treats as it treats any undecodable record (skipped and logged by processors and
+projectors, dead-lettered as a command). The lost range after a damaged byte range
+is ``[last intact offset + 1, next intact offset)``, and at a partition's end it
+reaches the end the journal proves. A group's committed offset is kept (at most the
+partition's end). Repair also moves a damaged journal, ``topic.json`` or offsets
+file aside (rewriting ``topic.json`` from the partition directories), and writes a
+fresh journal checkpoint. It deletes nothing: every byte it takes out of a segment
+is in a side file next to it.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
-import struct
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flowmonkey.errors import LogError
 from flowmonkey.log._embedded_recovery import (
-    _OFFSET,
     Analysis,
     BadFile,
     Key,
@@ -37,12 +40,12 @@ from flowmonkey.log._embedded_recovery import (
 )
 from flowmonkey.log._embedded_store import (
     _CHECKPOINT,
-    _FRAME,
     _JOURNAL,
     _OFFSETS,
     DiskStore,
     Offsets,
     _atomic_write,
+    _encode_fields,
     _encode_group,
     _fsync_dir,
     _group_file,
@@ -50,6 +53,11 @@ from flowmonkey.log._embedded_store import (
     encode_entry,
     seal,
 )
+
+LOST_RECORD_HEADER = "flowmonkey-lost-record"
+"""The header of a placeholder that ``log repair`` writes at the offset of a record
+it could not keep (its bytes are in a ``.damaged-*`` side file)."""
+_LOST = ((LOST_RECORD_HEADER, b""),)
 
 
 @dataclass(slots=True)
@@ -89,12 +97,9 @@ def _repair_locked(root: Path, fsync: bool, progress: Callable[[str], None]) -> 
         report.actions.append(f"{journal.path}: damaged ({journal.problem}); moved to {kept}; "
                               "the segments' checksums decide what is committed")
     ends: dict[Key, int] = {}
-    kept_offsets: dict[Key, list[int]] = {}
     for key, scan in analysis.partitions.items():
         if analysis.damaged(key):
-            kept_offsets[key] = _quarantine(scan, analysis.checkpointed.get(key, 0), fsync,
-                                            report)
-            ends[key] = len(kept_offsets[key])
+            ends[key] = _quarantine(scan, analysis.proven.get(key, 0), fsync, report)
         else:
             end = analysis.committed[key]
             if analysis.torn(key):
@@ -104,8 +109,8 @@ def _repair_locked(root: Path, fsync: bool, progress: Callable[[str], None]) -> 
                                       f"last committed record (offset {end - 1}) to "
                                       "<segment>.torn-* files")
             ends[key] = end
-        report.records_kept += ends[key]
-    groups = _reconcile(analysis.groups, ends, kept_offsets, report)
+            report.records_kept += end
+    groups = _reconcile(analysis.groups, ends, report)
     seq = analysis.seq() + 1
     offsets_dir = root / _OFFSETS
     offsets_dir.mkdir(exist_ok=True)
@@ -135,55 +140,73 @@ def _fix_bad_file(bad: BadFile, fsync: bool) -> str:
     return f"{path}: {bad.reason}; moved to {target}: {bad.fix.split('; ', 1)[-1]}"
 
 
-def _quarantine(scan: PartitionScan, checkpointed: int, fsync: bool,
-                report: RepairReport) -> list[int]:
-    """Rewrite the partition's segments with only their intact records, renumbered
-    from 0; each segment's damaged bytes go to ``<segment>.damaged-<time>``. Returns
-    the original offsets of the records kept, in order."""
+def _quarantine(scan: PartitionScan, proven: int, fsync: bool,
+                report: RepairReport) -> int:
+    """Rewrite the partition's segments with only their intact records, each at its
+    own offset, and a placeholder at each offset whose record was lost (up to
+    ``proven``, the end the journal proves, at least); each segment's damaged bytes
+    go to ``<segment>.damaged-<time>``. Returns the partition's new end."""
     where = f"{scan.topic}/{scan.index}"
-    kept: list[int] = []
-    for line in describe_damage(scan, checkpointed):
+    for line in describe_damage(scan, proven):
         report.actions.append(f"found: {line}")
-    for segment in scan.segments:
+    records = scan.records()
+    end = max([proven, *(r.offset + 1 for r in records[-1:]),
+               *(b.offset + 1 for b in scan.breaks if b.damaged_bytes),
+               *(b.offset for b in scan.breaks)])
+    stamp = records[0].timestamp_ms if records else 0
+    expected = 0  # the next offset to write
+    lost: list[tuple[int, int]] = []  # lost ranges [first, end)
+
+    def placeholders(upto: int) -> list[bytes]:
+        nonlocal expected
+        if upto > expected:
+            lost.append((expected, upto))
+        frames = [_encode_fields(o, stamp, None, b"", _LOST)
+                  for o in range(expected, upto)]
+        expected = max(expected, upto)
+        return frames
+
+    segments = scan.segments
+    if not segments:  # every segment is gone: the placeholders need one
+        scan.directory.mkdir(parents=True, exist_ok=True)
+        path = scan.directory / f"{0:020d}.log"
+        _write_file(path, b"", fsync)
+        segments = [SegmentScan(path, 0, 0)]
+    for number, segment in enumerate(segments):
         data = segment.path.read_bytes()
         if segment.damaged:
-            quarantined = b"".join(data[start:end] for start, end in segment.damaged)
+            quarantined = b"".join(data[start:stop] for start, stop in segment.damaged)
             target = side_file(segment.path, "damaged")
             _write_file(target, quarantined, fsync)
             report.quarantined_bytes += len(quarantined)
             ranges = ", ".join(f"{s}..{e - 1}" for s, e in segment.damaged)
             report.actions.append(f"{where}: moved {len(quarantined)} damaged bytes (bytes "
                                   f"{ranges}) of {segment.path} to {target}")
-        new_base = len(kept)
-        frames = []
+        new_base = expected
+        frames: list[bytes] = []
         for start, record in zip(segment.starts, segment.records, strict=True):
-            frames.append(_renumbered(data, start, len(kept)))
-            kept.append(record.offset)
-        _replace_segment(segment, new_base, b"".join(frames), fsync)
-    original_end = max([checkpointed, *(k + 1 for k in kept[-1:]),
-                        *(b.offset + 1 for b in scan.breaks if b.damaged_bytes),
-                        *(b.offset for b in scan.breaks)])
-    lost = original_end - len(kept)
-    report.records_lost += lost
-    report.actions.append(f"{where}: kept {len(kept)} intact record(s)"
-                          + (f"; at least {lost} record(s) lost; the records after them "
-                             f"renumbered from offset {_first_moved(kept)} on"
-                             if lost else ""))
+            frames += placeholders(record.offset)
+            length = int.from_bytes(data[start : start + 4], "little")
+            frames.append(data[start : start + 8 + length])  # as it was: same offset
+            stamp = record.timestamp_ms
+            expected = record.offset + 1
+        if number == len(segments) - 1:
+            frames += placeholders(end)
+        _replace_segment(segment, new_base if frames else segment.base, b"".join(frames),
+                         fsync)
+    count = len(records)
+    placed = sum(stop - start for start, stop in lost)
+    report.records_kept += count
+    report.records_lost += placed
+    ranges = ", ".join(f"{s}..{e - 1}" if e - s > 1 else str(s) for s, e in lost)
+    report.actions.append(
+        f"{where}: kept {count} intact record(s) at their offsets"
+        + (f"; {placed} record(s) lost (offsets {ranges}), each replaced by an empty "
+           f"placeholder record with header {LOST_RECORD_HEADER} so that no offset "
+           "moves" if placed else ""))
     if fsync:
         _fsync_dir(scan.directory)
-    return kept
-
-
-def _first_moved(kept: Sequence[int]) -> int:
-    return next((new for new, old in enumerate(kept) if new != old), len(kept))
-
-
-def _renumbered(data: bytes, start: int, offset: int) -> bytes:
-    """The frame at ``start`` with its record's offset set to ``offset`` (same size)."""
-    (length,) = struct.unpack_from("<I", data, start)
-    payload = bytearray(data[start + _FRAME.size : start + _FRAME.size + length])
-    _OFFSET.pack_into(payload, 0, offset)
-    return _FRAME.pack(length, zlib.crc32(payload)) + bytes(payload)
+    return end
 
 
 def _replace_segment(segment: SegmentScan, new_base: int, content: bytes,
@@ -200,19 +223,14 @@ def _replace_segment(segment: SegmentScan, new_base: int, content: bytes,
 
 
 def _reconcile(groups: dict[str, Offsets], ends: dict[Key, int],
-               kept_offsets: dict[Key, list[int]], report: RepairReport) -> dict[str, Offsets]:
-    """A group's offset becomes the number of kept records it had read: for a
-    repaired partition, the kept records whose original offset is below it; for any
-    partition, at most its end."""
+               report: RepairReport) -> dict[str, Offsets]:
+    """A group keeps its committed offset (offsets never move), at most its
+    partition's end."""
     reconciled: dict[str, Offsets] = {}
     for group, offsets in sorted(groups.items()):
         out: Offsets = {}
         for key, offset in sorted(offsets.items()):
-            new = offset
-            if key in kept_offsets:
-                new = bisect.bisect_left(kept_offsets[key], offset)
-            if key in ends:
-                new = min(new, ends[key])
+            new = min(offset, ends[key]) if key in ends else offset
             if new != offset:
                 report.actions.append(f'group "{group}": offset on {key[0]}/{key[1]} '
                                       f"{offset} -> {new}")

@@ -50,3 +50,24 @@ def frame_starts(path: Path) -> list[int]:
         pos += 8 + length
     assert pos == len(data), f"{path} does not end on a frame boundary"
     return starts
+
+
+def placeholder_bytes(path: Path) -> int:
+    """Bytes of the placeholder frames ``log repair`` wrote in ``path`` (a segment, or
+    a directory: all segments under it) at the offsets of records it lost."""
+    from flowmonkey.log._embedded_repair import LOST_RECORD_HEADER
+
+    marker = LOST_RECORD_HEADER.encode()
+    files = sorted(path.rglob("*.log")) if path.is_dir() else [path]
+    total = 0
+    for file in files:
+        if not file.name[:20].isdigit():
+            continue
+        data = file.read_bytes()
+        pos = 0
+        while pos + 8 <= len(data):  # frame by frame, up to damage if there is any
+            (length,) = struct.unpack_from("<I", data, pos)
+            if data[pos + 8 : pos + 8 + length].endswith(marker):
+                total += 8 + length
+            pos += 8 + length
+    return total

@@ -10,6 +10,7 @@ import pytest
 
 from flowmonkey.cli import main
 from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
+from tests.faults.support import placeholder_bytes
 
 
 def make_log(root: Path, count: int = 6) -> None:
@@ -91,7 +92,9 @@ def test_repair_keeps_the_intact_records_and_prints_what_it_did(
     assert f"to {aside}" in captured.out
     assert "kept 5 intact record(s)" in captured.out
     assert "scanning" in captured.err  # progress goes to stderr
-    assert aside.stat().st_size + segment.stat().st_size == size
+    placeholders = placeholder_bytes(segment)  # one at the damaged record's offset
+    assert placeholders > 0
+    assert aside.stat().st_size + segment.stat().st_size - placeholders == size
     assert main(["log", "check", "--data-dir", str(tmp_path)]) == 0
 
 

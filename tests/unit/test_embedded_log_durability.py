@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 
 from flowmonkey.errors import LogError
 from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
+from flowmonkey.log._embedded_repair import LOST_RECORD_HEADER
+from tests.faults.support import frame_starts, placeholder_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "events"
@@ -239,7 +242,7 @@ async def test_a_crash_after_the_journal_was_compacted_loses_nothing(tmp_path: P
         assert await log.committed("processor", COMMANDS, 0) == 40
 
 
-async def test_an_append_missing_from_one_partition_is_rolled_back_everywhere(
+async def test_an_append_its_journal_entry_names_is_committed_in_every_partition(
     tmp_path: Path,
 ) -> None:
     # given a crashed process whose last append wrote to two partitions and committed
@@ -259,18 +262,27 @@ async def test_an_append_missing_from_one_partition_is_rolled_back_everywhere(
         )
         """,
     )
-    # and partition 1 lost the tail of its record (the crash came mid-write)
+    # and partition 1 lost the tail of its record afterwards (its journal entry is whole,
+    # so the append was committed)
     [segment] = segments(tmp_path, 1)
     os.truncate(segment, segment.stat().st_size - 3)
-    # when the directory is opened again
+    # when the directory is opened again, it refuses, naming the file: a committed
+    # record is damaged, and rolling the append back would cut the other partitions'
+    with pytest.raises(LogError) as refused:
+        await EmbeddedLog(tmp_path).start()
+    assert refused.value.code == "LOG_DAMAGED"
+    assert str(segment) in str(refused.value)
+    assert "events/1" in str(refused.value)
+    # and after repair the rest of that append is there, with its offsets
+    from flowmonkey.log._embedded_repair import repair
+
+    repair(tmp_path)
     async with EmbeddedLog(tmp_path) as log:
-        # then none of that append is there, not its other record, not its offsets
-        assert await values(log, 0) == [b"first"]
-        assert await values(log, 1) == []
-        assert await log.committed("processor", COMMANDS, 0) == 1
-        # and the next append reuses the offsets it had taken
+        assert await values(log, 0) == [b"first", b"second-0"]
+        assert await values(log, 1) == [b""]  # the lost record's placeholder
+        assert await log.committed("processor", COMMANDS, 0) == 2
         [position] = await log.append([OutRecord(TOPIC, b"again", partition=0)])
-        assert position.offset == 1
+        assert position.offset == 2
 
 
 async def test_records_whose_journal_entry_is_torn_are_rolled_back(tmp_path: Path) -> None:
@@ -401,12 +413,98 @@ async def test_a_committed_record_damaged_later_stops_the_open_and_repair_keeps_
     report = repair(tmp_path)
     # then the intact records are kept and the damaged bytes are next to the segment
     [aside] = side_files(tmp_path / TOPIC, "damaged")
-    assert aside.stat().st_size + segment.stat().st_size == size
+    placeholders = placeholder_bytes(segment)
+    assert aside.stat().st_size + segment.stat().st_size - placeholders == size
     assert report.quarantined_bytes == aside.stat().st_size
     async with EmbeddedLog(tmp_path) as log:
-        assert await values(log) == [b"value-0", b"value-1"]
+        # and the lost record's offset holds a placeholder: no offset moved
+        assert await values(log) == [b"value-0", b"value-1", b""]
+        [lost] = await log.read(TOPIC, 0, 2, 1)
+        assert lost.headers == ((LOST_RECORD_HEADER, b""),)
         [position] = await log.append([OutRecord(TOPIC, b"new", partition=0)])
-        assert position.offset == 2
+        assert position.offset == 3
+
+
+async def test_a_damaged_record_committed_after_the_checkpoint_stops_the_open(
+    tmp_path: Path,
+) -> None:
+    # given appends committed by journal entries after the last checkpoint, and a
+    # crash (the directory copied while the log is open: no close, no checkpoint)
+    root, crash = tmp_path / "live", tmp_path / "crash"
+    async with EmbeddedLog(root, fsync=False) as log:
+        await log.create_topics([TopicSpec(TOPIC, 2)])
+        await log.append([OutRecord(TOPIC, b"a0", key=b"exec-a", partition=0)])
+        await log.append([OutRecord(TOPIC, b"a1-last-of-p0", key=b"exec-a", partition=0)])
+        await log.append([OutRecord(TOPIC, b"b0", key=b"exec-b", partition=1)],
+                         commit_group="g", commit_offsets={(TOPIC, 1): 1})
+        await log.append([OutRecord(TOPIC, b"b1", key=b"exec-b", partition=1)])
+        shutil.copytree(root, crash, ignore=shutil.ignore_patterns("LOCK"))
+    # and a flipped byte in the last (committed) record of events/0
+    [segment] = segments(crash, 0)
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    before = {p: p.read_bytes() for p in crash.rglob("*")
+              if p.is_file() and p.name != "LOCK"}
+    # when it is opened, it refuses, naming the file, the offset, the partition and
+    # the execution, and changes nothing (no committed record is taken for a torn tail)
+    with pytest.raises(LogError) as refused:
+        await EmbeddedLog(crash, fsync=False).start()
+    message = str(refused.value)
+    assert refused.value.code == "LOG_DAMAGED"
+    assert str(segment) in message
+    assert "events/0" in message
+    assert "offset 1" in message
+    assert "exec-a" in message
+    assert {p: p.read_bytes() for p in crash.rglob("*")
+            if p.is_file() and p.name != "LOCK"} == before
+    # and after repair the other partition and the group's offset are as committed
+    from flowmonkey.log._embedded_repair import repair
+
+    repair(crash, fsync=False)
+    async with EmbeddedLog(crash, fsync=False) as log:
+        assert await values(log, 0) == [b"a0", b""]
+        assert await values(log, 1) == [b"b0", b"b1"]
+        assert await log.committed("g", TOPIC, 1) == 1
+
+
+async def test_repair_keeps_offsets_so_stored_positions_skip_nothing(tmp_path: Path) -> None:
+    # given eight records, a group and an external reader (a projector's stored
+    # offset) both at S = 5
+    S = 5
+    async with EmbeddedLog(tmp_path) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
+        for i in range(8):
+            await log.append([OutRecord(TOPIC, b"value-%d" % i, key=b"exec-%d" % i,
+                                        partition=0)])
+        await log.commit("reader", {(TOPIC, 0): S})
+        before = [(r.offset, r.value) for r in await log.read(TOPIC, 0, S)]
+    stored_position = S
+    # and damage across records 1 and 2 (one damaged byte range: how many records
+    # it held is not known from its bytes)
+    [segment] = segments(tmp_path)
+    starts = frame_starts(segment)
+    data = bytearray(segment.read_bytes())
+    for i in range(starts[1] + 10, starts[2] + 10):
+        data[i] = 0
+    segment.write_bytes(bytes(data))
+    # when it is repaired
+    from flowmonkey.log._embedded_repair import repair
+
+    report = repair(tmp_path)
+    assert report.records_lost == 2
+    async with EmbeddedLog(tmp_path) as log:
+        # then the group and the stored position still name the same records
+        assert await log.committed("reader", TOPIC, 0) == S
+        for position in (S, stored_position):
+            after = [(r.offset, r.value) for r in await log.read(TOPIC, 0, position)]
+            assert after == before
+        # and the lost offsets hold placeholders; every other record kept its offset
+        records = await log.read(TOPIC, 0, 0)
+        assert [r.offset for r in records] == list(range(8))
+        assert [r.value for r in records] == [
+            b"value-0", b"", b"", *(b"value-%d" % i for i in range(3, 8))]
+        assert records[1].headers == records[2].headers == ((LOST_RECORD_HEADER, b""),)
 
 
 # --- ownership ------------------------------------------------------------------------
