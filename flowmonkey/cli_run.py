@@ -137,9 +137,10 @@ def _pick_flow(bundle: Bundle, flow_id: str | None, source: str) -> Flow:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    bundle = load_flow_source(args.flow_file)
-    for spec in args.handlers:
-        bundle.handlers.extend(load_handlers_spec(spec))
+    extra = [h for spec in args.handlers for h in load_handlers_spec(spec)]
+    bundle = load_flow_source(args.flow_file, all_handlers(
+        extra, allow_private_http=args.allow_private_http))
+    bundle.handlers.extend(extra)
     flow = _pick_flow(bundle, args.flow, args.flow_file)
     context = read_input(args.input, args.input_file)
     resumes = [parse_json_text(text, f"--resume #{i + 1}") for i, text in
@@ -359,7 +360,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _validate_one(spec: str, extra: Sequence[StepHandler]) -> int:
     try:
-        bundle = load_flow_source(spec)
+        bundle = load_flow_source(spec, all_handlers(extra, allow_private_http=False))
     except CliError as exc:
         message = str(exc)
         print(f"FAIL {message if message.startswith(spec) else f'{spec}: {message}'}",

@@ -23,6 +23,7 @@ from flowmonkey.errors import (
     ExecutionNotFoundError,
     FlowMonkeyError,
     FlowNotFoundError,
+    FlowValidationError,
     ResumeTokenError,
     UnstorableValueError,
     WaitTimeout,
@@ -41,7 +42,7 @@ from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
-from flowmonkey.model.flow import Flow
+from flowmonkey.model.flow import Flow, with_more_problems
 from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
@@ -201,7 +202,13 @@ class Engine:
 
     def register_flow(self, flow: Flow | Mapping[str, Any]) -> Flow:
         """Validate and register a flow (JSON in the original's camelCase is accepted)."""
-        parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
+        try:
+            parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
+        except FlowValidationError as exc:  # add what only handlers and tables can tell
+            salvaged = exc.salvaged
+            more = config_problems(salvaged, self.handlers.all()) \
+                if isinstance(salvaged, Flow) else []
+            raise with_more_problems(exc, self.handlers.types(), self.tables, more) from None
         registered = self.flows.register(
             parsed, handler_types=self.handlers.types(), tables=self.tables,
             more_problems=config_problems(parsed, self.handlers.all()))

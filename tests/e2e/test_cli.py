@@ -259,6 +259,30 @@ def test_validate_checks_step_configs_against_their_handlers(tmp_path: Path) -> 
     assert "step 'b', field config.cases.1: unknown step 'nowhere'" in proc.stderr
 
 
+def test_validate_lists_every_problem_of_a_yaml_flow_with_a_numeric_version(
+        tmp_path: Path) -> None:
+    flow_file = tmp_path / "v1.yaml"
+    flow_file.write_text(
+        "id: v1\nversion: 1\ninitialStepId: a\nsteps:\n"
+        "  a:\n    type: transform\n    config: {expresion: '1'}\n"
+        "    transitions: {onSuccess: nowhere}\n"
+        "  b:\n    type: nope\n")
+    proc = flowmonkey("validate", str(flow_file))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert_no_traceback(proc)
+    lines = [line.strip() for line in proc.stderr.splitlines()]
+    assert ("flow 'v1', field version: must be a string, got the number 1: quote it, e.g. "
+            'version: "1" or version: "1.0.0" (YAML reads an unquoted 1 as a number)') in lines
+    assert "flow 'v1', step 'a', field transitions.onSuccess: unknown step 'nowhere'" in lines
+    assert any(line.startswith("flow 'v1', step 'b', field type: unknown handler type 'nope'")
+               for line in lines)
+    assert ("flow 'v1', step 'a', field config.expresion: unknown config field 'expresion'; "
+            "did you mean 'expression'?") in lines
+    proc = flowmonkey("run", str(flow_file))
+    assert proc.returncode == 2
+    assert proc.stderr.count("flow 'v1'") == 4, proc.stderr
+
+
 # --------------------------------------------------------------------------- help, placeholders
 
 
