@@ -200,11 +200,11 @@ def _list_embedded(settings: Settings, args: argparse.Namespace) -> int:
         bundle.extend(load_app(spec))
     for directory in args.flows_dir:
         bundle.extend(load_flows_dir(directory))
-    if not bundle.tables:
+    entries = asyncio.run(_embedded_wal(settings, bundle, args.limit))
+    if entries and not bundle.tables:
         print("note: no tables given (--app or --flows-dir): every pipe row is listed as "
               "pending; give the engine's app to see only the rows that do not land",
               file=sys.stderr)
-    entries = asyncio.run(_embedded_wal(settings, bundle, args.limit))
     return _print_entries(entries, args, f"the log in {settings.data_dir}")
 
 
