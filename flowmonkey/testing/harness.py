@@ -60,7 +60,10 @@ class TestHarness:
         *,
         partitions: int = 2,
         vault: VaultProvider | None = None,
+        builtin_handlers: bool = True,
     ) -> None:
+        """``handlers`` come on top of the built-in ones, as with ``Engine``
+        (``builtin_handlers=False`` leaves those out)."""
         base = options or EngineOptions(record_history=True, max_steps=100)
         self.options = dataclasses.replace(
             base,
@@ -73,6 +76,7 @@ class TestHarness:
         self._tables = list(tables)
         self._partitions = partitions
         self._vault = vault
+        self._builtin_handlers = builtin_handlers
         self.events: list[Event] = []
         self._build()
 
@@ -85,7 +89,8 @@ class TestHarness:
             flows=self._flows, handlers=self._handlers, options=self.options,
             log=EmbeddedLog(partitions=self._partitions, now_ms=self.clock.now_ms),
             projection=self.projection, dispatcher=self.dispatcher, clock=self.clock,
-            tables=self._tables, vault=self._vault)
+            tables=self._tables, vault=self._vault,
+            builtin_handlers=self._builtin_handlers)
         self._started = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
