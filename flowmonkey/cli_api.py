@@ -15,7 +15,7 @@ from flowmonkey.cli_common import (
     Bundle,
     CliError,
     add_command,
-    all_handlers,
+    engine_handlers,
     load_app,
     load_flows_dir,
 )
@@ -198,8 +198,7 @@ class _Api:
         from flowmonkey.engine import Engine
 
         settings, args = self.settings, self.args
-        handlers = all_handlers(self.bundle.handlers,
-                                allow_private_http=args.allow_private_http)
+        handlers = engine_handlers(self.bundle, allow_private_http=args.allow_private_http)
         kafka = settings.log_kind == "kafka"
         return Engine(
             flows=self.bundle.flows, handlers=handlers, tables=self.bundle.tables,

@@ -31,6 +31,7 @@ from flowmonkey.events import names as n
 from flowmonkey.events.codec import decode_event, encode_command, headers_for
 from flowmonkey.events.envelope import Command, Event, make_event
 from flowmonkey.events.partitioner import partition_for
+from flowmonkey.handlers import with_builtins
 from flowmonkey.handlers.base import StepHandler, VaultProvider
 from flowmonkey.handlers.config_check import config_problems
 from flowmonkey.handlers.subflow import SubFlowHandler
@@ -41,7 +42,7 @@ from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
-from flowmonkey.model.flow import Flow
+from flowmonkey.model.flow import ENGINE_HANDLER_HINT, Flow
 from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
@@ -144,8 +145,15 @@ class Engine:
         snapshots: SnapshotStore | None = None,
         snapshot_every: int = 5000,
         metrics: Metrics | None = None,
+        builtin_handlers: bool = True,
     ) -> None:
-        """``run_processors``: process commands in this process. On Kafka the
+        """``handlers``: the step handlers, besides the built-in ones
+        (:func:`flowmonkey.handlers.builtin`: ``http``, ``delay``, ``transform``, ...)
+        and ``sub-flow``, which the engine registers too; one of ``handlers`` with a
+        built-in's type replaces it. ``builtin_handlers=False`` leaves the built-ins
+        out (``sub-flow`` stays).
+
+        ``run_processors``: process commands in this process. On Kafka the
         processors join the consumer group ``processor_group`` and process only the
         partitions it assigns to this instance, so several processes share the work;
         on the embedded log this process owns every partition.
@@ -189,7 +197,8 @@ class Engine:
         self._execution_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._started = False
         self._self_calls_warned: set[str] = set()
-        for h in handlers:
+        self.builtin_handlers = builtin_handlers
+        for h in with_builtins(handlers) if builtin_handlers else handlers:
             self.handlers.register(h)
         if "sub-flow" not in self.handlers:
             self.handlers.register(SubFlowHandler(
@@ -204,7 +213,10 @@ class Engine:
         parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
         registered = self.flows.register(
             parsed, handler_types=self.handlers.types(), tables=self.tables,
-            more_problems=config_problems(parsed, self.handlers.all()))
+            more_problems=config_problems(parsed, self.handlers.all()),
+            handler_hint=ENGINE_HANDLER_HINT + ("" if self.builtin_handlers else
+                                                "; the built-in handlers are left out "
+                                                "(Engine(builtin_handlers=False))"))
         self._warn_self_calls()
         return registered
 
