@@ -60,14 +60,18 @@ def _as_is(value: Any) -> Any:
 
 
 _VALUES: dict[str, Callable[[Any], Any]] = {
-    # epoch milliseconds in the log
-    "wake_at": _time, "expires_at": _time, "idempotency_expires_at": _time,
     "error": _error, "options": _options, "timeout": _engine_keys,
 }
 
+
+def _value(name: str) -> Callable[[Any], Any]:
+    # a field named ``…_at`` is a point in time, epoch milliseconds in the log
+    return _VALUES.get(name) or (_time if name.endswith("_at") else _as_is)
+
+
 # per (type, version): field name -> (API key, value conversion)
 _FIELDS: dict[tuple[str, int], dict[str, tuple[str, Callable[[Any], Any]]]] = {
-    key: {name: (to_camel(name), _VALUES.get(name, _as_is)) for name in model.model_fields}
+    key: {name: (to_camel(name), _value(name)) for name in model.model_fields}
     for key, model in EVENT_SCHEMAS.items()
 }
 

@@ -25,6 +25,9 @@ from flowmonkey import (
     TableDef,
     handler,
 )
+from flowmonkey.api.event_data import api_event_data
+from flowmonkey.events.envelope import Event
+from flowmonkey.events.types import EVENT_SCHEMAS
 from tests.behaviour.flows import flow, step
 from tests.unit.api_support import (
     ADMIN,
@@ -245,3 +248,32 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
     assert by_type["child.started"][0]["childExecutionId"] == child_id
     assert [r["data"] for r in answers["rows"]["rows"]] == [{"order_id": "o-1", "total": 12.5}]
     assert answers["child"]["parentExecutionId"] == execution_id
+
+
+def test_event_data_is_converted_per_its_schema_and_no_deeper() -> None:
+    def event(type_: str, data: dict[str, Any]) -> Event:
+        return Event(type=type_, execution_id="e", seq=1, event_id="e:1",
+                     timestamp_ms=0, data=data)
+
+    waiting = api_event_data(event("execution.waiting", {
+        "step_id": "s", "kind": "time", "wake_at": 1_700_000_000_123, "extra_field": 1}))
+    # the schema's fields camelCase, the point in time ISO; a field it does not know as is
+    assert waiting == {"stepId": "s", "kind": "time", "wakeAt": "2023-11-14T22:13:20.123Z",
+                       "extra_field": 1}
+    resumed = api_event_data(event("execution.resumed", {
+        "step_id": "s", "reason": "signal", "data": {"snake_case": {"step_id": 1}},
+        "output_key": "answer_key"}))
+    assert resumed == {"stepId": "s", "reason": "signal",
+                       "data": {"snake_case": {"step_id": 1}}, "outputKey": "answer_key"}
+    failed = api_event_data(event("step.completed", {
+        "step_id": "s", "step_type": "t", "attempt": 1, "duration_ms": 2,
+        "outcome": "failure", "error": {"code": "C", "message": "m", "step_id": "s",
+                                        "timestamp": 0, "details": {"step_id": "mine"}}}))
+    assert failed["error"] == {"code": "C", "message": "m", "stepId": "s",
+                               "timestamp": "1970-01-01T00:00:00.000Z",
+                               "details": {"step_id": "mine"}}
+    # every event type the engine has a schema for is converted
+    for type_, _version in EVENT_SCHEMAS:
+        assert api_event_data(event(type_, {"step_id": "s"})).keys() <= {"stepId", "step_id"}
+    # an event type without a schema is returned as it is
+    assert api_event_data(event("some.future_type", {"a_b": 1})) == {"a_b": 1}
