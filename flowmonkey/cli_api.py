@@ -205,7 +205,6 @@ class _Api:
             vault=vault_from_env(),
             log=settings.make_log(client_id="flowmonkey-api"),
             projection=settings.make_projection(schema=args.schema),
-            topic_prefix=settings.topic_prefix,
             # on Kafka the processors are `flowmonkey processor`'s job
             run_processors=not kafka)
 

@@ -37,7 +37,7 @@ from flowmonkey.handlers.config_check import config_problems
 from flowmonkey.handlers.subflow import SubFlowHandler
 from flowmonkey.kernel.apply import replay as replay_events
 from flowmonkey.kernel.decide import idempotency_scope
-from flowmonkey.log.base import Log, OutRecord
+from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log, OutRecord
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.metrics import Metrics, default_metrics
@@ -59,7 +59,7 @@ from flowmonkey.processors.partition import Appender, PartitionProcessor
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.topic_checks import verify_topics
-from flowmonkey.processors.topics import Topics
+from flowmonkey.processors.topics import Topics, topics_of
 from flowmonkey.projections.base import Page, Projection
 from flowmonkey.projections.memory import MemoryProjection
 from flowmonkey.projections.projector import Projector
@@ -137,7 +137,7 @@ class Engine:
         dispatcher: EventDispatcher | None = None,
         clock: Clock | None = None,
         tables: Iterable[TableDef] = (),
-        topic_prefix: str = "flowmonkey",
+        topic_prefix: str | None = None,
         vault: VaultProvider | None = None,
         run_processors: bool = True,
         run_projector: bool = True,
@@ -170,14 +170,20 @@ class Engine:
 
         ``metrics``: where the processors and the projector count (Prometheus); by
         default the process-wide :func:`~flowmonkey.metrics.default_metrics`. Give an
-        engine a ``Metrics()`` of its own to count it apart from others."""
+        engine a ``Metrics()`` of its own to count it apart from others.
+
+        ``topic_prefix``: the log names the topics (``KafkaLog(topic_prefix=...)``,
+        ``EmbeddedLog(topic_prefix=...)``); without a ``log`` it is the prefix of the
+        embedded log the engine makes. Given with a ``log``, it must be the log's
+        (a different one raises :class:`ValueError`)."""
         self.options = options or EngineOptions()
         self.dispatcher = dispatcher
         self.clock: Clock = clock or SystemClock()
-        self.log: Log = log if log is not None else EmbeddedLog()
+        self.log: Log = log if log is not None else EmbeddedLog(
+            topic_prefix=topic_prefix if topic_prefix is not None else DEFAULT_TOPIC_PREFIX)
         self.projection: Projection = projection if projection is not None else \
             MemoryProjection(notify=self._notify)
-        self.topics = Topics(topic_prefix)
+        self.topics: Topics = topics_of(self.log, topic_prefix)
         self.handlers = HandlerRegistry(notify=self._notify)
         self.flows = FlowRegistry(notify=self._notify)
         self.env = EngineEnv(self.flows)
