@@ -424,7 +424,8 @@ class PostgresProjection:
         if stored != len(positions):
             await self._offset_conflict(conn, group, since)
         for event in fresh:
-            if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS:
+            if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS \
+                    or event.type == n.TOKENS_CLEANED:
                 await self._token_txn(conn, event)
             elif event.type == n.PIPE_ROW:
                 await self._pipe_row_txn(conn, event, notes)
@@ -462,6 +463,11 @@ class PostgresProjection:
             stored=stored, since=since, schema=self.schema, group=group)
 
     async def _token_txn(self, conn: Conn, event: Event) -> None:
+        if event.type == n.TOKENS_CLEANED:
+            await conn.execute(
+                "update fm_resume_tokens set status = 'expired' where token = any($1) "
+                "and execution_id = $2", list(event.data["tokens"]), event.execution_id)
+            return
         token = event.data["token"]
         if event.type == n.TOKEN_CREATED:
             await conn.execute(
