@@ -37,7 +37,7 @@ COMMAND_REJECTED = "command.rejected"
 # emitted by stores and registries to the dispatcher (not on the events topic)
 PIPE_INSERTED = "pipe.inserted"
 PIPE_FAILED = "pipe.failed"
-PIPE_DISCARDED = "pipe.discarded"
+PIPE_DISCARDED = "pipe.discarded"  # wal_replay(max_attempts=N) gave an entry up
 ROW_INSERTED = "row.inserted"
 ROW_UPDATED = "row.updated"
 ROW_DELETED = "row.deleted"
