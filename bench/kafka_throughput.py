@@ -251,7 +251,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str,
         log=KafkaLog(bootstrap, topic_prefix=prefix, partitions=args.partitions,
                      exactly_once=True, client_id=prefix),
         projection=PostgresProjection(dsn, schema=schema) if not args.memory else None,
-        topic_prefix=prefix, processor_group=prefix, run_processors=not args.split)
+        processor_group=prefix, run_processors=not args.split)
     processor: subprocess.Popen[str] | None = None
     try:
         async with engine:

@@ -108,15 +108,15 @@ async def run(args: argparse.Namespace, bootstrap: str | None, dsn: str | None) 
     prefix = f"bench-snap-{uuid.uuid4().hex[:8]}"
     store: SnapshotStore
     if args.embedded:
-        log: Log = EmbeddedLog(partitions=1, fsync=False)
+        log: Log = EmbeddedLog(partitions=1, fsync=False, topic_prefix=prefix)
         store = MemorySnapshotStore()
     else:
         assert bootstrap is not None
         assert dsn is not None
         schema = prefix.replace("-", "_")
-        log = KafkaLog(bootstrap, partitions=1, client_id=prefix)
+        log = KafkaLog(bootstrap, topic_prefix=prefix, partitions=1, client_id=prefix)
         store = PostgresSnapshotStore(dsn, schema)
-    engine = Engine(flows=[FLOW], handlers=[noop], log=log, topic_prefix=prefix,
+    engine = Engine(flows=[FLOW], handlers=[noop], log=log,
                     processor_group=f"{prefix}-processor", snapshots=store,
                     snapshot_every=args.snapshot_every)
     try:
@@ -129,7 +129,8 @@ async def run(args: argparse.Namespace, bootstrap: str | None, dsn: str | None) 
             def fresh_log() -> Log:
                 if args.embedded:
                     return engine.log  # in memory: only this instance holds the records
-                return KafkaLog(bootstrap or "", partitions=1, client_id=f"{prefix}-r")
+                return KafkaLog(bootstrap or "", topic_prefix=prefix, partitions=1,
+                                client_id=f"{prefix}-r")
 
             full = await measure(fresh_log, engine, None, args.repeat)
             snap = await measure(fresh_log, engine, store, args.repeat)

@@ -69,7 +69,7 @@ async def place(count: int, timeout_s: float) -> int:
               file=sys.stderr)
         return 2
     engine = Engine(log=settings.make_log(client_id="flowmonkey-orders"),
-                    topic_prefix=settings.topic_prefix, run_processors=False)
+                    run_processors=False)
     started = time.monotonic()
     async with engine:
         async def create(number: int) -> tuple[int, str]:

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from flowmonkey import ColumnDef, HandlerParams, Result, StepResult, TableDef, handler
-from flowmonkey.projections.base import RowFilter, RowOrder, RowQuery
+from flowmonkey.projections import RowFilter, RowOrder, RowQuery
 from flowmonkey.testing import TestHarness
 
 

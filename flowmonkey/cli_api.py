@@ -15,7 +15,7 @@ from flowmonkey.cli_common import (
     Bundle,
     CliError,
     add_command,
-    all_handlers,
+    engine_handlers,
     load_app,
     load_flows_dir,
 )
@@ -198,15 +198,13 @@ class _Api:
         from flowmonkey.engine import Engine
 
         settings, args = self.settings, self.args
-        handlers = all_handlers(self.bundle.handlers,
-                                allow_private_http=args.allow_private_http)
+        handlers = engine_handlers(self.bundle, allow_private_http=args.allow_private_http)
         kafka = settings.log_kind == "kafka"
         return Engine(
             flows=self.bundle.flows, handlers=handlers, tables=self.bundle.tables,
             vault=vault_from_env(),
             log=settings.make_log(client_id="flowmonkey-api"),
             projection=settings.make_projection(schema=args.schema),
-            topic_prefix=settings.topic_prefix,
             # on Kafka the processors are `flowmonkey processor`'s job
             run_processors=not kafka)
 

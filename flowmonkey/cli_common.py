@@ -193,7 +193,9 @@ def _flow_or_problems(raw: Any, source: str, handlers: Sequence[StepHandler] | N
         known = _with_subflow(handlers)
         return with_more_problems(exc, [h.metadata.type for h in known],
                                   {t.id: t for t in tables},
-                                  config_problems(exc.salvaged, known)).problems
+                                  config_problems(exc.salvaged, known),
+                                  handler_hint="pass yours with --handlers MODULE[:ATTR]"
+                                  ).problems
 
 
 def _parse_flows(flows_raw: Iterable[Any], source: str,
@@ -414,23 +416,38 @@ def load_flows_dir(directory: str) -> Bundle:
 
 
 def all_handlers(user: Iterable[StepHandler], *, allow_private_http: bool) -> list[StepHandler]:
-    """The built-in handlers plus the user's; a user handler replaces a built-in type."""
-    from flowmonkey.handlers import builtin
+    """The built-in handlers plus the user's; a user handler replaces a built-in type.
 
-    mine = list(user)
-    types = {h.metadata.type for h in mine}
-    return [h for h in builtin(allow_private_http=allow_private_http)
-            if h.metadata.type not in types] + mine
+    The engine would add the built-ins itself; the CLI lists them to validate flows
+    against them first and to give ``http`` the ``--allow-private-http`` choice."""
+    from flowmonkey.handlers import with_builtins
+
+    return with_builtins(user, allow_private_http=allow_private_http)
 
 
-def flow_problems(flow: Flow, handlers: Sequence[StepHandler],
-                  tables: Sequence[TableDef]) -> list[str]:
+def engine_handlers(bundle: Bundle, *, allow_private_http: bool) -> list[StepHandler]:
+    """:func:`all_handlers` for a command that starts an engine on ``bundle``, after
+    checking its flows here, so that a problem names the CLI's options."""
+    handlers = all_handlers(bundle.handlers, allow_private_http=allow_private_http)
+    lines = [line for flow in bundle.flows
+             for line in flow_problems(flow, handlers, bundle.tables,
+                                       option="--app MODULE[:ATTR]")]
+    if lines:
+        raise CliError("invalid flow:\n  " + "\n  ".join(lines))
+    return handlers
+
+
+def flow_problems(flow: Flow, handlers: Sequence[StepHandler], tables: Sequence[TableDef],
+                  *, option: str = "--handlers MODULE[:ATTR]") -> list[str]:
     """Validation problems of a parsed flow against handlers and tables, one per line
-    (with ``sub-flow``, which the engine adds itself, unless ``handlers`` replace it)."""
+    (with ``sub-flow``, which the engine adds itself, unless ``handlers`` replace it).
+    ``option``: the command's option that adds handlers, named by an unknown type's
+    message (the engine's own message names Python's ``Engine(handlers=[...])``)."""
     from flowmonkey.handlers.config_check import config_problems
 
     known = _with_subflow(handlers)
-    found = flow.problems([h.metadata.type for h in known], {t.id: t for t in tables}) \
+    found = flow.problems([h.metadata.type for h in known], {t.id: t for t in tables},
+                          handler_hint=f"pass yours with {option}") \
         + config_problems(flow, known)
     return [f"flow {flow.ref}" + (f", step {step!r}" if step else "") + f", field {fld}: {msg}"
             for step, fld, msg in found]

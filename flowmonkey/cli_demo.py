@@ -163,7 +163,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo() -> int:
-    from flowmonkey.handlers import builtin
     from flowmonkey.model.tables import TableDef
     from flowmonkey.testing import TestHarness
 
@@ -173,7 +172,7 @@ async def _demo() -> int:
     print("flow order-demo: validate -> route -> charge (retried) -> wait 2 s -> "
           "courier signal -> ship; pipes -> table order_log")
     print()
-    harness = TestHarness(handlers=[*builtin(), *demo_handlers()], flows=[DEMO_FLOW],
+    harness = TestHarness(handlers=demo_handlers(), flows=[DEMO_FLOW],
                           tables=[TableDef.model_validate(DEMO_TABLE)])
     async with harness:
         print(f"start: order {DEMO_ORDER['id']} with {len(DEMO_ORDER['items'])} items")

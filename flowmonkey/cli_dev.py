@@ -18,7 +18,7 @@ from flowmonkey.cli_common import (
     Bundle,
     CliError,
     add_command,
-    all_handlers,
+    engine_handlers,
     load_app,
     load_flows_dir,
     read_input,
@@ -166,8 +166,8 @@ class DevServer:
         data_dir = self.data_dir
         dispatcher = EventDispatcher(mode="sync")
         dispatcher.on("*", self.on_event)
-        handlers = all_handlers(self.bundle.handlers,
-                                allow_private_http=self.args.allow_private_http)
+        handlers = engine_handlers(self.bundle,
+                                   allow_private_http=self.args.allow_private_http)
         engine = Engine(flows=self.bundle.flows, handlers=handlers,
                         options=EngineOptions(record_history=True), dispatcher=dispatcher,
                         tables=self.bundle.tables, vault=vault_from_env(),

@@ -10,7 +10,7 @@ from flowmonkey.cli_common import (
     Bundle,
     CliError,
     add_command,
-    all_handlers,
+    engine_handlers,
     load_app,
     load_flows_dir,
 )
@@ -151,12 +151,12 @@ class _Processor:
 
         return Engine(
             flows=self.bundle.flows,
-            handlers=all_handlers(self.bundle.handlers,
-                                  allow_private_http=self.args.allow_private_http),
+            handlers=engine_handlers(self.bundle,
+                                     allow_private_http=self.args.allow_private_http),
             options=EngineOptions(timeout_ms=self.args.step_timeout_ms),
             vault=vault_from_env(),
             log=self.settings.make_log(client_id=f"flowmonkey-{self.args.group}"),
-            tables=self.bundle.tables, topic_prefix=self.settings.topic_prefix,
+            tables=self.bundle.tables,
             processor_group=self.args.group, run_projector=False,
             snapshots=self.snapshots(), snapshot_every=self.args.snapshot_every)
 

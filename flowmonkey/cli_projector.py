@@ -137,7 +137,7 @@ class _Projector:
             settings.make_log(client_id="flowmonkey-projector"),
             PostgresProjection(self.dsn, args.schema,
                                synchronous_commit=args.synchronous_commit),
-            topic_prefix=settings.topic_prefix, group=args.group, batch_size=args.batch_size)
+            group=args.group, batch_size=args.batch_size)
         _say(f"group {args.group}: {settings.describe_log()} -> "
              f"{settings.describe_projection(args.schema)}")
         try:

@@ -135,7 +135,7 @@ async def open_log(settings: Settings, client_id: str) -> AsyncIterator[tuple[Lo
     from flowmonkey.processors.topics import Topics
 
     log = settings.make_log(client_id=client_id)
-    topic = Topics(settings.topic_prefix).events
+    topic = Topics(log.topic_prefix).events
     try:
         await log.start()
         await log.partitions_for(topic)

@@ -158,9 +158,9 @@ async def _create(settings: Settings) -> int:
     from flowmonkey.log.kafka import KafkaLog
     from flowmonkey.processors.topics import Topics
 
-    topics = Topics(settings.topic_prefix)
-    specs = topics.specs(settings.partitions)
     log = settings.make_log(client_id="flowmonkey-topics")
+    topics = Topics(log.topic_prefix)
+    specs = topics.specs(settings.partitions)
     try:
         await log.start()
         if isinstance(log, KafkaLog):
@@ -234,8 +234,8 @@ async def _check(settings: Settings) -> int:
     from flowmonkey.processors.topic_checks import problems_message, topic_problems
     from flowmonkey.processors.topics import Topics
 
-    topics = Topics(settings.topic_prefix)
     log = _kafka_log(settings)
+    topics = Topics(log.topic_prefix)
     try:
         await log.start()
         facts = await log.describe_topics(_names(topics))
@@ -268,8 +268,8 @@ async def _fix(settings: Settings, *, dry_run: bool) -> int:
     from flowmonkey.processors.topic_checks import topic_problems
     from flowmonkey.processors.topics import Topics
 
-    topics = Topics(settings.topic_prefix)
     log = _kafka_log(settings)
+    topics = Topics(log.topic_prefix)
     try:
         await log.start()
         facts = await log.describe_topics(_names(topics))

@@ -32,17 +32,18 @@ from flowmonkey.events import names as n
 from flowmonkey.events.codec import decode_event, encode_command, headers_for
 from flowmonkey.events.envelope import Command, Event, make_event
 from flowmonkey.events.partitioner import partition_for
+from flowmonkey.handlers import with_builtins
 from flowmonkey.handlers.base import StepHandler, VaultProvider
 from flowmonkey.handlers.config_check import config_problems
 from flowmonkey.handlers.subflow import SubFlowHandler
 from flowmonkey.kernel.apply import replay as replay_events
 from flowmonkey.kernel.decide import idempotency_scope
-from flowmonkey.log.base import Log, OutRecord
+from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log, OutRecord
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
-from flowmonkey.model.flow import Flow, with_more_problems
+from flowmonkey.model.flow import ENGINE_HANDLER_HINT, Flow, with_more_problems
 from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
@@ -59,7 +60,7 @@ from flowmonkey.processors.partition import Appender, PartitionProcessor
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.topic_checks import verify_topics
-from flowmonkey.processors.topics import Topics
+from flowmonkey.processors.topics import Topics, topics_of
 from flowmonkey.projections.base import Page, Projection
 from flowmonkey.projections.memory import MemoryProjection
 from flowmonkey.projections.projector import Projector
@@ -137,7 +138,7 @@ class Engine:
         dispatcher: EventDispatcher | None = None,
         clock: Clock | None = None,
         tables: Iterable[TableDef] = (),
-        topic_prefix: str = "flowmonkey",
+        topic_prefix: str | None = None,
         vault: VaultProvider | None = None,
         run_processors: bool = True,
         run_projector: bool = True,
@@ -145,8 +146,15 @@ class Engine:
         snapshots: SnapshotStore | None = None,
         snapshot_every: int = 5000,
         metrics: Metrics | None = None,
+        builtin_handlers: bool = True,
     ) -> None:
-        """``run_processors``: process commands in this process. On Kafka the
+        """``handlers``: the step handlers, besides the built-in ones
+        (:func:`flowmonkey.handlers.builtin`: ``http``, ``delay``, ``transform``, ...)
+        and ``sub-flow``, which the engine registers too; one of ``handlers`` with a
+        built-in's type replaces it. ``builtin_handlers=False`` leaves the built-ins
+        out (``sub-flow`` stays).
+
+        ``run_processors``: process commands in this process. On Kafka the
         processors join the consumer group ``processor_group`` and process only the
         partitions it assigns to this instance, so several processes share the work;
         on the embedded log this process owns every partition.
@@ -163,14 +171,20 @@ class Engine:
 
         ``metrics``: where the processors and the projector count (Prometheus); by
         default the process-wide :func:`~flowmonkey.metrics.default_metrics`. Give an
-        engine a ``Metrics()`` of its own to count it apart from others."""
+        engine a ``Metrics()`` of its own to count it apart from others.
+
+        ``topic_prefix``: the log names the topics (``KafkaLog(topic_prefix=...)``,
+        ``EmbeddedLog(topic_prefix=...)``); without a ``log`` it is the prefix of the
+        embedded log the engine makes. Given with a ``log``, it must be the log's
+        (a different one raises :class:`ValueError`)."""
         self.options = options or EngineOptions()
         self.dispatcher = dispatcher
         self.clock: Clock = clock or SystemClock()
-        self.log: Log = log if log is not None else EmbeddedLog()
+        self.log: Log = log if log is not None else EmbeddedLog(
+            topic_prefix=topic_prefix if topic_prefix is not None else DEFAULT_TOPIC_PREFIX)
         self.projection: Projection = projection if projection is not None else \
             MemoryProjection(notify=self._notify)
-        self.topics = Topics(topic_prefix)
+        self.topics: Topics = topics_of(self.log, topic_prefix)
         self.handlers = HandlerRegistry(notify=self._notify)
         self.flows = FlowRegistry(notify=self._notify)
         self.env = EngineEnv(self.flows)
@@ -190,7 +204,8 @@ class Engine:
         self._execution_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._started = False
         self._self_calls_warned: set[str] = set()
-        for h in handlers:
+        self.builtin_handlers = builtin_handlers
+        for h in with_builtins(handlers) if builtin_handlers else handlers:
             self.handlers.register(h)
         if "sub-flow" not in self.handlers:
             self.handlers.register(SubFlowHandler(
@@ -202,16 +217,20 @@ class Engine:
 
     def register_flow(self, flow: Flow | Mapping[str, Any]) -> Flow:
         """Validate and register a flow (JSON in the original's camelCase is accepted)."""
+        hint = ENGINE_HANDLER_HINT + ("" if self.builtin_handlers else
+                                      "; the built-in handlers are left out "
+                                      "(Engine(builtin_handlers=False))")
         try:
             parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
         except FlowValidationError as exc:  # add what only handlers and tables can tell
             salvaged = exc.salvaged
             more = config_problems(salvaged, self.handlers.all()) \
                 if isinstance(salvaged, Flow) else []
-            raise with_more_problems(exc, self.handlers.types(), self.tables, more) from None
+            raise with_more_problems(exc, self.handlers.types(), self.tables, more,
+                                     handler_hint=hint) from None
         registered = self.flows.register(
             parsed, handler_types=self.handlers.types(), tables=self.tables,
-            more_problems=config_problems(parsed, self.handlers.all()))
+            more_problems=config_problems(parsed, self.handlers.all()), handler_hint=hint)
         self._warn_self_calls()
         return registered
 

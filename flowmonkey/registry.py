@@ -66,13 +66,17 @@ class FlowRegistry:
 
     def register(self, flow: Flow, *, handler_types: Iterable[str] | None = None,
                  tables: dict[str, TableDef] | None = None,
-                 more_problems: Iterable[tuple[str | None, str, str]] = ()) -> Flow:
+                 more_problems: Iterable[tuple[str | None, str, str]] = (),
+                 handler_hint: str | None = None) -> Flow:
         existing = self._flows.get(flow.id, {}).get(flow.version)
         if existing is not None:
             raise RegistrationError(
                 f"flow {flow.ref} is already registered; flows are immutable, register a "
                 "new version instead")
-        flow.check(handler_types, tables, more_problems)
+        if handler_hint is None:
+            flow.check(handler_types, tables, more_problems)
+        else:
+            flow.check(handler_types, tables, more_problems, handler_hint=handler_hint)
         self._flows.setdefault(flow.id, {})[flow.version] = flow
         if self._notify:
             self._notify("flow.registered", {"flow_id": flow.id, "version": flow.version})

@@ -276,7 +276,8 @@ class Settings:
                             security=self.kafka_security())
         from flowmonkey.log.embedded import EmbeddedLog
 
-        return EmbeddedLog(path=self.data_dir, partitions=self.partitions)
+        return EmbeddedLog(path=self.data_dir, partitions=self.partitions,
+                           topic_prefix=self.topic_prefix)
 
     def kafka_security(self) -> KafkaSecurity:
         """How to connect to Kafka: TLS and SASL (validated with the settings)."""

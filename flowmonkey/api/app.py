@@ -29,6 +29,11 @@ Start, resume, cancel and query FlowMonkey executions.
 Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. A key bound to
 a tenant acts for that tenant only; an admin key acts for every tenant, or for the one
 named by `X-Tenant-Id`. Errors are `{"error": {"code": ..., "message": ...}}`.
+
+Conventions: keys are camelCase (event `data` too); the user's values (contexts, step
+inputs and outputs, resume data, metadata, row values, error details) keep their keys as
+given. Every point in time is an ISO-8601 UTC string with milliseconds and `Z`
+(`2026-01-31T12:00:00.123Z`); durations are milliseconds in fields named `...Ms`.
 """
 
 

@@ -18,6 +18,7 @@ from flowmonkey.api.schemas import (
     CreateExecutionOut,
     CreateExecutionRequest,
     EventOut,
+    ExecutionOut,
     ExecutionPage,
     HistoryOut,
     ResumeRequest,
@@ -77,7 +78,8 @@ async def create_execution(body: CreateExecutionRequest, engine: EngineDep, call
         _check_hit(result.execution, body.flow_id, caller.tenant_id)
         response.status_code = 200
     response.headers["Location"] = f"/v1/executions/{result.execution.id}"
-    return CreateExecutionOut(execution=result.execution, created=result.created,
+    return CreateExecutionOut(execution=ExecutionOut.of(result.execution),
+                              created=result.created,
                               idempotency_hit=result.idempotency_hit)
 
 
@@ -95,7 +97,8 @@ async def list_executions(
     page = await engine.list(tenant_id=caller.tenant_id, status=status, flow_id=flow_id,
                              parent_execution_id=parent_execution_id, limit=limit,
                              cursor=cursor)
-    return ExecutionPage(items=page.items, next_cursor=page.next_cursor)
+    return ExecutionPage(items=[ExecutionOut.of(e) for e in page.items],
+                         next_cursor=page.next_cursor)
 
 
 async def _visible(engine: Engine, execution_id: str, tenant_id: str | None) -> Execution:
@@ -105,9 +108,9 @@ async def _visible(engine: Engine, execution_id: str, tenant_id: str | None) -> 
     return execution
 
 
-@router.get("/{execution_id}", response_model=Execution, responses=errors(401, 404))
-async def get_execution(execution_id: str, engine: EngineDep, caller: Caller) -> Execution:
-    return await _visible(engine, execution_id, caller.tenant_id)
+@router.get("/{execution_id}", response_model=ExecutionOut, responses=errors(401, 404))
+async def get_execution(execution_id: str, engine: EngineDep, caller: Caller) -> ExecutionOut:
+    return ExecutionOut.of(await _visible(engine, execution_id, caller.tenant_id))
 
 
 @router.get("/{execution_id}/events", response_model=HistoryOut, responses=errors(401, 404))
@@ -119,11 +122,11 @@ async def execution_events(execution_id: str, engine: EngineDep,
     return HistoryOut(execution_id=execution_id, events=[EventOut.of(e) for e in events])
 
 
-@router.get("/{execution_id}/state", response_model=Execution,
+@router.get("/{execution_id}/state", response_model=ExecutionOut,
             responses=errors(401, 404, 422))
 async def execution_state(execution_id: str, engine: EngineDep, caller: Caller,
                           seq: Annotated[int, Query(ge=1, description="an event's seq")]
-                          ) -> Execution:
+                          ) -> ExecutionOut:
     """The execution as it was right after its event ``seq`` (rebuilt from its events)."""
     execution = await _visible(engine, execution_id, caller.tenant_id)
     if seq > execution.seq:
@@ -134,18 +137,18 @@ async def execution_state(execution_id: str, engine: EngineDep, caller: Caller,
     if state is None:
         raise ApiError(404, "EVENT_NOT_FOUND",
                        f"execution {execution_id!r} has no state at event {seq}")
-    return state
+    return ExecutionOut.of(state)
 
 
-@router.post("/{execution_id}/resume", response_model=Execution,
+@router.post("/{execution_id}/resume", response_model=ExecutionOut,
              responses=errors(400, 401, 404, 409, 422, 504))
 async def resume_execution(execution_id: str, body: ResumeRequest, engine: EngineDep,
-                           caller: Caller) -> Execution:
+                           caller: Caller) -> ExecutionOut:
     """Resume a waiting execution with its resume token (each token works once): 400
     ``INVALID_TOKEN`` for a wrong one; 409 ``TOKEN_USED``, ``TOKEN_EXPIRED``,
     ``TOKEN_REVOKED`` or ``NOT_WAITING``."""
-    return await engine.resume(execution_id, body.token, body.data,
-                               tenant_id=caller.tenant_id)
+    return ExecutionOut.of(await engine.resume(execution_id, body.token, body.data,
+                                               tenant_id=caller.tenant_id))
 
 
 @router.post("/{execution_id}/cancel", response_model=CancelOut,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from flowmonkey.api.deps import Caller, EngineDep, Flows
 from flowmonkey.api.errors import ApiError
 from flowmonkey.api.redaction import redact_flow
-from flowmonkey.api.schemas import FlowList, FlowOut, FlowSummary, errors
+from flowmonkey.api.schemas import FlowDefinitionOut, FlowList, FlowOut, FlowSummary, errors
 from flowmonkey.model.flow import version_key
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
@@ -44,4 +44,4 @@ async def get_flow(
         what = f"flow {flow_id!r}" + (f" version {version!r}" if version else "")
         raise ApiError(404, "FLOW_NOT_FOUND", f"{what} is not registered")
     shown = flow if caller.admin else redact_flow(flow)
-    return FlowOut(flow=shown, versions=engine.flows.versions(flow_id))
+    return FlowOut(flow=FlowDefinitionOut.of(shown), versions=engine.flows.versions(flow_id))

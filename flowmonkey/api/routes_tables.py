@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from flowmonkey.api.deps import Caller, EngineDep
 from flowmonkey.api.errors import ApiError
-from flowmonkey.api.schemas import RowsOut, TableList, errors
+from flowmonkey.api.schemas import RowOut, RowsOut, TableList, TableOut, errors
 from flowmonkey.projections.base import FilterOp, RowFilter, RowOrder, RowQuery
 
 router = APIRouter(prefix="/v1/tables", tags=["tables"])
@@ -19,7 +19,7 @@ _OPS = get_args(FilterOp)
 
 @router.get("", response_model=TableList, responses=errors(401))
 async def list_tables(engine: EngineDep, caller: Caller) -> TableList:
-    return TableList(items=await engine.projection.list_tables())
+    return TableList(items=[TableOut.of(t) for t in await engine.projection.list_tables()])
 
 
 def parse_filter(text: str) -> RowFilter:
@@ -62,4 +62,5 @@ async def table_rows(
                      order_by=RowOrder(column=order_by, direction=direction)
                      if order_by else None, limit=limit, offset=offset)
     page = await engine.projection.query_rows(query)
-    return RowsOut(table_id=table_id, rows=page.rows, total=page.total)
+    rows = [RowOut.model_validate(row, from_attributes=True) for row in page.rows]
+    return RowsOut(table_id=table_id, rows=rows, total=page.total)

@@ -1,18 +1,25 @@
-"""Request and response bodies. JSON is camelCase, as in the original's API; request
-bodies also accept snake_case names, and refuse unknown fields (a typo is an error,
-not a silently ignored option)."""
+"""Request and response bodies.
+
+Conventions, the same in every answer: the engine's keys are camelCase, as in the
+original's API (event ``data`` too, see :mod:`flowmonkey.api.event_data`), while the
+user's values (contexts, outputs, resume data, metadata, row values, error details) keep
+their keys as given; every point in time is an ISO-8601 UTC string with milliseconds
+and ``Z`` (``2026-01-31T12:00:00.123Z``, OpenAPI ``format: date-time``). Request bodies
+also accept snake_case names, and refuse unknown fields (a typo is an error, not a
+silently ignored option)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from flowmonkey.api.event_data import api_event_data
+from flowmonkey.api.times import UtcDateTime, iso_utc_ms
 from flowmonkey.events.envelope import Event
 from flowmonkey.model.base import FlowMonkeyModel
-from flowmonkey.model.execution import Execution
+from flowmonkey.model.execution import Cancellation, Execution, ExecutionError, HistoryEntry
 from flowmonkey.model.flow import Flow
 from flowmonkey.model.limits import TimeoutConfig
 from flowmonkey.model.storable import UNSTORABLE, UnstorableValue, check_body
@@ -78,33 +85,70 @@ class HealthOut(FlowMonkeyModel):
     reason: str | None = None
 
 
+class ExecutionErrorOut(ExecutionError):
+    timestamp: UtcDateTime | None = None
+
+
+class CancellationOut(Cancellation):
+    cancelled_at: UtcDateTime
+
+
+class HistoryEntryOut(HistoryEntry):
+    started_at: UtcDateTime
+    completed_at: UtcDateTime
+
+
+class ExecutionOut(Execution):
+    """An execution, as of its event ``seq``: keys camelCase, points in time ISO-8601
+    UTC strings; ``context`` and ``metadata`` are the user's, keys as given."""
+
+    history: list[HistoryEntryOut] = Field(default_factory=list)  # type: ignore[assignment]
+    wake_at: UtcDateTime | None = None
+    wait_started_at: UtcDateTime | None = None
+    error: ExecutionErrorOut | None = None
+    idempotency_expires_at: UtcDateTime | None = None
+    cancellation: CancellationOut | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+    @classmethod
+    def of(cls, execution: Execution) -> ExecutionOut:
+        return cls.model_validate(execution, from_attributes=True)
+
+
 class CreateExecutionOut(FlowMonkeyModel):
-    execution: Execution
+    execution: ExecutionOut
     created: bool
     idempotency_hit: bool
 
 
 class ExecutionPage(FlowMonkeyModel):
-    items: list[Execution]
+    items: list[ExecutionOut]
     next_cursor: str | None = None
 
 
 class EventOut(FlowMonkeyModel):
-    type: str
-    version: int
+    type: str = Field(description="the event type, e.g. execution.created")
+    version: int = Field(description="the version of the type's data schema")
     execution_id: str
-    seq: int
+    seq: int = Field(description="the event's number in its execution: 1, 2, 3 …")
     event_id: str
-    timestamp: datetime
+    timestamp: UtcDateTime = Field(
+        description="when the event happened: ISO-8601, UTC, milliseconds, Z")
     tenant_id: str | None = None
     command_id: str | None = None
-    data: dict[str, Any]
+    data: dict[str, Any] = Field(
+        description="the type's fields, camelCase like the rest of the API (stepId, "
+                    "wakeAt …), points in time as ISO-8601 UTC strings; the user's values "
+                    "in it (context, input, output, resume data, metadata, row, error "
+                    "details) keep their keys as given")
 
     @classmethod
     def of(cls, event: Event) -> EventOut:
         return cls(type=event.type, version=event.version, execution_id=event.execution_id,
                    seq=event.seq, event_id=event.event_id, timestamp=event.timestamp,
-                   tenant_id=event.tenant_id, command_id=event.command_id, data=event.data)
+                   tenant_id=event.tenant_id, command_id=event.command_id,
+                   data=api_event_data(event))
 
 
 class HistoryOut(FlowMonkeyModel):
@@ -118,6 +162,15 @@ class CancelOut(FlowMonkeyModel):
     tokens_invalidated: int
     children_cancelled: int
     reason: str | None = None
+
+
+def _iso_times(values: dict[str, Any]) -> dict[str, Any]:
+    """A definition's fields with its epoch-millisecond ``created_at`` and ``updated_at``
+    as ISO-8601 UTC strings."""
+    for name in ("created_at", "updated_at"):
+        if values.get(name) is not None:
+            values[name] = iso_utc_ms(values[name])
+    return values
 
 
 class FlowSummary(FlowMonkeyModel):
@@ -139,18 +192,49 @@ class FlowList(FlowMonkeyModel):
     items: list[FlowSummary]
 
 
+class FlowDefinitionOut(Flow):
+    """A flow definition; its points in time are ISO-8601 UTC strings, as everywhere in
+    the API (the definition itself keeps them in epoch milliseconds)."""
+
+    created_at: UtcDateTime | None = None  # type: ignore[assignment]
+    updated_at: UtcDateTime | None = None  # type: ignore[assignment]
+
+    @classmethod
+    def of(cls, flow: Flow) -> FlowDefinitionOut:
+        return cls.model_validate(_iso_times(dict(flow)))
+
+
 class FlowOut(FlowMonkeyModel):
-    flow: Flow
+    flow: FlowDefinitionOut
     versions: list[str]
 
 
+class TableOut(TableDef):
+    """A table definition; its points in time are ISO-8601 UTC strings, as everywhere
+    in the API (the definition itself keeps them in epoch milliseconds)."""
+
+    created_at: UtcDateTime | None = None  # type: ignore[assignment]
+    updated_at: UtcDateTime | None = None  # type: ignore[assignment]
+
+    @classmethod
+    def of(cls, table: TableDef) -> TableOut:
+        return cls.model_validate(_iso_times(dict(table)))
+
+
 class TableList(FlowMonkeyModel):
-    items: list[TableDef]
+    items: list[TableOut]
+
+
+class RowOut(Row):
+    """A table row; ``data`` holds its values by column id, as written."""
+
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class RowsOut(FlowMonkeyModel):
     table_id: str
-    rows: list[Row]
+    rows: list[RowOut]
     total: int
 
 

@@ -20,7 +20,14 @@ IDEMPOTENCY_HIT = "idempotency.hit"
 TOKEN_CREATED = "token.created"
 TOKEN_USED = "token.used"
 TOKEN_REVOKED = "token.revoked"
+# a wait's active tokens expired with it (its signal or wait timeout fired): as the
+# original's expired-token cleanup, they are marked expired (resuming with one is
+# refused with TOKEN_EXPIRED), here per execution when its wait times out
+TOKENS_CLEANED = "tokens.cleaned"
 CHILD_STARTED = "child.started"
+# a child created with ``parent_execution_id`` (not by a sub-flow step) registered with
+# its parent, so the parent's cancel cascades to it
+CHILD_ATTACHED = "child.attached"
 CHILD_FINISHED = "child.finished"
 PIPE_ROW = "pipe.row"
 
@@ -30,7 +37,7 @@ COMMAND_REJECTED = "command.rejected"
 # emitted by stores and registries to the dispatcher (not on the events topic)
 PIPE_INSERTED = "pipe.inserted"
 PIPE_FAILED = "pipe.failed"
-PIPE_DISCARDED = "pipe.discarded"
+PIPE_DISCARDED = "pipe.discarded"  # wal_replay(max_attempts=N) gave an entry up
 ROW_INSERTED = "row.inserted"
 ROW_UPDATED = "row.updated"
 ROW_DELETED = "row.deleted"
@@ -41,7 +48,6 @@ TABLE_CREATED = "table.created"
 TABLE_DELETED = "table.deleted"
 TABLE_COLUMN_ADDED = "table.column.added"
 TABLE_COLUMN_REMOVED = "table.column.removed"
-TOKENS_CLEANED = "tokens.cleaned"
 WAL_APPENDED = "wal.appended"
 WAL_REPLAYED = "wal.replayed"
 WAL_COMPACTED = "wal.compacted"
@@ -54,9 +60,11 @@ CMD_REVOKE_TOKEN = "token.revoke"
 CMD_STEP_RESULT = "step.result"
 CMD_TIMER = "timer.fire"
 CMD_CHILD_FINISHED = "child.finished"
+# the follow-up a child's start sends its parent's partition (see CHILD_ATTACHED)
+CMD_CHILD_ATTACH = "child.attach"
 
 EXTERNAL_COMMANDS = frozenset({CMD_START, CMD_RESUME, CMD_CANCEL, CMD_REVOKE_TOKEN,
-                               CMD_CHILD_FINISHED})
+                               CMD_CHILD_FINISHED, CMD_CHILD_ATTACH})
 
 # rejection codes
 REJECT_EXECUTION_NOT_FOUND = "EXECUTION_NOT_FOUND"

@@ -144,11 +144,21 @@ class TokenRevoked(EventData):
     reason: str | None
 
 
+class TokensCleaned(EventData):
+    tokens: list[str]
+    count: int
+
+
 class ChildStarted(EventData):
     child_execution_id: str
     flow_id: str
     step_id: str
     wait: bool
+
+
+class ChildAttached(EventData):
+    child_execution_id: str
+    flow_id: str | None = None
 
 
 class ChildFinished(EventData):
@@ -191,7 +201,9 @@ EVENT_SCHEMAS: dict[tuple[str, int], type[EventData]] = {
     (n.TOKEN_CREATED, 1): TokenCreated,
     (n.TOKEN_USED, 1): TokenUsed,
     (n.TOKEN_REVOKED, 1): TokenRevoked,
+    (n.TOKENS_CLEANED, 1): TokensCleaned,
     (n.CHILD_STARTED, 1): ChildStarted,
+    (n.CHILD_ATTACHED, 1): ChildAttached,
     (n.CHILD_FINISHED, 1): ChildFinished,
     (n.PIPE_ROW, 1): PipeRow,
     (n.COMMAND_REJECTED, 1): CommandRejected,

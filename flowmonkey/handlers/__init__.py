@@ -1,11 +1,15 @@
 """Handlers: the contracts (:mod:`.base`) and the built-in step types.
 
-:func:`builtin` returns the handlers every engine registers by default. ``sub-flow``
-is not among them: it needs the engine's flow registry, so the engine registers a
-:class:`SubFlowHandler` itself.
+:func:`builtin` returns the handlers every engine registers by default (unless
+``Engine(builtin_handlers=False)``); a handler of the caller's with the same type
+replaces the built-in one (:func:`with_builtins`). ``sub-flow`` is not among them: it
+needs the engine's flow registry, so the engine registers a :class:`SubFlowHandler`
+itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from flowmonkey.handlers.base import (
     ContextHelpers,
@@ -44,6 +48,16 @@ def builtin(*, allow_private_http: bool = False) -> list[StepHandler]:
     ]
 
 
+def with_builtins(handlers: Iterable[StepHandler], *,
+                  allow_private_http: bool = False) -> list[StepHandler]:
+    """``handlers`` plus the built-ins whose types none of them has (a handler of
+    the caller's replaces the built-in of its type; ``handlers`` are kept as given)."""
+    mine = list(handlers)
+    types = {h.metadata.type for h in mine}
+    return [h for h in builtin(allow_private_http=allow_private_http)
+            if h.metadata.type not in types] + mine
+
+
 __all__ = [
     "BatchProcessHandler",
     "ConditionalHandler",
@@ -66,4 +80,5 @@ __all__ = [
     "builtin",
     "evaluate",
     "handler",
+    "with_builtins",
 ]

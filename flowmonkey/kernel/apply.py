@@ -216,6 +216,18 @@ def _token_status(status: str) -> Applier:
     return apply_status
 
 
+def _tokens_cleaned(s: ExecutionState, e: Event) -> None:
+    expired = e.data["tokens"]
+    tokens = dict(s.tokens)
+    for token in expired:
+        old = tokens.get(token)
+        if old is not None:
+            tokens[token] = TokenState(token, "expired", old.created_at, old.expires_at)
+    s.tokens = tokens
+    if s.resume_token in expired:
+        s.resume_token = None
+
+
 def _resumed(s: ExecutionState, e: Event) -> None:
     d = e.data
     if "output_key" in d:
@@ -278,7 +290,9 @@ APPLIERS: dict[str, Applier] = {
     n.TOKEN_CREATED: _token_created,
     n.TOKEN_USED: _token_status("used"),
     n.TOKEN_REVOKED: _token_status("revoked"),
+    n.TOKENS_CLEANED: _tokens_cleaned,
     n.CHILD_STARTED: _child_started,
+    n.CHILD_ATTACHED: _child_started,
     n.CHILD_FINISHED: _child_finished,
     n.EXECUTION_COMPLETED: _completed,
     n.EXECUTION_FAILED: _failed,

@@ -182,6 +182,7 @@ _FIELDS: dict[str, Mapping[str, tuple[bool, Check]]] = {
         "child_execution_id": (True, _text), "status": (True, _status),
         "flow_id": (False, _text), "error": (False, _object), "context": (False, _object),
     },
+    n.CMD_CHILD_ATTACH: {"child_execution_id": (True, _text), "flow_id": (False, _text)},
     n.CMD_STEP_RESULT: {
         "attempt_id": (True, _text), "result": (False, _step_result),
         "raised": (False, _raised), "writes": (False, _writes),

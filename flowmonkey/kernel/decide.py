@@ -262,6 +262,13 @@ def _start(tx: _Txn) -> Decision:
         created.update(idempotency_key=key, idempotency_scope=scope,
                        idempotency_expires_at=tx.now + window)
     st = tx.create(execution_id, tenant_id, created)
+    parent_id = d.get("parent_execution_id")
+    if parent_id and not d.get("parent_step_id") and parent_id != execution_id:
+        # a caller's child (a sub-flow step's child is known to its parent already):
+        # its parent, on any partition, learns of it, so its cancel reaches this one.
+        # First of the follow-ups: the parent hears of the child before of its end.
+        tx.follow_up(n.CMD_CHILD_ATTACH, parent_id,
+                     {"child_execution_id": execution_id, "flow_id": flow.id}, tenant_id)
     tx.emit(st, n.EXECUTION_STARTED, {"step_id": flow.initial_step_id})
     _enter_step(tx, st, flow, flow.initial_step_id)
     return tx.decision
@@ -615,7 +622,13 @@ def _timer(tx: _Txn) -> Decision:
                 f"{st.timeout.execution_timeout_ms if st.timeout else '?'} ms")
         return tx.decision
     if kind in (WAIT_TIMEOUT, SIGNAL_TIMEOUT):
-        _cancel(tx, st, "timeout", f"wait at step {st.current_step_id!r} timed out")
+        # the wait's tokens expired with it (resuming with one answers TOKEN_EXPIRED);
+        # the cancel then has none left to revoke
+        expired = st.active_tokens()
+        if expired:
+            tx.emit(st, n.TOKENS_CLEANED, {"tokens": expired, "count": len(expired)})
+        _cancel(tx, st, "timeout", f"wait at step {st.current_step_id!r} timed out",
+                expired=len(expired))
         return tx.decision
     assert kind == WAKE
     found = _current(tx, st)
@@ -644,6 +657,10 @@ def _resume(tx: _Txn) -> Decision:
         return tx.reject(n.REJECT_TOKEN_USED, "resume token was already used")
     if token.status == "revoked":
         return tx.reject(n.REJECT_TOKEN_REVOKED, _revoked_reason(st))
+    if token.status == "expired":
+        return tx.reject(n.REJECT_TOKEN_EXPIRED,
+                         f"resume token has expired: the wait it was issued for timed out, "
+                         f"and execution {st.id!r} is {st.status.value}")
     if token.expires_at is not None and tx.now >= token.expires_at:
         return tx.reject(n.REJECT_TOKEN_EXPIRED, "resume token has expired")
     if st.status != ExecutionStatus.WAITING or st.wait_kind != WAIT_SIGNAL:
@@ -732,6 +749,44 @@ def _child_finished(tx: _Txn) -> Decision:
     return tx.decision
 
 
+def _child_attach(tx: _Txn) -> Decision:
+    """A child created with ``parent_execution_id`` registers with its parent
+    (``child.attach``, the follow-up of the child's start), so the parent's cancel
+    cascades to it as to a sub-flow step's child, whatever partitions the two are on.
+
+    An active parent records it (``child.attached``); its end then comes back as
+    ``child.finished`` like any child's. A cancelled parent has it cancelled at once
+    (it would be an orphan of a cancelled tree). A completed or failed parent lets it
+    run, as the original did. ``EngineOptions.max_children`` counts attached children
+    too (one bound on the parent's list of children): a child over the limit is
+    cancelled at once, the reason naming the limit. A parent that does not exist (or
+    is another tenant's, or was forgotten long after it ended) changes nothing: the
+    child keeps the link in its own record, and nothing cascades to it.
+    """
+    d = tx.cmd.data
+    child_id: str = d["child_execution_id"]
+    st = tx.state(tx.cmd.execution_id)
+    if st is None or st.tenant_id != tx.cmd.tenant_id:
+        return tx.ignore("parent not found: the link stays on the child only")
+    if child_id in st.children:
+        return tx.ignore("parent tracks this child already")
+    reason: str | None = None
+    if st.status == ExecutionStatus.CANCELLED:
+        reason = f"parent {st.id} was cancelled before the child registered with it"
+    elif st.is_terminal:
+        return tx.ignore("parent has ended: its child runs on")
+    elif len(st.children) >= st.options.max_children:
+        reason = (f"parent {st.id} has {len(st.children)} children, the limit "
+                  "(EngineOptions.max_children)")
+    if reason is not None:
+        tx.follow_up(n.CMD_CANCEL, child_id, {"source": "parent", "reason": reason},
+                     tx.cmd.tenant_id)
+        return tx.decision
+    tx.emit(st, n.CHILD_ATTACHED, {"child_execution_id": child_id,
+                                   "flow_id": d.get("flow_id")})
+    return tx.decision
+
+
 # --------------------------------------------------------------------------- cancel
 
 
@@ -749,7 +804,11 @@ def _cancel_command(tx: _Txn) -> Decision:
     return tx.decision
 
 
-def _cancel(tx: _Txn, st: ExecutionState, source: str, reason: str | None) -> None:
+def _cancel(tx: _Txn, st: ExecutionState, source: str, reason: str | None,
+            expired: int = 0) -> None:
+    """Cancel ``st``: revoke its active tokens, cancel its active children (sub-flow
+    steps' and attached ones). ``expired``: tokens that expired just before, with the
+    wait that timed out, counted with the revoked ones as invalidated."""
     tx.emit(st, n.EXECUTION_CANCELLING, {"source": source, "reason": reason})
     tokens = st.active_tokens()
     for token in tokens:
@@ -760,7 +819,7 @@ def _cancel(tx: _Txn, st: ExecutionState, source: str, reason: str | None) -> No
                      {"source": "parent", "reason": f"parent {st.id} cancelled"}, st.tenant_id)
     tx.emit(st, n.EXECUTION_CANCELLED, {
         "source": source, "reason": reason, "step_id": st.current_step_id,
-        "tokens_invalidated": len(tokens), "children_cancelled": len(children)})
+        "tokens_invalidated": len(tokens) + expired, "children_cancelled": len(children)})
     _tell_parent(tx, st)
 
 
@@ -790,8 +849,9 @@ def _revoke_token(tx: _Txn) -> Decision:
     if token is None:
         return tx.reject(n.REJECT_INVALID_TOKEN, "resume token is not valid for this execution")
     if token.status != "active":
-        return tx.reject(n.REJECT_TOKEN_USED if token.status == "used" else
-                         n.REJECT_TOKEN_REVOKED, f"resume token is already {token.status}")
+        code = {"used": n.REJECT_TOKEN_USED, "expired": n.REJECT_TOKEN_EXPIRED}.get(
+            token.status, n.REJECT_TOKEN_REVOKED)
+        return tx.reject(code, f"resume token is already {token.status}")
     tx.emit(st, n.TOKEN_REVOKED, {"token": token.token, "reason": tx.cmd.data.get("reason")})
     return tx.decision
 
@@ -803,6 +863,7 @@ _DECIDERS = {
     n.CMD_RESUME: _resume,
     n.CMD_CANCEL: _cancel_command,
     n.CMD_CHILD_FINISHED: _child_finished,
+    n.CMD_CHILD_ATTACH: _child_attach,
     n.CMD_REVOKE_TOKEN: _revoke_token,
 }
 

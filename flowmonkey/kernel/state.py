@@ -39,7 +39,7 @@ WAIT_CHILD = "child"
 @dataclass(slots=True)
 class TokenState:
     token: str
-    status: str  # active | used | revoked
+    status: str  # active | used | revoked | expired
     created_at: int
     expires_at: int | None
 

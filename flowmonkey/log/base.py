@@ -17,6 +17,10 @@ from typing import Protocol, runtime_checkable
 Headers = tuple[tuple[str, bytes], ...]
 
 
+DEFAULT_TOPIC_PREFIX = "flowmonkey"
+"""The topic prefix of a log that is given none."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutRecord:
     """A record to append. ``partition=None`` routes by ``key`` (murmur2)."""
@@ -73,7 +77,12 @@ class Log(Protocol):
     (Kafka transaction markers take offsets). ``commit`` stores a
     consumer group's next offset to read (Kafka semantics: the offset *after* the last
     processed record).
+
+    ``topic_prefix`` names the topics built on this log (``<prefix>.commands`` …): an
+    engine or a projector service takes its prefix from its log.
     """
+
+    topic_prefix: str
 
     async def start(self) -> None: ...
 

@@ -52,7 +52,13 @@ from flowmonkey.log._embedded_store import (
     sync_all,
     valid_topic_name,
 )
-from flowmonkey.log.base import OutRecord, Position, Record, TopicSpec
+from flowmonkey.log.base import (
+    DEFAULT_TOPIC_PREFIX,
+    OutRecord,
+    Position,
+    Record,
+    TopicSpec,
+)
 from flowmonkey.log.decoded import new_position
 
 logger = logging.getLogger(__name__)
@@ -75,7 +81,9 @@ class EmbeddedLog:
     (:attr:`default_partitions`); a :class:`TopicSpec` always says its own count.
     ``fsync=False`` keeps the commit protocol (a crashed *process* loses nothing it
     was told was appended) but not power-loss durability. ``now_ms`` stamps records.
-    Compacted topics are recorded as such but not compacted yet.
+    Compacted topics are recorded as such but not compacted yet. ``topic_prefix``
+    names the topics an engine or a projector service builds on this log
+    (``<prefix>.commands`` …), as on :class:`~flowmonkey.log.kafka.KafkaLog`.
     """
 
     keeps_decoded = True
@@ -90,12 +98,14 @@ class EmbeddedLog:
         *,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         now_ms: Callable[[], int] | None = None,
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
     ) -> None:
         if partitions < 1:
             raise LogError(f"partitions must be at least 1, got {partitions}")
         if segment_bytes < 1:
             raise LogError(f"segment_bytes must be at least 1, got {segment_bytes}")
         self._path = None if path is None else Path(path)
+        self.topic_prefix = topic_prefix
         self._default_partitions = partitions
         self._fsync = fsync
         self._segment_bytes = segment_bytes

@@ -65,7 +65,14 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from flowmonkey.errors import LogError
 from flowmonkey.events.partitioner import partition_for
-from flowmonkey.log.base import Headers, OutRecord, Position, Record, TopicSpec
+from flowmonkey.log.base import (
+    DEFAULT_TOPIC_PREFIX,
+    Headers,
+    OutRecord,
+    Position,
+    Record,
+    TopicSpec,
+)
 from flowmonkey.log.kafka_security import (
     BootstrapFailed,
     KafkaSecurity,
@@ -106,7 +113,7 @@ class KafkaLog:
     def __init__(
         self,
         bootstrap_servers: str,
-        topic_prefix: str = "flowmonkey",
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
         partitions: int = 12,
         replication_factor: int = BROKER_DEFAULT_REPLICATION,
         exactly_once: bool = True,
@@ -118,8 +125,10 @@ class KafkaLog:
         log makes up a unique one (atomic appends, but nothing to fence). Writers that
         must fence a predecessor come from :meth:`transactional`.
 
-        ``topic_prefix`` and ``partitions`` are defaults for callers that build topic
-        specs (``<prefix>.commands`` …); the log itself uses only the names it is given.
+        ``topic_prefix`` names the topics an engine or a projector service builds on
+        this log (``<prefix>.commands`` …): the one place a deployment's prefix is set.
+        ``partitions`` is the default count for the topic specs they build. The log
+        itself uses only the names it is given.
 
         ``replication_factor``: replicas of the topics :meth:`create_topics` makes; -1
         (the default) takes the broker's ``default.replication.factor``. ``security``:

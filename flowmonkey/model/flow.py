@@ -91,6 +91,10 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     return tuple(parts)
 
 
+# How to add a handler, for Python code; the CLI names its own options instead.
+ENGINE_HANDLER_HINT = "register one: Engine(handlers=[...]) or engine.register_handler(...)"
+
+
 class Flow(FrozenModel):
     """A workflow definition; immutable once registered."""
 
@@ -130,10 +134,14 @@ class Flow(FrozenModel):
         self,
         handler_types: Iterable[str] | None = None,
         tables: dict[str, TableDef] | None = None,
+        *,
+        handler_hint: str = ENGINE_HANDLER_HINT,
     ) -> list[tuple[str | None, str, str]]:
         """Every structural problem as ``(step_id, field, message)``; [] when valid.
 
         Fields are named as users write them: the original's camelCase JSON names.
+        ``handler_hint`` ends the message about an unknown handler type: how to
+        register one where the caller is (Python by default, or the CLI's options).
         """
         found: list[tuple[str | None, str, str]] = []
         known_handlers = set(handler_types) if handler_types is not None else None
@@ -152,7 +160,7 @@ class Flow(FrozenModel):
                                   f"unknown step {target!r}"))
             if known_handlers is not None and step.type not in known_handlers:
                 found.append((key, "type", f"unknown handler type {step.type!r}; "
-                              + _suggestion(step.type, known_handlers)))
+                              + _suggestion(step.type, known_handlers, handler_hint)))
         pipe_ids: set[str] = set()
         for pipe in self.pipes:
             where = f"pipes[{pipe.id}]"
@@ -178,10 +186,12 @@ class Flow(FrozenModel):
         handler_types: Iterable[str] | None = None,
         tables: dict[str, TableDef] | None = None,
         more: Iterable[tuple[str | None, str, str]] = (),
+        *,
+        handler_hint: str = ENGINE_HANDLER_HINT,
     ) -> None:
         """Raise :class:`FlowValidationError` naming the flow, step and field of each problem
         (``more``: problems found elsewhere, such as the handlers' checks of step configs)."""
-        found = self.problems(handler_types, tables) + list(more)
+        found = self.problems(handler_types, tables, handler_hint=handler_hint) + list(more)
         if not found:
             return
         lines = [
@@ -221,13 +231,12 @@ def _steps_by_key(data: Any) -> Any:
     return data
 
 
-def _suggestion(handler_type: str, known: set[str]) -> str:
+def _suggestion(handler_type: str, known: set[str], hint: str) -> str:
     close = get_close_matches(handler_type, sorted(known), n=1, cutoff=0.75)
     if close:
         return f"did you mean {close[0]!r}?"
     return ("the known types are " + ", ".join(sorted(known)) if known else
-            "no handlers are registered") + " (register yours with the engine, or pass " \
-        "--handlers MODULE on the command line)"
+            "no handlers are registered") + f" ({hint})"
 
 
 _DEFINITION_MODELS: tuple[type[BaseModel], ...] = (
@@ -343,15 +352,18 @@ def flow_validation_error(data: Any, exc: ValidationError) -> FlowValidationErro
 
 def with_more_problems(exc: FlowValidationError, handler_types: Iterable[str] | None,
                        tables: dict[str, TableDef] | None,
-                       more: Iterable[tuple[str | None, str, str]] = ()) -> FlowValidationError:
+                       more: Iterable[tuple[str | None, str, str]] = (), *,
+                       handler_hint: str = ENGINE_HANDLER_HINT) -> FlowValidationError:
     """``exc`` (from :meth:`Flow.parse`) with the problems of its salvaged flow that need
-    handlers or tables to find: unknown handler types and tables, and ``more`` (the
-    handlers' checks of the salvaged flow's step configs)."""
+    handlers or tables to find: unknown handler types (``handler_hint`` as in
+    :meth:`Flow.problems`) and tables, and ``more`` (the handlers' checks of the
+    salvaged flow's step configs)."""
     flow = exc.salvaged
     if not isinstance(flow, Flow):
         return exc
     structural = set(flow.problems())
-    found = [p for p in flow.problems(handler_types, tables) if p not in structural]
+    found = [p for p in flow.problems(handler_types, tables, handler_hint=handler_hint)
+             if p not in structural]
     found += list(more)
     if not found:
         return exc

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowmonkey.log.base import TopicSpec
+from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log, TopicSpec
 
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    prefix: str = "flowmonkey"
+    prefix: str = DEFAULT_TOPIC_PREFIX
 
     @property
     def commands(self) -> str:
@@ -39,3 +39,19 @@ class Topics:
             TopicSpec(self.flows, 1, compacted=True),
             TopicSpec(self.dead_letter, 1),
         ]
+
+
+def topics_of(log: Log, topic_prefix: str | None = None, *, owner: str = "Engine") -> Topics:
+    """The topics of ``log``, named by its ``topic_prefix`` (the one source of the
+    prefix). ``topic_prefix``, when a caller still gives one (``owner`` names it in
+    the message), must be the log's: a different one is refused, since using either
+    would silently put a deployment on another one's topics."""
+    if topic_prefix is not None and topic_prefix != log.topic_prefix:
+        kind = type(log).__name__
+        raise ValueError(
+            f"{owner}(topic_prefix={topic_prefix!r}) differs from the topic prefix of "
+            f"its log, {kind}(topic_prefix={log.topic_prefix!r}); the log's prefix names "
+            f"the topics. Give the prefix once, to the log: "
+            f"{kind}(..., topic_prefix={topic_prefix!r}), and leave "
+            f"{owner}(topic_prefix=...) out")
+    return Topics(log.topic_prefix)

@@ -86,6 +86,8 @@ class WalEntry(FrozenModel):
 class WalReplayResult(FrozenModel):
     replayed: int
     failed: int
+    # entries given up after their last allowed attempt (``wal_replay(max_attempts=…)``)
+    discarded: int = 0
 
 
 Notify = Callable[[str, dict[str, Any]], None]
@@ -174,8 +176,15 @@ class Projection(Protocol):
 
     async def wal_ack(self, entry_id: str) -> bool: ...
 
-    async def wal_replay(self, limit: int = 100) -> WalReplayResult:
-        """Retry pending entries: a row that now inserts is acked, else attempts += 1."""
+    async def wal_replay(self, limit: int = 100, *,
+                         max_attempts: int | None = None) -> WalReplayResult:
+        """Retry pending entries: a row that now inserts is acked, else attempts += 1.
+
+        With ``max_attempts``, an entry whose failed attempt is its ``max_attempts``-th
+        is given up, as the original's WAL replay job did after its last retry: acked
+        (compaction removes it) and reported as ``pipe.discarded`` (``executionId``,
+        ``pipeId``, ``tableId``, ``attempts``, ``error``). Without it (the default) an
+        entry stays pending until it lands or is acked."""
         ...
 
     async def wal_compact(self) -> int:

@@ -422,22 +422,30 @@ class MemoryProjection:
             self._wal[entry_id] = entry.model_copy(update={"status": "acked"})
         return True
 
-    async def wal_replay(self, limit: int = 100) -> WalReplayResult:
-        replayed = failed = 0
+    async def wal_replay(self, limit: int = 100, *,
+                         max_attempts: int | None = None) -> WalReplayResult:
+        replayed = failed = discarded = 0
         for entry in await self.wal_pending(limit):
             try:
                 self._insert(entry.table_id, entry.data, entry.tenant_id,
                              _derived_id("row", entry.id), self._clock_ms())
             except Exception as exc:  # stays pending with the latest reason
                 failed += 1
+                attempts, error = entry.attempts + 1, str(exc) or type(exc).__name__
+                given_up = max_attempts is not None and attempts >= max_attempts
                 self._wal[entry.id] = entry.model_copy(update={
-                    "attempts": entry.attempts + 1,
-                    "error": str(exc) or type(exc).__name__})
+                    "attempts": attempts, "error": error,
+                    "status": "acked" if given_up else "pending"})
+                if given_up:
+                    discarded += 1
+                    self._emit(n.PIPE_DISCARDED, {
+                        "executionId": entry.execution_id, "pipeId": entry.pipe_id,
+                        "tableId": entry.table_id, "attempts": attempts, "error": error})
                 continue
             replayed += 1
             self._wal[entry.id] = entry.model_copy(update={"status": "acked"})
             self._emit(n.WAL_REPLAYED, {"entryId": entry.id, "tableId": entry.table_id})
-        return WalReplayResult(replayed=replayed, failed=failed)
+        return WalReplayResult(replayed=replayed, failed=failed, discarded=discarded)
 
     async def wal_compact(self) -> int:
         acked = [i for i, e in self._wal.items() if e.status == "acked"]

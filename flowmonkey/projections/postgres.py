@@ -424,7 +424,8 @@ class PostgresProjection:
         if stored != len(positions):
             await self._offset_conflict(conn, group, since)
         for event in fresh:
-            if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS:
+            if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS \
+                    or event.type == n.TOKENS_CLEANED:
                 await self._token_txn(conn, event)
             elif event.type == n.PIPE_ROW:
                 await self._pipe_row_txn(conn, event, notes)
@@ -462,6 +463,11 @@ class PostgresProjection:
             stored=stored, since=since, schema=self.schema, group=group)
 
     async def _token_txn(self, conn: Conn, event: Event) -> None:
+        if event.type == n.TOKENS_CLEANED:
+            await conn.execute(
+                "update fm_resume_tokens set status = 'expired' where token = any($1) "
+                "and execution_id = $2", list(event.data["tokens"]), event.execution_id)
+            return
         token = event.data["token"]
         if event.type == n.TOKEN_CREATED:
             await conn.execute(
@@ -758,12 +764,14 @@ class PostgresProjection:
             "update fm_wal_entries set status = 'acked' where id = $1", entry_id)
         return _count(status) > 0
 
-    async def wal_replay(self, limit: int = 100) -> WalReplayResult:
-        replayed = failed = 0
+    async def wal_replay(self, limit: int = 100, *,
+                         max_attempts: int | None = None) -> WalReplayResult:
+        replayed = failed = discarded = 0
         pending = await self.wal_pending(limit)  # before acquiring: a pool of one suffices
         async with self._pool.acquire() as conn:
             for entry in pending:
                 notes: builtins.list[_Note] = []
+                landed = False
                 async with conn.transaction():
                     try:
                         await self._insert_txn(conn, entry.table_id, entry.data,
@@ -772,16 +780,32 @@ class PostgresProjection:
                     except (FlowMonkeyError, asyncpg.PostgresError, ValueError,
                             TypeError) as exc:  # stays pending with the latest reason
                         failed += 1
-                        await conn.execute(
-                            "update fm_wal_entries set attempts = attempts + 1, error = $2 "
-                            "where id = $1", entry.id, str(exc) or type(exc).__name__)
-                        continue
-                    await conn.execute("update fm_wal_entries set status = 'acked' "
-                                       "where id = $1", entry.id)
-                replayed += 1
-                self._emit([*notes, (n.WAL_REPLAYED, {"entryId": entry.id,
-                                                       "tableId": entry.table_id})])
-        return WalReplayResult(replayed=replayed, failed=failed)
+                        notes = []  # (nothing of the failed insert is told)
+                        error = str(exc) or type(exc).__name__
+                        attempts = await conn.fetchval(
+                            "update fm_wal_entries set attempts = attempts + 1, error = $2, "
+                            "status = case when $3::int is not null and attempts + 1 >= $3 "
+                            "then 'acked' else status end where id = $1 returning attempts",
+                            entry.id, error, max_attempts)
+                        if max_attempts is not None and attempts is not None \
+                                and attempts >= max_attempts:  # given up
+                            notes = [(n.PIPE_DISCARDED, {
+                                "executionId": entry.execution_id, "pipeId": entry.pipe_id,
+                                "tableId": entry.table_id, "attempts": attempts,
+                                "error": error})]
+                    else:
+                        landed = True
+                        await conn.execute("update fm_wal_entries set status = 'acked' "
+                                           "where id = $1", entry.id)
+                # told once the entry's transaction committed
+                if landed:
+                    replayed += 1
+                    self._emit([*notes, (n.WAL_REPLAYED, {"entryId": entry.id,
+                                                           "tableId": entry.table_id})])
+                elif notes:
+                    discarded += 1
+                    self._emit(notes)
+        return WalReplayResult(replayed=replayed, failed=failed, discarded=discarded)
 
     async def wal_compact(self) -> int:
         removed = _count(await self._pool.execute(

@@ -99,7 +99,18 @@ class OffsetStore(Protocol):
 
 
 def offset_store(projection: Projection) -> OffsetStore | None:
-    return projection if isinstance(projection, OffsetStore) else None
+    """``projection`` as an offset store, or None when it stores no offsets. One that
+    stores them but lacks part of the protocol is refused by name: taken for a plain
+    projection, it would run without its offsets' checks and stored positions."""
+    if isinstance(projection, OffsetStore):
+        return projection
+    if hasattr(projection, "apply_events_with_offsets"):
+        missing = [name for name in ("committed_offset", "committed_offsets",
+                                     "connections_opened") if not hasattr(projection, name)]
+        raise TypeError(f"{type(projection).__name__} stores offsets with its rows "
+                        f"(apply_events_with_offsets) but lacks {', '.join(missing)} of "
+                        "flowmonkey.projections.projector.OffsetStore")
+    return None
 
 
 class OffsetPastEndError(FlowMonkeyError):

@@ -52,7 +52,7 @@ from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log
 from flowmonkey.log.kafka import KafkaLog, to_record
-from flowmonkey.processors.topics import Topics
+from flowmonkey.processors.topics import Topics, topics_of
 from flowmonkey.projections.base import Projection
 from flowmonkey.projections.projector import (
     DEFAULT_GROUP,
@@ -80,7 +80,8 @@ _RETRY_MAX_S = 5.0
 
 
 class ProjectorService:
-    """Keeps ``projection`` up to date with the events topic of ``topic_prefix``.
+    """Keeps ``projection`` up to date with the events topic of ``log_`` (named by
+    its ``topic_prefix``; one given here must be the log's).
 
     ``start()`` starts the log and the projection (a Postgres projection runs its
     migrations) and begins projecting; ``stop()`` finishes the batch in progress,
@@ -89,13 +90,13 @@ class ProjectorService:
     """
 
     def __init__(self, log_: Log, projection: Projection, *,
-                 topic_prefix: str = "flowmonkey", group: str = DEFAULT_GROUP,
+                 topic_prefix: str | None = None, group: str = DEFAULT_GROUP,
                  batch_size: int = 1000, on_batch: OnBatch | None = None,
                  now_ms: Callable[[], int] | None = None,
                  verify_every_s: float = VERIFY_EVERY_S) -> None:
         self.log = log_
         self.projection = projection
-        self.topics = Topics(topic_prefix)
+        self.topics: Topics = topics_of(log_, topic_prefix, owner="ProjectorService")
         self.verify_every_s = verify_every_s
         self.group = group
         self.batch_size = batch_size

@@ -3,6 +3,11 @@
 Waits, retry backoff and timeouts complete at once in wall-clock time while each
 execution sees time move by exactly the waited amount: when nothing is left to do
 but wait for a timer, the harness moves the simulated clock to that timer.
+
+A harness works from any event loop: the engine runs on the loop that started it,
+and a call from another loop (``asyncio.run(t.run(...))`` twice in a plain test)
+starts a fresh engine there, as a second ``run_sync`` does: executions of the
+earlier loop are gone with it, ``t.events`` keeps accumulating.
 """
 
 from __future__ import annotations
@@ -55,7 +60,10 @@ class TestHarness:
         *,
         partitions: int = 2,
         vault: VaultProvider | None = None,
+        builtin_handlers: bool = True,
     ) -> None:
+        """``handlers`` come on top of the built-in ones, as with ``Engine``
+        (``builtin_handlers=False`` leaves those out)."""
         base = options or EngineOptions(record_history=True, max_steps=100)
         self.options = dataclasses.replace(
             base,
@@ -68,6 +76,7 @@ class TestHarness:
         self._tables = list(tables)
         self._partitions = partitions
         self._vault = vault
+        self._builtin_handlers = builtin_handlers
         self.events: list[Event] = []
         self._build()
 
@@ -80,14 +89,24 @@ class TestHarness:
             flows=self._flows, handlers=self._handlers, options=self.options,
             log=EmbeddedLog(partitions=self._partitions, now_ms=self.clock.now_ms),
             projection=self.projection, dispatcher=self.dispatcher, clock=self.clock,
-            tables=self._tables, vault=self._vault)
+            tables=self._tables, vault=self._vault,
+            builtin_handlers=self._builtin_handlers)
         self._started = False
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _notify(self, type: str, payload: dict[str, Any]) -> None:
         self.engine._notify(type, payload)
 
+    def _abandon_other_loop(self) -> None:
+        """Forget an engine started on another event loop: its tasks ran on that loop
+        (``asyncio.run`` cancelled them when it ended) and cannot run on this one."""
+        if self._started and self._loop is not asyncio.get_running_loop():
+            self._started = False
+            self._closed = True
+
     async def _ensure_started(self) -> None:
+        self._abandon_other_loop()
         if not self._started:
             if self._closed:
                 # A stopped engine's log cannot reopen (e.g. a second run_sync): start
@@ -95,8 +114,10 @@ class TestHarness:
                 self._build()
             await self.engine.start()
             self._started = True
+            self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
+        self._abandon_other_loop()
         if self._started:
             await self.engine.stop()
             self._started = False
@@ -111,7 +132,7 @@ class TestHarness:
 
     def reset(self) -> None:
         """Forget every execution, row and event (registrations are kept)."""
-        if self._started:
+        if self._started and self._loop is not None and not self._loop.is_closed():
             raise RuntimeError("close the harness (await t.close()) before reset()")
         self.events.clear()
         self._build()
@@ -120,6 +141,7 @@ class TestHarness:
 
     async def settle(self) -> None:
         """Let every processor, handler and projection finish what it can do now."""
+        await self._ensure_started()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _SETTLE_LIMIT_S
         quiet = 0

@@ -3,11 +3,24 @@ cancelled parent takes its children with it (FEATURES B6)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from flowmonkey import ExecutionStatus, HandlerParams, Result, ResumeTokenError, StepResult, handler
+from flowmonkey import (
+    Engine,
+    ExecutionStatus,
+    HandlerParams,
+    Result,
+    ResumeTokenError,
+    StepResult,
+    handler,
+)
+from flowmonkey.events.partitioner import partition_for
+from flowmonkey.log import EmbeddedLog
 from flowmonkey.testing import TestHarness
 from tests.behaviour.flows import flow, step, types_of
+from tests.unit.api_support import eventually
 
 
 @handler("approval")
@@ -113,3 +126,81 @@ async def test_cancelling_a_parent_cascades_to_its_waiting_child() -> None:
         t.assert_cancelled(child_now)
         assert child_now.cancellation is not None
         assert child_now.cancellation.source == "parent"
+
+
+def _ids_on_every_partition(prefix: str, partitions: int, per_partition: int) -> list[str]:
+    """``per_partition`` ids on each of the ``partitions`` (so some differ from any
+    parent's partition, whichever it is)."""
+    found: dict[int, list[str]] = {p: [] for p in range(partitions)}
+    i = 0
+    while any(len(ids) < per_partition for ids in found.values()):
+        candidate = f"{prefix}-{i}"
+        i += 1
+        ids = found[partition_for(candidate.encode(), partitions)]
+        if len(ids) < per_partition:
+            ids.append(candidate)
+    return [c for ids in found.values() for c in ids]
+
+
+async def _status(engine: Engine, execution_id: str, status: ExecutionStatus) -> Any:
+    async def reached() -> Any:
+        ex = await engine.get(execution_id)
+        return ex if ex is not None and ex.status == status else None
+    return await eventually(reached, what=f"{execution_id} to be {status.value}")
+
+
+async def test_cancelling_a_parent_cancels_children_created_with_its_id_on_any_partition(
+) -> None:
+    partitions = 4
+    async with Engine(flows=[SIGNAL], handlers=[approval, ok],
+                      log=EmbeddedLog(partitions=partitions)) as engine:
+        parent = (await engine.create("signal", execution_id="the-parent")).execution
+        children = _ids_on_every_partition("attached", partitions, 2)
+        assert {partition_for(c.encode(), partitions) for c in children} != \
+            {partition_for(parent.id.encode(), partitions)}
+        for child_id in children:
+            await engine.create("signal", parent_execution_id=parent.id,
+                                execution_id=child_id)
+        for child_id in children:
+            await _status(engine, child_id, ExecutionStatus.WAITING)
+
+        async def all_attached() -> bool:
+            ex = await engine.get(parent.id)
+            return ex is not None and sorted(ex.children) == sorted(children)
+        await eventually(all_attached, what="every child to register with its parent")
+
+        result = await engine.cancel(parent.id)
+
+        assert result.cancelled is True
+        assert result.children_cancelled == len(children)
+        for child_id in children:
+            child = await _status(engine, child_id, ExecutionStatus.CANCELLED)
+            assert child.cancellation is not None
+            assert child.cancellation.source == "parent"
+        assert engine.processor_failure() is None
+
+
+async def test_a_child_created_for_a_cancelled_parent_is_cancelled_at_once() -> None:
+    async with Engine(flows=[SIGNAL], handlers=[approval, ok],
+                      log=EmbeddedLog(partitions=4)) as engine:
+        parent = (await engine.create("signal")).execution
+        await _status(engine, parent.id, ExecutionStatus.WAITING)
+        await engine.cancel(parent.id)
+
+        child = (await engine.create("signal", parent_execution_id=parent.id)).execution
+
+        cancelled = await _status(engine, child.id, ExecutionStatus.CANCELLED)
+        assert cancelled.cancellation is not None
+        assert cancelled.cancellation.source == "parent"
+
+
+async def test_a_child_of_a_completed_parent_runs_on() -> None:
+    plain = flow("plain", step("a", "ok"))
+    async with TestHarness(handlers=[approval, ok], flows=[SIGNAL, plain]) as t:
+        parent = await t.run("plain")
+        assert parent.execution.status == ExecutionStatus.COMPLETED
+
+        child = await t.run("signal", parent_execution_id=parent.execution.id)
+
+        assert child.execution.status == ExecutionStatus.WAITING
+        assert child.execution.parent_execution_id == parent.execution.id

@@ -278,6 +278,28 @@ async def test_a_signal_timeout_cancels_the_execution_with_source_timeout() -> N
             await t.resume(r.execution.id, token, {})
 
 
+async def test_resuming_after_the_signal_timeout_is_refused_as_expired() -> None:
+    @handler("short-approval")
+    async def short(p: HandlerParams) -> StepResult:
+        return Result.wait_for_signal("approval", timeout_ms=60_000)
+
+    f = flow("short", step("s", "short-approval"))
+    async with TestHarness(handlers=[short], flows=[f]) as t:
+        r = await t.run("short")
+        token = r.execution.resume_token
+        assert token is not None
+
+        await t.advance(60_000)
+
+        with pytest.raises(ResumeTokenError) as info:
+            await t.resume(r.execution.id, token, {})
+        assert info.value.code == "TOKEN_EXPIRED"
+        history = [e for e in types_of(t.events_for(r.execution.id))
+                   if e != "command.rejected"]
+        assert history[-3:] == ["tokens.cleaned", "execution.cancelling",
+                                "execution.cancelled"]
+
+
 async def test_a_wait_timeout_cancels_a_waiting_execution_with_source_timeout() -> None:
     async with TestHarness(handlers=[approval, after], flows=[SIGNAL]) as t:
         created = await t.create("signal", timeout={"wait_timeout_ms": 10_000})

@@ -566,6 +566,21 @@ class ProjectionContract:
         page = await orders.query_rows(RowQuery(table_id="orders"))
         assert [r.data for r in page.rows] == [{"sku": "a", "note": 1}]
 
+    async def test_a_replay_with_max_attempts_gives_up_an_entry_after_its_last_attempt(
+        self, orders: Projection
+    ) -> None:
+        await orders.apply_events([created("e1"), pipe_row("e1", 2, {"sku": "a", "note": 1})])
+        assert await orders.wal_replay(max_attempts=2) == _replayed(0, 1)
+        [entry] = await orders.wal_pending()
+        assert (entry.attempts, entry.status) == (1, "pending")
+
+        gave_up = await orders.wal_replay(max_attempts=2)
+
+        assert gave_up == WalReplayResult(replayed=0, failed=1, discarded=1)
+        assert await orders.wal_pending() == []
+        assert await orders.wal_compact() == 1
+        assert (await orders.query_rows(RowQuery(table_id="orders"))).total == 0
+
     async def test_wal_pending_is_oldest_first_and_limited(self, orders: Projection) -> None:
         await orders.apply_events([created("e1"), *[pipe_row("e1", s, {}) for s in (2, 3, 4)]])
         entries = await orders.wal_pending(limit=2)

@@ -102,6 +102,23 @@ async def test_wal_replay_and_compaction_notify(memory: MemoryProjection, notes:
     assert notes[2][1] == {"removedCount": 1}
 
 
+async def test_an_entry_given_up_by_a_replay_is_told_as_pipe_discarded(
+        memory: MemoryProjection, notes: Notes) -> None:
+    await memory.apply_events([created("e1"), pipe_row("e1", 2, {"sku": "a"})])
+    [entry] = memory.wal_entries()
+    notes.clear()
+
+    result = await memory.wal_replay(max_attempts=1)
+
+    assert result.discarded == 1
+    [(name, note)] = notes
+    assert name == n.PIPE_DISCARDED
+    assert note["executionId"] == "e1"
+    assert (note["pipeId"], note["tableId"], note["attempts"]) == \
+        (entry.pipe_id, "orders", 1)
+    assert "orders" in note["error"]
+
+
 async def test_table_and_row_changes_notify(memory: MemoryProjection, notes: Notes) -> None:
     await memory.create_table(ORDERS)
     await memory.add_column("orders", ColumnDef(id="note"))

@@ -208,6 +208,25 @@ def test_an_unknown_handler_type_suggests_the_closest_known_one(tmp_path: Path) 
     assert "the known types are batch-process, conditional, delay" in proc.stderr
 
 
+def test_an_unknown_handler_type_names_the_commands_option_for_handlers(
+        tmp_path: Path) -> None:
+    unknown = tmp_path / "flows" / "unknown.json"
+    unknown.parent.mkdir()
+    unknown.write_text('{"id": "x", "initialStepId": "a", "steps": {"a": {"type": "zzz"}}}')
+    proc = flowmonkey("validate", str(unknown))
+    assert "pass yours with --handlers MODULE[:ATTR]" in proc.stderr
+    assert "Engine(" not in proc.stderr
+    # dev starts an engine: it has --app, not --handlers, and checks before it starts
+    proc = flowmonkey("dev", "--data-dir", str(tmp_path / "data"), "--flows-dir", "flows",
+                      cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "unknown handler type 'zzz'" in proc.stderr
+    assert "pass yours with --app MODULE[:ATTR]" in proc.stderr
+    assert "Engine(" not in proc.stderr
+    assert "--handlers" not in proc.stderr
+    assert_no_traceback(proc)
+
+
 def test_debug_shows_the_traceback() -> None:
     proc = flowmonkey("run", "no/such/flow.json", "--debug")
     assert proc.returncode == 2

@@ -113,9 +113,10 @@ async def test_every_event_survives_two_postgres_crashes_while_projecting(
                   PARTITIONS)
     total = sum((await after_last_records(kafka, topic, PARTITIONS)).values())
     # small batches, as many commits as possible to lose
-    service = ProjectorService(KafkaLog(kafka_bootstrap, client_id=f"{kafka_prefix}proj"),
+    service = ProjectorService(KafkaLog(kafka_bootstrap, client_id=f"{kafka_prefix}proj",
+                                        topic_prefix=kafka_prefix),
                                PostgresProjection(dsn, SCHEMA, pool_max=2),
-                               topic_prefix=kafka_prefix, group=GROUP, batch_size=100)
+                               group=GROUP, batch_size=100)
     await service.start()
     try:
         # when the server crashes twice while the projector is applying

@@ -80,8 +80,9 @@ async def _projecting(kind: str, dsn: str, schema: str, request: pytest.FixtureR
     projection = PostgresProjection(dsn, schema, pool_max=2)
     if kind == "embedded":
         prefix = "fm-idle-"
-        service = ProjectorService(EmbeddedLog(path=tmp_path, partitions=PARTITIONS),
-                                   projection, topic_prefix=prefix, group=GROUP,
+        service = ProjectorService(EmbeddedLog(path=tmp_path, partitions=PARTITIONS,
+                                               topic_prefix=prefix),
+                                   projection, group=GROUP,
                                    batch_size=7, verify_every_s=verify_every_s)
         await service.start()
         try:
@@ -95,8 +96,9 @@ async def _projecting(kind: str, dsn: str, schema: str, request: pytest.FixtureR
     async with KafkaLog(bootstrap, client_id=f"{prefix}publisher") as publisher:
         await publisher.create_topics(topics.specs(PARTITIONS))
         if kind == "kafka-group":
-            service = ProjectorService(KafkaLog(bootstrap, client_id=f"{prefix}proj"),
-                                       projection, topic_prefix=prefix, group=GROUP,
+            service = ProjectorService(KafkaLog(bootstrap, client_id=f"{prefix}proj",
+                                                topic_prefix=prefix),
+                                       projection, group=GROUP,
                                        batch_size=7, verify_every_s=verify_every_s)
             await service.start()
             try:

@@ -54,8 +54,9 @@ async def _projecting(kind: str, pg_schema: tuple[str, str], kafka_bootstrap: st
     topics = Topics(prefix)
     projection = PostgresProjection(dsn, schema, pool_max=2)
     if kind == "embedded":
-        service = ProjectorService(EmbeddedLog(path=tmp_path, partitions=PARTITIONS),
-                                   projection, topic_prefix=prefix, group=GROUP,
+        service = ProjectorService(EmbeddedLog(path=tmp_path, partitions=PARTITIONS,
+                                               topic_prefix=prefix),
+                                   projection, group=GROUP,
                                    batch_size=7)
         await service.start()
         try:
@@ -67,8 +68,9 @@ async def _projecting(kind: str, pg_schema: tuple[str, str], kafka_bootstrap: st
     async with KafkaLog(kafka_bootstrap, client_id=f"{prefix}publisher") as publisher:
         await publisher.create_topics(topics.specs(PARTITIONS))
         if kind == "kafka-group":
-            service = ProjectorService(KafkaLog(kafka_bootstrap, client_id=f"{prefix}proj"),
-                                       projection, topic_prefix=prefix, group=GROUP,
+            service = ProjectorService(KafkaLog(kafka_bootstrap, client_id=f"{prefix}proj",
+                                                topic_prefix=prefix),
+                                       projection, group=GROUP,
                                        batch_size=7)
             await service.start()
             try:

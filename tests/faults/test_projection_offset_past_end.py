@@ -77,9 +77,8 @@ async def test_the_projector_service_on_kafka_stops_on_an_offset_past_the_log_en
         await publish(publisher, topics.events, [run_start(f"e{i}") for i in range(4)],
                       PARTITIONS)
         service = ProjectorService(
-            KafkaLog(kafka_bootstrap, client_id=f"{kafka_prefix}proj"),
-            PostgresProjection(dsn, schema, pool_max=2), topic_prefix=kafka_prefix,
-            group=GROUP)
+            KafkaLog(kafka_bootstrap, client_id=f"{kafka_prefix}proj", topic_prefix=kafka_prefix),
+            PostgresProjection(dsn, schema, pool_max=2), group=GROUP)
         await service.projection.start()  # the tables, to store the bad offset in
         await _store_offset(dsn, schema, topics.events, 0, 500)
         await service.start()

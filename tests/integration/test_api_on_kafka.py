@@ -13,6 +13,7 @@ from flowmonkey.projections.postgres import PostgresProjection
 from tests.unit.api_support import (
     APPROVE,
     GREET,
+    ISO_UTC,
     KEY_A,
     KEY_B,
     KEYS,
@@ -32,14 +33,14 @@ async def test_an_execution_created_over_http_completes_and_is_read_from_postgre
     dsn, schema = pg_schema
 
     def kafka(role: str) -> KafkaLog:
-        return KafkaLog(kafka_bootstrap, partitions=PARTITIONS,
+        return KafkaLog(kafka_bootstrap, topic_prefix=kafka_prefix, partitions=PARTITIONS,
                         client_id=f"{kafka_prefix}{role}")
 
     processor = Engine(flows=[GREET, APPROVE], handlers=[greet, approval],
-                       log=kafka("processor"), topic_prefix=kafka_prefix,
+                       log=kafka("processor"),
                        processor_group=f"{kafka_prefix}processor", run_projector=False)
     api_engine = Engine(log=kafka("api"), projection=PostgresProjection(dsn, schema),
-                        topic_prefix=kafka_prefix, run_processors=False)
+                        run_processors=False)
     async with processor, api_engine:
         # the API's engine knows no flows of its own: it reads them from the flows topic
         transport = httpx.ASGITransport(app=create_app(api_engine, ApiAuth(KEYS)))
@@ -60,6 +61,12 @@ async def test_an_execution_created_over_http_completes_and_is_read_from_postgre
             events = await client.get(f"/v1/executions/{execution_id}/events",
                                       headers=bearer(KEY_A))
             assert events.json()["events"][-1]["type"] == "execution.completed"
+            # read from PostgreSQL (microseconds): the API's one format all the same
+            assert ISO_UTC.match(done["createdAt"])
+            assert ISO_UTC.match(done["updatedAt"])
+            first = events.json()["events"][0]
+            assert ISO_UTC.match(first["timestamp"])
+            assert first["data"]["flowId"] == "greet"
             hidden = await client.get(f"/v1/executions/{execution_id}",
                                       headers=bearer(KEY_B))
             assert hidden.status_code == 404

@@ -53,10 +53,9 @@ async def test_poisoned_commands_are_rejected_alone_on_kafka(
 
     monkeypatch.setitem(decide_module._DECIDERS, n.CMD_START, broken_start)
     monkeypatch.setattr(partition_module, "event_record", encoder)
-    log = KafkaLog(kafka_bootstrap, partitions=2, client_id=f"{kafka_prefix}client",
-                   exactly_once=True)
+    log = KafkaLog(kafka_bootstrap, topic_prefix=kafka_prefix, partitions=2,
+                   client_id=f"{kafka_prefix}client", exactly_once=True)
     async with Engine(flows=[_flow("fine"), _flow("poisoned")], handlers=[echo], log=log,
-                      topic_prefix=kafka_prefix,
                       processor_group=f"{kafka_prefix}processor") as engine:
         with pytest.raises(CommandRejected) as refused:
             await engine.create("poisoned", {"x": 1})

@@ -65,9 +65,9 @@ FLOW = {
 
 def _engine(bootstrap: str, prefix: str, *, exactly_once: bool = True,
             **kwargs: object) -> Engine:
-    log = KafkaLog(bootstrap, partitions=PARTITIONS, client_id=f"{prefix}client",
-                   exactly_once=exactly_once)
-    return Engine(flows=[FLOW], handlers=[noop, flaky, nap], log=log, topic_prefix=prefix,
+    log = KafkaLog(bootstrap, topic_prefix=prefix, partitions=PARTITIONS,
+                   client_id=f"{prefix}client", exactly_once=exactly_once)
+    return Engine(flows=[FLOW], handlers=[noop, flaky, nap], log=log,
                   processor_group=f"{prefix}processor", **kwargs)  # type: ignore[arg-type]
 
 

@@ -184,9 +184,9 @@ FLOW = {
 async def _run_flows(sasl: KafkaSaslEndpoint, prefix: str) -> None:
     """An Engine over ``sasl``'s listener (with the user's last mechanism) runs five
     two-step flows to completion."""
-    log = KafkaLog(sasl.bootstrap, partitions=2, client_id=f"{prefix}client",
-                   security=_security(sasl, sasl.mechanisms[-1]))
-    async with Engine(flows=[FLOW], handlers=[noop], log=log, topic_prefix=prefix,
+    log = KafkaLog(sasl.bootstrap, topic_prefix=prefix, partitions=2,
+                   client_id=f"{prefix}client", security=_security(sasl, sasl.mechanisms[-1]))
+    async with Engine(flows=[FLOW], handlers=[noop], log=log,
                       processor_group=f"{prefix}processor") as engine:
         assert engine.group_processors is not None
         assert await engine.group_processors.wait_assigned(30)

@@ -50,8 +50,9 @@ FLOW = {
 
 def _engine(bootstrap: str, prefix: str, pg: tuple[str, str]) -> Engine:
     dsn, schema = pg
-    log = KafkaLog(bootstrap, partitions=PARTITIONS, client_id=f"{prefix}client")
-    return Engine(flows=[FLOW], handlers=[work, approval], log=log, topic_prefix=prefix,
+    log = KafkaLog(bootstrap, topic_prefix=prefix, partitions=PARTITIONS,
+                   client_id=f"{prefix}client")
+    return Engine(flows=[FLOW], handlers=[work, approval], log=log,
                   processor_group=f"{prefix}processor",
                   snapshots=PostgresSnapshotStore(dsn, schema), snapshot_every=EVERY)
 

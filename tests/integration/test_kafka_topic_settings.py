@@ -135,8 +135,8 @@ async def _make(bootstrap: str, topics: Topics, *, commands: int = 2, events: in
 
 
 def _engine(bootstrap: str, prefix: str) -> Engine:
-    log = KafkaLog(bootstrap, partitions=2, client_id=f"{prefix}client")
-    return Engine(flows=[FLOW], handlers=[noop], log=log, topic_prefix=prefix,
+    log = KafkaLog(bootstrap, topic_prefix=prefix, partitions=2, client_id=f"{prefix}client")
+    return Engine(flows=[FLOW], handlers=[noop], log=log,
                   processor_group=f"{prefix}processor")
 
 

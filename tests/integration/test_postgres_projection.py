@@ -207,6 +207,25 @@ async def test_a_redelivered_batch_changes_nothing(
     assert await postgres.committed_offset(GROUP, TOPIC, 0) == len(batch)
 
 
+async def test_tokens_cleaned_marks_the_tokens_expired(
+    postgres: PostgresProjection, pg_schema: tuple[str, str]
+) -> None:
+    batch = [*_waiting_with_token("w1"),
+             ev(n.TOKENS_CLEANED, "w1", 5, {"tokens": ["w1-t1"], "count": 1}, tenant="acme")]
+    await postgres.apply_events(batch)
+    dsn, schema = pg_schema
+    conn = await asyncpg.connect(dsn)
+    try:
+        status = await conn.fetchval(
+            f'select status from "{schema}".fm_resume_tokens where token = $1', "w1-t1")
+    finally:
+        await conn.close()
+    assert status == "expired"
+    execution = await postgres.get("w1")
+    assert execution is not None
+    assert execution.resume_token is None
+
+
 async def _set_offset(pg_schema: tuple[str, str], partition: int, offset: int | None) -> None:
     """Change the stored offset behind the projection's back (None: delete it)."""
     dsn, schema = pg_schema

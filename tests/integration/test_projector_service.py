@@ -49,9 +49,10 @@ async def kafka(kafka_bootstrap: str, kafka_prefix: str) -> AsyncIterator[KafkaL
 def _service(bootstrap: str, prefix: str, pg_schema: tuple[str, str], name: str,
              batch_size: int = 1000) -> ProjectorService:
     dsn, schema = pg_schema
-    return ProjectorService(KafkaLog(bootstrap, client_id=f"{prefix}{name}"),
+    return ProjectorService(KafkaLog(bootstrap, client_id=f"{prefix}{name}",
+                                     topic_prefix=prefix),
                             PostgresProjection(dsn, schema, pool_max=2),
-                            topic_prefix=prefix, group=f"{prefix}projector",
+                            group=f"{prefix}projector",
                             batch_size=batch_size)
 
 
@@ -162,8 +163,8 @@ async def test_on_the_embedded_log_the_service_projects_every_partition(
     await append_events(writer, Topics("fm").events,
                         [e for eid in ids for e in [*run_start(eid), *run_end(eid)]])
     await writer.close()  # one process owns a data directory at a time
-    service = ProjectorService(EmbeddedLog(path=tmp_path), PostgresProjection(dsn, schema),
-                               topic_prefix="fm", group="embedded")
+    service = ProjectorService(EmbeddedLog(path=tmp_path, topic_prefix="fm"),
+                               PostgresProjection(dsn, schema), group="embedded")
     await service.start()
     try:
         await until(lambda: _all_completed(service, ids), "every execution to be projected")

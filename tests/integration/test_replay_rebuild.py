@@ -115,7 +115,8 @@ class Setup:
 async def on_kafka(kafka_bootstrap: str, kafka_prefix: str,
                    pg_schema: tuple[str, str]) -> Setup:
     dsn, schema = pg_schema
-    log = KafkaLog(kafka_bootstrap, partitions=PARTITIONS, client_id=f"{kafka_prefix}client")
+    log = KafkaLog(kafka_bootstrap, topic_prefix=kafka_prefix, partitions=PARTITIONS,
+                   client_id=f"{kafka_prefix}client")
     ids = await _run_flows(log, kafka_prefix, dsn, schema)
     return Setup(ids, _env(FLOWMONKEY_KAFKA_BOOTSTRAP=kafka_bootstrap,
                           FLOWMONKEY_TOPIC_PREFIX=kafka_prefix,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,9 @@ KEY_B = "key-of-tenant-b-0123456789"
 ADMIN = "admin-key-0123456789abcdef"
 KEYS = (ApiKey(KEY_A, "tenant-a"), ApiKey(KEY_B, "tenant-b"), ApiKey(ADMIN, None))
 AUTH = ApiAuth(KEYS)
+
+#: every point in time the API answers: ISO-8601, UTC, milliseconds, ``Z``
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @handler("greet")

@@ -19,6 +19,7 @@ from tests.behaviour.flows import flow, step
 from tests.unit.api_support import (
     ADMIN,
     GREET,
+    ISO_UTC,
     KEY_A,
     KEYS,
     api_client,
@@ -53,6 +54,12 @@ async def test_create_get_wait_history_and_state_at_an_event() -> None:
         assert events[0]["type"] == "execution.created"
         assert events[-1]["type"] == "execution.completed"
         assert events[0]["executionId"] == execution_id
+        # one key style and one timestamp format, event data included
+        assert ISO_UTC.match(events[0]["timestamp"])
+        assert events[0]["data"]["flowId"] == "greet"
+        assert events[0]["data"]["context"] == {"name": "Ada"}
+        assert ISO_UTC.match(done["createdAt"])
+        assert ISO_UTC.match(done["updatedAt"])
 
         first = await client.get(f"/v1/executions/{execution_id}/state",
                                  params={"seq": 1}, headers=A)

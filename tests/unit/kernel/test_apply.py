@@ -60,8 +60,8 @@ def test_every_history_event_type_has_an_applier() -> None:
                      n.EXECUTION_COMPLETED, n.EXECUTION_FAILED, n.EXECUTION_CANCELLING,
                      n.EXECUTION_CANCELLED, n.STEP_STARTED, n.STEP_COMPLETED, n.STEP_TIMEOUT,
                      n.STEP_RETRY, n.TRANSITION, n.IDEMPOTENCY_HIT, n.TOKEN_CREATED,
-                     n.TOKEN_USED, n.TOKEN_REVOKED, n.CHILD_STARTED, n.CHILD_FINISHED,
-                     n.PIPE_ROW}
+                     n.TOKEN_USED, n.TOKEN_REVOKED, n.TOKENS_CLEANED, n.CHILD_STARTED,
+                     n.CHILD_ATTACHED, n.CHILD_FINISHED, n.PIPE_ROW}
     assert set(APPLIERS) == history_types
 
 

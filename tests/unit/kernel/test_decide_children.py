@@ -13,6 +13,7 @@ from .support import (
     T0,
     DictEnv,
     KernelDriver,
+    cancel_cmd,
     child_finished_cmd,
     make_flow,
     step,
@@ -299,3 +300,123 @@ def test_a_completed_childs_result_over_a_limit_fails_the_parent() -> None:
     assert types(decision.events) == [n.CHILD_FINISHED, n.EXECUTION_RESUMED,
                                       n.EXECUTION_FAILED]
     assert decision.events[-1].data["code"] == "CONTEXT_VALUE_TOO_LARGE"
+
+
+# --------------------------------------------------------------------------- attached children
+
+
+def attached(parent_status: str = "running", **parent_options: Any) -> KernelDriver:
+    """``p`` (at its first step, or ended as ``parent_status``), then ``c1`` started
+    by a caller with ``parent_execution_id="p"``; the attach not yet delivered."""
+    d = driver()
+    d.start("p", "parent", options={"max_steps": 50, **parent_options})
+    if parent_status == "cancelled":
+        d.send(cancel_cmd("p", at=T0 + 1))
+    elif parent_status == "completed":
+        d.result("p", Result.success({}), at=T0 + 1, child_execution_id=None)
+        d.result("p", Result.success({}), at=T0 + 2)
+        assert d.state("p").status == ExecutionStatus.COMPLETED
+    d.follow_ups.clear()
+    d.start("c1", "kid", at=T0 + 5, parent_execution_id="p")
+    return d
+
+
+def test_a_callers_child_registers_with_its_parent() -> None:
+    d = driver()
+    d.start("p", "parent")
+
+    started = d.start("c1", "kid", at=T0 + 5, parent_execution_id="p")
+
+    [attach] = started.commands
+    assert attach.type == n.CMD_CHILD_ATTACH
+    assert attach.execution_id == "p"
+    assert attach.data == {"child_execution_id": "c1", "flow_id": "kid"}
+    [decision] = d.deliver()
+    assert types(decision.events) == [n.CHILD_ATTACHED]
+    assert decision.events[0].data == {"child_execution_id": "c1", "flow_id": "kid"}
+    assert d.state("p").children == {"c1": "active"}
+
+
+def test_cancelling_the_parent_cancels_its_attached_children() -> None:
+    d = attached()
+    d.deliver()
+
+    decision = d.send(cancel_cmd("p", at=T0 + 10))
+
+    assert decision.events[-1].data["children_cancelled"] == 1
+    [cancel] = decision.commands
+    assert (cancel.type, cancel.execution_id, cancel.data["source"]) == \
+        (n.CMD_CANCEL, "c1", "parent")
+    d.deliver()
+    assert d.state("c1").status == ExecutionStatus.CANCELLED
+
+
+def test_an_attached_childs_end_is_recorded_and_not_cancelled_again() -> None:
+    d = attached()
+    d.deliver()
+    d.result("c1", Result.success({}), at=T0 + 6)
+    [finished] = d.deliver()
+    assert types(finished.events) == [n.CHILD_FINISHED]
+    assert d.state("p").children == {"c1": "completed"}
+    assert d.state("p").status == ExecutionStatus.RUNNING  # it did not wait for it
+
+    decision = d.send(cancel_cmd("p", at=T0 + 10))
+
+    assert decision.events[-1].data["children_cancelled"] == 0
+
+
+def test_a_child_attaching_to_a_cancelled_parent_is_cancelled_at_once() -> None:
+    d = attached("cancelled")
+
+    [decision] = d.deliver()[:1]
+
+    assert decision.events == []
+    [cancel] = decision.commands
+    assert (cancel.type, cancel.execution_id) == (n.CMD_CANCEL, "c1")
+    d.deliver()
+    assert d.state("c1").status == ExecutionStatus.CANCELLED
+
+
+def test_a_child_of_a_completed_parent_runs_on() -> None:
+    d = attached("completed")
+
+    [decision] = d.deliver()
+
+    assert decision.ignored is not None
+    assert d.state("c1").status == ExecutionStatus.RUNNING
+
+
+def test_a_child_of_an_unknown_parent_keeps_its_link_only() -> None:
+    d = driver()
+
+    d.start("c1", "kid", parent_execution_id="nobody")
+    [decision] = d.deliver()
+
+    assert decision.ignored is not None
+    assert decision.rejected is None
+    assert d.state("c1").parent_execution_id == "nobody"
+
+
+def test_attached_children_count_against_max_children() -> None:
+    d = attached(max_children=1)
+    d.deliver()
+
+    d.start("c2", "kid", at=T0 + 6, parent_execution_id="p")
+    [refused] = d.deliver()[:1]
+
+    assert refused.events == []
+    [cancel] = refused.commands
+    assert cancel.execution_id == "c2"
+    assert "max_children" in cancel.data["reason"]
+    d.deliver()
+    assert d.state("c2").status == ExecutionStatus.CANCELLED
+    assert d.state("p").children == {"c1": "active"}
+
+
+def test_a_sub_flow_child_does_not_attach_again() -> None:
+    d = waiting_parent()
+
+    [started] = d.deliver()[:1]
+
+    assert [c.type for c in started.commands] == []
+    assert d.state("p").children == {"c1": "active"}

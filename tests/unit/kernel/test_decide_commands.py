@@ -88,6 +88,8 @@ def test_an_unknown_command_type_is_rejected() -> None:
         (n.CMD_TIMER, {"kind": "wake", "due_at": "soon"}),
         (n.CMD_CHILD_FINISHED, {}),
         (n.CMD_CHILD_FINISHED, {"child_execution_id": ["c"], "status": "completed"}),
+        (n.CMD_CHILD_ATTACH, {}),
+        (n.CMD_CHILD_ATTACH, {"child_execution_id": 7}),
         (n.CMD_REVOKE_TOKEN, {}),
         (n.CMD_REVOKE_TOKEN, {"token": {"not": "hashable"}}),
     ],

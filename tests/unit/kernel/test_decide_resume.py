@@ -318,3 +318,53 @@ def test_a_later_signal_wait_gets_its_own_timeout() -> None:
     d.result("e1", Result.wait_for_signal(timeout_ms=5000), at=T0 + 30, resume_token="t2")
 
     assert next_timer(d.state("e1")) == (T0 + 30 + 5000, SIGNAL_TIMEOUT)
+
+
+def test_a_token_whose_wait_timed_out_is_refused_as_expired_not_revoked() -> None:
+    d = signal_wait(timeout_ms=1000)
+    fired = d.fire("e1")  # the signal timeout: the token expires, the wait is cancelled
+    assert types(fired.events)[0] == n.TOKENS_CLEANED
+    assert d.state("e1").tokens["tok"].status == "expired"
+
+    decision = d.send(resume_cmd("e1", "tok", None, at=T0 + 2000))
+
+    assert decision.rejected is not None
+    assert decision.rejected.data["code"] == n.REJECT_TOKEN_EXPIRED
+    assert "timed out" in decision.rejected.data["reason"]
+    revoked = d.send(revoke_cmd("e1", "tok", at=T0 + 2001))
+    assert revoked.rejected is not None
+    assert revoked.rejected.data["code"] == n.REJECT_TOKEN_EXPIRED
+
+
+def test_a_token_whose_wait_hit_the_wait_timeout_is_refused_as_expired() -> None:
+    d = signal_wait(timeout={"wait_timeout_ms": 500})
+    fired = d.fire("e1")
+    assert types(fired.events) == [n.TOKENS_CLEANED, n.EXECUTION_CANCELLING,
+                                   n.EXECUTION_CANCELLED]
+
+    decision = d.send(resume_cmd("e1", "tok", None, at=T0 + 2000))
+
+    assert decision.rejected is not None
+    assert decision.rejected.data["code"] == n.REJECT_TOKEN_EXPIRED
+
+
+def test_a_token_revoked_before_its_wait_timed_out_stays_revoked() -> None:
+    d = signal_wait(timeout_ms=1000)
+    d.send(revoke_cmd("e1", "tok", at=T0 + 50))
+    fired = d.fire("e1")
+    assert n.TOKENS_CLEANED not in types(fired.events)
+
+    decision = d.send(resume_cmd("e1", "tok", None, at=T0 + 2000))
+
+    assert decision.rejected is not None
+    assert decision.rejected.data["code"] == n.REJECT_TOKEN_REVOKED
+
+
+def test_a_user_cancel_still_revokes_the_token() -> None:
+    d = signal_wait(timeout_ms=1000)
+    d.send(cancel_cmd("e1", at=T0 + 50))
+
+    decision = d.send(resume_cmd("e1", "tok", None, at=T0 + 100))
+
+    assert decision.rejected is not None
+    assert decision.rejected.data["code"] == n.REJECT_TOKEN_REVOKED

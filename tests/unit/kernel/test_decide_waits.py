@@ -254,17 +254,18 @@ def test_a_wait_timeout_cancels_a_waiting_execution() -> None:
     assert decision.events[-1].data["step_id"] == "w"
 
 
-def test_an_expired_signal_token_cancels_the_wait_and_revokes_the_token() -> None:
+def test_an_expired_signal_token_cancels_the_wait_and_expires_the_token() -> None:
     d = run(waiting_flow())
     d.result("e1", Result.wait_for_signal(timeout_ms=1000), at=T0 + 10, resume_token="tok")
 
     decision = d.fire("e1")
 
-    assert types(decision.events) == [n.EXECUTION_CANCELLING, n.TOKEN_REVOKED,
+    assert types(decision.events) == [n.TOKENS_CLEANED, n.EXECUTION_CANCELLING,
                                       n.EXECUTION_CANCELLED]
+    assert decision.events[0].data == {"tokens": ["tok"], "count": 1}
     assert decision.events[-1].data["source"] == "timeout"
     assert decision.events[-1].data["tokens_invalidated"] == 1
-    assert d.state("e1").tokens["tok"].status == "revoked"
+    assert d.state("e1").tokens["tok"].status == "expired"
 
 
 def test_the_earliest_timer_is_the_next_one() -> None:

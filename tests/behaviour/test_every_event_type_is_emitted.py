@@ -1,0 +1,130 @@
+"""Every event type ``flowmonkey/events/names.py`` defines is emitted by a scenario
+here, or is listed in ``NOT_EMITTED`` with the reason. A name added without anything
+that emits it fails this test (add the scenario that emits it, or the reason)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from flowmonkey import EngineOptions, HandlerParams, Result, StepResult, handler
+from flowmonkey.events import names as n
+from flowmonkey.model.tables import ColumnDef, TableDef
+from flowmonkey.testing import TestHarness
+from tests.behaviour.flows import flow, step
+
+NOT_EMITTED: dict[str, str] = {
+    # name -> why nothing emits it (none today: every name has its emitter)
+}
+
+attempts: dict[str, int] = {}
+
+
+@handler("ok")
+async def ok(p: HandlerParams) -> StepResult:
+    return Result.success({"id": "o-1"})
+
+
+@handler("flaky")
+async def flaky(p: HandlerParams) -> StepResult:
+    attempts[p.execution.id] = attempts.get(p.execution.id, 0) + 1
+    if attempts[p.execution.id] == 1:
+        return Result.failure("BUSY", "try again")
+    return Result.success()
+
+
+@handler("slow")
+async def slow(p: HandlerParams) -> StepResult:
+    await asyncio.sleep(5)
+    return Result.success()
+
+
+@handler("approval")
+async def approval(p: HandlerParams) -> StepResult:
+    return Result.wait_for_signal("approval", timeout_ms=60_000)
+
+
+@handler("nap")
+async def nap(p: HandlerParams) -> StepResult:
+    return Result.wait(1_000)
+
+
+ORDERS = TableDef(id="orders", columns=[ColumnDef(id="id", type="string")])
+NUMBERS = TableDef(id="numbers", columns=[ColumnDef(id="id", type="number")])
+STRICT = TableDef(id="strict", columns=[ColumnDef(id="id", type="string"),
+                                        ColumnDef(id="must", type="string", required=True)])
+
+
+def _pipe(id: str, table_id: str) -> dict[str, Any]:
+    return {"id": id, "stepId": "a", "tableId": table_id,
+            "mappings": [{"sourcePath": "id", "columnId": "id"}]}
+
+
+FLOWS = [
+    flow("piped", step("a", "ok", output_key="a"),
+         pipes=[_pipe("to-orders", "orders"), _pipe("to-numbers", "numbers"),
+                _pipe("to-strict", "strict")]),
+    flow("retried", step("a", "flaky", retry={"maxAttempts": 2, "backoffMs": 0})),
+    flow("timed-out", step("a", "slow")),
+    flow("signal", step("a", "approval", to="b"), step("b", "nap")),
+    flow("parent", step("call", "sub-flow", config={"flowId": "retried"}, to="wait"),
+         step("wait", "approval")),
+]
+
+
+def _defined_event_types() -> set[str]:
+    return {value for name, value in vars(n).items()
+            if name.isupper() and isinstance(value, str)
+            and not name.startswith(("CMD_", "REJECT_"))}
+
+
+async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason() -> None:
+    async with TestHarness(handlers=[ok, flaky, slow, approval, nap], flows=FLOWS,
+                           tables=[ORDERS, NUMBERS, STRICT],
+                           options=EngineOptions(timeout_ms=50)) as t:
+        # pipes: one row lands, two go to the WAL; one is replayed once its column
+        # takes text, the other given up
+        await t.run("piped", idempotency_key="once")
+        await t.run("piped", idempotency_key="once")
+        projection = t.projection
+        await projection.remove_column("numbers", "id")
+        await projection.add_column("numbers", ColumnDef(id="id", type="string"))
+        assert (await projection.wal_replay(max_attempts=1)).discarded == 1
+        await projection.wal_compact()
+        # rows and tables by hand
+        row_id = await projection.insert_row("orders", {"id": "x"})
+        await projection.update_row("orders", row_id, {"id": "y"})
+        await projection.delete_row("orders", row_id)
+        await projection.create_table(TableDef(id="scratch", columns=[]))
+        await projection.delete_table("scratch")
+        # a retry, a handler timeout (a failure)
+        await t.run("retried")
+        await t.run("timed-out")
+        # a signal resumed (then a timed wait), a token revoked, a wait timed out
+        resumed = await t.run("signal")
+        assert resumed.execution.resume_token is not None
+        await t.resume(resumed.execution.id, resumed.execution.resume_token, {})
+        await t.advance(1_000)
+        revoked = await t.run("signal")
+        assert revoked.execution.resume_token is not None
+        await t.engine.revoke_token(revoked.execution.id, revoked.execution.resume_token)
+        await t.run("signal")
+        await t.advance(60_000)
+        # children: a sub-flow step's, and one a caller attaches; the parent cancelled
+        parent = await t.run("parent")
+        await t.run("signal", parent_execution_id=parent.execution.id)
+        await t.settle()
+        await t.cancel(parent.execution.id)
+        # a refused command
+        await t.cancel("no-such-execution")
+        t.engine.handlers.unregister("nap")
+
+        emitted = {e.type for e in t.events}
+
+    defined = _defined_event_types()
+    assert set(NOT_EMITTED) <= defined, "NOT_EMITTED names a type names.py lacks"
+    assert not set(NOT_EMITTED) & emitted, "a type listed as not emitted is emitted"
+    never = defined - emitted - set(NOT_EMITTED)
+    assert not never, (f"event types defined in names.py that no scenario emits: "
+                       f"{sorted(never)}; emit them here or list them in NOT_EMITTED "
+                       "with the reason")
