@@ -171,9 +171,12 @@ class Bundle:
         self.tables.extend(other.tables)
 
 
-def _parse_flow(raw: Any, source: str) -> Flow:
+def _flow_or_problems(raw: Any, source: str, handlers: Sequence[StepHandler] | None,
+                      tables: Sequence[TableDef]) -> Flow | list[str]:
+    """The parsed flow, or every problem of it (with ``handlers``, those of its handler
+    types and step configs too)."""
     from flowmonkey.errors import FlowValidationError
-    from flowmonkey.model.flow import Flow
+    from flowmonkey.model.flow import Flow, with_more_problems
 
     if isinstance(raw, Flow):
         return raw
@@ -183,7 +186,33 @@ def _parse_flow(raw: Any, source: str) -> Flow:
     try:
         return Flow.parse(dict(raw))
     except FlowValidationError as exc:
-        raise CliError(f"{source}: invalid flow:\n  " + "\n  ".join(exc.problems)) from None
+        if handlers is None or not isinstance(exc.salvaged, Flow):
+            return exc.problems
+        from flowmonkey.handlers.config_check import config_problems
+
+        known = _with_subflow(handlers)
+        return with_more_problems(exc, [h.metadata.type for h in known],
+                                  {t.id: t for t in tables},
+                                  config_problems(exc.salvaged, known),
+                                  handler_hint="pass yours with --handlers MODULE[:ATTR]"
+                                  ).problems
+
+
+def _parse_flows(flows_raw: Iterable[Any], source: str,
+                 handlers: Sequence[StepHandler] | None = None,
+                 tables: Sequence[TableDef] = ()) -> list[Flow]:
+    """Every flow of ``flows_raw``; CliError listing the problems of every invalid one."""
+    flows: list[Flow] = []
+    problems: list[str] = []
+    for raw in flows_raw:
+        parsed = _flow_or_problems(raw, source, handlers, tables)
+        if isinstance(parsed, list):
+            problems += parsed
+        else:
+            flows.append(parsed)
+    if problems:
+        raise CliError(f"{source}: invalid flow:\n  " + "\n  ".join(problems))
+    return flows
 
 
 def _parse_table(raw: Any, source: str) -> TableDef:
@@ -203,8 +232,11 @@ def _parse_table(raw: Any, source: str) -> TableDef:
         raise CliError(f"{source}: invalid table:\n  " + "\n  ".join(lines)) from None
 
 
-def bundle_from_document(data: Any, source: str) -> Bundle:
-    """A flow object, a list of flows, or ``{"flows": [...], "tables": [...]}``."""
+def bundle_from_document(data: Any, source: str,
+                         handlers: Sequence[StepHandler] | None = None) -> Bundle:
+    """A flow object, a list of flows, or ``{"flows": [...], "tables": [...]}``; an invalid
+    flow is refused with all its problems (with ``handlers``, those of its handler types
+    and step configs too)."""
     tables_raw: Any = []
     if isinstance(data, list):
         flows_raw: Any = data
@@ -221,8 +253,8 @@ def bundle_from_document(data: Any, source: str) -> Bundle:
         raise CliError(f"{source}: \"flows\" and \"tables\" must be lists")
     if not flows_raw:
         raise CliError(f"{source}: no flows found")
-    return Bundle(flows=[_parse_flow(f, source) for f in flows_raw],
-                  tables=[_parse_table(t, source) for t in tables_raw])
+    tables = [_parse_table(t, source) for t in tables_raw]
+    return Bundle(flows=_parse_flows(flows_raw, source, handlers, tables), tables=tables)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -255,7 +287,7 @@ def bundle_from_object(obj: Any, source: str) -> Bundle:
     if flows_value is None:
         flows_value = getattr(obj, "flow", None)
     bundle = Bundle(
-        flows=[_parse_flow(f, source) for f in _as_list(flows_value)],
+        flows=_parse_flows(_as_list(flows_value), source),
         handlers=handlers_from(getattr(obj, "handlers", None), source),
         tables=[_parse_table(t, source) for t in _as_list(getattr(obj, "tables", None))],
     )
@@ -322,12 +354,13 @@ def _attribute(module: ModuleType, attr: str, spec: str) -> Any:
     return value
 
 
-def load_flow_source(spec: str) -> Bundle:
-    """FLOW_FILE of ``run``/``validate``: JSON, YAML, a .py file or a module name."""
+def load_flow_source(spec: str, handlers: Sequence[StepHandler] | None = None) -> Bundle:
+    """FLOW_FILE of ``run``/``validate``: JSON, YAML, a .py file or a module name
+    (``handlers``: those a JSON or YAML flow is checked against when it does not parse)."""
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix in FLOW_SUFFIXES:
-        return bundle_from_document(read_document(path), spec)
+        return bundle_from_document(read_document(path), spec, handlers)
     if spec.partition(":")[0].endswith(".py"):
         module, attr = import_module_or_file(spec)
     elif path.is_dir():
@@ -411,14 +444,21 @@ def flow_problems(flow: Flow, handlers: Sequence[StepHandler], tables: Sequence[
     ``option``: the command's option that adds handlers, named by an unknown type's
     message (the engine's own message names Python's ``Engine(handlers=[...])``)."""
     from flowmonkey.handlers.config_check import config_problems
+
+    known = _with_subflow(handlers)
+    found = flow.problems([h.metadata.type for h in known], {t.id: t for t in tables},
+                          handler_hint=f"pass yours with {option}") \
+        + config_problems(flow, known)
+    return [f"flow {flow.ref}" + (f", step {step!r}" if step else "") + f", field {fld}: {msg}"
+            for step, fld, msg in found]
+
+
+def _with_subflow(handlers: Sequence[StepHandler]) -> list[StepHandler]:
+    """``handlers`` with ``sub-flow``, which the engine adds itself, unless they have one."""
     from flowmonkey.handlers.subflow import SubFlowHandler
 
     known = list(handlers)
     if not any(h.metadata.type == "sub-flow" for h in known):
         # whether the child flow exists is known only to a running engine
         known.append(SubFlowHandler(lambda flow_id, version: True))
-    found = flow.problems([h.metadata.type for h in known], {t.id: t for t in tables},
-                          handler_hint=f"pass yours with {option}") \
-        + config_problems(flow, known)
-    return [f"flow {flow.ref}" + (f", step {step!r}" if step else "") + f", field {fld}: {msg}"
-            for step, fld, msg in found]
+    return known

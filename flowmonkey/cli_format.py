@@ -166,7 +166,8 @@ def error_text(execution: Execution) -> str:
     if execution.error is None:
         return "none"
     err = execution.error
-    where = f" (step {err.step_id!r})" if err.step_id else ""
+    named = err.step_id is None or err.message.startswith(f"step {err.step_id!r}")
+    where = "" if named else f" (step {err.step_id!r})"
     return f"{err.code}: {err.message}{where}"
 
 

@@ -34,6 +34,7 @@ from flowmonkey.cli_format import (
     pretty,
     timeline_events,
 )
+from flowmonkey.kernel.inputs import is_missing_input
 from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.limits import DEFAULT_MAX_SUBFLOW_DEPTH
 
@@ -136,9 +137,10 @@ def _pick_flow(bundle: Bundle, flow_id: str | None, source: str) -> Flow:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    bundle = load_flow_source(args.flow_file)
-    for spec in args.handlers:
-        bundle.handlers.extend(load_handlers_spec(spec))
+    extra = [h for spec in args.handlers for h in load_handlers_spec(spec)]
+    bundle = load_flow_source(args.flow_file, all_handlers(
+        extra, allow_private_http=args.allow_private_http))
+    bundle.handlers.extend(extra)
     flow = _pick_flow(bundle, args.flow, args.flow_file)
     context = read_input(args.input, args.input_file)
     resumes = [parse_json_text(text, f"--resume #{i + 1}") for i, text in
@@ -152,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner = _run_real_time if args.real_time else _run_simulated
     outcome = asyncio.run(runner(bundle, handlers, flow, context, resumes, args))
     if args.json:
-        return _report_json(outcome, flow)
+        return _report_json(outcome, flow, args)
     return _report_text(outcome, flow, args)
 
 
@@ -273,6 +275,7 @@ def _report_text(outcome: RunOutcome, flow: Flow, args: argparse.Namespace) -> i
     for line in pretty(execution.context).splitlines():
         print(f"  {line}")
     print(f"error:   {error_text(execution)}")
+    _print_input_hint(execution, args)
     code = _exit_code(outcome)
     if outcome.timed_out and not execution.is_terminal and code != EXIT_WAITING:
         print(f"error: the execution is still {execution.status.value} after "
@@ -283,6 +286,20 @@ def _report_text(outcome: RunOutcome, flow: Flow, args: argparse.Namespace) -> i
     if code == EXIT_WAITING:
         _print_resume_help(execution, args)
     return code
+
+
+def _print_input_hint(execution: Execution, args: argparse.Namespace) -> None:
+    """On stderr: how to give the context a step's input selector found missing."""
+    err = execution.error
+    if err is None or err.code != "INPUT_ERROR" or not is_missing_input(err.message):
+        return
+    if args.input is None and args.input_file is None:
+        print("hint: the execution started with an empty context; give its initial "
+              "context with --input JSON or --input-file PATH (a JSON or YAML object)",
+              file=sys.stderr)
+    else:
+        print("hint: the initial context given with --input/--input-file lacks what step "
+              f"{err.step_id!r} reads; add it there", file=sys.stderr)
 
 
 def _print_resume_help(execution: Execution, args: argparse.Namespace) -> None:
@@ -299,7 +316,7 @@ def _print_resume_help(execution: Execution, args: argparse.Namespace) -> None:
           "await engine.resume(execution_id, resume_token, data))")
 
 
-def _report_json(outcome: RunOutcome, flow: Flow) -> int:
+def _report_json(outcome: RunOutcome, flow: Flow, args: argparse.Namespace) -> int:
     execution = outcome.execution
     t0 = outcome.events[0].timestamp_ms if outcome.events else 0
     error = execution.error.model_dump(mode="json") if execution.error else None
@@ -316,6 +333,7 @@ def _report_json(outcome: RunOutcome, flow: Flow) -> int:
         "events": [event_json(e, t0) for e in outcome.events],
     }
     print(json.dumps(doc, indent=2, default=str, ensure_ascii=False))
+    _print_input_hint(execution, args)
     code = _exit_code(outcome)
     if outcome.timed_out and code == EXIT_OK:
         return EXIT_FAILED
@@ -342,7 +360,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _validate_one(spec: str, extra: Sequence[StepHandler]) -> int:
     try:
-        bundle = load_flow_source(spec)
+        bundle = load_flow_source(spec, all_handlers(extra, allow_private_http=False))
     except CliError as exc:
         message = str(exc)
         print(f"FAIL {message if message.startswith(spec) else f'{spec}: {message}'}",

@@ -23,6 +23,7 @@ from flowmonkey.errors import (
     ExecutionNotFoundError,
     FlowMonkeyError,
     FlowNotFoundError,
+    FlowValidationError,
     ResumeTokenError,
     UnstorableValueError,
     WaitTimeout,
@@ -42,7 +43,7 @@ from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
-from flowmonkey.model.flow import ENGINE_HANDLER_HINT, Flow
+from flowmonkey.model.flow import ENGINE_HANDLER_HINT, Flow, with_more_problems
 from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
@@ -216,13 +217,20 @@ class Engine:
 
     def register_flow(self, flow: Flow | Mapping[str, Any]) -> Flow:
         """Validate and register a flow (JSON in the original's camelCase is accepted)."""
-        parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
+        hint = ENGINE_HANDLER_HINT + ("" if self.builtin_handlers else
+                                      "; the built-in handlers are left out "
+                                      "(Engine(builtin_handlers=False))")
+        try:
+            parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
+        except FlowValidationError as exc:  # add what only handlers and tables can tell
+            salvaged = exc.salvaged
+            more = config_problems(salvaged, self.handlers.all()) \
+                if isinstance(salvaged, Flow) else []
+            raise with_more_problems(exc, self.handlers.types(), self.tables, more,
+                                     handler_hint=hint) from None
         registered = self.flows.register(
             parsed, handler_types=self.handlers.types(), tables=self.tables,
-            more_problems=config_problems(parsed, self.handlers.all()),
-            handler_hint=ENGINE_HANDLER_HINT + ("" if self.builtin_handlers else
-                                                "; the built-in handlers are left out "
-                                                "(Engine(builtin_handlers=False))"))
+            more_problems=config_problems(parsed, self.handlers.all()), handler_hint=hint)
         self._warn_self_calls()
         return registered
 

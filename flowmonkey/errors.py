@@ -35,12 +35,18 @@ class FlowValidationError(FlowMonkeyError):
         step_id: str | None = None,
         field: str | None = None,
         problems: list[str] | None = None,
+        salvaged: Any = None,
     ) -> None:
         super().__init__(message, flow_id=flow_id, step_id=step_id, field=field)
         self.flow_id = flow_id
         self.step_id = step_id
         self.field = field
         self.problems = problems or [message]
+        # When the definition did not parse: the flow with its invalid fields set aside
+        # (a Flow, or None when a required field is invalid), for the checks that need
+        # a parsed flow (steps, transitions, handler types, configs) to add their
+        # problems, so that every problem is reported at once.
+        self.salvaged = salvaged
 
 
 class FlowNotFoundError(FlowMonkeyError):

@@ -18,10 +18,16 @@ from flowmonkey.model.selectors import (
 )
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
+_MISSING_INPUT = re.compile(r"(?:^|: )input (?:key|path) '")
 
 
 class InputError(Exception):
     """The selector cannot be applied (code ``INPUT_ERROR``)."""
+
+
+def is_missing_input(message: str) -> bool:
+    """Whether an ``INPUT_ERROR`` message says a key or path was absent from the context."""
+    return _MISSING_INPUT.search(message) is not None
 
 
 def _as_text(value: Any) -> str:
@@ -54,19 +60,43 @@ def _interpolate(template: Any, context: dict[str, Any]) -> Any:
     return template
 
 
+def _missing_path(context: dict[str, Any], path: str) -> InputError:
+    """The error for a path with no value, naming the first part that is absent."""
+    parts = path.split(".")
+    for end in range(1, len(parts)):
+        if get_path(context, ".".join(parts[:end])) is MISSING:
+            break
+    else:
+        end = len(parts)
+    if end == 1:
+        return InputError(f"input path {path!r}: the context has no key {parts[0]!r}")
+    return InputError(f"input path {path!r}: {'.'.join(parts[:end - 1])!r} has no "
+                      f"{parts[end - 1]!r}")
+
+
 def resolve_input(selector: Any, context: dict[str, Any]) -> Any:
-    """The value a step receives as ``params.input``; missing keys and paths give None.
+    """The value a step receives as ``params.input``.
+
+    A ``key`` or ``path`` selector whose key or path is absent from the context raises
+    InputError naming it (a present value that is null is given as None); ``keys``
+    selects the keys that are present, and a template's missing placeholders read as
+    null (or as nothing inside a longer string).
 
     It may share objects with ``context`` (and a ``static`` selector's value is the
     flow's own): whoever hands it on copies it (``kernel.copies.private_copy``), as the
     step runner does for the handler and ``decide`` for the history."""
     if isinstance(selector, KeySelector):
-        return context.get(selector.key)
+        value = context.get(selector.key, MISSING)
+        if value is MISSING:
+            raise InputError(f"input key {selector.key!r}: the context has no such key")
+        return value
     if isinstance(selector, FullSelector):
         return dict(context)
     if isinstance(selector, PathSelector):
         value = get_path(context, selector.path)
-        return None if value is MISSING else value
+        if value is MISSING:
+            raise _missing_path(context, selector.path)
+        return value
     if isinstance(selector, KeysSelector):
         return {key: context[key] for key in selector.keys if key in context}
     if isinstance(selector, TemplateSelector):

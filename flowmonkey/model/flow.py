@@ -116,20 +116,7 @@ class Flow(FrozenModel):
     @classmethod
     def _steps_from_list_or_keys(cls, data: Any) -> Any:
         """Accept steps as a list, and fill a step's ``id`` from its key when absent."""
-        if not isinstance(data, dict):
-            return data
-        steps = data.get("steps")
-        if isinstance(steps, list):
-            data = {**data, "steps": {s.get("id") if isinstance(s, dict) else s.id: s
-                                      for s in steps}}
-        elif isinstance(steps, dict):
-            filled = {}
-            for key, step in steps.items():
-                if isinstance(step, dict) and "id" not in step:
-                    step = {**step, "id": key}
-                filled[key] = step
-            data = {**data, "steps": filled}
-        return data
+        return _steps_by_key(data)
 
     @property
     def effective_status(self) -> FlowStatus:
@@ -226,6 +213,24 @@ class Flow(FrozenModel):
             raise flow_validation_error(data, exc) from None
 
 
+def _steps_by_key(data: Any) -> Any:
+    """``data`` with its steps as a dict by id, each step with its ``id``."""
+    if not isinstance(data, dict):
+        return data
+    steps = data.get("steps")
+    if isinstance(steps, list):
+        data = {**data, "steps": {s.get("id") if isinstance(s, dict) else s.id: s
+                                  for s in steps}}
+    elif isinstance(steps, dict):
+        filled = {}
+        for key, step in steps.items():
+            if isinstance(step, dict) and "id" not in step:
+                step = {**step, "id": key}
+            filled[key] = step
+        data = {**data, "steps": filled}
+    return data
+
+
 def _suggestion(handler_type: str, known: set[str], hint: str) -> str:
     close = get_close_matches(handler_type, sorted(known), n=1, cutoff=0.75)
     if close:
@@ -266,24 +271,104 @@ def json_path(loc: Iterable[str | int]) -> str:
     return path
 
 
+def _message(err: Any) -> str:
+    """Pydantic's message, with how to fix a YAML number given for a string."""
+    value = err.get("input")
+    if err["type"] != "string_type" or isinstance(value, bool) \
+            or not isinstance(value, int | float):
+        return str(err["msg"])
+    if tuple(err["loc"]) == ("version",):
+        return (f"must be a string, got the number {value}: quote it, e.g. "
+                f'version: "{value}" or version: "1.0.0" (YAML reads an unquoted {value} '
+                "as a number)")
+    return f"must be a string, got the number {value}: quote it (\"{value}\") in YAML"
+
+
+_REQUIRED_FIELDS = frozenset({"id", "initialStepId", "initial_step_id", "steps", "type"})
+
+
+def _salvage(data: Any, exc: ValidationError) -> Flow | None:
+    """``data`` parsed with each invalid field set aside (an optional one dropped, a
+    number given for a string read as text), so that the checks of a parsed flow can
+    still run; None when an invalid field cannot be set aside (a required one)."""
+    if not isinstance(data, dict):
+        return None
+    raw = _steps_by_key(dict(data))
+    steps = raw.get("steps")
+    if isinstance(steps, dict):
+        raw["steps"] = steps = {k: dict(v) if isinstance(v, dict) else v
+                                for k, v in steps.items()}
+    for err in exc.errors():
+        loc = list(err["loc"])
+        owner: Any = raw
+        if len(loc) >= 3 and loc[0] == "steps" and isinstance(steps, dict):
+            owner, loc = steps.get(loc[1]), loc[2:]
+        if not loc or not isinstance(owner, dict) or loc[0] in _REQUIRED_FIELDS:
+            return None
+        value = owner.get(loc[0])
+        if len(loc) == 1 and err["type"] == "string_type" \
+                and isinstance(value, int | float) and not isinstance(value, bool):
+            owner[loc[0]] = str(value)
+        else:
+            owner.pop(loc[0], None)
+    try:
+        return Flow.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def problem_lines(flow_name: str, found: Iterable[tuple[str | None, str, str]]) -> list[str]:
+    """``flow NAME[, step 'S'], field F: message`` for each (step, field, message)."""
+    return [f"flow {flow_name}" + (f", step {step!r}" if step else "") + f", field {field}: {msg}"
+            for step, field, msg in found]
+
+
 def flow_validation_error(data: Any, exc: ValidationError) -> FlowValidationError:
-    """Name the flow, step and field of each pydantic error."""
+    """Name the flow, step and field of each pydantic error.
+
+    The error keeps the flow with the invalid fields set aside (``salvaged``), and lists
+    that flow's structural problems too (steps, transitions, pipes), so that one try
+    reports every problem; :func:`with_more_problems` adds those found with handlers."""
     flow_id = data.get("id") if isinstance(data, dict) else None
-    lines: list[str] = []
-    first_step: str | None = None
-    first_field: str | None = None
+    found: list[tuple[str | None, str, str]] = []
     for err in exc.errors():
         loc = list(err["loc"])
         step_id: str | None = None
         if len(loc) >= 2 and loc[0] == "steps":
             step_id, loc = str(loc[1]), loc[2:]
         field = json_path(loc) or ("(step)" if step_id else "(flow)")
-        if first_field is None:
-            first_step, first_field = step_id, field
-        where = f"flow {flow_id!r}" + (f", step {step_id!r}" if step_id else "")
-        lines.append(f"{where}, field {field}: {err['msg']}")
+        found.append((step_id, field, _message(err)))
+    salvaged = _salvage(data, exc)
+    if salvaged is not None:
+        found += salvaged.problems()
+    first_step, first_field, _ = found[0]
+    lines = problem_lines(repr(flow_id), found)
     return FlowValidationError(
         "invalid flow: " + "; ".join(lines),
         flow_id=flow_id if isinstance(flow_id, str) else None,
-        step_id=first_step, field=first_field, problems=lines,
+        step_id=first_step, field=first_field, problems=lines, salvaged=salvaged,
+    )
+
+
+def with_more_problems(exc: FlowValidationError, handler_types: Iterable[str] | None,
+                       tables: dict[str, TableDef] | None,
+                       more: Iterable[tuple[str | None, str, str]] = (), *,
+                       handler_hint: str = ENGINE_HANDLER_HINT) -> FlowValidationError:
+    """``exc`` (from :meth:`Flow.parse`) with the problems of its salvaged flow that need
+    handlers or tables to find: unknown handler types (``handler_hint`` as in
+    :meth:`Flow.problems`) and tables, and ``more`` (the handlers' checks of the
+    salvaged flow's step configs)."""
+    flow = exc.salvaged
+    if not isinstance(flow, Flow):
+        return exc
+    structural = set(flow.problems())
+    found = [p for p in flow.problems(handler_types, tables, handler_hint=handler_hint)
+             if p not in structural]
+    found += list(more)
+    if not found:
+        return exc
+    lines = exc.problems + problem_lines(repr(flow.id), found)
+    return FlowValidationError(
+        "invalid flow: " + "; ".join(lines), flow_id=exc.flow_id, step_id=exc.step_id,
+        field=exc.field, problems=lines, salvaged=flow,
     )

@@ -110,8 +110,8 @@ async def test_one_poisoned_command_in_a_batch_leaves_the_others_whole(
     _start_raising_for("poisoned", ValueError("a kernel bug"), monkeypatch)
     async with Engine(flows=FLOWS, handlers=[echo, nap],
                       log=EmbeddedLog(partitions=1)) as engine:
-        creates = [engine.create("fine", {"i": i}) for i in range(10)]
-        creates.insert(5, engine.create("poisoned", {"i": -1}))
+        creates = [engine.create("fine", {"x": i}) for i in range(10)]
+        creates.insert(5, engine.create("poisoned", {"x": -1}))
 
         answers = await asyncio.gather(*creates, return_exceptions=True)
 

@@ -84,12 +84,10 @@ CONTEXT: dict[str, Any] = {
     ("selector", "expected"),
     [
         pytest.param({"type": "key", "key": "name"}, "Ada", id="key"),
-        pytest.param({"type": "key", "key": "absent"}, None, id="key-missing-is-none"),
         pytest.param({"type": "keys", "keys": ["name", "count", "absent"]},
                      {"name": "Ada", "count": 3}, id="keys-skips-missing"),
         pytest.param({"type": "path", "path": "user.profile.email"}, "ada@example.com",
                      id="path"),
-        pytest.param({"type": "path", "path": "user.nope.email"}, None, id="path-missing"),
         pytest.param({"type": "template", "template": "Hi ${name}, you have ${count}"},
                      "Hi Ada, you have 3", id="template-string"),
         pytest.param({"type": "template", "template": "${count}"}, 3,
@@ -115,6 +113,29 @@ async def test_every_input_selector_kind_feeds_the_step(
 
         t.assert_completed(r.execution)
         assert r.execution.context["got"] == expected
+
+
+@pytest.mark.parametrize(
+    ("selector", "message"),
+    [
+        pytest.param({"type": "key", "key": "absent"},
+                     "step 's': input key 'absent': the context has no such key", id="key"),
+        pytest.param({"type": "path", "path": "user.nope.email"},
+                     "step 's': input path 'user.nope.email': 'user' has no 'nope'",
+                     id="path"),
+    ],
+)
+async def test_a_missing_input_fails_the_step_with_input_error_naming_it(
+    selector: dict[str, Any], message: str
+) -> None:
+    f = flow("selectors", step("s", "echo", input=selector, output_key="got"))
+    async with TestHarness(handlers=[echo], flows=[f]) as t:
+        r = await t.run("selectors", CONTEXT)
+
+        t.assert_failed(r.execution, "INPUT_ERROR")
+        assert r.execution.error is not None
+        assert r.execution.error.message == message
+        assert r.execution.error.step_id == "s"
 
 
 def _router_flow(router: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from flowmonkey import (
     TableDef,
     handler,
 )
+from flowmonkey.handlers import builtin
 from flowmonkey.testing import TestHarness
 from tests.behaviour.flows import flow, step
 
@@ -147,6 +148,41 @@ def test_every_problem_is_listed() -> None:
     assert len(err.problems) == 2
     assert any("ghost" in p for p in err.problems)
     assert any("nope" in p for p in err.problems)
+
+
+def test_a_number_for_the_version_says_to_quote_it_and_every_other_problem_is_listed() -> None:
+    raw = flow("broken", step("a", "ok", to="ghost", retry={"maxAttempts": -1}),
+               step("b", "nope"), step("c", "switch", config={"path": "x", "cases": {"1": "d"}}))
+    raw["version"] = 1  # as YAML reads `version: 1`
+
+    with pytest.raises(FlowValidationError) as info:
+        Engine(flows=[raw], handlers=[ok, *builtin()])
+    err = info.value
+
+    assert err.problems == [
+        "flow 'broken', field version: must be a string, got the number 1: quote it, e.g. "
+        'version: "1" or version: "1.0.0" (YAML reads an unquoted 1 as a number)',
+        "flow 'broken', step 'a', field retry.maxAttempts: Input should be greater than or "
+        "equal to 0",
+        "flow 'broken', step 'a', field transitions.onSuccess: unknown step 'ghost'",
+        err.problems[3],  # the list of known types is the built-in handlers'
+        "flow 'broken', step 'c', field config.cases.1: unknown step 'd'",
+    ]
+    assert err.problems[3].startswith("flow 'broken', step 'b', field type: unknown handler "
+                                      "type 'nope'")
+    assert (err.flow_id, err.step_id, err.field) == ("broken", None, "version")
+
+
+def test_a_required_field_that_is_invalid_still_lists_every_schema_problem() -> None:
+    raw = flow("broken", step("a", "ok", to="ghost"))
+    raw["initialStepId"] = 7
+    raw["version"] = 2.5
+
+    err = _refused(raw)
+
+    assert len(err.problems) == 2
+    assert "version: \"2.5\"" in err.problems[0]
+    assert "initialStepId" in err.problems[1]
 
 
 def test_registering_the_same_flow_id_and_version_twice_is_refused() -> None:

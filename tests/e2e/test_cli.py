@@ -81,11 +81,27 @@ def test_run_json_output_and_input_file(tmp_path: Path) -> None:
 
 
 def test_run_failed_flow_exits_1() -> None:
-    proc = flowmonkey("run", str(FLOWS / "order.json"), "--input", "{}")
+    bad_qty = json.dumps({"order": {"id": "Q-1", "items": [{"qty": "many", "price": 1}]}})
+    proc = flowmonkey("run", str(FLOWS / "order.json"), "--input", bad_qty)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "status:  failed" in proc.stdout
     assert "TRANSFORM_ERROR" in proc.stdout
     assert_no_traceback(proc)
+
+
+@pytest.mark.parametrize("flow_file", ["order.json", "order.yaml", "approval.py"])
+def test_run_without_input_names_the_missing_key_and_suggests_input(flow_file: str) -> None:
+    proc = flowmonkey("run", str(FLOWS / flow_file))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    key, step = ("amount", "ask") if flow_file == "approval.py" else ("order", "validate")
+    assert (f"error:   INPUT_ERROR: step {step!r}: input key {key!r}: the context has no "
+            "such key\n") in proc.stdout
+    assert "NoneType" not in proc.stdout
+    assert "--input JSON or --input-file PATH" in proc.stderr
+    assert_no_traceback(proc)
+    proc = flowmonkey("run", str(FLOWS / flow_file), "--input", '{"other": 1}', "--json")
+    assert json.loads(proc.stdout)["error"]["code"] == "INPUT_ERROR"
+    assert f"lacks what step {step!r} reads" in proc.stderr
 
 
 def test_run_python_flow_waits_then_resumes() -> None:
@@ -260,6 +276,30 @@ def test_validate_checks_step_configs_against_their_handlers(tmp_path: Path) -> 
     assert ("flow t@1, step 'a', field config.expresion: unknown config field "
             "'expresion'; did you mean 'expression'?") in proc.stderr
     assert "step 'b', field config.cases.1: unknown step 'nowhere'" in proc.stderr
+
+
+def test_validate_lists_every_problem_of_a_yaml_flow_with_a_numeric_version(
+        tmp_path: Path) -> None:
+    flow_file = tmp_path / "v1.yaml"
+    flow_file.write_text(
+        "id: v1\nversion: 1\ninitialStepId: a\nsteps:\n"
+        "  a:\n    type: transform\n    config: {expresion: '1'}\n"
+        "    transitions: {onSuccess: nowhere}\n"
+        "  b:\n    type: nope\n")
+    proc = flowmonkey("validate", str(flow_file))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert_no_traceback(proc)
+    lines = [line.strip() for line in proc.stderr.splitlines()]
+    assert ("flow 'v1', field version: must be a string, got the number 1: quote it, e.g. "
+            'version: "1" or version: "1.0.0" (YAML reads an unquoted 1 as a number)') in lines
+    assert "flow 'v1', step 'a', field transitions.onSuccess: unknown step 'nowhere'" in lines
+    assert any(line.startswith("flow 'v1', step 'b', field type: unknown handler type 'nope'")
+               for line in lines)
+    assert ("flow 'v1', step 'a', field config.expresion: unknown config field 'expresion'; "
+            "did you mean 'expression'?") in lines
+    proc = flowmonkey("run", str(flow_file))
+    assert proc.returncode == 2
+    assert proc.stderr.count("flow 'v1'") == 4, proc.stderr
 
 
 # --------------------------------------------------------------------------- help, placeholders

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -390,3 +391,27 @@ def test_the_compose_recipe_runs_orders_on_real_kafka_and_postgres(
     while (counts := asyncio.run(_statuses(dsn, schema))) != {"completed": 2, "failed": 1}:
         assert time.monotonic() < deadline, f"projection: {counts}\n{running[1].text()}"
         time.sleep(0.2)
+
+
+def test_place_orders_over_the_http_api(running: list[Service], tmp_path: Path) -> None:
+    """``place_orders.py --api`` against ``flowmonkey api`` (the in-memory engine with
+    the example app): two orders complete, the one without items fails."""
+    doc = (DEPLOY / "place_orders.py").read_text()
+    assert "placeholder" not in doc
+    assert "There is no HTTP API" not in doc
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMONKEY_")}
+    running.append(Service("api", [FLOWMONKEY, "api", "--no-auth", "--app",
+                                   str(DEPLOY / "app.py"), "--port", str(port)], env,
+                           tmp_path / "api.out"))
+    running[0].wait_for("Ctrl-C to stop", 60)
+    client = subprocess.run([sys.executable, str(DEPLOY / "place_orders.py"), "--count", "3",
+                             "--timeout-s", "60", "--api", f"http://127.0.0.1:{port}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert client.returncode == 0, client.stdout + client.stderr
+    assert "3 orders ended" in client.stdout
+    assert "0 not as expected" in client.stdout
+    assert "order 3: failed EMPTY_ORDER" in client.stdout
