@@ -291,7 +291,7 @@ def _report_text(outcome: RunOutcome, flow: Flow, args: argparse.Namespace) -> i
 def _print_input_hint(execution: Execution, args: argparse.Namespace) -> None:
     """On stderr: how to give the context a step's input selector found missing."""
     err = execution.error
-    if err is None or err.code != "INPUT_ERROR" or not is_missing_input(err.message):
+    if err is None or not is_missing_input(err.message):
         return
     if args.input is None and args.input_file is None:
         print("hint: the execution started with an empty context; give its initial "

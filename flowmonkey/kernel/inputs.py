@@ -18,7 +18,7 @@ from flowmonkey.model.selectors import (
 )
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
-_MISSING_INPUT = re.compile(r"(?:^|: )input (?:key|path) '")
+_MISSING_INPUT = re.compile(r"(?:^|: |\()input (?:key|path) '")
 
 
 class InputError(Exception):
@@ -26,7 +26,8 @@ class InputError(Exception):
 
 
 def is_missing_input(message: str) -> bool:
-    """Whether an ``INPUT_ERROR`` message says a key or path was absent from the context."""
+    """Whether a step's error message says its input key or path was absent from the
+    context (:func:`missing_input`'s note)."""
     return _MISSING_INPUT.search(message) is not None
 
 
@@ -60,8 +61,8 @@ def _interpolate(template: Any, context: dict[str, Any]) -> Any:
     return template
 
 
-def _missing_path(context: dict[str, Any], path: str) -> InputError:
-    """The error for a path with no value, naming the first part that is absent."""
+def _missing_path(context: dict[str, Any], path: str) -> str:
+    """What is absent on the way down ``path``, naming the first part missing."""
     parts = path.split(".")
     for end in range(1, len(parts)):
         if get_path(context, ".".join(parts[:end])) is MISSING:
@@ -69,34 +70,39 @@ def _missing_path(context: dict[str, Any], path: str) -> InputError:
     else:
         end = len(parts)
     if end == 1:
-        return InputError(f"input path {path!r}: the context has no key {parts[0]!r}")
-    return InputError(f"input path {path!r}: {'.'.join(parts[:end - 1])!r} has no "
-                      f"{parts[end - 1]!r}")
+        return f"input path {path!r}: the context has no key {parts[0]!r}"
+    return f"input path {path!r}: {'.'.join(parts[:end - 1])!r} has no {parts[end - 1]!r}"
+
+
+def missing_input(selector: Any, context: dict[str, Any]) -> str | None:
+    """For a ``key`` or ``path`` selector whose value is absent from the context, a note
+    naming what is absent (``input key 'order': the context has no such key``); else
+    None. The step still receives None, as in the original: a flow may read an
+    optional key. The runner adds the note to the step's error when the step fails, so
+    a handler tripping over that None says why."""
+    if isinstance(selector, KeySelector):
+        if selector.key in context:
+            return None
+        return f"input key {selector.key!r}: the context has no such key"
+    if isinstance(selector, PathSelector) and get_path(context, selector.path) is MISSING:
+        return _missing_path(context, selector.path)
+    return None
 
 
 def resolve_input(selector: Any, context: dict[str, Any]) -> Any:
-    """The value a step receives as ``params.input``.
-
-    A ``key`` or ``path`` selector whose key or path is absent from the context raises
-    InputError naming it (a present value that is null is given as None); ``keys``
-    selects the keys that are present, and a template's missing placeholders read as
-    null (or as nothing inside a longer string).
+    """The value a step receives as ``params.input``; missing keys and paths give None,
+    as in the original (:func:`missing_input` says what was missing).
 
     It may share objects with ``context`` (and a ``static`` selector's value is the
     flow's own): whoever hands it on copies it (``kernel.copies.private_copy``), as the
     step runner does for the handler and ``decide`` for the history."""
     if isinstance(selector, KeySelector):
-        value = context.get(selector.key, MISSING)
-        if value is MISSING:
-            raise InputError(f"input key {selector.key!r}: the context has no such key")
-        return value
+        return context.get(selector.key)
     if isinstance(selector, FullSelector):
         return dict(context)
     if isinstance(selector, PathSelector):
         value = get_path(context, selector.path)
-        if value is MISSING:
-            raise _missing_path(context, selector.path)
-        return value
+        return None if value is MISSING else value
     if isinstance(selector, KeysSelector):
         return {key: context[key] for key in selector.keys if key in context}
     if isinstance(selector, TemplateSelector):

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -19,11 +20,11 @@ from flowmonkey.events.envelope import Command, trusted_command
 from flowmonkey.handlers.base import ContextHelpers, HandlerParams, StepHandler, VaultProvider
 from flowmonkey.handlers.deadline import running_until
 from flowmonkey.kernel.copies import private_copy
-from flowmonkey.kernel.inputs import resolve_input
+from flowmonkey.kernel.inputs import missing_input, resolve_input
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Step
-from flowmonkey.model.result import InvalidResult, coerce_result
+from flowmonkey.model.result import InvalidResult, StepResult, coerce_result
 
 log = logging.getLogger("flowmonkey.runner")
 
@@ -299,6 +300,8 @@ class StepRunner:
             result = coerce_result(raw)
         except InvalidResult as exc:
             return self._failure(attempt, exc)
+        if result.error is not None and result.outcome == "failure":
+            result = _noting_missing_input(attempt, result)
         data["result"] = result
         writes = attempt.params.writes
         if writes:
@@ -330,6 +333,10 @@ class StepRunner:
                      type(exc).__name__, step.id)
             data["raised"] = {"code": "HANDLER_ERROR",
                               "message": str(exc) or type(exc).__name__}
+        if "raised" in data:
+            note = missing_input(step.input, state.context)
+            if note is not None:
+                data["raised"]["message"] += f" ({note}, so the step's input was null)"
         return self._command(state, data, attempt.started)
 
     def _command(self, state: ExecutionState, data: dict[str, Any],
@@ -389,3 +396,14 @@ class _Resumed:
                     waiting_on = coro.send(sent)
                 except StopIteration as stop:
                     return stop.value
+
+
+def _noting_missing_input(attempt: _Attempt, result: StepResult) -> StepResult:
+    """``result`` (a failure), its message saying the step's input key or path was
+    missing when it was: the usual cause of a handler tripping over a null input."""
+    note = missing_input(attempt.step.input, attempt.state.context)
+    if note is None or result.error is None:
+        return result
+    error = replace(result.error,
+                    message=f"{result.error.message} ({note}, so the step's input was null)")
+    return replace(result, error=error)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flowmonkey.kernel.inputs import InputError, resolve_input
+from flowmonkey.kernel.inputs import InputError, missing_input, resolve_input
 from flowmonkey.kernel.paths import MISSING, get_path, set_path
 from flowmonkey.model.selectors import (
     FullSelector,
@@ -38,9 +38,11 @@ def test_key_takes_a_dot_literally() -> None:
     assert resolve_input(KeySelector(key="a.b"), CONTEXT) == "literal dotted key"
 
 
-def test_a_missing_key_is_an_input_error_naming_it() -> None:
-    with pytest.raises(InputError, match="input key 'absent': the context has no such key"):
-        resolve_input(KeySelector(key="absent"), CONTEXT)
+def test_a_missing_key_gives_none_and_is_named_by_missing_input() -> None:
+    assert resolve_input(KeySelector(key="absent"), CONTEXT) is None
+    assert missing_input(KeySelector(key="absent"), CONTEXT) == \
+        "input key 'absent': the context has no such key"
+    assert missing_input(KeySelector(key="nothing"), CONTEXT) is None  # present, null
 
 
 def test_a_key_whose_value_is_null_gives_none() -> None:
@@ -58,13 +60,15 @@ def test_path_follows_dots_into_objects_and_lists() -> None:
     assert resolve_input(PathSelector(path="user.tags.1"), CONTEXT) == "b"
 
 
-def test_a_missing_path_is_an_input_error_naming_where_it_stops() -> None:
-    with pytest.raises(InputError, match=r"input path 'user.nope.deeper': 'user' has no 'nope'"):
-        resolve_input(PathSelector(path="user.nope.deeper"), CONTEXT)
-    with pytest.raises(InputError, match=r"input path 'order.id': the context has no key 'order'"):
-        resolve_input(PathSelector(path="order.id"), CONTEXT)
-    with pytest.raises(InputError, match=r"input path 'user.tags.5': 'user.tags' has no '5'"):
-        resolve_input(PathSelector(path="user.tags.5"), CONTEXT)
+def test_a_missing_path_gives_none_and_missing_input_names_where_it_stops() -> None:
+    assert resolve_input(PathSelector(path="user.nope.deeper"), CONTEXT) is None
+    assert missing_input(PathSelector(path="user.nope.deeper"), CONTEXT) == \
+        "input path 'user.nope.deeper': 'user' has no 'nope'"
+    assert missing_input(PathSelector(path="order.id"), CONTEXT) == \
+        "input path 'order.id': the context has no key 'order'"
+    assert missing_input(PathSelector(path="user.tags.5"), CONTEXT) == \
+        "input path 'user.tags.5': 'user.tags' has no '5'"
+    assert missing_input(PathSelector(path="user.tags.1"), CONTEXT) is None
 
 
 def test_full_gives_a_copy_of_the_context() -> None:
