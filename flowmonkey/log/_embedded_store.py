@@ -457,8 +457,18 @@ class DiskStore:
             if self.fsync:
                 _fsync_dir(directory)
             return
-        fd = _open_segment(directory, bases[-1], fresh=False)
-        part.files = SegmentFiles(directory, list(bases), fd, sizes[-1])
+        if bases[-1] > part.next_offset:
+            # never append offset N into a segment named after a later offset: a
+            # reader of the names would look for N elsewhere
+            base = part.next_offset
+            kept = [b for b in bases if b < base]
+            fd = _open_segment(directory, base, fresh=False)  # never truncates
+            part.files = SegmentFiles(directory, [*kept, base], fd, os.fstat(fd).st_size)
+            if self.fsync:
+                _fsync_dir(directory)
+        else:
+            fd = _open_segment(directory, bases[-1], fresh=False)
+            part.files = SegmentFiles(directory, list(bases), fd, sizes[-1])
         self._attached.append(part.files)
 
     def create_topic(self, topic: TopicState) -> None:
