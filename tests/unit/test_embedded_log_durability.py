@@ -160,6 +160,42 @@ async def test_segments_roll_at_the_size_limit_and_are_all_read_back(tmp_path: P
         assert all(records[base].offset == base for base in bases)
 
 
+async def test_a_segment_named_past_its_first_record_is_read_by_its_frames(
+    tmp_path: Path,
+) -> None:
+    # given the state an older version left after a kill during a segment roll: the
+    # last segment is named after a later offset than the record it holds
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
+        for i in range(7):
+            await log.append([OutRecord(TOPIC, b"v%d" % i * 10, partition=0)])
+    last = segments(tmp_path)[-1]
+    base = int(last.name[:20])
+    last.rename(last.with_name(f"{base + 3:020d}.log"))
+    # then the start trusts each frame's own offset, and appends go on after it
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        assert await values(log) == [b"v%d" % i * 10 for i in range(7)]
+        await log.append([OutRecord(TOPIC, b"after", partition=0)])
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        assert await values(log) == [*(b"v%d" % i * 10 for i in range(7)), b"after"]
+    assert all(int(p.name[:20]) <= 7 for p in segments(tmp_path))
+
+
+async def test_an_empty_segment_named_past_the_end_is_removed(tmp_path: Path) -> None:
+    # given an empty segment a roll created for records that never committed
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
+        for i in range(3):
+            await log.append([OutRecord(TOPIC, b"v%d" % i, partition=0)])
+    (segments(tmp_path)[-1].parent / f"{9:020d}.log").write_bytes(b"")
+    # then the start removes it, and the next append is not written into it
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        await log.append([OutRecord(TOPIC, b"next", partition=0)])
+    assert all(int(p.name[:20]) <= 3 for p in segments(tmp_path))
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        assert await values(log) == [b"v0", b"v1", b"v2", b"next"]
+
+
 async def test_concurrent_appends_get_distinct_offsets_and_all_survive(tmp_path: Path) -> None:
     async def producer(log: EmbeddedLog, n: int) -> list[int]:
         offsets = []
