@@ -487,7 +487,9 @@ class DiskStore:
             _fsync_dir(self.root)
 
     def write(self, batch: PendingAppend) -> None:
-        """Steps 2 and 3 of an append: record frames, then the journal entry."""
+        """Step 2 of an append, the record frames; without fsync step 3 too, the
+        journal entry (with fsync, :meth:`write_entries` writes it once the frames are
+        on disk)."""
         timestamp_ms = batch.timestamp_ms
         for part, records in batch.records.items():
             files = part.files
@@ -507,9 +509,19 @@ class DiskStore:
                 pending += len(frame)
                 offset += 1
             self._write_chunk(files, chunk, pending)
-        _write_all(self._journal_fd, batch.entry)
-        self.journal_size += len(batch.entry)
-        self._dirty.add(self._journal_fd)
+        if not self.fsync:
+            self.write_entries(batch.entry)
+
+    def write_entries(self, entries: bytes) -> None:
+        """Step 3: append journal entries. With fsync, only after their records' frames
+        were synced (:func:`sync_all`), so that an entry on disk implies its records
+        are: the write-ahead rule recovery relies on when it takes every entry as
+        proof. :meth:`sync_journal` then makes them durable."""
+        _write_all(self._journal_fd, entries)
+        self.journal_size += len(entries)
+
+    def sync_journal(self) -> None:
+        _datasync(self._journal_fd)
 
     def _write_chunk(self, files: SegmentFiles, chunk: list[bytes], size: int) -> None:
         if size:
