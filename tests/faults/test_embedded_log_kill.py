@@ -18,7 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
+from flowmonkey.log import EmbeddedLog
 
 REPO = Path(__file__).resolve().parents[2]
 SEGMENT_BYTES = 120
@@ -28,7 +28,7 @@ WRITER = textwrap.dedent(
     import asyncio, os, signal, sys
     import flowmonkey.log._embedded_store as store
     import flowmonkey.log.embedded as embedded
-    from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
+    from flowmonkey.log import EmbeddedLog
 
     embedded.JOURNAL_COMPACT_BYTES = 2048  # checkpoints inside rounds, often
     path, acks, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -121,7 +121,8 @@ async def test_kill_9_at_random_moments_never_stops_the_next_start(tmp_path: Pat
             assert expected
             for topic, partition, offset, value in expected:
                 records = await log.read(topic, partition, offset, 1)
-                assert records and records[0].offset == offset, (topic, partition, offset)
+                assert records, (topic, partition, offset)
+                assert records[0].offset == offset
                 assert records[0].value == value
             for topic, count in (("a", 2), ("b", 1)):
                 for partition in range(count):
