@@ -28,7 +28,7 @@ WRITER = textwrap.dedent(
     import asyncio, os, signal, sys
     import flowmonkey.log._embedded_store as store
     import flowmonkey.log.embedded as embedded
-    from flowmonkey.log import EmbeddedLog
+    from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
 
     embedded.JOURNAL_COMPACT_BYTES = 2048  # checkpoints inside rounds, often
     path, acks, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
