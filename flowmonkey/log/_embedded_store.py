@@ -516,11 +516,14 @@ class DiskStore:
         """Step 3: append journal entries. With fsync, only after their records' frames
         were synced (:func:`sync_all`), so that an entry on disk implies its records
         are: the write-ahead rule recovery relies on when it takes every entry as
-        proof. :meth:`sync_journal` then makes them durable."""
+        proof. :meth:`commit_round` does both in order."""
         _write_all(self._journal_fd, entries)
         self.journal_size += len(entries)
 
-    def sync_journal(self) -> None:
+    def commit_round(self, segment_fds: Iterable[int], entries: bytes) -> None:
+        """A group-commit round with fsync: the segments first, then the entries."""
+        sync_all(segment_fds)
+        self.write_entries(entries)
         _datasync(self._journal_fd)
 
     def _write_chunk(self, files: SegmentFiles, chunk: list[bytes], size: int) -> None:

@@ -432,13 +432,13 @@ class EmbeddedLog:
                 try:
                     # the write-ahead rule: the records' frames are on disk before any
                     # journal entry naming them is written (a checkpoint too)
-                    await asyncio.to_thread(sync_all, store.take_dirty())
                     entries = [batch.entry for batch in batches]
                     if store.journal_size > JOURNAL_COMPACT_BYTES:
+                        await asyncio.to_thread(sync_all, store.take_dirty())
                         self._checkpoint(store, entries)  # syncs the new journal
-                    else:
-                        store.write_entries(b"".join(entries))
-                        await asyncio.to_thread(store.sync_journal)
+                    else:  # in one thread hop; the loop never writes the journal meanwhile
+                        await asyncio.to_thread(store.commit_round, store.take_dirty(),
+                                                b"".join(entries))
                 except BaseException as exc:
                     error = self._fail(exc)
                     for batch in [*batches, *self._pending]:
