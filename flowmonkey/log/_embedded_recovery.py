@@ -587,8 +587,9 @@ def recover(store: DiskStore) -> Recovered:
     root = store.root
     offsets_dir = root / _OFFSETS
     offsets_dir.mkdir(exist_ok=True)
-    for leftover in [*root.glob("*.tmp"), *root.glob("*/*.tmp"), *offsets_dir.glob("*.tmp")]:
-        leftover.unlink()
+    # (``*/*.tmp`` covers ``_offsets/``: each leftover once, and gone is fine)
+    for leftover in {*root.glob("*.tmp"), *root.glob("*/*.tmp")}:
+        leftover.unlink(missing_ok=True)
     analysis = analyse(root)
     if analysis.problems:
         raise damage_error(analysis)

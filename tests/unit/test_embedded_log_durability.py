@@ -198,6 +198,23 @@ async def test_an_empty_segment_named_past_the_end_is_removed(tmp_path: Path) ->
         assert await values(log) == [b"v0", b"v1", b"v2", b"next"]
 
 
+def leftovers(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.tmp"))
+
+
+async def test_a_group_file_left_half_written_by_a_kill_does_not_stop_the_start(
+    tmp_path: Path,
+) -> None:
+    # given a kill while a checkpoint was writing a group's offsets file
+    await append_one_per_call(tmp_path, 2)
+    (tmp_path / "_offsets" / "processor.json.tmp").write_bytes(b'{"gro')
+    (tmp_path / TOPIC / "topic.json.tmp").write_bytes(b"")
+    # then the start removes the leftovers and goes on
+    async with EmbeddedLog(tmp_path) as log:
+        assert await log.committed("processor", COMMANDS, 0) == 2
+    assert not leftovers(tmp_path)
+
+
 async def test_concurrent_appends_get_distinct_offsets_and_all_survive(tmp_path: Path) -> None:
     async def producer(log: EmbeddedLog, n: int) -> list[int]:
         offsets = []
