@@ -135,16 +135,23 @@ def _record_at(buf: bytes, view: memoryview, pos: int, topic: str, index: int,
 def scan_segment(path: Path, topic: str, index: int, after: int) -> SegmentScan:
     """Read every intact record of ``path`` whose offset is above ``after``. After a
     damaged frame, resynchronise on the next byte where a whole frame passes its
-    checksum and holds a later offset (cheap tests first: length, offset range)."""
+    checksum and holds a later offset (cheap tests first: length, offset range).
+
+    Each frame's own offset is trusted, not the file name: a segment may be named
+    after a later offset than its first record (an older version appended into an
+    empty segment left by a roll that a crash interrupted). The name only widens the
+    range of offsets accepted (a segment after a missing one starts past ``after``)."""
     buf = path.read_bytes()
     view = memoryview(buf)
     size = len(buf)
-    scan = SegmentScan(path, int(path.name[:20]), size)
+    base = int(path.name[:20])
+    scan = SegmentScan(path, base, size)
     # no more records than frames fit: a bound that rejects most random "offsets"
     span = size // MIN_RECORD_FRAME + 1
     pos = 0
     while pos < size:
-        found = _record_at(buf, view, pos, topic, index, after, after + span)
+        limit = max(after, base - 1) + span
+        found = _record_at(buf, view, pos, topic, index, after, limit)
         if found is not None:
             record, end = found
             scan.starts.append(pos)
@@ -154,7 +161,7 @@ def scan_segment(path: Path, topic: str, index: int, after: int) -> SegmentScan:
             continue
         resume = pos + 1
         while resume < size and _record_at(buf, view, resume, topic, index, after,
-                                           after + span) is None:
+                                           limit) is None:
             resume += 1
         scan.damaged.append((pos, min(resume, size)))
         pos = resume
@@ -227,7 +234,7 @@ def scan_partition(directory: Path, topic: str, index: int) -> PartitionScan:
     paths = sorted(p for p in directory.iterdir() if _SEGMENT_NAME.fullmatch(p.name))
     expected = 0
     for path in paths:
-        segment = scan_segment(path, topic, index, max(int(path.name[:20]), expected) - 1)
+        segment = scan_segment(path, topic, index, expected - 1)
         scan.segments.append(segment)
         # the damaged ranges and the records, both in byte order, merged
         damaged = iter(segment.damaged)
@@ -580,8 +587,9 @@ def recover(store: DiskStore) -> Recovered:
     root = store.root
     offsets_dir = root / _OFFSETS
     offsets_dir.mkdir(exist_ok=True)
-    for leftover in [*root.glob("*.tmp"), *root.glob("*/*.tmp"), *offsets_dir.glob("*.tmp")]:
-        leftover.unlink()
+    # (``*/*.tmp`` covers ``_offsets/``: each leftover once, and gone is fine)
+    for leftover in {*root.glob("*.tmp"), *root.glob("*/*.tmp")}:
+        leftover.unlink(missing_ok=True)
     analysis = analyse(root)
     if analysis.problems:
         raise damage_error(analysis)
@@ -600,6 +608,7 @@ def recover(store: DiskStore) -> Recovered:
         end = analysis.committed[(name, index)]
         if analysis.torn((name, index)):
             move_tail_aside(scan, end, store.fsync)
+        name_segments_by_content(scan, end, store.fsync)
         part = topics[name].parts[index]
         part.records = RecordColumns(name, index)
         part.records.extend(scan.records()[:end])
@@ -651,6 +660,11 @@ def move_tail_aside(scan: PartitionScan, end: int, fsync: bool) -> int:
     for position, segment in enumerate(scan.segments[number:]):
         start = cut if position == 0 else 0
         if segment.size <= start:
+            if position > 0 and segment.path.exists():
+                # an empty segment a roll created for records that never committed:
+                # appending into it would put offset ``end`` in a file named after a
+                # later one
+                segment.path.unlink()
             continue
         target = side_file(segment.path, "torn")
         if start == 0 and (segment.base > 0 or position > 0):
@@ -670,3 +684,29 @@ def move_tail_aside(scan: PartitionScan, end: int, fsync: bool) -> int:
     return moved
 
 
+def name_segments_by_content(scan: PartitionScan, end: int, fsync: bool) -> None:
+    """Make each segment's name its first offset again: remove an empty segment named
+    past the committed ``end`` (a roll a crash interrupted left it; nothing is in it),
+    and rename a segment whose first record is below its name (an older version
+    appended there) after that record, so the next append never lands in a segment
+    named after a later offset."""
+    changed = False
+    for segment in scan.segments:
+        if not segment.path.exists():
+            continue
+        if segment.size == 0 and segment.base > end and segment.base > 0:
+            segment.path.unlink()
+            logger.warning("%s/%d: removed %s, an empty segment named past the committed "
+                           "end %d", scan.topic, scan.index, segment.path, end)
+            changed = True
+            continue
+        first = segment.records[0].offset if segment.records else segment.base
+        target = segment.path.with_name(f"{first:020d}.log")
+        if first < segment.base and not target.exists():
+            os.replace(segment.path, target)
+            logger.warning("%s/%d: renamed %s to %s, after its first record", scan.topic,
+                           scan.index, segment.path, target.name)
+            segment.path, segment.base = target, first
+            changed = True
+    if changed and fsync:
+        _fsync_dir(scan.directory)

@@ -53,10 +53,8 @@ from flowmonkey.log._embedded_store import (
     encode_entry,
     seal,
 )
+from flowmonkey.log.base import LOST_RECORD_HEADER as LOST_RECORD_HEADER  # re-exported
 
-LOST_RECORD_HEADER = "flowmonkey-lost-record"
-"""The header of a placeholder that ``log repair`` writes at the offset of a record
-it could not keep (its bytes are in a ``.damaged-*`` side file)."""
 _LOST = ((LOST_RECORD_HEADER, b""),)
 
 

@@ -457,8 +457,18 @@ class DiskStore:
             if self.fsync:
                 _fsync_dir(directory)
             return
-        fd = _open_segment(directory, bases[-1], fresh=False)
-        part.files = SegmentFiles(directory, list(bases), fd, sizes[-1])
+        if bases[-1] > part.next_offset:
+            # never append offset N into a segment named after a later offset: a
+            # reader of the names would look for N elsewhere
+            base = part.next_offset
+            kept = [b for b in bases if b < base]
+            fd = _open_segment(directory, base, fresh=False)  # never truncates
+            part.files = SegmentFiles(directory, [*kept, base], fd, os.fstat(fd).st_size)
+            if self.fsync:
+                _fsync_dir(directory)
+        else:
+            fd = _open_segment(directory, bases[-1], fresh=False)
+            part.files = SegmentFiles(directory, list(bases), fd, sizes[-1])
         self._attached.append(part.files)
 
     def create_topic(self, topic: TopicState) -> None:
@@ -477,7 +487,9 @@ class DiskStore:
             _fsync_dir(self.root)
 
     def write(self, batch: PendingAppend) -> None:
-        """Steps 2 and 3 of an append: record frames, then the journal entry."""
+        """Step 2 of an append, the record frames; without fsync step 3 too, the
+        journal entry (with fsync, :meth:`write_entries` writes it once the frames are
+        on disk)."""
         timestamp_ms = batch.timestamp_ms
         for part, records in batch.records.items():
             files = part.files
@@ -497,9 +509,22 @@ class DiskStore:
                 pending += len(frame)
                 offset += 1
             self._write_chunk(files, chunk, pending)
-        _write_all(self._journal_fd, batch.entry)
-        self.journal_size += len(batch.entry)
-        self._dirty.add(self._journal_fd)
+        if not self.fsync:
+            self.write_entries(batch.entry)
+
+    def write_entries(self, entries: bytes) -> None:
+        """Step 3: append journal entries. With fsync, only after their records' frames
+        were synced (:func:`sync_all`), so that an entry on disk implies its records
+        are: the write-ahead rule recovery relies on when it takes every entry as
+        proof. :meth:`commit_round` does both in order."""
+        _write_all(self._journal_fd, entries)
+        self.journal_size += len(entries)
+
+    def commit_round(self, segment_fds: Iterable[int], entries: bytes) -> None:
+        """A group-commit round with fsync: the segments first, then the entries."""
+        sync_all(segment_fds)
+        self.write_entries(entries)
+        _datasync(self._journal_fd)
 
     def _write_chunk(self, files: SegmentFiles, chunk: list[bytes], size: int) -> None:
         if size:

@@ -16,6 +16,10 @@ from typing import Protocol, runtime_checkable
 
 Headers = tuple[tuple[str, bytes], ...]
 
+LOST_RECORD_HEADER = "flowmonkey-lost-record"
+"""The header of a placeholder that ``flowmonkey log repair`` writes at the offset of
+a record it could not keep (no key, an empty value): readers skip it."""
+
 
 DEFAULT_TOPIC_PREFIX = "flowmonkey"
 """The topic prefix of a log that is given none."""
@@ -49,6 +53,11 @@ class Record:
             if key == name:
                 return value
         return None
+
+    @property
+    def lost(self) -> bool:
+        """A placeholder for a record lost to damage (:data:`LOST_RECORD_HEADER`)."""
+        return not self.value and self.header(LOST_RECORD_HEADER) is not None
 
 
 @dataclass(frozen=True, slots=True)

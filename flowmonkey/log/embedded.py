@@ -12,15 +12,25 @@ durable append runs in this order:
 
 1. Route and validate every record and offset. Nothing has changed if this raises.
 2. Assign offsets and write the record frames to their segments (page cache).
-3. Write one journal entry naming each touched partition's new end offset and the
-   group's offsets. A failure in 2 or 3 leaves the log refusing writes until it is
-   reopened; recovery then moves the frames that have no complete entry aside.
-4. fsync every file written, once per file for all appends queued meanwhile (group
-   commit). If this fails the outcome is indeterminate, as with a Kafka timeout:
-   reopening finds the append either whole or absent.
-5. Publish: records and offsets become visible together and waiters wake.
+3. Group commit, once per round for all appends queued meanwhile: fsync every
+   segment written, *then* write one journal entry per append (naming each touched
+   partition's new end offset and the group's offsets) and fsync the journal, or
+   write them into a checkpoint that is synced. This is the write-ahead rule: a
+   journal entry on disk implies its records are on disk, so recovery can take every
+   valid entry as proof that its records are committed, even after a power loss.
+   A failure here leaves the log refusing writes until it is reopened, with the
+   outcome indeterminate, as with a Kafka timeout: reopening finds the append either
+   whole or absent (frames without a complete entry are moved aside).
+4. Publish: records and offsets become visible together and waiters wake.
 
-In memory, steps 2-5 are one synchronous step. Either way every record is kept in
+With ``fsync=False`` the entry is written right after the frames, in the same call,
+and nothing is synced: a killed *process* loses nothing it was told was appended (the
+page cache survives it), but after a power loss or an OS crash the kernel may have
+written a journal entry without its records, or neither; the start may then refuse
+with ``LOG_DAMAGED`` and ``log repair`` may leave placeholders. There is no power-loss
+guarantee without fsync.
+
+In memory, steps 2-4 are one synchronous step. Either way every record is kept in
 memory, so reads never touch the disk.
 """
 
@@ -80,10 +90,12 @@ class EmbeddedLog:
     ``partitions`` is the partition count the engine gives the topics it creates
     (:attr:`default_partitions`); a :class:`TopicSpec` always says its own count.
     ``fsync=False`` keeps the commit protocol (a crashed *process* loses nothing it
-    was told was appended) but not power-loss durability. ``now_ms`` stamps records.
-    Compacted topics are recorded as such but not compacted yet. ``topic_prefix``
-    names the topics an engine or a projector service builds on this log
-    (``<prefix>.commands`` …), as on :class:`~flowmonkey.log.kafka.KafkaLog`.
+    was told was appended) but not power-loss durability: after a power loss the
+    start may refuse and repair may leave placeholders (module docstring).
+    ``now_ms`` stamps records. Compacted topics are recorded as such but not
+    compacted yet. ``topic_prefix`` names the topics an engine or a projector service
+    builds on this log (``<prefix>.commands`` …), as on
+    :class:`~flowmonkey.log.kafka.KafkaLog`.
     """
 
     keeps_decoded = True
@@ -428,9 +440,15 @@ class EmbeddedLog:
             while self._pending:
                 batches, self._pending = self._pending, []
                 try:
+                    # the write-ahead rule: the records' frames are on disk before any
+                    # journal entry naming them is written (a checkpoint too)
+                    entries = [batch.entry for batch in batches]
                     if store.journal_size > JOURNAL_COMPACT_BYTES:
-                        self._checkpoint(store, [batch.entry for batch in batches])
-                    await asyncio.to_thread(sync_all, store.take_dirty())
+                        await asyncio.to_thread(sync_all, store.take_dirty())
+                        self._checkpoint(store, entries)  # syncs the new journal
+                    else:  # in one thread hop; the loop never writes the journal meanwhile
+                        await asyncio.to_thread(store.commit_round, store.take_dirty(),
+                                                b"".join(entries))
                 except BaseException as exc:
                     error = self._fail(exc)
                     for batch in [*batches, *self._pending]:
@@ -459,7 +477,7 @@ class EmbeddedLog:
         self._dirty_groups.clear()
 
     def _publish(self, batch: PendingAppend) -> None:
-        """Step 5: make one append visible, records and offsets at once."""
+        """Step 4: make one append visible, records and offsets at once."""
         timestamp_ms = batch.timestamp_ms
         for part, records in batch.records.items():
             columns = part.records

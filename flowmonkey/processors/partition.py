@@ -270,12 +270,16 @@ class PartitionProcessor:
             restored = await self.snapshotter.restore(self.log)
             if restored is not None:
                 self.state, offset = restored
+        lost: list[int] = []  # offsets of placeholders for records lost to damage
         while True:
             records = await self.log.read(self.topics.events, self.partition, offset, 5000)
             if not records:
                 break
             replayed += len(records)
             for record in records:
+                if record.lost:
+                    lost.append(record.offset)
+                    continue
                 try:
                     event = decode_event(record.value)
                 except DecodeError as exc:
@@ -284,6 +288,11 @@ class PartitionProcessor:
                     continue
                 apply_to_partition(self.state, event)
             offset = records[-1].offset + 1
+        if lost:
+            log.warning("%s:%d: skipped %d placeholder record(s) for events lost to damage "
+                        "(offsets %d..%d; see `flowmonkey log repair`): the executions "
+                        "they belonged to lack those events", self.topics.events,
+                        self.partition, len(lost), lost[0], lost[-1])
         self.events_offset = offset
         self.events_replayed = replayed
         if self.snapshotter is not None:

@@ -202,14 +202,22 @@ def decode_records(records: Iterable[Record]) -> tuple[list[Event], int]:
     """The events in ``records`` and how many records were skipped as undecodable."""
     events: list[Event] = []
     skipped = 0
+    lost: list[Record] = []  # placeholders for records lost to damage: one line for all
     for record in records:
+        if record.lost:
+            lost.append(record)
+            continue
         try:
             events.append(decode_record(record))
         except Exception as exc:  # any failure: a bad record must never stop a partition
             skipped += 1
             log.error("skipping undecodable event %s:%d:%d: %s: %s", record.topic,
                       record.partition, record.offset, type(exc).__name__, exc)
-    return events, skipped
+    if lost:
+        log.warning("%s:%d: skipped %d placeholder record(s) for events lost to damage "
+                    "(offsets %d..%d; see `flowmonkey log repair`)", lost[0].topic,
+                    lost[0].partition, len(lost), lost[0].offset, lost[-1].offset)
+    return events, skipped + len(lost)
 
 
 def record_progress(progress: PartitionProgress, events: Sequence[Event], skipped: int,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import flowmonkey.log._embedded_store as store_module
+import flowmonkey.log.embedded as embedded_module
 from flowmonkey.errors import LogError
 from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
 from flowmonkey.log._embedded_repair import LOST_RECORD_HEADER
@@ -158,6 +160,59 @@ async def test_segments_roll_at_the_size_limit_and_are_all_read_back(tmp_path: P
         assert [r.offset for r in records] == list(range(10))
         bases = [int(name[:20]) for name in names]
         assert all(records[base].offset == base for base in bases)
+
+
+async def test_a_segment_named_past_its_first_record_is_read_by_its_frames(
+    tmp_path: Path,
+) -> None:
+    # given the state an older version left after a kill during a segment roll: the
+    # last segment is named after a later offset than the record it holds
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
+        for i in range(7):
+            await log.append([OutRecord(TOPIC, b"v%d" % i * 10, partition=0)])
+    last = segments(tmp_path)[-1]
+    base = int(last.name[:20])
+    last.rename(last.with_name(f"{base + 3:020d}.log"))
+    # then the start trusts each frame's own offset, and appends go on after it
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        assert await values(log) == [b"v%d" % i * 10 for i in range(7)]
+        await log.append([OutRecord(TOPIC, b"after", partition=0)])
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        assert await values(log) == [*(b"v%d" % i * 10 for i in range(7)), b"after"]
+    assert all(int(p.name[:20]) <= 7 for p in segments(tmp_path))
+
+
+async def test_an_empty_segment_named_past_the_end_is_removed(tmp_path: Path) -> None:
+    # given an empty segment a roll created for records that never committed
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
+        for i in range(3):
+            await log.append([OutRecord(TOPIC, b"v%d" % i, partition=0)])
+    (segments(tmp_path)[-1].parent / f"{9:020d}.log").write_bytes(b"")
+    # then the start removes it, and the next append is not written into it
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        await log.append([OutRecord(TOPIC, b"next", partition=0)])
+    assert all(int(p.name[:20]) <= 3 for p in segments(tmp_path))
+    async with EmbeddedLog(tmp_path, segment_bytes=150) as log:
+        assert await values(log) == [b"v0", b"v1", b"v2", b"next"]
+
+
+def leftovers(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.tmp"))
+
+
+async def test_a_group_file_left_half_written_by_a_kill_does_not_stop_the_start(
+    tmp_path: Path,
+) -> None:
+    # given a kill while a checkpoint was writing a group's offsets file
+    await append_one_per_call(tmp_path, 2)
+    (tmp_path / "_offsets" / "processor.json.tmp").write_bytes(b'{"gro')
+    (tmp_path / TOPIC / "topic.json.tmp").write_bytes(b"")
+    # then the start removes the leftovers and goes on
+    async with EmbeddedLog(tmp_path) as log:
+        assert await log.committed("processor", COMMANDS, 0) == 2
+    assert not leftovers(tmp_path)
 
 
 async def test_concurrent_appends_get_distinct_offsets_and_all_survive(tmp_path: Path) -> None:
@@ -563,3 +618,98 @@ async def test_a_closed_log_releases_its_directory(tmp_path: Path) -> None:
 
     async with EmbeddedLog(tmp_path) as log:
         await log.create_topics([TopicSpec(TOPIC, 1)])
+
+
+# --- the write-ahead rule ---------------------------------------------------------------
+
+
+def _fd_name(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+async def test_segments_are_synced_before_a_journal_entry_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal entry on disk implies its records are (recovery takes every entry as
+    proof): every segment write is synced before the next journal write, in group
+    commit rounds and in checkpoints written inside a round alike."""
+    events: list[tuple[str, str]] = []  # ("write" | "sync", file), in call order
+    write_all, datasync, fsync = store_module._write_all, store_module._datasync, os.fsync
+
+    def traced_write(fd: int, data: bytes) -> None:
+        events.append(("write", _fd_name(fd)))
+        write_all(fd, data)
+
+    def traced_sync(real: object) -> object:
+        def sync(fd: int) -> None:
+            events.append(("sync", _fd_name(fd)))
+            real(fd)  # type: ignore[operator]
+        return sync
+
+    monkeypatch.setattr(store_module, "_write_all", traced_write)
+    monkeypatch.setattr(store_module, "_datasync", traced_sync(datasync))
+    monkeypatch.setattr(os, "fsync", traced_sync(fsync))
+    monkeypatch.setattr(embedded_module, "JOURNAL_COMPACT_BYTES", 600)  # checkpoints too
+    async with EmbeddedLog(tmp_path, partitions=2, segment_bytes=300) as log:
+        await log.create_topics([TopicSpec(TOPIC, 2), TopicSpec(COMMANDS, 1)])
+
+        async def one(i: int) -> None:
+            await log.append([OutRecord(TOPIC, b"value-%d" % i), OutRecord(TOPIC, b"x-%d" % i)],
+                             commit_group="processor", commit_offsets={(COMMANDS, 0): 0})
+
+        for start in range(0, 60, 20):
+            await asyncio.gather(*(one(i) for i in range(start, start + 20)))
+    unsynced: set[str] = set()
+    journal_writes = 0
+    for kind, name in events:
+        is_journal = Path(name).name.startswith("_journal.log")
+        if kind == "write" and is_journal:
+            journal_writes += 1
+            assert not unsynced, f"a journal entry was written before {sorted(unsynced)} synced"
+        elif kind == "write" and name.endswith(".log"):
+            unsynced.add(name)
+        elif kind == "sync":
+            unsynced.discard(name)
+    assert journal_writes > 3
+
+
+async def test_a_crash_after_the_segments_synced_but_before_the_journal_entry_uncommits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The power-loss case the write-ahead rule leaves: records on disk, no entry. They
+    were never acknowledged, so they are an uncommitted tail: moved aside, the group's
+    offset not advanced, and the command is decided again."""
+    async with EmbeddedLog(tmp_path) as log:
+        await log.create_topics([TopicSpec(COMMANDS, 1), TopicSpec(TOPIC, 1)])
+        for i in range(3):
+            await log.append([OutRecord(COMMANDS, b"command%d" % i, partition=0)])
+    log = EmbeddedLog(tmp_path)
+    await log.start()
+    for i in range(2):
+        await log.append([OutRecord(TOPIC, b"event%d" % i, partition=0)],
+                         commit_group="proc", commit_offsets={(COMMANDS, 0): i + 1})
+    write_all = store_module._write_all
+
+    def fail_on_journal(fd: int, data: bytes) -> None:
+        if Path(_fd_name(fd)).name == "_journal.log":
+            raise OSError("the power went out")
+        write_all(fd, data)
+
+    monkeypatch.setattr(store_module, "_write_all", fail_on_journal)
+    with pytest.raises(LogError):
+        await log.append([OutRecord(TOPIC, b"event2", partition=0)],
+                         commit_group="proc", commit_offsets={(COMMANDS, 0): 3})
+    monkeypatch.setattr(store_module, "_write_all", write_all)
+    await log.close()
+    assert b"event2" in (tmp_path / TOPIC / "0" / f"{0:020d}.log").read_bytes()  # on disk
+    async with EmbeddedLog(tmp_path) as log:  # the start does not refuse
+        assert await values(log) == [b"event0", b"event1"]
+        assert await log.committed("proc", COMMANDS, 0) == 2
+        assert [p.read_bytes().count(b"event2") for p in side_files(tmp_path, "torn")] == [1]
+        # the command is decided again
+        await log.append([OutRecord(TOPIC, b"event2-again", partition=0)],
+                         commit_group="proc", commit_offsets={(COMMANDS, 0): 3})
+    async with EmbeddedLog(tmp_path) as log:
+        assert await values(log) == [b"event0", b"event1", b"event2-again"]
+        assert await log.committed("proc", COMMANDS, 0) == 3
+
