@@ -37,7 +37,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,6 +67,7 @@ from flowmonkey.log.base import Log, OutRecord, Position, Record
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.processors.clock import Clock, TimerHandle
+from flowmonkey.processors.early_cancels import EarlyCancels
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.snapshotter import Snapshotter
@@ -77,10 +78,6 @@ log = logging.getLogger("flowmonkey.processor")
 
 _MAX_UNSENT_RECORDS = 20_000  # decided but not yet appended: past this, deciding waits
 _STOP_FLUSH_S = 10.0  # how long a stop waits for decided batches to reach the log
-_MAX_EARLY_CANCELS = 100_000  # expedited cancels waiting for their execution's start
-# how long one waits at most: past this its copy on the log (decided in log order) is
-# left to do the cancelling, and a start of the same id much later is not cancelled by it
-_EARLY_CANCEL_TTL_MS = 5 * 60_000
 
 Input = Record | Command
 
@@ -195,8 +192,7 @@ class PartitionProcessor:
         # cancels handed over in this process ahead of their copy on the log (see
         # expedite), and those among them whose execution is not started yet
         self._urgent: deque[Command] = deque()
-        # execution id -> (cancel, dropped at ms), oldest first
-        self._early_cancels: OrderedDict[str, tuple[Command, int]] = OrderedDict()
+        self._early_cancels = EarlyCancels()
         #: where this processor hands the cancels it sends to children, to be decided
         #: at once by the processor of their partition in this process (set by its owner);
         #: called by the committer once the batch that sends them is in the log
@@ -332,7 +328,7 @@ class PartitionProcessor:
         user's cancel first; a batch's cascade cancels are routed once it committed):
         its effects must never be in the log without their cause. An early one is
         dropped once its copy on the log is decided (that decision, in log order, is
-        the one that counts), or after ``_EARLY_CANCEL_TTL_MS``."""
+        the one that counts), or after ``EARLY_CANCEL_TTL_MS`` (``early_cancels.py``)."""
         self._urgent.append(command)
         self._wake.set()
 
@@ -462,8 +458,7 @@ class PartitionProcessor:
         their start (``_early_cancels``)."""
         state = self.state
         ready: list[Command] = []
-        early = self._early_cancels
-        drop_at = self.clock.now_ms() + _EARLY_CANCEL_TTL_MS
+        now = self.clock.now_ms()
         while self._urgent:
             command = self._urgent.popleft()
             execution_id = command.execution_id
@@ -474,19 +469,8 @@ class PartitionProcessor:
                 continue
             if len(execution_id) > MAX_ID_CHARS or len(command.command_id) > MAX_ID_CHARS:
                 continue  # its copy is dead-lettered, never decided: it would stay
-            early.pop(execution_id, None)  # re-inserted last: kept oldest first
-            early[execution_id] = (command, drop_at)
-            if len(early) > _MAX_EARLY_CANCELS:
-                early.popitem(last=False)  # its copy on the log still comes
+            self._early_cancels.hold(command, now)
         self._inbox.extendleft(reversed(ready))
-
-    def _expire_early_cancels(self, now: int) -> None:
-        early = self._early_cancels
-        while early:
-            execution_id, (_, drop_at) = next(iter(early.items()))
-            if drop_at > now:
-                return
-            del early[execution_id]  # its copy on the log does the cancelling
 
     def _process_batch(self) -> None:
         if self._urgent:
@@ -504,7 +488,7 @@ class PartitionProcessor:
         attach = getattr(self.log, "keeps_decoded", False)
         now = self.clock.now_ms()
         if self._early_cancels:
-            self._expire_early_cancels(now)
+            self._early_cancels.expire(now)
         # counted here and handed to the metrics once per batch (see flowmonkey.metrics)
         types: dict[str, int] = {}
         rejected: dict[str, int] | None = None
@@ -526,11 +510,7 @@ class PartitionProcessor:
             types[command.type] = types.get(command.type, 0) + 1
             touched.add(command.execution_id)
             if command.type == n.CMD_CANCEL and self._early_cancels:
-                waiting = self._early_cancels.get(command.execution_id)
-                if waiting is not None and waiting[0].command_id == command.command_id:
-                    # its copy on the log is decided now, in log order: that is the one
-                    # that counts (a start later must not be cancelled by it)
-                    del self._early_cancels[command.execution_id]
+                self._early_cancels.decided_from_log(command)
             # One command's outcome is encoded, then adopted: if anything raises on the
             # way (decide, an applier, the encoder, adopt), its records are taken back
             # out and its state changes undone, and the command is rejected alone.
@@ -557,10 +537,10 @@ class PartitionProcessor:
                 routed.extend(f for f in decision.commands if f.type == n.CMD_CANCEL)
             if self._early_cancels and decision.states:
                 for execution_id in decision.states:
-                    early = self._early_cancels.pop(execution_id, None)
+                    early = self._early_cancels.take(execution_id)
                     if early is not None:
                         # decided next, in this batch: before its handler starts
-                        inbox.appendleft(early[0])
+                        inbox.appendleft(early)
                         count += 1
             events += len(decision.events)
             for event in decision.events:

@@ -20,8 +20,8 @@ from flowmonkey.events.partitioner import partition_for
 from flowmonkey.kernel import state as state_module
 from flowmonkey.log import EmbeddedLog, OutRecord
 from flowmonkey.log.base import Position
-from flowmonkey.processors import partition as partition_module
 from flowmonkey.processors.clock import SimulatedClock
+from flowmonkey.processors.early_cancels import EARLY_CANCEL_TTL_MS
 from flowmonkey.processors.partition import PartitionProcessor
 from tests.behaviour.flows import flow, step
 from tests.unit.api_support import eventually
@@ -211,7 +211,7 @@ async def test_an_early_cancel_is_dropped_after_it_waited_too_long() -> None:
         async def waiting() -> bool:
             return "x4" in processor._early_cancels
         await eventually(waiting, what="the early cancel to wait for its start")
-        clock.advance(partition_module._EARLY_CANCEL_TTL_MS + 1)
+        clock.advance(EARLY_CANCEL_TTL_MS + 1)
         processor.submit(_start(engine, "x4", "start-x4"))
 
         async def ran() -> bool:
