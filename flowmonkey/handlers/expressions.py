@@ -225,13 +225,8 @@ class ExpressionBudget:
     def size(self, value: Any) -> int:
         """``value``'s size in units as JSON spells it out; raises past the limit."""
         kind = type(value)
-        if kind is str:
-            return len(value)
-        if kind is int:
-            bits: int = value.bit_length()
-            return 1 + (bits >> 6)
         if kind not in _PLAIN_CONTAINERS and not isinstance(value, _CONTAINERS):
-            return 1
+            return self._units(value)
         known = self._sizes.get(id(value))
         if known is not None:
             return known[1]
@@ -268,7 +263,8 @@ class ExpressionBudget:
         if kind is int:
             bits: int = value.bit_length()
             return 1 + (bits >> 6)
-        if kind in _SCALARS:
+        if kind in _SCALARS or (kind not in _PLAIN_CONTAINERS
+                                and not isinstance(value, _CONTAINERS)):
             return 1
         return self.size(value)
 
