@@ -256,13 +256,16 @@ async def test_resuming_an_unknown_execution_is_refused_as_not_found() -> None:
             await t.resume("no-such-execution", "token", {})
 
 
-async def test_a_signal_timeout_cancels_the_execution_with_source_timeout() -> None:
-    @handler("short-approval")
-    async def short(p: HandlerParams) -> StepResult:
-        return Result.wait_for_signal("approval", timeout_ms=60_000)
+@handler("short-approval")
+async def short_approval(p: HandlerParams) -> StepResult:
+    return Result.wait_for_signal("approval", timeout_ms=60_000)
 
-    f = flow("short", step("s", "short-approval"))
-    async with TestHarness(handlers=[short], flows=[f]) as t:
+
+SHORT = flow("short", step("s", "short-approval"))
+
+
+async def test_a_signal_timeout_cancels_the_execution_with_source_timeout() -> None:
+    async with TestHarness(handlers=[short_approval], flows=[SHORT]) as t:
         r = await t.run("short")
         token = r.execution.resume_token
         assert token is not None
@@ -279,12 +282,7 @@ async def test_a_signal_timeout_cancels_the_execution_with_source_timeout() -> N
 
 
 async def test_resuming_after_the_signal_timeout_is_refused_as_expired() -> None:
-    @handler("short-approval")
-    async def short(p: HandlerParams) -> StepResult:
-        return Result.wait_for_signal("approval", timeout_ms=60_000)
-
-    f = flow("short", step("s", "short-approval"))
-    async with TestHarness(handlers=[short], flows=[f]) as t:
+    async with TestHarness(handlers=[short_approval], flows=[SHORT]) as t:
         r = await t.run("short")
         token = r.execution.resume_token
         assert token is not None
