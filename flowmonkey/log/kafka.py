@@ -73,6 +73,14 @@ from flowmonkey.log.base import (
     Record,
     TopicSpec,
 )
+from flowmonkey.log.kafka_consumers import READ_POLL_MS as _READ_POLL_MS
+from flowmonkey.log.kafka_consumers import REQUEST_TIMEOUT_MS as _REQUEST_TIMEOUT_MS
+from flowmonkey.log.kafka_consumers import (
+    GroupClient,
+    KafkaTail,
+    Offsets,
+    PartitionReader,
+)
 from flowmonkey.log.kafka_security import (
     BootstrapFailed,
     KafkaSecurity,
@@ -89,7 +97,6 @@ from flowmonkey.log.kafka_writer import KafkaWriter, stop_quietly
 
 logger = logging.getLogger(__name__)
 
-Offsets = Mapping[tuple[str, int], int]
 
 _TOPIC_ALREADY_EXISTS = 36
 _INVALID_REPLICATION_FACTOR = 38
@@ -97,11 +104,9 @@ _INVALID_REPLICATION_FACTOR = 38
 BROKER_DEFAULT_REPLICATION = -1
 _MAX_REPLICATION_FACTOR = 32767  # an int16 in the protocol
 _DIAGNOSE_TIMEOUT_MS = 10_000
-_REQUEST_TIMEOUT_MS = 30_000
 _MAX_BATCH_BYTES = 512 * 1024
 _MAX_REQUEST_BYTES = 1024 * 1024  # the broker's default message.max.bytes is ~this
 _RECORD_OVERHEAD_BYTES = 128  # batch header and record framing, generously
-_READ_POLL_MS = 50
 _RETRY_BACKOFF_MS = 3
 _MAX_READERS = 64
 _MAX_GROUPS = 16
@@ -158,8 +163,8 @@ class KafkaLog:
         self._open_lock = asyncio.Lock()
         self._partition_counts: dict[str, int] = {}
         self._round_robin: dict[str, itertools.count[int]] = {}
-        self._readers: OrderedDict[tuple[str, int], _PartitionReader] = OrderedDict()
-        self._groups: OrderedDict[str, _GroupClient] = OrderedDict()
+        self._readers: OrderedDict[tuple[str, int], PartitionReader] = OrderedDict()
+        self._groups: OrderedDict[str, GroupClient] = OrderedDict()
         self._started = False
 
     @property
@@ -622,13 +627,14 @@ class KafkaLog:
             if pending:
                 await asyncio.sleep(0.05)
 
-    async def _reader(self, topic: str, partition: int) -> _PartitionReader:
+    async def _reader(self, topic: str, partition: int) -> PartitionReader:
         key = (topic, partition)
         if key not in self._readers:
             async with self._open_lock:  # one reader per partition, even when raced
                 if key not in self._readers:
                     self._require_started()
-                    reader = _PartitionReader(self, TopicPartition(topic, partition))
+                    reader = PartitionReader(self._consumer(group_id=None),
+                                             TopicPartition(topic, partition), self._end_offsets)
                     with self._errors(f"opening a reader for {topic}[{partition}]"):
                         await reader.start()
                     self._readers[key] = reader
@@ -639,12 +645,12 @@ class KafkaLog:
         self._readers.move_to_end(key)
         return self._readers[key]
 
-    async def _group(self, group: str) -> _GroupClient:
+    async def _group(self, group: str) -> GroupClient:
         if group not in self._groups:
             async with self._open_lock:
                 if group not in self._groups:
                     self._require_started()
-                    client = _GroupClient(self._consumer(group_id=group))
+                    client = GroupClient(self._consumer(group_id=group))
                     with self._errors(f"opening a client for group {group!r}"):
                         await client.consumer.start()
                     self._groups[group] = client
@@ -688,111 +694,6 @@ class KafkaLog:
             raise LogError(scrub(f"Kafka failed while {action}: {exc!r}")) from exc
 
 
-class _PartitionReader:
-    """A read_committed consumer assigned to one partition. Sequential reads continue
-    from what the consumer already fetched; any other offset seeks."""
-
-    def __init__(self, log: KafkaLog, tp: TopicPartition) -> None:
-        self.tp = tp
-        self.consumer: Any = log._consumer(group_id=None)
-        self._log = log
-        self.lock = asyncio.Lock()
-        self._next: int | None = None  # the offset after the last record returned
-
-    async def start(self) -> None:
-        await self.consumer.start()
-        self.consumer.assign([self.tp])
-
-    async def close(self) -> None:
-        await stop_quietly(self.consumer)
-
-    async def read(self, offset: int, max_records: int) -> list[Record]:
-        async with self.lock:
-            records = await self._read(offset, max(1, max_records))
-            if records:
-                self._next = records[-1].offset + 1
-            return [to_record(m) for m in records if m.offset >= offset]
-
-    async def _read(self, offset: int, max_records: int) -> list[Any]:
-        tp = self.tp
-        if offset == self._next:
-            batch = await self.consumer.getmany(tp, timeout_ms=0, max_records=max_records)
-            if batch.get(tp):
-                return list(batch[tp])
-        stable = (await self._log._end_offsets([tp]))[tp]
-        if offset >= stable:
-            # never seek past the end: the consumer would reset to the earliest offset
-            return []
-        if offset != self._next:
-            self.consumer.seek(tp, offset)
-            self._next = offset
-        deadline = time.monotonic() + _REQUEST_TIMEOUT_MS / 1000
-        while True:
-            batch = await self.consumer.getmany(
-                tp, timeout_ms=_READ_POLL_MS, max_records=max_records
-            )
-            if batch.get(tp):
-                return list(batch[tp])
-            if await self.consumer.position(tp) >= stable:
-                return []  # only transaction markers or aborted records were left
-            if time.monotonic() > deadline:
-                raise LogError(f"no records arrived from {tp.topic}[{tp.partition}] in time")
-
-
-class KafkaTail:
-    """Follows partitions of one topic with a single consumer (see :meth:`KafkaLog.tail`)."""
-
-    def __init__(self, consumer: Any, topic: str, starts: Mapping[int, int]) -> None:
-        self.consumer = consumer
-        self.topic = topic
-        self._tps = {p: TopicPartition(topic, p) for p in starts}
-        self._starts = dict(starts)
-
-    async def start(self) -> None:
-        await self.consumer.start()
-        self.consumer.assign(list(self._tps.values()))
-        for partition, offset in self._starts.items():
-            self.consumer.seek(self._tps[partition], offset)
-
-    async def close(self) -> None:
-        await stop_quietly(self.consumer)
-
-    async def next(self, timeout_ms: int, max_records: int) -> dict[int, list[Record]]:
-        """The records that arrived (waiting up to ``timeout_ms`` for some), by partition."""
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-        return {tp.partition: [to_record(m) for m in messages]
-                for tp, messages in batches.items() if messages}
-
-    async def positions(self) -> dict[int, int]:
-        """The next offset to read per partition: past transaction markers and aborted
-        records too, which :meth:`next` never returns but which take offsets."""
-        return {p: int(await self.consumer.position(tp)) for p, tp in self._tps.items()}
-
-
-class _GroupClient:
-    """A consumer that only commits and reads a group's offsets. It never joins the
-    group: a manual assignment commits as a "simple" consumer (generation -1)."""
-
-    def __init__(self, consumer: Any) -> None:
-        self.consumer = consumer
-        self._assigned: set[TopicPartition] = set()
-        self.lock = asyncio.Lock()
-
-    async def commit(self, offsets: Offsets) -> None:
-        tps = {TopicPartition(t, p): o for (t, p), o in offsets.items()}
-        async with self.lock:
-            if not tps.keys() <= self._assigned:
-                self._assigned |= tps.keys()
-                self.consumer.assign(list(self._assigned))
-                # assigned only so that commit() accepts them: never fetch
-                self.consumer.pause(*self._assigned)
-            await self.consumer.commit(tps)
-
-    async def committed(self, topic: str, partition: int) -> int | None:
-        offset = await self.consumer.committed(TopicPartition(topic, partition))
-        return None if offset is None else int(offset)
-
-
 _HEADER_BYTES: dict[Headers, int] = {}
 
 
@@ -821,16 +722,3 @@ def _check_size(record: OutRecord) -> None:
             f"{_MAX_REQUEST_BYTES} (keep large payloads outside the log)",
             topic=record.topic,
         )
-
-
-def to_record(message: Any) -> Record:
-    return Record(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        # a null value (a tombstone from another client) reads as empty bytes
-        value=message.value if message.value is not None else b"",
-        headers=tuple((k, v if v is not None else b"") for k, v in message.headers or ()),
-        timestamp_ms=message.timestamp,
-    )

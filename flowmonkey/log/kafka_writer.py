@@ -18,7 +18,8 @@ from flowmonkey.errors import LogError
 from flowmonkey.log.base import OutRecord, Position
 
 if TYPE_CHECKING:
-    from flowmonkey.log.kafka import KafkaLog, Offsets
+    from flowmonkey.log.kafka import KafkaLog
+    from flowmonkey.log.kafka_consumers import Offsets
 
 logger = logging.getLogger("flowmonkey.log.kafka")
 

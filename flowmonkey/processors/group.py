@@ -38,7 +38,8 @@ from aiokafka.errors import KafkaError
 
 from flowmonkey.errors import LogError
 from flowmonkey.log.base import OutRecord, Position
-from flowmonkey.log.kafka import KafkaLog, to_record
+from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.kafka_consumers import to_record
 from flowmonkey.log.kafka_writer import KafkaWriter
 from flowmonkey.processors.partition import Appender, PartitionProcessor
 

@@ -42,7 +42,8 @@ from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.codec import decode_record
 from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log, Record
-from flowmonkey.log.kafka import KafkaLog, KafkaTail
+from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.kafka_consumers import KafkaTail
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.projections.base import Projection
 

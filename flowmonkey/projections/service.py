@@ -51,7 +51,8 @@ from aiokafka.abc import ConsumerRebalanceListener
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log
-from flowmonkey.log.kafka import KafkaLog, to_record
+from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.kafka_consumers import to_record
 from flowmonkey.processors.topics import Topics, topics_of
 from flowmonkey.projections.base import Projection
 from flowmonkey.projections.projector import (
