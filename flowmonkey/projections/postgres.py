@@ -41,13 +41,12 @@ from .base import (
     Notify,
     Page,
     Row,
-    RowFilter,
-    RowOrder,
     RowPage,
     RowQuery,
     WalEntry,
     WalReplayResult,
 )
+from .row_sql import QueryParams, filter_sql, order_sql
 from .rows import check_order, decode_cursor, encode_cursor, prepare_filters, validate_row
 from .schema import SchemaPool
 from .state_codec import state_from_json, state_to_json
@@ -540,7 +539,7 @@ class PostgresProjection:
     ) -> Page[Execution]:
         limit = max(1, min(limit, 10_000))
         after = decode_cursor(cursor) if cursor is not None else None
-        params = _Params()
+        params = QueryParams()
         where = ["state is not null"]
         for column, value in (("tenant_id", tenant_id), ("flow_id", flow_id),
                               ("parent_execution_id", parent_execution_id),
@@ -735,15 +734,15 @@ class PostgresProjection:
             table = await self._table_txn(conn, query.table_id)
             filters = prepare_filters(table, query.filters)
             check_order(table, query.order_by)
-            params = _Params(table.id)
+            params = QueryParams(table.id)
             where = ["table_id = $1"]
             if query.tenant_id is not None:
                 where.append(f"tenant_id = {params.add(query.tenant_id)}::text")
-            where.extend(_filter_sql(f, params) for f in filters)
+            where.extend(filter_sql(f, params) for f in filters)
             condition = " and ".join(where)
             total: int = await conn.fetchval(
                 f"select count(*) from fm_table_rows where {condition}", *params)
-            order = _order_sql(query.order_by, params)
+            order = order_sql(query.order_by, params)
             rows = await conn.fetch(
                 f"select {_ROW_COLUMNS} from fm_table_rows where {condition} order by {order} "
                 f"limit {params.add(query.limit)}::int offset {params.add(query.offset)}::int",
@@ -850,86 +849,3 @@ def _public_row(table_id: str, r: asyncpg.Record) -> Row:
         id=r["id"], table_id=table_id, tenant_id=r["tenant_id"], data=r["data"],
         created_at=ms_to_datetime(r["created_at"]),
         updated_at=ms_to_datetime(r["updated_at"]))
-
-
-class _Params(builtins.list[Any]):
-    """Bound values of a query being built; ``add`` gives the placeholder for one."""
-
-    def __init__(self, *initial: Any) -> None:
-        super().__init__(initial)
-
-    def add(self, value: Any) -> str:
-        self.append(value)
-        return f"${len(self)}"
-
-
-def _value_sql(column: str, params: _Params) -> str:
-    # a JSON null and a missing key are both "no value", as in memory's dict.get
-    return f"nullif(data -> {params.add(column)}::text, 'null'::jsonb)"
-
-
-def _like_pattern(pattern: str) -> str:
-    """``pattern`` for Postgres LIKE, where a trailing lone backslash is an error; the
-    shared rule (rows.LikePattern) reads it as a literal backslash."""
-    escaped = False
-    for ch in pattern:
-        escaped = not escaped and ch == "\\"
-    return pattern + "\\" if escaped else pattern
-
-
-def _filter_sql(f: RowFilter, params: _Params) -> str:
-    if f.op in _OPERATORS and (f.value is None or isinstance(f.value, dict)):
-        return "false"  # nothing is ordered against no value or an object
-    value = _value_sql(f.column, params)
-    if f.op in ("eq", "neq"):
-        negation = "" if f.op == "neq" else "not "
-        return f"{value} is {negation}distinct from {params.add(f.value)}::jsonb"
-    if f.op == "in":
-        return (f"exists (select 1 from jsonb_array_elements({params.add(list(f.value))}"
-                f"::jsonb) as candidate(v) where nullif(candidate.v, 'null'::jsonb) "
-                f"is not distinct from {value})")
-    if f.op == "like":
-        return (f"case when jsonb_typeof({value}) = 'string' then ({value} #>> '{{}}') "
-                f"like {params.add(_like_pattern(f.value))}::text else false end")
-    return _comparison_sql(value, f.op, f.value, params)
-
-
-_OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-def _comparison_sql(value: str, op: str, expected: Any, params: _Params) -> str:
-    """Ordering operators compare only values of the same JSON type (see rows.py)."""
-    sql_op = _OPERATORS[op]
-    if isinstance(expected, bool):
-        kind, cast = "boolean", f"({value})::boolean {sql_op} {params.add(expected)}::boolean"
-    elif isinstance(expected, int | float):
-        kind, cast = "number", f"({value})::numeric {sql_op} {params.add(expected)}::numeric"
-    elif isinstance(expected, str):
-        kind, cast = "string", (f'({value} #>> \'{{}}\') collate "C" {sql_op} '
-                                f"{params.add(expected)}::text")
-    elif isinstance(expected, list | tuple):
-        kind, cast = "array", f"{value} {sql_op} {params.add(list(expected))}::jsonb"
-    else:
-        return "false"
-    # CASE, because SQL does not promise to evaluate AND's operands left to right
-    return f"case when jsonb_typeof({value}) = '{kind}' then {cast} else false end"
-
-
-def _order_sql(order: RowOrder | None, params: _Params) -> str:
-    """Missing values last ascending and first descending; values grouped by JSON type
-    (numbers, booleans, strings, the rest) like rows.sort_key; ties by (created_at, id)."""
-    if order is None:
-        return "created_at, id"
-    value = _value_sql(order.column, params)
-    way = "desc" if order.direction == "desc" else "asc"
-    kind = f"jsonb_typeof({value})"
-    return ", ".join([
-        f"({value} is null) {way}",
-        f"case {kind} when 'number' then 0 when 'boolean' then 1 when 'string' then 2 "
-        f"else 3 end {way}",
-        f"case when {kind} = 'number' then ({value})::numeric end {way}",
-        f"case when {kind} = 'boolean' then ({value})::boolean end {way}",
-        f"case when {kind} = 'string' then ({value} #>> '{{}}') end collate \"C\" {way}",
-        f"case when {kind} in ('array', 'object') then {value} end {way}",
-        "created_at", "id",
-    ])

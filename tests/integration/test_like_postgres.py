@@ -9,7 +9,7 @@ import random
 import asyncpg
 import pytest
 
-from flowmonkey.projections.postgres import _like_pattern
+from flowmonkey.projections.row_sql import like_pattern
 from flowmonkey.projections.rows import compile_like
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ async def test_like_agrees_with_postgresql_on_random_patterns(postgres_dsn: str)
         rows = await conn.fetch(
             "select t like p as hit from unnest($1::text[], $2::text[]) "
             "with ordinality as c(p, t, n) order by n",
-            [_like_pattern(p) for p, _ in cases], [t for _, t in cases])
+            [like_pattern(p) for p, _ in cases], [t for _, t in cases])
     finally:
         await conn.close()
     mismatches = [(p, t, row["hit"]) for (p, t), row in zip(cases, rows, strict=True)
