@@ -66,6 +66,19 @@ def add_command(subparsers: Subparsers, name: str, *, help: str, description: st
     return parser
 
 
+def add_actions(parser: argparse.ArgumentParser, dest: str, choices: str) -> Subparsers:
+    """The actions of a command group (``topics create``, ``wal list`` …); the group
+    without one prints its help and says to choose one of ``choices`` (exit 2)."""
+
+    def no_action(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        print(f"error: no action given; choose {choices} (above)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    parser.set_defaults(func=no_action)
+    return parser.add_subparsers(dest=dest, metavar="ACTION")
+
+
 # --------------------------------------------------------------------------- input
 
 

@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, add_command
+from flowmonkey.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    add_actions,
+    add_command,
+)
 from flowmonkey.settings import ENV_DATA_DIR
 
 if TYPE_CHECKING:
@@ -50,14 +56,7 @@ def register_log(subparsers: Subparsers) -> None:
         description="Check a durable embedded log's data directory for damage, or "
                     "repair it without losing an intact record.",
         epilog=EPILOG)
-    actions = parser.add_subparsers(dest="log_action", metavar="ACTION")
-
-    def no_action(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        print("error: no action given; choose check or repair (above)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    parser.set_defaults(func=no_action)
+    actions = add_actions(parser, "log_action", "check or repair")
     check = add_command(actions, "check", help="report damage; change nothing",
                         description="Report damaged records, torn tails and offsets past "
                                     "a partition's end; change nothing.",

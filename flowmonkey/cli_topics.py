@@ -8,7 +8,13 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, add_command
+from flowmonkey.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    add_actions,
+    add_command,
+)
 from flowmonkey.cli_settings import add_settings_options, log_unreachable, settings_from_args
 
 if TYPE_CHECKING:
@@ -78,7 +84,7 @@ def register_topics(subparsers: Subparsers) -> None:
         epilog="examples:\n  flowmonkey topics create --kafka-bootstrap localhost:9092\n"
                "  flowmonkey topics check --kafka-bootstrap localhost:9092\n"
                "  flowmonkey topics create --help")
-    actions = parser.add_subparsers(dest="topics_action", metavar="ACTION")
+    actions = add_actions(parser, "topics_action", "create, check or fix")
     create = add_command(
         actions, "create", help="create the commands, events, flows and dead-letter topics",
         description="Create the commands, events, flows (compacted) and dead-letter "
@@ -102,13 +108,6 @@ def register_topics(subparsers: Subparsers) -> None:
     fix.add_argument("--dry-run", action="store_true",
                      help="print the changes without making them")
     fix.set_defaults(func=run_fix)
-
-    def no_action(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        print("error: no action given; choose create, check or fix (above)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    parser.set_defaults(func=no_action)
 
 
 def run_create(args: argparse.Namespace) -> int:

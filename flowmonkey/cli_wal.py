@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from flowmonkey.cli_common import (
-    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
     Bundle,
     CliError,
+    add_actions,
     add_command,
     load_app,
     load_flows_dir,
@@ -90,14 +90,7 @@ def register_wal(subparsers: Subparsers) -> None:
                     "only) the one the engine rebuilds from the embedded log in "
                     "--data-dir.",
         epilog=EPILOG)
-    actions = parser.add_subparsers(dest="wal_action", metavar="ACTION")
-
-    def no_action(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        print("error: no action given; choose list, replay or compact (above)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    parser.set_defaults(func=no_action)
+    actions = add_actions(parser, "wal_action", "list, replay or compact")
     listing = add_command(actions, "list", help="print the pending entries, oldest first",
                           description="Print the pending WAL entries, oldest first.",
                           epilog=EPILOG)
