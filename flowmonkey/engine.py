@@ -216,7 +216,7 @@ class Engine:
     # ------------------------------------------------------------------ registration
 
     def register_flow(self, flow: Flow | Mapping[str, Any]) -> Flow:
-        """Validate and register a flow (JSON in the original's camelCase is accepted)."""
+        """Validate and register a flow (camelCase JSON, as flows are written, is accepted)."""
         hint = ENGINE_HANDLER_HINT + ("" if self.builtin_handlers else
                                       "; the built-in handlers are left out "
                                       "(Engine(builtin_handlers=False))")

@@ -152,10 +152,10 @@ class PartitionProcessor:
         With ``interleave`` (the engine sets it), the processor lets the event loop run
         between two batches of a backlog, so the log's I/O (the transaction in flight,
         fetches) and the other partitions move on while the rest is decided. On Kafka
-        that gave ~13% more steps/s (more decided per transaction). On the embedded log
-        it matters since handlers that finish without waiting queue their results
-        during the batch: without it a partition ran its executions to their ends
-        before its appender or any other partition had a turn.
+        that puts more decided commands in each transaction (docs/performance.md). On
+        the embedded log it matters since handlers that finish without waiting queue
+        their results during the batch: without it a partition would run its
+        executions to their ends before its appender or any other partition had a turn.
 
         ``metrics``: where the partition counts (default: :func:`default_metrics`)."""
         self.partition = partition

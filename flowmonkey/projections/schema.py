@@ -151,9 +151,9 @@ create table fm_snapshots (
     primary key (topic, partition)
 );
 """),
-    # The public Execution JSON beside the state doubled the JSON the projector writes
-    # per execution and batch (about a third of its CPU) and nothing read it: the state
-    # column holds everything, and reads derive the Execution from it.
+    # The public Execution JSON beside the state would double the JSON the projector
+    # writes per execution and batch, and nothing reads it: the state column holds
+    # everything, and reads derive the Execution from it (docs/performance.md).
     (3, "executions without the derived execution column", """
 alter table fm_executions drop column execution;
 """),
@@ -216,8 +216,8 @@ async def _keep_session(con: asyncpg.Connection[asyncpg.Record]) -> None:
     asyncpg rolls back an open transaction on release whatever ``reset`` is; its
     default reset then also runs ``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL`` and
     ``pg_advisory_unlock_all()``: one more round trip per acquire (every create and
-    every projected batch acquires), ~5% of the engine process's profile samples on
-    Kafka + PostgreSQL, and work for the server. Nothing here leaves session state
+    every projected batch acquires, a visible share of the engine process's CPU on
+    Kafka + PostgreSQL), and work for the server. Nothing here leaves session state
     behind: settings are ``set local``, the advisory lock is transaction-scoped, the
     search path is a start-up setting, and no connection LISTENs or keeps a cursor
     outside its transaction.
