@@ -6,8 +6,8 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_OK, add_command
-from flowmonkey.cli_settings import (
+from flowmonkey.cli.common import EXIT_OK, add_command
+from flowmonkey.cli.settings import (
     add_schema_option,
     add_settings_options,
     check_schema,
@@ -19,7 +19,7 @@ from flowmonkey.cli_settings import (
 from flowmonkey.settings import redact_dsn
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
 
 EPILOG = """\
 Migrations run in order, each once, in a transaction with its record in

@@ -8,17 +8,17 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CliError,
     add_actions,
     add_command,
 )
-from flowmonkey.cli_settings import add_settings_options, log_unreachable, settings_from_args
+from flowmonkey.cli.settings import add_settings_options, log_unreachable, settings_from_args
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
     from flowmonkey.log.base import Log, TopicSpec
     from flowmonkey.log.kafka import KafkaLog
     from flowmonkey.log.kafka_topics import TopicFacts

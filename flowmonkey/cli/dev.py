@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     Bundle,
     CliError,
     add_command,
@@ -23,15 +23,15 @@ from flowmonkey.cli_common import (
     load_flows_dir,
     read_input,
 )
-from flowmonkey.cli_format import (
+from flowmonkey.cli.format import (
     clock_time,
     event_detail,
     event_step,
 )
-from flowmonkey.cli_service import run_until_stopped, stop_on_signals
+from flowmonkey.cli.service import run_until_stopped, stop_on_signals
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
     from flowmonkey.engine import Engine
     from flowmonkey.events.envelope import Event
 

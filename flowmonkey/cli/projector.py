@@ -6,8 +6,8 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_FAILED, CliError, add_command
-from flowmonkey.cli_service import (
+from flowmonkey.cli.common import EXIT_FAILED, CliError, add_command
+from flowmonkey.cli.service import (
     add_gc_option,
     add_log_format_option,
     apply_gc_option,
@@ -16,7 +16,7 @@ from flowmonkey.cli_service import (
     say,
     stop_on_signals,
 )
-from flowmonkey.cli_settings import (
+from flowmonkey.cli.settings import (
     add_metrics_options,
     add_schema_option,
     add_settings_options,
@@ -30,7 +30,7 @@ from flowmonkey.cli_settings import (
 )
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
     from flowmonkey.projections.projector import PartitionProgress
     from flowmonkey.projections.service import ProjectorService
     from flowmonkey.settings import Settings

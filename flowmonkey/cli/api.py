@@ -10,7 +10,7 @@ import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     EXIT_FAILED,
     Bundle,
     CliError,
@@ -19,14 +19,14 @@ from flowmonkey.cli_common import (
     load_app,
     load_flows_dir,
 )
-from flowmonkey.cli_service import (
+from flowmonkey.cli.service import (
     add_log_format_option,
     configure_logging,
     run_until_stopped,
     say,
     stop_on_signals,
 )
-from flowmonkey.cli_settings import (
+from flowmonkey.cli.settings import (
     add_schema_option,
     add_settings_options,
     check_schema,
@@ -39,7 +39,7 @@ from flowmonkey.settings import ENV_API_KEYS, SettingsError, api_keys_from_env, 
 if TYPE_CHECKING:
     import uvicorn
 
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
     from flowmonkey.engine import Engine
     from flowmonkey.settings import ApiKey, Settings
 

@@ -10,8 +10,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, add_command
-from flowmonkey.cli_settings import (
+from flowmonkey.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, add_command
+from flowmonkey.cli.settings import (
     add_schema_option,
     add_settings_options,
     postgres_unreachable,
@@ -21,7 +21,7 @@ from flowmonkey.cli_settings import (
 )
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
     from flowmonkey.projections.rebuild import RebuildProgress, RebuildResult
     from flowmonkey.settings import Settings
 
@@ -110,7 +110,7 @@ def run_rebuild(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, settings: Settings, dsn: str, group: str) -> int:
     import asyncpg
 
-    from flowmonkey.cli_replay import open_log
+    from flowmonkey.cli.replay import open_log
     from flowmonkey.projections.rebuild import BAD_TARGET, RebuildError, rebuild
 
     last = [time.monotonic()]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from flowmonkey.cli_common import EXIT_FAILED, CliError
+from flowmonkey.cli.common import EXIT_FAILED, CliError
 from flowmonkey.settings import (
     DEFAULT_SCHEMA,
     ENV_DATA_DIR,

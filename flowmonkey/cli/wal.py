@@ -23,7 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     Bundle,
@@ -33,7 +33,7 @@ from flowmonkey.cli_common import (
     load_app,
     load_flows_dir,
 )
-from flowmonkey.cli_settings import (
+from flowmonkey.cli.settings import (
     DSN_EXAMPLE,
     add_schema_option,
     add_settings_options,
@@ -45,7 +45,7 @@ from flowmonkey.cli_settings import (
 )
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
     from flowmonkey.projections.base import WalEntry
     from flowmonkey.projections.postgres import PostgresProjection
     from flowmonkey.settings import Settings
@@ -204,7 +204,7 @@ def _list_embedded(settings: Settings, args: argparse.Namespace) -> int:
 async def _embedded_wal(settings: Settings, bundle: Bundle, limit: int) -> list[WalEntry]:
     """The WAL the engine would hold after a start: the log's events applied to a memory
     projection with ``bundle``'s tables, as the engine's projector does."""
-    from flowmonkey.cli_replay import open_log
+    from flowmonkey.cli.replay import open_log
     from flowmonkey.projections.memory import MemoryProjection
     from flowmonkey.projections.projector import Projector
 

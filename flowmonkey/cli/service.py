@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from flowmonkey.cli_common import EXIT_FAILED, EXIT_OK
+from flowmonkey.cli.common import EXIT_FAILED, EXIT_OK
 from flowmonkey.settings import ENV_LOG_FORMAT, LOG_FORMATS, Settings
 
 _CHECK_S = 0.5

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     Bundle,
     CliError,
     add_command,
@@ -14,7 +14,7 @@ from flowmonkey.cli_common import (
     load_app,
     load_flows_dir,
 )
-from flowmonkey.cli_service import (
+from flowmonkey.cli.service import (
     add_gc_option,
     add_log_format_option,
     apply_gc_option,
@@ -23,7 +23,7 @@ from flowmonkey.cli_service import (
     say,
     stop_on_signals,
 )
-from flowmonkey.cli_settings import (
+from flowmonkey.cli.settings import (
     add_metrics_options,
     add_schema_option,
     add_settings_options,
@@ -34,7 +34,7 @@ from flowmonkey.cli_settings import (
 )
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
     from flowmonkey.engine import Engine
     from flowmonkey.processors.snapshots import SnapshotStore
     from flowmonkey.settings import Settings

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
@@ -27,7 +27,7 @@ from flowmonkey.cli_common import (
     parse_json_text,
     read_input,
 )
-from flowmonkey.cli_format import (
+from flowmonkey.cli.format import (
     error_text,
     event_json,
     format_timeline,
@@ -39,7 +39,7 @@ from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.limits import DEFAULT_MAX_SUBFLOW_DEPTH
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
     from flowmonkey.events.envelope import Event
     from flowmonkey.handlers.base import StepHandler
     from flowmonkey.model.execution import Execution

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CliError,
@@ -23,7 +23,7 @@ from flowmonkey.cli_common import (
 from flowmonkey.settings import ENV_DATA_DIR
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.common import Subparsers
 
 EPILOG = """\
 `check` reads every segment, the commit journal and the groups' offsets, and reports
