@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli.common import EXIT_BAD_INPUT, CliError, add_command
+from flowmonkey.cli.common import EXIT_BAD_INPUT, CliError
+from flowmonkey.cli.options import add_command
 
 if TYPE_CHECKING:
-    from flowmonkey.cli.common import Subparsers
+    from flowmonkey.cli.options import Subparsers
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "embedded": ("embedded_throughput.py",

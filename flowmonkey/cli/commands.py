@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 
 from flowmonkey.cli.api import register_api
 from flowmonkey.cli.bench import register_bench
-from flowmonkey.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CliError, add_common_options
+from flowmonkey.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CliError
 from flowmonkey.cli.demo import register_demo
 from flowmonkey.cli.dev import register_dev
 from flowmonkey.cli.log import register_log
 from flowmonkey.cli.migrate import register_migrate
+from flowmonkey.cli.options import add_common_options
 from flowmonkey.cli.placeholders import register_worker
 from flowmonkey.cli.processor import register_processor
 from flowmonkey.cli.projector import register_projector
@@ -37,7 +38,7 @@ from flowmonkey.cli.topics import register_topics
 from flowmonkey.cli.wal import register_wal
 
 if TYPE_CHECKING:
-    from flowmonkey.cli.common import Subparsers
+    from flowmonkey.cli.options import Subparsers
 
 COMMANDS: list[Callable[[Subparsers], None]] = [
     register_run,

@@ -10,10 +10,11 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli.common import EXIT_BAD_INPUT, add_command
+from flowmonkey.cli.common import EXIT_BAD_INPUT
+from flowmonkey.cli.options import add_command
 
 if TYPE_CHECKING:
-    from flowmonkey.cli.common import Subparsers
+    from flowmonkey.cli.options import Subparsers
 
 PLANNED: dict[str, tuple[str, str]] = {
     "worker": ("run job workers",

@@ -6,10 +6,17 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli.common import EXIT_FAILED, CliError, add_command
-from flowmonkey.cli.service import (
+from flowmonkey.cli.common import EXIT_FAILED, CliError
+from flowmonkey.cli.options import (
+    add_command,
     add_gc_option,
     add_log_format_option,
+    add_metrics_options,
+    add_progress_option,
+    add_schema_option,
+    add_settings_options,
+)
+from flowmonkey.cli.service import (
     apply_gc_option,
     configure_logging,
     run_until_stopped,
@@ -17,9 +24,6 @@ from flowmonkey.cli.service import (
     stop_on_signals,
 )
 from flowmonkey.cli.settings import (
-    add_metrics_options,
-    add_schema_option,
-    add_settings_options,
     check_schema,
     log_unreachable,
     postgres_unreachable,
@@ -30,7 +34,7 @@ from flowmonkey.cli.settings import (
 )
 
 if TYPE_CHECKING:
-    from flowmonkey.cli.common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.projections.projector import PartitionProgress
     from flowmonkey.projections.service import ProjectorService
     from flowmonkey.settings import Settings
@@ -72,8 +76,7 @@ def register_projector(subparsers: Subparsers) -> None:
                         help=f"consumer group, and the name offsets are stored under "
                              f"(default {DEFAULT_GROUP})")
     add_schema_option(parser)
-    parser.add_argument("--progress-every", metavar="SECONDS", type=float, default=5.0,
-                        help="seconds between progress lines (default 5)")
+    add_progress_option(parser)
     parser.add_argument("--batch-size", metavar="N", type=int, default=1000,
                         help="most events applied in one transaction (default 1000)")
     parser.add_argument("--synchronous-commit", choices=("off", "on"), default="off",

@@ -14,10 +14,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from flowmonkey.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, add_command
-from flowmonkey.cli.settings import (
+from flowmonkey.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError
+from flowmonkey.cli.options import (
+    add_command,
+    add_progress_option,
     add_schema_option,
     add_settings_options,
+)
+from flowmonkey.cli.settings import (
     check_schema,
     connect_postgres,
     log_unreachable,
@@ -28,7 +32,7 @@ from flowmonkey.cli.settings import (
 if TYPE_CHECKING:
     import asyncpg
 
-    from flowmonkey.cli.common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.kernel.state import ExecutionState
     from flowmonkey.log.base import Log
     from flowmonkey.projections.audit import History, ProjectionRows, Verdict, VerifyReport
@@ -81,9 +85,7 @@ def register_replay(subparsers: Subparsers) -> None:
                            "line, in seq order ('-' for stdout)")
     parser.add_argument("--limit", metavar="N", type=int,
                         help="with --verify-all: compare at most N executions")
-    parser.add_argument("--progress-every", metavar="SECONDS", type=float, default=5.0,
-                        help="with --verify-all: seconds between progress lines on stderr "
-                             "(default 5)")
+    add_progress_option(parser, where="on stderr", when="with --verify-all")
     add_schema_option(parser)
     add_settings_options(parser, partitions=False, creates_topics=False)
     parser.set_defaults(func=run_replay)

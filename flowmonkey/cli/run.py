@@ -19,7 +19,6 @@ from flowmonkey.cli.common import (
     EXIT_WAITING,
     Bundle,
     CliError,
-    add_command,
     all_handlers,
     flow_problems,
     load_flow_source,
@@ -34,12 +33,13 @@ from flowmonkey.cli.format import (
     pretty,
     timeline_events,
 )
+from flowmonkey.cli.options import add_command, add_input_options, add_private_http_option
 from flowmonkey.kernel.inputs import is_missing_input
 from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.limits import DEFAULT_MAX_SUBFLOW_DEPTH
 
 if TYPE_CHECKING:
-    from flowmonkey.cli.common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.events.envelope import Event
     from flowmonkey.handlers.base import StepHandler
     from flowmonkey.model.execution import Execution
@@ -80,10 +80,7 @@ def register_run(subparsers: Subparsers) -> None:
                     epilog=RUN_EPILOG)
     p.add_argument("flow_file", metavar="FLOW_FILE", help="flow file (.json/.yaml/.py) or "
                    "module[:attribute]")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--input", metavar="JSON", help="initial context, a JSON object")
-    source.add_argument("--input-file", metavar="PATH", help="initial context from a JSON "
-                        "or YAML file")
+    add_input_options(p)
     p.add_argument("--flow", metavar="FLOW_ID", help="which flow to run when the file has "
                    "several (default: the first)")
     p.add_argument("--handlers", metavar="MODULE[:ATTR]", action="append", default=[],
@@ -97,8 +94,7 @@ def register_run(subparsers: Subparsers) -> None:
     p.add_argument("--resume", metavar="JSON", action="append", default=[],
                    help="when the flow waits for a signal, resume it with this data; "
                         "repeat for several waits")
-    p.add_argument("--allow-private-http", action="store_true",
-                   help="let the http handler call private and loopback addresses")
+    add_private_http_option(p)
     p.add_argument("--json", action="store_true",
                    help="print one JSON document instead of the text report")
     p.set_defaults(func=cmd_run)

@@ -28,15 +28,17 @@ from flowmonkey.cli.common import (
     EXIT_OK,
     Bundle,
     CliError,
+    load_apps,
+)
+from flowmonkey.cli.options import (
     add_actions,
+    add_app_options,
     add_command,
-    load_app,
-    load_flows_dir,
+    add_schema_option,
+    add_settings_options,
 )
 from flowmonkey.cli.settings import (
     DSN_EXAMPLE,
-    add_schema_option,
-    add_settings_options,
     check_schema,
     connect_postgres,
     postgres_unreachable,
@@ -45,7 +47,7 @@ from flowmonkey.cli.settings import (
 )
 
 if TYPE_CHECKING:
-    from flowmonkey.cli.common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.projections.base import WalEntry
     from flowmonkey.projections.postgres import PostgresProjection
     from flowmonkey.settings import Settings
@@ -108,13 +110,12 @@ def register_wal(subparsers: Subparsers) -> None:
     compact = add_command(actions, "compact", help="remove the acked entries",
                           description="Remove the WAL entries that were replayed.",
                           epilog=EPILOG)
-    listing.add_argument("--app", metavar="MODULE[:ATTR]", action="append", default=[],
-                         help="with --data-dir: the tables pipe rows are written into, from "
-                              "an object or module with `tables` (the engine's app); "
-                              "repeatable")
-    listing.add_argument("--flows-dir", metavar="DIR", action="append", default=[],
-                         help="with --data-dir: tables from the {\"flows\": [...], "
-                              "\"tables\": [...]} files in DIR; repeatable")
+    add_app_options(
+        listing,
+        app_help="with --data-dir: the tables pipe rows are written into, from an object "
+                 "or module with `tables` (the engine's app); repeatable",
+        flows_dir_help="with --data-dir: tables from the {\"flows\": [...], \"tables\": "
+                       "[...]} files in DIR; repeatable")
     for sub in (listing, replay, compact):
         add_schema_option(sub)
         add_settings_options(sub, kafka=False, partitions=False)
@@ -188,11 +189,7 @@ def _list_embedded(settings: Settings, args: argparse.Namespace) -> int:
     if not Path(settings.data_dir).is_dir():
         raise CliError(f"data directory not found: {settings.data_dir}",
                        hint="give the --data-dir (or FLOWMONKEY_DATA_DIR) the engine uses")
-    bundle = Bundle()
-    for spec in args.app:
-        bundle.extend(load_app(spec))
-    for directory in args.flows_dir:
-        bundle.extend(load_flows_dir(directory))
+    bundle = load_apps(args.app, args.flows_dir)
     entries = asyncio.run(_embedded_wal(settings, bundle, args.limit))
     if entries and not bundle.tables:
         print("note: no tables given (--app or --flows-dir): every pipe row is listed as "
