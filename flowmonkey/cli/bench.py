@@ -50,7 +50,7 @@ exit codes: the benchmark's own; 2 when there is no such benchmark or no bench/
 
 def bench_dir() -> Path:
     """Where the benchmark scripts of a source checkout are: beside the package."""
-    return Path(__file__).resolve().parent.parent / "bench"
+    return Path(__file__).resolve().parents[2] / "bench"  # flowmonkey/cli/bench.py
 
 
 def register_bench(subparsers: Subparsers) -> None:

@@ -149,3 +149,9 @@ def test_every_settings_option_is_built_with_the_destination_settings_read() -> 
     for dest, (flag, _variable) in SETTINGS_OPTIONS.items():
         assert flag in options, flag
         assert options[flag].dest == dest
+
+
+def test_bench_finds_the_benchmarks_beside_the_package_from_its_new_place() -> None:
+    from flowmonkey.cli.bench import bench_dir
+
+    assert bench_dir() == Path(flowmonkey.__file__).resolve().parent.parent / "bench"
