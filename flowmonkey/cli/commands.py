@@ -33,8 +33,9 @@ from flowmonkey.cli.processor import register_processor
 from flowmonkey.cli.projector import register_projector
 from flowmonkey.cli.rebuild import register_rebuild
 from flowmonkey.cli.replay import register_replay
-from flowmonkey.cli.run import register_run, register_validate
+from flowmonkey.cli.run import register_run
 from flowmonkey.cli.topics import register_topics
+from flowmonkey.cli.validate import register_validate
 from flowmonkey.cli.wal import register_wal
 
 if TYPE_CHECKING:

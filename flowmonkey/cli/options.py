@@ -121,6 +121,18 @@ def add_input_options(parser: argparse.ArgumentParser, *, whose: str = "") -> No
                         help=f"{whose}initial context from a JSON or YAML file")
 
 
+HANDLERS_HELP = ("extra handlers: a module's `handlers` list or the named attribute (a .py "
+                 "path works too); repeatable")
+
+
+def add_handlers_option(parser: argparse.ArgumentParser, *, help: str = HANDLERS_HELP
+                        ) -> None:
+    """``--handlers MODULE[:ATTR]``, repeatable; read each with
+    :func:`flowmonkey.cli.common.load_handlers_spec`."""
+    parser.add_argument("--handlers", metavar="MODULE[:ATTR]", action="append", default=[],
+                        help=help)
+
+
 def add_private_http_option(parser: argparse.ArgumentParser, *, when: str = "") -> None:
     """``--allow-private-http``; ``when`` says when it applies (``"without Kafka"``)."""
     parser.add_argument(
