@@ -1,6 +1,6 @@
 """The ``flowmonkey`` command line (DESIGN.md §6 "CLI").
 
-One module per command or command group (``run.py`` holds ``run`` and ``validate``),
+One module per command or command group (``topics``, ``wal`` and ``log`` have actions),
 named for it, each exposing ``register_<name>(subparsers)``; the command table and the
 entry point are in :mod:`flowmonkey.cli.commands`. Shared pieces: :mod:`.options` (the
 option builders every command uses), :mod:`.common` (errors, exit codes, loading flows,

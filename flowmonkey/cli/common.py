@@ -1,5 +1,6 @@
-"""Shared pieces of the CLI: errors, loading flows and handlers, parsing input, and
-formatting events for humans.
+"""Shared pieces of the CLI: its error and exit codes, reading input, and loading flows,
+handlers and tables from files, modules and ``--app``. The option builders are in
+:mod:`flowmonkey.cli.options`, events for humans in :mod:`flowmonkey.cli.format`.
 
 Nothing here imports the engine at module level, so ``flowmonkey --help`` stays fast.
 """
