@@ -155,6 +155,14 @@ def add_progress_option(parser: argparse.ArgumentParser, *, where: str = "",
                         help=f"{when}: {text}" if when else text)
 
 
+def add_service_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a dedicated long-running process (``processor``, ``projector``):
+    ``--no-tune-gc``, ``--log-format`` and the metrics options."""
+    add_gc_option(parser)
+    add_log_format_option(parser)
+    add_metrics_options(parser)
+
+
 def add_gc_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-tune-gc", dest="tune_gc", action="store_false",

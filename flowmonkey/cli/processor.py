@@ -15,12 +15,10 @@ from flowmonkey.cli.common import (
 from flowmonkey.cli.options import (
     add_app_options,
     add_command,
-    add_gc_option,
-    add_log_format_option,
-    add_metrics_options,
     add_private_http_option,
     add_progress_option,
     add_schema_option,
+    add_service_options,
     add_settings_options,
 )
 from flowmonkey.cli.service import (
@@ -91,9 +89,7 @@ def register_processor(subparsers: Subparsers) -> None:
                              f"events (default {DEFAULT_SNAPSHOT_EVERY}; 0 turns snapshots "
                              "off)")
     add_schema_option(parser)
-    add_gc_option(parser)
-    add_log_format_option(parser)
-    add_metrics_options(parser)
+    add_service_options(parser)
     add_settings_options(parser, data_dir=False, embedded=False)
     parser.set_defaults(func=run_processor)
 

@@ -9,11 +9,9 @@ from typing import TYPE_CHECKING
 from flowmonkey.cli.common import EXIT_FAILED, CliError
 from flowmonkey.cli.options import (
     add_command,
-    add_gc_option,
-    add_log_format_option,
-    add_metrics_options,
     add_progress_option,
     add_schema_option,
+    add_service_options,
     add_settings_options,
 )
 from flowmonkey.cli.service import (
@@ -85,9 +83,7 @@ def register_projector(subparsers: Subparsers) -> None:
                              "Postgres crash may then lose the last batches, which the "
                              "projector notices and applies again; on waits for every "
                              "flush, so the projection never goes back after a crash")
-    add_gc_option(parser)
-    add_log_format_option(parser)
-    add_metrics_options(parser)
+    add_service_options(parser)
     add_settings_options(parser, partitions=False, creates_topics=False)
     parser.set_defaults(func=run_projector)
 
