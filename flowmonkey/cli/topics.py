@@ -8,17 +8,12 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    CliError,
-    add_actions,
-    add_command,
-)
-from flowmonkey.cli_settings import add_settings_options, log_unreachable, settings_from_args
+from flowmonkey.cli.common import EXIT_FAILED, EXIT_OK, CliError
+from flowmonkey.cli.options import add_actions, add_command, add_settings_options
+from flowmonkey.cli.settings import log_unreachable, settings_from_args
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.log.base import Log, TopicSpec
     from flowmonkey.log.kafka import KafkaLog
     from flowmonkey.log.kafka_topics import TopicFacts
