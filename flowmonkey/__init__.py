@@ -1,6 +1,5 @@
 """FlowMonkey: an event-sourced workflow engine on a Kafka-style log."""
 
-from flowmonkey.dispatcher import EventDispatcher
 from flowmonkey.engine import CancelResult, CreateResult, Engine, EngineOptions
 from flowmonkey.errors import (
     CommandRejected,
@@ -19,6 +18,7 @@ from flowmonkey.errors import (
     TableError,
     WaitTimeout,
 )
+from flowmonkey.events.dispatcher import EventDispatcher
 from flowmonkey.events.envelope import Command, Event
 from flowmonkey.handlers.base import (
     ContextHelpers,

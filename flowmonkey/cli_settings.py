@@ -190,7 +190,7 @@ def add_schema_option(parser: argparse.ArgumentParser) -> None:
 
 
 def check_schema(schema: str) -> None:
-    from flowmonkey.projections.schema import checked_schema
+    from flowmonkey.pg.schema import checked_schema
 
     try:
         checked_schema(schema)
