@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from flowmonkey.dispatcher import EventDispatcher
 from flowmonkey.errors import (
     CommandRejected,
     ExecutionNotFoundError,
@@ -30,17 +29,20 @@ from flowmonkey.errors import (
 )
 from flowmonkey.events import names as n
 from flowmonkey.events.codec import decode_event, encode_command, headers_for
+from flowmonkey.events.dispatcher import EventDispatcher
 from flowmonkey.events.envelope import Command, Event, make_event
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.handlers import with_builtins
 from flowmonkey.handlers.base import StepHandler, VaultProvider
 from flowmonkey.handlers.config_check import config_problems
+from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
 from flowmonkey.handlers.subflow import SubFlowHandler
 from flowmonkey.kernel.apply import replay as replay_events
 from flowmonkey.kernel.decide import idempotency_scope
 from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log, OutRecord
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.partitioner import partition_for
+from flowmonkey.log.topics import Topics, topics_of
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
 from flowmonkey.model.flow import ENGINE_HANDLER_HINT, Flow, with_more_problems
@@ -60,11 +62,9 @@ from flowmonkey.processors.partition import Appender, PartitionProcessor
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.topic_checks import verify_topics
-from flowmonkey.processors.topics import Topics, topics_of
 from flowmonkey.projections.base import Page, Projection
 from flowmonkey.projections.memory import MemoryProjection
 from flowmonkey.projections.projector import Projector
-from flowmonkey.registry import EngineEnv, FlowRegistry, HandlerRegistry
 
 log = logging.getLogger("flowmonkey.engine")
 

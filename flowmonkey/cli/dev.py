@@ -150,8 +150,8 @@ class DevServer:
         self.deferred = []
 
     async def run(self) -> int:
-        from flowmonkey.dispatcher import EventDispatcher
         from flowmonkey.engine import Engine, EngineOptions
+        from flowmonkey.events.dispatcher import EventDispatcher
         from flowmonkey.log.embedded import EmbeddedLog
         from flowmonkey.settings import vault_from_env
 

@@ -63,7 +63,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 async def _migrate(dsn: str, schema: str) -> tuple[list[int], int]:
     import asyncpg
 
-    from flowmonkey.projections.schema import checked_schema, migrate
+    from flowmonkey.pg.schema import checked_schema, migrate
 
     conn = await connect_postgres(dsn)
     try:

@@ -74,7 +74,7 @@ def register_rebuild(subparsers: Subparsers) -> None:
 
 
 def _checked(name: str, option: str) -> None:
-    from flowmonkey.projections.schema import checked_schema
+    from flowmonkey.pg.schema import checked_schema
 
     try:
         checked_schema(name)

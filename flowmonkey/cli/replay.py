@@ -134,7 +134,7 @@ async def open_log(settings: Settings, client_id: str) -> AsyncIterator[tuple[Lo
     """The started log and its events topic; a log that cannot be used, or a missing
     events topic, is a :class:`CliError` that says what to check."""
     from flowmonkey.errors import LogError
-    from flowmonkey.processors.topics import Topics
+    from flowmonkey.log.topics import Topics
 
     log = settings.make_log(client_id=client_id)
     topic = Topics(log.topic_prefix).events

@@ -169,8 +169,8 @@ async def _run_simulated(bundle: Bundle, handlers: list[StepHandler], flow: Flow
 async def _run_real_time(bundle: Bundle, handlers: list[StepHandler], flow: Flow,
                          context: dict[str, Any], resumes: list[Any],
                          args: argparse.Namespace) -> RunOutcome:
-    from flowmonkey.dispatcher import EventDispatcher
     from flowmonkey.engine import Engine, EngineOptions
+    from flowmonkey.events.dispatcher import EventDispatcher
     from flowmonkey.settings import vault_from_env
 
     started = time.perf_counter()

@@ -71,7 +71,7 @@ def _start_metrics_server(args: argparse.Namespace, settings: Settings,
 
 
 def check_schema(schema: str) -> None:
-    from flowmonkey.projections.schema import checked_schema
+    from flowmonkey.pg.schema import checked_schema
 
     try:
         checked_schema(schema)

@@ -64,7 +64,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from flowmonkey.errors import LogError
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log.base import (
     DEFAULT_TOPIC_PREFIX,
     Headers,
@@ -94,6 +93,7 @@ from flowmonkey.log.kafka_topics import (
     topic_metadata,
 )
 from flowmonkey.log.kafka_writer import KafkaWriter, stop_quietly
+from flowmonkey.log.partitioner import partition_for
 
 logger = logging.getLogger(__name__)
 

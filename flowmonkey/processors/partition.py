@@ -54,7 +54,7 @@ from flowmonkey.events.codec import (
     headers_for,
 )
 from flowmonkey.events.envelope import Command, make_event, trusted_command
-from flowmonkey.events.partitioner import partition_for
+from flowmonkey.handlers.registry import HandlerRegistry
 from flowmonkey.kernel.apply import adopt, apply_to_partition
 from flowmonkey.kernel.command_checks import MAX_ID_CHARS
 from flowmonkey.kernel.decide import Decision, decide
@@ -64,6 +64,8 @@ from flowmonkey.kernel.ids import follow_up_command_id
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.timers import next_timer
 from flowmonkey.log.base import Log, OutRecord, Position, Record
+from flowmonkey.log.partitioner import partition_for
+from flowmonkey.log.topics import Topics
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.processors.clock import Clock, TimerHandle
@@ -71,8 +73,6 @@ from flowmonkey.processors.early_cancels import EarlyCancels
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.snapshotter import Snapshotter
-from flowmonkey.processors.topics import Topics
-from flowmonkey.registry import HandlerRegistry
 
 log = logging.getLogger("flowmonkey.processor")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from flowmonkey.errors import LogError
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.log.kafka_topics import TopicFacts
-from flowmonkey.processors.topics import Topics
+from flowmonkey.log.topics import Topics
 
 __all__ = [
     "TOPIC_SETTINGS_CODE",
