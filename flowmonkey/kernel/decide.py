@@ -160,7 +160,8 @@ def decide(partition: PartitionState, cmd: Command, env: KernelEnv) -> Decision:
         decision = tx.reject(n.REJECT_INVALID_COMMAND, problem)
     else:
         decision = decider(tx)
-    if cmd.type in n.JOB_WORKER_COMMANDS or _touches_jobs(decision):
+    if decision.ignored is None and (cmd.type in n.JOB_WORKER_COMMANDS
+                                     or _touches_jobs(decision)):
         from flowmonkey.kernel.jobs import add_job_views
 
         add_job_views(partition, cmd, decision)
