@@ -59,12 +59,12 @@ class JobCommands:
 
     async def _first(self, wanted: Any) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
+        deadline = loop.time() + 30
         while True:
             found = [v for v in await self.views() if wanted(v)]
             if found:
                 return found[-1]
-            assert loop.time() < deadline, "no such job view within 10 s"
+            assert loop.time() < deadline, "no such job view within 30 s"
             await asyncio.sleep(0.005)
 
     # -- one call per command, each returning the view that answers it

@@ -122,7 +122,7 @@ async def test_topics_create_creates_the_topics_once_and_then_finds_them(
         ["found", name] for name in names]
     assert "0 created, 5 found" in again.out
     async with KafkaLog(kafka_bootstrap, client_id=f"{kafka_prefix}check") as log:
-        assert [await log.partitions_for(name) for name in names] == [3, 3, 1, 1]
+        assert [await log.partitions_for(name) for name in names] == [3, 3, 1, 1, 3]
 
 
 async def test_topics_create_warns_when_a_topic_has_other_partitions_than_configured(

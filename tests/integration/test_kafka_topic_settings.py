@@ -32,7 +32,7 @@ from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.log.kafka_topics import TopicFacts, describe_topic_facts
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.result import StepResult
-from flowmonkey.processors.topics import JOBS_RETENTION_MS, Topics
+from flowmonkey.processors.topics import JOBS_CONFIGS, JOBS_RETENTION_MS, Topics
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,7 @@ async def _fact(bootstrap: str, topic: str) -> TopicFacts:
 async def _make(bootstrap: str, topics: Topics, *, commands: int = 2, events: int = 2,
                 events_config: dict[str, str] | None = None,
                 flows_config: dict[str, str] | None = None) -> None:
-    """Make the four topics the way a user (or auto-creation) might have."""
+    """Make the topics the way a user (or auto-creation) might have."""
     right_events = {"retention.ms": "-1", "retention.bytes": "-1"}
     async with _admin(bootstrap) as admin:
         response = await admin.create_topics([
@@ -131,6 +131,7 @@ async def _make(bootstrap: str, topics: Topics, *, commands: int = 2, events: in
             NewTopic(topics.flows, 1, 1, topic_configs=(
                 {"cleanup.policy": "compact"} if flows_config is None else flows_config)),
             NewTopic(topics.dead_letter, 1, 1),
+            NewTopic(topics.jobs, commands, 1, topic_configs=dict(JOBS_CONFIGS)),
         ])
         assert all(code == 0 for _, code, *_ in response.topic_errors), response
 
