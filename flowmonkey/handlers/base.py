@@ -55,6 +55,8 @@ class HandlerMetadata:
             "retryable": self.retryable,
             "configSchema": self.config_schema,
             "inputSchema": self.input_schema,
+            "jobTimeoutMs": self.job_timeout_ms,
+            "heartbeatMs": self.heartbeat_ms,
         }
 
 
