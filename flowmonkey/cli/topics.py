@@ -144,7 +144,7 @@ def _kafka_log(settings: Settings) -> KafkaLog:
 
 
 def _names(topics: Topics) -> list[str]:
-    return [topics.commands, topics.events, topics.flows, topics.dead_letter]
+    return [topics.commands, topics.events, topics.flows, topics.dead_letter, topics.jobs]
 
 
 async def _create(settings: Settings) -> int:

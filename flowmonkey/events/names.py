@@ -31,6 +31,20 @@ CHILD_STARTED = "child.started"
 CHILD_ATTACHED = "child.attached"
 CHILD_FINISHED = "child.finished"
 PIPE_ROW = "pipe.row"
+# jobs: a stateful handler's step attempt, run by a worker (see kernel/jobs.py)
+JOB_CREATED = "job.created"
+JOB_CLAIMED = "job.claimed"
+JOB_HEARTBEAT = "job.heartbeat"
+JOB_PROGRESS = "job.progress"
+JOB_CHECKPOINT = "job.checkpoint"
+JOB_COMPLETED = "job.completed"
+JOB_FAILED = "job.failed"
+# a write refused because its instance no longer holds the job's claim
+JOB_SUPERSEDED = "job.superseded"
+JOB_LEASE_EXPIRED = "job.lease_expired"
+JOB_RELEASED = "job.released"
+JOB_TIMED_OUT = "job.timed_out"
+JOB_CANCELLED = "job.cancelled"
 
 # outside any execution's history (seq 0)
 COMMAND_REJECTED = "command.rejected"
@@ -63,9 +77,22 @@ CMD_TIMER = "timer.fire"
 CMD_CHILD_FINISHED = "child.finished"
 # the follow-up a child's start sends its parent's partition (see CHILD_ATTACHED)
 CMD_CHILD_ATTACH = "child.attach"
+# a stateful handler's attempt becomes a job (internal: the processor's runner sends it)
+CMD_JOB_CREATE = "job.create"
+# what workers send about a job
+CMD_JOB_CLAIM = "job.claim"
+CMD_JOB_HEARTBEAT = "job.heartbeat"
+CMD_JOB_PROGRESS = "job.progress"
+CMD_JOB_CHECKPOINT = "job.checkpoint"
+CMD_JOB_COMPLETE = "job.complete"
+CMD_JOB_FAIL = "job.fail"
+CMD_JOB_RELEASE = "job.release"
+JOB_WORKER_COMMANDS = frozenset({CMD_JOB_CLAIM, CMD_JOB_HEARTBEAT, CMD_JOB_PROGRESS,
+                                 CMD_JOB_CHECKPOINT, CMD_JOB_COMPLETE, CMD_JOB_FAIL,
+                                 CMD_JOB_RELEASE})
 
 EXTERNAL_COMMANDS = frozenset({CMD_START, CMD_RESUME, CMD_CANCEL, CMD_REVOKE_TOKEN,
-                               CMD_CHILD_FINISHED, CMD_CHILD_ATTACH})
+                               CMD_CHILD_FINISHED, CMD_CHILD_ATTACH}) | JOB_WORKER_COMMANDS
 
 # rejection codes
 REJECT_EXECUTION_NOT_FOUND = "EXECUTION_NOT_FOUND"
@@ -83,3 +110,12 @@ REJECT_IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_KEY_CONFLICT"
 # the engine itself failed on the command (a kernel, applier or encoder exception): the
 # command changed nothing, and the processor's log has the traceback; never bad input
 REJECT_INTERNAL_ERROR = "INTERNAL_ERROR"
+# jobs: no such open job on the execution (or it already ended, other than cancelled)
+REJECT_JOB_NOT_FOUND = "JOB_NOT_FOUND"
+# a claim of a job whose lease is live
+REJECT_JOB_ALREADY_CLAIMED = "JOB_ALREADY_CLAIMED"
+# a command about a job that was cancelled (its execution was cancelled or ended)
+REJECT_JOB_CANCELLED = "JOB_CANCELLED"
+# (not a command.rejected code: the code a job view's answer carries for a write that
+# was refused with job.superseded)
+REJECT_JOB_SUPERSEDED = "JOB_SUPERSEDED"

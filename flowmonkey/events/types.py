@@ -84,7 +84,7 @@ class Transition(EventData):
 
 class ExecutionWaiting(EventData):
     step_id: str
-    kind: Literal["time", "signal", "retry", "child"]
+    kind: Literal["time", "signal", "retry", "child", "job"]
     wake_at: int | None = None
     reason: str | None = None
     child_execution_id: str | None = None
@@ -92,7 +92,7 @@ class ExecutionWaiting(EventData):
 
 class ExecutionResumed(EventData):
     step_id: str
-    reason: Literal["wake", "retry", "signal", "child"]
+    reason: Literal["wake", "retry", "signal", "child", "job"]
     data: Any = None
     output_key: str | None = None
     merge: bool | None = None
@@ -176,6 +176,102 @@ class PipeRow(EventData):
     row: dict[str, Any]
 
 
+class JobCreated(EventData):
+    job_id: str
+    step_id: str
+    step_type: str
+    attempt: int
+    attempt_id: str
+    input: Any = None
+    timeout_ms: int
+    heartbeat_ms: int
+    lease_ms: int
+    deadline_at: int
+
+
+class JobClaimed(EventData):
+    job_id: str
+    worker_id: str
+    instance_id: str
+    epoch: int
+    lease_expires_at: int
+    claim_latency_ms: int
+
+
+class JobHeartbeat(EventData):
+    job_id: str
+    instance_id: str
+    epoch: int
+    lease_expires_at: int
+
+
+class JobProgress(EventData):
+    job_id: str
+    instance_id: str
+    percent: float
+    message: str | None = None
+
+
+class JobCheckpoint(EventData):
+    job_id: str
+    instance_id: str
+    epoch: int
+    checkpoint_seq: int
+    data: Any = None
+
+
+class JobCompleted(EventData):
+    job_id: str
+    instance_id: str
+    epoch: int
+    output: Any = None
+    duration_ms: int
+
+
+class JobFailed(EventData):
+    job_id: str
+    instance_id: str | None
+    epoch: int
+    error: dict[str, Any]
+    duration_ms: int
+
+
+class JobSuperseded(EventData):
+    job_id: str
+    instance_id: str
+    # the refused writer's epoch, when known (its own lease just ran out); None when
+    # another claim replaced it
+    epoch: int | None
+    command_type: str
+    command_id: str
+    current_instance_id: str | None
+    current_epoch: int
+
+
+class JobLeaseExpired(EventData):
+    job_id: str
+    instance_id: str | None
+    epoch: int
+
+
+class JobReleased(EventData):
+    job_id: str
+    instance_id: str
+    epoch: int
+    reason: str | None = None
+
+
+class JobTimedOut(EventData):
+    job_id: str
+    timeout_ms: int
+    instance_id: str | None
+
+
+class JobCancelled(EventData):
+    job_id: str
+    reason: str | None
+
+
 class CommandRejected(EventData):
     command_id: str
     command_type: str
@@ -207,6 +303,18 @@ EVENT_SCHEMAS: dict[tuple[str, int], type[EventData]] = {
     (n.CHILD_FINISHED, 1): ChildFinished,
     (n.PIPE_ROW, 1): PipeRow,
     (n.COMMAND_REJECTED, 1): CommandRejected,
+    (n.JOB_CREATED, 1): JobCreated,
+    (n.JOB_CLAIMED, 1): JobClaimed,
+    (n.JOB_HEARTBEAT, 1): JobHeartbeat,
+    (n.JOB_PROGRESS, 1): JobProgress,
+    (n.JOB_CHECKPOINT, 1): JobCheckpoint,
+    (n.JOB_COMPLETED, 1): JobCompleted,
+    (n.JOB_FAILED, 1): JobFailed,
+    (n.JOB_SUPERSEDED, 1): JobSuperseded,
+    (n.JOB_LEASE_EXPIRED, 1): JobLeaseExpired,
+    (n.JOB_RELEASED, 1): JobReleased,
+    (n.JOB_TIMED_OUT, 1): JobTimedOut,
+    (n.JOB_CANCELLED, 1): JobCancelled,
 }
 
 

@@ -40,6 +40,10 @@ class HandlerMetadata:
     retryable: bool = True
     config_schema: dict[str, Any] | None = None
     input_schema: dict[str, Any] | None = None
+    # a stateful handler's job: its total timeout and heartbeat interval, when the step
+    # gives none (None: the defaults, 10 minutes and 30 s; see kernel/jobs.py)
+    job_timeout_ms: int | None = None
+    heartbeat_ms: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +55,8 @@ class HandlerMetadata:
             "retryable": self.retryable,
             "configSchema": self.config_schema,
             "inputSchema": self.input_schema,
+            "jobTimeoutMs": self.job_timeout_ms,
+            "heartbeatMs": self.heartbeat_ms,
         }
 
 
@@ -197,8 +203,13 @@ def handler(
     stateful: bool = False,
     retryable: bool = True,
     config_schema: dict[str, Any] | None = None,
+    job_timeout_ms: int | None = None,
+    heartbeat_ms: int | None = None,
 ) -> Callable[[HandlerFn], FunctionHandler]:
-    """Decorate ``async def fn(params) -> StepResult`` into a registered-able handler."""
+    """Decorate ``async def fn(params) -> StepResult`` into a registered-able handler.
+
+    ``stateful=True``: its steps run as jobs, claimed by workers; ``job_timeout_ms``
+    and ``heartbeat_ms`` are the job's defaults where the step sets none."""
 
     def wrap(fn: HandlerFn) -> FunctionHandler:
         if not asyncio.iscoroutinefunction(fn):
@@ -206,7 +217,8 @@ def handler(
         return FunctionHandler(fn, HandlerMetadata(
             type=type, name=name, description=description or (fn.__doc__ or "").strip() or None,
             category=category, stateful=stateful, retryable=retryable,
-            config_schema=config_schema,
+            config_schema=config_schema, job_timeout_ms=job_timeout_ms,
+            heartbeat_ms=heartbeat_ms,
         ))
 
     return wrap
@@ -230,6 +242,8 @@ class Handler(Generic[InputT]):
     category: ClassVar[Category] = "utility"
     stateful: ClassVar[bool] = False
     retryable: ClassVar[bool] = True
+    job_timeout_ms: ClassVar[int | None] = None
+    heartbeat_ms: ClassVar[int | None] = None
     Input: ClassVar[builtins.type[BaseModel]]
     vault_fields: ClassVar[Mapping[str, str]] = {}
     """Input field name -> secret name in the vault."""
@@ -239,7 +253,8 @@ class Handler(Generic[InputT]):
         return HandlerMetadata(
             type=self.type, name=self.name, description=self.description or self.__doc__,
             category=self.category, stateful=self.stateful, retryable=self.retryable,
-            input_schema=self.Input.model_json_schema(),
+            input_schema=self.Input.model_json_schema(), job_timeout_ms=self.job_timeout_ms,
+            heartbeat_ms=self.heartbeat_ms,
         )
 
     async def build_input(self, params: HandlerParams) -> InputT:

@@ -20,6 +20,7 @@ from typing import Any
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
 from flowmonkey.kernel.copies import private_copy
+from flowmonkey.kernel.job_apply import JOB_APPLIERS
 from flowmonkey.kernel.paths import set_path
 from flowmonkey.kernel.state import (
     ExecutionOptions,
@@ -44,6 +45,7 @@ Applier = Callable[[ExecutionState, Event], None]
 _NO_RETRIES: dict[str, int] = {}
 _NO_TOKENS: dict[str, TokenState] = {}
 _NO_CHILDREN: dict[str, str] = {}
+_NO_ENDED_JOBS: dict[str, str] = {}
 
 _OPTIONS: dict[Any, ExecutionOptions] = {}
 
@@ -98,6 +100,7 @@ def _created(event: Event) -> ExecutionState:
         retry_attempts=_NO_RETRIES,
         tokens=_NO_TOKENS,
         children=_NO_CHILDREN,
+        ended_jobs=_NO_ENDED_JOBS,
         parent_execution_id=d.get("parent_execution_id"),
         parent_step_id=d.get("parent_step_id"),
         depth=d.get("depth", 0),
@@ -300,6 +303,7 @@ APPLIERS: dict[str, Applier] = {
     n.EXECUTION_CANCELLED: _cancelled,
     n.IDEMPOTENCY_HIT: _nothing,
     n.PIPE_ROW: _nothing,
+    **JOB_APPLIERS,
 }
 
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command
 from flowmonkey.kernel import limits as lim
+from flowmonkey.kernel.job_checks import JOB_FIELDS
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.limits import (
     DEFAULT_MAX_TOTAL_SIZE_BYTES,
@@ -191,6 +192,7 @@ _FIELDS: dict[str, Mapping[str, tuple[bool, Check]]] = {
         "resume_token": (False, _text),
     },
     n.CMD_TIMER: {"due_at": (True, _integer), "kind": (True, _text)},
+    **JOB_FIELDS,
 }
 
 

@@ -39,6 +39,8 @@ from flowmonkey.kernel.state import (
 )
 from flowmonkey.kernel.timers import (
     EXECUTION_TIMEOUT,
+    JOB_LEASE,
+    JOB_TIMEOUT,
     SIGNAL_TIMEOUT,
     WAIT_TIMEOUT,
     WAKE,
@@ -59,6 +61,9 @@ class Decision:
     commands: list[Command] = field(default_factory=list)
     states: dict[str, ExecutionState] = field(default_factory=dict)
     ignored: str | None = None
+    # the jobs this decision touched, as workers see them (kernel/jobs.py: job_view);
+    # the processor appends them to the jobs topic with the events
+    job_views: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rejected(self) -> Event | None:
@@ -152,8 +157,19 @@ def decide(partition: PartitionState, cmd: Command, env: KernelEnv) -> Decision:
     # rejects the command with INTERNAL_ERROR (see processors/partition.py).
     problem = command_problem(cmd)
     if problem is not None:
-        return tx.reject(n.REJECT_INVALID_COMMAND, problem)
-    return decider(tx)
+        decision = tx.reject(n.REJECT_INVALID_COMMAND, problem)
+    else:
+        decision = decider(tx)
+    if decision.ignored is None and (cmd.type in n.JOB_WORKER_COMMANDS
+                                     or _touches_jobs(decision)):
+        from flowmonkey.kernel.jobs import add_job_views
+
+        add_job_views(partition, cmd, decision)
+    return decision
+
+
+def _touches_jobs(decision: Decision) -> bool:
+    return any(event.type.startswith("job.") for event in decision.events)
 
 
 def _visible(tx: _Txn) -> ExecutionState | None:
@@ -342,6 +358,8 @@ def _fail(tx: _Txn, st: ExecutionState, code: str, message: str, step_id: str | 
                             "step_id": step_id}
     if details is not None:
         data["details"] = bounded_details(details)
+    if st.job is not None:
+        _cancel_job(tx, st, f"execution failed: {code}")
     tx.emit(st, n.EXECUTION_FAILED, data)
     _tell_parent(tx, st)
 
@@ -435,6 +453,16 @@ def _step_result(tx: _Txn) -> Decision:
     # Copies: the handler may keep (and later change) what it returned, and the events
     # go on to the projection as objects (the embedded log hands them over).
     writes: list[tuple[str, Any]] = [(w[0], private_copy(w[1])) for w in d.get("writes") or ()]
+    _attempt_outcome(tx, st, flow, step, base, result, writes, d)
+    return tx.decision
+
+
+def _attempt_outcome(tx: _Txn, st: ExecutionState, flow: Flow, step: Step,
+                     base: dict[str, Any], result: StepResult,
+                     writes: list[tuple[str, Any]], d: dict[str, Any]) -> None:
+    """What a step attempt's result (a handler's, or a job's completion) does: its
+    ``step.completed``, the output and writes checked and stored, then pipes and the
+    transition, the failure path, or the wait. ``writes`` are the caller's copies."""
     output = private_copy(result.output)
     if result.child is not None and result.child.wait is False:
         output = {"childExecutionId": d["child_execution_id"], "flowId": result.child.flow_id,
@@ -453,7 +481,7 @@ def _step_result(tx: _Txn) -> Decision:
         tx.emit(st, n.STEP_COMPLETED, {**base, "outcome": "failure", "error": {
             "code": violation.code, "message": violation.message}})
         _fail(tx, st, violation.code, f"step {step.id!r}: {violation.message}", step.id)
-        return tx.decision
+        return
     completed: dict[str, Any] = {**base, "outcome": result.outcome, "output": output}
     if writes:
         completed["writes"] = [list(w) for w in writes]
@@ -475,7 +503,6 @@ def _step_result(tx: _Txn) -> Decision:
     else:
         tx.emit(st, n.STEP_COMPLETED, completed)
         _wait(tx, st, step, result, d)
-    return tx.decision
 
 
 def _error_data(error: StepError) -> dict[str, Any]:
@@ -621,6 +648,10 @@ def _timer(tx: _Txn) -> Decision:
         _cancel(tx, st, "timeout", f"execution timed out after "
                 f"{st.timeout.execution_timeout_ms if st.timeout else '?'} ms")
         return tx.decision
+    if kind in (JOB_LEASE, JOB_TIMEOUT):
+        from flowmonkey.kernel.jobs import job_timer
+
+        return job_timer(tx, st, kind)
     if kind in (WAIT_TIMEOUT, SIGNAL_TIMEOUT):
         # the wait's tokens expired with it (resuming with one answers TOKEN_EXPIRED);
         # the cancel then has none left to revoke
@@ -809,6 +840,9 @@ def _cancel(tx: _Txn, st: ExecutionState, source: str, reason: str | None,
     steps' and attached ones). ``expired``: tokens that expired just before, with the
     wait that timed out, counted with the revoked ones as invalidated."""
     tx.emit(st, n.EXECUTION_CANCELLING, {"source": source, "reason": reason})
+    if st.job is not None:
+        _cancel_job(tx, st, f"execution cancelled ({source})"
+                    + (f": {reason}" if reason else ""))
     tokens = st.active_tokens()
     for token in tokens:
         tx.emit(st, n.TOKEN_REVOKED, {"token": token, "reason": "cancelled"})
@@ -855,6 +889,19 @@ def _revoke_token(tx: _Txn) -> Decision:
     return tx.decision
 
 
+def _cancel_job(tx: _Txn, st: ExecutionState, reason: str) -> None:
+    from flowmonkey.kernel.jobs import cancel_open_job
+
+    cancel_open_job(tx, st, reason)
+
+
+def _job_command(tx: _Txn) -> Decision:
+    # (kernel/jobs.py builds on this module's step paths, so it is imported late)
+    from flowmonkey.kernel.jobs import decide_job_command
+
+    return decide_job_command(tx)
+
+
 _DECIDERS = {
     n.CMD_START: _start,
     n.CMD_STEP_RESULT: _step_result,
@@ -864,6 +911,8 @@ _DECIDERS = {
     n.CMD_CHILD_FINISHED: _child_finished,
     n.CMD_CHILD_ATTACH: _child_attach,
     n.CMD_REVOKE_TOKEN: _revoke_token,
+    n.CMD_JOB_CREATE: _job_command,
+    **dict.fromkeys(n.JOB_WORKER_COMMANDS, _job_command),
 }
 
 __all__ = ["Decision", "decide", "idempotency_scope"]

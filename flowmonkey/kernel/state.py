@@ -15,6 +15,7 @@ from typing import Any
 
 from flowmonkey.events.envelope import ms_to_datetime
 from flowmonkey.kernel.copies import private_copy
+from flowmonkey.kernel.job_state import JobState
 from flowmonkey.model.execution import (
     Cancellation,
     Execution,
@@ -34,6 +35,7 @@ WAIT_TIME = "time"
 WAIT_SIGNAL = "signal"
 WAIT_RETRY = "retry"
 WAIT_CHILD = "child"
+WAIT_JOB = "job"  # a stateful handler's attempt, run by a worker (kernel/jobs.py)
 
 
 @dataclass(slots=True)
@@ -102,6 +104,10 @@ class ExecutionState:
     metadata: dict[str, Any] | None = None
     idempotency_key: str | None = None
     idempotency_expires_at: int | None = None
+    # the open job (a stateful handler's attempt) and how the last few jobs ended
+    # (job id -> status), so a late worker is told why its job is gone
+    job: JobState | None = None
+    ended_jobs: dict[str, str] = field(default_factory=dict)
 
     def clone(self) -> ExecutionState:
         # All fields at once (one C call) into the generated __init__: several times
@@ -128,6 +134,7 @@ class ExecutionState:
         slim.retry_attempts = {}
         slim.step_input = None
         slim.metadata = None
+        slim.job = None  # (an ended execution has no open job; ended_jobs stays)
         return slim
 
     def active_tokens(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowmonkey.kernel.job_state import job_from_json, job_to_json
 from flowmonkey.kernel.state import ExecutionOptions, ExecutionState, TokenState
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.limits import (
@@ -22,7 +23,7 @@ from flowmonkey.model.limits import (
 FORMAT = 1
 
 _FIELDS = tuple(ExecutionState.__slots__)
-_CONVERTED = frozenset({"status", "options", "tokens", "timeout", "history"})
+_CONVERTED = frozenset({"status", "options", "tokens", "timeout", "history", "job"})
 
 
 def state_to_json(state: ExecutionState) -> dict[str, Any]:
@@ -41,6 +42,7 @@ def state_to_json(state: ExecutionState) -> dict[str, Any]:
                            "expires_at": t.expires_at} for key, t in state.tokens.items()}
     out["timeout"] = state.timeout.model_dump() if state.timeout is not None else None
     out["history"] = list(state.history)
+    out["job"] = job_to_json(state.job)
     return out
 
 
@@ -68,4 +70,5 @@ def state_from_json(raw: dict[str, Any]) -> ExecutionState:
     timeout = raw.get("timeout")
     values["timeout"] = TimeoutConfig(**timeout) if timeout is not None else None
     values["history"] = tuple(raw.get("history") or ())
+    values["job"] = job_from_json(raw.get("job"))
     return ExecutionState(**values)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log, TopicSpec
+
+JOBS_RETENTION_MS = 8 * 24 * 60 * 60_000
+#: the jobs topic's settings
+JOBS_CONFIGS: Mapping[str, str] = {"cleanup.policy": "compact,delete",
+                                   "retention.ms": str(JOBS_RETENTION_MS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +33,11 @@ class Topics:
     def dead_letter(self) -> str:
         return f"{self.prefix}.dead-letter"
 
+    @property
+    def jobs(self) -> str:
+        """The workers' feed: each job's view, keyed by job id (kernel/jobs.py)."""
+        return f"{self.prefix}.jobs"
+
     def specs(self, partitions: int) -> list[TopicSpec]:
         return [
             TopicSpec(self.commands, partitions),
@@ -38,6 +49,10 @@ class Topics:
                               "cleanup.policy": "delete"}),
             TopicSpec(self.flows, 1, compacted=True),
             TopicSpec(self.dead_letter, 1),
+            # a job's views go to its execution's partition number; compacted to about
+            # one record per job, and kept past the longest job timeout (7 days), so
+            # no open job's record ages out
+            TopicSpec(self.jobs, partitions, config=dict(JOBS_CONFIGS)),
         ]
 
 

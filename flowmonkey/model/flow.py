@@ -68,6 +68,8 @@ class Step(FrozenModel):
     name: str | None = None
     description: str | None = None
     timeout_ms: int | None = Field(default=None, gt=0)
+    # a stateful handler's job: how often its worker heartbeats (kernel/jobs.py)
+    heartbeat_ms: int | None = Field(default=None, gt=0)
 
 
 class VisualMetadata(FlowMonkeyModel):

@@ -70,6 +70,11 @@ from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.processors.clock import Clock, TimerHandle
 from flowmonkey.processors.early_cancels import EarlyCancels
+from flowmonkey.processors.jobs import (
+    job_create_command,
+    job_view_records,
+    refused_job_view,
+)
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.snapshotter import Snapshotter
@@ -80,6 +85,9 @@ _MAX_UNSENT_RECORDS = 20_000  # decided but not yet appended: past this, decidin
 _STOP_FLUSH_S = 10.0  # how long a stop waits for decided batches to reach the log
 
 Input = Record | Command
+# internal commands that answer a step attempt: a handler's result, or the job that
+# runs a stateful handler's attempt
+_ATTEMPT_ANSWERS = frozenset({n.CMD_STEP_RESULT, n.CMD_JOB_CREATE})
 
 
 class Appender(Protocol):
@@ -505,7 +513,7 @@ class PartitionProcessor:
                     continue
             else:
                 command = item
-                if command.type == n.CMD_STEP_RESULT:
+                if command.type in _ATTEMPT_ANSWERS:
                     self._answered.discard(command.data.get("attempt_id", ""))
             types[command.type] = types.get(command.type, 0) + 1
             touched.add(command.execution_id)
@@ -525,6 +533,8 @@ class PartitionProcessor:
                     out.append(OutRecord(commands_topic, encode_command(follow),
                                          key=follow.execution_id.encode(),
                                          headers=headers_for(follow.type, follow.version)))
+                if decision.job_views:
+                    out += job_view_records(self.topics.jobs, partition, decision.job_views)
                 self._adopt(decision)
             except Exception as exc:
                 del out[mark:]
@@ -628,6 +638,9 @@ class PartitionProcessor:
                 out.append(OutRecord(self.topics.commands, encode_command(follow),
                                      key=follow.execution_id.encode(),
                                      headers=headers_for(follow.type, follow.version)))
+            # a worker waiting for its command's answer gets it at once
+            out += job_view_records(self.topics.jobs, self.partition,
+                                    refused_job_view(command, n.REJECT_INTERNAL_ERROR, reason))
             adopt(self.state, [rejection], {})
         except Exception as again:
             del out[mark:]
@@ -644,7 +657,7 @@ class PartitionProcessor:
         raised = command.data.get("raised")
         first_failure = not (isinstance(raised, dict)
                              and raised.get("code") == n.REJECT_INTERNAL_ERROR)
-        if command.type == n.CMD_STEP_RESULT and isinstance(attempt_id, str) \
+        if command.type in _ATTEMPT_ANSWERS and isinstance(attempt_id, str) \
                 and first_failure:
             # not started again meanwhile: its (failed) result is queued
             self._answered.add(attempt_id)
@@ -764,6 +777,13 @@ class PartitionProcessor:
         # None when this process lacks the handler: the runner then fails the attempt
         # with a logged result (HANDLER_NOT_FOUND), as a handler that raised would
         handler = self.handlers.find(step.type)
+        if handler is not None and handler.metadata.stateful:
+            # a worker runs it: the attempt becomes a job (its answer is queued, so the
+            # attempt is not started again before it is decided)
+            self._answered.add(attempt_id)
+            self.submit(job_create_command(state, step, handler.metadata, attempt_id,
+                                           self.clock.now_ms()))
+            return
         abort = asyncio.Event()
         started = time.perf_counter()
         # The handler starts here, in a context of its own: one that finishes without

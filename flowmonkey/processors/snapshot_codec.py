@@ -39,6 +39,7 @@ import orjson
 
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.kernel.apply import ending_heap
+from flowmonkey.kernel.job_state import job_from_json
 from flowmonkey.kernel.state import (
     ExecutionOptions,
     ExecutionState,
@@ -65,9 +66,9 @@ _LEVEL: Final = 1
 _FIELDS: Final = tuple(f.name for f in fields(ExecutionState))
 _values_of = operator.itemgetter(*_FIELDS)
 _I = {name: i for i, name in enumerate(_FIELDS)}
-_STATUS, _OPTIONS, _TOKENS, _TIMEOUT, _HISTORY = (
-    _I["status"], _I["options"], _I["tokens"], _I["timeout"], _I["history"])
-_MAYBE_EMPTY = (_I["retry_attempts"], _I["children"])
+_STATUS, _OPTIONS, _TOKENS, _TIMEOUT, _HISTORY, _JOB = (
+    _I["status"], _I["options"], _I["tokens"], _I["timeout"], _I["history"], _I["job"])
+_MAYBE_EMPTY = (_I["retry_attempts"], _I["children"], _I["ended_jobs"])
 _STATUSES = {s.value: s for s in ExecutionStatus}
 
 # Shared empty containers, as the appliers use: appliers never change a container in
@@ -194,6 +195,8 @@ def _state(values: list[Any], options: list[ExecutionOptions],
             found = timeouts[key] = TimeoutConfig(**timeout)
         values[_TIMEOUT] = found
     values[_HISTORY] = tuple(values[_HISTORY])
+    if values[_JOB] is not None:
+        values[_JOB] = job_from_json(values[_JOB])
     for index in _MAYBE_EMPTY:
         if not values[index]:
             values[index] = _NO_DICT

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from flowmonkey.errors import LogError
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.log.kafka_topics import TopicFacts
-from flowmonkey.log.topics import Topics
+from flowmonkey.log.topics import JOBS_RETENTION_MS, Topics
 
 __all__ = [
     "TOPIC_SETTINGS_CODE",
@@ -99,6 +99,9 @@ def topic_problems(topics: Topics, facts: Mapping[str, TopicFacts | None]) -> li
             f"{flows.name} is not compacted (cleanup.policy={flows.config('cleanup.policy')}; "
             "must be compact): flow definitions would be deleted with age",
             dict(FLOWS_CONFIGS)))
+    jobs = facts.get(topics.jobs)
+    if jobs is not None:
+        problems += _jobs_problems(jobs, commands)
     if commands is not None and events is not None \
             and commands.partitions != events.partitions:
         problems.append(TopicProblem(
@@ -109,6 +112,26 @@ def topic_problems(topics: Topics, facts: Mapping[str, TopicFacts | None]) -> li
             "only be added, and adding them moves executions' keys to other partitions, "
             "away from their history. Recreate the topics (on a new topic prefix) with one "
             "count, or, if the topics hold nothing yet, delete and create them again"))
+    return problems
+
+
+def _jobs_problems(jobs: TopicFacts, commands: TopicFacts | None) -> list[TopicProblem]:
+    """The jobs topic: a job's views go to its execution's partition number, so it
+    needs the commands' count; and no open job's view may age out (jobs time out
+    within 7 days)."""
+    problems: list[TopicProblem] = []
+    retention = jobs.config("retention.ms")
+    if retention is not None and retention != "-1" and int(retention) < JOBS_RETENTION_MS:
+        problems.append(TopicProblem(
+            jobs.name, f"{jobs.name} deletes job views after {retention} ms (must be at "
+            f"least {JOBS_RETENTION_MS}): an open job's view would age out",
+            {"retention.ms": str(JOBS_RETENTION_MS)}))
+    if commands is not None and jobs.partitions != commands.partitions:
+        problems.append(TopicProblem(
+            jobs.name, f"{commands.name} has {commands.partitions} partitions but "
+            f"{jobs.name} has {jobs.partitions}: a job's views go to its execution's "
+            "partition number. No setting repairs this: create the jobs topic again "
+            "with the commands' count before the processors start"))
     return problems
 
 
@@ -142,7 +165,7 @@ async def verify_topics(log: KafkaLog, topics: Topics) -> dict[str, TopicFacts |
     """Read FlowMonkey's topics back and raise :class:`LogError` (code
     ``LOG_TOPIC_SETTINGS``) naming each problem and its fix; the facts otherwise."""
     facts = await log.describe_topics(
-        [topics.commands, topics.events, topics.flows, topics.dead_letter])
+        [topics.commands, topics.events, topics.flows, topics.dead_letter, topics.jobs])
     problems = topic_problems(topics, facts)
     if problems:
         raise LogError(

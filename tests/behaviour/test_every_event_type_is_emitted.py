@@ -12,6 +12,7 @@ from flowmonkey.events import names as n
 from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.testing import TestHarness
 from tests.behaviour.flows import flow, step
+from tests.behaviour.job_commands import JobCommands
 
 NOT_EMITTED: dict[str, str] = {
     # name -> why nothing emits it (none today: every name has its emitter)
@@ -49,6 +50,11 @@ async def nap(p: HandlerParams) -> StepResult:
     return Result.wait(1_000)
 
 
+@handler("export", stateful=True, heartbeat_ms=1_000, job_timeout_ms=60_000)
+async def export(p: HandlerParams) -> StepResult:
+    return Result.success()  # (run by a worker: here the test sends the job commands)
+
+
 ORDERS = TableDef(id="orders", columns=[ColumnDef(id="id", type="string")])
 NUMBERS = TableDef(id="numbers", columns=[ColumnDef(id="id", type="number")])
 STRICT = TableDef(id="strict", columns=[ColumnDef(id="id", type="string"),
@@ -69,6 +75,7 @@ FLOWS = [
     flow("signal", step("a", "approval", to="b"), step("b", "nap")),
     flow("parent", step("call", "sub-flow", config={"flowId": "retried"}, to="wait"),
          step("wait", "approval")),
+    flow("job", step("a", "export")),
 ]
 
 
@@ -79,7 +86,7 @@ def _defined_event_types() -> set[str]:
 
 
 async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason() -> None:
-    async with TestHarness(handlers=[ok, flaky, slow, approval, nap], flows=FLOWS,
+    async with TestHarness(handlers=[ok, flaky, slow, approval, nap, export], flows=FLOWS,
                            tables=[ORDERS, NUMBERS, STRICT],
                            options=EngineOptions(timeout_ms=50)) as t:
         # pipes: one row lands, two go to the WAL; one is replayed once its column
@@ -115,6 +122,28 @@ async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason() ->
         await t.run("signal", parent_execution_id=parent.execution.id)
         await t.settle()
         await t.cancel(parent.execution.id)
+        # jobs: one claimed, worked on, released, claimed again and completed; one
+        # failed; one whose lease ran out (its worker then superseded) and that timed
+        # out; one cancelled with its execution
+        jobs = JobCommands(t.engine)
+        done = (await t.run("job")).execution.id
+        first = await jobs.claim(done, (await jobs.pending(done))["job_id"])
+        await jobs.write(n.CMD_JOB_HEARTBEAT, first)
+        await jobs.write(n.CMD_JOB_PROGRESS, first, percent=10)
+        await jobs.write(n.CMD_JOB_CHECKPOINT, first, data={"next": 1})
+        await jobs.write(n.CMD_JOB_RELEASE, first, reason="stopping")
+        await jobs.write(n.CMD_JOB_COMPLETE, await jobs.claim(done, first["job_id"]))
+        failed = (await t.run("job")).execution.id
+        claimed = await jobs.claim(failed, (await jobs.pending(failed))["job_id"])
+        await jobs.write(n.CMD_JOB_FAIL, claimed, error={"code": "NO", "message": "no"})
+        lapsed = (await t.run("job")).execution.id
+        claimed = await jobs.claim(lapsed, (await jobs.pending(lapsed))["job_id"])
+        await t.advance(3_000)
+        await jobs.write(n.CMD_JOB_HEARTBEAT, claimed)
+        await t.advance(60_000)
+        cancelled = (await t.run("job")).execution.id
+        await jobs.pending(cancelled)
+        await t.cancel(cancelled)
         # a refused command
         await t.cancel("no-such-execution")
         t.engine.handlers.unregister("nap")

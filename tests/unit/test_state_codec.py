@@ -7,6 +7,7 @@ import dataclasses
 import orjson
 import pytest
 
+from flowmonkey.kernel.job_state import JobState
 from flowmonkey.kernel.state import ExecutionOptions, ExecutionState, TokenState
 from flowmonkey.kernel.state_codec import state_from_json, state_to_json
 from flowmonkey.model.execution import ExecutionStatus
@@ -42,6 +43,14 @@ def _every_field_set() -> ExecutionState:
         cancellation={"source": "user", "reason": "r", "cancelled_at": 4},
         timeout=TimeoutConfig(execution_timeout_ms=60_000, wait_timeout_ms=1_000),
         metadata={"source": "api"}, idempotency_key="k1", idempotency_expires_at=7_000,
+        job=JobState(
+            job_id="job-1", step_id="approve", type="export", attempt=2, attempt_id="e2:5",
+            input={"rows": [1, 2]}, status="claimed", created_at=1_500, deadline_at=9_500,
+            timeout_ms=8_000, heartbeat_ms=1_000, lease_ms=3_000, epoch=2,
+            instance_id="inst-1", worker_id="w-1", claimed_at=1_600, lease_expires_at=4_600,
+            checkpoint_data={"next": 10}, checkpoint_seq=3, last_progress_at=1_700,
+            progress_percent=12.5, progress_message="a tenth", offered_at=1_550),
+        ended_jobs={"job-0": "failed"},
     )
 
 

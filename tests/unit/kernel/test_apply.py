@@ -61,7 +61,10 @@ def test_every_history_event_type_has_an_applier() -> None:
                      n.EXECUTION_CANCELLED, n.STEP_STARTED, n.STEP_COMPLETED, n.STEP_TIMEOUT,
                      n.STEP_RETRY, n.TRANSITION, n.IDEMPOTENCY_HIT, n.TOKEN_CREATED,
                      n.TOKEN_USED, n.TOKEN_REVOKED, n.TOKENS_CLEANED, n.CHILD_STARTED,
-                     n.CHILD_ATTACHED, n.CHILD_FINISHED, n.PIPE_ROW}
+                     n.CHILD_ATTACHED, n.CHILD_FINISHED, n.PIPE_ROW, n.JOB_CREATED,
+                     n.JOB_CLAIMED, n.JOB_HEARTBEAT, n.JOB_PROGRESS, n.JOB_CHECKPOINT,
+                     n.JOB_COMPLETED, n.JOB_FAILED, n.JOB_SUPERSEDED, n.JOB_LEASE_EXPIRED,
+                     n.JOB_RELEASED, n.JOB_TIMED_OUT, n.JOB_CANCELLED}
     assert set(APPLIERS) == history_types
 
 

@@ -27,7 +27,7 @@ def test_every_event_in_a_golden_history_matches_its_schema(path: Path) -> None:
 def test_every_history_event_type_has_a_schema() -> None:
     history_types = {value for name, value in vars(n).items()
                      if isinstance(value, str) and (name.startswith(("EXECUTION_", "STEP_",
-                                                                      "TOKEN_", "CHILD_"))
+                                                                      "TOKEN_", "CHILD_", "JOB_"))
                                                     or name in ("TRANSITION", "IDEMPOTENCY_HIT",
                                                                 "PIPE_ROW", "COMMAND_REJECTED"))}
     assert history_types <= {type_ for type_, _ in EVENT_SCHEMAS}
