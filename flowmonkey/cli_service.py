@@ -27,14 +27,14 @@ def add_gc_option(parser: argparse.ArgumentParser) -> None:
         "--no-tune-gc", dest="tune_gc", action="store_false",
         help="keep Python's default garbage-collector settings (by default this "
              "dedicated process raises its thresholds and freezes its start-up objects: "
-             "see flowmonkey.tuning)")
+             "see flowmonkey.runtime.gc_tuning)")
 
 
 def apply_gc_option(args: argparse.Namespace) -> None:
     """Tune the collector for a dedicated long-running process, once it has started
     (its modules, flows and handlers then live as long as it does)."""
     if getattr(args, "tune_gc", False):
-        from flowmonkey.tuning import tune_gc
+        from flowmonkey.runtime.gc_tuning import tune_gc
 
         tune_gc()
 

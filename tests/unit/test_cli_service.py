@@ -6,7 +6,7 @@ import argparse
 import gc
 
 from flowmonkey.cli_service import add_gc_option, apply_gc_option
-from flowmonkey.tuning import DEFAULT_THRESHOLDS, restore_gc
+from flowmonkey.runtime.gc_tuning import DEFAULT_THRESHOLDS, restore_gc
 
 
 def _args(*argv: str) -> argparse.Namespace:
