@@ -40,7 +40,6 @@ from flowmonkey.kernel.apply import replay as replay_events
 from flowmonkey.kernel.decide import idempotency_scope
 from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log, OutRecord
 from flowmonkey.log.embedded import EmbeddedLog
-from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
 from flowmonkey.model.flow import ENGINE_HANDLER_HINT, Flow, with_more_problems
@@ -260,9 +259,9 @@ class Engine:
         if self._started:
             return
         await self.log.start()
-        default_partitions = getattr(self.log, "default_partitions", 4)
-        await self.log.create_topics(self.topics.specs(default_partitions))
-        if isinstance(self.log, KafkaLog):
+        capabilities = self.log.capabilities
+        await self.log.create_topics(self.topics.specs(capabilities.default_partitions))
+        if capabilities.shared_topics:
             # existing topics are left as they are: refuse ones that would lose data
             await verify_topics(self.log, self.topics)
         self.partitions = await self.log.partitions_for(self.topics.commands)
@@ -299,7 +298,7 @@ class Engine:
             processor.route = self._expedite
             return processor
 
-        if isinstance(self.log, KafkaLog):
+        if self.log.capabilities.consumer_groups:
             self.group_processors = GroupProcessors(
                 self.log, self.topics.commands, self.processor_group, make)
             await self.group_processors.start()

@@ -1,6 +1,14 @@
 """The log: an append-only, partitioned record log with two backends."""
 
-from flowmonkey.log.base import Headers, Log, OutRecord, Position, Record, TopicSpec
+from flowmonkey.log.base import (
+    Headers,
+    Log,
+    LogCapabilities,
+    OutRecord,
+    Position,
+    Record,
+    TopicSpec,
+)
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.log.kafka_security import KafkaSecurity
@@ -13,6 +21,7 @@ __all__ = [
     "KafkaSecurity",
     "KafkaWriter",
     "Log",
+    "LogCapabilities",
     "OutRecord",
     "Position",
     "Record",
