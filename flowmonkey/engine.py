@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from flowmonkey.dispatcher import EventDispatcher
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events import names as n
+from flowmonkey.events.dispatcher import EventDispatcher
 from flowmonkey.events.envelope import Command, Event, make_event
 from flowmonkey.handlers.base import StepHandler, VaultProvider
+from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
 from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log
 from flowmonkey.log.embedded import EmbeddedLog
+from flowmonkey.log.topics import Topics, topics_of
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
@@ -37,11 +39,9 @@ from flowmonkey.processors.clock import Clock, SystemClock
 from flowmonkey.processors.group import GroupProcessors
 from flowmonkey.processors.partition import PartitionProcessor
 from flowmonkey.processors.snapshots import SnapshotStore
-from flowmonkey.processors.topics import Topics, topics_of
 from flowmonkey.projections.base import Page, Projection
 from flowmonkey.projections.memory import MemoryProjection
 from flowmonkey.projections.projector import Projector
-from flowmonkey.registry import EngineEnv, FlowRegistry, HandlerRegistry
 from flowmonkey.runtime.commands import (
     command_record,
     raise_if_rejected,
@@ -195,7 +195,7 @@ class Engine:
     # ------------------------------------------------------------------ registration
 
     def register_flow(self, flow: Flow | Mapping[str, Any]) -> Flow:
-        """Validate and register a flow (JSON in the original's camelCase is accepted)."""
+        """Validate and register a flow (camelCase JSON, as flows are written, is accepted)."""
         return self._intake.register(flow)
 
     def register_handler(self, handler: StepHandler) -> None:

@@ -21,7 +21,7 @@ class FlowMonkeyError(Exception):
 class FlowValidationError(FlowMonkeyError):
     """A flow definition is invalid; the message names the flow, step and field.
 
-    Fields are named as users write them, with the original's camelCase JSON names
+    Fields are named as users write them, with their camelCase JSON names
     (``transitions.onSuccess``, ``pipes[p1].tableId``, ``retry.maxAttempts``).
     """
 

@@ -1,7 +1,7 @@
 """Request and response bodies.
 
-Conventions, the same in every answer: the engine's keys are camelCase, as in the
-original's API (event ``data`` too, see :mod:`flowmonkey.api.event_data`), while the
+Conventions, the same in every answer: the engine's keys are camelCase (event ``data``
+too, see :mod:`flowmonkey.api.event_data`; docs/compatibility.md), while the
 user's values (contexts, outputs, resume data, metadata, row values, error details) keep
 their keys as given; every point in time is an ISO-8601 UTC string with milliseconds
 and ``Z`` (``2026-01-31T12:00:00.123Z``, OpenAPI ``format: date-time``). Request bodies

@@ -1,4 +1,5 @@
-"""Event and command type names (dotted, as in the original FlowMonkey)."""
+"""Event and command type names, dotted (``execution.created``): the names flows and
+listeners written for FlowMonkey use (docs/compatibility.md)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ IDEMPOTENCY_HIT = "idempotency.hit"
 TOKEN_CREATED = "token.created"
 TOKEN_USED = "token.used"
 TOKEN_REVOKED = "token.revoked"
-# a wait's active tokens expired with it (its signal or wait timeout fired): as the
-# original's expired-token cleanup, they are marked expired (resuming with one is
-# refused with TOKEN_EXPIRED), here per execution when its wait times out
+# a wait's active tokens expired with it (its signal or wait timeout fired): they are
+# marked expired (resuming with one is refused with TOKEN_EXPIRED), per execution when
+# its wait times out (docs/compatibility.md)
 TOKENS_CLEANED = "tokens.cleaned"
 CHILD_STARTED = "child.started"
 # a child created with ``parent_execution_id`` (not by a sub-flow step) registered with
@@ -37,7 +38,7 @@ COMMAND_REJECTED = "command.rejected"
 # emitted by stores and registries to the dispatcher (not on the events topic)
 PIPE_INSERTED = "pipe.inserted"
 PIPE_FAILED = "pipe.failed"
-PIPE_DISCARDED = "pipe.discarded"  # wal_replay(max_attempts=N) gave an entry up
+PIPE_DISCARDED = "pipe.discarded"  # wal_replay(max_attempts=N) gives an entry up
 ROW_INSERTED = "row.inserted"
 ROW_UPDATED = "row.updated"
 ROW_DELETED = "row.deleted"

@@ -24,7 +24,7 @@ def upcaster(type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
 
 @upcaster("execution.cancelled", 0)
 def _cancelled_v0(raw: dict[str, Any]) -> dict[str, Any]:
-    """Version 0 (pre-release) named the counters in camelCase, as the original did."""
+    """Version 0 (pre-release) named the counters in camelCase."""
     data = dict(raw.get("data") or {})
     for old, new in (("tokensInvalidated", "tokens_invalidated"),
                      ("childrenCancelled", "children_cancelled")):

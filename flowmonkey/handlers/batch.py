@@ -1,8 +1,7 @@
 """The ``batch-process`` handler: evaluate a safe expression for every item of a list.
 
-The original processed one batch per call and kept progress in checkpoints the
-engine never supplied, so under the engine it always crashed. Here one call
-processes every item, batch by batch, and is cooperative: between batches it yields
+One call processes every item, batch by batch (docs/compatibility.md says how this
+differs from one batch per call), and is cooperative: between batches it yields
 to the event loop, honours ``delayBetweenBatchesMs`` and stops with ``ABORTED`` when
 the engine aborts the step. The expression (see :mod:`.expressions`) sees ``item``,
 ``index`` and ``input`` and is parsed once up front. The items share one expression

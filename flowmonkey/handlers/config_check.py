@@ -8,7 +8,7 @@ typo passed validation and surfaced only at run time, or not at all (a misspelle
 ``expresion`` made a transform pass its input through).
 
 An unknown config key close to a known one is refused as a likely typo; other unknown
-keys pass, as the original ignored them (flows written for it may carry editor data).
+keys pass, since existing flows may carry editor data (docs/compatibility.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The ``delay`` handler: wait for a duration, as a timer.
 
-Both original delay handlers slept inside the handler, which holds a worker for the
-whole delay and loses it on a restart. Here the step returns a timed wait; the engine
-records the wake time in the log, so the delay survives restarts and the test harness
-can skip it. Config names from both originals are accepted and summed.
+The step returns a timed wait instead of sleeping in the handler (which would hold a
+worker for the whole delay and lose it on a restart); the engine records the wake
+time in the log, so the delay survives restarts and the test harness can skip it.
+The config names ``ms``/``delayMs``, ``seconds``, ``minutes`` and ``hours`` are all
+accepted and summed (docs/compatibility.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The safe expression language of ``transform`` and ``batch-process``.
 
-The original evaluated these with ``new Function(...)``, i.e. arbitrary code in the
-engine's process. We use `simpleeval <https://github.com/danthedeckie/simpleeval>`_
-instead: it is pure Python, maintained, and evaluates a parsed AST itself, so there
+An expression is data a flow's author writes, so it must never run arbitrary code in
+the engine's process. We use `simpleeval <https://github.com/danthedeckie/simpleeval>`_:
+it is pure Python, maintained, and evaluates a parsed AST itself, so there
 is no ``eval``/``exec``, no imports, no dunder or ``func_`` attributes, and limits on
 powers, shifts, string sizes and comprehension lengths.
 
@@ -18,8 +18,8 @@ On top of that we narrow it further:
 * the result is converted to plain JSON-like data (tuples and views to lists), and
   a function or other non-data result is an error.
 
-Bounds (issue 10: one 43 KB order grew the server by 800 MB, since simpleeval bounds
-each operation but not what they add up to). Sizes are in *units*, counted as JSON
+Bounds (simpleeval bounds each operation but not what they add up to: without these a
+43 KB order can grow the server by 800 MB). Sizes are in *units*, counted as JSON
 spells a value out: one per character of a string; one per number, boolean or null
 (plus one per 64 bits of an integer beyond the first 64); one per element of a list,
 tuple or set and per entry of a dict, on top of the elements, keys and values.

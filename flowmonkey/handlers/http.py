@@ -1,6 +1,6 @@
 """The ``http`` handler: one HTTP request per step, on ``httpx.AsyncClient``.
 
-Differences from the original class handler, on purpose:
+Its rules (docs/compatibility.md lists where they differ from FlowMonkey's handler):
 
 * **SSRF guard.** Flows are data that users write, and the engine usually runs next
   to databases, metadata services (169.254.169.254) and admin ports. A URL whose host
@@ -16,10 +16,9 @@ Differences from the original class handler, on purpose:
   to the next (rebinding) therefore gets nowhere: there is no second lookup. The
   handler connects directly; proxy settings in the environment are not used, because
   a proxy would resolve the name beyond the guard.
-* ``timeout`` bounds each attempt as a whole (the original's timeout never applied
-  under the engine), and the engine's abort signal cancels the request.
-* ``retries`` is the total number of attempts, as in the original, but ``0`` means one
-  attempt rather than failing without sending anything.
+* ``timeout`` bounds each attempt as a whole, and the engine's abort signal cancels
+  the request.
+* ``retries`` is the total number of attempts; ``0`` means one attempt (not zero).
 * The output adds ``json`` (the parsed body for JSON responses) and names the
   duration ``durationMs``.
 * Response bodies are capped (``max_response_bytes``, default 10 MiB) because the

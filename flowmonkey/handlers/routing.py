@@ -5,19 +5,19 @@ target of ``None`` (JSON null) is an explicit override that completes the flow, 
 those results are built as ``StepResult(..., has_next_step=True)``: ``Result.success``
 treats ``None`` as "no override".
 
-Deliberate differences from the original's JavaScript operators, which coerced types:
+The operators never coerce types (docs/compatibility.md):
 
 * ``gt``/``gte``/``lt``/``lte`` compare numbers with numbers and strings with
   strings only; anything else is false (no ``'10' > 9``, no ``null >= 0``);
 * ``eq``/``neq`` use Python equality, deep for lists and objects, except that a
   boolean never equals a number (``True == 1`` is false here);
-* ``contains`` also tests list membership (the original was strings only);
+* ``contains`` tests substrings of strings and membership in lists;
 * an invalid ``matches`` pattern fails the step with ``INVALID_REGEX`` rather than
   crashing it (and is refused when the flow is registered).
 
 ``matches`` runs on `RE2 <https://github.com/google/re2/wiki/Syntax>`_, which takes time
 linear in the text whatever the pattern: with a backtracking engine ``^(a+)+$`` on 24
-``a``s and a ``!`` held the event loop past the step's timeout, doubling per character.
+``a``s and a ``!`` holds the event loop past the step's timeout, doubling per character.
 RE2 has the usual syntax (classes, groups, named groups, ``{n,m}``, ``(?i)``) but no
 backreferences (``\1``, ``(?P=name)``), no lookaround (``(?=``, ``(?!``, ``(?<=``,
 ``(?<!``), no possessive or atomic groups and no ``\Z`` (write ``\z``); ``\d``, ``\w``,
@@ -262,8 +262,8 @@ def _comparable(a: Any, b: Any) -> bool:
 
 def evaluate_condition(actual: Any, op: Any, value: Any) -> bool:
     """One operator; ``actual``/``value`` may be ``MISSING``. Raises
-    :class:`PatternError` for a bad ``matches`` pattern. An unknown operator is false, as
-    in the original."""
+    :class:`PatternError` for a bad ``matches`` pattern. An unknown operator is false
+    (the config schema refuses one when the flow is registered)."""
     if op == "eq":
         return strict_equal(actual, value)
     if op == "neq":

@@ -1,8 +1,8 @@
 """The ``sub-flow`` handler: start a child execution of another flow.
 
-The original created and *ran* the child inside the parent's handler, so a child's
-waits slept in the parent and a crash lost both. Here the handler only asks the
-kernel to start the child (``Result.start_child``); the child runs as an execution
+The handler only asks the kernel to start the child (``Result.start_child``), never
+runs it itself: a child's waits must not sleep in the parent, and a crash must not
+lose both (docs/compatibility.md). The child runs as an execution
 of its own, and in waiting mode the parent step resumes when it ends, with output
 ``{childExecutionId, flowId, status, context}``. Fire-and-forget outputs
 ``{childExecutionId, flowId, mode: "fire-and-forget"}``.

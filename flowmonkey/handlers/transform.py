@@ -1,13 +1,13 @@
 """The ``transform`` handler: reshape data with a safe expression or a legacy operation.
 
-With ``expression`` it evaluates the expression (see :mod:`.expressions`; the
-original ran arbitrary JavaScript) with the names ``input`` and ``context`` and
-outputs ``{"result": value}``. Without it, the original legacy ``operation`` is
+With ``expression`` it evaluates the expression (see :mod:`.expressions`: a safe
+language, never arbitrary code) with the names ``input`` and ``context`` and
+outputs ``{"result": value}``. Without it, the legacy ``operation`` is
 applied: ``pick``/``omit`` with ``keys``, ``map`` with ``mapping``; anything else,
 and any non-object input, passes through unchanged.
 
-One deliberate difference: ``map`` strips a leading ``$.`` from paths, so the
-original's own documented example (``"$.user.id"``) works.
+``map`` strips a leading ``$.`` from paths, so JSONPath-style mappings
+(``"$.user.id"``) work (docs/compatibility.md).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def apply_operation(config: Mapping[str, Any], data: Any) -> Any:
             if not isinstance(path, str):
                 raise TypeError(f"config.mapping[{key!r}] must be a path string")
             value = get_path(data, _clean_path(path))
-            # The original stored undefined, which JSON drops; so do we.
+            # a missing path gives no key at all (not a null)
             if value is not MISSING:
                 out[str(key)] = value
         return out

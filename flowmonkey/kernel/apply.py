@@ -62,7 +62,7 @@ def _options(opts: dict[str, Any]) -> ExecutionOptions:
     """The (frozen, shared) options for an ``execution.created`` event's options.
 
     Executions of one engine all carry the same options: validating a ContextLimits
-    for each one cost more than the rest of the applier. Values are keyed with their
+    for each one costs more than the rest of the applier. Values are keyed with their
     types, so inputs that compare equal but validate differently never share.
     """
     try:

@@ -86,7 +86,7 @@ def _options(value: Any) -> str | None:
 
 
 # limits found valid before, keyed with their types: every start of an engine carries
-# the same ones, and validating them cost more than the rest of the checks
+# the same ones, and validating them costs more than the rest of the checks
 _VALID_LIMITS: set[tuple[Any, ...]] = set()
 
 

@@ -34,8 +34,8 @@ def private_copy(value: Any) -> Any:
     gives a value back: tuples become lists, datetimes and models their JSON.
 
     So the state an event leaves is the same whether the event was just decided or
-    read back from the log. A JSON round trip through orjson is the copy (2-3x faster
-    than a Python walk over dicts and lists, measured on contexts of 5 to 100 keys);
+    read back from the log. A JSON round trip through orjson is the copy (faster than
+    a Python walk over dicts and lists; docs/performance.md);
     a value the log could not encode (a non-string key, an int past 64 bits, an
     object, nesting past orjson's limit) is copied container by container instead,
     with its other objects kept as they are. Never raises.

@@ -506,7 +506,7 @@ def _failure_path(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, error: S
                   err: dict[str, Any] | None = None) -> None:
     """What follows a failed attempt: failure pipes, then a retry while the step has
     retries left, else the handler's ``nextStepOverride`` when it gave one (``None``
-    leads nowhere and so fails the execution, as in the original), else ``on_failure``,
+    leads nowhere and so fails the execution), else ``on_failure``,
     else failing with the handler's code."""
     if err is None:  # (bounding encodes the details: done once per failure)
         err = _error_data(error)
@@ -700,8 +700,7 @@ def _child_finished(tx: _Txn) -> Decision:
     feeds the step's success pipes and follows ``on_success``. Any other end is the
     step's failure ``CHILD_FAILED`` (details: the child's error), which takes the
     failure path: failure pipes, the step's retries (each retry starts a new child),
-    ``on_failure``, or failing the parent — what the original, which ran the child
-    inside the handler, did with the handler's single ``CHILD_FAILED`` result.
+    ``on_failure``, or failing the parent, as for any failed attempt.
     """
     d = tx.cmd.data
     st = tx.state(tx.cmd.execution_id)
@@ -757,7 +756,7 @@ def _child_attach(tx: _Txn) -> Decision:
     An active parent records it (``child.attached``); its end then comes back as
     ``child.finished`` like any child's. A cancelled parent has it cancelled at once
     (it would be an orphan of a cancelled tree). A completed or failed parent lets it
-    run, as the original did. ``EngineOptions.max_children`` counts attached children
+    run. ``EngineOptions.max_children`` counts attached children
     too (one bound on the parent's list of children): a child over the limit is
     cancelled at once, the reason naming the limit. A parent that does not exist (or
     is another tenant's, or was forgotten long after it ended) changes nothing: the
@@ -833,9 +832,9 @@ def _revoked_reason(st: ExecutionState) -> str:
 def _revoke_token(tx: _Txn) -> Decision:
     """Revoke a resume token (``token.revoke``); only an active token can be revoked.
 
-    Revoking the token of the signal wait in progress does not end the wait, as in the
-    original, where revoking only marked the token: the execution stays ``waiting`` at
-    its step. It can no longer be resumed with that token (``execution.resume`` is
+    Revoking the token of the signal wait in progress only marks the token and does not
+    end the wait: the execution stays ``waiting`` at its step. It can no longer be
+    resumed with that token (``execution.resume`` is
     refused with ``TOKEN_REVOKED``, saying the execution still waits), and no new token
     is issued, so the wait ends only by its signal timeout (the token's expiry, which
     still fires: see ``ExecutionState.signal_deadline``), by the execution's wait or

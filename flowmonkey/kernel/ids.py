@@ -3,10 +3,10 @@
 A follow-up command (a child's start, a cancel to a child, a ``child.finished`` to a
 parent) needs an id that is the same each time its decision is made again (a
 processor that crashed before its append decides the command again, and the target
-partition must recognise the duplicate by id). Its id used to be the causing
-command's id with the type and target appended, so ids grew by ~50 characters at each
-hop of a chain of sub-flows: 521 KB per event after 10,000 hops. Hashing the same
-parts gives the same determinism at a fixed length.
+partition must recognise the duplicate by id). The causing command's id with the type
+and target appended would be deterministic too, but would grow by ~50 characters at
+each hop of a chain of sub-flows (521 KB per event after 10,000 hops). Hashing the
+same parts gives the same determinism at a fixed length.
 """
 
 from __future__ import annotations

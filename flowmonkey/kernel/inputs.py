@@ -77,8 +77,8 @@ def _missing_path(context: dict[str, Any], path: str) -> str:
 def missing_input(selector: Any, context: dict[str, Any]) -> str | None:
     """For a ``key`` or ``path`` selector whose value is absent from the context, a note
     naming what is absent (``input key 'order': the context has no such key``); else
-    None. The step still receives None, as in the original: a flow may read an
-    optional key. The runner adds the note to the step's error when the step fails, so
+    None. The step still receives None: a flow may read an optional key. The runner
+    adds the note to the step's error when the step fails, so
     a handler tripping over that None says why."""
     if isinstance(selector, KeySelector):
         if selector.key in context:
@@ -90,8 +90,8 @@ def missing_input(selector: Any, context: dict[str, Any]) -> str | None:
 
 
 def resolve_input(selector: Any, context: dict[str, Any]) -> Any:
-    """The value a step receives as ``params.input``; missing keys and paths give None,
-    as in the original (:func:`missing_input` says what was missing).
+    """The value a step receives as ``params.input``; missing keys and paths give None
+    (:func:`missing_input` says what was missing).
 
     It may share objects with ``context`` (and a ``static`` selector's value is the
     flow's own): whoever hands it on copies it (``kernel.copies.private_copy``), as the

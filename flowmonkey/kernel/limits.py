@@ -1,10 +1,10 @@
 """Context limits (FEATURES A7), checked on every write to an execution's context.
 
-As in the original: ``max_size_bytes`` bounds one value's JSON size, ``max_depth`` its
-nesting (``{}`` and ``[]`` are depth 1), ``max_keys`` the context's top-level keys, and
-``max_total_size_bytes`` the whole context. Unlike the original, the limits also guard
-step outputs and resume data, and their codes reach the execution instead of turning
-into ``HANDLER_ERROR``.
+``max_size_bytes`` bounds one value's JSON size, ``max_depth`` its nesting (``{}`` and
+``[]`` are depth 1), ``max_keys`` the context's top-level keys, and
+``max_total_size_bytes`` the whole context. The limits guard every write (handler
+helpers, step outputs and resume data), and their codes reach the execution instead
+of turning into ``HANDLER_ERROR``.
 """
 
 from __future__ import annotations

@@ -104,8 +104,8 @@ class ExecutionState:
     idempotency_expires_at: int | None = None
 
     def clone(self) -> ExecutionState:
-        # All fields at once (one C call) into the generated __init__: ~5x faster than
-        # copying slot by slot, and decide clones a state for every command.
+        # All fields at once (one C call) into the generated __init__: several times
+        # faster than copying slot by slot, and decide clones a state for every command.
         return ExecutionState(*_all_fields(self))
 
     @property
@@ -190,7 +190,7 @@ _set = object.__setattr__
 def _execution(**values: Any) -> Execution:
     """``Execution.model_construct(**values)`` for values naming every field, in field
     order: what model_construct leaves behind, without its per-field bookkeeping (it
-    cost ~20 µs, and every create, get and list builds snapshots)."""
+    costs ~20 µs, and every create, get and list builds snapshots)."""
     execution = Execution.__new__(Execution)
     _set(execution, "__dict__", values)
     _set(execution, "__pydantic_fields_set__", set(_EXECUTION_FIELDS))

@@ -2,7 +2,7 @@
 
 The embedded log keeps every record in memory. As one object per record, each of them
 is tracked by Python's cyclic garbage collector, and every full collection walks them
-all: with a few hundred thousand records that walk cost more than the engine's own
+all: with a few hundred thousand records that walk costs more than the engine's own
 work. Columns of bytes, header tuples (shared per event type) and a packed timestamp
 array are a handful of tracked objects whatever the record count. ``Record`` objects
 are built when read.

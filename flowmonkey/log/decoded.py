@@ -61,8 +61,8 @@ _new = object.__new__
 
 # Fast constructors for the hot path. A frozen dataclass's __init__ sets each field
 # through object.__setattr__ by name; setting the slots through their descriptors
-# gives the same object in ~60% of the time, and the engine builds several records
-# per step. Every field is set, as __init__ would.
+# gives the same object faster, and the engine builds several records per step.
+# Every field is set, as __init__ would.
 
 
 def new_record(topic: str, partition: int, offset: int, key: bytes | None, value: bytes,

@@ -47,7 +47,6 @@ from types import TracebackType
 from typing import Self
 
 from flowmonkey.errors import LogError
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log._embedded_recovery import recover
 from flowmonkey.log._embedded_store import (
     APPEND,
@@ -71,6 +70,7 @@ from flowmonkey.log.base import (
     TopicSpec,
 )
 from flowmonkey.log.decoded import new_position
+from flowmonkey.log.partitioner import partition_for
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ grow in append order, ``read`` skips markers and aborted records, and
 
 Visibility. When ``commit_transaction`` returns, the broker has decided the commit
 but writes the markers asynchronously, so an immediate ``read``/``committed`` may
-not see it yet (measured: most of the time on a local broker). Appends therefore
+not see it yet (on a local broker it usually does not). Appends therefore
 wait until their records and offsets are readable before returning, as on the
 embedded log; a writer made with ``wait_visible=False`` skips that round trip.
 
@@ -64,7 +64,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from flowmonkey.errors import LogError
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log.base import (
     DEFAULT_TOPIC_PREFIX,
     Headers,
@@ -96,6 +95,7 @@ from flowmonkey.log.kafka_topics import (
     topic_metadata,
 )
 from flowmonkey.log.kafka_writer import KafkaWriter, stop_quietly
+from flowmonkey.log.partitioner import partition_for
 
 logger = logging.getLogger(__name__)
 
@@ -565,7 +565,8 @@ class KafkaLog:
             # a transaction begun right after the previous commit is refused with
             # CONCURRENT_TRANSACTIONS until the broker has written the markers; the
             # default 100 ms backoff would cap a writer near 10 transactions/s, and 10 ms
-            # still cost half of a transaction's time (measured: 67 -> 34 ms p50 at 2 ms)
+            # is still about half of a transaction's time: retry after a few ms
+            # (docs/performance.md)
             retry_backoff_ms=_RETRY_BACKOFF_MS,
             **self._connection_kwargs(),
         )

@@ -248,7 +248,7 @@ def connection_hint(causes: str, security: KafkaSecurity | None = None) -> str:
     if security is not None and "connecting failed" in causes:
         tls, protocol = security.uses_tls, security.protocol
         # the socket opened, then the first exchange was cut: the two ends do not
-        # speak the same thing (measured on the test broker's listeners)
+        # speak the same thing (a TLS client on a plaintext listener is reset)
         if tls and "ConnectionReset" in causes:
             return ("The listener cut the TLS handshake: it probably does not speak TLS "
                     f"(a PLAINTEXT or SASL_PLAINTEXT port?), while this client uses "

@@ -1,4 +1,4 @@
-"""Shared pydantic configuration: snake_case in Python, the original's camelCase accepted."""
+"""Shared pydantic configuration: snake_case in Python, camelCase JSON names accepted."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ class Transitions(FrozenModel):
 
 
 class RetryConfig(FrozenModel):
-    """Retries after the first try: ``max_attempts`` counts retries, as in the original."""
+    """Retries after the first try: ``max_attempts`` counts retries, not attempts."""
 
     max_attempts: int = Field(ge=0)
     backoff_ms: int = Field(default=0, ge=0)
@@ -139,7 +139,7 @@ class Flow(FrozenModel):
     ) -> list[tuple[str | None, str, str]]:
         """Every structural problem as ``(step_id, field, message)``; [] when valid.
 
-        Fields are named as users write them: the original's camelCase JSON names.
+        Fields are named as users write them: their camelCase JSON names.
         ``handler_hint`` ends the message about an unknown handler type: how to
         register one where the caller is (Python by default, or the CLI's options).
         """

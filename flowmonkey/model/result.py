@@ -30,10 +30,10 @@ class ChildSpec:
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """A handler's outcome. Build it with :class:`Result`; plain dicts in the original's
+    """A handler's outcome. Build it with :class:`Result`; plain dicts in the JSON
     shape (``{"outcome": "success", "output": …}``) are accepted too.
 
-    ``has_next_step`` says the handler chose the next step itself (the original's
+    ``has_next_step`` says the handler chose the next step itself (a dict's
     ``nextStepOverride``, on success or, once retries are spent, on failure): then
     ``next_step`` replaces the step's transition, and ``None`` there means "no next step"
     (success completes, failure fails). Without it the transitions decide.
@@ -101,7 +101,7 @@ class InvalidResult(ValueError):
 
 
 def coerce_result(value: object) -> StepResult:
-    """Accept a StepResult or the original's dict shape; refuse anything else clearly."""
+    """Accept a StepResult or its dict shape; refuse anything else clearly."""
     result = _coerce(value)
     token = result.resume_token
     if token is not None and (not isinstance(token, str) or "\x00" in token):
@@ -150,8 +150,8 @@ def _coerce(value: object) -> StepResult:
 def _override(value: Mapping[str, Any]) -> tuple[bool, str | None]:
     """``(present, target)`` of a dict result's ``nextStepOverride`` (or ``next_step``).
 
-    The original picks the next step with ``override !== undefined ? override :
-    transition``, so a present ``null`` is an override too: it leads nowhere, which
+    The next step is the override whenever the key is present, so a present ``null``
+    is an override too (docs/compatibility.md): it leads nowhere, which
     completes the execution on success and fails it on failure, whatever the step's
     transitions say. Only an absent key leaves the transitions in charge.
     """

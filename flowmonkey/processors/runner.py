@@ -149,7 +149,7 @@ class _Run:
 class _Deadlines:
     """The deadlines of running attempts, with ONE timer armed for the earliest.
 
-    A timer handle (plus an ``asyncio.timeout``) per attempt cost more than the rest of
+    A timer handle (plus an ``asyncio.timeout``) per attempt costs more than the rest of
     running a fast handler. Attempts with the same timeout end up due in start order,
     so each timeout keeps a FIFO queue; finished attempts are dropped from its front.
     At a deadline the attempt's abort signal is set, then its task is cancelled.
@@ -226,8 +226,8 @@ class StepRunner:
         routing, transforms, timers, results computed in memory), with no task and no
         trip through the event loop; else a coroutine that finishes the attempt under
         the step's timeout, to run as the attempt's own task (the timeout cancels the
-        task that runs it). A task per attempt cost ~10% of a step's CPU on the
-        embedded log.
+        task that runs it). A task per attempt would be a sizeable share of a fast
+        step's CPU (docs/performance.md).
 
         ``handler`` is None when this process has no handler for the step's type: which
         handlers a process has is its own fact, not the log's, so ``decide`` starts the

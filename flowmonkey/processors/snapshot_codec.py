@@ -12,7 +12,7 @@ The bytes are ``MAGIC``, one format byte, then zlib-compressed JSON (orjson)::
      "forgotten": [execution id, …]}              # ended executions no longer kept
 
 Everything ``decide`` reads is in it. An execution's fields use
-:func:`flowmonkey.projections.state_codec.state_to_json`, the Postgres projection's
+:func:`flowmonkey.kernel.state_codec.state_to_json`, the Postgres projection's
 stored form. ``anchor_crc`` is the CRC-32 of the value of the record at
 ``events_offset - 1``: recovery reads that record back and ignores a snapshot whose
 anchor differs (a topic deleted and created again under the same name, a snapshot
@@ -45,6 +45,7 @@ from flowmonkey.kernel.state import (
     PartitionState,
     TokenState,
 )
+from flowmonkey.kernel.state_codec import state_from_json, state_to_json
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
@@ -52,7 +53,6 @@ from flowmonkey.model.limits import (
     ContextLimits,
     TimeoutConfig,
 )
-from flowmonkey.projections.state_codec import state_from_json, state_to_json
 
 MAGIC: Final = b"FMSNAP"
 FORMAT: Final = 2

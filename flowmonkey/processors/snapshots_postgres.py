@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from flowmonkey.pg.pool import SchemaPool
 from flowmonkey.processors.snapshots import Snapshot, SnapshotStoreError
-from flowmonkey.projections.schema import SchemaPool
 
 # The row moves only forwards: a processor that lost its partition and has not
 # noticed yet may still save a snapshot older than its successor's.

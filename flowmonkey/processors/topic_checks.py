@@ -25,7 +25,7 @@ from flowmonkey.errors import LogError
 from flowmonkey.log.base import Log
 from flowmonkey.log.kafka import require_kafka
 from flowmonkey.log.kafka_topics import TopicFacts
-from flowmonkey.processors.topics import Topics
+from flowmonkey.log.topics import Topics
 
 __all__ = [
     "TOPIC_SETTINGS_CODE",

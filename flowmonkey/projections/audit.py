@@ -29,12 +29,12 @@ import orjson
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.codec import decode_record, event_to_dict
 from flowmonkey.events.envelope import Event
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.kernel.apply import apply, replay
 from flowmonkey.kernel.state import ExecutionState
+from flowmonkey.kernel.state_codec import state_to_json
 from flowmonkey.log.base import Log
-from flowmonkey.projections.schema import checked_schema
-from flowmonkey.projections.state_codec import state_to_json
+from flowmonkey.log.partitioner import partition_for
+from flowmonkey.pg.schema import checked_schema
 
 READ_BATCH = 5000
 COMPARE_CHUNK = 500

@@ -181,8 +181,8 @@ class Projection(Protocol):
         """Retry pending entries: a row that now inserts is acked, else attempts += 1.
 
         With ``max_attempts``, an entry whose failed attempt is its ``max_attempts``-th
-        is given up, as the original's WAL replay job did after its last retry: acked
-        (compaction removes it) and reported as ``pipe.discarded`` (``executionId``,
+        is given up after its last retry: acked (compaction removes it) and reported
+        as ``pipe.discarded`` (``executionId``,
         ``pipeId``, ``tableId``, ``attempts``, ``error``). Without it (the default) an
         entry stays pending until it lands or is acked."""
         ...

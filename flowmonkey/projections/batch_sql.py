@@ -13,8 +13,8 @@ from collections.abc import Sequence
 EVENT_COLUMNS = ("execution_id, seq, type, version, event_id, timestamp_ms, tenant_id, "
                   "command_id, data")
 # Batches are written column-wise through unnest(): one statement for the whole batch.
-# Row by row (executemany) Postgres plans and runs one insert per event, which cost about
-# twice the server CPU per step in the projection benchmark.
+# Row by row (executemany) Postgres plans and runs one insert per event, about twice the
+# server CPU per step (docs/performance.md).
 _EVENT_TYPES = ("text", "bigint", "text", "int", "text", "bigint", "text", "text", "jsonb")
 _EXECUTION_COLUMNS = ("id, tenant_id, flow_id, flow_version, status, parent_execution_id, "
                       "idempotency_key, wake_at, created_at, updated_at, seq, state")
@@ -25,8 +25,8 @@ _OFFSET_TYPES = ("text", "text", "int", "bigint", "bigint")
 
 def _unnest(types: Sequence[str], first: int) -> str:
     """``unnest`` of one array parameter per column, from ``$first``; JSON travels as
-    text and is cast on the server (asyncpg encoding jsonb[] element by element cost
-    the client as much as the server saved)."""
+    text and is cast on the server (asyncpg encoding jsonb[] element by element costs
+    the client as much as it saves the server)."""
     return "unnest(" + ", ".join(
         f"${first + i}::text[]::jsonb[]" if t == "jsonb" else f"${first + i}::{t}[]"
         for i, t in enumerate(types)) + ")"
@@ -68,7 +68,7 @@ offsets_new as (
 select (select count(*) from offsets_moved) + (select count(*) from offsets_new),
     set_config('synchronous_commit', ${_SYNC_PARAM}::text, true)"""
 # One statement writes a batch's events, executions and offsets (three statements and a
-# SET cost four round trips to the server per batch, which the projector waited for).
+# SET would be four round trips to the server per batch, each waited for).
 # The sub-statements touch different tables and none reads another's rows, so running
 # them on one snapshot changes nothing.
 #

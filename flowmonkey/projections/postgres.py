@@ -34,8 +34,10 @@ from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event, ms_to_datetime, trusted_event
 from flowmonkey.kernel.apply import apply, replay
 from flowmonkey.kernel.state import ExecutionState
+from flowmonkey.kernel.state_codec import state_from_json, state_to_json
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
+from flowmonkey.pg.pool import SchemaPool
 
 from .base import (
     Notify,
@@ -55,8 +57,6 @@ from .batch_sql import (
 )
 from .row_sql import QueryParams, filter_sql, order_sql
 from .rows import check_order, decode_cursor, encode_cursor, prepare_filters, validate_row
-from .schema import SchemaPool
-from .state_codec import state_from_json, state_to_json
 
 log = logging.getLogger(__name__)
 

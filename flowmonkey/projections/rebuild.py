@@ -31,9 +31,9 @@ import asyncpg
 
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.log.base import Log
+from flowmonkey.pg.schema import checked_schema
 from flowmonkey.projections.postgres import PostgresProjection
 from flowmonkey.projections.projector import Projector
-from flowmonkey.projections.schema import checked_schema
 
 COUNTED_TABLES = ("fm_executions", "fm_events", "fm_rejections", "fm_resume_tokens",
                   "fm_table_defs", "fm_table_rows", "fm_wal_entries")

@@ -3,7 +3,7 @@
 Rules every backend follows (the contract suite checks them):
 
 * A row is an object whose keys are column ids of its table; unknown keys are refused
-  (the original ignored them silently, which hid typos in pipe mappings).
+  (ignoring them would hide typos in pipe mappings).
 * ``None`` means "no value": allowed for optional columns, refused for required ones.
 * ``datetime`` values are stored as **epoch milliseconds** (int). ISO-8601 strings and
   ``datetime`` objects are accepted and normalised, so filters and ordering compare

@@ -53,7 +53,7 @@ from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log
 from flowmonkey.log.kafka import require_kafka
 from flowmonkey.log.kafka_consumers import to_record
-from flowmonkey.processors.topics import Topics, topics_of
+from flowmonkey.log.topics import Topics, topics_of
 from flowmonkey.projections.base import Projection
 from flowmonkey.projections.projector import (
     DEFAULT_GROUP,

@@ -18,9 +18,9 @@ from flowmonkey.errors import (
 from flowmonkey.events import names as n
 from flowmonkey.events.codec import encode_command, headers_for
 from flowmonkey.events.envelope import Command, Event
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.kernel.decide import idempotency_scope
 from flowmonkey.log.base import OutRecord
+from flowmonkey.log.partitioner import partition_for
 from flowmonkey.model.limits import TimeoutConfig
 from flowmonkey.model.storable import LOG_MAX_DEPTH, UnstorableValue, check_body
 

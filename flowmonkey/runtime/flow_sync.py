@@ -6,10 +6,10 @@ from __future__ import annotations
 import contextlib
 
 from flowmonkey.errors import FlowMonkeyError
+from flowmonkey.handlers.registry import FlowRegistry
 from flowmonkey.log.base import Log, OutRecord
+from flowmonkey.log.topics import Topics
 from flowmonkey.model.flow import Flow
-from flowmonkey.processors.topics import Topics
-from flowmonkey.registry import FlowRegistry
 
 
 async def sync_flows(log: Log, topics: Topics, flows: FlowRegistry) -> None:

@@ -4,8 +4,9 @@ With many executions in flight, most of the engine's short-lived objects (tasks,
 commands, events, records of a batch) live through two young collections of Python's
 cyclic garbage collector and get promoted to the oldest generation. With the default
 thresholds (700, 10, 10) that triggers a full collection every ~70,000 allocations,
-and each one walks every object in the process: measured on the 5-step benchmark at
-10,000 concurrent executions, full collections took ~40 % of the engine's CPU time.
+and each one walks every object in the process: with thousands of executions in
+flight, full collections take a large share of the engine's CPU time (figures in
+docs/performance.md).
 
 :func:`tune_gc` raises the thresholds so that young collections are rarer (objects
 die before being examined) and full ones rarer still, and optionally freezes the

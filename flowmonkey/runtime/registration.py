@@ -12,11 +12,11 @@ from flowmonkey.errors import FlowNotFoundError, FlowValidationError
 from flowmonkey.handlers import with_builtins
 from flowmonkey.handlers.base import StepHandler
 from flowmonkey.handlers.config_check import config_problems
+from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
 from flowmonkey.handlers.subflow import SubFlowHandler
 from flowmonkey.model.flow import ENGINE_HANDLER_HINT, Flow, with_more_problems
 from flowmonkey.model.flow_calls import self_call_warning
 from flowmonkey.model.tables import TableDef
-from flowmonkey.registry import EngineEnv, FlowRegistry, HandlerRegistry
 
 log = logging.getLogger("flowmonkey.engine")
 

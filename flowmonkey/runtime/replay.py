@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flowmonkey.events.codec import decode_event
 from flowmonkey.events.envelope import Event
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.kernel.apply import replay as replay_events
 from flowmonkey.log.base import Log
+from flowmonkey.log.partitioner import partition_for
 from flowmonkey.model.execution import Execution
 
 

@@ -9,9 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flowmonkey.events.envelope import Command
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.handlers.base import VaultProvider
+from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
 from flowmonkey.log.base import Log
+from flowmonkey.log.partitioner import partition_for
+from flowmonkey.log.topics import Topics
 from flowmonkey.metrics import Metrics
 from flowmonkey.model.tables import TableDef
 from flowmonkey.processors.clock import Clock
@@ -20,10 +22,8 @@ from flowmonkey.processors.partition import Appender, PartitionProcessor
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.topic_checks import verify_topics
-from flowmonkey.processors.topics import Topics
 from flowmonkey.projections.base import Projection
 from flowmonkey.projections.projector import OnBatch, Projector
-from flowmonkey.registry import EngineEnv, FlowRegistry, HandlerRegistry
 from flowmonkey.runtime.flow_sync import sync_flows
 
 

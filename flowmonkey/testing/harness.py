@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flowmonkey.dispatcher import EventDispatcher
 from flowmonkey.engine import CancelResult, CreateResult, Engine, EngineOptions
+from flowmonkey.events.dispatcher import EventDispatcher
 from flowmonkey.events.envelope import Event
 from flowmonkey.handlers.base import StepHandler, VaultProvider
 from flowmonkey.kernel.copies import private_event

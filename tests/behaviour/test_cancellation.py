@@ -16,8 +16,8 @@ from flowmonkey import (
     StepResult,
     handler,
 )
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log import EmbeddedLog
+from flowmonkey.log.partitioner import partition_for
 from flowmonkey.testing import TestHarness
 from tests.behaviour.flows import flow, step, types_of
 from tests.unit.api_support import eventually

@@ -16,10 +16,10 @@ from flowmonkey import Engine, ExecutionStatus, HandlerParams, Result, StepResul
 from flowmonkey.events import names as n
 from flowmonkey.events.codec import decode_event, encode_command
 from flowmonkey.events.envelope import Command, trusted_command
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.kernel import state as state_module
 from flowmonkey.log import EmbeddedLog, OutRecord
 from flowmonkey.log.base import Position
+from flowmonkey.log.partitioner import partition_for
 from flowmonkey.processors.clock import SimulatedClock
 from flowmonkey.processors.early_cancels import EARLY_CANCEL_TTL_MS
 from flowmonkey.processors.partition import PartitionProcessor

@@ -29,8 +29,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from flowmonkey.errors import LogError
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log import Log, OutRecord, Position, TopicSpec
+from flowmonkey.log.partitioner import partition_for
 
 PARTITIONS = 3
 WAIT_S = 5.0  # generous: a remote broker may be slow, a passing test never waits this long

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from flowmonkey.pg.schema import MIGRATIONS
 from flowmonkey.processors.snapshots import Snapshot, SnapshotStore, SnapshotStoreError
 from flowmonkey.processors.snapshots_postgres import PostgresSnapshotStore
-from flowmonkey.projections.schema import MIGRATIONS
 from tests.contract.snapshot_contract import SnapshotStoreContract
 
 pytestmark = pytest.mark.integration

@@ -493,7 +493,8 @@ def test_bench_runs_a_benchmark_of_the_checkout_passing_its_options() -> None:
 def test_bench_without_the_checkout_says_where_the_benchmarks_are(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from flowmonkey import cli, cli_bench
+    from flowmonkey import cli
+    from flowmonkey.cli import bench as cli_bench
 
     monkeypatch.setattr(cli_bench, "bench_dir", lambda: tmp_path / "bench")
     assert cli.main(["bench", "kafka"]) == 2

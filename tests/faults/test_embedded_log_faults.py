@@ -32,9 +32,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from flowmonkey.errors import LogError, WaitTimeout
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
 from flowmonkey.log._embedded_repair import LOST_RECORD_HEADER, repair
+from flowmonkey.log.partitioner import partition_for
 from flowmonkey.model.execution import ExecutionStatus
 from tests.faults.support import EVENTS, engine_on, frame_starts, placeholder_bytes
 

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from flowmonkey.log.kafka import KafkaLog
-from flowmonkey.processors.topics import Topics
+from flowmonkey.log.topics import Topics
 from flowmonkey.projections.postgres import PostgresProjection
 from flowmonkey.projections.service import ProjectorService
 from flowmonkey.testing.services_postgres import PostgresServer

@@ -31,7 +31,7 @@ import pytest
 from flowmonkey.log.base import Log
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
-from flowmonkey.processors.topics import Topics
+from flowmonkey.log.topics import Topics
 from flowmonkey.projections.postgres import PostgresProjection
 from flowmonkey.projections.projector import VERIFY_EVERY_S, Projector
 from flowmonkey.projections.service import ProjectorService

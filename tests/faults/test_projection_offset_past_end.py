@@ -13,7 +13,7 @@ import pytest
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
-from flowmonkey.processors.topics import Topics
+from flowmonkey.log.topics import Topics
 from flowmonkey.projections.postgres import PostgresProjection
 from flowmonkey.projections.projector import OffsetPastEndError, Projector
 from flowmonkey.projections.service import ProjectorService

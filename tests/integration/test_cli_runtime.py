@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.topics import Topics
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.processors.topics import Topics
-from flowmonkey.projections.schema import MIGRATIONS
+from flowmonkey.pg.schema import MIGRATIONS
 from tests.integration.projector_support import append_events, fetch, run_end, run_start, until
 
 pytestmark = pytest.mark.integration

@@ -22,10 +22,10 @@ from flowmonkey import Engine, Result, handler
 from flowmonkey.errors import ExecutionNotFoundError
 from flowmonkey.events.codec import decode_event
 from flowmonkey.events.envelope import Event
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.handlers.base import HandlerParams
 from flowmonkey.log import OutRecord
 from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.partitioner import partition_for
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.result import StepResult
 

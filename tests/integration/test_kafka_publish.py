@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log import OutRecord, TopicSpec
 from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.partitioner import partition_for
 
 pytestmark = pytest.mark.integration
 

@@ -36,9 +36,9 @@ from flowmonkey.handlers.base import HandlerParams
 from flowmonkey.log.base import OutRecord, TopicSpec
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.log.kafka_security import KafkaSecurity
+from flowmonkey.log.topics import Topics
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.result import StepResult
-from flowmonkey.processors.topics import Topics
 from flowmonkey.testing.services import KafkaSaslEndpoint, KafkaSaslSslEndpoint, run_async
 from flowmonkey.testing.services_common import (
     ENV_KAFKA_SASL_MECHANISMS,

@@ -30,9 +30,9 @@ from flowmonkey.errors import LogError
 from flowmonkey.handlers.base import HandlerParams
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.log.kafka_topics import TopicFacts, describe_topic_facts
+from flowmonkey.log.topics import Topics
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.result import StepResult
-from flowmonkey.processors.topics import Topics
 
 pytestmark = pytest.mark.integration
 

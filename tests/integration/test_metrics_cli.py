@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from flowmonkey.log.kafka import KafkaLog
-from flowmonkey.processors.topics import Topics
+from flowmonkey.log.topics import Topics
 from tests.integration.projector_support import append_events, run_end, run_start
 from tests.integration.test_cli_runtime import (  # noqa: F401 (a fixture)
     Launch,

@@ -13,6 +13,7 @@ import pytest
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
 from flowmonkey.model.tables import ColumnDef, TableDef
+from flowmonkey.pg.schema import MIGRATIONS, migrate
 from flowmonkey.projections.base import Projection, RowFilter, RowOrder, RowQuery
 from flowmonkey.projections.memory import MemoryProjection
 from flowmonkey.projections.postgres import (
@@ -20,7 +21,6 @@ from flowmonkey.projections.postgres import (
     PostgresProjection,
     ProjectionStoreError,
 )
-from flowmonkey.projections.schema import MIGRATIONS, migrate
 from tests.contract.projection_contract import (
     ORDERS,
     T0,

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from flowmonkey.events.partitioner import partition_for
 from flowmonkey.log.base import OutRecord
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.partitioner import partition_for
+from flowmonkey.log.topics import Topics
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.processors.topics import Topics
 from flowmonkey.projections.postgres import PostgresProjection
 from flowmonkey.projections.service import ProjectorService
 from tests.integration.projector_support import (

@@ -35,7 +35,7 @@ from flowmonkey.events.envelope import Command, Event
 from flowmonkey.kernel.apply import replay
 from flowmonkey.log import OutRecord
 from flowmonkey.log.kafka import KafkaLog
-from flowmonkey.processors.topics import Topics
+from flowmonkey.log.topics import Topics
 from flowmonkey.projections.postgres import PostgresProjection
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

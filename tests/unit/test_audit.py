@@ -13,8 +13,9 @@ import pytest
 from flowmonkey.events.envelope import Event
 from flowmonkey.kernel.apply import replay
 from flowmonkey.kernel.state import ExecutionState
+from flowmonkey.kernel.state_codec import state_to_json
 from flowmonkey.log.embedded import EmbeddedLog
-from flowmonkey.processors.topics import Topics
+from flowmonkey.log.topics import Topics
 from flowmonkey.projections.audit import (
     NotInLogError,
     ProjectionRows,
@@ -26,7 +27,6 @@ from flowmonkey.projections.audit import (
     write_jsonl,
 )
 from flowmonkey.projections.rebuild import old_schema_name
-from flowmonkey.projections.state_codec import state_to_json
 from tests.contract.projection_contract import created, ev, finished, full_run, started
 from tests.integration.projector_support import append_events
 

@@ -124,7 +124,7 @@ def test_a_directory_in_use_is_refused_with_what_to_do(
 
 
 def test_a_service_on_a_damaged_log_is_told_to_check_and_repair(tmp_path: Path) -> None:
-    from flowmonkey.cli_settings import log_unreachable
+    from flowmonkey.cli.settings import log_unreachable
     from flowmonkey.errors import LogError
     from flowmonkey.settings import Settings
 

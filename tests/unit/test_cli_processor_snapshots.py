@@ -8,9 +8,9 @@ import argparse
 import pytest
 
 from flowmonkey.cli import build_parser, main
-from flowmonkey.cli_common import Bundle
-from flowmonkey.cli_processor import _Processor
-from flowmonkey.cli_settings import settings_from_args
+from flowmonkey.cli.common import Bundle
+from flowmonkey.cli.processor import _Processor
+from flowmonkey.cli.settings import settings_from_args
 from flowmonkey.processors.snapshots_postgres import PostgresSnapshotStore
 
 DSN = "postgresql://fm:secret@db.invalid:5432/fm"

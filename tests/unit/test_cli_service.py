@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import gc
 
-from flowmonkey.cli_service import add_gc_option, apply_gc_option
+from flowmonkey.cli.options import add_gc_option
+from flowmonkey.cli.service import apply_gc_option
 from flowmonkey.runtime.gc_tuning import DEFAULT_THRESHOLDS, restore_gc
 
 

@@ -9,10 +9,10 @@ import sys
 import orjson
 import pytest
 
-from flowmonkey import cli_service
-from flowmonkey.cli_common import CliError
-from flowmonkey.cli_service import JsonLogFormatter, say
-from flowmonkey.cli_settings import settings_from_args
+from flowmonkey.cli import service as cli_service
+from flowmonkey.cli.common import CliError
+from flowmonkey.cli.service import JsonLogFormatter, say
+from flowmonkey.cli.settings import settings_from_args
 
 
 def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowmonkey.events.partitioner import murmur2, partition_for
+from flowmonkey.log.partitioner import murmur2, partition_for
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from flowmonkey.cli_common import CliError
-from flowmonkey.cli_projector import DEFAULT_GROUP as CLI_DEFAULT_GROUP
-from flowmonkey.cli_settings import add_settings_options, scrub, settings_from_args
+from flowmonkey.cli.common import CliError
+from flowmonkey.cli.options import add_settings_options
+from flowmonkey.cli.projector import DEFAULT_GROUP as CLI_DEFAULT_GROUP
+from flowmonkey.cli.settings import scrub, settings_from_args
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.projections.memory import MemoryProjection

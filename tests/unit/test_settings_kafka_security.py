@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from flowmonkey.cli_common import CliError
-from flowmonkey.cli_settings import add_settings_options, settings_from_args
+from flowmonkey.cli.common import CliError
+from flowmonkey.cli.options import add_settings_options
+from flowmonkey.cli.settings import settings_from_args
 from flowmonkey.errors import LogError
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.log.kafka_security import KafkaSecurity, connection_hint

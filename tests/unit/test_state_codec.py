@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from flowmonkey.kernel.state import ExecutionOptions, ExecutionState, TokenState
+from flowmonkey.kernel.state_codec import state_from_json, state_to_json
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.limits import ContextLimits, TimeoutConfig
-from flowmonkey.projections.state_codec import state_from_json, state_to_json
 
 
 def _minimal() -> ExecutionState:

@@ -1,12 +1,12 @@
-"""Shared pieces of the CLI: errors, loading flows and handlers, parsing input, and
-formatting events for humans.
+"""Shared pieces of the CLI: its error and exit codes, reading input, and loading flows,
+handlers and tables from files, modules and ``--app``. The option builders are in
+:mod:`flowmonkey.cli.options`, events for humans in :mod:`flowmonkey.cli.format`.
 
 Nothing here imports the engine at module level, so ``flowmonkey --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import json
@@ -17,14 +17,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowmonkey.handlers.base import StepHandler
     from flowmonkey.model.flow import Flow
     from flowmonkey.model.tables import TableDef
-
-    Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,40 +41,6 @@ class CliError(Exception):
         super().__init__(message)
         self.exit_code = exit_code
         self.hint = hint
-
-
-# --------------------------------------------------------------------------- parsers
-
-
-def add_common_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
-    """``--debug`` on the main parser and on every command (either position works)."""
-    parser.add_argument(
-        "--debug", action="store_true",
-        default=False if top_level else argparse.SUPPRESS,
-        help="show Python tracebacks for errors")
-
-
-def add_command(subparsers: Subparsers, name: str, *, help: str, description: str,
-                epilog: str) -> argparse.ArgumentParser:
-    """A command parser with the house style: description, examples epilog, --debug."""
-    parser = subparsers.add_parser(
-        name, help=help, description=description, epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_options(parser)
-    return parser
-
-
-def add_actions(parser: argparse.ArgumentParser, dest: str, choices: str) -> Subparsers:
-    """The actions of a command group (``topics create``, ``wal list`` …); the group
-    without one prints its help and says to choose one of ``choices`` (exit 2)."""
-
-    def no_action(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        print(f"error: no action given; choose {choices} (above)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    parser.set_defaults(func=no_action)
-    return parser.add_subparsers(dest=dest, metavar="ACTION")
 
 
 # --------------------------------------------------------------------------- input
@@ -415,6 +379,17 @@ def load_app(spec: str) -> Bundle:
     module, attr = import_module_or_file(spec)
     source = _attribute(module, attr, spec) if attr else module
     return bundle_from_object(source, spec)
+
+
+def load_apps(apps: Iterable[str], flows_dirs: Iterable[str]) -> Bundle:
+    """What ``--app`` and ``--flows-dir`` (:func:`flowmonkey.cli.options.add_app_options`)
+    give, in that order."""
+    bundle = Bundle()
+    for spec in apps:
+        bundle.extend(load_app(spec))
+    for directory in flows_dirs:
+        bundle.extend(load_flows_dir(directory))
+    return bundle
 
 
 def load_flows_dir(directory: str) -> Bundle:

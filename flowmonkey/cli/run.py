@@ -1,4 +1,4 @@
-"""``flowmonkey run`` (run one flow, print its timeline) and ``flowmonkey validate``."""
+"""``flowmonkey run``: run one flow, print its timeline."""
 
 from __future__ import annotations
 
@@ -8,18 +8,15 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.cli_common import (
-    EXIT_BAD_INPUT,
+from flowmonkey.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_WAITING,
     Bundle,
     CliError,
-    add_command,
     all_handlers,
     flow_problems,
     load_flow_source,
@@ -27,19 +24,23 @@ from flowmonkey.cli_common import (
     parse_json_text,
     read_input,
 )
-from flowmonkey.cli_format import (
+from flowmonkey.cli.format import (
     error_text,
     event_json,
     format_timeline,
     pretty,
     timeline_events,
 )
+from flowmonkey.cli.options import (
+    add_command,
+    add_handlers_option,
+    add_input_options,
+    add_private_http_option,
+)
 from flowmonkey.kernel.inputs import is_missing_input
-from flowmonkey.model.flow_calls import self_call_warning
-from flowmonkey.model.limits import DEFAULT_MAX_SUBFLOW_DEPTH
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.events.envelope import Event
     from flowmonkey.handlers.base import StepHandler
     from flowmonkey.model.execution import Execution
@@ -62,17 +63,6 @@ examples:
   flowmonkey run pkg.flows:checkout --real-time --timeout-s 120
 """
 
-VALIDATE_EPILOG = """\
-Checks structure (steps, transitions, initial step), handler types (the built-in
-ones plus those given with --handlers or defined by a Python flow file) and pipe
-tables. Exit code 0 when every flow is valid, 2 otherwise.
-
-examples:
-  flowmonkey validate examples/flows/order.json examples/flows/order.yaml
-  flowmonkey validate my_flows.py --handlers my_handlers
-"""
-
-
 def register_run(subparsers: Subparsers) -> None:
     p = add_command(subparsers, "run", help="run one flow and print its timeline",
                     description="Run one flow in this process and print the execution's "
@@ -80,15 +70,10 @@ def register_run(subparsers: Subparsers) -> None:
                     epilog=RUN_EPILOG)
     p.add_argument("flow_file", metavar="FLOW_FILE", help="flow file (.json/.yaml/.py) or "
                    "module[:attribute]")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--input", metavar="JSON", help="initial context, a JSON object")
-    source.add_argument("--input-file", metavar="PATH", help="initial context from a JSON "
-                        "or YAML file")
+    add_input_options(p)
     p.add_argument("--flow", metavar="FLOW_ID", help="which flow to run when the file has "
                    "several (default: the first)")
-    p.add_argument("--handlers", metavar="MODULE[:ATTR]", action="append", default=[],
-                   help="extra handlers: a module's `handlers` list or the named attribute "
-                        "(a .py path works too); repeatable")
+    add_handlers_option(p)
     p.add_argument("--tenant", metavar="T", help="tenant id of the execution")
     p.add_argument("--timeout-s", metavar="N", type=float, default=30.0,
                    help="give up after N wall-clock seconds (default 30)")
@@ -97,22 +82,10 @@ def register_run(subparsers: Subparsers) -> None:
     p.add_argument("--resume", metavar="JSON", action="append", default=[],
                    help="when the flow waits for a signal, resume it with this data; "
                         "repeat for several waits")
-    p.add_argument("--allow-private-http", action="store_true",
-                   help="let the http handler call private and loopback addresses")
+    add_private_http_option(p)
     p.add_argument("--json", action="store_true",
                    help="print one JSON document instead of the text report")
     p.set_defaults(func=cmd_run)
-
-
-def register_validate(subparsers: Subparsers) -> None:
-    p = add_command(subparsers, "validate", help="validate flow files",
-                    description="Validate flow definitions and print OK or the problems.",
-                    epilog=VALIDATE_EPILOG)
-    p.add_argument("flow_files", metavar="FLOW_FILE", nargs="+",
-                   help="flow files (.json/.yaml/.py) or module[:attribute]")
-    p.add_argument("--handlers", metavar="MODULE[:ATTR]", action="append", default=[],
-                   help="handlers the flows use besides the built-in ones; repeatable")
-    p.set_defaults(func=cmd_validate)
 
 
 # --------------------------------------------------------------------------- run
@@ -196,8 +169,8 @@ async def _run_simulated(bundle: Bundle, handlers: list[StepHandler], flow: Flow
 async def _run_real_time(bundle: Bundle, handlers: list[StepHandler], flow: Flow,
                          context: dict[str, Any], resumes: list[Any],
                          args: argparse.Namespace) -> RunOutcome:
-    from flowmonkey.dispatcher import EventDispatcher
     from flowmonkey.engine import Engine, EngineOptions
+    from flowmonkey.events.dispatcher import EventDispatcher
     from flowmonkey.settings import vault_from_env
 
     started = time.perf_counter()
@@ -338,53 +311,3 @@ def _report_json(outcome: RunOutcome, flow: Flow, args: argparse.Namespace) -> i
     if outcome.timed_out and code == EXIT_OK:
         return EXIT_FAILED
     return code
-
-
-# --------------------------------------------------------------------------- validate
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    extra: list[StepHandler] = []
-    for spec in args.handlers:
-        extra.extend(load_handlers_spec(spec))
-    failures = 0
-    for spec in args.flow_files:
-        failures += _validate_one(spec, extra)
-    total = len(args.flow_files)
-    if failures:
-        print(f"{failures} of {total} file(s) invalid", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"all {total} file(s) valid")
-    return EXIT_OK
-
-
-def _validate_one(spec: str, extra: Sequence[StepHandler]) -> int:
-    try:
-        bundle = load_flow_source(spec, all_handlers(extra, allow_private_http=False))
-    except CliError as exc:
-        message = str(exc)
-        print(f"FAIL {message if message.startswith(spec) else f'{spec}: {message}'}",
-              file=sys.stderr)
-        return 1
-    handlers = all_handlers([*extra, *bundle.handlers], allow_private_http=False)
-    known_flows = {f.id for f in bundle.flows}
-    bad = False
-    for flow in bundle.flows:
-        problems = flow_problems(flow, handlers, bundle.tables)
-        if problems:
-            bad = True
-            print(f"FAIL {spec}: {flow.ref}", file=sys.stderr)
-            for problem in problems:
-                print(f"  {problem}", file=sys.stderr)
-            continue
-        notes = [f"step {s.id!r} starts flow {s.config.get('flowId')!r}, which is not in "
-                 "this file" for s in flow.steps.values()
-                 if s.type == "sub-flow" and s.config.get("flowId") not in known_flows]
-        print(f"OK   {spec}: {flow.ref} ({len(flow.steps)} steps"
-              + (f", {len(flow.pipes)} pipes" if flow.pipes else "") + ")")
-        for note in notes:
-            print(f"     note: {note}")
-        warning = self_call_warning(flow.id, bundle.flows, DEFAULT_MAX_SUBFLOW_DEPTH)
-        if warning is not None:
-            print(f"     warning: {warning}")
-    return 1 if bad else 0

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from flowmonkey.events.envelope import Event
 
-log = logging.getLogger("flowmonkey.dispatcher")
+log = logging.getLogger("flowmonkey.events.dispatcher")
 
 Listener = Callable[[Event], Any]
 ErrorHook = Callable[[BaseException, Event], None]

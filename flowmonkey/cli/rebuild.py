@@ -10,18 +10,17 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, add_command
-from flowmonkey.cli_settings import (
+from flowmonkey.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError
+from flowmonkey.cli.options import (
+    add_command,
+    add_progress_option,
     add_schema_option,
     add_settings_options,
-    postgres_unreachable,
-    require_dsn,
-    scrub,
-    settings_from_args,
 )
+from flowmonkey.cli.settings import postgres_unreachable, require_dsn, scrub, settings_from_args
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.projections.rebuild import RebuildProgress, RebuildResult
     from flowmonkey.settings import Settings
 
@@ -69,14 +68,13 @@ def register_rebuild(subparsers: Subparsers) -> None:
                              "(default flowmonkey-rebuild-<timestamp>)")
     parser.add_argument("--batch-size", metavar="N", type=int, default=2000,
                         help="most events applied in one transaction (default 2000)")
-    parser.add_argument("--progress-every", metavar="SECONDS", type=float, default=5.0,
-                        help="seconds between progress lines on stderr (default 5)")
+    add_progress_option(parser, where="on stderr")
     add_settings_options(parser, partitions=False, creates_topics=False)
     parser.set_defaults(func=run_rebuild)
 
 
 def _checked(name: str, option: str) -> None:
-    from flowmonkey.projections.schema import checked_schema
+    from flowmonkey.pg.schema import checked_schema
 
     try:
         checked_schema(name)
@@ -110,7 +108,7 @@ def run_rebuild(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, settings: Settings, dsn: str, group: str) -> int:
     import asyncpg
 
-    from flowmonkey.cli_replay import open_log
+    from flowmonkey.cli.replay import open_log
     from flowmonkey.projections.rebuild import BAD_TARGET, RebuildError, rebuild
 
     last = [time.monotonic()]

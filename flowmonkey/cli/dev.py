@@ -14,24 +14,28 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     Bundle,
     CliError,
-    add_command,
     engine_handlers,
-    load_app,
-    load_flows_dir,
+    load_apps,
     read_input,
 )
-from flowmonkey.cli_format import (
+from flowmonkey.cli.format import (
     clock_time,
     event_detail,
     event_step,
 )
-from flowmonkey.cli_service import run_until_stopped, stop_on_signals
+from flowmonkey.cli.options import (
+    add_app_options,
+    add_command,
+    add_input_options,
+    add_private_http_option,
+)
+from flowmonkey.cli.service import run_until_stopped, stop_on_signals
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.engine import Engine
     from flowmonkey.events.envelope import Event
 
@@ -60,17 +64,10 @@ def register_dev(subparsers: Subparsers) -> None:
     p.add_argument("--data-dir", metavar="DIR",
                    default=os.environ.get("FLOWMONKEY_DATA_DIR") or "./.flowmonkey",
                    help="where the log lives (default: $FLOWMONKEY_DATA_DIR or ./.flowmonkey)")
-    p.add_argument("--app", metavar="MODULE[:ATTR]", action="append", default=[],
-                   help="flows and handlers: an object or module with `flows` and "
-                        "`handlers` (a .py path works too); repeatable")
-    p.add_argument("--flows-dir", metavar="DIR", action="append", default=[],
-                   help="register every .json/.yaml/.yml flow file in DIR; repeatable")
+    add_app_options(p)
     p.add_argument("--start", metavar="FLOW_ID",
                    help="create one execution of FLOW_ID at startup")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--input", metavar="JSON", help="its initial context (JSON object)")
-    source.add_argument("--input-file", metavar="PATH",
-                        help="its initial context from a JSON/YAML file")
+    add_input_options(p, whose="its ")
     p.add_argument("--tenant", metavar="T", help="tenant id for the --start execution")
     p.add_argument("--partitions", metavar="N", type=int, default=4,
                    help="partitions of a new data directory (default 4)")
@@ -78,8 +75,7 @@ def register_dev(subparsers: Subparsers) -> None:
                    help="seconds between progress lines (default 5)")
     p.add_argument("--quiet", action="store_true",
                    help="print only executions starting and ending, not every event")
-    p.add_argument("--allow-private-http", action="store_true",
-                   help="let the http handler call private and loopback addresses")
+    add_private_http_option(p)
     p.set_defaults(func=cmd_dev)
 
 
@@ -90,11 +86,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         raise CliError("--stats-interval must be positive")
     if (args.input is not None or args.input_file is not None) and not args.start:
         raise CliError("--input needs --start FLOW_ID")
-    bundle = Bundle()
-    for spec in args.app:
-        bundle.extend(load_app(spec))
-    for directory in args.flows_dir:
-        bundle.extend(load_flows_dir(directory))
+    bundle = load_apps(args.app, args.flows_dir)
     context = read_input(args.input, args.input_file)
     data_dir = Path(args.data_dir)
     try:
@@ -158,8 +150,8 @@ class DevServer:
         self.deferred = []
 
     async def run(self) -> int:
-        from flowmonkey.dispatcher import EventDispatcher
         from flowmonkey.engine import Engine, EngineOptions
+        from flowmonkey.events.dispatcher import EventDispatcher
         from flowmonkey.log.embedded import EmbeddedLog
         from flowmonkey.settings import vault_from_env
 

@@ -13,17 +13,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.cli_common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    CliError,
-    add_actions,
-    add_command,
-)
+from flowmonkey.cli.common import EXIT_FAILED, EXIT_OK, CliError
+from flowmonkey.cli.options import add_actions, add_command
 from flowmonkey.settings import ENV_DATA_DIR
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
 
 EPILOG = """\
 `check` reads every segment, the commit journal and the groups' offsets, and reports

@@ -6,35 +6,32 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     Bundle,
     CliError,
-    add_command,
     engine_handlers,
-    load_app,
-    load_flows_dir,
+    load_apps,
 )
-from flowmonkey.cli_service import (
-    add_gc_option,
-    add_log_format_option,
+from flowmonkey.cli.options import (
+    add_app_options,
+    add_command,
+    add_private_http_option,
+    add_progress_option,
+    add_schema_option,
+    add_service_options,
+    add_settings_options,
+)
+from flowmonkey.cli.service import (
     apply_gc_option,
     configure_logging,
     run_until_stopped,
     say,
     stop_on_signals,
 )
-from flowmonkey.cli_settings import (
-    add_metrics_options,
-    add_schema_option,
-    add_settings_options,
-    check_schema,
-    serving_metrics,
-    settings_from_args,
-    start_engine,
-)
+from flowmonkey.cli.settings import check_schema, serving_metrics, settings_from_args, start_engine
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.engine import Engine
     from flowmonkey.processors.snapshots import SnapshotStore
     from flowmonkey.settings import Settings
@@ -79,28 +76,20 @@ def register_processor(subparsers: Subparsers) -> None:
         description="Process the commands of the partitions this instance is assigned in "
                     "the consumer group, until SIGINT or SIGTERM.",
         epilog=EPILOG)
-    parser.add_argument("--app", metavar="MODULE[:ATTR]", action="append", default=[],
-                        help="flows and handlers: an object or module with `flows` and "
-                             "`handlers` (a .py path works too); repeatable")
-    parser.add_argument("--flows-dir", metavar="DIR", action="append", default=[],
-                        help="register every .json/.yaml/.yml flow file in DIR; repeatable")
+    add_app_options(parser)
     parser.add_argument("--group", default=DEFAULT_GROUP,
                         help=f"the processors' consumer group (default {DEFAULT_GROUP})")
-    parser.add_argument("--progress-every", metavar="SECONDS", type=float, default=5.0,
-                        help="seconds between progress lines (default 5)")
+    add_progress_option(parser)
     parser.add_argument("--step-timeout-ms", metavar="MS", type=int, default=30_000,
                         help="default per-step handler timeout (default 30000)")
-    parser.add_argument("--allow-private-http", action="store_true",
-                        help="let the http handler call private and loopback addresses")
+    add_private_http_option(parser)
     parser.add_argument("--snapshot-every", metavar="N", type=int,
                         default=DEFAULT_SNAPSHOT_EVERY,
                         help="with a PostgreSQL DSN: snapshot a partition's state every N "
                              f"events (default {DEFAULT_SNAPSHOT_EVERY}; 0 turns snapshots "
                              "off)")
     add_schema_option(parser)
-    add_gc_option(parser)
-    add_log_format_option(parser)
-    add_metrics_options(parser)
+    add_service_options(parser)
     add_settings_options(parser, data_dir=False, embedded=False)
     parser.set_defaults(func=run_processor)
 
@@ -122,11 +111,7 @@ def run_processor(args: argparse.Namespace) -> int:
     if args.snapshot_every < 0:
         raise CliError(f"--snapshot-every must be 0 (off) or more, not {args.snapshot_every}")
     check_schema(args.schema)
-    bundle = Bundle()
-    for spec in args.app:
-        bundle.extend(load_app(spec))
-    for directory in args.flows_dir:
-        bundle.extend(load_flows_dir(directory))
+    bundle = load_apps(args.app, args.flows_dir)
     if not bundle.flows:
         raise CliError("no flows to run: give --app MODULE (with `flows` and `handlers`) "
                        "or --flows-dir DIR")

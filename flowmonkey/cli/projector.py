@@ -6,20 +6,22 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_FAILED, CliError, add_command
-from flowmonkey.cli_service import (
-    add_gc_option,
-    add_log_format_option,
+from flowmonkey.cli.common import EXIT_FAILED, CliError
+from flowmonkey.cli.options import (
+    add_command,
+    add_progress_option,
+    add_schema_option,
+    add_service_options,
+    add_settings_options,
+)
+from flowmonkey.cli.service import (
     apply_gc_option,
     configure_logging,
     run_until_stopped,
     say,
     stop_on_signals,
 )
-from flowmonkey.cli_settings import (
-    add_metrics_options,
-    add_schema_option,
-    add_settings_options,
+from flowmonkey.cli.settings import (
     check_schema,
     log_unreachable,
     postgres_unreachable,
@@ -30,7 +32,7 @@ from flowmonkey.cli_settings import (
 )
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.projections.projector import PartitionProgress
     from flowmonkey.projections.service import ProjectorService
     from flowmonkey.settings import Settings
@@ -72,8 +74,7 @@ def register_projector(subparsers: Subparsers) -> None:
                         help=f"consumer group, and the name offsets are stored under "
                              f"(default {DEFAULT_GROUP})")
     add_schema_option(parser)
-    parser.add_argument("--progress-every", metavar="SECONDS", type=float, default=5.0,
-                        help="seconds between progress lines (default 5)")
+    add_progress_option(parser)
     parser.add_argument("--batch-size", metavar="N", type=int, default=1000,
                         help="most events applied in one transaction (default 1000)")
     parser.add_argument("--synchronous-commit", choices=("off", "on"), default="off",
@@ -82,9 +83,7 @@ def register_projector(subparsers: Subparsers) -> None:
                              "Postgres crash may then lose the last batches, which the "
                              "projector notices and applies again; on waits for every "
                              "flush, so the projection never goes back after a crash")
-    add_gc_option(parser)
-    add_log_format_option(parser)
-    add_metrics_options(parser)
+    add_service_options(parser)
     add_settings_options(parser, partitions=False, creates_topics=False)
     parser.set_defaults(func=run_projector)
 

@@ -6,10 +6,9 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_OK, add_command
-from flowmonkey.cli_settings import (
-    add_schema_option,
-    add_settings_options,
+from flowmonkey.cli.common import EXIT_OK
+from flowmonkey.cli.options import add_command, add_schema_option, add_settings_options
+from flowmonkey.cli.settings import (
     check_schema,
     connect_postgres,
     postgres_unreachable,
@@ -19,7 +18,7 @@ from flowmonkey.cli_settings import (
 from flowmonkey.settings import redact_dsn
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
 
 EPILOG = """\
 Migrations run in order, each once, in a transaction with its record in
@@ -64,7 +63,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 async def _migrate(dsn: str, schema: str) -> tuple[list[int], int]:
     import asyncpg
 
-    from flowmonkey.projections.schema import checked_schema, migrate
+    from flowmonkey.pg.schema import checked_schema, migrate
 
     conn = await connect_postgres(dsn)
     try:

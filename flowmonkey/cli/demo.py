@@ -12,18 +12,15 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from flowmonkey.cli_common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    add_command,
-)
-from flowmonkey.cli_format import (
+from flowmonkey.cli.common import EXIT_FAILED, EXIT_OK
+from flowmonkey.cli.format import (
     format_timeline,
     short,
 )
+from flowmonkey.cli.options import add_command
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.events.envelope import Event
     from flowmonkey.handlers.base import HandlerParams, StepHandler
     from flowmonkey.model.result import StepResult

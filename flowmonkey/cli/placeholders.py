@@ -1,7 +1,7 @@
 """Commands that are not built yet. Each prints what it will do and exits 2.
 
-To implement one, write ``flowmonkey/cli_<name>.py`` with ``register_<name>(subparsers)``
-and swap it for the placeholder in ``flowmonkey.cli.COMMANDS``.
+To implement one, write ``flowmonkey/cli/<name>.py`` with ``register_<name>(subparsers)``
+and swap it for the placeholder in ``flowmonkey.cli.commands.COMMANDS``.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_BAD_INPUT, add_command
+from flowmonkey.cli.common import EXIT_BAD_INPUT
+from flowmonkey.cli.options import add_command
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
 
 PLANNED: dict[str, tuple[str, str]] = {
     "worker": ("run job workers",

@@ -14,10 +14,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError, add_command
-from flowmonkey.cli_settings import (
+from flowmonkey.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CliError
+from flowmonkey.cli.options import (
+    add_command,
+    add_progress_option,
     add_schema_option,
     add_settings_options,
+)
+from flowmonkey.cli.settings import (
     check_schema,
     connect_postgres,
     log_unreachable,
@@ -28,7 +32,7 @@ from flowmonkey.cli_settings import (
 if TYPE_CHECKING:
     import asyncpg
 
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.kernel.state import ExecutionState
     from flowmonkey.log.base import Log
     from flowmonkey.projections.audit import History, ProjectionRows, Verdict, VerifyReport
@@ -81,9 +85,7 @@ def register_replay(subparsers: Subparsers) -> None:
                            "line, in seq order ('-' for stdout)")
     parser.add_argument("--limit", metavar="N", type=int,
                         help="with --verify-all: compare at most N executions")
-    parser.add_argument("--progress-every", metavar="SECONDS", type=float, default=5.0,
-                        help="with --verify-all: seconds between progress lines on stderr "
-                             "(default 5)")
+    add_progress_option(parser, where="on stderr", when="with --verify-all")
     add_schema_option(parser)
     add_settings_options(parser, partitions=False, creates_topics=False)
     parser.set_defaults(func=run_replay)
@@ -132,7 +134,7 @@ async def open_log(settings: Settings, client_id: str) -> AsyncIterator[tuple[Lo
     """The started log and its events topic; a log that cannot be used, or a missing
     events topic, is a :class:`CliError` that says what to check."""
     from flowmonkey.errors import LogError
-    from flowmonkey.processors.topics import Topics
+    from flowmonkey.log.topics import Topics
 
     log = settings.make_log(client_id=client_id)
     topic = Topics(log.topic_prefix).events
@@ -186,7 +188,7 @@ def _at(args: argparse.Namespace, history: History) -> int:
 
 
 def _show(args: argparse.Namespace, history: History) -> int:
-    from flowmonkey.cli_format import pretty
+    from flowmonkey.cli.format import pretty
 
     seq = _at(args, history)
     state = history.state_at(seq)
@@ -206,7 +208,7 @@ def _show(args: argparse.Namespace, history: History) -> int:
 
 
 def _summary(state: ExecutionState, applied: int, total: int) -> list[str]:
-    from flowmonkey.cli_format import error_text, short
+    from flowmonkey.cli.format import error_text, short
     from flowmonkey.events.envelope import ms_to_datetime
 
     def when(ms: int) -> str:
@@ -259,7 +261,7 @@ async def _verify_one(args: argparse.Namespace, log: Log, topic: str, dsn: str) 
     finally:
         await conn.close()
     if args.format == "json":
-        from flowmonkey.cli_format import pretty
+        from flowmonkey.cli.format import pretty
 
         print(pretty({**verdict.to_json(), "events": len(history.events),
                       "schema": args.schema}))
@@ -284,7 +286,7 @@ async def _rows(conn: asyncpg.Connection[asyncpg.Record], schema: str) -> Projec
 
 
 def _verdict_lines(verdict: Verdict, schema: str) -> list[str]:
-    from flowmonkey.cli_format import short
+    from flowmonkey.cli.format import short
 
     eid = verdict.execution_id
     if verdict.kind == "equal":
@@ -326,7 +328,7 @@ async def _verify_all(args: argparse.Namespace, log: Log, topic: str, dsn: str) 
 
 def _print_report(report: VerifyReport, schema: str, fmt: str, out: IO[str]) -> None:
     if fmt == "json":
-        from flowmonkey.cli_format import pretty
+        from flowmonkey.cli.format import pretty
 
         print(pretty({**report.to_json(), "schema": schema}), file=out)
         return

@@ -16,18 +16,10 @@ from typing import Any
 
 import orjson
 
-from flowmonkey.cli_common import EXIT_FAILED, EXIT_OK
-from flowmonkey.settings import ENV_LOG_FORMAT, LOG_FORMATS, Settings
+from flowmonkey.cli.common import EXIT_FAILED, EXIT_OK
+from flowmonkey.settings import Settings
 
 _CHECK_S = 0.5
-
-
-def add_gc_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--no-tune-gc", dest="tune_gc", action="store_false",
-        help="keep Python's default garbage-collector settings (by default this "
-             "dedicated process raises its thresholds and freezes its start-up objects: "
-             "see flowmonkey.runtime.gc_tuning)")
 
 
 def apply_gc_option(args: argparse.Namespace) -> None:
@@ -37,13 +29,6 @@ def apply_gc_option(args: argparse.Namespace) -> None:
         from flowmonkey.runtime.gc_tuning import tune_gc
 
         tune_gc()
-
-
-def add_log_format_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--log-format", choices=LOG_FORMATS, default=None,
-        help="text (default) or json: one JSON object per line, for a log collector, "
-             f"progress lines included ({ENV_LOG_FORMAT})")
 
 
 class JsonLogFormatter(logging.Formatter):

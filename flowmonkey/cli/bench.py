@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import EXIT_BAD_INPUT, CliError, add_command
+from flowmonkey.cli.common import EXIT_BAD_INPUT, CliError
+from flowmonkey.cli.options import add_command
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "embedded": ("embedded_throughput.py",
@@ -49,7 +50,7 @@ exit codes: the benchmark's own; 2 when there is no such benchmark or no bench/
 
 def bench_dir() -> Path:
     """Where the benchmark scripts of a source checkout are: beside the package."""
-    return Path(__file__).resolve().parent.parent / "bench"
+    return Path(__file__).resolve().parents[2] / "bench"  # flowmonkey/cli/bench.py
 
 
 def register_bench(subparsers: Subparsers) -> None:

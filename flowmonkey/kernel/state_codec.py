@@ -1,5 +1,6 @@
 """ExecutionState <-> JSON, so a database projection can store the applier's state and
-load it back to fold the next events onto it.
+load it back to fold the next events onto it (the processors' snapshots store each
+execution in the same form). Pure: no I/O, like the rest of the kernel.
 
 The JSON is a stored format: ``FORMAT`` is written with it, and a change to its shape
 needs a new format number and a reader for the old one.

@@ -1,8 +1,8 @@
-"""The ``flowmonkey`` command line (DESIGN.md §6 "CLI").
+"""The ``flowmonkey`` command's table of commands, its parser and its entry point.
 
 Every command lives in a module of its own that exposes ``register_<name>(subparsers)``;
 that function adds the command's parser and sets ``func`` (``(args) -> exit code``) as
-its default. To add a command, write ``flowmonkey/cli_<name>.py`` with its
+its default. To add a command, write ``flowmonkey/cli/<name>.py`` with its
 ``register_<name>`` and put it in :data:`COMMANDS` (replacing its placeholder, if any).
 Command modules import the engine lazily, inside ``func``, so ``--help`` stays fast.
 
@@ -20,24 +20,26 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_api import register_api
-from flowmonkey.cli_bench import register_bench
-from flowmonkey.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, CliError, add_common_options
-from flowmonkey.cli_demo import register_demo
-from flowmonkey.cli_dev import register_dev
-from flowmonkey.cli_log import register_log
-from flowmonkey.cli_migrate import register_migrate
-from flowmonkey.cli_placeholders import register_worker
-from flowmonkey.cli_processor import register_processor
-from flowmonkey.cli_projector import register_projector
-from flowmonkey.cli_rebuild import register_rebuild
-from flowmonkey.cli_replay import register_replay
-from flowmonkey.cli_run import register_run, register_validate
-from flowmonkey.cli_topics import register_topics
-from flowmonkey.cli_wal import register_wal
+from flowmonkey.cli.api import register_api
+from flowmonkey.cli.bench import register_bench
+from flowmonkey.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CliError
+from flowmonkey.cli.demo import register_demo
+from flowmonkey.cli.dev import register_dev
+from flowmonkey.cli.log import register_log
+from flowmonkey.cli.migrate import register_migrate
+from flowmonkey.cli.options import add_common_options
+from flowmonkey.cli.placeholders import register_worker
+from flowmonkey.cli.processor import register_processor
+from flowmonkey.cli.projector import register_projector
+from flowmonkey.cli.rebuild import register_rebuild
+from flowmonkey.cli.replay import register_replay
+from flowmonkey.cli.run import register_run
+from flowmonkey.cli.topics import register_topics
+from flowmonkey.cli.validate import register_validate
+from flowmonkey.cli.wal import register_wal
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
 
 COMMANDS: list[Callable[[Subparsers], None]] = [
     register_run,
@@ -144,6 +146,3 @@ def _report(exc: BaseException, exit_code: int, debug: bool) -> None:
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -23,20 +23,22 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     Bundle,
     CliError,
-    add_actions,
-    add_command,
-    load_app,
-    load_flows_dir,
+    load_apps,
 )
-from flowmonkey.cli_settings import (
-    DSN_EXAMPLE,
+from flowmonkey.cli.options import (
+    add_actions,
+    add_app_options,
+    add_command,
     add_schema_option,
     add_settings_options,
+)
+from flowmonkey.cli.settings import (
+    DSN_EXAMPLE,
     check_schema,
     connect_postgres,
     postgres_unreachable,
@@ -45,7 +47,7 @@ from flowmonkey.cli_settings import (
 )
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.projections.base import WalEntry
     from flowmonkey.projections.postgres import PostgresProjection
     from flowmonkey.settings import Settings
@@ -108,13 +110,12 @@ def register_wal(subparsers: Subparsers) -> None:
     compact = add_command(actions, "compact", help="remove the acked entries",
                           description="Remove the WAL entries that were replayed.",
                           epilog=EPILOG)
-    listing.add_argument("--app", metavar="MODULE[:ATTR]", action="append", default=[],
-                         help="with --data-dir: the tables pipe rows are written into, from "
-                              "an object or module with `tables` (the engine's app); "
-                              "repeatable")
-    listing.add_argument("--flows-dir", metavar="DIR", action="append", default=[],
-                         help="with --data-dir: tables from the {\"flows\": [...], "
-                              "\"tables\": [...]} files in DIR; repeatable")
+    add_app_options(
+        listing,
+        app_help="with --data-dir: the tables pipe rows are written into, from an object "
+                 "or module with `tables` (the engine's app); repeatable",
+        flows_dir_help="with --data-dir: tables from the {\"flows\": [...], \"tables\": "
+                       "[...]} files in DIR; repeatable")
     for sub in (listing, replay, compact):
         add_schema_option(sub)
         add_settings_options(sub, kafka=False, partitions=False)
@@ -188,11 +189,7 @@ def _list_embedded(settings: Settings, args: argparse.Namespace) -> int:
     if not Path(settings.data_dir).is_dir():
         raise CliError(f"data directory not found: {settings.data_dir}",
                        hint="give the --data-dir (or FLOWMONKEY_DATA_DIR) the engine uses")
-    bundle = Bundle()
-    for spec in args.app:
-        bundle.extend(load_app(spec))
-    for directory in args.flows_dir:
-        bundle.extend(load_flows_dir(directory))
+    bundle = load_apps(args.app, args.flows_dir)
     entries = asyncio.run(_embedded_wal(settings, bundle, args.limit))
     if entries and not bundle.tables:
         print("note: no tables given (--app or --flows-dir): every pipe row is listed as "
@@ -204,7 +201,7 @@ def _list_embedded(settings: Settings, args: argparse.Namespace) -> int:
 async def _embedded_wal(settings: Settings, bundle: Bundle, limit: int) -> list[WalEntry]:
     """The WAL the engine would hold after a start: the log's events applied to a memory
     projection with ``bundle``'s tables, as the engine's projector does."""
-    from flowmonkey.cli_replay import open_log
+    from flowmonkey.cli.replay import open_log
     from flowmonkey.projections.memory import MemoryProjection
     from flowmonkey.projections.projector import Projector
 

@@ -10,37 +10,30 @@ import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import (
+from flowmonkey.cli.common import (
     EXIT_FAILED,
     Bundle,
     CliError,
-    add_command,
     engine_handlers,
-    load_app,
-    load_flows_dir,
+    load_apps,
 )
-from flowmonkey.cli_service import (
+from flowmonkey.cli.options import (
+    add_app_options,
+    add_command,
     add_log_format_option,
-    configure_logging,
-    run_until_stopped,
-    say,
-    stop_on_signals,
-)
-from flowmonkey.cli_settings import (
+    add_private_http_option,
     add_schema_option,
     add_settings_options,
-    check_schema,
-    scrub,
-    settings_from_args,
-    start_engine,
 )
+from flowmonkey.cli.service import configure_logging, run_until_stopped, say, stop_on_signals
+from flowmonkey.cli.settings import check_schema, scrub, settings_from_args, start_engine
 from flowmonkey.settings import ENV_API_KEYS, SettingsError, vault_from_env
 
 if TYPE_CHECKING:
     import uvicorn
 
     from flowmonkey.api.auth import ApiKey
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.engine import Engine
     from flowmonkey.settings import Settings
 
@@ -103,14 +96,8 @@ def register_api(subparsers: Subparsers) -> None:
     parser.add_argument("--no-auth", action="store_true",
                         help=f"serve without API keys, ignoring {ENV_API_KEYS}: for local "
                              "development only")
-    parser.add_argument("--app", metavar="MODULE[:ATTR]", action="append", default=[],
-                        help="flows and handlers: an object or module with `flows` and "
-                             "`handlers` (a .py path works too); repeatable")
-    parser.add_argument("--flows-dir", metavar="DIR", action="append", default=[],
-                        help="register every .json/.yaml/.yml flow file in DIR; repeatable")
-    parser.add_argument("--allow-private-http", action="store_true",
-                        help="without Kafka: let the http handler call private and "
-                             "loopback addresses")
+    add_app_options(parser)
+    add_private_http_option(parser, when="without Kafka")
     add_schema_option(parser)
     add_settings_options(parser)
     add_log_format_option(parser)
@@ -123,11 +110,7 @@ def run_api(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port must be from 1 to 65535, not {args.port}")
     keys = _keys(args.no_auth)
-    bundle = Bundle()
-    for spec in args.app:
-        bundle.extend(load_app(spec))
-    for directory in args.flows_dir:
-        bundle.extend(load_flows_dir(directory))
+    bundle = load_apps(args.app, args.flows_dir)
     if settings.log_kind != "kafka" and not bundle.flows:
         raise CliError("no flows to serve: give --app MODULE (with `flows` and `handlers`) "
                        "or --flows-dir DIR",

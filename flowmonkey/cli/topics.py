@@ -8,21 +8,16 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from flowmonkey.cli_common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    CliError,
-    add_actions,
-    add_command,
-)
-from flowmonkey.cli_settings import add_settings_options, log_unreachable, settings_from_args
+from flowmonkey.cli.common import EXIT_FAILED, EXIT_OK, CliError
+from flowmonkey.cli.options import add_actions, add_command, add_settings_options
+from flowmonkey.cli.settings import log_unreachable, settings_from_args
 
 if TYPE_CHECKING:
-    from flowmonkey.cli_common import Subparsers
+    from flowmonkey.cli.options import Subparsers
     from flowmonkey.log.base import Log, TopicSpec
     from flowmonkey.log.kafka import KafkaLog
     from flowmonkey.log.kafka_topics import TopicFacts
-    from flowmonkey.processors.topics import Topics
+    from flowmonkey.log.topics import Topics
     from flowmonkey.settings import Settings
 
 EPILOG = """\
@@ -155,7 +150,7 @@ def _names(topics: Topics) -> list[str]:
 async def _create(settings: Settings) -> int:
     from flowmonkey.errors import LogError
     from flowmonkey.log.kafka import KafkaLog
-    from flowmonkey.processors.topics import Topics
+    from flowmonkey.log.topics import Topics
 
     log = settings.make_log(client_id="flowmonkey-topics")
     topics = Topics(log.topic_prefix)
@@ -230,8 +225,8 @@ def _describe(facts: TopicFacts | None) -> str:
 
 async def _check(settings: Settings) -> int:
     from flowmonkey.errors import LogError
+    from flowmonkey.log.topics import Topics
     from flowmonkey.processors.topic_checks import problems_message, topic_problems
-    from flowmonkey.processors.topics import Topics
 
     log = _kafka_log(settings)
     topics = Topics(log.topic_prefix)
@@ -264,8 +259,8 @@ async def _check(settings: Settings) -> int:
 
 async def _fix(settings: Settings, *, dry_run: bool) -> int:
     from flowmonkey.errors import LogError
+    from flowmonkey.log.topics import Topics
     from flowmonkey.processors.topic_checks import topic_problems
-    from flowmonkey.processors.topics import Topics
 
     log = _kafka_log(settings)
     topics = Topics(log.topic_prefix)
