@@ -10,12 +10,12 @@ call): end to end through the log, the processor, the handler and the projection
 
     python bench/embedded_throughput.py                 # all configurations
     python bench/embedded_throughput.py --log memory --concurrency 10000
-    python bench/embedded_throughput.py --gc tuned      # with flowmonkey.tuning.tune_gc()
+    python bench/embedded_throughput.py --gc tuned      # with runtime.gc_tuning.tune_gc()
 
 ``--gc default`` leaves Python's garbage collector as it is (what an application gets
-without tuning); ``--gc tuned`` calls :func:`flowmonkey.tuning.tune_gc` first, and
-``--gc both`` runs every configuration each way. ``cpu_us_per_step`` is the process's
-CPU time per step, steadier than wall time on a shared machine.
+without tuning); ``--gc tuned`` calls :func:`flowmonkey.runtime.gc_tuning.tune_gc`
+first, and ``--gc both`` runs every configuration each way. ``cpu_us_per_step`` is the
+process's CPU time per step, steadier than wall time on a shared machine.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from flowmonkey import Engine, EngineOptions, Event, EventDispatcher, Result, ha
 from flowmonkey.handlers.base import HandlerParams
 from flowmonkey.log import EmbeddedLog
 from flowmonkey.model.result import StepResult
-from flowmonkey.tuning import tune_gc
+from flowmonkey.runtime.gc_tuning import tune_gc
 
 STEPS = 5
 TOTALS = {1: 300, 100: 3_000, 10_000: 10_000}

@@ -66,8 +66,8 @@ from flowmonkey.handlers.base import HandlerParams
 from flowmonkey.log import KafkaLog
 from flowmonkey.model.result import StepResult
 from flowmonkey.projections.postgres import PostgresProjection
+from flowmonkey.runtime.gc_tuning import tune_gc
 from flowmonkey.testing.services import services_from_env
-from flowmonkey.tuning import tune_gc
 
 sys.path.insert(0, str(Path(__file__).parent))
 # beside this script; also found when `flowmonkey processor --app` loads it by path
@@ -335,8 +335,9 @@ def main() -> None:
                              "for a minute or so, and several thousand let that settle")
     parser.add_argument("--rate", type=float, help="steps/s of the half-load phase")
     parser.add_argument("--tune-gc", action="store_true",
-                        help="tune this process's garbage collector (flowmonkey.tuning), "
-                             "as the processor and projector commands do by default")
+                        help="tune this process's garbage collector "
+                             "(flowmonkey.runtime.gc_tuning), as the processor and "
+                             "projector commands do by default")
     parser.add_argument("--split", action="store_true",
                         help="run the processors in a `flowmonkey processor` process")
     parser.add_argument("--memory", action="store_true",

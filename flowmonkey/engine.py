@@ -7,46 +7,26 @@ embedded in-memory log and a memory projection, all in this process.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
-import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from flowmonkey.errors import (
-    CommandRejected,
-    ExecutionNotFoundError,
-    FlowMonkeyError,
-    FlowNotFoundError,
-    FlowValidationError,
-    ResumeTokenError,
-    UnstorableValueError,
-    WaitTimeout,
-)
+from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events import names as n
-from flowmonkey.events.codec import decode_event, encode_command, headers_for
 from flowmonkey.events.dispatcher import EventDispatcher
 from flowmonkey.events.envelope import Command, Event, make_event
-from flowmonkey.handlers import with_builtins
 from flowmonkey.handlers.base import StepHandler, VaultProvider
-from flowmonkey.handlers.config_check import config_problems
 from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
-from flowmonkey.handlers.subflow import SubFlowHandler
-from flowmonkey.kernel.apply import replay as replay_events
-from flowmonkey.kernel.decide import idempotency_scope
-from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log, OutRecord
+from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log
 from flowmonkey.log.embedded import EmbeddedLog
-from flowmonkey.log.kafka import KafkaLog
-from flowmonkey.log.partitioner import partition_for
 from flowmonkey.log.topics import Topics, topics_of
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
-from flowmonkey.model.flow import ENGINE_HANDLER_HINT, Flow, with_more_problems
-from flowmonkey.model.flow_calls import self_call_warning
+from flowmonkey.model.flow import Flow
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
     DEFAULT_MAX_SUBFLOW_DEPTH,
@@ -54,28 +34,25 @@ from flowmonkey.model.limits import (
     ContextLimits,
     TimeoutConfig,
 )
-from flowmonkey.model.storable import LOG_MAX_DEPTH, UnstorableValue, check_body
 from flowmonkey.model.tables import TableDef
 from flowmonkey.processors.clock import Clock, SystemClock
 from flowmonkey.processors.group import GroupProcessors
-from flowmonkey.processors.partition import Appender, PartitionProcessor
-from flowmonkey.processors.runner import StepRunner
+from flowmonkey.processors.partition import PartitionProcessor
 from flowmonkey.processors.snapshots import SnapshotStore
-from flowmonkey.processors.topic_checks import verify_topics
 from flowmonkey.projections.base import Page, Projection
 from flowmonkey.projections.memory import MemoryProjection
 from flowmonkey.projections.projector import Projector
-
-log = logging.getLogger("flowmonkey.engine")
-
-_RESOLVES = {
-    n.CMD_START: {n.EXECUTION_CREATED, n.IDEMPOTENCY_HIT},
-    n.CMD_RESUME: {n.EXECUTION_RESUMED},
-    n.CMD_CANCEL: {n.EXECUTION_CANCELLED},
-    n.CMD_REVOKE_TOKEN: {n.TOKEN_REVOKED},
-}
-_TOKEN_CODES = {n.REJECT_INVALID_TOKEN, n.REJECT_TOKEN_USED, n.REJECT_TOKEN_EXPIRED,
-                n.REJECT_TOKEN_REVOKED}
+from flowmonkey.runtime.commands import (
+    command_record,
+    raise_if_rejected,
+    start_data,
+    start_route,
+)
+from flowmonkey.runtime.flow_sync import sync_flows
+from flowmonkey.runtime.registration import FlowIntake, register_handlers, version_to_start
+from flowmonkey.runtime.replay import replay_execution
+from flowmonkey.runtime.waiters import Answer, Waiters
+from flowmonkey.runtime.wiring import ProcessorSetup, Wiring
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +83,13 @@ class EngineOptions:
             raise ValueError(f"EngineOptions.context_limits.max_depth must be at most "
                              f"{MAX_NESTING_LIMIT} (deeper values cannot be written to "
                              "the log)")
+
+    def pinned(self) -> dict[str, Any]:
+        """What a start command pins on its execution."""
+        return {"record_history": self.record_history, "max_steps": self.max_steps,
+                "limits": self.context_limits.model_dump(),
+                "max_subflow_depth": self.max_subflow_depth,
+                "max_children": self.max_children}
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,20 +180,15 @@ class Engine:
         self.snapshots = snapshots
         self.snapshot_every = snapshot_every
         self.metrics = metrics if metrics is not None else default_metrics()
-        self.partitions = 0
-        self._static_processors: list[PartitionProcessor] = []
-        self.group_processors: GroupProcessors | None = None
-        self.projector: Projector | None = None
-        self._command_waiters: dict[str, asyncio.Future[Event]] = {}
-        self._execution_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._wiring = Wiring(self.log, self.topics, self.projection, self.metrics)
+        self._waiters = Waiters()
         self._started = False
-        self._self_calls_warned: set[str] = set()
         self.builtin_handlers = builtin_handlers
-        for h in with_builtins(handlers) if builtin_handlers else handlers:
-            self.handlers.register(h)
-        if "sub-flow" not in self.handlers:
-            self.handlers.register(SubFlowHandler(
-                lambda flow_id, version: self.env.flow(flow_id, version) is not None))
+        register_handlers(self.handlers, handlers, self.env,
+                          builtin_handlers=builtin_handlers)
+        self._intake = FlowIntake(self.flows, self.handlers, self.tables,
+                                  builtin_handlers=builtin_handlers,
+                                  max_subflow_depth=self.options.max_subflow_depth)
         for flow in flows:
             self.register_flow(flow)
 
@@ -217,31 +196,7 @@ class Engine:
 
     def register_flow(self, flow: Flow | Mapping[str, Any]) -> Flow:
         """Validate and register a flow (camelCase JSON, as flows are written, is accepted)."""
-        hint = ENGINE_HANDLER_HINT + ("" if self.builtin_handlers else
-                                      "; the built-in handlers are left out "
-                                      "(Engine(builtin_handlers=False))")
-        try:
-            parsed = flow if isinstance(flow, Flow) else Flow.parse(flow)
-        except FlowValidationError as exc:  # add what only handlers and tables can tell
-            salvaged = exc.salvaged
-            more = config_problems(salvaged, self.handlers.all()) \
-                if isinstance(salvaged, Flow) else []
-            raise with_more_problems(exc, self.handlers.types(), self.tables, more,
-                                     handler_hint=hint) from None
-        registered = self.flows.register(
-            parsed, handler_types=self.handlers.types(), tables=self.tables,
-            more_problems=config_problems(parsed, self.handlers.all()), handler_hint=hint)
-        self._warn_self_calls()
-        return registered
-
-    def _warn_self_calls(self) -> None:
-        """Warn (once per flow) about flows that can now call themselves."""
-        flows = self.flows.all()
-        for flow_id in sorted({f.id for f in flows} - self._self_calls_warned):
-            warning = self_call_warning(flow_id, flows, self.options.max_subflow_depth)
-            if warning is not None:
-                self._self_calls_warned.add(flow_id)
-                log.warning("%s", warning)
+        return self._intake.register(flow)
 
     def register_handler(self, handler: StepHandler) -> None:
         self.handlers.register(handler)
@@ -249,9 +204,7 @@ class Engine:
     async def register_table(self, table: TableDef) -> TableDef:
         self.tables[table.id] = table
         if self._started:
-            existing = await self.projection.get_table(table.id)
-            if existing is None:
-                await self.projection.create_table(table)
+            await self._wiring.ensure_table(table)
         return table
 
     # ------------------------------------------------------------------ lifecycle
@@ -259,92 +212,28 @@ class Engine:
     async def start(self) -> None:
         if self._started:
             return
-        await self.log.start()
-        default_partitions = getattr(self.log, "default_partitions", 4)
-        await self.log.create_topics(self.topics.specs(default_partitions))
-        if isinstance(self.log, KafkaLog):
-            # existing topics are left as they are: refuse ones that would lose data
-            await verify_topics(self.log, self.topics)
-        self.partitions = await self.log.partitions_for(self.topics.commands)
-        await self.projection.start()
-        for table in self.tables.values():
-            if await self.projection.get_table(table.id) is None:
-                await self.projection.create_table(table)
-        await self._sync_flows()
-        if self.run_projector:
-            # before the processors, so no answer to a command sent right after start
-            # can slip past it
-            self.projector = Projector(self.log, self.topics.events, self.partitions,
-                                       self.projection, self._on_events,
-                                       metrics=self.metrics)
-            await self.projector.start()
-        if self.run_processors:
-            await self._start_processors()
+        await self._wiring.start(
+            self.tables.values(), self.flows,
+            on_events=self._on_events if self.run_projector else None,
+            processors=ProcessorSetup(
+                self.env, self.handlers, self.clock, self.processor_group,
+                self.options.timeout_ms, self.vault, self.snapshots, self.snapshot_every,
+            ) if self.run_processors else None)
         self._started = True
-
-    async def _start_processors(self) -> None:
-        runner = StepRunner(self.options.timeout_ms, self.clock.now_ms, self.vault)
-        if self.snapshots is not None:
-            await self.snapshots.start()
-
-        def make(partition: int, writer: Appender | None = None) -> PartitionProcessor:
-            processor = PartitionProcessor(partition, self.partitions, self.log, self.topics,
-                                           self.env, self.handlers, runner, self.clock,
-                                           self.processor_group, writer=writer,
-                                           pull_commands=writer is None,
-                                           snapshots=self.snapshots,
-                                           snapshot_every=self.snapshot_every,
-                                           interleave=True,
-                                           metrics=self.metrics)
-            processor.route = self._expedite
-            return processor
-
-        if isinstance(self.log, KafkaLog):
-            self.group_processors = GroupProcessors(
-                self.log, self.topics.commands, self.processor_group, make)
-            await self.group_processors.start()
-            return
-        self._static_processors = [make(p) for p in range(self.partitions)]
-        for processor in self._static_processors:
-            await processor.start()
-
-    def _expedite(self, command: Command) -> None:
-        """Hand a cancel to this process's processor of its partition, if it has it, to
-        be decided ahead of the backlog (``PartitionProcessor.expedite``)."""
-        partition = partition_for(command.execution_id.encode(), self.partitions)
-        for processor in self.processors:
-            if processor.partition == partition:
-                processor.expedite(command)
-                return
-
-    @property
-    def processors(self) -> list[PartitionProcessor]:
-        """The partition processors running in this process now (on Kafka: those of
-        the partitions the consumer group assigned to it)."""
-        if self.group_processors is not None:
-            return self.group_processors.processors
-        return self._static_processors
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
-        if self.group_processors is not None:
-            await self.group_processors.stop()
-            self.group_processors = None
-        for processor in self._static_processors:
-            await processor.stop()
+        await self._wiring.stop_processors()
         if self.snapshots is not None:
             await self.snapshots.close()
-        if self.projector is not None:
-            await self.projector.stop()
-        for future in self._command_waiters.values():
-            future.cancel()
+        await self._wiring.stop_projector()
+        self._waiters.cancel_all()
         if self.dispatcher is not None:
             with contextlib.suppress(Exception):
                 await self.dispatcher.flush()
-        await self.projection.close()
-        await self.log.close()
+        await self._wiring.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -363,30 +252,7 @@ class Engine:
         """Adopt the flows published on the flows topic since this engine started (by
         another process, e.g. a processor started with newer flows)."""
         self._require_started()
-        await self._sync_flows()
-
-    async def _sync_flows(self) -> None:
-        """Flow definitions live on the compacted flows topic: adopt what is there, then
-        publish the ones this engine was given that the topic lacks."""
-        known: set[str] = set()
-        offset = 0
-        while True:
-            records = await self.log.read(self.topics.flows, 0, offset, 1000)
-            if not records:
-                break
-            for record in records:
-                with contextlib.suppress(FlowMonkeyError, ValueError):
-                    flow = Flow.model_validate_json(record.value)
-                    self.flows.adopt(flow)
-                    known.add(flow.ref)
-            offset = records[-1].offset + 1
-        fresh = [f for f in self.flows.all() if f.ref not in known]
-        if fresh:
-            await self.log.append([
-                OutRecord(self.topics.flows, f.model_dump_json(by_alias=True).encode(),
-                          key=f.ref.encode(), partition=0) for f in fresh])
-
-    # ------------------------------------------------------------------ events in
+        await sync_flows(self.log, self.topics, self.flows)
 
     def _on_events(self, events: Sequence[Event], replayed: bool = False) -> None:
         """Called by the projector after each applied batch. History replayed on start is
@@ -394,58 +260,7 @@ class Engine:
         dispatcher = self.dispatcher
         emit = dispatcher.emit if dispatcher is not None and dispatcher.has_listeners \
             and not replayed else None
-        waiters = self._command_waiters
-        execution_waiters = self._execution_waiters
-        created: dict[str, tuple[asyncio.Future[Event], Event]] = {}
-        for event in events:
-            if emit is not None:
-                emit(event)
-            if waiters and event.command_id in waiters:
-                future = waiters[event.command_id]
-                if event.type == n.COMMAND_REJECTED or event.type in _RESOLVES.get(
-                        getattr(future, "fm_command_type", ""), ()):
-                    del waiters[event.command_id]
-                    if event.type == n.EXECUTION_CREATED:
-                        created[event.execution_id] = (future, event)  # after the batch
-                    elif not future.done():
-                        future.set_result(event)
-            if execution_waiters and event.execution_id in execution_waiters:
-                for waiter in execution_waiters.pop(event.execution_id):
-                    if not waiter.done():
-                        waiter.set_result(None)
-        if created:
-            self._answer_creates(created, events)
-
-    @staticmethod
-    def _answer_creates(created: Mapping[str, tuple[asyncio.Future[Event], Event]],
-                        events: Sequence[Event]) -> None:
-        """Answer ``create`` calls with their new executions as their start left them.
-
-        An execution created in this batch has its whole history in it (its first
-        event is here), so folding the events its start decided gives the state right
-        after the start, without reading the projection back (a query per create on
-        PostgreSQL).
-        """
-        histories: dict[str, list[Event]] = {execution_id: [] for execution_id in created}
-        for event in events:
-            history = histories.get(event.execution_id)
-            # only what the start itself decided: a first step that finished at once
-            # may have moved the execution on within the same batch
-            if history is not None and event.seq > 0 and \
-                    event.command_id == created[event.execution_id][1].command_id:
-                history.append(event)
-        for execution_id, (future, answer) in created.items():
-            if future.done():
-                continue
-            try:
-                state = replay_events(histories[execution_id])
-                if state is not None:
-                    # (a snapshot is the caller's own: it shares nothing with the events)
-                    future.fm_execution = state.to_execution()  # type: ignore[attr-defined]
-            except Exception:
-                # never strand a create: without the fold it reads the projection
-                log.exception("could not fold the new execution %s", execution_id)
-            future.set_result(answer)
+        self._waiters.on_events(events, emit)
 
     def _notify(self, type: str, payload: dict[str, Any]) -> None:
         """Store and registry events (not on the log) go to the dispatcher only."""
@@ -462,51 +277,23 @@ class Engine:
             raise FlowMonkeyError("the engine is not started: use `async with engine:` or "
                                   "`await engine.start()` first")
 
-    async def _send(self, command: Command, key: str, timeout_s: float = 30.0, *,
-                    urgent: bool = False) -> Event:
-        """Publish a command and wait for the event that answers it. An ``urgent`` one
-        (a cancel) is also handed to this process's processor, if it has the partition,
-        to be decided ahead of any backlog (its copy on the log is then a duplicate)."""
-        return (await self._send_for(command, key, timeout_s, urgent=urgent)).result()
-
-    async def _send_for(self, command: Command, key: str, timeout_s: float = 30.0, *,
-                        urgent: bool = False) -> asyncio.Future[Event]:
-        """Publish a command; the future that its answer completed (``create`` reads
-        the new execution from it too)."""
+    async def _send(self, type: str, execution_id: str, data: dict[str, Any],
+                    tenant_id: str | None, *, key: str | None = None,
+                    urgent: bool = False) -> Answer:
+        """Publish a command (routed by ``key``, default the execution id) and wait for
+        the answer. An ``urgent`` one (a cancel) is also handed to this process's
+        processor, if it has the partition, to be decided ahead of any backlog (its
+        copy on the log is then a duplicate)."""
         self._require_started()
-        record = OutRecord(self.topics.commands, _encoded(command), key=key.encode(),
-                           headers=headers_for(command.type, command.version))
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        future.fm_command_type = command.type  # type: ignore[attr-defined]
-        self._command_waiters[command.command_id] = future
-        try:
-            # one record needs no transaction (on Kafka, an idempotent produce is enough)
-            await self.log.publish([record])
-            if urgent:
-                # only now: what it is decided into must never be in the log without it
-                self._expedite(command)
-            await asyncio.wait_for(future, timeout_s)
-            return future
-        except TimeoutError:
-            raise WaitTimeout(
-                f"no answer to {command.type} for {command.execution_id!r} within {timeout_s}s; "
-                "are the processors running?") from None
-        finally:
-            # answered, timed out, cancelled or never published: nobody waits any more
-            self._command_waiters.pop(command.command_id, None)
+        command = self._command(type, execution_id, data, tenant_id)
+        record = command_record(self.topics.commands, command, key or execution_id)
+        return await self._waiters.send(self.log, record, command, timeout_s=30.0,
+                                        expedite=self._wiring.expedite if urgent else None)
 
     def _command(self, type: str, execution_id: str, data: dict[str, Any],
                  tenant_id: str | None) -> Command:
         return Command(type=type, command_id=uuid.uuid4().hex, execution_id=execution_id,
                        timestamp_ms=self.clock.now_ms(), tenant_id=tenant_id, data=data)
-
-    def _id_in_partition_of(self, key: str) -> str:
-        """A fresh execution id that routes to the same partition as ``key``."""
-        target = partition_for(key.encode(), self.partitions)
-        while True:
-            candidate = str(uuid.uuid4())
-            if partition_for(candidate.encode(), self.partitions) == target:
-                return candidate
 
     async def create(
         self,
@@ -527,49 +314,19 @@ class Engine:
         """Start an execution of ``flow_id``; with an idempotency key, a duplicate inside the
         window returns the existing execution instead."""
         self._require_started()
-        if self.env.flow(flow_id, flow_version) is None and \
-                self.flows.get(flow_id, flow_version, include_unpublished=True) is None:
-            what = f"flow {flow_id!r}" + (f" version {flow_version!r}" if flow_version else "")
-            known = ", ".join(sorted({f.id for f in self.flows.all()})) or "none"
-            raise FlowNotFoundError(f"{what} is not registered (registered flows: {known})")
-        if flow_version is None and (allow_unpublished or self.env.flow(flow_id) is None):
-            # The kernel resolves a missing version among published flows only: pin the
-            # draft/archived one, so allow_unpublished works and a refusal says why.
-            unpublished = self.flows.get(flow_id, include_unpublished=True)
-            if unpublished is not None:
-                flow_version = unpublished.version
-        if idempotency_key:
-            key = idempotency_scope(tenant_id, flow_id, idempotency_key)
-            new_id = execution_id or self._id_in_partition_of(key)
-        else:
-            new_id = execution_id or str(uuid.uuid4())
-            key = new_id
-        timeout_data = (timeout.model_dump(exclude_none=True) if isinstance(timeout, TimeoutConfig)
-                        else TimeoutConfig.model_validate(timeout).model_dump(exclude_none=True)
-                        if timeout else None)
-        data: dict[str, Any] = {
-            "flow_id": flow_id, "flow_version": flow_version,
-            "context": dict(context or {}),
-            "options": {"record_history": self.options.record_history,
-                        "max_steps": self.options.max_steps,
-                        "limits": self.options.context_limits.model_dump(),
-                        "max_subflow_depth": self.options.max_subflow_depth,
-                        "max_children": self.options.max_children},
-            "idempotency_key": idempotency_key,
-            "idempotency_window_ms": idempotency_window_ms,
-            "parent_execution_id": parent_execution_id,
-            "metadata": dict(metadata) if metadata is not None else None,
-            "timeout": timeout_data or None,
-            "allow_unpublished": allow_unpublished,
-        }
-        answered = await self._send_for(
-            self._command(n.CMD_START, new_id, data, tenant_id), key)
-        answer = answered.result()
-        if answer.type == n.COMMAND_REJECTED:
-            raise _rejection_error(answer)
+        flow_version = version_to_start(self.flows, self.env, flow_id, flow_version,
+                                        allow_unpublished=allow_unpublished)
+        new_id, key = start_route(execution_id, idempotency_key, tenant_id, flow_id,
+                                  self.partitions)
+        data = start_data(
+            flow_id, flow_version, context, self.options.pinned(),
+            idempotency_key=idempotency_key, idempotency_window_ms=idempotency_window_ms,
+            parent_execution_id=parent_execution_id, metadata=metadata, timeout=timeout,
+            allow_unpublished=allow_unpublished)
+        answered = await self._send(n.CMD_START, new_id, data, tenant_id, key=key)
+        answer = raise_if_rejected(answered.event())
         # the new execution as its batch left it; an idempotency hit reads the existing one
-        execution = getattr(answered, "fm_execution", None) or \
-            await self.projection.get(answer.execution_id)
+        execution = answered.execution or await self.projection.get(answer.execution_id)
         assert execution is not None
         hit = answer.type == n.IDEMPOTENCY_HIT
         return CreateResult(execution, created=not hit, idempotency_hit=hit)
@@ -577,11 +334,8 @@ class Engine:
     async def resume(self, execution_id: str, resume_token: str, data: Any = None, *,
                      tenant_id: str | None = None) -> Execution:
         """Resume an execution waiting for a signal; the token works once."""
-        answer = await self._send(self._command(
-            n.CMD_RESUME, execution_id, {"token": resume_token, "data": data}, tenant_id),
-            execution_id)
-        if answer.type == n.COMMAND_REJECTED:
-            raise _rejection_error(answer)
+        raise_if_rejected((await self._send(
+            n.CMD_RESUME, execution_id, {"token": resume_token, "data": data}, tenant_id)).event())
         execution = await self.projection.get(execution_id)
         assert execution is not None
         return execution
@@ -592,9 +346,9 @@ class Engine:
         Cancelling anything else changes nothing and says why in ``reason``."""
         if source not in ("user", "system", "timeout", "parent"):
             raise ValueError("source must be one of user, system, timeout, parent")
-        answer = await self._send(self._command(
-            n.CMD_CANCEL, execution_id, {"source": source, "reason": reason}, tenant_id),
-            execution_id, urgent=True)
+        answer = (await self._send(n.CMD_CANCEL, execution_id,
+                                   {"source": source, "reason": reason}, tenant_id,
+                                   urgent=True)).event()
         if answer.type == n.COMMAND_REJECTED:
             return CancelResult(execution_id, False, reason=answer.data.get("reason"))
         return CancelResult(execution_id, True,
@@ -604,11 +358,9 @@ class Engine:
 
     async def revoke_token(self, execution_id: str, token: str, reason: str | None = None, *,
                            tenant_id: str | None = None) -> None:
-        answer = await self._send(self._command(
-            n.CMD_REVOKE_TOKEN, execution_id, {"token": token, "reason": reason}, tenant_id),
-            execution_id)
-        if answer.type == n.COMMAND_REJECTED:
-            raise _rejection_error(answer)
+        raise_if_rejected((await self._send(
+            n.CMD_REVOKE_TOKEN, execution_id, {"token": token, "reason": reason},
+            tenant_id)).event())
 
     # ------------------------------------------------------------------ queries
 
@@ -630,100 +382,43 @@ class Engine:
     async def replay(self, execution_id: str, upto_seq: int | None = None) -> Execution | None:
         """The execution's state rebuilt from the events topic (not the projection)."""
         self._require_started()
-        partition = partition_for(execution_id.encode(), self.partitions)
-        events: builtins.list[Event] = []
-        offset = 0
-        while True:
-            records = await self.log.read(self.topics.events, partition, offset, 5000)
-            if not records:
-                break
-            for record in records:
-                if record.key == execution_id.encode():
-                    event = decode_event(record.value)
-                    if event.seq > 0:
-                        events.append(event)
-            offset = records[-1].offset + 1
-        state = replay_events(events, upto_seq)
-        return state.to_execution() if state is not None else None
+        return await replay_execution(self.log, self.topics.events, self.partitions,
+                                      execution_id, upto_seq)
 
     async def wait(self, execution_id: str, timeout_s: float = 30.0, *,
                    until: Iterable[ExecutionStatus] = RESTING_STATUSES) -> Execution:
         """Return once the execution is completed, failed, cancelled or waiting."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        wanted = frozenset(until)
-        while True:
-            future: asyncio.Future[None] = loop.create_future()
-            self._execution_waiters.setdefault(execution_id, []).append(future)
-            try:
-                execution = await self.projection.get(execution_id)
-                if execution is not None and execution.status in wanted:
-                    return execution
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    status = execution.status.value if execution else "unknown"
-                    raise WaitTimeout(f"execution {execution_id!r} still {status} after "
-                                      f"{timeout_s}s")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(future, remaining)
-            finally:
-                self._forget_waiter(execution_id, future)
-
-    def _forget_waiter(self, execution_id: str, future: asyncio.Future[None]) -> None:
-        """Drop a finished ``wait`` iteration's future (no event may ever pop it)."""
-        future.cancel()
-        waiters = self._execution_waiters.get(execution_id)
-        if waiters is not None:
-            with contextlib.suppress(ValueError):
-                waiters.remove(future)
-            if not waiters:
-                del self._execution_waiters[execution_id]
+        return await self._waiters.wait(execution_id, self.projection.get, timeout_s, until)
 
     # ------------------------------------------------------------------ introspection
 
+    @property
+    def partitions(self) -> int:
+        """The commands topic's partition count (0 before ``start``)."""
+        return self._wiring.partitions
+
+    @property
+    def projector(self) -> Projector | None:
+        """The projector applying the events in this process (``run_projector``)."""
+        return self._wiring.projector
+
+    @property
+    def group_processors(self) -> GroupProcessors | None:
+        """This process's member of the processors' consumer group, on a log that has
+        them (Kafka)."""
+        return self._wiring.group_processors
+
+    @property
+    def processors(self) -> builtins.list[PartitionProcessor]:
+        """The partition processors running in this process now (on Kafka: those of
+        the partitions the consumer group assigned to it)."""
+        return self._wiring.processors
+
     def processor_failure(self) -> BaseException | None:
-        if self.group_processors is not None and \
-                (failure := self.group_processors.failure()) is not None:
-            return failure
-        for processor in self.processors:
-            if processor.failed is not None:
-                return processor.failed
-        return None
+        return self._wiring.processor_failure()
 
     async def settled(self) -> bool:
         """True when no command, handler or event is waiting to be processed by this
         process (meant for the embedded log and the TestHarness: on Kafka, transaction
         markers sit past the last command, so it stays False while the topic has any)."""
-        for processor in self.processors:
-            if not processor.idle:
-                return False
-            end = await self.log.end_offset(self.topics.commands, processor.partition)
-            if end > processor.commands_read:
-                return False
-        return self.projector is None or await self.projector.caught_up()
-
-
-def _encoded(command: Command) -> bytes:
-    """The command's record value; a value the log cannot carry is the caller's error,
-    named by its path, and nothing is sent (the HTTP API refuses such bodies earlier)."""
-    try:
-        return encode_command(command)
-    except (TypeError, ValueError) as exc:  # orjson's encode errors are TypeErrors
-        try:
-            check_body(command.data, max_depth=LOG_MAX_DEPTH)
-        except UnstorableValue as found:
-            raise UnstorableValueError(f"{command.type}: {found}", field=found.path) from None
-        raise UnstorableValueError(f"{command.type}: a value the log cannot carry: {exc}",
-                                   field="(command)") from None
-
-
-def _rejection_error(event: Event) -> FlowMonkeyError:
-    code = str(event.data.get("code", "COMMAND_REJECTED"))
-    reason = str(event.data.get("reason", "command rejected"))
-    if code == n.REJECT_FLOW_NOT_FOUND:
-        return FlowNotFoundError(reason)
-    if code == n.REJECT_EXECUTION_NOT_FOUND:
-        return ExecutionNotFoundError(reason)
-    if code in _TOKEN_CODES:
-        return ResumeTokenError(reason, code=code)
-    return CommandRejected(reason, code=code)
+        return await self._wiring.settled()

@@ -26,8 +26,9 @@ Secured Kafka clusters (:class:`~flowmonkey.log.kafka_security.KafkaSecurity`):
   certificates (default: the system's CAs); ``FLOWMONKEY_KAFKA_SSL_CERTFILE`` and
   ``FLOWMONKEY_KAFKA_SSL_KEYFILE``: a client certificate and key (mutual TLS).
 
-The HTTP API (``flowmonkey api``) reads its keys with :func:`api_keys_from_env`, not
-with :class:`Settings`, so that no other command fails over a setting it never uses:
+The HTTP API (``flowmonkey api``) reads its keys with
+:func:`flowmonkey.api.auth.api_keys_from_env`, not with :class:`Settings`, so that no
+other command fails over a setting it never uses (this module keeps only the name):
 
 * ``FLOWMONKEY_API_KEYS``: ``KEY=TENANT[,KEY=TENANT…]``; a tenant of ``*`` makes an
   admin key (every tenant; it may act for one named by an ``X-Tenant-Id`` header).
@@ -92,9 +93,6 @@ DEFAULT_SCHEMA = "flowmonkey"
 DEFAULT_REPLICATION_FACTOR = -1
 MAX_REPLICATION_FACTOR = 32767  # an int16 in Kafka's protocol
 DEFAULT_SECURITY_PROTOCOL = "PLAINTEXT"
-#: shorter keys are refused: a key is the only thing between the API and the data
-MIN_API_KEY_LENGTH = 16
-ADMIN_TENANT = "*"
 
 # KafkaSecurity's fields as this module's variables, for its messages
 _SECURITY_LABELS = {
@@ -115,12 +113,6 @@ _TOPIC_PREFIX_MAX = 249 - len(".dead-letter")
 _PORT = re.compile(r"[0-9]{1,5}")
 _DSN_SCHEMES = ("postgres", "postgresql")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_API_KEY_CHARS = re.compile(r"[!-~]+")  # printable ASCII, no spaces (a header value)
-# No "/": the kernel scopes idempotency keys as "tenant/flow/key", so a tenant holding a
-# "/" could name another tenant's scope ("acme/greet" + flow "approve" is "acme" + flow
-# "greet" + key "approve/...") and be handed that tenant's execution.
-_TENANT_CHARS = re.compile(r"[A-Za-z0-9._:@-]{1,200}")
-TENANT_ID_RULE = "1-200 letters, digits and '._:@-'"
 
 
 class SettingsError(FlowMonkeyError, ValueError):
@@ -419,74 +411,6 @@ def redact_dsn(dsn: str) -> str:
             query = urlencode([(k, "***" if k.lower() == "password" else v)
                                for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-# --------------------------------------------------------------------------- API keys
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """One key of the HTTP API and the tenant it acts for (``None``: an admin key,
-    which sees every tenant). The secret never shows in a ``repr``."""
-
-    secret: str = field(repr=False)
-    tenant_id: str | None
-
-    @property
-    def admin(self) -> bool:
-        return self.tenant_id is None
-
-    def __repr__(self) -> str:
-        return f"ApiKey(tenant_id={self.tenant_id!r}, secret='***')"
-
-
-def parse_api_keys(text: str | None, name: str = ENV_API_KEYS) -> tuple[ApiKey, ...]:
-    """``KEY=TENANT[,KEY=TENANT…]`` (``*`` as the tenant: an admin key); empty entries
-    are ignored. Messages name an entry by its position, never quote a key."""
-    if text is None:
-        return ()
-    keys: list[ApiKey] = []
-    seen: set[str] = set()
-    example = f"{name}=<key>=tenant-a,<key>=* (a key of {MIN_API_KEY_LENGTH}+ characters)"
-    for number, entry in enumerate(text.split(","), start=1):
-        entry = entry.strip()
-        if not entry:
-            continue
-        secret, sep, tenant = entry.rpartition("=")
-        secret, tenant = secret.strip(), tenant.strip()
-        where = f"{name} entry {number}"
-        if not sep or not secret:
-            raise SettingsError(f"{where} is not KEY=TENANT; expected {example}")
-        if "=" in secret or not _API_KEY_CHARS.fullmatch(secret):
-            raise SettingsError(f"{where}: a key is printable ASCII without spaces, "
-                                "',' or '='")
-        if len(secret) < MIN_API_KEY_LENGTH:
-            raise SettingsError(
-                f"{where}: the key has {len(secret)} characters, fewer than "
-                f"{MIN_API_KEY_LENGTH}; make one with: python -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))'")
-        if tenant != ADMIN_TENANT and not valid_tenant_id(tenant):
-            raise SettingsError(
-                f"{where}: the tenant must be {ADMIN_TENANT!r} (an admin key) or "
-                f"{TENANT_ID_RULE} (the value is not shown: it may be a key written in "
-                "the wrong order)")
-        if secret in seen:
-            raise SettingsError(f"{where} repeats the key of an earlier entry; give each "
-                                "key once")
-        seen.add(secret)
-        keys.append(ApiKey(secret, None if tenant == ADMIN_TENANT else tenant))
-    return tuple(keys)
-
-
-def valid_tenant_id(text: str) -> bool:
-    """Whether ``text`` may name a tenant (in a key's entry or an ``X-Tenant-Id``)."""
-    return _TENANT_CHARS.fullmatch(text) is not None
-
-
-def api_keys_from_env(env: Mapping[str, str] | None = None) -> tuple[ApiKey, ...]:
-    """The keys in ``FLOWMONKEY_API_KEYS`` of ``env`` (default ``os.environ``)."""
-    source = os.environ if env is None else env
-    return parse_api_keys(source.get(ENV_API_KEYS, "").strip() or None)
 
 
 DEFAULT_SECRET_PREFIX = "FLOWMONKEY_SECRET_"

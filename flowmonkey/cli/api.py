@@ -27,14 +27,15 @@ from flowmonkey.cli.options import (
 )
 from flowmonkey.cli.service import configure_logging, run_until_stopped, say, stop_on_signals
 from flowmonkey.cli.settings import check_schema, scrub, settings_from_args, start_engine
-from flowmonkey.settings import ENV_API_KEYS, SettingsError, api_keys_from_env, vault_from_env
+from flowmonkey.settings import ENV_API_KEYS, SettingsError, vault_from_env
 
 if TYPE_CHECKING:
     import uvicorn
 
+    from flowmonkey.api.auth import ApiKey
     from flowmonkey.cli.options import Subparsers
     from flowmonkey.engine import Engine
-    from flowmonkey.settings import ApiKey, Settings
+    from flowmonkey.settings import Settings
 
 log = logging.getLogger("flowmonkey.api")
 
@@ -125,6 +126,8 @@ def run_api(args: argparse.Namespace) -> int:
 
 
 def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
+    from flowmonkey.api.auth import api_keys_from_env  # FastAPI only for this command
+
     try:
         keys = api_keys_from_env()
     except SettingsError as exc:

@@ -168,7 +168,7 @@ def add_gc_option(parser: argparse.ArgumentParser) -> None:
         "--no-tune-gc", dest="tune_gc", action="store_false",
         help="keep Python's default garbage-collector settings (by default this "
              "dedicated process raises its thresholds and freezes its start-up objects: "
-             "see flowmonkey.tuning)")
+             "see flowmonkey.runtime.gc_tuning)")
 
 
 def add_log_format_option(parser: argparse.ArgumentParser) -> None:

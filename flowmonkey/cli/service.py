@@ -26,7 +26,7 @@ def apply_gc_option(args: argparse.Namespace) -> None:
     """Tune the collector for a dedicated long-running process, once it has started
     (its modules, flows and handlers then live as long as it does)."""
     if getattr(args, "tune_gc", False):
-        from flowmonkey.tuning import tune_gc
+        from flowmonkey.runtime.gc_tuning import tune_gc
 
         tune_gc()
 

@@ -11,7 +11,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flowmonkey.log.base import Headers, Log, OutRecord, Position, Record, TopicSpec
+    from flowmonkey.log.base import (
+        Headers,
+        Log,
+        LogCapabilities,
+        OutRecord,
+        Position,
+        Record,
+        TopicSpec,
+    )
     from flowmonkey.log.embedded import EmbeddedLog
     from flowmonkey.log.kafka import KafkaLog
     from flowmonkey.log.kafka_security import KafkaSecurity
@@ -20,6 +28,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "Headers": "base",
     "Log": "base",
+    "LogCapabilities": "base",
     "OutRecord": "base",
     "Position": "base",
     "Record": "base",
@@ -37,6 +46,7 @@ __all__ = [
     "KafkaSecurity",
     "KafkaWriter",
     "Log",
+    "LogCapabilities",
     "OutRecord",
     "Position",
     "Record",

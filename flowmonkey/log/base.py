@@ -77,6 +77,37 @@ class TopicSpec:
     config: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class LogCapabilities:
+    """What a log can do besides the :class:`Log` protocol; generic code (the engine,
+    the projector, the partition processors) asks these instead of the log's class.
+
+    ``default_partitions``: the partition count of the topics an engine or a projector
+    service creates on it (a :class:`TopicSpec` always says its own).
+
+    ``keeps_decoded``: a record appended here keeps the object its bytes encode for
+    readers in this process (:mod:`flowmonkey.log.decoded`), so writers attach it.
+
+    ``consumer_groups``: processes share a topic's partitions through a consumer group
+    that assigns and moves them, each owner writing with a transactional writer of
+    its own (:class:`~flowmonkey.processors.group.GroupProcessors`, the projector
+    service's group). Without it one process owns every partition.
+
+    ``tail``: one consumer can follow every partition of a topic at once (a long poll
+    instead of a reader per partition).
+
+    ``shared_topics``: the topics outlive the process and other processes create them
+    (a cluster): an engine checks existing ones before using them, and a projector
+    service leaves creating them to the processors (or ``flowmonkey topics create``).
+    """
+
+    default_partitions: int = 4
+    keeps_decoded: bool = False
+    consumer_groups: bool = False
+    tail: bool = False
+    shared_topics: bool = False
+
+
 @runtime_checkable
 class Log(Protocol):
     """An append-only partitioned log.
@@ -89,9 +120,14 @@ class Log(Protocol):
 
     ``topic_prefix`` names the topics built on this log (``<prefix>.commands`` …): an
     engine or a projector service takes its prefix from its log.
+
+    ``capabilities`` says what else it can do (:class:`LogCapabilities`).
     """
 
     topic_prefix: str
+
+    @property
+    def capabilities(self) -> LogCapabilities: ...
 
     async def start(self) -> None: ...
 

@@ -63,6 +63,7 @@ from flowmonkey.log._embedded_store import (
 )
 from flowmonkey.log.base import (
     DEFAULT_TOPIC_PREFIX,
+    LogCapabilities,
     OutRecord,
     Position,
     Record,
@@ -97,10 +98,6 @@ class EmbeddedLog:
     builds on this log (``<prefix>.commands`` …), as on
     :class:`~flowmonkey.log.kafka.KafkaLog`.
     """
-
-    keeps_decoded = True
-    """Records appended here keep the object their bytes encode for readers in this
-    process (see :mod:`flowmonkey.log.decoded`); writers may attach it."""
 
     def __init__(
         self,
@@ -140,6 +137,13 @@ class EmbeddedLog:
     @property
     def default_partitions(self) -> int:
         return self._default_partitions
+
+    @property
+    def capabilities(self) -> LogCapabilities:
+        """One process owns it: every partition read on its own, topics created here;
+        appended records keep their decoded objects (:mod:`flowmonkey.log.decoded`)."""
+        return LogCapabilities(default_partitions=self._default_partitions,
+                               keeps_decoded=True)
 
     @property
     def partitions(self) -> int:

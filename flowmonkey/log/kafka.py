@@ -67,6 +67,8 @@ from flowmonkey.errors import LogError
 from flowmonkey.log.base import (
     DEFAULT_TOPIC_PREFIX,
     Headers,
+    Log,
+    LogCapabilities,
     OutRecord,
     Position,
     Record,
@@ -171,6 +173,13 @@ class KafkaLog:
     def default_partitions(self) -> int:
         """Partitions for topics created from specs that callers build (the Engine)."""
         return self.partitions
+
+    @property
+    def capabilities(self) -> LogCapabilities:
+        """Consumer groups with transactional writers, a tail consumer, and topics
+        shared with the cluster's other processes."""
+        return LogCapabilities(default_partitions=self.partitions, consumer_groups=True,
+                               tail=True, shared_topics=True)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -696,6 +705,15 @@ class KafkaLog:
 
 
 _HEADER_BYTES: dict[Headers, int] = {}
+
+
+def require_kafka(log_: Log, needs: str) -> KafkaLog:
+    """``log_`` as the :class:`KafkaLog` that ``needs`` (a Kafka-only part, chosen
+    because the log's capabilities asked for it) runs on."""
+    if not isinstance(log_, KafkaLog):
+        raise LogError(f"{needs} runs on a KafkaLog, not a {type(log_).__name__} (its "
+                       f"capabilities {log_.capabilities} promise what only Kafka has)")
+    return log_
 
 
 def _header_bytes(headers: Headers) -> int:

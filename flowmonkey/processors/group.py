@@ -37,8 +37,8 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from flowmonkey.errors import LogError
-from flowmonkey.log.base import OutRecord, Position
-from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.base import Log, OutRecord, Position
+from flowmonkey.log.kafka import require_kafka
 from flowmonkey.log.kafka_consumers import to_record
 from flowmonkey.log.kafka_writer import KafkaWriter
 from flowmonkey.processors.partition import Appender, PartitionProcessor
@@ -91,9 +91,9 @@ class _Owned:
 class GroupProcessors:
     """Runs the processors of the commands partitions this group member owns."""
 
-    def __init__(self, log_: KafkaLog, topic: str, group: str, factory: ProcessorFactory,
+    def __init__(self, log_: Log, topic: str, group: str, factory: ProcessorFactory,
                  *, max_poll_records: int = 2000) -> None:
-        self.log = log_
+        self.log = require_kafka(log_, "GroupProcessors")
         self.topic = topic
         self.group = group
         self.factory = factory

@@ -493,7 +493,7 @@ class PartitionProcessor:
         events_topic, commands_topic = self.topics.events, self.topics.commands
         partition = self.partition
         # only a log that keeps it (the embedded one) hands the event to its readers
-        attach = getattr(self.log, "keeps_decoded", False)
+        attach = self.log.capabilities.keeps_decoded
         now = self.clock.now_ms()
         if self._early_cancels:
             self._early_cancels.expire(now)

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flowmonkey.errors import LogError
-from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.base import Log
+from flowmonkey.log.kafka import require_kafka
 from flowmonkey.log.kafka_topics import TopicFacts
 from flowmonkey.log.topics import JOBS_RETENTION_MS, Topics
 
@@ -161,9 +162,11 @@ def problems_message(problems: list[TopicProblem], bootstrap: str, prefix: str,
     return "\n".join(lines)
 
 
-async def verify_topics(log: KafkaLog, topics: Topics) -> dict[str, TopicFacts | None]:
+async def verify_topics(log_: Log, topics: Topics) -> dict[str, TopicFacts | None]:
     """Read FlowMonkey's topics back and raise :class:`LogError` (code
-    ``LOG_TOPIC_SETTINGS``) naming each problem and its fix; the facts otherwise."""
+    ``LOG_TOPIC_SETTINGS``) naming each problem and its fix; the facts otherwise
+    (a log with ``capabilities.shared_topics``: Kafka)."""
+    log = require_kafka(log_, "verify_topics")
     facts = await log.describe_topics(
         [topics.commands, topics.events, topics.flows, topics.dead_letter, topics.jobs])
     problems = topic_problems(topics, facts)

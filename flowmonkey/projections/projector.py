@@ -42,7 +42,7 @@ from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.codec import decode_record
 from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log, Record
-from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.kafka import KafkaLog, require_kafka
 from flowmonkey.log.kafka_consumers import KafkaTail
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.projections.base import Projection
@@ -305,10 +305,11 @@ class Projector:
                 stored = await stored_position(self._store, self.log, self.group,
                                                self.topic, partition)
                 self._moved_to(partition, stored)
-        if isinstance(self.log, KafkaLog):
+        if self.log.capabilities.tail:
             # one long-polling consumer for every partition, and one database
             # transaction per fetch, instead of polling each partition
-            self._tasks = [asyncio.create_task(self._follow(self.log), name="fm-projector")]
+            kafka = require_kafka(self.log, "the projector's tail")
+            self._tasks = [asyncio.create_task(self._follow(kafka), name="fm-projector")]
         else:
             self._tasks = [asyncio.create_task(self._consume(p), name=f"fm-projector-{p}")
                            for p in range(self.partitions)]

@@ -51,7 +51,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.envelope import Event
 from flowmonkey.log.base import Log
-from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.kafka import require_kafka
 from flowmonkey.log.kafka_consumers import to_record
 from flowmonkey.log.topics import Topics, topics_of
 from flowmonkey.projections.base import Projection
@@ -117,14 +117,15 @@ class ProjectorService:
         await self.log.start()
         try:
             await self.projection.start()
-            if not isinstance(self.log, KafkaLog):
-                partitions = getattr(self.log, "default_partitions", 4)
-                await self.log.create_topics(self.topics.specs(partitions))
+            capabilities = self.log.capabilities
+            if not capabilities.shared_topics:
+                await self.log.create_topics(
+                    self.topics.specs(capabilities.default_partitions))
             # on Kafka this is also the check that the topic exists, with a message
             # that says how to create it
             self.partitions = await self.log.partitions_for(self.topic)
             runner: Projector | GroupProjector
-            if isinstance(self.log, KafkaLog):
+            if capabilities.consumer_groups:
                 runner = GroupProjector(self.log, self.topic, self.projection, self.group,
                                         batch_size=self.batch_size, on_batch=self.on_batch,
                                         now_ms=self._now_ms,
@@ -172,11 +173,11 @@ class ProjectorService:
 class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
     """A member of the projector consumer group on Kafka (see the module docstring)."""
 
-    def __init__(self, log_: KafkaLog, topic: str, projection: Projection, group: str, *,
+    def __init__(self, log_: Log, topic: str, projection: Projection, group: str, *,
                  batch_size: int = 1000, on_batch: OnBatch | None = None,
                  now_ms: Callable[[], int] | None = None,
                  verify_every_s: float = VERIFY_EVERY_S) -> None:
-        self.log = log_
+        self.log = require_kafka(log_, "GroupProjector")
         self.topic = topic
         self.projection = projection
         self.group = group
@@ -186,7 +187,7 @@ class GroupProjector(ConsumerRebalanceListener):  # type: ignore[misc]
         self._check = None if self._store is None else StoredCheck(self._store,
                                                                    verify_every_s)
         self._now_ms = now_ms or wall_clock_ms
-        self._consumer: Any = log_.group_consumer(group, max_poll_records=batch_size,
+        self._consumer: Any = self.log.group_consumer(group, max_poll_records=batch_size,
                                                   client_suffix="projector")
         self._lock = asyncio.Lock()  # one batch or one rebalance step at a time
         self._owned: dict[int, PartitionProgress] = {}

@@ -258,7 +258,7 @@ async def test_waiting_again_and_again_on_a_finished_execution_keeps_no_waiters(
             await engine.wait(created.execution.id, timeout_s=0.01,
                               until=[ExecutionStatus.CANCELLED])
 
-        assert engine._execution_waiters == {}  # nothing left for events to resolve
+        assert engine._waiters.executions == {}  # nothing left for events to resolve
 
 
 def test_an_engine_built_outside_a_loop_with_an_async_dispatcher_runs() -> None:
@@ -332,12 +332,12 @@ async def test_the_new_execution_shares_no_dict_with_the_events_listeners_got() 
 
 async def test_a_create_whose_execution_cannot_be_folded_reads_the_projection(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import flowmonkey.engine as engine_module
+    import flowmonkey.runtime.waiters as waiters_module
 
     def broken_fold(events: object, upto_seq: object = None) -> object:
         raise RuntimeError("fold failed")
 
-    monkeypatch.setattr(engine_module, "replay_events", broken_fold)
+    monkeypatch.setattr(waiters_module, "replay_events", broken_fold)
     async with Engine(flows=[LINEAR], handlers=HANDLERS) as engine:
         created = await engine.create("linear", {"x": 5})
 
@@ -356,4 +356,4 @@ async def test_a_command_that_could_not_be_published_leaves_no_waiter_behind() -
         with pytest.raises(FlowMonkeyError, match="refused"):
             await engine.create("linear", {"x": 5})
 
-        assert engine._command_waiters == {}
+        assert engine._waiters.commands == {}

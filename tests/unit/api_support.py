@@ -12,7 +12,7 @@ import httpx
 
 from flowmonkey import Engine, HandlerParams, Result, StepResult, handler
 from flowmonkey.api import ApiAuth, create_app
-from flowmonkey.settings import ApiKey
+from flowmonkey.api.auth import ApiKey
 from tests.behaviour.flows import flow, step
 
 KEY_A = "key-of-tenant-a-0123456789"

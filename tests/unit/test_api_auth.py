@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from flowmonkey.api import ApiAuth
+from flowmonkey.api.auth import ApiKey
 from flowmonkey.events import names as n
-from flowmonkey.settings import ApiKey
 from tests.unit.api_support import (
     ADMIN,
     KEY_A,

@@ -7,7 +7,7 @@ import gc
 
 from flowmonkey.cli.options import add_gc_option
 from flowmonkey.cli.service import apply_gc_option
-from flowmonkey.tuning import DEFAULT_THRESHOLDS, restore_gc
+from flowmonkey.runtime.gc_tuning import DEFAULT_THRESHOLDS, restore_gc
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -11,11 +11,12 @@ import pytest
 
 from flowmonkey import Engine, EngineOptions, HandlerParams, Result, StepResult, handler
 from flowmonkey.api import ApiAuth, create_app
+from flowmonkey.api.auth import ApiKey
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events import names as n
 from flowmonkey.log.base import OutRecord
 from flowmonkey.metrics import BulkHistogram, Metrics, serve_metrics
-from flowmonkey.settings import ApiKey, Settings, SettingsError
+from flowmonkey.settings import Settings, SettingsError
 from tests.behaviour.flows import flow, step
 from tests.unit.api_support import eventually
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowmonkey.settings import ApiKey, SettingsError, api_keys_from_env, parse_api_keys
+from flowmonkey.api.auth import ApiKey, api_keys_from_env, parse_api_keys
+from flowmonkey.settings import SettingsError
 
 K1 = "k1-0123456789abcdef"
 K2 = "k2-0123456789abcdef"
@@ -55,3 +56,24 @@ def test_a_key_never_shows_in_a_repr() -> None:
     key = ApiKey(K1, "tenant-a")
     assert K1 not in repr(key)
     assert "tenant-a" in repr(key)
+
+
+def test_key_parsing_lives_in_the_api_not_in_settings() -> None:
+    """settings is below api in the layers: it keeps only the variable's name."""
+    import ast
+    from pathlib import Path
+
+    import flowmonkey.api.auth as auth
+    import flowmonkey.settings as settings
+
+    for name in ("ApiKey", "parse_api_keys", "api_keys_from_env", "MIN_API_KEY_LENGTH",
+                 "ADMIN_TENANT", "valid_tenant_id", "TENANT_ID_RULE"):
+        assert hasattr(auth, name), name
+        assert not hasattr(settings, name), name
+    tree = ast.parse(Path(settings.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module} | \
+        {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+         for alias in node.names}
+    assert not {m for m in imported if m == "flowmonkey.api" or
+                m.startswith("flowmonkey.api.")}

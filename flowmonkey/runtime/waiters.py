@@ -1,0 +1,171 @@
+"""Waiters: the callers of ``create``/``resume``/``cancel``/``revoke_token`` waiting for
+the event that answers their command, and the callers of ``wait`` waiting for an
+execution to reach a status. The projector hands every applied batch to
+:meth:`Waiters.on_events`, which resolves them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from flowmonkey.errors import WaitTimeout
+from flowmonkey.events import names as n
+from flowmonkey.events.envelope import Command, Event
+from flowmonkey.kernel.apply import replay as replay_events
+from flowmonkey.log.base import Log, OutRecord
+from flowmonkey.model.execution import Execution, ExecutionStatus
+
+log = logging.getLogger("flowmonkey.engine")
+
+RESOLVES = {
+    n.CMD_START: {n.EXECUTION_CREATED, n.IDEMPOTENCY_HIT},
+    n.CMD_RESUME: {n.EXECUTION_RESUMED},
+    n.CMD_CANCEL: {n.EXECUTION_CANCELLED},
+    n.CMD_REVOKE_TOKEN: {n.TOKEN_REVOKED},
+}
+"""Per command type, the events that answer it (besides ``command.rejected``)."""
+
+_NO_ANSWERS: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True, eq=False)
+class Answer:
+    """A sent command's answer: ``future`` gets the event; ``execution`` is, for a
+    start that created its execution, the execution as that start left it."""
+
+    command_type: str
+    future: asyncio.Future[Event]
+    execution: Execution | None = None
+
+    def event(self) -> Event:
+        return self.future.result()
+
+
+class Waiters:
+    """The pending answers (``commands``, by command id) and ``wait`` calls
+    (``executions``, by execution id) of one engine."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, Answer] = {}
+        self.executions: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def send(self, log_: Log, record: OutRecord, command: Command, timeout_s: float,
+                   *, expedite: Callable[[Command], None] | None = None) -> Answer:
+        """Publish ``record`` (carrying ``command``) and wait for the answer. With
+        ``expedite``, hand the command to it once published (a cancel, decided ahead of
+        any backlog by this process's processor of its partition)."""
+        answer = Answer(command.type, asyncio.get_running_loop().create_future())
+        self.commands[command.command_id] = answer
+        try:
+            # one record needs no transaction (on Kafka, an idempotent produce is enough)
+            await log_.publish([record])
+            if expedite is not None:
+                # only now: what it is decided into must never be in the log without it
+                expedite(command)
+            await asyncio.wait_for(answer.future, timeout_s)
+            return answer
+        except TimeoutError:
+            raise WaitTimeout(
+                f"no answer to {command.type} for {command.execution_id!r} within {timeout_s}s; "
+                "are the processors running?") from None
+        finally:
+            # answered, timed out, cancelled or never published: nobody waits any more
+            self.commands.pop(command.command_id, None)
+
+    async def wait(self, execution_id: str, read: Callable[[str], Awaitable[Execution | None]],
+                   timeout_s: float, until: Iterable[ExecutionStatus]) -> Execution:
+        """The execution (as ``read`` gives it) once its status is one of ``until``;
+        read again after each batch that touched it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        wanted = frozenset(until)
+        while True:
+            future: asyncio.Future[None] = loop.create_future()
+            self.executions.setdefault(execution_id, []).append(future)
+            try:
+                execution = await read(execution_id)
+                if execution is not None and execution.status in wanted:
+                    return execution
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    status = execution.status.value if execution else "unknown"
+                    raise WaitTimeout(f"execution {execution_id!r} still {status} after "
+                                      f"{timeout_s}s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, remaining)
+            finally:
+                self.forget(execution_id, future)
+
+    def forget(self, execution_id: str, future: asyncio.Future[None]) -> None:
+        """Drop a finished ``wait`` iteration's future (no event may ever pop it)."""
+        future.cancel()
+        waiters = self.executions.get(execution_id)
+        if waiters is not None:
+            with contextlib.suppress(ValueError):
+                waiters.remove(future)
+            if not waiters:
+                del self.executions[execution_id]
+
+    def cancel_all(self) -> None:
+        """Fail every pending answer (the engine stops)."""
+        for answer in self.commands.values():
+            answer.future.cancel()
+
+    def on_events(self, events: Sequence[Event],
+                  emit: Callable[[Event], None] | None = None) -> None:
+        """Resolve what a batch of applied events answers; ``emit`` each event first."""
+        waiters = self.commands
+        execution_waiters = self.executions
+        created: dict[str, tuple[Answer, Event]] = {}
+        for event in events:
+            if emit is not None:
+                emit(event)
+            if waiters and event.command_id in waiters:
+                answer = waiters[event.command_id]
+                if event.type == n.COMMAND_REJECTED or event.type in RESOLVES.get(
+                        answer.command_type, _NO_ANSWERS):
+                    del waiters[event.command_id]
+                    if event.type == n.EXECUTION_CREATED:
+                        created[event.execution_id] = (answer, event)  # after the batch
+                    elif not answer.future.done():
+                        answer.future.set_result(event)
+            if execution_waiters and event.execution_id in execution_waiters:
+                for waiter in execution_waiters.pop(event.execution_id):
+                    if not waiter.done():
+                        waiter.set_result(None)
+        if created:
+            answer_creates(created, events)
+
+
+def answer_creates(created: Mapping[str, tuple[Answer, Event]],
+                   events: Sequence[Event]) -> None:
+    """Answer ``create`` calls with their new executions as their start left them.
+
+    An execution created in this batch has its whole history in it (its first
+    event is here), so folding the events its start decided gives the state right
+    after the start, without reading the projection back (a query per create on
+    PostgreSQL).
+    """
+    histories: dict[str, list[Event]] = {execution_id: [] for execution_id in created}
+    for event in events:
+        history = histories.get(event.execution_id)
+        # only what the start itself decided: a first step that finished at once
+        # may have moved the execution on within the same batch
+        if history is not None and event.seq > 0 and \
+                event.command_id == created[event.execution_id][1].command_id:
+            history.append(event)
+    for execution_id, (answer, event) in created.items():
+        if answer.future.done():
+            continue
+        try:
+            state = replay_events(histories[execution_id])
+            if state is not None:
+                # (a snapshot is the caller's own: it shares nothing with the events)
+                answer.execution = state.to_execution()
+        except Exception:
+            # never strand a create: without the fold it reads the projection
+            log.exception("could not fold the new execution %s", execution_id)
+        answer.future.set_result(event)

@@ -1,0 +1,173 @@
+"""The running parts of an engine over its log and projection: the topics, the
+projector that applies the events (and answers the engine's waiters), and the
+partition processors, as a consumer group's members on a log that shares partitions
+among processes (``LogCapabilities.consumer_groups``) or one per partition otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flowmonkey.events.envelope import Command
+from flowmonkey.handlers.base import VaultProvider
+from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
+from flowmonkey.log.base import Log
+from flowmonkey.log.partitioner import partition_for
+from flowmonkey.log.topics import Topics
+from flowmonkey.metrics import Metrics
+from flowmonkey.model.tables import TableDef
+from flowmonkey.processors.clock import Clock
+from flowmonkey.processors.group import GroupProcessors
+from flowmonkey.processors.partition import Appender, PartitionProcessor
+from flowmonkey.processors.runner import StepRunner
+from flowmonkey.processors.snapshots import SnapshotStore
+from flowmonkey.processors.topic_checks import verify_topics
+from flowmonkey.projections.base import Projection
+from flowmonkey.projections.projector import OnBatch, Projector
+from flowmonkey.runtime.flow_sync import sync_flows
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorSetup:
+    """What the partition processors of an engine run with."""
+
+    env: EngineEnv
+    handlers: HandlerRegistry
+    clock: Clock
+    group: str
+    timeout_ms: int
+    vault: VaultProvider | None
+    snapshots: SnapshotStore | None
+    snapshot_every: int
+
+
+class Wiring:
+    """Builds, starts and stops the log, projection, projector and processors of one
+    engine; ``partitions`` is the commands topic's count once :meth:`open` ran."""
+
+    def __init__(self, log_: Log, topics: Topics, projection: Projection,
+                 metrics: Metrics) -> None:
+        self.log = log_
+        self.topics = topics
+        self.projection = projection
+        self.metrics = metrics
+        self.partitions = 0
+        self.projector: Projector | None = None
+        self.group_processors: GroupProcessors | None = None
+        self.static_processors: list[PartitionProcessor] = []
+
+    async def start(self, tables: Iterable[TableDef], flows: FlowRegistry, *,
+                    on_events: OnBatch | None, processors: ProcessorSetup | None) -> None:
+        """Open the log and projection, sync ``flows`` with the flows topic, then start
+        the projector (with ``on_events``) and the processors, each if given."""
+        await self.open(tables)
+        await sync_flows(self.log, self.topics, flows)
+        if on_events is not None:
+            # before the processors, so no answer to a command sent right after start
+            # can slip past it
+            await self.start_projector(on_events)
+        if processors is not None:
+            await self.start_processors(processors)
+
+    async def open(self, tables: Iterable[TableDef]) -> None:
+        """Start the log (its topics created, and checked where others share them)
+        and the projection (with ``tables``)."""
+        await self.log.start()
+        capabilities = self.log.capabilities
+        await self.log.create_topics(self.topics.specs(capabilities.default_partitions))
+        if capabilities.shared_topics:
+            # existing topics are left as they are: refuse ones that would lose data
+            await verify_topics(self.log, self.topics)
+        self.partitions = await self.log.partitions_for(self.topics.commands)
+        await self.projection.start()
+        for table in tables:
+            await self.ensure_table(table)
+
+    async def ensure_table(self, table: TableDef) -> None:
+        """Create ``table`` in the projection unless it has it."""
+        if await self.projection.get_table(table.id) is None:
+            await self.projection.create_table(table)
+
+    async def start_projector(self, on_events: OnBatch) -> None:
+        self.projector = Projector(self.log, self.topics.events, self.partitions,
+                                   self.projection, on_events, metrics=self.metrics)
+        await self.projector.start()
+
+    async def start_processors(self, setup: ProcessorSetup) -> None:
+        runner = StepRunner(setup.timeout_ms, setup.clock.now_ms, setup.vault)
+        if setup.snapshots is not None:
+            await setup.snapshots.start()
+
+        def make(partition: int, writer: Appender | None = None) -> PartitionProcessor:
+            processor = PartitionProcessor(partition, self.partitions, self.log, self.topics,
+                                           setup.env, setup.handlers, runner, setup.clock,
+                                           setup.group, writer=writer,
+                                           pull_commands=writer is None,
+                                           snapshots=setup.snapshots,
+                                           snapshot_every=setup.snapshot_every,
+                                           interleave=True,
+                                           metrics=self.metrics)
+            processor.route = self.expedite
+            return processor
+
+        if self.log.capabilities.consumer_groups:
+            self.group_processors = GroupProcessors(
+                self.log, self.topics.commands, setup.group, make)
+            await self.group_processors.start()
+            return
+        self.static_processors = [make(p) for p in range(self.partitions)]
+        for processor in self.static_processors:
+            await processor.start()
+
+    def expedite(self, command: Command) -> None:
+        """Hand a cancel to this process's processor of its partition, if it has it, to
+        be decided ahead of the backlog (``PartitionProcessor.expedite``)."""
+        partition = partition_for(command.execution_id.encode(), self.partitions)
+        for processor in self.processors:
+            if processor.partition == partition:
+                processor.expedite(command)
+                return
+
+    @property
+    def processors(self) -> list[PartitionProcessor]:
+        """The partition processors running in this process now (on Kafka: those of
+        the partitions the consumer group assigned to it)."""
+        if self.group_processors is not None:
+            return self.group_processors.processors
+        return self.static_processors
+
+    async def stop_processors(self) -> None:
+        if self.group_processors is not None:
+            await self.group_processors.stop()
+            self.group_processors = None
+        for processor in self.static_processors:
+            await processor.stop()
+
+    async def stop_projector(self) -> None:
+        if self.projector is not None:
+            await self.projector.stop()
+
+    async def close(self) -> None:
+        """Close the projection, then the log."""
+        await self.projection.close()
+        await self.log.close()
+
+    def processor_failure(self) -> BaseException | None:
+        if self.group_processors is not None and \
+                (failure := self.group_processors.failure()) is not None:
+            return failure
+        for processor in self.processors:
+            if processor.failed is not None:
+                return processor.failed
+        return None
+
+    async def settled(self) -> bool:
+        """True when no command, handler or event is waiting to be processed by this
+        process (see ``Engine.settled``)."""
+        for processor in self.processors:
+            if not processor.idle:
+                return False
+            end = await self.log.end_offset(self.topics.commands, processor.partition)
+            if end > processor.commands_read:
+                return False
+        return self.projector is None or await self.projector.caught_up()
