@@ -43,20 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
 
 PUBLIC_ROOT = {"__init__.py", "engine.py", "errors.py", "settings.py", "py.typed"}
 
-# Root modules still waiting for their move (parts A and C of issue 11): the lead
-# removes these entries once the cli package and the runtime package are merged.
-# Until then each is checked at the layer it is moving to.
-PENDING_ROOT: dict[str, str] = {
-    **{f"{name}.py": "cli" for name in (
-        "cli", "cli_api", "cli_bench", "cli_common", "cli_demo", "cli_dev", "cli_format",
-        "cli_log", "cli_migrate", "cli_placeholders", "cli_processor", "cli_projector",
-        "cli_rebuild", "cli_replay", "cli_run", "cli_service", "cli_settings",
-        "cli_topics", "cli_wal")},
-    "tuning.py": "runtime",
-}
-
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
-LEVEL.update({path.removesuffix(".py"): LEVEL[layer] for path, layer in PENDING_ROOT.items()})
 
 
 def modules() -> Iterator[tuple[str, Path]]:
@@ -132,7 +119,7 @@ def test_every_package_has_a_layer() -> None:
 def test_the_root_holds_only_the_public_face() -> None:
     stray = sorted(
         p.name for p in PACKAGE.iterdir()
-        if p.is_file() and p.name not in PUBLIC_ROOT and p.name not in PENDING_ROOT
+        if p.is_file() and p.name not in PUBLIC_ROOT
         and not p.name.endswith((".pyc", ".pyo")))
     folders = sorted(
         p.name for p in PACKAGE.iterdir()
