@@ -84,6 +84,12 @@ def _writes(value: Any) -> str | None:
     return None
 
 
+def _optional_step_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    return _text_up_to(1_000)(value)
+
+
 _HELD = {"job_id": (True, _identifier), "instance_id": (True, _identifier)}
 
 JOB_FIELDS: dict[str, Mapping[str, tuple[bool, Check]]] = {
@@ -99,7 +105,8 @@ JOB_FIELDS: dict[str, Mapping[str, tuple[bool, Check]]] = {
     # (the data's size is checked by the decider, against the execution's limits)
     n.CMD_JOB_CHECKPOINT: {**_HELD, "data": (False, _anything)},
     n.CMD_JOB_COMPLETE: {**_HELD, "output": (False, _anything), "writes": (False, _writes),
-                         "duration_ms": (False, _natural)},
+                         "duration_ms": (False, _natural),
+                         "next_step": (False, _optional_step_id)},
     n.CMD_JOB_FAIL: {**_HELD, "error": (True, _error), "duration_ms": (False, _natural)},
     n.CMD_JOB_RELEASE: {**_HELD, "reason": (False, _text_up_to(MAX_MESSAGE_CHARS))},
 }

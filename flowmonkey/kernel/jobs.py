@@ -44,7 +44,7 @@ from flowmonkey.kernel.state import WAIT_JOB, ExecutionState, PartitionState
 from flowmonkey.kernel.timers import JOB_LEASE
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
-from flowmonkey.model.result import Result, StepError
+from flowmonkey.model.result import Result, StepError, StepResult
 
 DEFAULT_JOB_TIMEOUT_MS = 600_000
 DEFAULT_HEARTBEAT_MS = 30_000
@@ -196,13 +196,16 @@ def _complete(tx: _Txn) -> Decision:
     d = tx.cmd.data
     duration_ms = _duration(tx, job)
     output = private_copy(d.get("output"))
+    result = Result.success(output)
+    if "next_step" in d:  # the handler chose the next step (None: the flow ends here)
+        result = StepResult("success", output=output, next_step=d["next_step"],
+                            has_next_step=True)
     tx.emit(st, n.JOB_COMPLETED, {"job_id": job.job_id, "instance_id": job.instance_id,
                                   "epoch": job.epoch, "output": output,
                                   "duration_ms": duration_ms})
     _resumed(tx, st, step)
     writes = [(w[0], private_copy(w[1])) for w in d.get("writes") or ()]
-    _attempt_outcome(tx, st, flow, step, _base(step, job, duration_ms), Result.success(output),
-                     writes, d)
+    _attempt_outcome(tx, st, flow, step, _base(step, job, duration_ms), result, writes, d)
     return tx.decision
 
 
@@ -404,7 +407,11 @@ def _view_of(partition: PartitionState, cmd: Command, decision: Decision, execut
     if after is None or (cmd.tenant_id is not None and after.tenant_id != cmd.tenant_id):
         return {"job_id": job_id, "execution_id": execution_id, "status": "unknown"}
     if after.job is not None and after.job.job_id == job_id:
-        return job_view(after, after.job)
+        # the claimant's answer carries what it needs to run the job: the input and
+        # the last checkpoint (the pending view it claimed from may be older)
+        claimed = cmd.type == n.CMD_JOB_CLAIM and cmd.execution_id == execution_id and \
+            cmd.data.get("job_id") == job_id and decision.rejected is None
+        return job_view(after, after.job, with_input=claimed)
     status = ending or after.ended_jobs.get(job_id) or "unknown"
     job = before.job if before is not None else None
     if job is None or job.job_id != job_id:
@@ -412,21 +419,24 @@ def _view_of(partition: PartitionState, cmd: Command, decision: Decision, execut
     return job_view(after, job, status)
 
 
-def job_view(st: ExecutionState, job: JobState, status: str | None = None) -> dict[str, Any]:
+def job_view(st: ExecutionState, job: JobState, status: str | None = None, *,
+             with_input: bool = False) -> dict[str, Any]:
     """The job as workers see it (a record of the jobs topic, keyed by job id). Its
-    input and checkpoint only while pending: what a claimer needs."""
+    input and checkpoint only while pending and in the answer to a won claim: what a
+    claimer needs."""
     status = status or job.status
     view: dict[str, Any] = {
         "job_id": job.job_id, "execution_id": st.id, "tenant_id": st.tenant_id,
         "flow_id": st.flow_id, "flow_version": st.flow_version, "step_id": job.step_id,
-        "type": job.type, "attempt": job.attempt, "status": status, "epoch": job.epoch,
+        "type": job.type, "attempt": job.attempt, "attempt_id": job.attempt_id,
+        "status": status, "epoch": job.epoch,
         "instance_id": job.instance_id, "worker_id": job.worker_id,
         "lease_expires_at": job.lease_expires_at, "deadline_at": job.deadline_at,
         "heartbeat_ms": job.heartbeat_ms, "timeout_ms": job.timeout_ms,
         "lease_ms": job.lease_ms, "created_at": job.created_at, "offered_at": job.offered_at,
         "checkpoint_seq": job.checkpoint_seq,
     }
-    if status == js.PENDING:
+    if status == js.PENDING or with_input:
         view["input"] = job.input
         view["checkpoint_data"] = job.checkpoint_data
     return view

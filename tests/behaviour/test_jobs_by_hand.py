@@ -58,7 +58,7 @@ async def test_a_stateful_step_waits_on_a_job_that_a_worker_claims_and_completes
         assert claimed["answer"]["accepted"] is True
         assert (claimed["status"], claimed["epoch"], claimed["worker_id"]) == (
             "claimed", 1, "w1")
-        assert "input" not in claimed  # only a pending job's view carries it
+        assert claimed["input"] == {"rows": 3}  # the winner's answer: what it runs with
         await t.advance(1_000)
         beat = await jobs.write(n.CMD_JOB_HEARTBEAT, claimed)
         assert beat["lease_expires_at"] == claimed["lease_expires_at"] + 1_000

@@ -168,7 +168,9 @@ def test_a_claim_gives_a_fresh_instance_a_higher_epoch_and_a_lease() -> None:
     (view,) = decision.job_views
     assert view["status"] == "claimed"
     assert view["instance_id"] == j.job.instance_id
-    assert "input" not in view
+    # the winner's answer carries what it runs the job with
+    assert (view["input"], view["checkpoint_data"]) == (j.job.input, None)
+    assert view["attempt_id"] == j.job.attempt_id
 
 
 def test_of_two_racing_claims_one_wins_and_the_other_is_refused_already_claimed() -> None:
@@ -382,6 +384,31 @@ def test_completion_continues_like_a_stateless_success() -> None:
     assert answer(decision)["accepted"] is True
     for event in decision.events:
         payload(event)
+
+
+def test_a_completion_may_choose_the_next_step_or_end_the_flow() -> None:
+    steps = [step("s", "export", on_success="t"), step("t"), step("u")]
+    chose = Jobs(steps)
+    instance = chose.claimed()
+    chose.write(n.CMD_JOB_COMPLETE, T0 + 5, instance, output=1, next_step="u")
+    assert chose.d.state("e1").current_step_id == "u"
+
+    ended = Jobs(steps)
+    instance = ended.claimed()
+    decision = ended.write(n.CMD_JOB_COMPLETE, T0 + 5, instance, output=1, next_step=None)
+    assert n.EXECUTION_COMPLETED in types(decision.events)
+    assert ended.d.state("e1").status == ExecutionStatus.COMPLETED
+
+
+def test_a_reclaim_answer_carries_the_last_checkpoint() -> None:
+    j = Jobs(context={"rows": 3})
+    first = j.claimed(at=T0 + 2)
+    j.write(n.CMD_JOB_CHECKPOINT, T0 + 3, first, data={"next": 10})
+    again = j.claim(T0 + 2 + LEASE + 1, "w2")
+    (view,) = [v for v in again.job_views if v["answer"] is not None]
+    assert view["answer"]["accepted"] is True
+    assert view["status"] == "claimed"
+    assert (view["input"], view["checkpoint_data"]) == ({"rows": 3}, {"next": 10})
 
 
 def test_an_output_over_the_limits_fails_the_step_as_a_stateless_one_would() -> None:
