@@ -1,0 +1,46 @@
+"""The flows a worker's jobs belong to: its handlers get the job's step (and its
+config), so the worker finds the flow on the flows topic, where every engine and
+processor publishes the flows it runs."""
+
+from __future__ import annotations
+
+import contextlib
+
+from flowmonkey.errors import FlowMonkeyError
+from flowmonkey.handlers.registry import FlowRegistry
+from flowmonkey.log.base import Log
+from flowmonkey.model.flow import Flow
+
+
+class FlowLookup:
+    """Flows by id and version: ``flows`` (an engine's own registry, when the worker
+    runs in its process) or read from the flows topic, again only when it grew."""
+
+    def __init__(self, log_: Log, topic: str, flows: FlowRegistry | None = None) -> None:
+        self.log = log_
+        self.topic = topic
+        self.flows = flows if flows is not None else FlowRegistry()
+        self._read_to = 0
+
+    async def get(self, flow_id: str, version: str) -> Flow | None:
+        flow = self.flows.get(flow_id, version)
+        if flow is None and await self._read_more():
+            flow = self.flows.get(flow_id, version)
+        return flow
+
+    async def _read_more(self) -> bool:
+        """Read the flows topic past what was read; True if it had anything new."""
+        end = await self.log.end_offset(self.topic, 0)
+        if end <= self._read_to:
+            return False
+        offset = self._read_to
+        while offset < end:
+            records = await self.log.read(self.topic, 0, offset, 1000)
+            if not records:
+                break
+            for record in records:
+                with contextlib.suppress(FlowMonkeyError, ValueError):
+                    self.flows.adopt(Flow.model_validate_json(record.value))
+            offset = records[-1].offset + 1
+        self._read_to = max(offset, end)
+        return True
