@@ -61,10 +61,11 @@ _KILLED = "killed"
 class _Run:
     """One job this worker runs: its handle, its task and its heartbeat timer."""
 
-    __slots__ = ("beat", "handle", "stop_reason", "task")
+    __slots__ = ("abort", "beat", "handle", "stop_reason", "task")
 
     def __init__(self, handle: JobHandle) -> None:
         self.handle = handle
+        self.abort: asyncio.Event | None = None  # the handler's params.abort
         self.task: asyncio.Task[None] | None = None
         self.beat: TimerHandle | None = None
         self.stop_reason: str | None = None  # why this worker cancelled the handler
@@ -331,7 +332,6 @@ class Worker:
         handle = run.handle
         view = handle.view
         handler = self._handlers[str(view["type"])]
-        params = None
         try:
             flow = await self._flows.get(str(view["flow_id"]), str(view["flow_version"]))
             step = flow.steps.get(str(view["step_id"])) if flow is not None else None
@@ -340,6 +340,7 @@ class Worker:
                     f"job {handle.id}: this worker does not know step {view['step_id']!r} "
                     f"of flow {view['flow_id']}@{view['flow_version']}"), 0)
             params = job_params(handle, step, self.vault)
+            run.abort = params.abort
             raw = await handler.execute(params)
         except asyncio.CancelledError:
             reason = run.stop_reason
@@ -347,8 +348,6 @@ class Worker:
             if reason is None or task is None:
                 raise  # not ours: the loop is going away
             task.uncancel()
-            if params is not None:
-                params.abort.set()
             if reason == _RELEASE:
                 await self._release(run)
             return None
@@ -376,6 +375,8 @@ class Worker:
     def _cancel(self, run: _Run, reason: str) -> None:
         if run.stop_reason is None:
             run.stop_reason = reason
+        if run.abort is not None:  # set before the cancellation, as the runner does
+            run.abort.set()
         if run.task is not None and not run.task.done():
             run.task.cancel()
 
