@@ -10,7 +10,7 @@ another claim replaced) is refused with ``job.superseded`` and changes nothing. 
 expiry and the job's total timeout are timers (``kernel/timers.py``).
 
 A completed job continues the execution exactly as a stateless handler's success does
-(``decide._attempt_outcome``); a failed or timed-out one takes the step's failure path
+(``attempts.attempt_outcome``); a failed or timed-out one takes the step's failure path
 (its retry policy: a retry is a new attempt, so a new job, then ``on_failure``).
 
 Every decision that touches a job also gives the job's *view* (:func:`add_job_views`):
@@ -27,20 +27,14 @@ from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, ms_to_datetime
 from flowmonkey.kernel import job_state as js
 from flowmonkey.kernel import limits as lim
+from flowmonkey.kernel.attempts import attempt_outcome, step_failed
 from flowmonkey.kernel.copies import private_copy
-from flowmonkey.kernel.decide import (
-    Decision,
-    _attempt_outcome,
-    _current,
-    _fail,
-    _step_failed,
-    _Txn,
-    _visible,
-)
+from flowmonkey.kernel.decision import Decision, Txn, visible_execution
 from flowmonkey.kernel.error_details import bounded_error, bounded_message
 from flowmonkey.kernel.inputs import InputError, resolve_input
 from flowmonkey.kernel.job_state import JobState
 from flowmonkey.kernel.state import WAIT_JOB, ExecutionState, PartitionState
+from flowmonkey.kernel.stepping import current_flow_step, fail_execution
 from flowmonkey.kernel.timers import JOB_LEASE
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
@@ -86,18 +80,18 @@ def clamp(value: int, low: int, high: int) -> int:
 # --------------------------------------------------------------------------- entry
 
 
-def decide_job_command(tx: _Txn) -> Decision:
+def decide_job_command(tx: Txn) -> Decision:
     return _DECIDERS[tx.cmd.type](tx)
 
 
-def _create(tx: _Txn) -> Decision:
+def _create(tx: Txn) -> Decision:
     """``job.create`` (from the processor's runner): the attempt in flight becomes a
     job and the execution waits on it. Stale like a step result for another attempt."""
     d = tx.cmd.data
     st = tx.state(tx.cmd.execution_id)
     if st is None or st.status != ExecutionStatus.RUNNING or st.attempt_id != d["attempt_id"]:
         return tx.ignore("stale job create")
-    found = _current(tx, st)
+    found = current_flow_step(tx, st)
     if found is None:
         return tx.decision
     _flow, step = found
@@ -110,7 +104,7 @@ def _create(tx: _Txn) -> Decision:
             "step_id": step.id, "step_type": step.type, "attempt": st.attempt,
             "duration_ms": 0, "outcome": "failure",
             "error": {"code": "INPUT_ERROR", "message": bounded_message(message)}})
-        _fail(tx, st, "INPUT_ERROR", message, step.id)
+        fail_execution(tx, st, "INPUT_ERROR", message, step.id)
         return tx.decision
     timeout_ms = clamp(d["timeout_ms"], MIN_JOB_TIMEOUT_MS, MAX_JOB_TIMEOUT_MS)
     heartbeat_ms = clamp(d["heartbeat_ms"], MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS)
@@ -125,9 +119,9 @@ def _create(tx: _Txn) -> Decision:
     return tx.decision
 
 
-def _claim(tx: _Txn) -> Decision:
+def _claim(tx: Txn) -> Decision:
     d = tx.cmd.data
-    st = _visible(tx)
+    st = visible_execution(tx)
     job = _open_job(tx, st, d["job_id"])
     if st is None or job is None:
         return tx.decision
@@ -148,7 +142,7 @@ def _claim(tx: _Txn) -> Decision:
     return tx.decision
 
 
-def _heartbeat(tx: _Txn) -> Decision:
+def _heartbeat(tx: Txn) -> Decision:
     st, job = _held(tx)
     if st is not None and job is not None:
         tx.emit(st, n.JOB_HEARTBEAT, {"job_id": job.job_id, "instance_id": job.instance_id,
@@ -157,7 +151,7 @@ def _heartbeat(tx: _Txn) -> Decision:
     return tx.decision
 
 
-def _progress(tx: _Txn) -> Decision:
+def _progress(tx: Txn) -> Decision:
     st, job = _held(tx)
     if st is None or job is None:
         return tx.decision
@@ -170,7 +164,7 @@ def _progress(tx: _Txn) -> Decision:
     return tx.decision
 
 
-def _checkpoint(tx: _Txn) -> Decision:
+def _checkpoint(tx: Txn) -> Decision:
     st, job = _held(tx)
     if st is None or job is None:
         return tx.decision
@@ -185,11 +179,12 @@ def _checkpoint(tx: _Txn) -> Decision:
     return tx.decision
 
 
-def _complete(tx: _Txn) -> Decision:
+def _complete(tx: Txn) -> Decision:
     st, job = _held(tx)
     if st is None or job is None:
         return tx.decision
-    found = _current(tx, st)  # (a flow gone fails the execution, cancelling the job)
+    # (a flow gone fails the execution, cancelling the job)
+    found = current_flow_step(tx, st)
     if found is None:
         return tx.decision
     flow, step = found
@@ -205,15 +200,15 @@ def _complete(tx: _Txn) -> Decision:
                                   "duration_ms": duration_ms})
     _resumed(tx, st, step)
     writes = [(w[0], private_copy(w[1])) for w in d.get("writes") or ()]
-    _attempt_outcome(tx, st, flow, step, _base(step, job, duration_ms), result, writes, d)
+    attempt_outcome(tx, st, flow, step, _base(step, job, duration_ms), result, writes, d)
     return tx.decision
 
 
-def _fail_job(tx: _Txn) -> Decision:
+def _fail_job(tx: Txn) -> Decision:
     st, job = _held(tx)
     if st is None or job is None:
         return tx.decision
-    found = _current(tx, st)
+    found = current_flow_step(tx, st)
     if found is None:
         return tx.decision
     flow, step = found
@@ -226,7 +221,7 @@ def _fail_job(tx: _Txn) -> Decision:
     return tx.decision
 
 
-def _release(tx: _Txn) -> Decision:
+def _release(tx: Txn) -> Decision:
     st, job = _held(tx)
     if st is not None and job is not None:
         # (the reason's length and characters are checked: kernel/job_checks.py)
@@ -239,14 +234,14 @@ def _release(tx: _Txn) -> Decision:
 # --------------------------------------------------------------------------- timers
 
 
-def job_timer(tx: _Txn, st: ExecutionState, kind: str) -> Decision:
-    """A job timer that is due (``decide._timer`` checked it is one the state has)."""
+def job_timer(tx: Txn, st: ExecutionState, kind: str) -> Decision:
+    """A job timer that is due (``waking.decide_timer`` checked it is one the state has)."""
     job = st.job
     assert job is not None
     if kind == JOB_LEASE:
         _lease_expired(tx, st, job)
         return tx.decision
-    found = _current(tx, st)
+    found = current_flow_step(tx, st)
     if found is None:
         return tx.decision
     flow, step = found
@@ -261,18 +256,10 @@ def job_timer(tx: _Txn, st: ExecutionState, kind: str) -> Decision:
     return tx.decision
 
 
-def cancel_open_job(tx: _Txn, st: ExecutionState, reason: str) -> None:
-    """The execution ends (cancelled, timed out, failed) while its job is open."""
-    job = st.job
-    if job is not None:
-        tx.emit(st, n.JOB_CANCELLED, {"job_id": job.job_id,
-                                      "reason": bounded_message(reason)[:500]})
-
-
 # --------------------------------------------------------------------------- shared
 
 
-def _open_job(tx: _Txn, st: ExecutionState | None, job_id: str) -> JobState | None:
+def _open_job(tx: Txn, st: ExecutionState | None, job_id: str) -> JobState | None:
     """The execution's open job ``job_id``, or None with the command refused."""
     if st is None:
         tx.reject(n.REJECT_JOB_NOT_FOUND, f"job {job_id}: execution "
@@ -292,12 +279,12 @@ def _open_job(tx: _Txn, st: ExecutionState | None, job_id: str) -> JobState | No
     return None
 
 
-def _held(tx: _Txn) -> tuple[ExecutionState | None, JobState | None]:
+def _held(tx: Txn) -> tuple[ExecutionState | None, JobState | None]:
     """The job a worker's write is about, if its instance holds the claim; else the
     write is refused (``job.superseded``, after ``job.lease_expired`` when the writer's
     own lease ran out by the command's time) and the job is None."""
     d = tx.cmd.data
-    st = _visible(tx)
+    st = visible_execution(tx)
     job = _open_job(tx, st, d["job_id"])
     if st is None or job is None:
         return st, None
@@ -318,12 +305,12 @@ def _held(tx: _Txn) -> tuple[ExecutionState | None, JobState | None]:
     return st, None
 
 
-def _lease_expired(tx: _Txn, st: ExecutionState, job: JobState) -> None:
+def _lease_expired(tx: Txn, st: ExecutionState, job: JobState) -> None:
     tx.emit(st, n.JOB_LEASE_EXPIRED, {"job_id": job.job_id, "instance_id": job.instance_id,
                                       "epoch": job.epoch})
 
 
-def _duration(tx: _Txn, job: JobState) -> int:
+def _duration(tx: Txn, job: JobState) -> int:
     """The worker's own measure when it gave one, else since the claim."""
     given = tx.cmd.data.get("duration_ms")
     if given is not None:
@@ -336,14 +323,14 @@ def _base(step: Step, job: JobState, duration_ms: int) -> dict[str, Any]:
             "duration_ms": duration_ms}
 
 
-def _resumed(tx: _Txn, st: ExecutionState, step: Step) -> None:
+def _resumed(tx: Txn, st: ExecutionState, step: Step) -> None:
     tx.emit(st, n.EXECUTION_RESUMED, {"step_id": step.id, "reason": "job"})
 
 
-def _step_fails(tx: _Txn, st: ExecutionState, flow: Flow, step: Step, job: JobState,
+def _step_fails(tx: Txn, st: ExecutionState, flow: Flow, step: Step, job: JobState,
                 duration_ms: int, error: StepError) -> None:
     _resumed(tx, st, step)
-    _step_failed(tx, st, flow, step, _base(step, job, duration_ms), error)
+    step_failed(tx, st, flow, step, _base(step, job, duration_ms), error)
 
 
 _DECIDERS = {

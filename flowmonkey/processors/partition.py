@@ -40,41 +40,44 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import orjson
+from typing import Protocol
 
 from flowmonkey.errors import DecodeError
 from flowmonkey.events import names as n
-from flowmonkey.events.codec import (
-    decode_command,
-    decode_event,
-    encode_command,
-    event_record,
-    headers_for,
-)
-from flowmonkey.events.envelope import Command, make_event, trusted_command
+from flowmonkey.events.codec import decode_command, event_record
+from flowmonkey.events.envelope import Command, trusted_command
 from flowmonkey.handlers.registry import HandlerRegistry
-from flowmonkey.kernel.apply import adopt, apply_to_partition
+from flowmonkey.kernel.apply import adopt
 from flowmonkey.kernel.command_checks import MAX_ID_CHARS
 from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.env import KernelEnv
-from flowmonkey.kernel.error_details import bounded_message
-from flowmonkey.kernel.ids import follow_up_command_id
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.timers import next_timer
 from flowmonkey.log.base import Log, OutRecord, Position, Record
-from flowmonkey.log.partitioner import partition_for
 from flowmonkey.log.topics import Topics
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.processors.clock import Clock, TimerHandle
 from flowmonkey.processors.early_cancels import EarlyCancels
+from flowmonkey.processors.intake import command_refusal
+from flowmonkey.processors.internal_errors import (
+    ATTEMPT_ANSWERS,
+    internal_error_follow_up,
+    internal_error_reason,
+    internal_error_rejection,
+    parent_reports,
+)
 from flowmonkey.processors.jobs import (
     job_create_command,
     job_view_records,
     refused_job_view,
 )
+from flowmonkey.processors.records import (
+    command_record,
+    dead_letter_record,
+    internal_dead_letter_record,
+)
+from flowmonkey.processors.replay import replay_events
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.snapshotter import Snapshotter
@@ -85,9 +88,6 @@ _MAX_UNSENT_RECORDS = 20_000  # decided but not yet appended: past this, decidin
 _STOP_FLUSH_S = 10.0  # how long a stop waits for decided batches to reach the log
 
 Input = Record | Command
-# internal commands that answer a step attempt: a handler's result, or the job that
-# runs a stateful handler's attempt
-_ATTEMPT_ANSWERS = frozenset({n.CMD_STEP_RESULT, n.CMD_JOB_CREATE})
 
 
 class Appender(Protocol):
@@ -115,14 +115,6 @@ class _Timer:
     due: int
     kind: str
     handle: TimerHandle
-
-
-def first_child_failure(data: Mapping[str, Any]) -> bool:
-    """False for the plain ``child.finished`` the processor sends after one it failed
-    on (see ``PartitionProcessor._reject_poisoned``), so it is not sent twice."""
-    error = data.get("error")
-    return not (isinstance(error, dict) and error.get("code") == n.REJECT_INTERNAL_ERROR
-                and data.get("context") is None and data.get("status") == "failed")
 
 
 class PartitionProcessor:
@@ -269,34 +261,13 @@ class PartitionProcessor:
     async def recover(self) -> None:
         """Rebuild state from this partition's events, then re-arm handlers and timers."""
         started = time.perf_counter()
-        offset = replayed = 0
+        offset = 0
         if self.snapshotter is not None:
             restored = await self.snapshotter.restore(self.log)
             if restored is not None:
                 self.state, offset = restored
-        lost: list[int] = []  # offsets of placeholders for records lost to damage
-        while True:
-            records = await self.log.read(self.topics.events, self.partition, offset, 5000)
-            if not records:
-                break
-            replayed += len(records)
-            for record in records:
-                if record.lost:
-                    lost.append(record.offset)
-                    continue
-                try:
-                    event = decode_event(record.value)
-                except DecodeError as exc:
-                    log.error("skipping undecodable event at %s:%d:%d: %s", record.topic,
-                              record.partition, record.offset, exc)
-                    continue
-                apply_to_partition(self.state, event)
-            offset = records[-1].offset + 1
-        if lost:
-            log.warning("%s:%d: skipped %d placeholder record(s) for events lost to damage "
-                        "(offsets %d..%d; see `flowmonkey log repair`): the executions "
-                        "they belonged to lack those events", self.topics.events,
-                        self.partition, len(lost), lost[0], lost[-1])
+        offset, replayed = await replay_events(self.log, self.topics.events, self.partition,
+                                               self.state, offset)
         self.events_offset = offset
         self.events_replayed = replayed
         if self.snapshotter is not None:
@@ -513,7 +484,7 @@ class PartitionProcessor:
                     continue
             else:
                 command = item
-                if command.type in _ATTEMPT_ANSWERS:
+                if command.type in ATTEMPT_ANSWERS:
                     self._answered.discard(command.data.get("attempt_id", ""))
             types[command.type] = types.get(command.type, 0) + 1
             touched.add(command.execution_id)
@@ -530,9 +501,7 @@ class PartitionProcessor:
                 for event in decision.events:
                     out.append(event_record(events_topic, event, partition, attach=attach))
                 for follow in decision.commands:
-                    out.append(OutRecord(commands_topic, encode_command(follow),
-                                         key=follow.execution_id.encode(),
-                                         headers=headers_for(follow.type, follow.version)))
+                    out.append(command_record(commands_topic, follow))
                 if decision.job_views:
                     out += job_view_records(self.topics.jobs, partition, decision.job_views)
                 self._adopt(decision)
@@ -611,33 +580,15 @@ class PartitionProcessor:
                   "it is rejected with %s and changes nothing", self.partition,
                   command.type, command.command_id, command.execution_id,
                   n.REJECT_INTERNAL_ERROR, exc_info=exc)
-        reason = (f"the engine failed on this {command.type} command "
-                  f"({type(exc).__name__}: {bounded_message(str(exc))[:300]}); it changed "
-                  "nothing; the processor's log has the traceback")
-        rejection = make_event(
-            n.COMMAND_REJECTED, command.execution_id, 0, command.timestamp_ms,
-            {"command_id": command.command_id, "command_type": command.type,
-             "code": n.REJECT_INTERNAL_ERROR, "reason": reason},
-            tenant_id=command.tenant_id, command_id=command.command_id)
-        follow_ups: list[Command] = []
-        data = command.data
-        parent_id = data.get("parent_execution_id") if command.type == n.CMD_START else None
-        if isinstance(parent_id, str) and parent_id:
-            follow_ups.append(trusted_command(
-                n.CMD_CHILD_FINISHED,
-                follow_up_command_id(command.command_id, n.CMD_CHILD_FINISHED, parent_id),
-                parent_id, command.timestamp_ms,
-                {"child_execution_id": command.execution_id, "status": "failed",
-                 "error": {"code": n.REJECT_INTERNAL_ERROR, "message": reason},
-                 "context": None}, command.tenant_id))
+        reason = internal_error_reason(command, exc)
+        rejection = internal_error_rejection(command, reason)
+        follow_ups = parent_reports(command, reason)
         mark = len(out)
         try:
             out.append(event_record(self.topics.events, rejection, self.partition,
                                     attach=False))
             for follow in follow_ups:
-                out.append(OutRecord(self.topics.commands, encode_command(follow),
-                                     key=follow.execution_id.encode(),
-                                     headers=headers_for(follow.type, follow.version)))
+                out.append(command_record(self.topics.commands, follow))
             # a worker waiting for its command's answer gets it at once
             out += job_view_records(self.topics.jobs, self.partition,
                                     refused_job_view(command, n.REJECT_INTERNAL_ERROR, reason))
@@ -653,34 +604,12 @@ class PartitionProcessor:
         return Decision(events=[rejection], commands=follow_ups)
 
     def _after_poisoned(self, command: Command) -> None:
-        attempt_id = command.data.get("attempt_id")
-        raised = command.data.get("raised")
-        first_failure = not (isinstance(raised, dict)
-                             and raised.get("code") == n.REJECT_INTERNAL_ERROR)
-        if command.type in _ATTEMPT_ANSWERS and isinstance(attempt_id, str) \
-                and first_failure:
-            # not started again meanwhile: its (failed) result is queued
-            self._answered.add(attempt_id)
-            self.submit(trusted_command(
-                n.CMD_STEP_RESULT, f"internal-error:{attempt_id}", command.execution_id,
-                command.timestamp_ms,
-                {"attempt_id": attempt_id, "raised": {
-                    "code": n.REJECT_INTERNAL_ERROR,
-                    "message": "the engine failed on this step's result; the processor's "
-                               "log has the traceback"}}, command.tenant_id))
-        elif command.type == n.CMD_CHILD_FINISHED and first_child_failure(command.data):
-            # the parent waits for this child: it is told the child failed, plainly
-            self.submit(trusted_command(
-                n.CMD_CHILD_FINISHED,
-                follow_up_command_id(command.command_id, "internal-error",
-                                     command.execution_id),
-                command.execution_id, command.timestamp_ms,
-                {"child_execution_id": command.data.get("child_execution_id"),
-                 "status": "failed", "context": None,
-                 "error": {"code": n.REJECT_INTERNAL_ERROR,
-                           "message": "the engine failed on this child's end; the "
-                                      "processor's log has the traceback"}},
-                command.tenant_id))
+        follow = internal_error_follow_up(command)
+        if follow is not None:
+            if follow.type == n.CMD_STEP_RESULT:
+                # not started again meanwhile: its (failed) result is queued
+                self._answered.add(follow.data["attempt_id"])
+            self.submit(follow)
         elif command.type in (n.CMD_STEP_RESULT, n.CMD_TIMER):
             self._stuck.add(command.execution_id)
 
@@ -690,15 +619,7 @@ class PartitionProcessor:
             self._dead_letter(record, reason, out)
             return
         self.metrics.dead_lettered.inc()
-        # an internal command has no record: what identifies it, as text JSON can carry
-        value = orjson.dumps({"command_id": bounded_message(command.command_id),
-                              "type": bounded_message(command.type),
-                              "execution_id": bounded_message(command.execution_id),
-                              "reason": reason})
-        out.append(OutRecord(self.topics.dead_letter, value,
-                             key=bounded_message(command.execution_id).encode(),
-                             headers=(("fm-error", reason.encode("utf-8", "replace")),
-                                      ("fm-source", b"internal"))))
+        out.append(internal_dead_letter_record(self.topics.dead_letter, command, reason))
 
     def _command_from(self, record: Record, now: int, out: list[OutRecord]) -> Command | None:
         """Decode a command record; garbage goes to the dead-letter topic with the reason."""
@@ -707,27 +628,9 @@ class PartitionProcessor:
         except DecodeError as exc:
             self._dead_letter(record, str(exc), out)
             return None
-        for what, identifier in (("command id", command.command_id),
-                                 ("execution id", command.execution_id)):
-            if len(identifier) > MAX_ID_CHARS:
-                # every event about it would carry the id: refused before any is written
-                self._dead_letter(record, f"the {what} is {len(identifier)} characters "
-                                  f"long, over {MAX_ID_CHARS}", out)
-                return None
-        if command.type not in n.EXTERNAL_COMMANDS:
-            # Handler results and timer firings only come from inside the processor; a
-            # record claiming to be one is refused, or anyone could forge a step's outcome.
-            self._dead_letter(record, f"command type {command.type!r} cannot be published; "
-                              f"use one of {', '.join(sorted(n.EXTERNAL_COMMANDS))}", out)
-            return None
-        if command.type == n.CMD_START and \
-                partition_for(command.execution_id.encode(), self.partitions) != self.partition:
-            self._dead_letter(record, (
-                f"start command for {command.execution_id!r} arrived on partition "
-                f"{self.partition}, but that id belongs to partition "
-                f"{partition_for(command.execution_id.encode(), self.partitions)}; key the "
-                "record by execution id (or pick an id in the idempotency scope's partition)"),
-                out)
+        refusal = command_refusal(command, self.partition, self.partitions)
+        if refusal is not None:
+            self._dead_letter(record, refusal, out)
             return None
         # The processor's clock decides what "now" is, not the producer's.
         return command.model_copy(update={"timestamp_ms": now})
@@ -736,10 +639,7 @@ class PartitionProcessor:
         self.metrics.dead_lettered.inc()  # rare: counted as it happens
         log.warning("dead-lettering record %s:%d:%d: %s", record.topic, record.partition,
                     record.offset, reason)
-        out.append(OutRecord(
-            self.topics.dead_letter, record.value, key=record.key,
-            headers=(*record.headers, ("fm-error", reason.encode()),
-                     ("fm-source", f"{record.topic}:{record.partition}:{record.offset}".encode()))))
+        out.append(dead_letter_record(self.topics.dead_letter, record, reason))
 
     # ------------------------------------------------------------------ effects
 
