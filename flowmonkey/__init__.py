@@ -24,6 +24,8 @@ if TYPE_CHECKING:
         HandlerNotFoundError,
         HandlerTimeout,
         InputValidationError,
+        JobCancelledError,
+        JobSupersededError,
         LogError,
         RegistrationError,
         ResumeTokenError,
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
         VaultProvider,
         handler,
     )
+    from flowmonkey.jobs.worker import Worker
     from flowmonkey.model import (
         Cancellation,
         ColumnDef,
@@ -80,6 +83,8 @@ _WHERE = {
     "HandlerNotFoundError": "flowmonkey.errors",
     "HandlerTimeout": "flowmonkey.errors",
     "InputValidationError": "flowmonkey.errors",
+    "JobCancelledError": "flowmonkey.errors",
+    "JobSupersededError": "flowmonkey.errors",
     "LogError": "flowmonkey.errors",
     "RegistrationError": "flowmonkey.errors",
     "ResumeTokenError": "flowmonkey.errors",
@@ -114,6 +119,7 @@ _WHERE = {
     "TableDef": "flowmonkey.model",
     "TimeoutConfig": "flowmonkey.model",
     "Transitions": "flowmonkey.model",
+    "Worker": "flowmonkey.jobs.worker",
 }
 
 __version__ = "0.1.0"
@@ -150,6 +156,8 @@ __all__ = [
     "HandlerTimeout",
     "HistoryEntry",
     "InputValidationError",
+    "JobCancelledError",
+    "JobSupersededError",
     "LogError",
     "PipeDef",
     "PipeMapping",
@@ -167,6 +175,7 @@ __all__ = [
     "Transitions",
     "VaultProvider",
     "WaitTimeout",
+    "Worker",
     "__version__",
     "handler",
 ]

@@ -21,6 +21,7 @@ from flowmonkey.events.dispatcher import EventDispatcher
 from flowmonkey.events.envelope import Command, Event, make_event
 from flowmonkey.handlers.base import StepHandler, VaultProvider
 from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
+from flowmonkey.jobs.worker import Worker
 from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.topics import Topics, topics_of
@@ -52,7 +53,7 @@ from flowmonkey.runtime.flow_sync import sync_flows
 from flowmonkey.runtime.registration import FlowIntake, register_handlers, version_to_start
 from flowmonkey.runtime.replay import replay_execution
 from flowmonkey.runtime.waiters import Answer, Waiters
-from flowmonkey.runtime.wiring import ProcessorSetup, Wiring
+from flowmonkey.runtime.wiring import ProcessorSetup, Wiring, WorkerSetup
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,8 @@ class Engine:
         snapshot_every: int = 5000,
         metrics: Metrics | None = None,
         builtin_handlers: bool = True,
+        workers: int | None = None,
+        worker_grace_s: float = 10.0,
     ) -> None:
         """``handlers``: the step handlers, besides the built-in ones
         (:func:`flowmonkey.handlers.builtin`: ``http``, ``delay``, ``transform``, ...)
@@ -160,7 +163,17 @@ class Engine:
         ``topic_prefix``: the log names the topics (``KafkaLog(topic_prefix=...)``,
         ``EmbeddedLog(topic_prefix=...)``); without a ``log`` it is the prefix of the
         embedded log the engine makes. Given with a ``log``, it must be the log's
-        (a different one raises :class:`ValueError`)."""
+        (a different one raises :class:`ValueError`).
+
+        ``workers``: run stateful handlers' jobs in this process, that many at once
+        (:class:`~flowmonkey.jobs.Worker`). By default (None) an engine that runs its
+        processors on a log it owns (the embedded log) does so whenever it has a
+        stateful handler, so jobs work with zero setup; on Kafka ``flowmonkey worker``
+        runs them. 0 never runs them here. ``worker_grace_s``: how long ``stop()``
+        lets running jobs finish before releasing them to other workers."""
+        if workers is not None and (type(workers) is not int or workers < 0):
+            raise ValueError(f"Engine workers must be None or a whole number >= 0, "
+                             f"not {workers!r}")
         self.options = options or EngineOptions()
         self.dispatcher = dispatcher
         self.clock: Clock = clock or SystemClock()
@@ -180,6 +193,8 @@ class Engine:
         self.snapshots = snapshots
         self.snapshot_every = snapshot_every
         self.metrics = metrics if metrics is not None else default_metrics()
+        self.workers = workers
+        self.worker_grace_s = worker_grace_s
         self._wiring = Wiring(self.log, self.topics, self.projection, self.metrics)
         self._waiters = Waiters()
         self._started = False
@@ -219,12 +234,17 @@ class Engine:
                 self.env, self.handlers, self.clock, self.processor_group,
                 self.options.timeout_ms, self.vault, self.snapshots, self.snapshot_every,
             ) if self.run_processors else None)
+        if self.run_processors:
+            await self._wiring.start_worker(
+                WorkerSetup(self.workers, self.worker_grace_s, self.flows, self.vault),
+                self.handlers, self.clock)
         self._started = True
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
+        await self._wiring.stop_worker()
         await self._wiring.stop_processors()
         if self.snapshots is not None:
             await self.snapshots.close()
@@ -416,6 +436,12 @@ class Engine:
         """The partition processors running in this process now (on Kafka: those of
         the partitions the consumer group assigned to it)."""
         return self._wiring.processors
+
+    @property
+    def worker(self) -> Worker | None:
+        """The worker running stateful handlers' jobs in this process, if any
+        (``workers``)."""
+        return self._wiring.worker
 
     def processor_failure(self) -> BaseException | None:
         return self._wiring.processor_failure()

@@ -129,3 +129,20 @@ class TableError(FlowMonkeyError):
     """A data-store table operation failed (unknown table, bad column, bad row)."""
 
     code = "TABLE_ERROR"
+
+
+class JobSupersededError(FlowMonkeyError):
+    """A stateful handler's job is no longer this worker's: its lease ran out and
+    another worker claimed it (or the claim was released). Raised by
+    ``params.job.checkpoint()`` and ``assert_active()``; the handler should stop, since
+    nothing it sends about the job is accepted any more."""
+
+    code = "JOB_SUPERSEDED"
+
+
+class JobCancelledError(FlowMonkeyError):
+    """A stateful handler's job was cancelled (its execution was cancelled, timed out
+    or failed). Raised by ``params.job.checkpoint()`` and ``assert_active()``; the
+    worker also cancels the handler's task."""
+
+    code = "JOB_CANCELLED"

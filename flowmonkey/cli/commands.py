@@ -3,7 +3,7 @@
 Every command lives in a module of its own that exposes ``register_<name>(subparsers)``;
 that function adds the command's parser and sets ``func`` (``(args) -> exit code``) as
 its default. To add a command, write ``flowmonkey/cli/<name>.py`` with its
-``register_<name>`` and put it in :data:`COMMANDS` (replacing its placeholder, if any).
+``register_<name>`` and put it in :data:`COMMANDS`.
 Command modules import the engine lazily, inside ``func``, so ``--help`` stays fast.
 
 Exit codes: 0 success, 1 the flow failed or was cancelled (or something did not finish),
@@ -29,7 +29,6 @@ from flowmonkey.cli.jobs import register_jobs
 from flowmonkey.cli.log import register_log
 from flowmonkey.cli.migrate import register_migrate
 from flowmonkey.cli.options import add_common_options
-from flowmonkey.cli.placeholders import register_worker
 from flowmonkey.cli.processor import register_processor
 from flowmonkey.cli.projector import register_projector
 from flowmonkey.cli.rebuild import register_rebuild
@@ -38,6 +37,7 @@ from flowmonkey.cli.run import register_run
 from flowmonkey.cli.topics import register_topics
 from flowmonkey.cli.validate import register_validate
 from flowmonkey.cli.wal import register_wal
+from flowmonkey.cli.worker import register_worker
 
 if TYPE_CHECKING:
     from flowmonkey.cli.options import Subparsers
@@ -49,7 +49,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_validate,
     register_processor,
     register_projector,
-    register_worker,  # a placeholder
+    register_worker,
     register_api,
     register_topics,
     register_migrate,

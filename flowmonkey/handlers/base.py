@@ -149,9 +149,40 @@ class DictVaultProvider:
         return f"DictVaultProvider({sorted(self._secrets)!r})"
 
 
+@runtime_checkable
+class JobControl(Protocol):
+    """``params.job`` of a stateful handler (the worker's side: :mod:`flowmonkey.jobs`).
+
+    ``checkpoint`` waits for the log to take the data, and raises
+    :class:`~flowmonkey.errors.JobSupersededError` once another worker holds the job
+    (:class:`~flowmonkey.errors.JobCancelledError` once it was cancelled);
+    ``progress`` never waits (reports are coalesced, at most one a second, the last
+    one wins); ``assert_active`` raises as ``checkpoint`` would, from what the worker
+    last heard about the job (at most one heartbeat ago)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def instance_id(self) -> str: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    @property
+    def checkpoint_data(self) -> Any: ...
+
+    async def checkpoint(self, data: Any) -> None: ...
+
+    async def progress(self, percent: float, message: str | None = None) -> None: ...
+
+    async def assert_active(self) -> None: ...
+
+
 @dataclass(slots=True)
 class HandlerParams:
-    """Everything a handler receives for one step attempt."""
+    """Everything a handler receives for one step attempt (``job``: a stateful
+    handler's job, run by a worker; None for every other handler)."""
 
     input: Any
     config: Mapping[str, Any]
@@ -163,6 +194,7 @@ class HandlerParams:
     attempt: int = 1
     abort: asyncio.Event = field(default_factory=asyncio.Event)
     vault: VaultProvider | None = None
+    job: JobControl | None = None
 
 
 @runtime_checkable

@@ -157,6 +157,32 @@ class Metrics:
         self.projector_next_offset = Gauge(
             "flowmonkey_projector_next_offset", "Next events offset to apply, by partition",
             ["partition"], registry=r)
+        # ---------------------------------------------------------------- workers
+        self.jobs_claimed = Counter(
+            "flowmonkey_worker_jobs_claimed", "Jobs this process's workers claimed",
+            registry=r)
+        self.jobs_claims_lost = Counter(
+            "flowmonkey_worker_claims_lost", "Claims refused (another worker was first, "
+            "or the job ended)", registry=r)
+        self.jobs_completed = Counter(
+            "flowmonkey_worker_jobs_completed", "Jobs completed (accepted)", registry=r)
+        self.jobs_failed = Counter(
+            "flowmonkey_worker_jobs_failed", "Jobs failed (accepted): a failure result "
+            "or an exception", registry=r)
+        self.jobs_superseded = Counter(
+            "flowmonkey_worker_jobs_superseded", "Jobs this worker lost while running them "
+            "(its lease ran out and another claimed them)", registry=r)
+        self.jobs_cancelled = Counter(
+            "flowmonkey_worker_jobs_cancelled", "Running jobs cancelled with their "
+            "execution", registry=r)
+        self.jobs_released = Counter(
+            "flowmonkey_worker_jobs_released", "Jobs released on a graceful stop",
+            registry=r)
+        self.jobs_running = Gauge(
+            "flowmonkey_worker_jobs_running", "Job handlers running now", registry=r)
+        self.job_claim_seconds = Histogram(
+            "flowmonkey_worker_claim_seconds", "From sending a claim to its answer",
+            buckets=_FAST_S, registry=r)
         # ---------------------------------------------------------------- api
         self.api_requests = Counter(
             "flowmonkey_api_requests", "HTTP requests, by method, route template and status",

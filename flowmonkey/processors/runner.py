@@ -61,6 +61,7 @@ class LazyExecutionParams(HandlerParams):
         self.attempt = attempt
         self.abort = abort
         self.vault = vault
+        self.job = None  # a stateless handler's attempt: no job
 
     @property
     def execution(self) -> Execution:

@@ -5,12 +5,13 @@ among processes (``LogCapabilities.consumer_groups``) or one per partition other
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from flowmonkey.events.envelope import Command
 from flowmonkey.handlers.base import VaultProvider
 from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
+from flowmonkey.jobs.worker import DEFAULT_CONCURRENCY, Worker
 from flowmonkey.log.base import Log
 from flowmonkey.log.partitioner import partition_for
 from flowmonkey.log.topics import Topics
@@ -41,6 +42,18 @@ class ProcessorSetup:
     snapshot_every: int
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerSetup:
+    """The in-process worker of an engine: ``concurrency`` None runs one only on a
+    log one process owns (the embedded log) and only if some handler is stateful; 0
+    never; more than 0 always, with that many jobs at once."""
+
+    concurrency: int | None
+    grace_s: float
+    flows: FlowRegistry
+    vault: VaultProvider | None
+
+
 class Wiring:
     """Builds, starts and stops the log, projection, projector and processors of one
     engine; ``partitions`` is the commands topic's count once :meth:`open` ran."""
@@ -55,6 +68,8 @@ class Wiring:
         self.projector: Projector | None = None
         self.group_processors: GroupProcessors | None = None
         self.static_processors: list[PartitionProcessor] = []
+        self.worker: Worker | None = None
+        self._make_worker: Callable[[], Worker] | None = None
 
     async def start(self, tables: Iterable[TableDef], flows: FlowRegistry, *,
                     on_events: OnBatch | None, processors: ProcessorSetup | None) -> None:
@@ -136,6 +151,46 @@ class Wiring:
             return self.group_processors.processors
         return self.static_processors
 
+    async def start_worker(self, setup: WorkerSetup, handlers: HandlerRegistry,
+                           clock: Clock) -> None:
+        """Start the engine's own worker for its stateful handlers (see
+        :class:`WorkerSetup`); after the processors, which decide its commands."""
+        stateful = [h for h in handlers.all() if h.metadata.stateful]
+        concurrency = setup.concurrency
+        if concurrency is None:
+            if self.log.capabilities.shared_topics or not stateful:
+                return
+            concurrency = DEFAULT_CONCURRENCY
+        if concurrency == 0 or not stateful:
+            return
+
+        def make() -> Worker:
+            return Worker(log=self.log, handlers=stateful, concurrency=concurrency,
+                          grace_s=setup.grace_s, clock=clock, metrics=self.metrics,
+                          flows=setup.flows, vault=setup.vault, close_log=False)
+
+        self._make_worker = make
+        self.worker = make()
+        await self.worker.start()
+
+    async def crash_worker(self) -> Worker:
+        """Kill the worker (:meth:`Worker.kill`: nothing sent, its jobs stay claimed
+        until their leases run out) and start a fresh one in its place, as a
+        restarted process would be; the fresh one."""
+        if self.worker is None or self._make_worker is None:
+            raise RuntimeError("this engine runs no worker")
+        await self.worker.kill()
+        self.worker = self._make_worker()
+        await self.worker.start()
+        return self.worker
+
+    async def stop_worker(self) -> None:
+        """Stop the worker gracefully (before the processors, which answer its
+        releases)."""
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
+
     async def stop_processors(self) -> None:
         if self.group_processors is not None:
             await self.group_processors.stop()
@@ -159,11 +214,13 @@ class Wiring:
         for processor in self.processors:
             if processor.failed is not None:
                 return processor.failed
-        return None
+        return self.worker.failure if self.worker is not None else None
 
     async def settled(self) -> bool:
         """True when no command, handler or event is waiting to be processed by this
         process (see ``Engine.settled``)."""
+        if self.worker is not None and not await self.worker.settled():
+            return False
         for processor in self.processors:
             if not processor.idle:
                 return False

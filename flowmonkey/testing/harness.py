@@ -61,9 +61,17 @@ class TestHarness:
         partitions: int = 2,
         vault: VaultProvider | None = None,
         builtin_handlers: bool = True,
+        workers: int | None = None,
     ) -> None:
         """``handlers`` come on top of the built-in ones, as with ``Engine``
-        (``builtin_handlers=False`` leaves those out)."""
+        (``builtin_handlers=False`` leaves those out).
+
+        ``workers``: the engine's in-process worker runs stateful handlers' jobs, that
+        many at once (None: a default number, when some handler is stateful; 0: no
+        worker, for tests that drive jobs by hand). Its heartbeats run on the
+        simulated clock, so ``advance()`` moves them with leases and job timeouts;
+        ``settle()`` waits for running job handlers as it does for other handlers.
+        On ``close()`` running jobs are released at once (no grace)."""
         base = options or EngineOptions(record_history=True, max_steps=100)
         self.options = dataclasses.replace(
             base,
@@ -77,6 +85,7 @@ class TestHarness:
         self._partitions = partitions
         self._vault = vault
         self._builtin_handlers = builtin_handlers
+        self._workers = workers
         self.events: list[Event] = []
         self._build()
 
@@ -90,7 +99,8 @@ class TestHarness:
             log=EmbeddedLog(partitions=self._partitions, now_ms=self.clock.now_ms),
             projection=self.projection, dispatcher=self.dispatcher, clock=self.clock,
             tables=self._tables, vault=self._vault,
-            builtin_handlers=self._builtin_handlers)
+            builtin_handlers=self._builtin_handlers, workers=self._workers,
+            worker_grace_s=0.0)
         self._started = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,6 +189,16 @@ class TestHarness:
             await self.settle()
         self.clock.advance_to(target)
         await self.settle()
+
+    async def crash_worker(self) -> None:
+        """Stop the engine's worker mid-job as a crash would: its running handlers are
+        cancelled and nothing is sent (no release, no failure), so their jobs stay
+        claimed until their leases run out (``advance()`` past them). A fresh worker
+        (a new worker id) takes its place, as a restarted process would, and claims
+        them then, resuming from their last checkpoints; anything the crashed one
+        might still send is refused (fencing)."""
+        await self._ensure_started()
+        await self.engine._wiring.crash_worker()
 
     async def _run_to_rest(self, execution_id: str) -> Execution:
         """Run until the execution ends or waits for a signal (time waits are skipped)."""

@@ -39,7 +39,8 @@ FLOWS = [
 
 
 def harness() -> TestHarness:
-    return TestHarness(handlers=[export, after], flows=FLOWS)
+    # no worker: the tests play the worker themselves
+    return TestHarness(handlers=[export, after], flows=FLOWS, workers=0)
 
 
 async def test_a_stateful_step_waits_on_a_job_that_a_worker_claims_and_completes() -> None:

@@ -300,7 +300,7 @@ def test_validate_lists_every_problem_of_a_yaml_flow_with_a_numeric_version(
     assert proc.stderr.count("flow 'v1'") == 4, proc.stderr
 
 
-# --------------------------------------------------------------------------- help, placeholders
+# --------------------------------------------------------------------------- help
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -336,11 +336,29 @@ def test_processor_without_flows_says_what_to_give() -> None:
     assert_no_traceback(proc)
 
 
-@pytest.mark.parametrize("command", ["worker"])
-def test_placeholders(command: str) -> None:
-    proc = flowmonkey(command, "some-arg", "--some-option")
+def test_worker_without_kafka_says_what_to_set() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FLOWMONKEY_KAFKA_BOOTSTRAP"}
+    proc = flowmonkey("worker", "--app", "examples/15_stateful_jobs.py", env=env)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("not available yet: ")
+    assert "set FLOWMONKEY_KAFKA_BOOTSTRAP or pass --kafka-bootstrap" in proc.stderr
+    assert "flowmonkey dev" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_worker_without_a_stateful_handler_says_what_to_give() -> None:
+    proc = flowmonkey("worker", "--kafka-bootstrap", "localhost:9",
+                      "--app", "examples/01_quickstart.py")
+    assert proc.returncode == 2
+    assert "no stateful handler to run" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_worker_types_must_be_its_handlers() -> None:
+    proc = flowmonkey("worker", "--kafka-bootstrap", "localhost:9",
+                      "--app", "examples/15_stateful_jobs.py", "--types", "nope")
+    assert proc.returncode == 2
+    assert "--types: nope: not among the stateful handlers (export)" in proc.stderr
+    assert_no_traceback(proc)
 
 
 def test_console_script_is_installed() -> None:

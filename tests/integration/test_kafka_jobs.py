@@ -31,7 +31,7 @@ async def test_a_job_is_offered_raced_for_and_completed_on_kafka(
         kafka_bootstrap: str, kafka_prefix: str) -> None:
     log = KafkaLog(kafka_bootstrap, topic_prefix=kafka_prefix, partitions=2,
                    client_id=f"{kafka_prefix}client")
-    async with Engine(flows=[FLOW], handlers=[export], log=log,
+    async with Engine(flows=[FLOW], handlers=[export], log=log, workers=0,
                       processor_group=f"{kafka_prefix}processor") as engine:
         facts = (await log.describe_topics([engine.topics.jobs]))[engine.topics.jobs]
         assert facts is not None

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pg",),
     ("processors",),
     ("projections",),
+    ("jobs",),
     ("runtime",),
     ("__init__", "engine", "settings"),  # the root public face
     ("api",),
