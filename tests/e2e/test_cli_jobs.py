@@ -41,7 +41,8 @@ def flowmonkey(*args: str) -> subprocess.CompletedProcess[str]:
 async def _fill(data_dir: Path) -> dict[str, str]:
     """Three jobs on the embedded log: an export completed by w-1, an export claimed by
     w-2 with progress, an import pending. Their job ids by that name."""
-    engine = Engine(flows=FLOWS, handlers=[export, import_], log=EmbeddedLog(path=data_dir))
+    engine = Engine(flows=FLOWS, handlers=[export, import_], log=EmbeddedLog(path=data_dir),
+                    workers=0)
     ids: dict[str, str] = {}
     async with engine:
         jobs = JobCommands(engine)

@@ -67,7 +67,8 @@ async def test_the_projected_jobs_equal_a_rebuild_from_the_log(
 
     projection = PostgresProjection(dsn, schema)
     engine = Engine(flows=[FLOW], handlers=[export], log=kafka("engine"),
-                    projection=projection, processor_group=f"{kafka_prefix}processor")
+                    projection=projection, processor_group=f"{kafka_prefix}processor",
+                    workers=0)
     async with engine:
         jobs = JobCommands(engine)
         ids = [(await engine.create("exports", {"n": i})).execution.id for i in range(4)]

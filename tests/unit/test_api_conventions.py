@@ -172,7 +172,8 @@ async def get(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
 async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys() -> None:
     engine = Engine(flows=[SAMPLE, KID, JOBBED],
                     handlers=[nap, ask, pay, boom, kid_step, export],
-                    options=EngineOptions(record_history=True), tables=[ORDERS])
+                    options=EngineOptions(record_history=True), tables=[ORDERS],
+                    workers=0)  # the jobs are driven by hand
     async with api_client(engine=engine) as client:
         # given an execution that waits, starts a child, pipes a row and fails
         created = await client.post("/v1/executions", headers=bearer(KEY_A), json={

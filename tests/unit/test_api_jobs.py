@@ -39,7 +39,7 @@ IMPORT = flow("import", step("i", "import", output_key="imported"))
 
 
 def jobs_engine() -> Engine:
-    return Engine(flows=[EXPORT, IMPORT], handlers=[export, import_])
+    return Engine(flows=[EXPORT, IMPORT], handlers=[export, import_], workers=0)
 
 
 async def start(client: httpx.AsyncClient, flow_id: str, headers: dict[str, str],
