@@ -7,33 +7,38 @@ processors in a ``flowmonkey processor`` process with ``--split``), plus ``--wor
 for answers through the projection, so every figure is end to end.
 
 Two phases, each a closed loop of ``--executions`` one-step flows at ``--concurrency``
-in flight, whose step's handler returns at once:
+in flight, whose step's handler returns at once (one step each, so per execution is
+per step and per job):
 
 * ``jobs``: the handler is stateful, so the step is a job: created by the processor,
   claimed by a worker (a ``job.claim`` command), run there and completed (a
-  ``job.complete`` command). Figures: ``jobs_per_s`` (completed jobs over the wall
-  time), ``jobs_per_s_by_event_time`` (over the span from the first ``job.created``
-  to the last ``job.completed``, by the events' timestamps), ``claim_latency_ms``
-  (the kernel's ``claim_latency_ms`` of every ``job.claimed``: offered to claimed),
-  ``job_latency_ms`` (``job.created`` to ``job.completed``, by event time), and
-  ``events_per_job`` (every event of the execution; ``job_events_per_job`` counts the
-  ``job.*`` ones).
-* ``stateless``: the same flow with a stateless handler, run inside the processor:
-  ``steps_per_s``, and ``events_per_step``.
+  ``job.complete`` command). Besides the figures below: ``jobs_per_s_by_event_time``
+  (completed jobs over the span from the first ``job.created`` to the last
+  ``job.completed``, by the events' timestamps), ``claim_latency_ms`` (the kernel's
+  ``claim_latency_ms`` of every ``job.claimed``: offered to claimed),
+  ``job_latency_ms`` (``job.created`` to ``job.completed``, by event time) and
+  ``job_events_per_job`` (the ``job.*`` events among the execution's).
+* ``stateless``: the same flow with a stateless handler, run inside the processor.
 
-Both phases report ``execution_ms`` (from the create call to the completion being
-visible: a client's view of the step), ``processor_ms`` (``execution.created`` to
-``execution.completed`` by event time: the step's span on the log) and the CPU each
-process spent per execution (``cpu_us_per_step_by_process``: this engine, a
-``--split`` processor, each worker, the broker and PostgreSQL; one step each, so per
-step is per job). ``job_vs_stateless`` divides them: the throughput and latency
-ratios and the extra events and CPU a job step costs.
+Then, unless ``--serial 0``, the phases ``jobs_serial`` and ``stateless_serial`` run
+``--serial`` executions of each flow one at a time: the latencies without queueing.
+
+Every phase reports ``per_s`` (executions completed over the wall time: jobs/s or
+steps/s), ``execution_ms`` (from the create call to the completion being visible: a
+client's view of the step), ``processor_ms`` (``execution.created`` to
+``execution.completed`` by event time: the step's span on the log),
+``events_per_execution``, the projector's batches (as in ``kafka_throughput.py``) and
+the CPU each process spent per execution (``cpu_us_per_step_by_process``: this
+engine, a ``--split`` processor, each worker, the broker and PostgreSQL; see
+``cpu_meter.py``). ``job_vs_stateless`` compares them (job / stateless): throughput,
+latency and CPU ratios, the extra events a job step writes, and (serial) the latency
+it adds.
 
 Services: ``FLOWMONKEY_TEST_KAFKA_BOOTSTRAP`` / ``FLOWMONKEY_TEST_POSTGRES_DSN`` point at
 running ones; otherwise the test services start a local Kafka and PostgreSQL (the
 Kafka jars must have been fetched: ``python -m flowmonkey.testing.services fetch-kafka``).
 
-    python bench/jobs_throughput.py                     # both phases, 2 workers
+    python bench/jobs_throughput.py                     # every phase, 2 workers
     python bench/jobs_throughput.py --executions 4000 --concurrency 400 --split
 """
 
@@ -217,21 +222,31 @@ def _job_figures(traces: list[Trace], total: int) -> dict[str, Any]:
         "job_events_per_job": round(sum(t.job_events for t in traces) / total, 2)}
 
 
-def _compare(jobs: dict[str, Any], stateless: dict[str, Any]) -> dict[str, Any]:
-    """What a job step costs beside a stateless one (job / stateless)."""
-    def ratio(a: float, b: float) -> float | None:
-        return round(a / b, 2) if b else None
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
 
-    cpu_job, cpu_step = jobs.get("cpu_us_per_step_total"), stateless.get("cpu_us_per_step_total")
-    return {
-        "throughput_ratio": ratio(jobs["per_s"], stateless["per_s"]),
-        "execution_ms_p50_ratio": ratio(jobs["execution_ms"]["p50"],
-                                        stateless["execution_ms"]["p50"]),
-        "execution_ms_p99_ratio": ratio(jobs["execution_ms"]["p99"],
-                                        stateless["execution_ms"]["p99"]),
+
+def _compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What a job step costs beside a stateless one (job / stateless)."""
+    jobs, stateless = results["jobs"], results["stateless"]
+    compared = {
+        "throughput_ratio": _ratio(jobs["per_s"], stateless["per_s"]),
+        "execution_ms_p50_ratio": _ratio(jobs["execution_ms"]["p50"],
+                                         stateless["execution_ms"]["p50"]),
+        "execution_ms_p99_ratio": _ratio(jobs["execution_ms"]["p99"],
+                                         stateless["execution_ms"]["p99"]),
         "extra_events_per_step": round(jobs["events_per_execution"]
                                        - stateless["events_per_execution"], 2),
-        "cpu_ratio": ratio(cpu_job, cpu_step) if cpu_job and cpu_step else None}
+        "cpu_ratio": _ratio(jobs.get("cpu_us_per_step_total"),
+                            stateless.get("cpu_us_per_step_total"))}
+    if "jobs_serial" in results:
+        serial_jobs, serial = results["jobs_serial"], results["stateless_serial"]
+        compared |= {
+            "serial_execution_ms_p50_ratio": _ratio(serial_jobs["execution_ms"]["p50"],
+                                                    serial["execution_ms"]["p50"]),
+            "serial_extra_ms_p50": round(serial_jobs["execution_ms"]["p50"]
+                                         - serial["execution_ms"]["p50"], 1)}
+    return compared
 
 
 def _spawn(args: list[str], bootstrap: str, prefix: str,
@@ -319,11 +334,16 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str,
                               **{name: proc.pid for name, proc in processes},
                               **service_pids})
             results: dict[str, Any] = {}
-            for phase, flow_id in (("jobs", JOB_FLOW), ("stateless", STATELESS_FLOW)):
-                print(f"{phase}: {args.executions} executions at concurrency "
-                      f"{args.concurrency} …", file=sys.stderr)
-                results[phase] = await closed_loop(engine, observer, flow_id,
-                                                   args.executions, args.concurrency, meter)
+            phases = [("jobs", JOB_FLOW, args.executions, args.concurrency),
+                      ("stateless", STATELESS_FLOW, args.executions, args.concurrency)]
+            if args.serial:
+                phases += [("jobs_serial", JOB_FLOW, args.serial, 1),
+                           ("stateless_serial", STATELESS_FLOW, args.serial, 1)]
+            for phase, flow_id, total, concurrency in phases:
+                print(f"{phase}: {total} executions at concurrency {concurrency} …",
+                      file=sys.stderr)
+                results[phase] = await closed_loop(engine, observer, flow_id, total,
+                                                   concurrency, meter)
     finally:
         for _, proc in processes:
             proc.terminate()
@@ -338,7 +358,7 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str,
             "worker_concurrency": args.worker_concurrency,
             "layout": "split" if args.split else "one process", "projection": "postgres",
             "tuned_gc": args.tune_gc, "results": results,
-            "job_vs_stateless": _compare(results["jobs"], results["stateless"]),
+            "job_vs_stateless": _compare(results),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -353,6 +373,9 @@ def main() -> None:
                         help="`flowmonkey worker` processes (default 2)")
     parser.add_argument("--worker-concurrency", type=int, default=100,
                         help="jobs each worker runs at once (default 100)")
+    parser.add_argument("--serial", type=int, default=100,
+                        help="then run this many executions of each flow one at a time, "
+                             "for the latencies without queueing (default 100; 0: skip)")
     parser.add_argument("--partitions", type=int, default=PARTITIONS)
     parser.add_argument("--warmup", type=int, default=200,
                         help="executions of each flow run before measuring (default 200)")
@@ -365,8 +388,8 @@ def main() -> None:
     for name in ("executions", "concurrency", "workers", "worker_concurrency", "partitions"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.warmup < 0:
-        parser.error("--warmup must be 0 or more")
+    if args.warmup < 0 or args.serial < 0:
+        parser.error("--warmup and --serial must be 0 or more")
     services = services_from_env()
     try:
         bootstrap, dsn = services.kafka_bootstrap(), services.postgres_dsn()
