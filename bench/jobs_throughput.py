@@ -21,7 +21,8 @@ per step and per job):
 * ``stateless``: the same flow with a stateless handler, run inside the processor.
 
 Then, unless ``--serial 0``, the phases ``jobs_serial`` and ``stateless_serial`` run
-``--serial`` executions of each flow one at a time: the latencies without queueing.
+``--serial`` executions of each flow one at a time: the latencies without queueing
+(and no CPU figures: idle processes' polling would be most of them).
 
 Every phase reports ``per_s`` (executions completed over the wall time: jobs/s or
 steps/s), ``execution_ms`` (from the create call to the completion being visible: a
@@ -342,8 +343,10 @@ async def run(args: argparse.Namespace, bootstrap: str, dsn: str,
             for phase, flow_id, total, concurrency in phases:
                 print(f"{phase}: {total} executions at concurrency {concurrency} …",
                       file=sys.stderr)
+                # one at a time, the idle processes' polling would be most of the CPU
                 results[phase] = await closed_loop(engine, observer, flow_id, total,
-                                                   concurrency, meter)
+                                                   concurrency,
+                                                   meter if concurrency > 1 else None)
     finally:
         for _, proc in processes:
             proc.terminate()
