@@ -26,7 +26,7 @@ from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.topics import Topics, topics_of
 from flowmonkey.metrics import Metrics, default_metrics
-from flowmonkey.model.execution import RESTING_STATUSES, Execution, ExecutionStatus
+from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
@@ -406,8 +406,11 @@ class Engine:
                                       execution_id, upto_seq)
 
     async def wait(self, execution_id: str, timeout_s: float = 30.0, *,
-                   until: Iterable[ExecutionStatus] = RESTING_STATUSES) -> Execution:
-        """Return once the execution is completed, failed, cancelled or waiting."""
+                   until: Iterable[ExecutionStatus] | None = None) -> Execution:
+        """Return once the execution is done or needs someone: completed, failed,
+        cancelled, or waiting for anything but a job (a worker runs a job, and it ends
+        by itself). With ``until``, once its status is one of those (``WAITING`` then
+        includes waiting on a job)."""
         return await self._waiters.wait(execution_id, self.projection.get, timeout_s, until)
 
     # ------------------------------------------------------------------ introspection

@@ -14,6 +14,7 @@ from flowmonkey.api import (
     routes_executions,
     routes_flows,
     routes_health,
+    routes_jobs,
     routes_tables,
 )
 from flowmonkey.api.auth import ApiAuth, principal_without_auth
@@ -24,7 +25,7 @@ from flowmonkey.engine import Engine
 from flowmonkey.model.limits import DEFAULT_MAX_TOTAL_SIZE_BYTES
 
 DESCRIPTION = """\
-Start, resume, cancel and query FlowMonkey executions.
+Start, resume, cancel and query FlowMonkey executions; query their jobs.
 
 Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. A key bound to
 a tenant acts for that tenant only; an admin key acts for every tenant, or for the one
@@ -60,6 +61,7 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.include_router(routes_health.router)
     app.include_router(metrics.router)
     app.include_router(routes_executions.router)
+    app.include_router(routes_jobs.router)
     app.include_router(routes_flows.router)
     app.include_router(routes_tables.router)
     return app

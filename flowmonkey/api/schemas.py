@@ -21,6 +21,7 @@ from flowmonkey.events.envelope import Event
 from flowmonkey.model.base import FlowMonkeyModel
 from flowmonkey.model.execution import Cancellation, Execution, ExecutionError, HistoryEntry
 from flowmonkey.model.flow import Flow
+from flowmonkey.model.job import JobRecord
 from flowmonkey.model.limits import TimeoutConfig
 from flowmonkey.model.storable import UNSTORABLE, UnstorableValue, check_body
 from flowmonkey.model.tables import TableDef
@@ -124,6 +125,28 @@ class CreateExecutionOut(FlowMonkeyModel):
 
 class ExecutionPage(FlowMonkeyModel):
     items: list[ExecutionOut]
+    next_cursor: str | None = None
+
+
+class JobOut(JobRecord):
+    """A job (a stateful handler's step attempt, run by a worker), open or ended: keys
+    camelCase, points in time ISO-8601 UTC strings; ``input``, ``output``,
+    ``checkpointData`` and ``error.details`` are the user's, keys as given."""
+
+    lease_expires_at: UtcDateTime | None = None
+    deadline_at: UtcDateTime
+    created_at: UtcDateTime
+    claimed_at: UtcDateTime | None = None
+    ended_at: UtcDateTime | None = None
+    updated_at: UtcDateTime
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobOut:
+        return cls.model_validate(job, from_attributes=True)
+
+
+class JobPage(FlowMonkeyModel):
+    items: list[JobOut]
     next_cursor: str | None = None
 
 

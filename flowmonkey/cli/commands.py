@@ -25,6 +25,7 @@ from flowmonkey.cli.bench import register_bench
 from flowmonkey.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, CliError
 from flowmonkey.cli.demo import register_demo
 from flowmonkey.cli.dev import register_dev
+from flowmonkey.cli.jobs import register_jobs
 from flowmonkey.cli.log import register_log
 from flowmonkey.cli.migrate import register_migrate
 from flowmonkey.cli.options import add_common_options
@@ -55,6 +56,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_replay,
     register_rebuild,
     register_wal,
+    register_jobs,
     register_log,
     register_bench,
 ]

@@ -37,10 +37,10 @@ from flowmonkey.cli.options import (
     add_schema_option,
     add_settings_options,
 )
+from flowmonkey.cli.read_models import project_log, require_table
 from flowmonkey.cli.settings import (
     DSN_EXAMPLE,
     check_schema,
-    connect_postgres,
     postgres_unreachable,
     require_dsn,
     settings_from_args,
@@ -201,29 +201,13 @@ def _list_embedded(settings: Settings, args: argparse.Namespace) -> int:
 async def _embedded_wal(settings: Settings, bundle: Bundle, limit: int) -> list[WalEntry]:
     """The WAL the engine would hold after a start: the log's events applied to a memory
     projection with ``bundle``'s tables, as the engine's projector does."""
-    from flowmonkey.cli.replay import open_log
     from flowmonkey.projections.memory import MemoryProjection
-    from flowmonkey.projections.projector import Projector
 
     projection = MemoryProjection()
     await projection.start()
     for table in bundle.tables:
         await projection.create_table(table)
-    async with open_log(settings, "flowmonkey-wal") as (log, topic):
-        partitions = await log.partitions_for(topic)
-        ends = [await log.end_offset(topic, p) for p in range(partitions)]
-        projector = Projector(log, topic, partitions, projection)
-        await projector.start()
-        try:
-            for partition, end in enumerate(ends):
-                while not await projector.wait_for_position(partition, end, 0.5):
-                    failure = projector.failure()
-                    if failure is not None:
-                        raise CliError(f"reading {topic}[{partition}] failed: "
-                                       f"{type(failure).__name__}: {failure}",
-                                       exit_code=EXIT_FAILED) from failure
-        finally:
-            await projector.stop()
+    await project_log(settings, projection, "flowmonkey-wal")
     try:
         return await projection.wal_pending(limit)
     finally:
@@ -235,7 +219,7 @@ async def _with_projection(dsn: str, args: argparse.Namespace, action: Action) -
 
     from flowmonkey.projections.postgres import PostgresProjection
 
-    await _require_tables(dsn, args.schema)
+    await require_table(dsn, args.schema, "fm_wal_entries")
     # One connection is enough: replay takes its entries before it writes.
     projection = PostgresProjection(dsn, args.schema, pool_min=1, pool_max=1)
     try:
@@ -245,24 +229,6 @@ async def _with_projection(dsn: str, args: argparse.Namespace, action: Action) -
         raise postgres_unreachable(exc, dsn) from None
     finally:
         await projection.close()
-
-
-async def _require_tables(dsn: str, schema: str) -> None:
-    """Refuse a schema without FlowMonkey's tables, rather than creating them: starting
-    the projection migrates, and an operator who mistyped --schema wants to hear it."""
-    import asyncpg
-
-    conn = await connect_postgres(dsn)
-    try:
-        found = await conn.fetchval(
-            "select to_regclass(format('%I.fm_wal_entries', $1::text)) is not null", schema)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise postgres_unreachable(exc, dsn) from None
-    finally:
-        await conn.close()
-    if not found:
-        raise CliError(f'schema "{schema}" has no FlowMonkey tables',
-                       hint="check --schema, or create them with `flowmonkey migrate`")
 
 
 async def _list(projection: PostgresProjection, args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from flowmonkey.model.execution import (
     ExecutionStatus,
     HistoryEntry,
 )
+from flowmonkey.model.job import JobStatus, JobSummary
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
     DEFAULT_MAX_SUBFLOW_DEPTH,
@@ -164,6 +165,7 @@ class ExecutionState:
             wait_started_at=dt(self.wait_started_at) if self.wait_started_at is not None
             else None,
             resume_token=self.resume_token,
+            job=_job_summary(self.job) if self.job is not None else None,
             error=ExecutionError.model_construct(
                 code=self.error["code"], message=self.error["message"],
                 step_id=self.error.get("step_id"),
@@ -209,6 +211,13 @@ _all_fields = operator.attrgetter(*(f.name for f in fields(ExecutionState)))
 _TERMINAL = frozenset(
     {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 )
+
+
+def _job_summary(job: JobState) -> JobSummary:
+    return JobSummary.model_construct(
+        job_id=job.job_id, type=job.type, status=JobStatus(job.status), epoch=job.epoch,
+        worker_id=job.worker_id, progress_percent=job.progress_percent,
+        progress_message=job.progress_message, checkpoint_seq=job.checkpoint_seq)
 
 
 def _history_entry(raw: dict[str, Any]) -> HistoryEntry:

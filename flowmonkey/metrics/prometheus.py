@@ -139,6 +139,14 @@ class Metrics:
         self.recovery_seconds = Histogram(
             "flowmonkey_processor_recovery_seconds", "Time to rebuild a partition's state "
             "from its snapshot and events", buckets=_SLOW_S, registry=r)
+        self.job_events = Counter(
+            "flowmonkey_processor_job_events", "Job events decided, by type (created, "
+            "claimed, lease_expired, superseded, timed_out, completed, failed, cancelled, "
+            "released, ...)", ["type"], registry=r)
+        self.job_claim_latency = Histogram(
+            "flowmonkey_processor_job_claim_latency_seconds", "From a job being offered "
+            "(created, released or its lease expired) to a worker's claim", buckets=_LAG_S,
+            registry=r)
         # ---------------------------------------------------------------- projector
         self.events_applied = Counter(
             "flowmonkey_projector_events_applied", "Events applied to the projection",
@@ -204,9 +212,11 @@ class Metrics:
 
     def batch_decided(self, partition: int, commands: int, types: Mapping[str, int],
                       rejected: Mapping[str, int] | None, outcomes: Mapping[str, int] | None,
-                      in_flight: int) -> None:
+                      in_flight: int, job_events: Mapping[str, int] | None = None,
+                      claim_latencies_ms: Sequence[int] = ()) -> None:
         """One decided batch: its size, its commands by type, its rejections, the
-        handler outcomes gathered since the last batch and the handlers now running."""
+        handler outcomes gathered since the last batch, the handlers now running, and
+        its job events by type with the claim latencies of its claims."""
         self.batches.inc()
         self.batch_size.observe(commands)
         for type_, count in types.items():
@@ -218,6 +228,11 @@ class Metrics:
             for outcome, count in outcomes.items():
                 self._child(self.handler_runs, outcome).inc(count)
         self._child(self.handlers_in_flight, str(partition)).set(in_flight)
+        if job_events:
+            for type_, count in job_events.items():
+                self._child(self.job_events, type_).inc(count)
+        for latency_ms in claim_latencies_ms:
+            self.job_claim_latency.observe(latency_ms / 1000)
 
     def partition_released(self, partition: int) -> None:
         self.partitions_owned.dec()

@@ -8,6 +8,7 @@ from flowmonkey.model.execution import (
     HistoryEntry,
 )
 from flowmonkey.model.flow import Flow, RetryConfig, Step, Transitions, VisualMetadata
+from flowmonkey.model.job import JobRecord, JobStatus, JobSummary
 from flowmonkey.model.limits import ContextLimits, TimeoutConfig
 from flowmonkey.model.result import ChildSpec, Result, StepError, StepResult
 from flowmonkey.model.selectors import (
@@ -33,6 +34,9 @@ __all__ = [
     "FullSelector",
     "HistoryEntry",
     "InputSelector",
+    "JobRecord",
+    "JobStatus",
+    "JobSummary",
     "KeySelector",
     "KeysSelector",
     "PathSelector",

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from flowmonkey.model.base import FrozenModel
+from flowmonkey.model.job import JobSummary
 from flowmonkey.model.limits import TimeoutConfig
 
 CancellationSource = Literal["user", "system", "timeout", "parent"]
@@ -85,6 +86,8 @@ class Execution(FrozenModel):
     wait_reason: str | None = None
     wait_started_at: datetime | None = None
     resume_token: str | None = None
+    # the job it waits on (a stateful handler's attempt, run by a worker), else None
+    job: JobSummary | None = None
     error: ExecutionError | None = None
     metadata: dict[str, Any] | None = None
     idempotency_key: str | None = None

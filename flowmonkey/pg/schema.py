@@ -157,6 +157,31 @@ create table fm_snapshots (
     (3, "executions without the derived execution column", """
 alter table fm_executions drop column execution;
 """),
+    # Jobs (issue 12), open and ended, as projections/job_records.py folds them. The
+    # columns are what listings filter and order by; the record is the JSON. Job events
+    # projected before this migration (none: jobs came with it) would need a rebuild.
+    (4, "jobs", """
+create table fm_jobs (
+    job_id text collate "C" primary key,
+    execution_id text collate "C" not null,
+    tenant_id text,
+    type text not null,
+    status text not null,
+    worker_id text,
+    created_at bigint not null,
+    updated_at bigint not null,
+    seq bigint not null,
+    record jsonb not null
+);
+create index fm_jobs_newest on fm_jobs (created_at desc, job_id desc);
+create index fm_jobs_status on fm_jobs (status, created_at desc, job_id desc);
+create index fm_jobs_type on fm_jobs (type, created_at desc, job_id desc);
+create index fm_jobs_execution on fm_jobs (execution_id, created_at desc, job_id desc);
+create index fm_jobs_worker on fm_jobs (worker_id, created_at desc, job_id desc)
+    where worker_id is not null;
+create index fm_jobs_tenant on fm_jobs (tenant_id, created_at desc, job_id desc)
+    where tenant_id is not null;
+"""),
 ]
 
 

@@ -3,12 +3,13 @@ instead of running here, and the job views a decision gives go to the jobs topic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from flowmonkey.events import names as n
-from flowmonkey.events.envelope import Command, trusted_command
+from flowmonkey.events.envelope import Command, Event, trusted_command
 from flowmonkey.handlers.base import HandlerMetadata
 from flowmonkey.kernel.jobs import DEFAULT_HEARTBEAT_MS, DEFAULT_JOB_TIMEOUT_MS
 from flowmonkey.kernel.state import ExecutionState
@@ -45,3 +46,15 @@ def refused_job_view(command: Command, code: str, reason: str) -> list[dict[str,
     return [{"job_id": job_id, "execution_id": command.execution_id, "status": "unknown",
              "answer": {"command_id": command.command_id, "accepted": False, "code": code,
                         "reason": reason}}]
+
+
+def count_job_events(events: Sequence[Event], counts: dict[str, int],
+                     claim_latencies_ms: list[int]) -> None:
+    """Add a decision's job events to ``counts`` (by type) and its claims' latencies
+    (offered to claimed, as the kernel measured them) to ``claim_latencies_ms``: the
+    processor's job metrics (lease expiries and timeouts happen here, not in a worker)."""
+    for event in events:
+        if event.type.startswith("job."):
+            counts[event.type] = counts.get(event.type, 0) + 1
+            if event.type == n.JOB_CLAIMED:
+                claim_latencies_ms.append(int(event.data.get("claim_latency_ms", 0)))

@@ -68,6 +68,7 @@ from flowmonkey.processors.internal_errors import (
     parent_reports,
 )
 from flowmonkey.processors.jobs import (
+    count_job_events,
     job_create_command,
     job_view_records,
     refused_job_view,
@@ -471,6 +472,8 @@ class PartitionProcessor:
         # counted here and handed to the metrics once per batch (see flowmonkey.metrics)
         types: dict[str, int] = {}
         rejected: dict[str, int] | None = None
+        job_events: dict[str, int] | None = None
+        claim_latencies: list[int] = []
         events = 0
         while decided < count:
             decided += 1
@@ -522,6 +525,9 @@ class PartitionProcessor:
                         inbox.appendleft(early)
                         count += 1
             events += len(decision.events)
+            if decision.job_views:  # (only decisions that touch a job have job events)
+                job_events = job_events or {}
+                count_job_events(decision.events, job_events, claim_latencies)
             for event in decision.events:
                 # a rejection is not an execution's event: its seq is 0 (cheap to test)
                 if event.seq == 0 and event.type == n.COMMAND_REJECTED:
@@ -540,7 +546,7 @@ class PartitionProcessor:
         if outcomes:
             self._outcomes = {}
         self.metrics.batch_decided(partition, decided, types, rejected, outcomes,
-                                   len(self.in_flight))
+                                   len(self.in_flight), job_events, claim_latencies)
 
     def _adopt(self, decision: Decision) -> None:
         """Take a decision into memory, all of it or (if adopting raises) none of it:

@@ -18,6 +18,7 @@ from pydantic import Field
 from flowmonkey.events.envelope import Event
 from flowmonkey.model.base import FrozenModel
 from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.model.job import JobRecord, JobStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
 
 T = TypeVar("T")
@@ -134,6 +135,27 @@ class Projection(Protocol):
         self, execution_id: str, seq: int, *, tenant_id: str | None = None
     ) -> Execution | None:
         """The execution as it was right after event ``seq`` (rebuilt with the appliers)."""
+        ...
+
+    # jobs --------------------------------------------------------------------
+    async def get_job(self, job_id: str, *, tenant_id: str | None = None) -> JobRecord | None:
+        """The job, open or ended; None when missing, or when ``tenant_id`` is given and
+        differs."""
+        ...
+
+    async def list_jobs(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: JobStatus | str | None = None,
+        type: str | None = None,
+        execution_id: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[JobRecord]:
+        """Newest first (by created_at, then job id); stable cursor pagination, as
+        :meth:`list`."""
         ...
 
     # tables ------------------------------------------------------------------

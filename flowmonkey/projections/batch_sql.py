@@ -8,7 +8,28 @@ Its parameters are the columns of each part, in :data:`EVENT_COLUMNS`' and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text for a jsonb parameter."""
+    text = orjson.dumps(value).decode()
+    if "\\u0000" in text:
+        # PostgreSQL's jsonb cannot hold U+0000 and refuses the whole statement, which
+        # would stop the projector on one handler's output: the character is stored as
+        # U+FFFD instead (the log keeps the exact value; replay gives it back).
+        text = _ESCAPED_NUL.sub(r"\1\\ufffd", text)
+    return text
+
+
+# "\u0000" where the backslash starts an escape: after an even number of backslashes
+# (a string holding a backslash then "u0000" is written "\\u0000" and is left alone)
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
 
 EVENT_COLUMNS = ("execution_id, seq, type, version, event_id, timestamp_ms, tenant_id, "
                   "command_id, data")
@@ -23,7 +44,7 @@ _EXECUTION_TYPES = ("text", "text", "text", "text", "text", "text", "text", "big
 _OFFSET_TYPES = ("text", "text", "int", "bigint", "bigint")
 
 
-def _unnest(types: Sequence[str], first: int) -> str:
+def unnest_params(types: Sequence[str], first: int) -> str:
     """``unnest`` of one array parameter per column, from ``$first``; JSON travels as
     text and is cast on the server (asyncpg encoding jsonb[] element by element costs
     the client as much as it saves the server)."""
@@ -35,15 +56,15 @@ def _unnest(types: Sequence[str], first: int) -> str:
 EVENT_WIDTH = len(_EVENT_TYPES)
 EXECUTION_WIDTH = len(_EXECUTION_TYPES)
 OFFSET_WIDTH = len(_OFFSET_TYPES)
-_OFFSETS = _unnest(_OFFSET_TYPES, 1 + EVENT_WIDTH + EXECUTION_WIDTH)
+_OFFSETS = unnest_params(_OFFSET_TYPES, 1 + EVENT_WIDTH + EXECUTION_WIDTH)
 _SYNC_PARAM = 1 + EVENT_WIDTH + EXECUTION_WIDTH + OFFSET_WIDTH
 WRITE_BATCH = f"""
 with events as (
-    insert into fm_events ({EVENT_COLUMNS}) select * from {_unnest(_EVENT_TYPES, 1)}
+    insert into fm_events ({EVENT_COLUMNS}) select * from {unnest_params(_EVENT_TYPES, 1)}
     on conflict do nothing),
 executions as (
     insert into fm_executions ({_EXECUTION_COLUMNS})
-    select * from {_unnest(_EXECUTION_TYPES, 1 + EVENT_WIDTH)}
+    select * from {unnest_params(_EXECUTION_TYPES, 1 + EVENT_WIDTH)}
     on conflict (id) do update set tenant_id = excluded.tenant_id,
         flow_id = excluded.flow_id, flow_version = excluded.flow_version,
         status = excluded.status, parent_execution_id = excluded.parent_execution_id,

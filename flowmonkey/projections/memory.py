@@ -26,6 +26,7 @@ from flowmonkey.kernel.apply import apply, replay
 from flowmonkey.kernel.copies import private_copy, private_event
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.model.job import JobRecord, JobStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
 
 from .base import (
@@ -37,6 +38,7 @@ from .base import (
     WalEntry,
     WalReplayResult,
 )
+from .job_records import JobEntry, fold_job, job_id_of, summary_matches
 from .rows import (
     check_order,
     decode_cursor,
@@ -109,6 +111,9 @@ class MemoryProjection:
         self._tables: dict[str, TableDef] = {}
         self._rows: dict[str, dict[str, _StoredRow]] = {}
         self._wal: dict[str, WalEntry] = {}
+        self._jobs: dict[str, JobEntry] = {}
+        self._jobs_by_creation: list[tuple[int, str]] = []  # ascending, as executions'
+        self._jobs_of: dict[str, list[str]] = {}  # execution id -> its job ids
 
     async def start(self) -> None:
         return None
@@ -147,6 +152,21 @@ class MemoryProjection:
                     self._children.setdefault(state.parent_execution_id, []).append(state.id)
             if event.type == n.PIPE_ROW:
                 self._pipe_row(event)
+            elif event.type.startswith("job."):
+                self._job_event(event, record.state)
+
+    def _job_event(self, event: Event, state: ExecutionState | None) -> None:
+        job_id = job_id_of(event)
+        if job_id is None:
+            return
+        before = self._jobs.get(job_id)
+        after = fold_job(before, event, state.flow_id if state is not None else None)
+        if after is None or after is before:
+            return
+        self._jobs[job_id] = after
+        if before is None:
+            insort(self._jobs_by_creation, (after.created_at, job_id))
+            self._jobs_of.setdefault(after.execution_id, []).append(job_id)
 
     def _pipe_row(self, event: Event) -> None:
         """Write a pipe's row, or park it in the WAL with the reason. Never raises: a
@@ -267,6 +287,55 @@ class MemoryProjection:
             return None
         state = replay(record.history(), upto_seq=seq)
         return state.to_execution() if state is not None else None
+
+    # ------------------------------------------------------------------ jobs
+
+    async def get_job(self, job_id: str, *, tenant_id: str | None = None) -> JobRecord | None:
+        entry = self._jobs.get(job_id)
+        if entry is None or (tenant_id is not None and entry.tenant_id != tenant_id):
+            return None
+        return entry.to_record()
+
+    async def list_jobs(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: JobStatus | str | None = None,
+        type: str | None = None,
+        execution_id: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[JobRecord]:
+        limit = max(1, min(limit, 10_000))
+        after = decode_cursor(cursor) if cursor is not None else None
+        wanted_status = str(status) if status is not None else None
+
+        def wanted(entry: JobEntry) -> bool:
+            return summary_matches(entry, tenant_id=tenant_id, status=wanted_status,
+                                   type=type, execution_id=execution_id,
+                                   worker_id=worker_id)
+
+        jobs = self._jobs
+        if execution_id is not None:
+            # an execution has few jobs: its own index, not a walk over every job
+            keys = sorted((jobs[i].created_at, i) for i in self._jobs_of.get(execution_id, ()))
+        else:
+            keys = self._jobs_by_creation
+        found: builtins.list[JobEntry] = []
+        # newest first from just below the cursor, until a page and one more are found
+        index = bisect_left(keys, after) if after is not None else len(keys)
+        while index > 0 and len(found) <= limit:
+            index -= 1
+            entry = jobs[keys[index][1]]
+            if wanted(entry):
+                found.append(entry)
+        page = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor(last.created_at, last.job_id)
+        return Page[JobRecord](items=[e.to_record() for e in page], next_cursor=next_cursor)
 
     # ------------------------------------------------------------------ tables
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import re
 import time
 import uuid
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from flowmonkey.kernel.apply import apply, replay
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.kernel.state_codec import state_from_json, state_to_json
 from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.model.job import JobRecord, JobStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.pg.pool import SchemaPool
 
@@ -55,6 +55,10 @@ from .batch_sql import (
     OFFSET_WIDTH,
     WRITE_BATCH,
 )
+from .batch_sql import json_text as _json_text
+from .job_sql import JobBatch
+from .job_sql import get_job as _get_job
+from .job_sql import list_jobs as _list_jobs
 from .row_sql import QueryParams, filter_sql, order_sql
 from .rows import check_order, decode_cursor, encode_cursor, prepare_filters, validate_row
 
@@ -77,25 +81,10 @@ def _system_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _json_text(value: Any) -> str:
-    text = orjson.dumps(value).decode()
-    if "\\u0000" in text:
-        # PostgreSQL's jsonb cannot hold U+0000 and refuses the whole statement, which
-        # would stop the projector on one handler's output: the character is stored as
-        # U+FFFD instead (the log keeps the exact value; replay gives it back).
-        text = _ESCAPED_NUL.sub(r"\1\\ufffd", text)
-    return text
-
-
 def _text(value: str | None) -> str | None:
     """``value`` with U+FFFD for each U+0000, which PostgreSQL's text cannot hold."""
     return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value \
         else value
-
-
-# "\u0000" where the backslash starts an escape: after an even number of backslashes
-# (a string holding a backslash then "u0000" is written "\\u0000" and is left alone)
-_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 async def _set_codecs(conn: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -321,6 +310,8 @@ class PostgresProjection:
                         stale):
                     if r["state"] is not None:
                         loaded[r["id"]].state = state_from_json(r["state"])
+        jobs = JobBatch()
+        await jobs.load(conn, events)
         fresh: list[Event] = []
         for event in events:
             if event.seq == 0:
@@ -334,6 +325,8 @@ class PostgresProjection:
             record.dirty = True
             record.state = apply(record.state, event)
             fresh.append(event)
+            if event.type.startswith("job."):
+                jobs.fold(event, record.state.flow_id if record.state is not None else None)
         rejections = [e for e in events if e.seq == 0]
         if rejections:
             # a command refused for a NUL in an id carries it (text cannot hold U+0000)
@@ -351,6 +344,7 @@ class PostgresProjection:
             self._synchronous_commit)
         if stored != len(positions):
             await self._offset_conflict(conn, group, since)
+        await jobs.write(conn)
         for event in fresh:
             if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS \
                     or event.type == n.TOKENS_CLEANED:
@@ -514,6 +508,26 @@ class PostgresProjection:
             return None
         state = replay(events, upto_seq=seq)
         return state.to_execution() if state is not None else None
+
+    # ------------------------------------------------------------------ jobs
+
+    async def get_job(self, job_id: str, *, tenant_id: str | None = None) -> JobRecord | None:
+        return await _get_job(self._pool, job_id, tenant_id)
+
+    async def list_jobs(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: JobStatus | str | None = None,
+        type: str | None = None,
+        execution_id: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[JobRecord]:
+        return await _list_jobs(self._pool, tenant_id=tenant_id, status=status, type=type,
+                                execution_id=execution_id, worker_id=worker_id,
+                                limit=limit, cursor=cursor)
 
     # ------------------------------------------------------------------ tables
 

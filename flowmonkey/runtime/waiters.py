@@ -31,6 +31,16 @@ RESOLVES = {
 _NO_ANSWERS: frozenset[str] = frozenset()
 
 
+def resting(execution: Execution) -> bool:
+    """Whether the execution is done or needs someone: ended, or waiting for anything
+    but a job. A job is run by a worker and ends by itself (completed, failed, timed
+    out), so an execution waiting on one is still on its way."""
+    status = execution.status
+    if status == ExecutionStatus.WAITING:
+        return execution.job is None
+    return status.is_terminal
+
+
 @dataclass(slots=True, eq=False)
 class Answer:
     """A sent command's answer: ``future`` gets the event; ``execution`` is, for a
@@ -76,18 +86,21 @@ class Waiters:
             self.commands.pop(command.command_id, None)
 
     async def wait(self, execution_id: str, read: Callable[[str], Awaitable[Execution | None]],
-                   timeout_s: float, until: Iterable[ExecutionStatus]) -> Execution:
-        """The execution (as ``read`` gives it) once its status is one of ``until``;
-        read again after each batch that touched it."""
+                   timeout_s: float, until: Iterable[ExecutionStatus] | None = None
+                   ) -> Execution:
+        """The execution (as ``read`` gives it) once its status is one of ``until``, or
+        (``until`` None) once it rests (:func:`resting`); read again after each batch
+        that touched it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        wanted = frozenset(until)
+        wanted = frozenset(until) if until is not None else None
         while True:
             future: asyncio.Future[None] = loop.create_future()
             self.executions.setdefault(execution_id, []).append(future)
             try:
                 execution = await read(execution_id)
-                if execution is not None and execution.status in wanted:
+                if execution is not None and (
+                        resting(execution) if wanted is None else execution.status in wanted):
                     return execution
                 remaining = deadline - loop.time()
                 if remaining <= 0:

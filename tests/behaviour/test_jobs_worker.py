@@ -31,6 +31,28 @@ HEARTBEAT_MS = 2_000
 LEASE_MS = 3 * HEARTBEAT_MS
 
 
+class MetricDeltas:
+    """Samples of a (maybe process-wide) registry, counted from now on."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.names = ("flowmonkey_processor_job_events_total",
+                      "flowmonkey_processor_job_claim_latency_seconds_count",
+                      "flowmonkey_worker_jobs_claimed_total",
+                      "flowmonkey_worker_jobs_completed_total")
+        self.before = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for s in self._samples()}
+
+    def _samples(self) -> list[Any]:
+        return [sample for family in self.metrics.registry.collect()
+                for sample in family.samples if sample.name in self.names]
+
+    def delta(self, name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        now = self.metrics.registry.get_sample_value(name, labels) or 0.0
+        return float(now - self.before.get(key, 0.0))
+
+
 class Script:
     """What the test wants the ``export`` handler to do, and what it saw."""
 
@@ -210,6 +232,7 @@ async def test_a_crashed_workers_job_is_reclaimed_after_its_lease_and_resumes_fr
 
     script.body = body
     async with harness() as t:
+        counted = MetricDeltas(t.engine.metrics)
         created = await t.engine.create("exporting", {})
         await asyncio.wait_for(blocked.wait(), 15)
         first = t.engine.worker
@@ -227,6 +250,15 @@ async def test_a_crashed_workers_job_is_reclaimed_after_its_lease_and_resumes_fr
         assert claims[0]["worker_id"] != claims[1]["worker_id"]
         assert types_of(events).count(n.JOB_LEASE_EXPIRED) == 1
         assert types_of(events).count(n.JOB_COMPLETED) == 1
+        # and the metrics say so: the processor's job events and claim latencies, the
+        # workers' claims and completions
+        job_events = "flowmonkey_processor_job_events_total"
+        assert counted.delta(job_events, type=n.JOB_LEASE_EXPIRED) == 1
+        assert counted.delta(job_events, type=n.JOB_CLAIMED) == 2
+        assert counted.delta(job_events, type=n.JOB_COMPLETED) == 1
+        assert counted.delta("flowmonkey_processor_job_claim_latency_seconds_count") == 2
+        assert counted.delta("flowmonkey_worker_jobs_claimed_total") == 2
+        assert counted.delta("flowmonkey_worker_jobs_completed_total") == 1
 
 
 async def test_a_superseded_worker_cannot_checkpoint_or_complete() -> None:

@@ -5,7 +5,8 @@ the engine owns is camelCase (event ``data`` too); the user's data (context, out
 resume data, metadata, row values, error details) comes back with its keys untouched.
 Checked on the OpenAPI schema and on the answer of every GET endpoint for one
 execution that waits (for a time and for a signal), starts a child, pipes a row into
-a table and fails, and one that is cancelled.
+a table and fails, one that is cancelled, and jobs (one completed, one claimed, one
+failed) with the executions that wait on them.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from flowmonkey import (
     handler,
 )
 from flowmonkey.api.event_data import api_event_data
+from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
 from flowmonkey.events.types import EVENT_SCHEMAS
 from tests.behaviour.flows import flow, step
+from tests.behaviour.job_commands import JobCommands
 from tests.unit.api_support import (
     ADMIN,
     ISO_UTC,
@@ -43,7 +46,7 @@ CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
 # the user's values: returned as given, their keys are not the API's to style
 USER_VALUES = {"context", "input", "output", "metadata", "details", "row", "writes",
-               "config", "staticValues"}
+               "config", "staticValues", "checkpointData"}
 # maps keyed by the user's names (step ids) whose values are the engine's
 USER_KEYED = {"retryAttempts", "steps"}
 
@@ -81,6 +84,15 @@ async def boom(p: HandlerParams) -> StepResult:
 @handler("kid-step")
 async def kid_step(p: HandlerParams) -> StepResult:
     return Result.success({"kid_out": 1})
+
+
+@handler("export", stateful=True)
+async def export(p: HandlerParams) -> StepResult:
+    raise AssertionError("a worker runs it")
+
+
+JOBBED = flow("jobbed", step("x", "export", output_key="exported"))
+CHECKPOINT = {"next_row": 4, "Odd Key": {"k_l": 5}}
 
 
 KID = flow("kid", step("only", "kid-step", output_key="kidOut"))
@@ -158,8 +170,10 @@ async def get(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
 
 
 async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys() -> None:
-    engine = Engine(flows=[SAMPLE, KID], handlers=[nap, ask, pay, boom, kid_step],
-                    options=EngineOptions(record_history=True), tables=[ORDERS])
+    engine = Engine(flows=[SAMPLE, KID, JOBBED],
+                    handlers=[nap, ask, pay, boom, kid_step, export],
+                    options=EngineOptions(record_history=True), tables=[ORDERS],
+                    workers=0)  # the jobs are driven by hand
     async with api_client(engine=engine) as client:
         # given an execution that waits, starts a child, pipes a row and fails
         created = await client.post("/v1/executions", headers=bearer(KEY_A), json={
@@ -191,6 +205,30 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
         assert cancel.status_code == 200, cancel.text
         await until_status(client, other_id, "cancelled", bearer(KEY_A))
 
+        # and jobs: one completed, one failed, one claimed (its execution waits on it)
+        jobs = JobCommands(engine)
+        job_ids: list[str] = []
+        for end in (n.CMD_JOB_COMPLETE, n.CMD_JOB_FAIL, None):
+            jobbed = await client.post("/v1/executions", headers=bearer(KEY_A),
+                                       json={"flowId": "jobbed", "context": CONTEXT})
+            jobbed_id = jobbed.json()["execution"]["id"]
+            view = await jobs.claim(jobbed_id, (await jobs.pending(jobbed_id))["job_id"])
+            job_ids.append(view["job_id"])
+            await jobs.write(n.CMD_JOB_PROGRESS, view, percent=10, message="started")
+            await jobs.write(n.CMD_JOB_CHECKPOINT, view, data=CHECKPOINT)
+            if end is not None:
+                await jobs.write(end, view, output=OUTPUT,
+                                 error={"code": "E", "message": "m", "details": DETAILS})
+
+        async def jobs_projected() -> dict[str, Any] | None:
+            page: dict[str, Any] = await get(client, "/v1/jobs")
+            statuses = sorted(j["status"] for j in page["items"])
+            return page if statuses == ["claimed", "completed", "failed"] and \
+                page["items"][0]["checkpointSeq"] == 1 else None
+
+        job_page = await eventually(jobs_projected, what="three jobs projected")
+        open_job = await get(client, f"/v1/jobs/{job_ids[2]}")
+
         # when every GET endpoint is read
         events = (await get(client, f"/v1/executions/{execution_id}/events"))["events"]
         answers: dict[str, Any] = {
@@ -205,6 +243,11 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
             "flow": await get(client, "/v1/flows/sample"),
             "tables": await get(client, "/v1/tables"),
             "rows": await get(client, "/v1/tables/orders/rows"),
+            "jobs": job_page,
+            "completedJob": await get(client, f"/v1/jobs/{job_ids[0]}"),
+            "failedJob": await get(client, f"/v1/jobs/{job_ids[1]}"),
+            "openJob": open_job,
+            "jobExecution": await get(client, f"/v1/executions/{open_job['executionId']}"),
         }
         for seq in range(1, len(events) + 1):
             answers[f"state{seq}"] = await get(client, f"/v1/executions/{execution_id}/state",
@@ -219,7 +262,8 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
         check_body(body, name, problems, times)
     assert problems == []
     assert {"createdAt", "updatedAt", "timestamp", "wakeAt", "waitStartedAt", "expiresAt",
-            "idempotencyExpiresAt", "startedAt", "completedAt", "cancelledAt"} <= times
+            "idempotencyExpiresAt", "startedAt", "completedAt", "cancelledAt",
+            "deadlineAt", "claimedAt", "leaseExpiresAt", "endedAt"} <= times
 
     # and the user's data comes back with its keys as given, wherever it appears
     assert failed["context"]["order_id"] == "o-1"
@@ -248,6 +292,12 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
     assert by_type["child.started"][0]["childExecutionId"] == child_id
     assert [r["data"] for r in answers["rows"]["rows"]] == [{"order_id": "o-1", "total": 12.5}]
     assert answers["child"]["parentExecutionId"] == execution_id
+    assert answers["completedJob"]["output"] == OUTPUT
+    assert answers["failedJob"]["error"]["details"] == DETAILS
+    assert answers["openJob"]["checkpointData"] == CHECKPOINT
+    assert answers["openJob"]["input"] == CONTEXT
+    assert answers["jobExecution"]["job"]["jobId"] == job_ids[2]
+    assert answers["jobExecution"]["job"]["progressMessage"] == "started"
 
 
 def test_event_data_is_converted_per_its_schema_and_no_deeper() -> None:
