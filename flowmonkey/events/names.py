@@ -45,6 +45,15 @@ JOB_LEASE_EXPIRED = "job.lease_expired"
 JOB_RELEASED = "job.released"
 JOB_TIMED_OUT = "job.timed_out"
 JOB_CANCELLED = "job.cancelled"
+# triggers: their events carry ``trigger:<id>`` as execution id (model/trigger.py),
+# with a seq of their own; see kernel/triggers.py
+TRIGGER_REGISTERED = "trigger.registered"
+TRIGGER_ENABLED = "trigger.enabled"
+TRIGGER_DISABLED = "trigger.disabled"
+TRIGGER_FIRED = "trigger.fired"
+TRIGGER_SKIPPED = "trigger.skipped"  # a tick skipped (overlap, catch-up policy)
+TRIGGER_FAILED = "trigger.failed"  # bad signature, mapping error, disabled trigger
+TRIGGER_RUN_ENDED = "trigger.run_ended"  # a run it started ended (overlap policy)
 
 # outside any execution's history (seq 0)
 COMMAND_REJECTED = "command.rejected"
@@ -91,8 +100,18 @@ JOB_WORKER_COMMANDS = frozenset({CMD_JOB_CLAIM, CMD_JOB_HEARTBEAT, CMD_JOB_PROGR
                                  CMD_JOB_CHECKPOINT, CMD_JOB_COMPLETE, CMD_JOB_FAIL,
                                  CMD_JOB_RELEASE})
 
+# triggers (to the trigger's entity ``trigger:<id>``)
+CMD_TRIGGER_REGISTER = "trigger.register"
+CMD_TRIGGER_ENABLE = "trigger.enable"
+CMD_TRIGGER_DISABLE = "trigger.disable"
+CMD_TRIGGER_FIRE = "trigger.fire"
+CMD_TRIGGER_RUN_ENDED = "trigger.run_ended"
+TRIGGER_COMMANDS = frozenset({CMD_TRIGGER_REGISTER, CMD_TRIGGER_ENABLE, CMD_TRIGGER_DISABLE,
+                              CMD_TRIGGER_FIRE, CMD_TRIGGER_RUN_ENDED})
+
 EXTERNAL_COMMANDS = frozenset({CMD_START, CMD_RESUME, CMD_CANCEL, CMD_REVOKE_TOKEN,
-                               CMD_CHILD_FINISHED, CMD_CHILD_ATTACH}) | JOB_WORKER_COMMANDS
+                               CMD_CHILD_FINISHED, CMD_CHILD_ATTACH}) | JOB_WORKER_COMMANDS | \
+    TRIGGER_COMMANDS
 
 # rejection codes
 REJECT_EXECUTION_NOT_FOUND = "EXECUTION_NOT_FOUND"
