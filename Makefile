@@ -30,6 +30,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# the embedded benchmark; `flowmonkey bench kafka|jobs|snapshots` runs the others
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/embedded_throughput.py
 

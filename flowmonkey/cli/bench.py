@@ -27,6 +27,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "kafka": ("kafka_throughput.py",
               "the same flow on Kafka + PostgreSQL, exactly once: steps/s, latency, "
               "projection lag, and the CPU each process spends per step"),
+    "jobs": ("jobs_throughput.py",
+             "one-step flows on Kafka + PostgreSQL with 2 `flowmonkey worker` processes: "
+             "jobs/s, claim and job latency, and a job step's cost beside a stateless one"),
     "snapshots": ("snapshot_recovery.py",
                   "a partition's recovery time with and without a snapshot"),
 }
@@ -41,6 +44,7 @@ benchmark's name go to it: `flowmonkey bench kafka --help` lists them.
 examples:
   flowmonkey bench embedded --log memory --concurrency 10000 --gc tuned
   flowmonkey bench kafka --split --tune-gc
+  flowmonkey bench jobs --executions 1000 --workers 2
   flowmonkey bench snapshots --events 100000 --embedded
 
 exit codes: the benchmark's own; 2 when there is no such benchmark or no bench/

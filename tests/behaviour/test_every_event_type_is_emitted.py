@@ -16,10 +16,10 @@ from tests.behaviour.job_commands import JobCommands
 
 NOT_EMITTED: dict[str, str] = {
     # name -> why nothing emits it
-    **{name: "triggers are being built (issue 13): their kernel emits them next"
-       for name in (n.TRIGGER_REGISTERED, n.TRIGGER_ENABLED, n.TRIGGER_DISABLED,
-                    n.TRIGGER_FIRED, n.TRIGGER_SKIPPED, n.TRIGGER_FAILED,
-                    n.TRIGGER_RUN_ENDED)},
+    **dict.fromkeys(
+        (n.TRIGGER_REGISTERED, n.TRIGGER_ENABLED, n.TRIGGER_DISABLED, n.TRIGGER_FIRED,
+         n.TRIGGER_SKIPPED, n.TRIGGER_FAILED, n.TRIGGER_RUN_ENDED),
+        "triggers are being built (issue 13): their kernel emits them next"),
 }
 
 attempts: dict[str, int] = {}
