@@ -130,8 +130,8 @@ async def test_a_topic_trigger_starts_one_execution_per_record_through_kills(
             group = f"{prefix}-trigger-{TRIGGER}"
 
             async def consumed() -> bool:
-                return all(await log.committed(group, external, p) == end
-                           for p, end in ends.items())
+                committed = {p: await log.committed(group, external, p) for p in ends}
+                return committed == ends
 
             deadline = time.monotonic() + 60
             while not await consumed():
