@@ -23,6 +23,7 @@ from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.timers import next_timer
 from flowmonkey.model.flow import Flow, version_key
 from flowmonkey.model.result import StepResult
+from flowmonkey.model.trigger import Trigger
 
 T0 = 1_700_000_000_000  # a fixed "now" (ms); tests move time by adding to it
 
@@ -36,10 +37,15 @@ class DictEnv:
     published version.
     """
 
-    def __init__(self, flows: Iterable[Flow] = ()) -> None:
+    def __init__(self, flows: Iterable[Flow] = (), triggers: Iterable[Trigger] = ()) -> None:
         self.flows: dict[str, dict[str, Flow]] = {}
         for flow in flows:
             self.flows.setdefault(flow.id, {})[flow.version] = flow
+        self.triggers: list[Trigger] = list(triggers)
+
+    def event_triggers(self, flow_id: str, event_type: str) -> list[Trigger]:
+        return [t for t in self.triggers if t.event is not None
+                and (t.event.flow_id, t.event.type) == (flow_id, event_type)]
 
     def flow(self, flow_id: str, version: str | None = None) -> Flow | None:
         versions = self.flows.get(flow_id)
