@@ -110,15 +110,15 @@ def run_trigger_consumer(args: argparse.Namespace) -> int:
     return asyncio.run(_Consumer(args, settings, triggers).run())
 
 
-def app_triggers(specs: Sequence[str]) -> list[Trigger]:
+def app_triggers(specs: Sequence[str], *, required: bool = True) -> list[Trigger]:
     """The ``triggers`` of each ``--app`` (an object or module); every invalid one is
-    named with its problems."""
+    named with its problems. ``required``: an app without ``triggers`` is an error."""
     from pydantic import ValidationError
 
     from flowmonkey.model.flow import json_path
     from flowmonkey.model.trigger import Trigger
 
-    if not specs:
+    if not specs and required:
         raise CliError("give the triggers with --app MODULE (a module or object with "
                        "`triggers`)")
     found: list[Trigger] = []
@@ -130,6 +130,8 @@ def app_triggers(specs: Sequence[str]) -> list[Trigger]:
             source = getattr(source, part, None)
         raw = getattr(source, "triggers", None)
         if raw is None:
+            if not required:
+                continue
             raise CliError(f"{spec}: defines no `triggers`")
         for item in raw if isinstance(raw, list | tuple) else [raw]:
             try:
@@ -234,26 +236,11 @@ async def register(log: KafkaLog, topics: Topics, triggers: Sequence[Trigger]) -
     partition then holds the definition before any of its fires (a processor ignores
     a definition it already has)."""
     import time
-    import uuid
 
-    from flowmonkey.events import names as n
-    from flowmonkey.events.codec import encode_command, headers_for
-    from flowmonkey.events.envelope import Command
-    from flowmonkey.log.base import OutRecord
+    from flowmonkey.runtime.trigger_calls import register_commands
 
-    now = int(time.time() * 1000)
-    records = []
-    for trigger in triggers:
-        command = Command(
-            type=n.CMD_TRIGGER_REGISTER, command_id=uuid.uuid4().hex,
-            execution_id=trigger.entity_id, timestamp_ms=now, tenant_id=trigger.tenant_id,
-            data={"definition": trigger.model_dump(mode="json", by_alias=True,
-                                                   exclude_none=True),
-                  "by": "trigger-consumer"})
-        records.append(OutRecord(topics.commands, encode_command(command),
-                                 key=trigger.entity_id.encode(),
-                                 headers=headers_for(command.type, command.version)))
-    await log.publish(records)
+    await log.publish(register_commands(topics.commands, triggers, int(time.time() * 1000),
+                                        "trigger-consumer"))
 
 
 def _totals(service: TopicTriggers) -> str:

@@ -102,6 +102,13 @@ async def test_a_schedule_fires_each_tick_once_through_a_killed_processor(
             end_ms = int(time.time() * 1000)
             await _until(tail, lambda: _last_tick(fired_events()) >= end_ms - LATE_MS,
                          "the ticks up to now (caught up after the kill)", 60, procs)
+
+            def all_created() -> bool:
+                wanted = {e.data["execution_id"] for e in fired_events()}
+                return wanted <= {e.execution_id for e in tail.events
+                                  if e.type == n.EXECUTION_CREATED}
+
+            await _until(tail, all_created, "the executions of the fired ticks", 30, procs)
         finally:
             for proc in procs:
                 proc.stop()
