@@ -4,8 +4,9 @@ Kafka broker, while its consumer and a processor are killed.
 Two `flowmonkey processor` processes and one `flowmonkey trigger-consumer` run the
 same --app, whose ``records-in`` trigger reads an external topic (4 partitions).
 10,000 JSON records are produced to it, with 20 records that are not JSON among them.
-Mid-way the consumer is killed with SIGKILL and started again, later one processor
-too. Then:
+Mid-way (30% of the offsets committed) the consumer is killed with SIGKILL and
+started again; later (60% fired) so is the processor that decides the trigger's fires.
+Then:
 
 * exactly 10,000 ``trigger.fired``, one per JSON record's topic/partition/offset, and
   10,000 executions, each created once and completed once, each with the context of
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,10 +33,11 @@ from aiokafka import AIOKafkaProducer
 from flowmonkey.events import names as n
 from flowmonkey.log import TopicSpec
 from flowmonkey.log.kafka import KafkaLog
+from flowmonkey.log.partitioner import partition_for
 from flowmonkey.log.topics import Topics
 from flowmonkey.model.trigger import entity_id
 from tests.recovery.crash_support import FLOWMONKEY, Proc
-from tests.recovery.trigger_support import EventTail, record_figures
+from tests.recovery.trigger_support import EventTail, owns, record_figures
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,8 +92,9 @@ async def test_a_topic_trigger_starts_one_execution_per_record_through_kills(
     processor_args = [FLOWMONKEY, "processor", "--app", str(APP), "--group",
                       f"{prefix}-processors", "--progress-every", "1"]
     consumer_args = [FLOWMONKEY, "trigger-consumer", "--app", str(APP),
-                     "--progress-every", "1", "--max-poll-records", "250"]
+                     "--progress-every", "1", "--max-poll-records", "25"]
     entity = entity_id(TRIGGER)
+    partition = partition_for(entity.encode(), PARTITIONS)
     procs: list[Proc] = []
 
     def fired() -> int:
@@ -114,27 +118,34 @@ async def test_a_topic_trigger_starts_one_execution_per_record_through_kills(
                 proc.wait_for("Ctrl-C to stop", 90)
             # when 10,000 records (and 20 that are not JSON) arrive on the external topic
             sent = await _produce(kafka_bootstrap, external)
+            total = sum([await log.end_offset(external, p) for p in range(PARTITIONS)])
             # and the consumer is killed mid-way and started again
-            await _until(tail, lambda: fired() >= RECORDS * 3 // 10, "30% of the records",
-                         120, procs)
-            procs[2].kill()
-            procs.append(Proc("consumer-b", consumer_args, env))
-            # and so is a processor, later
-            await _until(tail, lambda: fired() >= RECORDS * 6 // 10, "60% of the records",
-                         120, procs)
-            procs[0].kill()
-            procs.append(Proc("processor-1b", processor_args, env))
-            await _until(tail, lambda: completed() >= RECORDS, "every execution to complete",
-                         150, procs)
-            ends = {p: await log.end_offset(external, p) for p in range(PARTITIONS)}
             group = f"{prefix}-trigger-{TRIGGER}"
 
-            async def consumed() -> bool:
-                committed = {p: await log.committed(group, external, p) for p in ends}
-                return committed == ends
+            async def committed() -> int:
+                return sum([await log.committed(group, external, p) or 0
+                            for p in range(PARTITIONS)])
 
+            deadline = time.monotonic() + 120
+            while await committed() < total * 3 // 10:
+                assert time.monotonic() < deadline, "the consumer never got to 30%"
+                await asyncio.sleep(0.1)
+            procs[2].kill()
+            committed_at_kill = await committed()
+            assert committed_at_kill < total, "the consumer was done before the kill"
+            procs.append(Proc("consumer-b", consumer_args, env))
+            # and so is the processor deciding the trigger's fires, later
+            await _until(tail, lambda: fired() >= RECORDS * 6 // 10, "60% of the records",
+                         120, procs)
+            owner = next(p for p in procs[:2] if owns(p, partition))
+            owner.kill()
+            fired_at_kill = fired()
+            assert fired_at_kill < RECORDS, "every record had fired before the kill"
+            procs.append(Proc(f"{owner.name}b", processor_args, env))
+            await _until(tail, lambda: completed() >= RECORDS, "every execution to complete",
+                         150, procs)
             deadline = time.monotonic() + 60
-            while not await consumed():
+            while await committed() < total:
                 assert time.monotonic() < deadline, "the consumer never committed the end"
                 await asyncio.sleep(0.5)
             elapsed_s = time.monotonic() - started
@@ -149,6 +160,7 @@ async def test_a_topic_trigger_starts_one_execution_per_record_through_kills(
             dead.extend(records)
             offset = records[-1].offset + 1
 
+    restarted_fired = _fired_by(procs[3])
     good = {i for i, value in sent if not value.startswith(b"{broken")}
     # then each JSON record fired the trigger once
     fires = [e for e in events if e.execution_id == entity and e.type == n.TRIGGER_FIRED]
@@ -170,8 +182,12 @@ async def test_a_topic_trigger_starts_one_execution_per_record_through_kills(
         "executions_created_twice": sum(1 for c in created_per_execution.values() if c > 1),
         "executions_completed": len(completed_per_execution),
         "dead_lettered": len(dead), "commands_rejected": len(rejected),
-        "elapsed_s": round(elapsed_s, 1), "killed": ["trigger-consumer", "processor"],
+        "elapsed_s": round(elapsed_s, 1),
+        "consumer_killed_at_committed_offsets": committed_at_kill,
+        "fired_when_processor_killed": fired_at_kill,
+        "fired_by_restarted_consumer": restarted_fired,
     })
+    assert restarted_fired > 0, "the restarted consumer fired nothing"
     assert len(per_source) == RECORDS
     assert duplicated == 0, "a record fired twice"
     assert len(fires) == RECORDS
@@ -188,3 +204,12 @@ async def test_a_topic_trigger_starts_one_execution_per_record_through_kills(
         assert record.value == b"{broken json"
         reason = (record.header("fm-error") or b"").decode()
         assert reason.startswith(f"topic trigger '{TRIGGER}': the value is not JSON"), reason
+
+
+def _fired_by(consumer: Proc) -> int:
+    """What a stopped consumer process said it fired."""
+    for line in reversed(consumer.lines):
+        found = re.search(r"stopped; (\d+) records fired", line)
+        if found:
+            return int(found.group(1))
+    raise AssertionError(f"{consumer.name} never said what it fired:\n{consumer.tail()}")
