@@ -115,6 +115,7 @@ def app_triggers(specs: Sequence[str], *, required: bool = True) -> list[Trigger
     named with its problems. ``required``: an app without ``triggers`` is an error."""
     from pydantic import ValidationError
 
+    from flowmonkey.kernel.trigger_checks import trigger_problems
     from flowmonkey.model.flow import json_path
     from flowmonkey.model.trigger import Trigger
 
@@ -135,11 +136,15 @@ def app_triggers(specs: Sequence[str], *, required: bool = True) -> list[Trigger
             raise CliError(f"{spec}: defines no `triggers`")
         for item in raw if isinstance(raw, list | tuple) else [raw]:
             try:
-                found.append(item if isinstance(item, Trigger) else Trigger.model_validate(item))
+                model = item if isinstance(item, Trigger) else Trigger.model_validate(item)
             except ValidationError as exc:
                 name = item.get("id") if isinstance(item, dict) else None
                 problems += [f"trigger {name!r}: {json_path(e['loc']) or '(trigger)'}: "
                              f"{e['msg']}" for e in exc.errors()]
+                continue
+            more = trigger_problems(model)
+            problems += [f"trigger {model.id!r}: {where}: {what}" for where, what in more]
+            found.append(model)
     if problems:
         raise CliError("invalid triggers:\n  " + "\n  ".join(problems))
     return found
