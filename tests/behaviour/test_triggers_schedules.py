@@ -100,9 +100,10 @@ async def _after_outage(**settings: Any) -> TestHarness:
     t = TestHarness(handlers=HANDLERS, flows=FLOWS, start_ms=ms("2024-05-01T00:00:30+00:00"),
                     triggers=[schedule("every-minute", "* * * * *", **settings)])
     await t.advance(3 * MINUTE)  # three ticks on time
-    # nothing runs for three hours and 45 s: the latest missed tick is 75 s late, past
-    # the grace of catch_up=skip (a tick a restart delays by seconds still fires)
-    await t.outage(3 * HOUR + 45_000)
+    # nothing runs for three hours and 75 s: the latest missed tick is 45 s late, past
+    # the grace of catch_up=skip (half a period, at most 60 s: a tick a restart delays
+    # by seconds still fires)
+    await t.outage(3 * HOUR + 75_000)
     await t.advance(2 * MINUTE)  # then two more on time
     return t
 
@@ -148,12 +149,14 @@ async def test_overlap_skip_waits_for_the_run_and_allow_does_not() -> None:
         assert len(fired(t, "shared")) == 5
         overlaps = [e for e in t.events if e.type == n.TRIGGER_SKIPPED
                     and e.execution_id == "trigger:exclusive"]
-        assert len(overlaps) == 4 and {e.data["reason"] for e in overlaps} == {"overlap"}
+        assert len(overlaps) == 4
+        assert {e.data["reason"] for e in overlaps} == {"overlap"}
         # the run ends: the next tick fires again
         [first] = [e.data["execution_id"] for e in t.events if e.type == n.TRIGGER_FIRED
                    and e.execution_id == "trigger:exclusive"]
         execution = await t.get(first)
-        assert execution is not None and execution.resume_token is not None
+        assert execution is not None
+        assert execution.resume_token is not None
         await t.resume(first, execution.resume_token, {"ok": True})
         await t.advance(MINUTE)
         assert len(fired(t, "exclusive")) == 2
