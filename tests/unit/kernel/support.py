@@ -21,6 +21,7 @@ from flowmonkey.kernel.apply import adopt, apply_to_partition, replay
 from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.timers import next_timer
+from flowmonkey.kernel.trigger_apply import replay_trigger
 from flowmonkey.model.flow import Flow, version_key
 from flowmonkey.model.result import StepResult
 from flowmonkey.model.trigger import Trigger
@@ -246,7 +247,7 @@ class KernelDriver:
             assert self.partition == before, "decide mutated the partition state it was given"
             self._check_replay(decision)
         if decision.ignored is None:
-            adopt(self.partition, decision.events, decision.states)
+            adopt(self.partition, decision.events, decision.states, decision.triggers)
             self.events.extend(decision.events)
             self.follow_ups.extend(decision.commands)
         return decision
@@ -262,6 +263,11 @@ class KernelDriver:
                 rebuilt, drafted = rebuilt.retired(), drafted.retired()
             assert state_fields(rebuilt) == state_fields(drafted), (
                 f"replaying {execution_id}'s events does not give the decision's state")
+        for entity_id, trigger in decision.triggers.items():
+            events = self.history(entity_id) + [
+                e for e in decision.events if e.execution_id == entity_id and e.seq > 0]
+            assert replay_trigger(events) == trigger, (
+                f"replaying {entity_id}'s events does not give the decision's state")
 
     def inject(self, event: Event) -> None:
         """Append an event ``decide`` did not produce, to build states it cannot reach."""
