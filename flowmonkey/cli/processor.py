@@ -29,6 +29,7 @@ from flowmonkey.cli.service import (
     stop_on_signals,
 )
 from flowmonkey.cli.settings import check_schema, serving_metrics, settings_from_args, start_engine
+from flowmonkey.cli.trigger_consumer import app_triggers
 
 if TYPE_CHECKING:
     from flowmonkey.cli.options import Subparsers
@@ -49,7 +50,9 @@ commands that caused them are committed in one Kafka transaction.
 
 Processors need the flows and handlers: give the module that defines them with
 --app (an object or module with `flows` and `handlers`; a .py path works too). The
-flows are published on the flows topic so other processes see them. Queries and the
+flows are published on the flows topic so other processes see them; its `triggers`
+are registered (schedules and event triggers fire from the processors, topic triggers
+need `flowmonkey trigger-consumer` too). Queries and the
 Postgres projection are the projector's job (`flowmonkey projector`).
 
 With FLOWMONKEY_POSTGRES_DSN set, each partition's state is snapshotted to the
@@ -143,6 +146,7 @@ class _Processor:
             log=self.settings.make_log(client_id=f"flowmonkey-{self.args.group}"),
             tables=self.bundle.tables,
             processor_group=self.args.group, run_projector=False,
+            triggers=app_triggers(self.args.app, required=False),
             snapshots=self.snapshots(), snapshot_every=self.args.snapshot_every)
 
     def snapshots(self) -> SnapshotStore | None:
