@@ -7,12 +7,15 @@ acts as an admin: that is for local development (``flowmonkey api --no-auth``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import Depends, FastAPI
 
 from flowmonkey.api import (
     metrics,
     routes_executions,
     routes_flows,
+    routes_forms,
     routes_health,
     routes_jobs,
     routes_tables,
@@ -21,7 +24,9 @@ from flowmonkey.api.auth import ApiAuth, principal_without_auth
 from flowmonkey.api.body_limit import BodyLimit
 from flowmonkey.api.deps import FlowRefresher, refuse_nul
 from flowmonkey.api.errors import install_error_handlers
+from flowmonkey.api.form_submissions import FormSubmissions
 from flowmonkey.engine import Engine
+from flowmonkey.forms.captcha import CaptchaVerifier, HttpCaptchaVerifier
 from flowmonkey.model.limits import DEFAULT_MAX_TOTAL_SIZE_BYTES
 
 DESCRIPTION = """\
@@ -44,7 +49,12 @@ MAX_BODY_BYTES = DEFAULT_MAX_TOTAL_SIZE_BYTES + 64 * 1024
 
 
 def create_app(engine: Engine, auth: ApiAuth | None, *,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES,
+               trusted_proxies: Sequence[str] = (),
+               captcha: CaptchaVerifier | None = None) -> FastAPI:
+    """``trusted_proxies``: CIDRs of the proxies whose ``X-Forwarded-For`` names a
+    form submitter's address (settings: ``FLOWMONKEY_TRUSTED_PROXIES``); ``captcha``:
+    what checks forms' captchas (default: the providers' verify calls)."""
     from flowmonkey import __version__
 
     app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION,
@@ -56,6 +66,8 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.add_middleware(metrics.RequestMetrics, metrics=engine.metrics)
     app.state.engine = engine
     app.state.flow_refresher = FlowRefresher(engine)
+    app.state.form_submissions = FormSubmissions(
+        engine, captcha if captcha is not None else HttpCaptchaVerifier(), trusted_proxies)
     app.state.authenticate = auth.principal if auth is not None else principal_without_auth
     install_error_handlers(app)
     app.include_router(routes_health.router)
@@ -64,4 +76,6 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.include_router(routes_jobs.router)
     app.include_router(routes_flows.router)
     app.include_router(routes_tables.router)
+    # submissions need no API key: a public form's defences are its own (routes_forms.py)
+    app.include_router(routes_forms.router)
     return app

@@ -5,6 +5,8 @@ FastAPI's own ``max_body_size`` answers a too-long ``Content-Length`` in plain t
 a declared length over the bound is refused before anything is read, and a body that
 grows past it while streaming stops the read.
 
+:func:`read_bounded` reads a body within a route's own, lower bound the same way.
+
 It also sets the nesting limit of body values for the request (the serving engine's
 ``ContextLimits.max_depth``, see :mod:`flowmonkey.model.storable`): request models
 are validated by FastAPI, which gives them no other way to know the engine.
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowmonkey.api.errors import error_body
+from flowmonkey.api.errors import ApiError, error_body
 from flowmonkey.model.limits import DEFAULT_MAX_DEPTH
 from flowmonkey.model.storable import body_max_depth
 
@@ -64,3 +67,20 @@ class BodyLimit:
             await self.app(scope, bounded, send)
         finally:
             body_max_depth.reset(depth)
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """A route's own, lower bound on its body (a public endpoint's): the raw body,
+    refused (413) past ``limit`` bytes, a declared length at once, a streamed one as
+    soon as it grows past it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, CODE, too_large_message(limit))
+    chunks: list[bytes] = []
+    read = 0
+    async for chunk in request.stream():
+        read += len(chunk)
+        if read > limit:
+            raise ApiError(413, CODE, too_large_message(limit))
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from flowmonkey.handlers.batch import BatchProcessHandler
     from flowmonkey.handlers.delay import DelayHandler
     from flowmonkey.handlers.expressions import Expression, ExpressionError, evaluate
+    from flowmonkey.handlers.form_submit import FormSubmitHandler
     from flowmonkey.handlers.http import HttpHandler
     from flowmonkey.handlers.routing import ConditionalHandler, SwitchHandler
     from flowmonkey.handlers.subflow import SubFlowHandler
@@ -53,6 +54,7 @@ _WHERE = {
     "Expression": "expressions",
     "ExpressionError": "expressions",
     "evaluate": "expressions",
+    "FormSubmitHandler": "form_submit",
     "HttpHandler": "http",
     "ConditionalHandler": "routing",
     "SwitchHandler": "routing",
@@ -69,6 +71,7 @@ def builtin(*, allow_private_http: bool = False) -> list[StepHandler]:
     """
     from flowmonkey.handlers.batch import BatchProcessHandler
     from flowmonkey.handlers.delay import DelayHandler
+    from flowmonkey.handlers.form_submit import FormSubmitHandler
     from flowmonkey.handlers.http import HttpHandler
     from flowmonkey.handlers.routing import ConditionalHandler, SwitchHandler
     from flowmonkey.handlers.transform import TransformHandler
@@ -80,6 +83,7 @@ def builtin(*, allow_private_http: bool = False) -> list[StepHandler]:
         ConditionalHandler(),
         SwitchHandler(),
         BatchProcessHandler(),
+        FormSubmitHandler(),
     ]
 
 
@@ -102,6 +106,7 @@ __all__ = [
     "EnvVaultProvider",
     "Expression",
     "ExpressionError",
+    "FormSubmitHandler",
     "FunctionHandler",
     "Handler",
     "HandlerMetadata",

@@ -12,8 +12,9 @@ dict or int while a batch is decided, one increment per label at its end), since
 durations go to :class:`BulkHistogram`, a lock-free histogram read at scrape time.
 
 Labels have low cardinality by design: command types, reject codes, handler
-outcomes, partition numbers, route templates and status codes. Execution, tenant and
-flow ids never become labels, so the metrics reveal no tenant data. The API's request
+outcomes, partition numbers, route templates and status codes (and form ids, a
+deployment's fixed set of public forms). Execution, tenant and flow ids never become
+labels, so the metrics reveal no tenant data. The API's request
 labels come from fixed sets whatever a client sends (a method outside the standard
 ones is ``other``, a path no route matches ``unmatched``; see
 :mod:`flowmonkey.api.metrics`).
@@ -203,6 +204,13 @@ class Metrics:
         self.api_request_seconds = Histogram(
             "flowmonkey_api_request_seconds", "HTTP request duration, by method and route "
             "template", ["method", "route"], buckets=_FAST_S, registry=r)
+        # a form id is a label: forms are a deployment's fixed set, and a submission to an
+        # unknown id is counted by the request metrics only
+        self.form_submissions = Counter(
+            "flowmonkey_form_submissions", "Form submissions, by form and outcome "
+            "(accepted, duplicate, spam, invalid, rate_limited, captcha_failed, "
+            "captcha_unavailable, disabled, too_large, bad_body, unsupported_media_type, "
+            "token_refused, refused, failed)", ["form", "outcome"], registry=r)
         # labelled children, cached: labels() costs more than the increment itself
         self._children: dict[tuple[int, str], Any] = {}
 
