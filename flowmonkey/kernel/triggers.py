@@ -42,7 +42,6 @@ from flowmonkey.kernel.paths import MISSING, get_path
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.kernel.trigger_checks import describe, trigger_problems
 from flowmonkey.kernel.trigger_state import TriggerState, trigger_definition
-from flowmonkey.model.limits import ContextLimits
 from flowmonkey.model.trigger import Condition, ScheduleSettings, Trigger, entity_id
 
 REJECT_TRIGGER_NOT_FOUND = "TRIGGER_NOT_FOUND"
@@ -266,18 +265,10 @@ def _context(model: Trigger, arrival: dict[str, Any]) -> dict[str, Any]:
         value = arrival.get("value")
     else:
         value = arrival
-    if value is None:
-        value = {}
-    context: dict[str, Any] = private_copy(value if isinstance(value, dict)
-                                           else {"value": value})
-    limits = ContextLimits()
     try:
-        for name, item in context.items():
-            lim.check_value(name, item, limits)
-        lim.check_context(context, limits)
+        return lim.started_context(value)
     except lim.LimitViolation as violation:
         raise _MappingError(f"context: {violation.message}") from None
-    return context
 
 
 def _idempotency_key(model: Trigger, arrival: dict[str, Any]) -> str | None:

@@ -247,7 +247,8 @@ class KernelDriver:
             assert self.partition == before, "decide mutated the partition state it was given"
             self._check_replay(decision)
         if decision.ignored is None:
-            adopt(self.partition, decision.events, decision.states, decision.triggers)
+            adopt(self.partition, decision.events, decision.states, decision.triggers,
+                  decision.forms)
             self.events.extend(decision.events)
             self.follow_ups.extend(decision.commands)
         return decision
