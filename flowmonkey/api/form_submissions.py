@@ -162,18 +162,18 @@ class _Submission:
     def take_token(self) -> str | None:
         """The resume token of a ``form-submit`` step (``?token=``, or a ``token``
         field), checked to name this form; it is not part of the data."""
-        token: Any = self.request.query_params.get(TOKEN_FIELD)
+        # a form whose schema has a field "token" keeps it as data
         field = self.data.pop(TOKEN_FIELD, None) if TOKEN_FIELD not in \
             self.form.json_schema.get("properties", {}) else None
-        token = token or field
+        token: Any = self.request.query_params.get(TOKEN_FIELD) or field
         if token is None:
             return None
         target = token_target(token) if isinstance(token, str) else None
         if target is None or target[0] != self.form.id:
             raise Refused("token_refused", 404, "TOKEN_NOT_FOUND",
                           f"the token is not one of form {self.form.id!r}'s waiting steps")
-        self.token, self.execution_id = token, target[1]
-        return token
+        self.token, self.execution_id = str(token), target[1]
+        return self.token
 
     async def check_captcha(self) -> None:
         captcha = self.form.captcha

@@ -75,7 +75,7 @@ def _additional_properties(validator: Any, additional: Any, instance: Any,
             yield ValidationError("is not allowed (no such field)", path=[extra])
 
 
-_Validator = validators.extend(Draft202012Validator, {
+_Validator = validators.extend(Draft202012Validator, {  # type: ignore[no-untyped-call]
     "pattern": _pattern,
     "patternProperties": _pattern_properties,
     "additionalProperties": _additional_properties,

@@ -9,11 +9,12 @@ an invalid one is answered 422 and leaves the step waiting. ``timeoutMs`` bounds
 wait (the execution is cancelled with source ``timeout`` when it passes), and the
 execution's own wait timeout applies as to any wait.
 
-The token is ``fs1.<form id>.<execution id>.<random>`` (ids base64url-encoded): the
-API reads which form and execution it is for, so it refuses a token sent to another
-form and routes the resume to the execution's partition, where the token itself is
-checked (unknown, used, expired: refused there). The random part, 192 bits from
-:mod:`secrets`, is what makes it unguessable.
+The token is :func:`~flowmonkey.model.form.step_token`'s, ``<execution id>.<secret>``,
+with ``<form id>.<random>`` as the secret (ids base64url-encoded): the API reads which
+execution and form it is for, so it refuses a token sent to another form (whose
+schema might let anything through) and routes the resume to the execution's
+partition, where the whole token is checked (unknown, used, expired: refused there).
+The random part, 192 bits from :mod:`secrets`, is what makes it unguessable.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from urllib.parse import quote
 
 from flowmonkey.handlers.base import HandlerMetadata, HandlerParams
 from flowmonkey.handlers.config import ConfigError, int_in
-from flowmonkey.model.form import FORM_ID_PATTERN
+from flowmonkey.model.form import FORM_ID_PATTERN, TOKEN_SEPARATOR, step_token, token_execution_id
 from flowmonkey.model.result import Result, StepResult
 
 TYPE = "form-submit"
 ENV_PUBLIC_URL = "FLOWMONKEY_PUBLIC_URL"
-TOKEN_PREFIX = "fs1"
 MAX_TIMEOUT_MS = 365 * 24 * 3_600_000
 #: a token longer than this is no token of this handler's (the form's is at most 136
 #: characters encoded, an execution id's 683, the random part 32)
@@ -65,19 +65,18 @@ def _unb64(text: str) -> str:
 
 def form_token(form_id: str, execution_id: str) -> str:
     """A fresh resume token for a step of ``execution_id`` waiting for ``form_id``."""
-    return ".".join((TOKEN_PREFIX, _b64(form_id), _b64(execution_id),
-                     secrets.token_urlsafe(24)))
+    return step_token(execution_id, _b64(form_id) + TOKEN_SEPARATOR
+                      + secrets.token_urlsafe(24))
 
 
 def token_target(token: str) -> tuple[str, str] | None:
     """``(form id, execution id)`` a token of this handler names, else None."""
     if len(token) > MAX_TOKEN_CHARS:
         return None
-    parts = token.split(".")
-    if len(parts) != 4 or parts[0] != TOKEN_PREFIX or not parts[3]:
-        return None
-    form_id, execution_id = _unb64(parts[1]), _unb64(parts[2])
-    if not _FORM_ID.fullmatch(form_id) or not execution_id:
+    execution_id = token_execution_id(token)
+    encoded, _, random = token.partition(TOKEN_SEPARATOR)[2].partition(TOKEN_SEPARATOR)
+    form_id = _unb64(encoded)
+    if execution_id is None or not random or not _FORM_ID.fullmatch(form_id):
         return None
     return form_id, execution_id
 

@@ -38,7 +38,7 @@ def test_json_urlencoded_and_multipart_give_the_same_fields() -> None:
         {"name": "Ann", "tags": ["a", "b"]}, False)
     assert parse_body(FORM + "; charset=UTF-8", b"name=Ann&tags=a&tags=b") == (
         {"name": "Ann", "tags": ["a", "b"]}, True)
-    kind, body = multipart([(field("name"), "Ann".encode()), (field("tags"), b"a"),
+    kind, body = multipart([(field("name"), b"Ann"), (field("tags"), b"a"),
                             (field("tags"), b"b")])
     assert parse_body(kind, body) == ({"name": "Ann", "tags": ["a", "b"]}, True)
 
