@@ -110,8 +110,7 @@ async def forms_api(*forms: dict[str, Any], captcha_urls: dict[str, str] | None 
                           vault=DictVaultProvider({"captcha/secret": SECRET}))
     harness.engine.metrics = Metrics()  # counted apart from other tests
     async with harness:
-        verifier = HttpCaptchaVerifier(captcha_urls or {p: "http://127.0.0.1:9/"
-                                                        for p in PROVIDERS})
+        verifier = HttpCaptchaVerifier(captcha_urls or dict.fromkeys(PROVIDERS, "http://127.0.0.1:9/"))
         app = create_app(harness.engine, AUTH, trusted_proxies=PROXIES, captcha=verifier)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
