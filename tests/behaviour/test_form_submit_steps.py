@@ -22,7 +22,8 @@ async def waiting(api: FormsApi) -> tuple[Execution, str]:
     """A started approval execution, waiting, and its submission URL."""
     created = await api.harness.create("approve-by-form", {"order": 7})
     execution = await api.harness.get(created.execution.id)
-    assert execution is not None and execution.status == "waiting"
+    assert execution is not None
+    assert execution.status == "waiting"
     url = execution.context["decision"]["submissionUrl"]
     assert execution.context["decision"]["formId"] == "approval"
     return execution, url
@@ -36,7 +37,8 @@ async def test_a_valid_submission_resumes_the_step_with_the_sanitised_data() -> 
         assert response.status_code == 201, response.text
         assert response.json()["executionId"] == execution.id
         done = await api.harness.get(execution.id)
-        assert done is not None and done.status == "completed"
+        assert done is not None
+        assert done.status == "completed"
         assert done.context["decision"] == {"approved": True, "comment": "ok"}
         assert done.context["order"] == 7
         [submitted] = api.recorded("approval")
@@ -51,14 +53,16 @@ async def test_an_invalid_submission_leaves_the_step_waiting() -> None:
         assert invalid.json()["errors"] == [
             {"pointer": "/approved", "message": "value is not of type 'boolean'"}]
         still = await api.harness.get(execution.id)
-        assert still is not None and still.status == "waiting"
+        assert still is not None
+        assert still.status == "waiting"
         # the token is still good: a form post of the same step resumes it
         token = parse_qs(urlsplit(url).query)["token"][0]
         form = await api.client.post("/v1/forms/approval/submissions",
                                      data={"approved": "on", "token": token})
         assert form.status_code == 201, form.text
         done = await api.harness.get(execution.id)
-        assert done is not None and done.context["decision"] == {"approved": True}
+        assert done is not None
+        assert done.context["decision"] == {"approved": True}
 
 
 async def test_a_token_works_once_and_for_its_own_form_only() -> None:
@@ -74,7 +78,8 @@ async def test_a_token_works_once_and_for_its_own_form_only() -> None:
         again = await api.client.post(url, json={"approved": True})
         assert (again.status_code, again.json()["error"]["code"]) == (410, "TOKEN_USED")
         done = await api.harness.get(execution.id)
-        assert done is not None and done.context["decision"] == {"approved": False}
+        assert done is not None
+        assert done.context["decision"] == {"approved": False}
         # the refused one is recorded as submitted; its resume was what failed
         assert [e.data.get("resumed") for e in api.recorded("approval")] == [True, True]
         forged = form_token("approval", execution.id)  # right shape, wrong secret
@@ -93,7 +98,8 @@ async def test_the_wait_times_out_and_a_late_submission_is_gone() -> None:
         execution, url = await waiting(api)
         await api.harness.advance(3_600_001)
         cancelled = await api.harness.get(execution.id)
-        assert cancelled is not None and cancelled.status == "cancelled"
+        assert cancelled is not None
+        assert cancelled.status == "cancelled"
         assert cancelled.cancellation is not None
         assert cancelled.cancellation.source == "timeout"
         late = await api.client.post(url, json={"approved": True})

@@ -43,7 +43,8 @@ async def test_urlencoded_and_multipart_submissions_are_taken_with_schema_types(
         assert multipart.status_code == 201, multipart.text
         first = await api.harness.get(form.json()["executionId"])
         second = await api.harness.get(multipart.json()["executionId"])
-        assert first is not None and second is not None
+        assert first is not None
+        assert second is not None
         assert first.context == {"name": "Bo", "email": "bo@example.com", "age": 21,
                                  "tags": ["a", "b"], "greeting": {"hello": "Bo"}}
         assert second.context["age"] == 40
@@ -89,7 +90,8 @@ async def test_a_filled_honeypot_answers_as_taken_but_starts_nothing() -> None:
         taken = await api.post("contact", {**VALID, "website": ""})
         assert taken.status_code == 201
         execution = await api.harness.get(taken.json()["executionId"])
-        assert execution is not None and "website" not in execution.context
+        assert execution is not None
+        assert "website" not in execution.context
 
 
 async def test_the_same_content_within_the_window_answers_with_the_first() -> None:
