@@ -99,9 +99,15 @@ def next_fire_at(trigger: Trigger, after_ms: int) -> int | None:
     if trigger.schedule is None:
         return None
     try:
-        from flowmonkey.kernel import cron
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
 
-        return cron.next_after(trigger.schedule, after_ms)
+        from croniter import croniter
+
+        # TODO(merge): kernel/cron.next_after, for the kernel's DST semantics
+        start = datetime.fromtimestamp(after_ms / 1000, ZoneInfo(trigger.schedule.timezone))
+        it = croniter(trigger.schedule.cron, start, second_at_beginning=True)
+        return int(it.get_next(float) * 1000)
     except Exception:  # a definition the kernel refused too: no next tick to show
         return None
 
