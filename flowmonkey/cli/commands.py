@@ -35,6 +35,7 @@ from flowmonkey.cli.rebuild import register_rebuild
 from flowmonkey.cli.replay import register_replay
 from flowmonkey.cli.run import register_run
 from flowmonkey.cli.topics import register_topics
+from flowmonkey.cli.triggers import register_triggers
 from flowmonkey.cli.validate import register_validate
 from flowmonkey.cli.wal import register_wal
 from flowmonkey.cli.worker import register_worker
@@ -57,6 +58,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_rebuild,
     register_wal,
     register_jobs,
+    register_triggers,
     register_log,
     register_bench,
 ]

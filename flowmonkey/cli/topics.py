@@ -24,11 +24,12 @@ EPILOG = """\
 Creates PREFIX.commands and PREFIX.events with the configured partitions (events kept
 forever: retention.ms=-1, retention.bytes=-1), PREFIX.flows (compacted, one partition),
 PREFIX.dead-letter (one partition), PREFIX.jobs and PREFIX.triggers (compacted, one
-partition), then reads them back from the cluster and prints what it has. Topics that exist are left as they are and reported as found, so this is
-safe to run on every deploy; existing topics whose settings would lose data (events
-deleted by age or size, flows or triggers not compacted, commands and events with
-different partition counts) fail the command with the fix (see `topics fix`). It never lets the
-broker auto-create a topic with its defaults. Kafka cannot shrink a topic: choose the
+partition), then reads them back from the cluster and prints what it has. Topics that
+exist are left as they are and reported as found, so this is safe to run on every
+deploy; existing topics whose settings would lose data (events deleted by age or size,
+flows or triggers not compacted, commands and events with different partition counts)
+fail the command with the fix (see `topics fix`). It never lets the broker auto-create
+a topic with its defaults. Kafka cannot shrink a topic: choose the
 partition count with room to grow (it bounds how many processor and projector
 instances can share the work).
 

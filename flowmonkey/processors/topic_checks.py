@@ -7,8 +7,9 @@ one record per key, and every event of an execution has its id as key). The comm
 topic must not be compacted either (a command not yet processed would be dropped by a
 later one for the same execution). The flows topic must be compacted
 (``cleanup.policy=compact`` and nothing else: with ``delete`` too, old flow versions
-would expire), and so must the triggers topic (a trigger's definition would expire). Commands and events must have the same partition count: an execution's
-commands and events share a partition number.
+would expire), and so must the triggers topic (a trigger's definition would expire).
+Commands and events must have the same partition count: an execution's commands and
+events share a partition number.
 
 A broker with ``auto.create.topics.enable=true`` (Kafka's default) makes any topic a
 client names with its own defaults (one partition, 7-day retention, no compaction),

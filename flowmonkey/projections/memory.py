@@ -40,8 +40,6 @@ from .base import (
     WalReplayResult,
 )
 from .job_records import JobEntry, fold_job, job_id_of, summary_matches
-from .trigger_records import TriggerEntry, fold_trigger, trigger_id_of
-from .trigger_records import summary_matches as trigger_matches
 from .rows import (
     check_order,
     decode_cursor,
@@ -51,6 +49,8 @@ from .rows import (
     sort_rows,
     validate_row,
 )
+from .trigger_records import TriggerEntry, fold_trigger, trigger_id_of
+from .trigger_records import summary_matches as trigger_matches
 
 log = logging.getLogger(__name__)
 

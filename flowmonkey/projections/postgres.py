@@ -60,11 +60,11 @@ from .batch_sql import json_text as _json_text
 from .job_sql import JobBatch
 from .job_sql import get_job as _get_job
 from .job_sql import list_jobs as _list_jobs
+from .row_sql import QueryParams, filter_sql, order_sql
+from .rows import check_order, decode_cursor, encode_cursor, prepare_filters, validate_row
 from .trigger_sql import TriggerBatch
 from .trigger_sql import get_trigger as _get_trigger
 from .trigger_sql import list_triggers as _list_triggers
-from .row_sql import QueryParams, filter_sql, order_sql
-from .rows import check_order, decode_cursor, encode_cursor, prepare_filters, validate_row
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, cast
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event, ms_to_datetime
 from flowmonkey.kernel.copies import private_copy
-from flowmonkey.model.trigger import ENTITY_PREFIX, Trigger
+from flowmonkey.model.trigger import ENTITY_PREFIX, Trigger, TriggerKind
 from flowmonkey.model.trigger_record import TriggerRecord
 
 NextFire = Callable[[Trigger, int], int | None]
@@ -50,7 +50,8 @@ class TriggerEntry:
     def to_record(self) -> TriggerRecord:
         """The public record, the caller's own (values copied)."""
         return TriggerRecord.model_construct(
-            id=self.id, kind=self.kind, flow_id=self.flow_id, flow_version=self.flow_version,
+            id=self.id, kind=cast(TriggerKind, self.kind), flow_id=self.flow_id,
+            flow_version=self.flow_version,
             tenant_id=self.tenant_id, enabled=self.enabled,
             definition=private_copy(self.definition), fired=self.fired, failed=self.failed,
             skipped=self.skipped, last_fired_at=_maybe(self.last_fired_at),

@@ -78,8 +78,10 @@ class TriggerProjectionContract:
         assert record.definition == definition("hook")
         assert record.trigger().webhook is not None
         assert (record.fired, record.failed, record.skipped) == (0, 0, 0)
-        assert record.last_fired_at is None and record.next_fire_at is None
-        assert ms(record.created_at) == T0 + 1 and ms(record.updated_at) == T0 + 1
+        assert record.last_fired_at is None
+        assert record.next_fire_at is None
+        assert ms(record.created_at) == T0 + 1
+        assert ms(record.updated_at) == T0 + 1
 
     async def test_fired_failed_and_skipped_are_counted(self, projection: Projection) -> None:
         await projection.apply_events([
@@ -100,7 +102,8 @@ class TriggerProjectionContract:
         await projection.apply_events([registered("hook"),
                                        tev(n.TRIGGER_DISABLED, "hook", 2, {"by": "ann"})])
         record = await projection.get_trigger("hook")
-        assert record is not None and record.enabled is False
+        assert record is not None
+        assert record.enabled is False
         # a changed definition (registered again) does not enable it
         await projection.apply_events([registered("hook", 3, flow="invoices")])
         record = await projection.get_trigger("hook")
@@ -109,24 +112,28 @@ class TriggerProjectionContract:
             False, "invoices", T0 + 1)
         await projection.apply_events([tev(n.TRIGGER_ENABLED, "hook", 4)])
         record = await projection.get_trigger("hook")
-        assert record is not None and record.enabled is True
+        assert record is not None
+        assert record.enabled is True
 
     async def test_a_definition_registered_disabled_starts_disabled(
             self, projection: Projection) -> None:
         await projection.apply_events([registered("off", enabled=False)])
         record = await projection.get_trigger("off")
-        assert record is not None and record.enabled is False
+        assert record is not None
+        assert record.enabled is False
 
     async def test_an_enabled_schedule_shows_its_next_tick(
             self, projection: Projection) -> None:
         await projection.apply_events([registered("hourly", kind="schedule")])
         record = await projection.get_trigger("hourly")
-        assert record is not None and record.next_fire_at is not None
+        assert record is not None
+        assert record.next_fire_at is not None
         # T0 + 1 ms is 2023-11-14T22:13:20.001Z: the next whole hour
         assert record.next_fire_at == datetime(2023, 11, 14, 23, 0, tzinfo=UTC)
         await projection.apply_events([tev(n.TRIGGER_DISABLED, "hourly", 2)])
         record = await projection.get_trigger("hourly")
-        assert record is not None and record.next_fire_at is None
+        assert record is not None
+        assert record.next_fire_at is None
 
     async def test_events_apply_once_by_seq(self, projection: Projection) -> None:
         batch = [registered("hook"), fired("hook", 2, "trg-1")]
@@ -134,7 +141,8 @@ class TriggerProjectionContract:
         await projection.apply_events(batch)
         await projection.apply_events([fired("hook", 2, "trg-1")])
         record = await projection.get_trigger("hook")
-        assert record is not None and record.fired == 1
+        assert record is not None
+        assert record.fired == 1
 
     async def test_events_of_an_unregistered_trigger_change_nothing(
             self, projection: Projection) -> None:
