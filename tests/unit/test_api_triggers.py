@@ -61,7 +61,8 @@ async def test_tenant_keys_see_their_tenants_triggers_and_admins_all() -> None:
         assert (body["id"], body["kind"], body["flowId"], body["tenantId"], body["enabled"]) \
             == ("hook-a", "webhook", "orders", "tenant-a", True)
         assert body["definition"]["webhook"] == {"secret": "gh-secret"}
-        assert ISO_UTC.match(body["createdAt"]) and ISO_UTC.match(body["updatedAt"])
+        assert ISO_UTC.match(body["createdAt"])
+        assert ISO_UTC.match(body["updatedAt"])
         other = await client.get("/v1/triggers/hook-a", headers=bearer(KEY_B))
         assert other.status_code == 404
         assert other.json()["error"]["code"] == "TRIGGER_NOT_FOUND"
