@@ -20,7 +20,12 @@ from flowmonkey.events import names as n
 from flowmonkey.events.dispatcher import EventDispatcher
 from flowmonkey.events.envelope import Command, Event, make_event
 from flowmonkey.handlers.base import StepHandler, VaultProvider
-from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
+from flowmonkey.handlers.registry import (
+    EngineEnv,
+    FlowRegistry,
+    HandlerRegistry,
+    TriggerRegistry,
+)
 from flowmonkey.jobs.worker import Worker
 from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log
 from flowmonkey.log.embedded import EmbeddedLog
@@ -36,6 +41,7 @@ from flowmonkey.model.limits import (
     TimeoutConfig,
 )
 from flowmonkey.model.tables import TableDef
+from flowmonkey.model.trigger import Trigger, entity_id
 from flowmonkey.processors.clock import Clock, SystemClock
 from flowmonkey.processors.group import GroupProcessors
 from flowmonkey.processors.partition import PartitionProcessor
@@ -52,6 +58,13 @@ from flowmonkey.runtime.commands import (
 from flowmonkey.runtime.flow_sync import sync_flows
 from flowmonkey.runtime.registration import FlowIntake, register_handlers, version_to_start
 from flowmonkey.runtime.replay import replay_execution
+from flowmonkey.runtime.trigger_calls import (
+    adopt_all,
+    changed,
+    checked_trigger,
+    fired_execution,
+    register_commands,
+)
 from flowmonkey.runtime.waiters import Answer, Waiters
 from flowmonkey.runtime.wiring import ProcessorSetup, Wiring, WorkerSetup
 
@@ -134,6 +147,7 @@ class Engine:
         builtin_handlers: bool = True,
         workers: int | None = None,
         worker_grace_s: float = 10.0,
+        triggers: Iterable[Trigger | Mapping[str, Any]] = (),
     ) -> None:
         """``handlers``: the step handlers, besides the built-in ones
         (:func:`flowmonkey.handlers.builtin`: ``http``, ``delay``, ``transform``, ...)
@@ -170,7 +184,13 @@ class Engine:
         processors on a log it owns (the embedded log) does so whenever it has a
         stateful handler, so jobs work with zero setup; on Kafka ``flowmonkey worker``
         runs them. 0 never runs them here. ``worker_grace_s``: how long ``stop()``
-        lets running jobs finish before releasing them to other workers."""
+        lets running jobs finish before releasing them to other workers.
+
+        ``triggers``: definitions (:class:`~flowmonkey.model.trigger.Trigger`, or their
+        camelCase JSON) of what starts executions without code. The engine knows them
+        (its processors turn events into event triggers' fires) and, on ``start``,
+        sends each a ``trigger.register`` (decided only when new or changed; a paused
+        trigger stays paused)."""
         if workers is not None and (type(workers) is not int or workers < 0):
             raise ValueError(f"Engine workers must be None or a whole number >= 0, "
                              f"not {workers!r}")
@@ -184,7 +204,9 @@ class Engine:
         self.topics: Topics = topics_of(self.log, topic_prefix)
         self.handlers = HandlerRegistry(notify=self._notify)
         self.flows = FlowRegistry(notify=self._notify)
-        self.env = EngineEnv(self.flows)
+        self.triggers = TriggerRegistry()
+        self.env = EngineEnv(self.flows, self.triggers)
+        adopt_all(self.triggers, triggers)
         self.tables: dict[str, TableDef] = {t.id: t for t in tables}
         self.vault = vault
         self.run_processors = run_processors
@@ -239,6 +261,11 @@ class Engine:
                 WorkerSetup(self.workers, self.worker_grace_s, self.flows, self.vault),
                 self.handlers, self.clock)
         self._started = True
+        if len(self.triggers):
+            # published in order before anything sent after start: each trigger's
+            # partition decides its registration before any later command about it
+            await self.log.publish(register_commands(
+                self.topics.commands, self.triggers.all(), self.clock.now_ms(), "engine"))
 
     async def stop(self) -> None:
         if not self._started:
@@ -381,6 +408,47 @@ class Engine:
         raise_if_rejected((await self._send(
             n.CMD_REVOKE_TOKEN, execution_id, {"token": token, "reason": reason},
             tenant_id)).event())
+
+    # ------------------------------------------------------------------ triggers
+
+    async def register_trigger(self, trigger: Trigger | Mapping[str, Any], *,
+                               by: str | None = None) -> Trigger:
+        """Know a trigger (new, or a changed definition of a known one) and, once
+        started, send its ``trigger.register``."""
+        model = checked_trigger(trigger)
+        self.triggers.adopt(model)
+        if self._started:
+            await self.log.publish(register_commands(
+                self.topics.commands, [model], self.clock.now_ms(), by))
+        return model
+
+    async def pause_trigger(self, trigger_id: str, *, by: str | None = None,
+                            reason: str | None = None, tenant_id: str | None = None) -> bool:
+        """Disable a trigger (recorded with ``by`` and ``reason``). False if it was
+        disabled already; ``TRIGGER_NOT_FOUND`` if it is not registered."""
+        return changed((await self._send(n.CMD_TRIGGER_DISABLE, entity_id(trigger_id),
+                                         {"by": by, "reason": reason}, tenant_id)).event())
+
+    async def resume_trigger(self, trigger_id: str, *, by: str | None = None,
+                             reason: str | None = None, tenant_id: str | None = None) -> bool:
+        """Enable a trigger again; a schedule's next tick is the first after now (the
+        ticks missed while paused are not caught up). False if it was enabled already."""
+        return changed((await self._send(n.CMD_TRIGGER_ENABLE, entity_id(trigger_id),
+                                         {"by": by, "reason": reason}, tenant_id)).event())
+
+    async def fire_trigger(self, trigger_id: str, arrival: Mapping[str, Any] | None = None,
+                           source_key: str | None = None, *, kind: str = "manual",
+                           tenant_id: str | None = None) -> str:
+        """Fire a trigger with ``arrival`` (the document its context and idempotency
+        key select from) and return the id of the execution it starts. The same
+        ``source_key`` (a delivery id) always gives the same execution, started once
+        (without one, each call is a new source). Raises CommandRejected with the
+        ``trigger.failed`` code (``TRIGGER_DISABLED``, ``MAPPING_ERROR``) or the
+        rejection's (``TRIGGER_NOT_FOUND``)."""
+        data = {"source": {"kind": kind, "key": source_key or uuid.uuid4().hex},
+                "arrival": dict(arrival or {})}
+        return fired_execution((await self._send(n.CMD_TRIGGER_FIRE, entity_id(trigger_id),
+                                                 data, tenant_id)).event())
 
     # ------------------------------------------------------------------ queries
 

@@ -272,6 +272,71 @@ class JobCancelled(EventData):
     reason: str | None
 
 
+class TriggerSource(EventData):
+    """What a trigger fired for: ``kind`` and the arrival's dedup ``key`` (a delivery
+    id, ``<execution>:<seq>``, ``<topic>:<partition>:<offset>``, a tick in ms)."""
+
+    kind: Literal["webhook", "event", "topic", "manual", "schedule"]
+    key: str
+
+
+class TriggerRegistered(EventData):
+    # the definition as registered (camelCase JSON; a webhook's secret is only a name)
+    definition: dict[str, Any]
+    by: str | None = None
+    changed: bool
+    # a schedule's next tick (ms), None when it has none (not a schedule, disabled)
+    next_fire_at: int | None = None
+
+
+class TriggerEnabled(EventData):
+    by: str | None = None
+    reason: str | None = None
+    # false: it was enabled already (the command is answered, nothing changes)
+    changed: bool = True
+    next_fire_at: int | None = None
+
+
+class TriggerDisabled(EventData):
+    by: str | None = None
+    reason: str | None = None
+    changed: bool = True
+
+
+class TriggerFired(EventData):
+    execution_id: str
+    flow_id: str
+    flow_version: str | None = None
+    source: TriggerSource
+    idempotency_key: str | None = None
+    # schedules: the tick (ms) and, on the tick's last event, the next tick
+    tick: int | None = None
+    next_fire_at: int | None = None
+
+
+class TriggerSkipped(EventData):
+    # overlap: a run of the trigger is still active; catch_up: ticks missed (from
+    # ``since`` to ``tick``, both ms) that the catch-up policy does not fire
+    reason: Literal["overlap", "catch_up"]
+    tick: int
+    since: int | None = None
+    active: str | None = None  # (overlap) the latest active run
+    next_fire_at: int | None = None
+
+
+class TriggerFailed(EventData):
+    code: str
+    message: str
+    source: TriggerSource
+    tick: int | None = None
+    next_fire_at: int | None = None
+
+
+class TriggerRunEnded(EventData):
+    execution_id: str
+    status: str
+
+
 class CommandRejected(EventData):
     command_id: str
     command_type: str
@@ -315,6 +380,13 @@ EVENT_SCHEMAS: dict[tuple[str, int], type[EventData]] = {
     (n.JOB_RELEASED, 1): JobReleased,
     (n.JOB_TIMED_OUT, 1): JobTimedOut,
     (n.JOB_CANCELLED, 1): JobCancelled,
+    (n.TRIGGER_REGISTERED, 1): TriggerRegistered,
+    (n.TRIGGER_ENABLED, 1): TriggerEnabled,
+    (n.TRIGGER_DISABLED, 1): TriggerDisabled,
+    (n.TRIGGER_FIRED, 1): TriggerFired,
+    (n.TRIGGER_SKIPPED, 1): TriggerSkipped,
+    (n.TRIGGER_FAILED, 1): TriggerFailed,
+    (n.TRIGGER_RUN_ENDED, 1): TriggerRunEnded,
 }
 
 

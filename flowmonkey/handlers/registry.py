@@ -1,14 +1,15 @@
-"""Flow and handler registries: what the kernel may consult (``KernelEnv``)."""
+"""Flow, handler and trigger registries: what the kernel may consult (``KernelEnv``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from flowmonkey.errors import FlowValidationError, HandlerNotFoundError, RegistrationError
 from flowmonkey.handlers.base import StepHandler
 from flowmonkey.model.flow import Flow, version_key
 from flowmonkey.model.tables import TableDef
+from flowmonkey.model.trigger import Trigger
 
 Notify = Callable[[str, dict[str, Any]], None]
 
@@ -116,11 +117,62 @@ class FlowRegistry:
         return flow_id in self._flows
 
 
-class EngineEnv:
-    """The kernel's view of the flow registry (``kernel.env.KernelEnv``)."""
+class TriggerRegistry:
+    """The trigger definitions this process knows (given to the engine, or read from
+    the triggers topic), with an index of the event triggers by (flow, event type).
 
-    def __init__(self, flows: FlowRegistry) -> None:
+    Unlike flows, a trigger may change: the latest definition of an id replaces the
+    one before (its partition decides whether that is a change)."""
+
+    def __init__(self) -> None:
+        self._triggers: dict[str, Trigger] = {}
+        self._by_event: dict[tuple[str, str], tuple[Trigger, ...]] = {}
+
+    def adopt(self, trigger: Trigger) -> None:
+        self._triggers[trigger.id] = trigger
+        self._index()
+
+    def remove(self, trigger_id: str) -> bool:
+        removed = self._triggers.pop(trigger_id, None) is not None
+        if removed:
+            self._index()
+        return removed
+
+    def _index(self) -> None:
+        by_event: dict[tuple[str, str], list[Trigger]] = {}
+        for trigger in self._triggers.values():
+            if trigger.event is not None:
+                by_event.setdefault((trigger.event.flow_id, trigger.event.type),
+                                    []).append(trigger)
+        self._by_event = {key: tuple(found) for key, found in by_event.items()}
+
+    def get(self, trigger_id: str) -> Trigger | None:
+        return self._triggers.get(trigger_id)
+
+    def all(self) -> list[Trigger]:
+        return list(self._triggers.values())
+
+    def event_triggers(self, flow_id: str, event_type: str) -> Sequence[Trigger]:
+        if not self._by_event:
+            return ()
+        return self._by_event.get((flow_id, event_type), ())
+
+    def __contains__(self, trigger_id: object) -> bool:
+        return trigger_id in self._triggers
+
+    def __len__(self) -> int:
+        return len(self._triggers)
+
+
+class EngineEnv:
+    """The kernel's view of the flow and trigger registries (``kernel.env.KernelEnv``)."""
+
+    def __init__(self, flows: FlowRegistry, triggers: TriggerRegistry | None = None) -> None:
         self._flows = flows
+        self.triggers = triggers if triggers is not None else TriggerRegistry()
 
     def flow(self, flow_id: str, version: str | None = None) -> Flow | None:
         return self._flows.get(flow_id, version, include_unpublished=version is not None)
+
+    def event_triggers(self, flow_id: str, event_type: str) -> Sequence[Trigger]:
+        return self.triggers.event_triggers(flow_id, event_type)

@@ -28,6 +28,8 @@ from flowmonkey.kernel.state import (
     PartitionState,
     TokenState,
 )
+from flowmonkey.kernel.trigger_apply import apply_trigger, is_trigger_entity
+from flowmonkey.kernel.trigger_state import TriggerState
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
@@ -338,7 +340,11 @@ def apply_to_partition(partition: PartitionState, event: Event) -> None:
     """Apply an event to a partition's state, keeping its indexes in step."""
     if event.command_id is not None:
         partition.note_command(event.command_id)
-    if event.seq != 0:
+    if event.seq != 0 and is_trigger_entity(event.execution_id):
+        trigger = apply_trigger(partition.triggers.get(event.execution_id), event)
+        if trigger is not None:
+            partition.triggers[event.execution_id] = trigger
+    elif event.seq != 0:
         state = partition.executions.get(event.execution_id)
         # read before apply, which mutates state
         due_before = forget_at(state) if state is not None and state.is_terminal else None
@@ -460,7 +466,8 @@ def _forget_expired_keys(index: dict[str, tuple[str, int]], now: int) -> None:
 
 
 def adopt(partition: PartitionState, events: list[Event],
-          states: dict[str, ExecutionState]) -> None:
+          states: dict[str, ExecutionState],
+          triggers: dict[str, TriggerState] | None = None) -> None:
     """Take a decision's outcome into the partition state.
 
     ``decide`` already applied the events to the draft ``states``; this adds the
@@ -499,6 +506,8 @@ def adopt(partition: PartitionState, events: list[Event],
         executions[execution_id] = state
         if ending is not None:
             heapq.heappush(partition.ending, ending)
+    if triggers:
+        partition.triggers.update(triggers)
     if now is not None:
         # a decision's events share its clock: as apply_to_partition after each one
         forget_ended(partition, now)

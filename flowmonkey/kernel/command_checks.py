@@ -18,6 +18,7 @@ from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command
 from flowmonkey.kernel import limits as lim
 from flowmonkey.kernel.job_checks import JOB_FIELDS
+from flowmonkey.kernel.trigger_checks import TRIGGER_FIELDS
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.limits import (
     DEFAULT_MAX_TOTAL_SIZE_BYTES,
@@ -26,6 +27,7 @@ from flowmonkey.model.limits import (
     TimeoutConfig,
 )
 from flowmonkey.model.result import StepResult
+from flowmonkey.model.trigger import ENTITY_PREFIX
 
 Check = Callable[[Any], str | None]
 """A field's check: None when the value is acceptable, else what is wrong with it."""
@@ -193,6 +195,7 @@ _FIELDS: dict[str, Mapping[str, tuple[bool, Check]]] = {
     },
     n.CMD_TIMER: {"due_at": (True, _integer), "kind": (True, _text)},
     **JOB_FIELDS,
+    **TRIGGER_FIELDS,
 }
 
 
@@ -202,6 +205,13 @@ def command_problem(cmd: Command) -> str | None:
                              ("execution id", cmd.execution_id)):
         if len(identifier) > MAX_ID_CHARS:
             return f"the {what} is {len(identifier)} characters long, over {MAX_ID_CHARS}"
+    on_trigger = cmd.execution_id.startswith(ENTITY_PREFIX)
+    if on_trigger and cmd.type not in n.TRIGGER_COMMANDS and cmd.type != n.CMD_TIMER:
+        return (f"execution ids starting with {ENTITY_PREFIX!r} are reserved for triggers; "
+                f"{cmd.type} cannot address {cmd.execution_id[:100]!r}")
+    if not on_trigger and cmd.type in n.TRIGGER_COMMANDS:
+        return (f"{cmd.type} must address a trigger ({ENTITY_PREFIX}<id>), not "
+                f"{cmd.execution_id[:100]!r}")
     fields = _FIELDS.get(cmd.type)
     if fields is None:
         return None

@@ -9,7 +9,8 @@ derived from the command and the execution's seq. No I/O, clock or randomness.
 This module dispatches each command to its decider and decides starts; the others
 live by what they do: ``attempts`` (step results), ``waking`` (timers, resumes, a
 child's end), ``cancelling`` (cancels, attaching children, revoking tokens) and
-``jobs`` (stateful handlers' jobs), all built on ``decision`` (the decision in the
+``jobs`` (stateful handlers' jobs), ``triggers`` (what starts executions without
+code: its own entities, ``trigger:<id>``), all built on ``decision`` (the decision in the
 making) and ``stepping`` (steps, transitions, pipes, an execution's end).
 """
 
@@ -28,6 +29,12 @@ from flowmonkey.kernel.env import KernelEnv
 from flowmonkey.kernel.jobs import add_job_views, decide_job_command
 from flowmonkey.kernel.state import PartitionState
 from flowmonkey.kernel.stepping import enter_step
+from flowmonkey.kernel.trigger_apply import is_trigger_entity
+from flowmonkey.kernel.triggers import (
+    add_event_trigger_fires,
+    decide_trigger_command,
+    decide_trigger_timer,
+)
 from flowmonkey.kernel.waking import decide_child_finished, decide_resume, decide_timer
 from flowmonkey.model.limits import ContextLimits
 
@@ -64,6 +71,8 @@ def decide(partition: PartitionState, cmd: Command, env: KernelEnv) -> Decision:
     if decision.ignored is None and (cmd.type in n.JOB_WORKER_COMMANDS
                                      or _touches_jobs(decision)):
         add_job_views(partition, cmd, decision)
+    if decision.states:
+        add_event_trigger_fires(tx, decision)
     return decision
 
 
@@ -165,6 +174,12 @@ def _start(tx: Txn) -> Decision:
     return tx.decision
 
 
+def _timer(tx: Txn) -> Decision:
+    if is_trigger_entity(tx.cmd.execution_id):
+        return decide_trigger_timer(tx)
+    return decide_timer(tx)
+
+
 def _reject_start(tx: Txn, code: str, reason: str) -> Decision:
     """Refuse a start; a child that cannot start tells its parent so it does not wait forever."""
     parent_id = tx.cmd.data.get("parent_execution_id")
@@ -183,7 +198,7 @@ def idempotency_scope(tenant_id: str | None, flow_id: str, key: str) -> str:
 _DECIDERS = {
     n.CMD_START: _start,
     n.CMD_STEP_RESULT: decide_step_result,
-    n.CMD_TIMER: decide_timer,
+    n.CMD_TIMER: _timer,
     n.CMD_RESUME: decide_resume,
     n.CMD_CANCEL: decide_cancel,
     n.CMD_CHILD_FINISHED: decide_child_finished,
@@ -191,6 +206,7 @@ _DECIDERS = {
     n.CMD_REVOKE_TOKEN: decide_revoke_token,
     n.CMD_JOB_CREATE: decide_job_command,
     **dict.fromkeys(n.JOB_WORKER_COMMANDS, decide_job_command),
+    **dict.fromkeys(n.TRIGGER_COMMANDS, decide_trigger_command),
 }
 
 __all__ = ["Decision", "decide", "idempotency_scope"]

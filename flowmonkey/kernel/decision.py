@@ -14,6 +14,8 @@ from flowmonkey.kernel.apply import apply
 from flowmonkey.kernel.env import KernelEnv
 from flowmonkey.kernel.ids import follow_up_command_id
 from flowmonkey.kernel.state import ExecutionState, PartitionState
+from flowmonkey.kernel.trigger_apply import apply_trigger
+from flowmonkey.kernel.trigger_state import TriggerState
 
 
 @dataclass(slots=True)
@@ -25,6 +27,8 @@ class Decision:
     # the jobs this decision touched, as workers see them (kernel/jobs.py: job_view);
     # the processor appends them to the jobs topic with the events
     job_views: list[dict[str, Any]] = field(default_factory=list)
+    # the triggers this decision changed (kernel/triggers.py), as ``states`` for executions
+    triggers: dict[str, TriggerState] = field(default_factory=dict)
 
     @property
     def rejected(self) -> Event | None:
@@ -73,6 +77,31 @@ class Txn:
         self.decision.states[execution_id] = st
         return st
 
+    def trigger(self, entity_id: str) -> TriggerState | None:
+        """A draft of the trigger ``entity_id`` (``trigger:<id>``), None if unknown."""
+        draft = self.decision.triggers.get(entity_id)
+        if draft is not None:
+            return draft
+        current = self.partition.triggers.get(entity_id)
+        if current is None:
+            return None
+        draft = current.clone()
+        self.decision.triggers[entity_id] = draft
+        return draft
+
+    def emit_trigger(self, ts: TriggerState | None, entity_id: str, type: str,
+                     data: dict[str, Any], tenant_id: str | None = None) -> TriggerState:
+        """Emit a trigger's event and apply it to its draft (``ts`` None: the trigger's
+        first ``trigger.registered``, whose tenant is ``tenant_id``)."""
+        event = make_event(type, entity_id, (ts.seq if ts is not None else 0) + 1, self.now,
+                           data, tenant_id=ts.tenant_id if ts is not None else tenant_id,
+                           command_id=self.cmd.command_id)
+        after = apply_trigger(ts, event)
+        assert after is not None
+        self.decision.events.append(event)
+        self.decision.triggers[entity_id] = after
+        return after
+
     def reject(self, code: str, reason: str) -> Decision:
         cmd = self.cmd
         self.decision.events.append(make_event(
@@ -87,11 +116,16 @@ class Txn:
         return self.decision
 
     def follow_up(self, type: str, execution_id: str, data: dict[str, Any],
-                  tenant_id: str | None) -> None:
+                  tenant_id: str | None, *, distinct: str | None = None) -> None:
+        """A command for another execution (or trigger). ``distinct`` tells apart
+        several commands of one type that one decision sends to the same target (the
+        fires of event triggers: one per source event)."""
         # hashed, not concatenated: ids stay short down a chain of sub-flows, and the
         # same decision made again gives the same id (its duplicate is recognised)
+        cause = self.cmd.command_id if distinct is None else \
+            f"{self.cmd.command_id}\0{distinct}"
         self.decision.commands.append(trusted_command(
-            type, follow_up_command_id(self.cmd.command_id, type, execution_id), execution_id,
+            type, follow_up_command_id(cause, type, execution_id), execution_id,
             self.now, data, tenant_id))
 
 

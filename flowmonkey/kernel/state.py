@@ -16,6 +16,7 @@ from typing import Any
 from flowmonkey.events.envelope import ms_to_datetime
 from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.job_state import JobState
+from flowmonkey.kernel.trigger_state import TriggerState
 from flowmonkey.model.execution import (
     Cancellation,
     Execution,
@@ -254,6 +255,8 @@ class PartitionState:
     # (the execution changed since), never late: it is checked again when it comes up
     # (left out of ==: an index whose stale entries depend on how it was built)
     ending: list[tuple[int, str]] = field(default_factory=list, compare=False)
+    # the triggers of this partition, by entity id ("trigger:<id>"; kernel/triggers.py)
+    triggers: dict[str, TriggerState] = field(default_factory=dict)
 
     def note_command(self, command_id: str) -> None:
         seen = self.seen_commands

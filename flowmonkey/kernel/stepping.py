@@ -13,6 +13,7 @@ from flowmonkey.kernel.decision import Txn
 from flowmonkey.kernel.error_details import bounded_details, bounded_error, bounded_message
 from flowmonkey.kernel.inputs import InputError, resolve_input
 from flowmonkey.kernel.state import ExecutionState
+from flowmonkey.kernel.triggers import report_run_end
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.flow import Flow, Step
 
@@ -79,6 +80,10 @@ def fail_execution(tx: Txn, st: ExecutionState, code: str, message: str,
 
 
 def tell_parent(tx: Txn, st: ExecutionState) -> None:
+    """The execution ended: its parent (if any) and the trigger that started it (if
+    any) hear of it."""
+    if st.metadata is not None:
+        report_run_end(tx, st)
     if st.parent_execution_id is None:
         return
     tx.follow_up(n.CMD_CHILD_FINISHED, st.parent_execution_id, {

@@ -53,6 +53,8 @@ from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.env import KernelEnv
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.timers import next_timer
+from flowmonkey.kernel.trigger_state import TriggerState
+from flowmonkey.kernel.triggers import trigger_timers_for
 from flowmonkey.log.base import Log, OutRecord, Position, Record
 from flowmonkey.log.topics import Topics
 from flowmonkey.metrics import Metrics, default_metrics
@@ -278,6 +280,8 @@ class PartitionProcessor:
         self.commands_read = self.commands_offset
         for state in self.state.executions.values():
             self._arm(state)
+        for trigger in self.state.triggers.values():
+            self._arm_trigger(trigger)
         self.metrics.recovery_seconds.observe(time.perf_counter() - started)
 
     # ------------------------------------------------------------------ inputs
@@ -535,13 +539,19 @@ class PartitionProcessor:
                     rejected = rejected or {}
                     rejected[code] = rejected.get(code, 0) + 1
             touched.update(decision.states)
+            if decision.triggers:
+                touched.update(decision.triggers)
         if out or commit_offset is not None or routed:
             self._queue_append(out, commit_offset, events, routed)
-        executions = self.state.executions
+        executions, triggers = self.state.executions, self.state.triggers
         for execution_id in touched:
             state = executions.get(execution_id)
             if state is not None:
                 self._arm(state)
+            elif triggers:
+                trigger = triggers.get(execution_id)
+                if trigger is not None:
+                    self._arm_trigger(trigger)
         outcomes = self._outcomes
         if outcomes:
             self._outcomes = {}
@@ -552,20 +562,28 @@ class PartitionProcessor:
         """Take a decision into memory, all of it or (if adopting raises) none of it:
         ``adopt`` works out all it will change before it changes anything (its
         executions' states are put back here as well, should that ever fail)."""
-        executions = self.state.executions
+        executions, triggers = self.state.executions, self.state.triggers
         before = [(execution_id, executions.get(execution_id))
                   for execution_id in decision.states]
+        triggers_before = [(entity_id, triggers.get(entity_id))
+                           for entity_id in decision.triggers]
         try:
-            adopt(self.state, decision.events, decision.states)
+            adopt(self.state, decision.events, decision.states, decision.triggers)
         except BaseException:
             for execution_id, state in before:
                 if state is None:
                     executions.pop(execution_id, None)
                 else:
                     executions[execution_id] = state
+            for entity_id, trigger in triggers_before:
+                if trigger is None:
+                    triggers.pop(entity_id, None)
+                else:
+                    triggers[entity_id] = trigger
             raise
         if self._stuck:
             self._stuck.difference_update(decision.states)
+            self._stuck.difference_update(decision.triggers)
 
     def _reject_poisoned(self, command: Command, record: Record | None, exc: Exception,
                          out: list[OutRecord]) -> Decision | None:
@@ -674,6 +692,24 @@ class PartitionProcessor:
             when, kind = due
             handle = self.clock.call_at(when, lambda: self._fire(execution_id, when, kind))
             self.timers[execution_id] = _Timer(when, kind, handle)
+
+    def _arm_trigger(self, trigger: TriggerState) -> None:
+        """Arm the timer of a trigger's state (a schedule's next tick), as ``_arm``
+        arms an execution's: a restart or a rebalance rebuilds it from the state."""
+        entity_id = trigger.entity_id
+        if entity_id in self._stuck:
+            return  # its last command failed in the engine: see _reject_poisoned
+        timers = trigger_timers_for(trigger)
+        due = min(timers) if timers else None
+        timer = self.timers.get(entity_id)
+        if timer is not None and (due is None or (timer.due, timer.kind) != due):
+            timer.handle.cancel()
+            del self.timers[entity_id]
+            timer = None
+        if due is not None and timer is None:
+            when, kind = due
+            handle = self.clock.call_at(when, lambda: self._fire(entity_id, when, kind))
+            self.timers[entity_id] = _Timer(when, kind, handle)
 
     def _launch(self, state: ExecutionState, attempt_id: str) -> None:
         flow = self.env.flow(state.flow_id, state.flow_version)

@@ -9,7 +9,8 @@ The bytes are ``MAGIC``, one format byte, then zlib-compressed JSON (orjson)::
                                                   # "options" is an index into options
      "idempotency": [[scope, execution id, expires at ms], …],
      "seen_commands": [command id, …],            # oldest first: eviction order
-     "forgotten": [execution id, …]}              # ended executions no longer kept
+     "forgotten": [execution id, …],              # ended executions no longer kept
+     "triggers": [<TriggerState as trigger_to_json writes it>, …]}
 
 Everything ``decide`` reads is in it. An execution's fields use
 :func:`flowmonkey.kernel.state_codec.state_to_json`, the Postgres projection's
@@ -23,7 +24,10 @@ clone: every field at once, positionally (keyword construction of the 37-field s
 costs ~6x more). A snapshot written when ExecutionState had other fields is read
 through ``state_from_json``, which gives missing fields their defaults. A change to
 anything else needs a new format byte and a reader for the old one: format 1 had no
-"forgotten" (it is read as empty: a processor of that version forgot nothing).
+"forgotten" (it is read as empty: a processor of that version forgot nothing);
+format 2 had no "triggers" (read as none: that version had no triggers). Format 3
+added them: a version that cannot read them refuses the snapshot and replays the log
+instead of losing the triggers' state.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from flowmonkey.kernel.state import (
     TokenState,
 )
 from flowmonkey.kernel.state_codec import state_from_json, state_to_json
+from flowmonkey.kernel.trigger_state import TriggerState, trigger_from_json, trigger_to_json
 from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
@@ -56,8 +61,8 @@ from flowmonkey.model.limits import (
 )
 
 MAGIC: Final = b"FMSNAP"
-FORMAT: Final = 2
-_READABLE: Final = frozenset({1, FORMAT})
+FORMAT: Final = 3
+_READABLE: Final = frozenset({1, 2, FORMAT})
 # level 1: several times faster than the default for most of its ratio on this JSON,
 # and a snapshot is encoded while the processor runs
 _LEVEL: Final = 1
@@ -103,6 +108,7 @@ def encode_partition_state(
     partition: int,
     events_offset: int,
     anchor_crc: int,
+    triggers: Mapping[str, TriggerState] | None = None,
 ) -> bytes:
     """The snapshot bytes of a partition state (given as its parts, so a caller can
     hand in copies taken at a batch boundary and encode them off the loop)."""
@@ -124,6 +130,7 @@ def encode_partition_state(
         "idempotency": [[scope, eid, expires] for scope, (eid, expires) in idempotency.items()],
         "seen_commands": list(seen_commands),
         "forgotten": sorted(forgotten),
+        "triggers": [trigger_to_json(t) for t in (triggers or {}).values()],
     }
     return MAGIC + bytes([FORMAT]) + zlib.compress(orjson.dumps(doc, default=_default), _LEVEL)
 
@@ -132,7 +139,8 @@ def encode_snapshot_state(state: PartitionState, *, topic: str, partition: int,
                           events_offset: int, anchor_crc: int) -> bytes:
     return encode_partition_state(state.executions, state.idempotency, state.seen_commands,
                                   state.forgotten, topic=topic, partition=partition,
-                                  events_offset=events_offset, anchor_crc=anchor_crc)
+                                  events_offset=events_offset, anchor_crc=anchor_crc,
+                                  triggers=state.triggers)
 
 
 def decode_partition_state(data: bytes, *, topic: str, partition: int,
@@ -173,8 +181,9 @@ def _partition_state(doc: dict[str, Any]) -> PartitionState:
         executions[state.id] = state
     idempotency = {scope: (eid, expires) for scope, eid, expires in doc["idempotency"]}
     seen: OrderedDict[str, None] = OrderedDict.fromkeys(doc["seen_commands"])
+    triggers = {t.entity_id: t for t in map(trigger_from_json, doc.get("triggers", ()))}
     return PartitionState(executions, idempotency, seen, set(doc.get("forgotten", ())),
-                          ending_heap(executions))
+                          ending_heap(executions), triggers)
 
 
 def _state(values: list[Any], options: list[ExecutionOptions],

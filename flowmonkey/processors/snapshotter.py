@@ -24,9 +24,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flowmonkey.kernel.state import ExecutionState, PartitionState
+from flowmonkey.kernel.trigger_state import TriggerState
 from flowmonkey.log.base import Log, OutRecord, Position
 from flowmonkey.processors.snapshot_codec import (
     SnapshotDecodeError,
@@ -49,6 +50,7 @@ class StateCopy:
     idempotency: dict[str, tuple[str, int]]
     seen_commands: list[str]
     forgotten: list[str]
+    triggers: dict[str, TriggerState] = field(default_factory=dict)
 
 
 class Snapshotter:
@@ -131,7 +133,7 @@ class Snapshotter:
         if reach - self.snapshot_offset < len(executions):
             return None
         return StateCopy(dict(executions), dict(state.idempotency), list(state.seen_commands),
-                         list(state.forgotten))
+                         list(state.forgotten), dict(state.triggers))
 
     def appended(self, copy: StateCopy | None, records: Sequence[OutRecord],
                  positions: Sequence[Position]) -> int:
@@ -160,7 +162,7 @@ class Snapshotter:
             data = await asyncio.to_thread(
                 encode_partition_state, copy.executions, copy.idempotency,
                 copy.seen_commands, copy.forgotten, topic=self.topic, partition=self.partition,
-                events_offset=offset, anchor_crc=anchor)
+                events_offset=offset, anchor_crc=anchor, triggers=copy.triggers)
             encoded = time.perf_counter()
             await self.store.save(Snapshot(self.topic, self.partition, offset, data))
         except asyncio.CancelledError:

@@ -25,6 +25,10 @@ RESOLVES = {
     n.CMD_RESUME: {n.EXECUTION_RESUMED},
     n.CMD_CANCEL: {n.EXECUTION_CANCELLED},
     n.CMD_REVOKE_TOKEN: {n.TOKEN_REVOKED},
+    n.CMD_TRIGGER_REGISTER: {n.TRIGGER_REGISTERED},
+    n.CMD_TRIGGER_ENABLE: {n.TRIGGER_ENABLED},
+    n.CMD_TRIGGER_DISABLE: {n.TRIGGER_DISABLED},
+    n.CMD_TRIGGER_FIRE: {n.TRIGGER_FIRED, n.TRIGGER_FAILED},
 }
 """Per command type, the events that answer it (besides ``command.rejected``)."""
 

@@ -30,6 +30,7 @@ from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
 from flowmonkey.model.tables import TableDef
+from flowmonkey.model.trigger import Trigger
 from flowmonkey.processors.clock import SimulatedClock
 from flowmonkey.projections.base import WalEntry
 from flowmonkey.projections.memory import MemoryProjection
@@ -62,6 +63,7 @@ class TestHarness:
         vault: VaultProvider | None = None,
         builtin_handlers: bool = True,
         workers: int | None = None,
+        triggers: Iterable[Trigger | Mapping[str, Any]] = (),
     ) -> None:
         """``handlers`` come on top of the built-in ones, as with ``Engine``
         (``builtin_handlers=False`` leaves those out).
@@ -71,7 +73,10 @@ class TestHarness:
         worker, for tests that drive jobs by hand). Its heartbeats run on the
         simulated clock, so ``advance()`` moves them with leases and job timeouts;
         ``settle()`` waits for running job handlers as it does for other handlers.
-        On ``close()`` running jobs are released at once (no grace)."""
+        On ``close()`` running jobs are released at once (no grace).
+
+        ``triggers``: as with ``Engine``; schedules tick on the simulated clock
+        (``advance()``; ``outage()`` for time that passes with nothing running)."""
         base = options or EngineOptions(record_history=True, max_steps=100)
         self.options = dataclasses.replace(
             base,
@@ -86,6 +91,7 @@ class TestHarness:
         self._vault = vault
         self._builtin_handlers = builtin_handlers
         self._workers = workers
+        self._triggers = list(triggers)
         self.events: list[Event] = []
         self._build()
 
@@ -100,7 +106,7 @@ class TestHarness:
             projection=self.projection, dispatcher=self.dispatcher, clock=self.clock,
             tables=self._tables, vault=self._vault,
             builtin_handlers=self._builtin_handlers, workers=self._workers,
-            worker_grace_s=0.0)
+            worker_grace_s=0.0, triggers=self._triggers)
         self._started = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,6 +195,14 @@ class TestHarness:
             await self.settle()
         self.clock.advance_to(target)
         await self.settle()
+
+    async def outage(self, ms: int) -> None:
+        """Let ``ms`` pass with nothing running (as if every process were down), then
+        let what fell due meanwhile run, late, at the new time."""
+        await self._ensure_started()
+        await self.settle()
+        self.clock.jump(ms)
+        await self.advance(0)
 
     async def crash_worker(self) -> None:
         """Stop the engine's worker mid-job as a crash would: its running handlers are

@@ -20,9 +20,11 @@ from flowmonkey.events.envelope import Command, Event
 from flowmonkey.kernel.apply import adopt, apply_to_partition, replay
 from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.state import ExecutionState, PartitionState
+from flowmonkey.kernel.trigger_apply import replay_trigger
 from flowmonkey.kernel.timers import next_timer
 from flowmonkey.model.flow import Flow, version_key
 from flowmonkey.model.result import StepResult
+from flowmonkey.model.trigger import Trigger
 
 T0 = 1_700_000_000_000  # a fixed "now" (ms); tests move time by adding to it
 
@@ -36,10 +38,15 @@ class DictEnv:
     published version.
     """
 
-    def __init__(self, flows: Iterable[Flow] = ()) -> None:
+    def __init__(self, flows: Iterable[Flow] = (), triggers: Iterable[Trigger] = ()) -> None:
         self.flows: dict[str, dict[str, Flow]] = {}
         for flow in flows:
             self.flows.setdefault(flow.id, {})[flow.version] = flow
+        self.triggers: list[Trigger] = list(triggers)
+
+    def event_triggers(self, flow_id: str, event_type: str) -> list[Trigger]:
+        return [t for t in self.triggers if t.event is not None
+                and (t.event.flow_id, t.event.type) == (flow_id, event_type)]
 
     def flow(self, flow_id: str, version: str | None = None) -> Flow | None:
         versions = self.flows.get(flow_id)
@@ -240,7 +247,7 @@ class KernelDriver:
             assert self.partition == before, "decide mutated the partition state it was given"
             self._check_replay(decision)
         if decision.ignored is None:
-            adopt(self.partition, decision.events, decision.states)
+            adopt(self.partition, decision.events, decision.states, decision.triggers)
             self.events.extend(decision.events)
             self.follow_ups.extend(decision.commands)
         return decision
@@ -256,6 +263,11 @@ class KernelDriver:
                 rebuilt, drafted = rebuilt.retired(), drafted.retired()
             assert state_fields(rebuilt) == state_fields(drafted), (
                 f"replaying {execution_id}'s events does not give the decision's state")
+        for entity_id, trigger in decision.triggers.items():
+            events = self.history(entity_id) + [
+                e for e in decision.events if e.execution_id == entity_id and e.seq > 0]
+            assert replay_trigger(events) == trigger, (
+                f"replaying {entity_id}'s events does not give the decision's state")
 
     def inject(self, event: Event) -> None:
         """Append an event ``decide`` did not produce, to build states it cannot reach."""
