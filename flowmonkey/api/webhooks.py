@@ -24,8 +24,12 @@ from flowmonkey.api.schemas import WebhookAccepted
 from flowmonkey.api.signatures import check, default_header
 from flowmonkey.engine import Engine
 from flowmonkey.errors import CommandRejected
+from flowmonkey.events import names as n
+from flowmonkey.events.envelope import Command
 from flowmonkey.kernel.inputs import resolve_input
+from flowmonkey.kernel.triggers import triggered_execution_id
 from flowmonkey.model.trigger import Trigger, WebhookSettings
+from flowmonkey.runtime.commands import command_record
 
 log = logging.getLogger("flowmonkey.api")
 
@@ -34,13 +38,14 @@ SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-autho
 MAX_HEADERS = 100
 MAX_HEADER_CHARS = 8_192
 MAX_SOURCE_KEY_CHARS = 500
+BAD_SIGNATURE = "BAD_SIGNATURE"
 
 UNAUTHORIZED = ApiError(401, "UNAUTHENTICATED", "unauthorized")
+"""The answer to any refused signature: the same, whatever was wrong."""
 
 
-def _unauthorized() -> ApiError:
-    # a fresh one each time: an exception carries its traceback
-    return ApiError(UNAUTHORIZED.status, UNAUTHORIZED.code, UNAUTHORIZED.message)
+class _BadSignature(ApiError):
+    outcome = "bad_signature"
 
 
 class Webhooks:
@@ -57,8 +62,11 @@ class Webhooks:
         self.engine.metrics.trigger_webhooks.labels(trigger_id, outcome).inc()
 
     async def _trigger(self, trigger_id: str) -> tuple[Trigger, WebhookSettings]:
+        # the projection holds what the kernel registered (the latest definition); the
+        # registry what this process was given or read from the triggers topic
         record = await self.engine.projection.get_trigger(trigger_id)
-        trigger = record.trigger() if record is not None else None
+        trigger = record.trigger() if record is not None else \
+            self.engine.triggers.get(trigger_id)
         if trigger is None or trigger.webhook is None:
             raise not_found("trigger", trigger_id)
         return trigger, trigger.webhook
@@ -68,7 +76,8 @@ class Webhooks:
         try:
             return await self._deliver(trigger, settings, request)
         except ApiError as exc:
-            self._count(trigger.id, _OUTCOMES.get(exc.code, "failed"))
+            self._count(trigger.id, getattr(exc, "outcome", None)
+                        or _OUTCOMES.get(exc.code, "failed"))
             raise
 
     async def _deliver(self, trigger: Trigger, settings: WebhookSettings,
@@ -84,7 +93,8 @@ class Webhooks:
             del secret
             if not verdict.ok:
                 await self._record_bad_signature(trigger, verdict.reason or "mismatch")
-                raise _unauthorized()
+                raise _BadSignature(UNAUTHORIZED.status, UNAUTHORIZED.code,
+                                    UNAUTHORIZED.message)
         arrival = _arrival(request, body, header_name, settings)
         source_key = _source_key(trigger, arrival)
         accepted = await self._fire(trigger, arrival, source_key)
@@ -113,20 +123,32 @@ class Webhooks:
         if last is not None and now - last < self.bad_signature_every_s:
             return
         self._last_recorded[trigger.id] = now
+        engine = self.engine
+        command = Command(
+            type=n.CMD_TRIGGER_FIRE, command_id=uuid.uuid4().hex,
+            execution_id=trigger.entity_id, timestamp_ms=engine.clock.now_ms(),
+            tenant_id=None, data={
+                "source": {"kind": "webhook", "key": "refused:" + uuid.uuid4().hex},
+                "failure": {"code": BAD_SIGNATURE,
+                            "message": f"a webhook delivery's signature was refused "
+                                       f"({reason})"}})
         try:
-            await self.engine.report_trigger_failure(
-                trigger.id, code="BAD_SIGNATURE",
-                message=f"a webhook delivery's signature was refused ({reason})",
-                source_kind="webhook", source_key=uuid.uuid4().hex)
+            # not waited for: the 401 does not depend on it
+            await engine.log.publish([command_record(engine.topics.commands, command,
+                                                     trigger.entity_id)])
         except Exception:  # the 401 is the answer whatever the log does
             log.warning("could not record a refused webhook signature of trigger %r",
                         trigger.id, exc_info=True)
 
     async def _fire(self, trigger: Trigger, arrival: dict[str, Any],
                     source_key: str) -> WebhookAccepted:
+        # the execution's id derives from the source: one that exists already is a
+        # retried delivery's (the kernel refuses to start it twice)
+        expected = triggered_execution_id(trigger.id, "webhook", source_key)
+        seen = await self.engine.projection.get(expected) is not None
         try:
-            fired = await self.engine.fire_trigger(trigger.id, arrival, source_key,
-                                                   source_kind="webhook")
+            execution_id = await self.engine.fire_trigger(trigger.id, arrival, source_key,
+                                                          kind="webhook")
         except CommandRejected as exc:
             if exc.code == "TRIGGER_DISABLED":
                 raise ApiError(409, "TRIGGER_DISABLED",
@@ -134,8 +156,8 @@ class Webhooks:
             if exc.code == "MAPPING_ERROR":
                 raise ApiError(422, "MAPPING_ERROR", exc.message) from None
             raise
-        return WebhookAccepted(execution_id=fired.execution_id, trigger_id=trigger.id,
-                               duplicate=fired.duplicate)
+        return WebhookAccepted(execution_id=execution_id, trigger_id=trigger.id,
+                               duplicate=seen)
 
 
 _OUTCOMES = {"UNAUTHENTICATED": "unauthorized", "BODY_TOO_LARGE": "too_large",

@@ -12,7 +12,7 @@ Like every applier, :func:`fold_trigger` never changes an entry in place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from flowmonkey.events import names as n
@@ -66,23 +66,6 @@ def _maybe(ms: int | None) -> Any:
     return ms_to_datetime(ms) if ms is not None else None
 
 
-_ENTRY_FIELDS = frozenset(f.name for f in fields(TriggerEntry))
-
-
-def entry_to_json(entry: TriggerEntry) -> dict[str, Any]:
-    return asdict(entry)
-
-
-def entry_from_json(raw: dict[str, Any]) -> TriggerEntry:
-    """The entry :func:`entry_to_json` wrote (unknown keys ignored)."""
-    return TriggerEntry(**{k: v for k, v in raw.items() if k in _ENTRY_FIELDS})
-
-
-def is_trigger_event(event: Event) -> bool:
-    """Whether ``event`` belongs to a trigger entity, not an execution."""
-    return event.execution_id.startswith(ENTITY_PREFIX)
-
-
 def trigger_id_of(event: Event) -> str | None:
     """The trigger a trigger entity's event is about; None for an execution's."""
     if not event.execution_id.startswith(ENTITY_PREFIX):
@@ -90,26 +73,16 @@ def trigger_id_of(event: Event) -> str | None:
     return event.execution_id[len(ENTITY_PREFIX):]
 
 
-def no_next_fire(trigger: Trigger, after_ms: int) -> int | None:
-    return None
-
-
 def next_fire_at(trigger: Trigger, after_ms: int) -> int | None:
     """A schedule's next tick after ``after_ms`` (what the kernel arms its timer for);
     None for other kinds, or when its cron cannot be evaluated."""
     if trigger.schedule is None:
         return None
+    from flowmonkey.kernel import cron
+
     try:
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
-
-        from croniter import croniter
-
-        # TODO(merge): kernel/cron.next_after, for the kernel's DST semantics
-        start = datetime.fromtimestamp(after_ms / 1000, ZoneInfo(trigger.schedule.timezone))
-        it = croniter(trigger.schedule.cron, start, second_at_beginning=True)
-        return int(it.get_next(float) * 1000)
-    except Exception:  # a definition the kernel refused too: no next tick to show
+        return cron.next_after(trigger.schedule.cron, trigger.schedule.timezone, after_ms)
+    except cron.CronError:  # a definition the kernel refused too: no next tick to show
         return None
 
 
@@ -134,15 +107,26 @@ def fold_trigger(entry: TriggerEntry | None, event: Event,
         return replace(base, kind=trigger.kind, flow_id=trigger.flow_id,
                        flow_version=trigger.flow_version, tenant_id=trigger.tenant_id,
                        definition=private_copy(raw), updated_at=at,
-                       next_fire_at=next_fire(trigger, at) if enabled else None)
+                       next_fire_at=_told(d, lambda: next_fire(trigger, at))
+                       if enabled and trigger.schedule is not None else None)
     if entry is None:
         return None
     change = _CHANGES.get(kind)
     changes = change(entry, d, at) if change is not None else {}
     after = replace(entry, updated_at=at, **changes)
     if after.kind == "schedule":
-        after.next_fire_at = _next(after, at, next_fire) if after.enabled else None
+        after.next_fire_at = _told(d, lambda: _next(after, at, next_fire)) \
+            if after.enabled else None
     return after
+
+
+def _told(d: dict[str, Any], otherwise: Callable[[], int | None]) -> int | None:
+    """The next tick the kernel put in the event (it armed its timer for it), else
+    computed from the definition (events written before the kernel told it)."""
+    told = d.get("next_fire_at")
+    if isinstance(told, int) and not isinstance(told, bool):
+        return told
+    return otherwise()
 
 
 def _next(entry: TriggerEntry, at: int, next_fire: NextFire) -> int | None:

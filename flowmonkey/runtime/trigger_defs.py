@@ -17,8 +17,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from flowmonkey.errors import FlowMonkeyError
+from flowmonkey.kernel import cron
+from flowmonkey.kernel.trigger_checks import trigger_problems as kernel_problems
 from flowmonkey.model.flow import json_path
-from flowmonkey.model.trigger import ScheduleSettings, Trigger
+from flowmonkey.model.trigger import Trigger
 
 #: the most triggers one definition source may hold (a file, a module's list)
 MAX_TRIGGERS = 10_000
@@ -43,44 +45,11 @@ def _name(raw: Any, index: int) -> str:
     return f"trigger #{index + 1}"
 
 
-def schedule_problems(settings: ScheduleSettings) -> list[tuple[str, str]]:
-    """(field, message) of a schedule's cron and timezone (empty when both are right)."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from croniter import croniter
-
-    found: list[tuple[str, str]] = []
-    fields = settings.cron.split()
-    if len(fields) not in (5, 6):
-        found.append(("schedule.cron", f"{settings.cron!r} has {len(fields)} fields; a cron "
-                      "expression has 5 (minute hour day month weekday) or 6 (seconds "
-                      "first)"))
-    else:
-        try:
-            croniter(settings.cron, 0, second_at_beginning=True)
-        except (ValueError, KeyError) as exc:  # croniter's errors are ValueErrors
-            found.append(("schedule.cron", f"{settings.cron!r} is not a valid cron "
-                          f"expression: {exc}"))
-    try:
-        ZoneInfo(settings.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        found.append(("schedule.timezone", f"{settings.timezone!r} is not a known IANA "
-                      "timezone (e.g. UTC, Europe/Berlin, America/New_York)"))
-    return found
-
-
 def trigger_problems(trigger: Trigger) -> list[str]:
-    """What a parsed trigger's model could not check itself."""
-    name = f"trigger {trigger.id!r}"
-    found: list[str] = []
-    if trigger.schedule is not None:
-        found += [f"{name}: {field}: {message}"
-                  for field, message in schedule_problems(trigger.schedule)]
-    if trigger.event is not None and trigger.event.flow_id == trigger.flow_id:
-        found.append(f"{name}: event.flowId: an event trigger cannot start the flow whose "
-                     f"events it follows ({trigger.flow_id!r}): each run would start the "
-                     "next")
-    return found
+    """What a parsed trigger's model could not check itself (the kernel's checks, which
+    ``trigger.register`` applies too)."""
+    return [f"trigger {trigger.id!r}: {field}: {problem}"
+            for field, problem in kernel_problems(trigger)]
 
 
 def parse_triggers(raw: Iterable[Any]) -> tuple[list[Trigger], list[str]]:
@@ -163,12 +132,9 @@ def next_fire_times(trigger: Trigger, after_ms: int, count: int) -> list[int]:
     for a trigger of another kind."""
     if trigger.schedule is None:
         return []
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    from croniter import croniter
-
-    zone = ZoneInfo(trigger.schedule.timezone)
-    start = datetime.fromtimestamp(after_ms / 1000, zone)
-    it = croniter(trigger.schedule.cron, start, second_at_beginning=True)
-    return [int(it.get_next(float) * 1000) for _ in range(count)]
+    times: list[int] = []
+    at = after_ms
+    for _ in range(count):
+        at = cron.next_after(trigger.schedule.cron, trigger.schedule.timezone, at)
+        times.append(at)
+    return times

@@ -67,8 +67,8 @@ def test_validate_names_each_bad_trigger_and_field(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert_no_traceback(proc)
     err = proc.stderr
-    assert "trigger 'broken': schedule.cron: '* * *' has 3 fields" in err
-    assert "trigger 'broken': schedule.timezone: 'Nowhere/Special' is not a known" in err
+    assert "trigger 'broken': schedule.cron: cron '* * *' has 3 fields" in err
+    assert "trigger 'broken': schedule.timezone: unknown timezone 'Nowhere/Special'" in err
     assert "FAIL stray.yaml: triggers" in err
     assert "trigger 'stray': flowId: flow 'missing' is not registered (registered flows: " \
            "greet)" in err
