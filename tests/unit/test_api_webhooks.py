@@ -79,9 +79,13 @@ async def hooks() -> AsyncIterator[tuple[httpx.AsyncClient, Engine]]:
         yield client, engine
 
 
-def signed(body: bytes = BODY, secret: str = SECRET, **headers: str) -> dict[str, str]:
-    return {"X-Hub-Signature-256": github_signature(secret, body),
-            "content-type": "application/json", **headers}
+def signed(body: bytes = BODY, secret: str = SECRET,
+           delivery: str | None = None) -> dict[str, str]:
+    headers = {"X-Hub-Signature-256": github_signature(secret, body),
+               "content-type": "application/json"}
+    if delivery is not None:
+        headers["X-GitHub-Delivery"] = delivery
+    return headers
 
 
 async def _failures(engine: Engine, trigger_id: str) -> list[dict[str, Any]]:
@@ -92,7 +96,7 @@ async def _failures(engine: Engine, trigger_id: str) -> list[dict[str, Any]]:
 async def test_a_signed_delivery_starts_the_flow_with_the_body_as_context() -> None:
     async with hooks() as (client, engine):
         response = await client.post("/v1/hooks/gh", content=BODY,
-                                     headers=signed(**{"X-GitHub-Delivery": "d-1"}))
+                                     headers=signed(delivery="d-1"))
         assert response.status_code == 202, response.text
         body = response.json()
         assert (body["triggerId"], body["duplicate"]) == ("gh", False)
@@ -112,15 +116,15 @@ async def test_a_signed_delivery_starts_the_flow_with_the_body_as_context() -> N
 async def test_a_retried_delivery_answers_with_the_first_execution() -> None:
     async with hooks() as (client, engine):
         first = await client.post("/v1/hooks/gh", content=BODY,
-                                  headers=signed(**{"X-GitHub-Delivery": "d-7"}))
+                                  headers=signed(delivery="d-7"))
         assert first.status_code == 202, first.text
         await engine.wait(first.json()["executionId"])
         again = await client.post("/v1/hooks/gh", content=BODY,
-                                  headers=signed(**{"X-GitHub-Delivery": "d-7"}))
+                                  headers=signed(delivery="d-7"))
         assert again.status_code == 202, again.text
         assert again.json() == {**first.json(), "duplicate": True}
         other = await client.post("/v1/hooks/gh", content=BODY,
-                                  headers=signed(**{"X-GitHub-Delivery": "d-8"}))
+                                  headers=signed(delivery="d-8"))
         assert other.json()["executionId"] != first.json()["executionId"]
         await engine.wait(other.json()["executionId"])
         page = await engine.list(flow_id="greet")
@@ -233,7 +237,8 @@ async def test_a_mapping_error_is_422_naming_the_field() -> None:
         assert response.status_code == 422, response.text
         error = response.json()["error"]
         assert error["code"] == "MAPPING_ERROR"
-        assert "idempotencyKey" in error["message"] and "mapped" in error["message"]
+        assert "idempotencyKey" in error["message"]
+        assert "mapped" in error["message"]
         assert [f["code"] for f in await _failures(engine, "mapped")] == ["MAPPING_ERROR"]
 
 
