@@ -141,7 +141,7 @@ class _Processor:
             options=EngineOptions(timeout_ms=self.args.step_timeout_ms),
             vault=vault_from_env(),
             log=self.settings.make_log(client_id=f"flowmonkey-{self.args.group}"),
-            tables=self.bundle.tables,
+            tables=self.bundle.tables, triggers=self.bundle.triggers,
             processor_group=self.args.group, run_projector=False,
             snapshots=self.snapshots(), snapshot_every=self.args.snapshot_every)
 
