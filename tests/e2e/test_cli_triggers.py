@@ -93,3 +93,89 @@ def test_triggers_next_from_a_file(tmp_path: Path) -> None:
     other = flowmonkey("triggers", "next", "hook", "--file", "greet.yaml", cwd=tmp_path)
     assert other.returncode == 1
     assert "trigger 'hook' is not defined there (triggers: nightly)" in other.stderr
+
+
+HOOK_DEF = {"id": "hook", "kind": "webhook", "flowId": "greet", "tenantId": "acme",
+            "webhook": {"secret": "gh-secret"}}
+NIGHTLY_DEF = {"id": "nightly", "kind": "schedule", "flowId": "greet",
+               "schedule": {"cron": "30 2 * * *", "timezone": "Europe/Berlin"}}
+
+
+async def _engine_run(data_dir: Path, fire: bool = False) -> None:
+    """An engine on the durable embedded log with the two triggers; ``fire``: one
+    manual fire of the webhook."""
+    import asyncio
+
+    from flowmonkey import Engine
+    from flowmonkey.handlers import builtin
+    from flowmonkey.log import EmbeddedLog
+
+    flow = {"id": "greet", "version": "1", "initialStepId": "hello",
+            "steps": {"hello": {"id": "hello", "type": "transform", "config": {},
+                                "input": {"type": "full"}, "outputKey": "out",
+                                "transitions": {}}}}
+    engine = Engine(flows=[flow], handlers=builtin(), triggers=[HOOK_DEF, NIGHTLY_DEF],
+                    log=EmbeddedLog(path=data_dir))
+    async with engine:
+        while len((await engine.projection.list_triggers()).items) < 2:
+            await asyncio.sleep(0.01)
+        if fire:
+            await engine.fire_trigger("hook", {"body": {"a": 1}}, "d-1", kind="webhook")
+        while not await engine.settled():
+            await asyncio.sleep(0.01)
+
+
+async def test_triggers_list_pause_and_resume_on_the_embedded_log(tmp_path: Path) -> None:
+    import json
+
+    data_dir = tmp_path / "state"
+    await _engine_run(data_dir, fire=True)
+    listed = flowmonkey("triggers", "list", "--data-dir", str(data_dir))
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("hook  webhook   enabled   -> greet  tenant acme  fired 1")
+    assert lines[1].startswith("nightly  schedule  enabled   -> greet")
+    assert "next 20" in lines[1]
+    assert lines[-1] == "2 triggers"
+    as_json = flowmonkey("triggers", "list", "--data-dir", str(data_dir), "--kind",
+                         "schedule", "--json")
+    items = json.loads(as_json.stdout)["items"]
+    assert [(t["id"], t["enabled"]) for t in items] == [("nightly", True)]
+
+    paused = flowmonkey("triggers", "pause", "nightly", "--reason", "maintenance",
+                        "--data-dir", str(data_dir))
+    assert paused.returncode == 0, paused.stderr
+    assert "sent trigger.disable for trigger nightly" in paused.stdout
+    await _engine_run(data_dir)  # the engine decides it when it runs
+    after = flowmonkey("triggers", "list", "--data-dir", str(data_dir), "--disabled")
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.splitlines()[0].startswith("nightly  schedule  disabled  -> greet")
+    # a redeploy (the engine given the definition again) keeps it paused
+    nexts = flowmonkey("triggers", "next", "nightly", "--data-dir", str(data_dir),
+                       "--count", "2")
+    assert nexts.returncode == 0, nexts.stderr
+    assert "(paused: it fires these once resumed)" in nexts.stdout
+
+    resumed = flowmonkey("triggers", "resume", "nightly", "--data-dir", str(data_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    await _engine_run(data_dir)
+    enabled = flowmonkey("triggers", "list", "--data-dir", str(data_dir), "--enabled")
+    assert [line.split()[0] for line in enabled.stdout.splitlines()[:-1]] == [
+        "hook", "nightly"]
+
+
+def test_triggers_commands_refuse_bad_input_clearly(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMONKEY_")}
+    nowhere = flowmonkey("triggers", "pause", "x", env=env)
+    assert nowhere.returncode == 2
+    assert "no log to send the command to" in nowhere.stderr
+    bad_id = flowmonkey("triggers", "pause", "no spaces", "--data-dir", str(tmp_path),
+                        env=env)
+    assert bad_id.returncode == 2
+    assert "is not a trigger id" in bad_id.stderr
+    no_source = flowmonkey("triggers", "list", env=env)
+    assert no_source.returncode == 2
+    assert "no triggers to read" in no_source.stderr
+    assert_no_traceback(no_source)
