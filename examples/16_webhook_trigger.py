@@ -63,8 +63,10 @@ async def main() -> None:
         app = create_app(engine, auth=None)  # webhooks need no API key anyway
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            while await engine.projection.get_trigger("github-push") is None:
-                await asyncio.sleep(0.01)  # registered by the engine's start
+            for _ in range(500):  # registered by the engine's start, within moments
+                if await engine.projection.get_trigger("github-push") is not None:
+                    break
+                await asyncio.sleep(0.01)
             body = json.dumps({"repository": {"full_name": "acme/app"},
                                "after": "9f2c1e"}).encode()
             headers = {"X-Hub-Signature-256": github_signature(SECRET, body),

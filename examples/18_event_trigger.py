@@ -52,17 +52,22 @@ triggers = [{
 
 async def main() -> None:
     async with Engine(flows=flows, handlers=handlers, triggers=triggers) as engine:
-        while await engine.projection.get_trigger("invoice-paid-orders") is None:
-            await asyncio.sleep(0.01)  # registered by the engine's start
+        for _ in range(500):  # registered by the engine's start, within moments
+            if await engine.projection.get_trigger("invoice-paid-orders") is not None:
+                break
+            await asyncio.sleep(0.01)
         paid = await engine.create("order", {"id": "A-1", "total": 42})
         free = await engine.create("order", {"id": "B-2", "total": 0})
         await engine.wait(paid.execution.id)
         await engine.wait(free.execution.id)
-        record = await engine.projection.get_trigger("invoice-paid-orders")
-        while record is None or record.fired < 1:
-            await asyncio.sleep(0.01)
+        for _ in range(500):  # the invoice starts right after the order's last event
             record = await engine.projection.get_trigger("invoice-paid-orders")
-        assert record.last_execution_id is not None
+            if record is not None and record.fired >= 1:
+                break
+            await asyncio.sleep(0.01)
+        check(record is not None and record.last_execution_id is not None,
+              "the trigger fired")
+        assert record is not None and record.last_execution_id is not None
         invoice = await engine.wait(record.last_execution_id)
         print(f"order A-1 completed -> {invoice.flow_id} {invoice.id}: "
               f"{invoice.context['out']}")

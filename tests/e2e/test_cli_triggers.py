@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.e2e.test_cli import assert_no_traceback, flowmonkey
+from tests.unit.api_support import eventually
 
 FLOW = """\
 id: greet
@@ -104,8 +105,6 @@ NIGHTLY_DEF = {"id": "nightly", "kind": "schedule", "flowId": "greet",
 async def _engine_run(data_dir: Path, fire: bool = False) -> None:
     """An engine on the durable embedded log with the two triggers; ``fire``: one
     manual fire of the webhook."""
-    import asyncio
-
     from flowmonkey import Engine
     from flowmonkey.handlers import builtin
     from flowmonkey.log import EmbeddedLog
@@ -116,13 +115,14 @@ async def _engine_run(data_dir: Path, fire: bool = False) -> None:
                                 "transitions": {}}}}
     engine = Engine(flows=[flow], handlers=builtin(), triggers=[HOOK_DEF, NIGHTLY_DEF],
                     log=EmbeddedLog(path=data_dir))
+    async def registered() -> bool:
+        return len((await engine.projection.list_triggers()).items) == 2
+
     async with engine:
-        while len((await engine.projection.list_triggers()).items) < 2:
-            await asyncio.sleep(0.01)
+        await eventually(registered, what="both triggers registered")
         if fire:
             await engine.fire_trigger("hook", {"body": {"a": 1}}, "d-1", kind="webhook")
-        while not await engine.settled():
-            await asyncio.sleep(0.01)
+        await eventually(engine.settled, what="the engine settled")
 
 
 async def test_triggers_list_pause_and_resume_on_the_embedded_log(tmp_path: Path) -> None:
