@@ -54,8 +54,9 @@ TRIGGER_DEPTH_EXCEEDED = "TRIGGER_DEPTH_EXCEEDED"
 TRIGGER_TICK = "trigger_tick"
 """The timer kind of a schedule's next tick (on the trigger entity)."""
 CATCH_UP_GRACE_MS = 60_000
-"""``catch_up: skip``: the latest due tick still fires when it is at most this late (a
-processor restart, a rebalance); later, it is missed like the others."""
+"""``catch_up: skip``: the latest due tick still fires when it is at most this late, and
+at most half the time to the tick after it (a processor restart, a rebalance); later,
+it is missed like the others."""
 MAX_TRIGGER_DEPTH = 8
 """Event triggers chained through flows (A's end starts B, B's end starts A, ...) stop
 at this many links: the next fire fails with ``TRIGGER_DEPTH_EXCEEDED``."""
@@ -336,9 +337,11 @@ def decide_trigger_timer(tx: Txn) -> Decision:
     wanted = schedule.catch_up_limit + 1 if policy == "all" else 2
     due_ticks = cron.latest_ticks(schedule.cron, schedule.timezone, first - 1, tx.now, wanted)
     latest = due_ticks[-1] if due_ticks else first
+    next_at = cron.next_after(schedule.cron, schedule.timezone, tx.now)
     if policy == "all":
         firing = due_ticks[-schedule.catch_up_limit:]
-    elif policy == "once" or tx.now - latest <= CATCH_UP_GRACE_MS:
+    elif policy == "once" or tx.now - latest <= min(CATCH_UP_GRACE_MS,
+                                                     (next_at - latest) // 2):
         firing = due_ticks[-1:]
     else:
         firing = []
@@ -347,7 +350,6 @@ def decide_trigger_timer(tx: Txn) -> Decision:
     if missed_to is not None:
         plan.append(("missed", missed_to))
     plan += [("tick", tick) for tick in firing]
-    next_at = cron.next_after(schedule.cron, schedule.timezone, tx.now)
     for index, (what, tick) in enumerate(plan):
         extra: dict[str, Any] = {"tick": tick}
         if index == len(plan) - 1:

@@ -84,8 +84,19 @@ class WebhookSettings(FrozenModel):
 class ScheduleSettings(FrozenModel):
     """A cron expression (5 fields, or 6 with seconds first) in an IANA timezone.
     ``overlap``: ``allow`` runs or ``skip`` while the previous run is active.
-    ``catch_up`` after downtime: ``skip`` the missed ticks, fire ``once`` for them, or
-    fire ``all`` of them up to ``catch_up_limit``."""
+    ``catch_up`` after downtime: ``skip`` the missed ticks (the latest still fires if
+    it is at most 60 s and half a period late), fire ``once`` for them (the latest), or
+    fire ``all`` of them up to ``catch_up_limit`` (the most recent ones, oldest first;
+    earlier ones are skipped).
+
+    Daylight-saving changes (kernel/cron.py, Vixie cron's rules): a schedule with a
+    fixed hour fires once for a local time in the spring-forward gap, shifted by the
+    gap (a daily 02:30 fires at 03:30 that day), and once for a local time that the
+    fall-back fold repeats (at its first occurrence); a schedule whose hour field is
+    ``*`` has no ticks in the gap and fires in both passes of the fold (an hourly
+    schedule has 23 and 25 ticks on those days). Each tick fires once, with the
+    idempotency key ``trigger:<id>@<tick as ISO-8601 UTC>`` unless the trigger has an
+    ``idempotency_key`` selector."""
 
     cron: str = Field(min_length=1, max_length=200)
     timezone: str = Field(default="UTC", min_length=1, max_length=64)

@@ -64,6 +64,7 @@ class TestHarness:
         builtin_handlers: bool = True,
         workers: int | None = None,
         triggers: Iterable[Trigger | Mapping[str, Any]] = (),
+        start_ms: int | None = None,
     ) -> None:
         """``handlers`` come on top of the built-in ones, as with ``Engine``
         (``builtin_handlers=False`` leaves those out).
@@ -76,7 +77,9 @@ class TestHarness:
         On ``close()`` running jobs are released at once (no grace).
 
         ``triggers``: as with ``Engine``; schedules tick on the simulated clock
-        (``advance()``; ``outage()`` for time that passes with nothing running)."""
+        (``advance()``; ``outage()`` for time that passes with nothing running).
+        ``start_ms``: the simulated clock's start (default: now), e.g. just before a
+        daylight-saving change."""
         base = options or EngineOptions(record_history=True, max_steps=100)
         self.options = dataclasses.replace(
             base,
@@ -92,11 +95,12 @@ class TestHarness:
         self._builtin_handlers = builtin_handlers
         self._workers = workers
         self._triggers = list(triggers)
+        self._start_ms = start_ms
         self.events: list[Event] = []
         self._build()
 
     def _build(self) -> None:
-        self.clock = SimulatedClock()
+        self.clock = SimulatedClock(self._start_ms)
         self.dispatcher = EventDispatcher(mode="sync")
         self.dispatcher.on("*", self.events.append)
         self.projection = MemoryProjection(notify=self._notify)

@@ -20,8 +20,8 @@ from flowmonkey.events.envelope import Command, Event
 from flowmonkey.kernel.apply import adopt, apply_to_partition, replay
 from flowmonkey.kernel.decide import Decision, decide
 from flowmonkey.kernel.state import ExecutionState, PartitionState
-from flowmonkey.kernel.trigger_apply import replay_trigger
 from flowmonkey.kernel.timers import next_timer
+from flowmonkey.kernel.trigger_apply import replay_trigger
 from flowmonkey.model.flow import Flow, version_key
 from flowmonkey.model.result import StepResult
 from flowmonkey.model.trigger import Trigger

@@ -3,6 +3,7 @@ daylight-saving changes of Europe/Berlin by the rules in the module's docstring.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 
 import pytest
@@ -54,7 +55,7 @@ def test_an_hourly_schedule_has_23_ticks_in_spring_and_25_in_autumn() -> None:
     assert len(autumn) == 25
     assert on_the_day(autumn, "10-27")[2:4] == ["10-27T02:00+02:00", "10-27T02:00+01:00"]
     # every hour of real time, no two ticks at once
-    assert all(b - a == HOUR for a, b in zip(autumn, autumn[1:], strict=False))
+    assert all(b - a == HOUR for a, b in itertools.pairwise(autumn))
 
 
 def test_every_minute_gives_1440_ticks_on_both_change_days() -> None:

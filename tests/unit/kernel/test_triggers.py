@@ -11,7 +11,7 @@ import pytest
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command
-from flowmonkey.events.types import payload
+from flowmonkey.events.types import TriggerRegistered, payload
 from flowmonkey.kernel import cron
 from flowmonkey.kernel import triggers as kt
 from flowmonkey.kernel.decide import Decision
@@ -88,9 +88,13 @@ def test_a_new_trigger_is_registered_with_its_definition_and_a_seq_of_its_own() 
     event = decision.events[0]
     assert (event.execution_id, event.seq) == ("trigger:hook", 1)
     data = payload(event)
-    assert data.changed is False and data.by == "deploy"  # type: ignore[attr-defined]
+    assert isinstance(data, TriggerRegistered)
+    assert data.changed is False
+    assert data.by == "deploy"
     ts = state(d, "hook")
-    assert ts.enabled and ts.definition["flowId"] == "invoice" and ts.next_fire_at is None
+    assert ts.enabled
+    assert ts.definition["flowId"] == "invoice"
+    assert ts.next_fire_at is None
 
 
 def test_an_identical_registration_is_ignored_and_a_changed_one_recorded() -> None:
@@ -110,7 +114,8 @@ def test_a_pause_survives_a_redeploy_and_a_new_disabled_trigger_starts_disabled(
     d.send(cmd(n.CMD_TRIGGER_DISABLE, "tick", by="ops", reason="maintenance"))
     register(d, schedule(id="tick", cron_="*/5 * * * *"))
     ts = state(d, "tick")
-    assert not ts.enabled and ts.next_fire_at is None
+    assert not ts.enabled
+    assert ts.next_fire_at is None
     assert kt.trigger_timers_for(ts) == []
     register(d, Trigger.model_validate({**trigger_definition(webhook("off")), "enabled": False}))
     assert not state(d, "off").enabled
@@ -140,7 +145,8 @@ def test_a_definition_that_cannot_be_used_is_refused_naming_the_trigger_and_fiel
     decision = d.send(cmd(n.CMD_TRIGGER_REGISTER, "bad", definition=definition))
     assert rejected(decision) == n.REJECT_INVALID_COMMAND
     reason = decision.events[0].data["reason"]
-    assert "'bad'" in reason and named in reason
+    assert "'bad'" in reason
+    assert named in reason
     assert "trigger:bad" not in d.partition.triggers
 
 
@@ -165,7 +171,8 @@ def test_disable_and_enable_record_who_and_why_and_a_repeat_changes_nothing() ->
     assert not state(d, "tick").enabled
     later = T0 + 90 * MINUTE + 30_000
     on = d.send(cmd(n.CMD_TRIGGER_ENABLE, "tick", at=later, by="ops"))
-    assert types(on.events) == [n.TRIGGER_ENABLED] and on.events[0].data["changed"] is True
+    assert types(on.events) == [n.TRIGGER_ENABLED]
+    assert on.events[0].data["changed"] is True
     # enabling computes the next tick from now: what was missed while paused is not
     # caught up
     assert state(d, "tick").next_fire_at == cron.next_after("* * * * *", "UTC", later)
@@ -202,7 +209,8 @@ def test_a_fire_without_a_mapping_starts_the_flow_with_the_body() -> None:
     assert types(decision.events) == [n.TRIGGER_FIRED]
     fired = decision.events[0].data
     expected_id = kt.triggered_execution_id("hook", "webhook", "delivery-1")
-    assert fired["execution_id"] == expected_id and expected_id.startswith("trg-")
+    assert fired["execution_id"] == expected_id
+    assert expected_id.startswith("trg-")
     assert fired["source"] == {"kind": "webhook", "key": "delivery-1"}
     [start] = started(decision)
     assert start.execution_id == expected_id
@@ -235,10 +243,12 @@ def test_a_mapping_error_fails_the_fire_naming_the_trigger_and_field() -> None:
     d = driver()
     register(d, webhook(idempotencyKey={"type": "path", "path": "body"}))
     decision = fire(d, "hook", {"body": {"a": 1}})
-    assert types(decision.events) == [n.TRIGGER_FAILED] and not decision.commands
+    assert types(decision.events) == [n.TRIGGER_FAILED]
+    assert not decision.commands
     data = decision.events[0].data
     assert data["code"] == kt.MAPPING_ERROR
-    assert "'hook'" in data["message"] and "idempotencyKey" in data["message"]
+    assert "'hook'" in data["message"]
+    assert "idempotencyKey" in data["message"]
     assert state(d, "hook").failed == 1
 
 
@@ -255,7 +265,8 @@ def test_a_disabled_trigger_fails_the_fire() -> None:
     register(d, webhook())
     d.send(cmd(n.CMD_TRIGGER_DISABLE, "hook"))
     decision = fire(d, "hook", {"body": {}})
-    assert types(decision.events) == [n.TRIGGER_FAILED] and not decision.commands
+    assert types(decision.events) == [n.TRIGGER_FAILED]
+    assert not decision.commands
     assert decision.events[0].data["code"] == kt.TRIGGER_DISABLED
 
 
@@ -333,7 +344,8 @@ def test_a_due_tick_fires_once_and_sets_the_next() -> None:
     decision = tick(d, "tick")
     assert types(decision.events) == [n.TRIGGER_FIRED]
     fired = decision.events[0].data
-    assert fired["tick"] == due and fired["next_fire_at"] == due + MINUTE
+    assert fired["tick"] == due
+    assert fired["next_fire_at"] == due + MINUTE
     assert fired["idempotency_key"] == f"trigger:tick@{cron.to_iso(due)}"
     [start] = started(decision)
     assert start.data["metadata"]["trigger"] == {"id": "tick", "kind": "schedule",
@@ -371,7 +383,8 @@ def test_catch_up_once_fires_the_latest_missed_tick_and_skips_the_rest() -> None
     due, decision = outage(d, "tick", 30)
     assert types(decision.events) == [n.TRIGGER_SKIPPED, n.TRIGGER_FIRED]
     skipped = decision.events[0].data
-    assert skipped["reason"] == "catch_up" and skipped["since"] == due
+    assert skipped["reason"] == "catch_up"
+    assert skipped["since"] == due
     assert skipped["tick"] == due + 29 * MINUTE
     assert fired_ticks(decision) == [due + 30 * MINUTE]
     assert state(d, "tick").next_fire_at == due + 31 * MINUTE
@@ -453,7 +466,7 @@ def test_an_execution_event_fires_the_event_triggers_whose_conditions_hold() -> 
     done = run_order(d, "o-1", 5)
     [fire_cmd] = [c for c in done.commands if c.type == n.CMD_TRIGGER_FIRE]
     assert fire_cmd.execution_id == "trigger:bill-orders"
-    completed = [e for e in done.events if e.type == n.EXECUTION_COMPLETED][0]
+    completed = next(e for e in done.events if e.type == n.EXECUTION_COMPLETED)
     assert fire_cmd.data["source"] == {"kind": "event", "key": f"o-1:{completed.seq}"}
     assert fire_cmd.data["arrival"]["event"]["type"] == n.EXECUTION_COMPLETED
     decisions = d.deliver()
