@@ -67,7 +67,8 @@ async def main() -> None:
             await asyncio.sleep(0.01)
         check(record is not None and record.last_execution_id is not None,
               "the trigger fired")
-        assert record is not None and record.last_execution_id is not None
+        assert record is not None
+        assert record.last_execution_id is not None
         invoice = await engine.wait(record.last_execution_id)
         print(f"order A-1 completed -> {invoice.flow_id} {invoice.id}: "
               f"{invoice.context['out']}")
