@@ -218,11 +218,11 @@ async def test_topics_create_on_a_default_broker_makes_what_was_asked_for(
     again = await _run("topics", "create", "--partitions", "3",
                        bootstrap=kafka_default_bootstrap, prefix=kafka_default_prefix)
     assert again.code == 0, again.err
-    assert "0 created, 5 found" in again.out
+    assert "0 created, 6 found" in again.out
     check = await _run("topics", "check", bootstrap=kafka_default_bootstrap,
                        prefix=kafka_default_prefix)
     assert check.code == 0, check.err
-    assert "all 5 topics are right" in check.out
+    assert "all 6 topics are right" in check.out
 
 
 async def test_topics_create_refuses_an_existing_events_topic_that_deletes_events(
