@@ -35,6 +35,7 @@ from flowmonkey.cli.rebuild import register_rebuild
 from flowmonkey.cli.replay import register_replay
 from flowmonkey.cli.run import register_run
 from flowmonkey.cli.topics import register_topics
+from flowmonkey.cli.trigger_consumer import register_trigger_consumer
 from flowmonkey.cli.triggers import register_triggers
 from flowmonkey.cli.validate import register_validate
 from flowmonkey.cli.wal import register_wal
@@ -51,6 +52,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_processor,
     register_projector,
     register_worker,
+    register_trigger_consumer,
     register_api,
     register_topics,
     register_migrate,

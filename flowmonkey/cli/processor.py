@@ -49,7 +49,9 @@ commands that caused them are committed in one Kafka transaction.
 
 Processors need the flows and handlers: give the module that defines them with
 --app (an object or module with `flows` and `handlers`; a .py path works too). The
-flows are published on the flows topic so other processes see them. Queries and the
+flows are published on the flows topic so other processes see them; its `triggers`
+are registered (schedules and event triggers fire from the processors, topic triggers
+need `flowmonkey trigger-consumer` too). Queries and the
 Postgres projection are the projector's job (`flowmonkey projector`).
 
 With FLOWMONKEY_POSTGRES_DSN set, each partition's state is snapshotted to the

@@ -191,6 +191,11 @@ class Metrics:
         self.job_claim_seconds = Histogram(
             "flowmonkey_worker_claim_seconds", "From sending a claim to its answer",
             buckets=_FAST_S, registry=r)
+        # ---------------------------------------------------------------- topic triggers
+        self.topic_trigger_consumed = Counter(
+            "flowmonkey_trigger_consumer_records", "Records a topic trigger consumed, by "
+            "trigger and outcome (fired: a trigger.fire command sent; dead_lettered: not "
+            "JSON, too large or unstorable)", ["trigger", "outcome"], registry=r)
         # ---------------------------------------------------------------- api
         self.api_requests = Counter(
             "flowmonkey_api_requests", "HTTP requests, by method, route template and status",
@@ -258,6 +263,15 @@ class Metrics:
         self._child(self.projector_next_offset, str(partition)).set(next_offset)
         if lag_s is not None:
             self.projector_lag_seconds.observe(lag_s)
+
+    # -------------------------------------------------------------------- topic triggers
+
+    def topic_trigger_records(self, trigger_id: str, fired: int, dead_lettered: int) -> None:
+        """One appended batch of a topic trigger's consumer."""
+        if fired:
+            self.topic_trigger_consumed.labels(trigger_id, "fired").inc(fired)
+        if dead_lettered:
+            self.topic_trigger_consumed.labels(trigger_id, "dead_lettered").inc(dead_lettered)
 
     # -------------------------------------------------------------------- exposition
 

@@ -23,7 +23,7 @@ from flowmonkey.cli.options import (
     add_settings_options,
 )
 
-SERVICES = ("processor", "projector", "api", "dev")
+SERVICES = ("processor", "projector", "api", "dev", "trigger-consumer")
 
 # the option blocks each service command takes, by builder
 CONNECTIONS = {"--kafka-bootstrap", "--topic-prefix", "--kafka-security-protocol",
@@ -40,6 +40,8 @@ BLOCKS = {
     "api": CONNECTIONS | APP | {"--schema", "--log-format", "--replication-factor",
                                 "--partitions", "--data-dir"},
     "dev": APP | {"--input", "--input-file"},
+    "trigger-consumer": (CONNECTIONS - {"--postgres-dsn"}) | METRICS | {
+        "--app", "--log-format", "--no-tune-gc", "--progress-every"},
 }
 
 # options that differ between commands on purpose
@@ -87,7 +89,7 @@ def test_every_command_of_the_old_layout_is_there() -> None:
     commands = {path[0] for path in COMMAND_PATHS if len(path) == 1}
     assert commands == {"run", "dev", "demo", "validate", "processor", "projector", "worker",
                         "api", "topics", "migrate", "replay", "rebuild", "wal", "log",
-                        "bench", "jobs", "triggers"}
+                        "bench", "jobs", "triggers", "trigger-consumer"}
 
 
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "flowmonkey")
