@@ -21,6 +21,7 @@ from flowmonkey import HandlerParams, Result, StepResult, handler
 from flowmonkey.testing import TestHarness
 
 MINUTE = 60_000
+START_MS = 1_767_225_660_000  # 2026-01-01T00:01:00Z: the simulated clock starts here
 
 
 def check(ok: bool, what: str) -> None:
@@ -47,7 +48,8 @@ triggers = [{
 
 
 async def main() -> None:
-    async with TestHarness(flows=flows, handlers=handlers, triggers=triggers) as t:
+    async with TestHarness(flows=flows, handlers=handlers, triggers=triggers,
+                           start_ms=START_MS) as t:
         await t.settle()
         for _ in range(24 * 4):
             await t.advance(15 * MINUTE)
@@ -61,7 +63,7 @@ async def main() -> None:
         assert sample is not None
         print(f"  first: {sample.context['report']} (key {sample.idempotency_key})")
 
-        await t.outage(2 * 60 * MINUTE)  # down for two hours: 8 ticks missed
+        await t.outage(2 * 60 * MINUTE + 7 * MINUTE)  # down past 8 ticks
         await t.advance(MINUTE)
         after = await t.projection.get_trigger("quarter-hourly")
         assert after is not None
