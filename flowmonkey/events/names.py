@@ -54,6 +54,13 @@ TRIGGER_FIRED = "trigger.fired"
 TRIGGER_SKIPPED = "trigger.skipped"  # a tick skipped (overlap, catch-up policy)
 TRIGGER_FAILED = "trigger.failed"  # bad signature, mapping error, disabled trigger
 TRIGGER_RUN_ENDED = "trigger.run_ended"  # a run it started ended (overlap policy)
+# forms: their events carry ``form:<id>`` as execution id (model/form.py)
+FORM_REGISTERED = "form.registered"
+FORM_SUBMITTED = "form.submitted"
+FORM_REJECTED = "form.rejected"  # invalid, spam, duplicate, rate-limited, disabled
+# the email-reply handler's mail, and a reply to it (on the execution)
+EMAIL_SENT = "email.sent"
+EMAIL_RECEIVED = "email.received"
 
 # outside any execution's history (seq 0)
 COMMAND_REJECTED = "command.rejected"
@@ -109,9 +116,14 @@ CMD_TRIGGER_RUN_ENDED = "trigger.run_ended"
 TRIGGER_COMMANDS = frozenset({CMD_TRIGGER_REGISTER, CMD_TRIGGER_ENABLE, CMD_TRIGGER_DISABLE,
                               CMD_TRIGGER_FIRE, CMD_TRIGGER_RUN_ENDED})
 
+# forms (to the form's entity ``form:<id>``)
+CMD_FORM_REGISTER = "form.register"
+CMD_FORM_SUBMIT = "form.submit"
+FORM_COMMANDS = frozenset({CMD_FORM_REGISTER, CMD_FORM_SUBMIT})
+
 EXTERNAL_COMMANDS = frozenset({CMD_START, CMD_RESUME, CMD_CANCEL, CMD_REVOKE_TOKEN,
                                CMD_CHILD_FINISHED, CMD_CHILD_ATTACH}) | JOB_WORKER_COMMANDS | \
-    TRIGGER_COMMANDS
+    TRIGGER_COMMANDS | FORM_COMMANDS
 
 # rejection codes
 REJECT_EXECUTION_NOT_FOUND = "EXECUTION_NOT_FOUND"

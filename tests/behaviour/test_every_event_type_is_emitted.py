@@ -21,6 +21,9 @@ from tests.behaviour.job_commands import JobCommands
 
 NOT_EMITTED: dict[str, str] = {
     # name -> why nothing emits it
+    **dict.fromkeys((n.FORM_REGISTERED, n.FORM_SUBMITTED, n.FORM_REJECTED, n.EMAIL_SENT,
+                     n.EMAIL_RECEIVED),
+                    "forms are being built (issue 14): their kernel emits them next"),
 }
 
 attempts: dict[str, int] = {}
