@@ -5,18 +5,24 @@ among processes (``LogCapabilities.consumer_groups``) or one per partition other
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from flowmonkey.events.envelope import Command
 from flowmonkey.handlers.base import VaultProvider
-from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
+from flowmonkey.handlers.registry import (
+    EngineEnv,
+    FlowRegistry,
+    HandlerRegistry,
+    TriggerRegistry,
+)
 from flowmonkey.jobs.worker import DEFAULT_CONCURRENCY, Worker
 from flowmonkey.log.base import Log
 from flowmonkey.log.partitioner import partition_for
 from flowmonkey.log.topics import Topics
 from flowmonkey.metrics import Metrics
 from flowmonkey.model.tables import TableDef
+from flowmonkey.model.trigger import Trigger
 from flowmonkey.processors.clock import Clock
 from flowmonkey.processors.group import GroupProcessors
 from flowmonkey.processors.partition import Appender, PartitionProcessor
@@ -26,6 +32,7 @@ from flowmonkey.processors.topic_checks import verify_topics
 from flowmonkey.projections.base import Projection
 from flowmonkey.projections.projector import OnBatch, Projector
 from flowmonkey.runtime.flow_sync import sync_flows
+from flowmonkey.runtime.trigger_sync import sync_triggers
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +79,18 @@ class Wiring:
         self._make_worker: Callable[[], Worker] | None = None
 
     async def start(self, tables: Iterable[TableDef], flows: FlowRegistry, *,
-                    on_events: OnBatch | None, processors: ProcessorSetup | None) -> None:
-        """Open the log and projection, sync ``flows`` with the flows topic, then start
-        the projector (with ``on_events``) and the processors, each if given."""
+                    on_events: OnBatch | None, processors: ProcessorSetup | None,
+                    triggers: tuple[TriggerRegistry, Sequence[Trigger]] | None = None
+                    ) -> None:
+        """Open the log and projection, sync ``flows`` with the flows topic and
+        ``triggers`` (the registry, and the definitions given to this engine) with the
+        triggers topic, then start the projector (with ``on_events``) and the
+        processors, each if given."""
         await self.open(tables)
         await sync_flows(self.log, self.topics, flows)
+        if triggers is not None:
+            # before the processors: their env's event triggers include other processes'
+            await sync_triggers(self.log, self.topics, triggers[0], triggers[1])
         if on_events is not None:
             # before the processors, so no answer to a command sent right after start
             # can slip past it
