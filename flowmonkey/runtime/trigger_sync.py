@@ -10,6 +10,7 @@ topic: it is the deployment being started.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
@@ -22,6 +23,9 @@ from flowmonkey.log.topics import Topics
 from flowmonkey.model.trigger import Trigger
 
 log = logging.getLogger("flowmonkey.engine")
+
+FOLLOW_POLL_S = 1.0
+"""How long one wait for new definitions lasts before it is asked again."""
 
 
 class TriggerBook(Protocol):
@@ -38,27 +42,56 @@ def encoded(trigger: Trigger) -> bytes:
 async def read_published(log_: Log, topics: Topics) -> dict[str, Trigger]:
     """The latest readable definition of each trigger on the topic (an unreadable
     record, e.g. from a newer version, is skipped with a warning)."""
+    found, _ = await read_published_from(log_, topics, 0)
+    return found
+
+
+async def read_published_from(log_: Log, topics: Topics,
+                              offset: int) -> tuple[dict[str, Trigger], int]:
+    """The latest readable definition of each trigger published from ``offset`` on,
+    and the offset after the last record read."""
     found: dict[str, Trigger] = {}
-    offset = 0
     while True:
         records = await log_.read(topics.triggers, 0, offset, 1000)
         if not records:
-            break
+            return found, offset
         for record in records:
-            if not record.value:  # a lost-record placeholder
-                continue
-            try:
-                trigger = Trigger.model_validate_json(record.value)
-            except (ValidationError, ValueError) as exc:
-                with contextlib.suppress(Exception):
-                    log.warning("skipped an unreadable trigger definition at %s offset "
-                                "%d: %s", topics.triggers, record.offset,
-                                str(exc).splitlines()[0])
-                continue
-            found.pop(trigger.id, None)
-            found[trigger.id] = trigger
+            trigger = _decoded(record.value, topics, record.offset)
+            if trigger is not None:
+                found.pop(trigger.id, None)
+                found[trigger.id] = trigger
         offset = records[-1].offset + 1
-    return found
+
+
+def _decoded(value: bytes | None, topics: Topics, offset: int) -> Trigger | None:
+    if not value:  # a lost-record placeholder
+        return None
+    try:
+        return Trigger.model_validate_json(value)
+    except (ValidationError, ValueError) as exc:
+        with contextlib.suppress(Exception):
+            log.warning("skipped an unreadable trigger definition at %s offset %d: %s",
+                        topics.triggers, offset, str(exc).splitlines()[0])
+        return None
+
+
+async def follow_published(log_: Log, topics: Topics, book: TriggerBook, offset: int,
+                           poll_s: float = FOLLOW_POLL_S) -> None:
+    """Adopt into ``book`` every definition published from ``offset`` on, as it comes,
+    until cancelled: a processor learns an event trigger another process registers
+    after it started (the first event it decides after adopting it may fire it)."""
+    while True:
+        try:
+            if not await log_.wait_for(topics.triggers, 0, offset, poll_s):
+                continue
+            found, offset = await read_published_from(log_, topics, offset)
+        except Exception as exc:  # the log unreachable for a while: try again later
+            log.warning("reading %s failed (%s); retrying in %.0f s", topics.triggers,
+                        exc, poll_s)
+            await asyncio.sleep(poll_s)
+            continue
+        for trigger in found.values():
+            book.adopt(trigger)
 
 
 async def publish_triggers(log_: Log, topics: Topics, triggers: Iterable[Trigger]) -> None:

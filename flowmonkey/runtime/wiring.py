@@ -5,6 +5,8 @@ among processes (``LogCapabilities.consumer_groups``) or one per partition other
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -32,7 +34,7 @@ from flowmonkey.processors.topic_checks import verify_topics
 from flowmonkey.projections.base import Projection
 from flowmonkey.projections.projector import OnBatch, Projector
 from flowmonkey.runtime.flow_sync import sync_flows
-from flowmonkey.runtime.trigger_sync import sync_triggers
+from flowmonkey.runtime.trigger_sync import follow_published, sync_triggers
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class Wiring:
         self.static_processors: list[PartitionProcessor] = []
         self.worker: Worker | None = None
         self._make_worker: Callable[[], Worker] | None = None
+        self._trigger_follower: asyncio.Task[None] | None = None
 
     async def start(self, tables: Iterable[TableDef], flows: FlowRegistry, *,
                     on_events: OnBatch | None, processors: ProcessorSetup | None,
@@ -91,6 +94,12 @@ class Wiring:
         if triggers is not None:
             # before the processors: their env's event triggers include other processes'
             await sync_triggers(self.log, self.topics, triggers[0], triggers[1])
+            # and after: definitions other processes publish later (read from the
+            # start again: re-adopting a known definition changes nothing, and this
+            # process's own ones were published last, so they stay the latest)
+            self._trigger_follower = asyncio.get_running_loop().create_task(
+                follow_published(self.log, self.topics, triggers[0], 0),
+                name="flowmonkey-trigger-follower")
         if on_events is not None:
             # before the processors, so no answer to a command sent right after start
             # can slip past it
@@ -217,7 +226,12 @@ class Wiring:
             await self.projector.stop()
 
     async def close(self) -> None:
-        """Close the projection, then the log."""
+        """Stop following the triggers topic; close the projection, then the log."""
+        follower, self._trigger_follower = self._trigger_follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         await self.projection.close()
         await self.log.close()
 

@@ -12,7 +12,7 @@ from flowmonkey.log.base import OutRecord
 from flowmonkey.log.topics import Topics
 from flowmonkey.model.trigger import Trigger
 from flowmonkey.runtime.trigger_sync import publish_triggers, read_published, sync_triggers
-from tests.unit.api_support import GREET, greet
+from tests.unit.api_support import GREET, eventually, greet
 
 HOOK = Trigger.model_validate({"id": "hook", "kind": "webhook", "flowId": "greet",
                                "webhook": {"secret": "s"}})
@@ -63,3 +63,15 @@ async def test_an_engine_adopts_the_triggers_another_published(tmp_path: Path) -
         pass
     async with Engine(flows=[GREET], handlers=[greet], log=EmbeddedLog(path=tmp_path)) as e:
         assert sorted(t.id for t in e.triggers.all()) == ["hook", "nightly"]
+
+
+async def test_a_running_engine_adopts_triggers_published_after_it_started() -> None:
+    log = EmbeddedLog(partitions=2)
+    async with Engine(flows=[GREET], handlers=[greet], log=log) as engine:
+        assert engine.triggers.get("hook") is None
+        # another process's engine publishes a trigger while this one runs
+        await publish_triggers(log, Topics(log.topic_prefix), [HOOK])
+        async def adopted() -> bool:
+            return engine.triggers.get("hook") == HOOK
+
+        await eventually(adopted, what="the running engine to adopt the new trigger")
