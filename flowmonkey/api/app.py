@@ -17,22 +17,29 @@ from flowmonkey.api import (
     routes_flows,
     routes_forms,
     routes_health,
+    routes_hooks,
     routes_jobs,
     routes_tables,
+    routes_triggers,
 )
 from flowmonkey.api.auth import ApiAuth, principal_without_auth
 from flowmonkey.api.body_limit import BodyLimit
 from flowmonkey.api.deps import FlowRefresher, refuse_nul
 from flowmonkey.api.errors import install_error_handlers
 from flowmonkey.api.form_submissions import FormSubmissions
+from flowmonkey.api.webhooks import Webhooks
 from flowmonkey.engine import Engine
 from flowmonkey.forms.captcha import CaptchaVerifier, HttpCaptchaVerifier
 from flowmonkey.model.limits import DEFAULT_MAX_TOTAL_SIZE_BYTES
 
 DESCRIPTION = """\
-Start, resume, cancel and query FlowMonkey executions; query their jobs.
+Start, resume, cancel and query FlowMonkey executions; query their jobs; list, pause
+and resume triggers; receive webhooks; take public form submissions.
 
-Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. A key bound to
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>` (webhooks,
+`POST /v1/hooks/{triggerId}`, authenticate by their signature instead, unless their
+trigger requires a key; form submissions, `POST /v1/forms/{formId}/submissions`, are
+public). A key bound to
 a tenant acts for that tenant only; an admin key acts for every tenant, or for the one
 named by `X-Tenant-Id`. Errors are `{"error": {"code": ..., "message": ...}}`.
 
@@ -66,6 +73,7 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.add_middleware(metrics.RequestMetrics, metrics=engine.metrics)
     app.state.engine = engine
     app.state.flow_refresher = FlowRefresher(engine)
+    app.state.webhooks = Webhooks(engine)
     app.state.form_submissions = FormSubmissions(
         engine, captcha if captcha is not None else HttpCaptchaVerifier(), trusted_proxies)
     app.state.authenticate = auth.principal if auth is not None else principal_without_auth
@@ -76,6 +84,9 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.include_router(routes_jobs.router)
     app.include_router(routes_flows.router)
     app.include_router(routes_tables.router)
+    app.include_router(routes_triggers.router)
+    # no API key: a webhook authenticates itself by its signature (routes_hooks.py)
+    app.include_router(routes_hooks.router)
     # submissions need no API key: a public form's defences are its own (routes_forms.py)
     app.include_router(routes_forms.router)
     return app

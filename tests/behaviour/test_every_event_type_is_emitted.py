@@ -13,6 +13,7 @@ from flowmonkey import EngineOptions, HandlerParams, Result, StepResult, handler
 from flowmonkey.errors import CommandRejected
 from flowmonkey.events import names as n
 from flowmonkey.events.types import payload
+from flowmonkey.model.form import Form
 from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.model.trigger import Trigger
 from flowmonkey.testing import TestHarness
@@ -21,8 +22,7 @@ from tests.behaviour.job_commands import JobCommands
 
 NOT_EMITTED: dict[str, str] = {
     # name -> why nothing emits it
-    **dict.fromkeys((n.FORM_REGISTERED, n.FORM_SUBMITTED, n.FORM_REJECTED, n.EMAIL_SENT,
-                     n.EMAIL_RECEIVED),
+    **dict.fromkeys((n.EMAIL_SENT, n.EMAIL_RECEIVED),
                     "forms are being built (issue 14): their kernel emits them next"),
 }
 
@@ -96,6 +96,10 @@ TRIGGERS = [
 ]
 
 
+FORMS = [Form.model_validate({"id": "signup", "flowId": "retried",
+                             "rateLimit": {"perAddress": {"count": 1, "windowS": 60}}})]
+
+
 def _defined_event_types() -> set[str]:
     return {value for name, value in vars(n).items()
             if name.isupper() and isinstance(value, str)
@@ -106,7 +110,7 @@ async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason() ->
     async with TestHarness(handlers=[ok, flaky, slow, approval, nap, export], flows=FLOWS,
                            tables=[ORDERS, NUMBERS, STRICT],
                            options=EngineOptions(timeout_ms=50), triggers=TRIGGERS,
-                           workers=0) as t:  # its jobs are driven by hand
+                           forms=FORMS, workers=0) as t:  # its jobs are driven by hand
         # pipes: one row lands, two go to the WAL; one is replayed once its column
         # takes text, the other given up
         await t.run("piped", idempotency_key="once")
@@ -171,13 +175,17 @@ async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason() ->
             await t.engine.fire_trigger("hook", {"body": {}}, "delivery-2", kind="webhook")
         await t.engine.resume_trigger("hook", by="test")
         await t.advance(3 * 60_000)
+        # forms: registered at start; a submission accepted, the next rate-limited
+        assert (await t.engine.submit_form("signup", {}, address="1.2.3.4")).accepted
+        limited = await t.engine.submit_form("signup", {}, address="1.2.3.4")
+        assert limited.outcome == "rate_limited"
         # a refused command
         await t.cancel("no-such-execution")
         t.engine.handlers.unregister("nap")
 
         emitted = {e.type for e in t.events}
-        for event in t.events:  # the trigger events hold to their schemas
-            if event.type.startswith("trigger."):
+        for event in t.events:  # the trigger and form events hold to their schemas
+            if event.type.startswith(("trigger.", "form.")):
                 payload(event)
 
     defined = _defined_event_types()
