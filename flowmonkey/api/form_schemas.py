@@ -8,8 +8,10 @@ from typing import Any
 
 from pydantic import Field
 
+from flowmonkey.api.times import UtcDateTime
 from flowmonkey.model.base import FlowMonkeyModel
 from flowmonkey.model.form import Form
+from flowmonkey.model.form_submission import SubmissionRecord, SubmissionStatus
 
 
 class SubmissionAccepted(FlowMonkeyModel):
@@ -65,3 +67,31 @@ class FormSummary(FlowMonkeyModel):
 
 class FormList(FlowMonkeyModel):
     items: list[FormSummary]
+
+
+class SubmissionOut(FlowMonkeyModel):
+    """A submission as its form's partition decided it. ``data``: the sanitised data
+    (null for spam, a failed captcha, a duplicate); ``errors``: an invalid one's, by
+    JSON pointer; ``executionId``: the execution it started or resumed (a duplicate's:
+    the first's, named by ``duplicateOf``)."""
+
+    id: str
+    form_id: str
+    tenant_id: str | None = None
+    status: SubmissionStatus
+    data: dict[str, Any] | None = None
+    errors: list[SubmissionProblem] | None = None
+    execution_id: str | None = None
+    duplicate_of: str | None = None
+    retry_after_ms: int | None = None
+    resumed: bool = False
+    submitted_at: UtcDateTime
+
+    @classmethod
+    def of(cls, record: SubmissionRecord) -> SubmissionOut:
+        return cls.model_validate(record.model_dump())
+
+
+class SubmissionPage(FlowMonkeyModel):
+    items: list[SubmissionOut]
+    next_cursor: str | None = None

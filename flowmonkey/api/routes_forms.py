@@ -31,7 +31,9 @@ the rate limits. Nothing is started by any refused submission.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from flowmonkey.api.deps import Caller, EngineDep
@@ -42,10 +44,15 @@ from flowmonkey.api.form_schemas import (
     FormSummary,
     SubmissionAccepted,
     SubmissionInvalid,
+    SubmissionOut,
+    SubmissionPage,
 )
 from flowmonkey.api.form_submissions import FormSubmissions, Refused
+from flowmonkey.api.routes_executions import MAX_PAGE
 from flowmonkey.api.schemas import errors
+from flowmonkey.engine import Engine
 from flowmonkey.model.form import Form
+from flowmonkey.model.form_submission import SubmissionStatus
 
 router = APIRouter(prefix="/v1/forms", tags=["forms"])
 
@@ -104,7 +111,40 @@ async def list_forms(engine: EngineDep, caller: Caller) -> FormList:
 @router.get("/{form_id}", response_model=FormOut, responses=errors(401, 404))
 async def get_form(form_id: str, engine: EngineDep, caller: Caller) -> FormOut:
     """A form's definition (another tenant's answers 404, as an unknown one)."""
+    return FormOut.of(_form(engine, form_id, caller.tenant_id))
+
+
+def _form(engine: Engine, form_id: str, tenant_id: str | None) -> Form:
     form = engine.forms.get(form_id)
-    if form is None or not _visible(form, caller.tenant_id):
+    if form is None or not _visible(form, tenant_id):
         raise not_found("form", form_id)
-    return FormOut.of(form)
+    return form
+
+
+@router.get("/{form_id}/submissions", response_model=SubmissionPage,
+            responses=errors(400, 401, 404, 422))
+async def list_submissions(
+    form_id: str, engine: EngineDep, caller: Caller,
+    status: SubmissionStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(description="nextCursor of the previous page")] = None,
+) -> SubmissionPage:
+    """A form's submissions, newest first, whatever became of them; pass
+    ``nextCursor`` back as ``cursor`` for the next page."""
+    _form(engine, form_id, caller.tenant_id)
+    page = await engine.projection.list_submissions(
+        form_id, status=status, tenant_id=caller.tenant_id, limit=limit, cursor=cursor)
+    return SubmissionPage(items=[SubmissionOut.of(r) for r in page.items],
+                          next_cursor=page.next_cursor)
+
+
+@router.get("/{form_id}/submissions/{submission_id}", response_model=SubmissionOut,
+            responses=errors(401, 404))
+async def get_submission(form_id: str, submission_id: str, engine: EngineDep,
+                         caller: Caller) -> SubmissionOut:
+    _form(engine, form_id, caller.tenant_id)
+    record = await engine.projection.get_submission(form_id, submission_id,
+                                                    tenant_id=caller.tenant_id)
+    if record is None:
+        raise not_found("submission", submission_id)
+    return SubmissionOut.of(record)

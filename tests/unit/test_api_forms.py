@@ -155,3 +155,46 @@ async def test_submitting_needs_no_key_but_reading_forms_does_and_is_tenant_scop
         assert got.json()["form"]["honeypot"] == "website"
         assert (await client.get("/v1/forms/contact", headers=bearer(KEY_B))).status_code \
             == 404
+
+
+async def test_submissions_are_listed_newest_first_by_status_and_tenant() -> None:
+    async with forms_api(CONTACT) as api:
+        taken = (await api.post("contact", VALID)).json()
+        await api.harness.advance(1000)
+        await api.post("contact", {"name": ""})
+        await api.harness.advance(1000)
+        await api.post("contact", VALID)  # a duplicate
+        page = await api.client.get("/v1/forms/contact/submissions", headers=bearer(KEY_A))
+        assert page.status_code == 200, page.text
+        items = page.json()["items"]
+        assert [i["status"] for i in items] == ["duplicate", "invalid", "accepted"]
+        assert items[2]["id"] == taken["submissionId"]
+        assert items[2]["executionId"] == taken["executionId"]
+        assert items[2]["data"]["message"] == "Hello there"
+        assert items[0]["duplicateOf"] == taken["submissionId"]
+        assert {"pointer": "/name", "message": "value should be non-empty"} in items[1]["errors"]
+        invalid = await api.client.get("/v1/forms/contact/submissions",
+                                       params={"status": "invalid", "limit": 1},
+                                       headers=bearer(ADMIN))
+        assert [i["status"] for i in invalid.json()["items"]] == ["invalid"]
+        one = await api.client.get(f"/v1/forms/contact/submissions/{taken['submissionId']}",
+                                   headers=bearer(KEY_A))
+        assert one.json()["status"] == "accepted"
+        for url in ("/v1/forms/contact/submissions",
+                    f"/v1/forms/contact/submissions/{taken['submissionId']}"):
+            assert (await api.client.get(url, headers=bearer(KEY_B))).status_code == 404
+            assert (await api.client.get(url)).status_code == 401
+        bad = await api.client.get("/v1/forms/contact/submissions", params={"status": "x"},
+                                   headers=bearer(KEY_A))
+        assert bad.status_code == 422
+
+
+async def test_submission_metrics_are_served_by_form_and_outcome() -> None:
+    async with forms_api(CONTACT) as api:
+        await api.post("contact", VALID)
+        await api.post("contact", {"name": ""})
+        await api.post("contact", content=b"x", headers={"Content-Type": "text/plain"})
+        text = (await api.client.get("/metrics")).text
+        for outcome in ("accepted", "invalid", "unsupported_media_type"):
+            assert f'flowmonkey_form_submissions_total{{form="contact",outcome="{outcome}"}} ' \
+                   "1.0" in text
