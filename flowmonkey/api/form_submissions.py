@@ -32,7 +32,7 @@ from flowmonkey.forms.bounds import BodyError, ParseBounds
 from flowmonkey.forms.captcha import TOKEN_FIELDS, CaptchaVerifier
 from flowmonkey.forms.parsing import coerce_form_values, parse_body
 from flowmonkey.forms.sanitise import Problem, sanitise
-from flowmonkey.forms.validation import schema_errors
+from flowmonkey.forms.validation import SchemaUnsupported, schema_errors
 from flowmonkey.handlers.form_submit import token_target
 from flowmonkey.kernel.forms import submission_execution_id
 from flowmonkey.model.form import Form
@@ -122,8 +122,13 @@ class FormSubmissions:
         if form_encoded:
             submission.data = coerce_form_values(submission.data, form.json_schema)
         sanitised = sanitise(form, submission.data)
-        problems = _unique([*sanitised.problems,
-                            *schema_errors(form.json_schema, sanitised.data)])
+        try:
+            found = schema_errors(form.json_schema, sanitised.data)
+        except SchemaUnsupported as exc:
+            log.error("form %r: its schema cannot check submissions: %s", form.id, exc)
+            raise Refused("failed", 500, "FORM_SCHEMA_UNUSABLE", "the form's schema cannot "
+                          "be used; the server log says why") from None
+        problems = _unique([*sanitised.problems, *found])
         if problems:
             await submission.record("invalid", sanitised.data, problems)
             raise Refused("invalid", 422, "SUBMISSION_INVALID",

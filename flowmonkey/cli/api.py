@@ -228,7 +228,6 @@ class _Api:
 
         from flowmonkey.api import ApiAuth, create_app
         from flowmonkey.api.routes_health import unhealthy_reason
-
         from flowmonkey.forms.captcha import HttpCaptchaVerifier
 
         settings = self.settings

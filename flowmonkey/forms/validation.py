@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
+import re2
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 from jsonschema.protocols import Validator
 
 from flowmonkey.forms.sanitise import MAX_PROBLEMS, Problem, escape
-from flowmonkey.handlers.routing import compile_pattern, utf8_safe
 
 SAFE_FORMATS = ("email", "date", "ipv4", "ipv6", "uuid")
 MAX_MESSAGE_CHARS = 200
@@ -36,9 +37,22 @@ class SchemaUnsupported(ValueError):
     """A schema this module will not run on user input (see the module's docstring)."""
 
 
+@lru_cache(maxsize=256)
+def compile_pattern(pattern: str) -> Any:
+    """RE2's program for a schema's pattern, as registration checked it (RE2's default
+    options: the same patterns compile here as there)."""
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:  # registration refuses these: a definition from elsewhere
+        raise SchemaUnsupported(f"pattern {pattern[:100]!r} is not an RE2 expression") \
+            from exc
+
+
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
     if validator.is_type(instance, "string") and \
-            not compile_pattern(pattern).search(utf8_safe(instance)):
+            not compile_pattern(pattern).search(instance):
         yield ValidationError(f"does not match the pattern {pattern!r}")
 
 
@@ -49,7 +63,7 @@ def _pattern_properties(validator: Any, patterns: Mapping[str, Any], instance: A
     for pattern, subschema in patterns.items():
         regex = compile_pattern(pattern)
         for key, value in instance.items():
-            if regex.search(utf8_safe(key)):
+            if regex.search(key):
                 yield from validator.descend(value, subschema, path=key,
                                              schema_path=pattern)
 
@@ -58,7 +72,7 @@ def _extras(instance: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]
     properties = schema.get("properties", {})
     regexes = [compile_pattern(p) for p in schema.get("patternProperties", {})]
     return [k for k in instance
-            if k not in properties and not any(r.search(utf8_safe(k)) for r in regexes)]
+            if k not in properties and not any(r.search(k) for r in regexes)]
 
 
 def _additional_properties(validator: Any, additional: Any, instance: Any,

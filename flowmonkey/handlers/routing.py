@@ -303,7 +303,7 @@ def evaluate_condition(actual: Any, op: Any, value: Any) -> bool:
         # Compiled even when the actual value is not a string, so a bad pattern is
         # reported whatever the data.
         pattern = compile_pattern(value)
-        return isinstance(actual, str) and pattern.search(utf8_safe(actual)) is not None
+        return isinstance(actual, str) and pattern.search(_utf8_safe(actual)) is not None
     return False
 
 
@@ -361,7 +361,7 @@ def _re2_message(exc: Exception) -> str:
     return message
 
 
-def utf8_safe(text: str) -> str:
+def _utf8_safe(text: str) -> str:
     # RE2 matches UTF-8; a lone surrogate cannot be encoded, so it is read as U+FFFD
     try:
         text.encode("utf-8")

@@ -76,3 +76,9 @@ def test_remote_references_are_never_fetched() -> None:
     schema = {"properties": {"a": {"$ref": "http://127.0.0.1:9/nowhere.json"}}}
     with pytest.raises(Exception, match="nowhere"):
         schema_errors(schema, {"a": 1})
+
+
+def test_a_pattern_re2_cannot_run_is_refused_not_run_on_python_re() -> None:
+    with pytest.raises(SchemaUnsupported, match="not an RE2 expression"):
+        schema_errors({"properties": {"a": {"type": "string", "pattern": "(?=x)"}}},
+                      {"a": "x"})
