@@ -11,11 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.process_support import Service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,45 +43,6 @@ APP = textwrap.dedent('''
 ''')
 
 
-class Service:
-    """A long-running CLI process whose output goes to a file (its pipe never fills)."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], out: Path) -> None:
-        self.name = name
-        self.out = out
-        with out.open("w") as sink:
-            self.popen = subprocess.Popen([FLOWMONKEY, *args], env=env, cwd=ROOT,
-                                          stdout=sink, stderr=subprocess.STDOUT, text=True)
-
-    def text(self) -> str:
-        return self.out.read_text()
-
-    def wait_for(self, text: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.text():
-            assert self.popen.poll() is None, f"{self.name} exited:\n{self.text()}"
-            assert time.monotonic() < deadline, f"{self.name} never said {text!r}:\n" \
-                f"{self.text()}"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-
-
-@pytest.fixture
-def running() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.stop()
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -105,12 +67,12 @@ def test_two_api_processes_share_one_rate_limit_and_one_duplicate_window(
         proc = subprocess.run([FLOWMONKEY, *args], env=env, cwd=ROOT, capture_output=True,
                               text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    running.append(Service("processor", ["processor", "--app", str(app)], env,
+    running.append(Service("processor", [FLOWMONKEY, "processor", "--app", str(app)], env,
                            tmp_path / "processor.out"))
     ports = [free_port(), free_port()]
     for i, port in enumerate(ports):
-        running.append(Service(f"api{i}", ["api", "--app", str(app), "--schema", schema,
-                                           "--port", str(port)], env,
+        running.append(Service(f"api{i}", [FLOWMONKEY, "api", "--app", str(app), "--schema",
+                                           schema, "--port", str(port)], env,
                                tmp_path / f"api{i}.out"))
     for service in running:
         service.wait_for("Ctrl-C to stop", 120)
