@@ -198,7 +198,7 @@ class _Api:
         kafka = settings.log_kind == "kafka"
         return Engine(
             flows=self.bundle.flows, handlers=handlers, tables=self.bundle.tables,
-            triggers=self.bundle.triggers,
+            triggers=self.bundle.triggers, forms=self.bundle.forms,
             vault=vault_from_env(),
             log=settings.make_log(client_id="flowmonkey-api"),
             projection=settings.make_projection(schema=args.schema),

@@ -57,4 +57,72 @@ def register_records(topic: str, command_type: str,
     return records
 
 
-__all__ = ["checked_definition", "register_records"]
+def _name(raw: Any, index: int, what: str) -> str:
+    item_id = raw.get("id") if isinstance(raw, Mapping) else None
+    if isinstance(item_id, str) and item_id:
+        return f"{what} {item_id!r}"
+    return f"{what} #{index + 1}"
+
+
+def parse_definitions(raw: Iterable[Any], model_type: type[M], what: str, shape: str,
+                      problems_of: Callable[[M], Problems], limit: int
+                      ) -> tuple[list[M], list[str]]:
+    """The definitions of ``raw`` (as written, camelCase, or models) that are valid,
+    and the problems of the others, each naming the definition (``what`` and its id)
+    and the field. ``shape``: the fields an object needs, for a value that is none."""
+    from flowmonkey.model.flow import json_path
+
+    found: list[M] = []
+    problems: list[str] = []
+    for index, item in enumerate(raw):
+        if index >= limit:
+            problems.append(f"more than {limit} {what}s")
+            break
+        if isinstance(item, model_type):
+            parsed = item
+        elif not isinstance(item, Mapping):
+            problems.append(f"{_name(item, index, what)}: a {what} must be an object with "
+                            f"{shape}, got {type(item).__name__}")
+            continue
+        else:
+            try:
+                parsed = model_type.model_validate(dict(item))
+            except ValidationError as exc:
+                problems += [f"{_name(item, index, what)}: {json_path(e['loc']) or f'({what})'}"
+                             f": {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors()]
+                continue
+        more = [f"{what} {getattr(parsed, 'id', '?')!r}: {field}: {problem}"
+                for field, problem in problems_of(parsed)]
+        if more:
+            problems += more
+        else:
+            found.append(parsed)
+    return found, problems
+
+
+def twice_problems(items: Iterable[M], what: str) -> list[str]:
+    """An id given twice with different definitions."""
+    found: list[str] = []
+    seen: dict[str, M] = {}
+    for item in items:
+        item_id = str(getattr(item, "id", ""))
+        before = seen.get(item_id)
+        if before is not None and before != item:
+            found.append(f"{what} {item_id!r}: id: defined twice, differently")
+        seen[item_id] = item
+    return found
+
+
+def unique(items: Iterable[M]) -> list[M]:
+    """``items`` without repeats of one definition (the last of an id wins)."""
+    by_id: dict[str, M] = {}
+    for item in items:
+        item_id = str(getattr(item, "id", ""))
+        by_id.pop(item_id, None)
+        by_id[item_id] = item
+    return list(by_id.values())
+
+
+__all__ = ["checked_definition", "parse_definitions", "register_records", "twice_problems",
+           "unique"]
