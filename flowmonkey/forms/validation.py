@@ -1,5 +1,5 @@
-"""A submission checked against its form's JSON Schema (Draft 2020-12), every error
-named by its JSON pointer.
+"""A submission checked against its form's JSON Schema (Draft 2020-12, or the dialect
+its ``$schema`` names), every error named by its JSON pointer.
 
 User input never meets a backtracking regular expression: the schema's ``pattern``,
 ``patternProperties`` and the ``additionalProperties`` that depends on them run on
@@ -89,11 +89,15 @@ def _additional_properties(validator: Any, additional: Any, instance: Any,
             yield ValidationError("is not allowed (no such field)", path=[extra])
 
 
-_Validator = validators.extend(Draft202012Validator, {  # type: ignore[no-untyped-call]
-    "pattern": _pattern,
-    "patternProperties": _pattern_properties,
-    "additionalProperties": _additional_properties,
-})
+@lru_cache(maxsize=8)
+def _dialect(base: type[Validator]) -> type[Validator]:
+    """``base`` (the schema's ``$schema`` dialect) with the RE2 keywords."""
+    extended: type[Validator] = validators.extend(base, {  # type: ignore[no-untyped-call]
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    })
+    return extended
 _FORMATS = FormatChecker(SAFE_FORMATS)
 
 
@@ -128,7 +132,8 @@ def validator_for(schema: Mapping[str, Any]) -> Validator:
     problems = schema_problems(schema)
     if problems:
         raise SchemaUnsupported("; ".join(problems))
-    made: Validator = _Validator(schema, format_checker=_FORMATS)
+    base = validators.validator_for(schema, default=Draft202012Validator)
+    made = _dialect(base)(schema, format_checker=_FORMATS)
     _cache[key] = made
     if len(_cache) > CACHED_VALIDATORS:
         _cache.popitem(last=False)

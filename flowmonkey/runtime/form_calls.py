@@ -31,7 +31,9 @@ from flowmonkey.runtime.definitions import checked_definition, register_records
 
 def definition_problems(form: Form) -> list[tuple[str, str]]:
     """Every problem of a valid model: its schema against the JSON Schema meta-schema
-    (its ``$schema``'s dialect, Draft 2020-12 by default), and its patterns with RE2."""
+    (its ``$schema``'s dialect, Draft 2020-12 by default), what the submission
+    endpoint will not run (:func:`flowmonkey.forms.validation.schema_problems`), and
+    its patterns with RE2."""
     from jsonschema import Draft202012Validator
     from jsonschema.validators import validator_for
 
@@ -47,7 +49,9 @@ def definition_problems(form: Form) -> list[tuple[str, str]]:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
                         for p in error.absolute_path)
         problems.append((f"schema{where}", error.message[:300]))
-    return problems + form_problems(form)
+    from flowmonkey.forms.validation import schema_problems
+
+    return problems + [("schema", p) for p in schema_problems(schema)] + form_problems(form)
 
 
 def checked_form(form: Form | Mapping[str, Any]) -> Form:

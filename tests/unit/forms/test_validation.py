@@ -82,3 +82,21 @@ def test_a_pattern_re2_cannot_run_is_refused_not_run_on_python_re() -> None:
     with pytest.raises(SchemaUnsupported, match="not an RE2 expression"):
         schema_errors({"properties": {"a": {"type": "string", "pattern": "(?=x)"}}},
                       {"a": "x"})
+
+
+def test_the_schemas_dialect_is_used_with_re2_patterns() -> None:
+    draft7 = {"$schema": "http://json-schema.org/draft-07/schema#",
+              "properties": {"list": {"items": [{"type": "integer"}]},
+                             "code": {"pattern": "^(a+)+$"}}}
+    assert errors({"list": ["x"], "code": "a" * 30_000 + "!"}, draft7) == [
+        ("/code", "does not match the pattern '^(a+)+$'"),
+        ("/list/0", "value is not of type 'integer'")]
+
+
+def test_registration_refuses_what_the_endpoint_will_not_run() -> None:
+    from flowmonkey.errors import RegistrationError
+    from flowmonkey.runtime.form_calls import checked_form
+
+    with pytest.raises(RegistrationError, match="unevaluatedProperties"):
+        checked_form({"id": "f", "schema": {"patternProperties": {"^a": {}},
+                                            "unevaluatedProperties": False}})
