@@ -36,13 +36,18 @@ class Service:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
+        stop_process(self.popen)
+
+
+def stop_process(popen: subprocess.Popen[str]) -> None:
+    """SIGTERM, and SIGKILL if it has not ended 30 s later."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(30)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(10)
 
 
 @pytest.fixture
