@@ -103,7 +103,8 @@ class FormsApi:
 
 @asynccontextmanager
 async def forms_api(*forms: dict[str, Any], captcha_urls: dict[str, str] | None = None,
-                    flows: tuple[Any, ...] = (GREET,)) -> AsyncIterator[FormsApi]:
+                    flows: tuple[Any, ...] = (GREET,),
+                    trusted_proxies: tuple[str, ...] = PROXIES) -> AsyncIterator[FormsApi]:
     from flowmonkey.metrics import Metrics
 
     harness = TestHarness(flows=list(flows), handlers=[greet], forms=list(forms),
@@ -111,7 +112,8 @@ async def forms_api(*forms: dict[str, Any], captcha_urls: dict[str, str] | None 
     harness.engine.metrics = Metrics()  # counted apart from other tests
     async with harness:
         verifier = HttpCaptchaVerifier(captcha_urls or dict.fromkeys(PROVIDERS, "http://127.0.0.1:9/"))
-        app = create_app(harness.engine, AUTH, trusted_proxies=PROXIES, captcha=verifier)
+        app = create_app(harness.engine, AUTH, trusted_proxies=trusted_proxies,
+                         captcha=verifier)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield FormsApi(harness, client)

@@ -4,13 +4,14 @@ but for the cases the design records there (a failed captcha, spam, invalid)."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.unit.forms_support import CONTACT, FormsApi, forms_api
+from tests.unit.forms_support import CONTACT, LIMITED, FormsApi, forms_api
 
 JSON = {"Content-Type": "application/json"}
 URLENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -68,6 +69,9 @@ ABUSE: list[tuple[str, dict[str, Any], int, str]] = [
     ("another charset", {"content": b'{"name": "Ann"}',
                          "headers": {"Content-Type": "application/json; charset=latin-1"}},
      415, "UNSUPPORTED_MEDIA_TYPE"),
+    ("a compressed body (never inflated)",
+     {"content": gzip.compress(b'{"name": "' + b"A" * 1_000_000 + b'"}'),
+      "headers": {**JSON, "Content-Encoding": "gzip"}}, 400, "INVALID_BODY"),
     ("a token of no step", {"json": {"name": "Ann", "token": "garbage"}},
      404, "TOKEN_NOT_FOUND"),
     ("a token too long", {"json": {"name": "Ann"}, "params": {"token": "a." * 3000}},
@@ -113,3 +117,11 @@ async def test_a_flood_of_spam_and_invalid_submissions_is_recorded_and_starts_no
         assert (spam.status_code, invalid.status_code) == (201, 422)
     assert await api.executions() == []
     assert api.reasons("contact") == ["spam", "invalid"] * 20
+
+
+async def test_a_forged_forwarded_for_from_an_untrusted_peer_changes_no_window() -> None:
+    async with forms_api(LIMITED, trusted_proxies=()) as api:
+        statuses = [(await api.post("limited", {"n": i}, address=f"198.51.100.{i}"))
+                    .status_code for i in range(3)]
+        # every request came from the test client's own address, whatever it claimed
+        assert statuses == [201, 201, 429]
