@@ -62,7 +62,13 @@ from flowmonkey.runtime.commands import (
     start_route,
 )
 from flowmonkey.runtime.flow_sync import sync_flows
-from flowmonkey.runtime.form_calls import FormAnswer, checked_form, form_answer, submit_data
+from flowmonkey.runtime.form_calls import (
+    FORMS,
+    FormAnswer,
+    checked_form,
+    form_answer,
+    submit_data,
+)
 from flowmonkey.runtime.form_calls import adopt_all as adopt_all_forms
 from flowmonkey.runtime.form_calls import register_commands as form_register_commands
 from flowmonkey.runtime.registration import FlowIntake, register_handlers, version_to_start
@@ -268,6 +274,7 @@ class Engine:
         if self._started:
             return
         own = self.triggers.all()  # given to this engine; the topic's others are adopted
+        own_forms = self.forms.all()
         await self._wiring.start(
             self.tables.values(), self.flows,
             on_events=self._on_events if self.run_projector else None,
@@ -275,7 +282,7 @@ class Engine:
                 self.env, self.handlers, self.clock, self.processor_group,
                 self.options.timeout_ms, self.vault, self.snapshots, self.snapshot_every,
             ) if self.run_processors else None,
-            triggers=(self.triggers, own))
+            triggers=(self.triggers, own), forms=(self.forms, own_forms))
         if self.run_processors:
             await self._wiring.start_worker(
                 WorkerSetup(self.workers, self.worker_grace_s, self.flows, self.vault),
@@ -286,9 +293,9 @@ class Engine:
             # partition decides its registration before any later command about it
             await self.log.publish(register_commands(
                 self.topics.commands, own, self.clock.now_ms(), "engine"))
-        if len(self.forms):
+        if own_forms:
             await self.log.publish(form_register_commands(
-                self.topics.commands, self.forms.all(), self.clock.now_ms(), "engine"))
+                self.topics.commands, own_forms, self.clock.now_ms(), "engine"))
 
     async def stop(self) -> None:
         if not self._started:
@@ -491,6 +498,7 @@ class Engine:
         model = checked_form(form)
         self.forms.adopt(model)
         if self._started:
+            await FORMS.publish(self.log, self.topics, [model])
             await self.log.publish(form_register_commands(
                 self.topics.commands, [model], self.clock.now_ms(), by))
         return model

@@ -26,7 +26,12 @@ from flowmonkey.kernel.forms import address_key, content_hash
 from flowmonkey.log.base import OutRecord
 from flowmonkey.model.form import Form
 from flowmonkey.runtime.commands import raise_if_rejected
+from flowmonkey.runtime.definition_topic import DefinitionTopic
 from flowmonkey.runtime.definitions import checked_definition, register_records
+
+FORMS: DefinitionTopic[Form] = DefinitionTopic(Form, "form", lambda topics: topics.forms)
+"""The forms topic (``<prefix>.forms``): every process on a log knows the forms (the
+API sanitises and validates submissions with them)."""
 
 
 def definition_problems(form: Form) -> list[tuple[str, str]]:
@@ -149,5 +154,5 @@ def form_answer(event: Event, submission_id: str) -> FormAnswer:
                       errors=list(d.get("errors") or []))
 
 
-__all__ = ["FormAnswer", "adopt_all", "checked_form", "definition_problems",
+__all__ = ["FORMS", "FormAnswer", "adopt_all", "checked_form", "definition_problems",
            "form_answer", "register_commands", "submit_data"]
