@@ -65,6 +65,7 @@ from flowmonkey.runtime.trigger_calls import (
     fired_execution,
     register_commands,
 )
+from flowmonkey.runtime.trigger_sync import publish_triggers, read_published
 from flowmonkey.runtime.waiters import Answer, Waiters
 from flowmonkey.runtime.wiring import ProcessorSetup, Wiring, WorkerSetup
 
@@ -249,23 +250,25 @@ class Engine:
     async def start(self) -> None:
         if self._started:
             return
+        own = self.triggers.all()  # given to this engine; the topic's others are adopted
         await self._wiring.start(
             self.tables.values(), self.flows,
             on_events=self._on_events if self.run_projector else None,
             processors=ProcessorSetup(
                 self.env, self.handlers, self.clock, self.processor_group,
                 self.options.timeout_ms, self.vault, self.snapshots, self.snapshot_every,
-            ) if self.run_processors else None)
+            ) if self.run_processors else None,
+            triggers=(self.triggers, own))
         if self.run_processors:
             await self._wiring.start_worker(
                 WorkerSetup(self.workers, self.worker_grace_s, self.flows, self.vault),
                 self.handlers, self.clock)
         self._started = True
-        if len(self.triggers):
+        if own:
             # published in order before anything sent after start: each trigger's
             # partition decides its registration before any later command about it
             await self.log.publish(register_commands(
-                self.topics.commands, self.triggers.all(), self.clock.now_ms(), "engine"))
+                self.topics.commands, own, self.clock.now_ms(), "engine"))
 
     async def stop(self) -> None:
         if not self._started:
@@ -300,6 +303,13 @@ class Engine:
         another process, e.g. a processor started with newer flows)."""
         self._require_started()
         await sync_flows(self.log, self.topics, self.flows)
+
+    async def refresh_triggers(self) -> None:
+        """Adopt the trigger definitions published on the triggers topic since this
+        engine started (by another process's engine)."""
+        self._require_started()
+        for trigger in (await read_published(self.log, self.topics)).values():
+            self.triggers.adopt(trigger)
 
     def _on_events(self, events: Sequence[Event], replayed: bool = False) -> None:
         """Called by the projector after each applied batch. History replayed on start is
@@ -424,6 +434,7 @@ class Engine:
         model = checked_trigger(trigger)
         self.triggers.adopt(model)
         if self._started:
+            await publish_triggers(self.log, self.topics, [model])
             await self.log.publish(register_commands(
                 self.topics.commands, [model], self.clock.now_ms(), by))
         return model

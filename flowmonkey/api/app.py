@@ -14,20 +14,26 @@ from flowmonkey.api import (
     routes_executions,
     routes_flows,
     routes_health,
+    routes_hooks,
     routes_jobs,
     routes_tables,
+    routes_triggers,
 )
 from flowmonkey.api.auth import ApiAuth, principal_without_auth
 from flowmonkey.api.body_limit import BodyLimit
 from flowmonkey.api.deps import FlowRefresher, refuse_nul
 from flowmonkey.api.errors import install_error_handlers
+from flowmonkey.api.webhooks import Webhooks
 from flowmonkey.engine import Engine
 from flowmonkey.model.limits import DEFAULT_MAX_TOTAL_SIZE_BYTES
 
 DESCRIPTION = """\
-Start, resume, cancel and query FlowMonkey executions; query their jobs.
+Start, resume, cancel and query FlowMonkey executions; query their jobs; list, pause
+and resume triggers; receive webhooks.
 
-Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. A key bound to
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>` (webhooks,
+`POST /v1/hooks/{triggerId}`, authenticate by their signature instead, unless their
+trigger requires a key). A key bound to
 a tenant acts for that tenant only; an admin key acts for every tenant, or for the one
 named by `X-Tenant-Id`. Errors are `{"error": {"code": ..., "message": ...}}`.
 
@@ -56,6 +62,7 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.add_middleware(metrics.RequestMetrics, metrics=engine.metrics)
     app.state.engine = engine
     app.state.flow_refresher = FlowRefresher(engine)
+    app.state.webhooks = Webhooks(engine)
     app.state.authenticate = auth.principal if auth is not None else principal_without_auth
     install_error_handlers(app)
     app.include_router(routes_health.router)
@@ -64,4 +71,7 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.include_router(routes_jobs.router)
     app.include_router(routes_flows.router)
     app.include_router(routes_tables.router)
+    app.include_router(routes_triggers.router)
+    # no API key: a webhook authenticates itself by its signature (routes_hooks.py)
+    app.include_router(routes_hooks.router)
     return app

@@ -25,6 +25,7 @@ from flowmonkey.model.job import JobRecord
 from flowmonkey.model.limits import TimeoutConfig
 from flowmonkey.model.storable import UNSTORABLE, UnstorableValue, check_body
 from flowmonkey.model.tables import TableDef
+from flowmonkey.model.trigger_record import TriggerRecord
 from flowmonkey.projections.base import Row
 
 # ----------------------------------------------------------------------------- requests
@@ -274,3 +275,52 @@ class ErrorOut(FlowMonkeyModel):
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for error statuses (the body is always :class:`ErrorOut`)."""
     return {status: {"model": ErrorOut} for status in statuses}
+
+
+# ----------------------------------------------------------------------------- triggers
+
+
+class TriggerOut(TriggerRecord):
+    """A registered trigger: its definition (camelCase as written; a webhook's secret is
+    only the vault secret's name), whether it is enabled, counts of what it did, its last
+    fire and failure and, for an enabled schedule, its next tick."""
+
+    last_fired_at: UtcDateTime | None = None
+    last_failed_at: UtcDateTime | None = None
+    next_fire_at: UtcDateTime | None = None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+    @classmethod
+    def of(cls, record: TriggerRecord) -> TriggerOut:
+        return cls.model_validate(record, from_attributes=True)
+
+
+class TriggerPage(FlowMonkeyModel):
+    items: list[TriggerOut]
+    next_cursor: str | None = None
+
+
+class NextFireOut(FlowMonkeyModel):
+    """A schedule's next ticks (computed from its definition; a paused schedule's are
+    what it would fire once resumed)."""
+
+    trigger_id: str
+    enabled: bool
+    timezone: str
+    times: list[UtcDateTime]
+
+
+class TriggerChangeRequest(RequestModel):
+    """Why a trigger is paused or resumed (kept in its audit trail)."""
+
+    reason: str | None = Field(default=None, max_length=1_000)
+
+
+class WebhookAccepted(FlowMonkeyModel):
+    """A webhook delivery that started (or, a retried one, had started) an execution."""
+
+    execution_id: str
+    trigger_id: str
+    duplicate: bool = Field(description="true when this delivery was seen before: the "
+                                        "execution is the one it started then")

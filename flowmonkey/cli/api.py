@@ -68,6 +68,8 @@ Endpoints: GET /health; GET /metrics (Prometheus text, no ids in it);
 POST /v1/executions; GET /v1/executions[?status=&flowId=&parentExecutionId=&limit=
 &cursor=]; GET /v1/executions/ID[/events|/state?seq=N];
 POST /v1/executions/ID/resume|cancel; GET /v1/flows[/ID]; GET /v1/tables[/ID/rows];
+GET /v1/triggers[/ID[/next]]; POST /v1/triggers/ID/pause|resume; POST /v1/hooks/ID
+(webhooks: signed, no API key unless the trigger requires one);
 OpenAPI at /openapi.json, interactive docs at /docs.
 
 examples:
@@ -188,6 +190,7 @@ class _Api:
         kafka = settings.log_kind == "kafka"
         return Engine(
             flows=self.bundle.flows, handlers=handlers, tables=self.bundle.tables,
+            triggers=self.bundle.triggers,
             vault=vault_from_env(),
             log=settings.make_log(client_id="flowmonkey-api"),
             projection=settings.make_projection(schema=args.schema),

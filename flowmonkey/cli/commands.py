@@ -36,6 +36,7 @@ from flowmonkey.cli.replay import register_replay
 from flowmonkey.cli.run import register_run
 from flowmonkey.cli.topics import register_topics
 from flowmonkey.cli.trigger_consumer import register_trigger_consumer
+from flowmonkey.cli.triggers import register_triggers
 from flowmonkey.cli.validate import register_validate
 from flowmonkey.cli.wal import register_wal
 from flowmonkey.cli.worker import register_worker
@@ -59,6 +60,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     register_rebuild,
     register_wal,
     register_jobs,
+    register_triggers,
     register_log,
     register_bench,
 ]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from flowmonkey.handlers.base import StepHandler
     from flowmonkey.model.flow import Flow
     from flowmonkey.model.tables import TableDef
+    from flowmonkey.model.trigger import Trigger
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -141,11 +142,13 @@ class Bundle:
     flows: list[Flow] = field(default_factory=list)
     handlers: list[StepHandler] = field(default_factory=list)
     tables: list[TableDef] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
 
     def extend(self, other: Bundle) -> None:
         self.flows.extend(other.flows)
         self.handlers.extend(other.handlers)
         self.tables.extend(other.tables)
+        self.triggers.extend(other.triggers)
 
 
 def _flow_or_problems(raw: Any, source: str, handlers: Sequence[StepHandler] | None,
@@ -209,12 +212,35 @@ def _parse_table(raw: Any, source: str) -> TableDef:
         raise CliError(f"{source}: invalid table:\n  " + "\n  ".join(lines)) from None
 
 
+def _parse_triggers(raw: Any, source: str) -> list[Trigger]:
+    """The triggers of a ``triggers`` section or attribute; CliError listing the
+    problems of every invalid one."""
+    from flowmonkey.runtime.trigger_defs import cross_problems, parse_triggers, unique
+
+    if not isinstance(raw, list | tuple):
+        raise CliError(f"{source}: \"triggers\" must be a list of triggers, got "
+                       f"{type(raw).__name__}")
+    triggers, problems = parse_triggers(raw)
+    problems += cross_problems(triggers)
+    if problems:
+        raise CliError(f"{source}: invalid trigger:\n  " + "\n  ".join(problems))
+    return unique(triggers)
+
+
 def bundle_from_document(data: Any, source: str,
                          handlers: Sequence[StepHandler] | None = None) -> Bundle:
-    """A flow object, a list of flows, or ``{"flows": [...], "tables": [...]}``; an invalid
-    flow is refused with all its problems (with ``handlers``, those of its handler types
-    and step configs too)."""
+    """A flow object, a list of flows, or ``{"flows": [...], "tables": [...]}``, each
+    with an optional ``triggers`` list beside (a flow object's ``triggers`` section is
+    taken out of it), or ``{"triggers": [...]}`` alone: a trigger file. An invalid flow
+    or trigger is refused with all its problems (with ``handlers``, those of its
+    handler types and step configs too)."""
     tables_raw: Any = []
+    triggers: list[Trigger] = []
+    if isinstance(data, Mapping) and "triggers" in data:
+        triggers = _parse_triggers(data["triggers"], source)
+        data = {k: v for k, v in data.items() if k != "triggers"}
+        if not data:
+            return Bundle(triggers=triggers)
     if isinstance(data, list):
         flows_raw: Any = data
     elif isinstance(data, Mapping) and "flows" in data and "steps" not in data:
@@ -231,7 +257,8 @@ def bundle_from_document(data: Any, source: str,
     if not flows_raw:
         raise CliError(f"{source}: no flows found")
     tables = [_parse_table(t, source) for t in tables_raw]
-    return Bundle(flows=_parse_flows(flows_raw, source, handlers, tables), tables=tables)
+    return Bundle(flows=_parse_flows(flows_raw, source, handlers, tables), tables=tables,
+                  triggers=triggers)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -259,7 +286,8 @@ def handlers_from(value: Any, source: str) -> list[StepHandler]:
 
 
 def bundle_from_object(obj: Any, source: str) -> Bundle:
-    """``flows`` (or ``flow``), ``handlers`` and ``tables`` attributes of a module or object."""
+    """``flows`` (or ``flow``), ``handlers``, ``tables`` and ``triggers`` attributes of a
+    module or object."""
     flows_value = getattr(obj, "flows", None)
     if flows_value is None:
         flows_value = getattr(obj, "flow", None)
@@ -267,6 +295,7 @@ def bundle_from_object(obj: Any, source: str) -> Bundle:
         flows=_parse_flows(_as_list(flows_value), source),
         handlers=handlers_from(getattr(obj, "handlers", None), source),
         tables=[_parse_table(t, source) for t in _as_list(getattr(obj, "tables", None))],
+        triggers=_parse_triggers(_as_list(getattr(obj, "triggers", None)), source),
     )
     return bundle
 
@@ -358,8 +387,8 @@ def load_flow_source(spec: str, handlers: Sequence[StepHandler] | None = None) -
         raise CliError(f"flow file not found: {spec}")
     source = _attribute(module, attr, spec) if attr else module
     bundle = bundle_from_object(source, spec)
-    if not bundle.flows:
-        raise CliError(f"{spec}: defines no `flow` or `flows`")
+    if not bundle.flows and not bundle.triggers:
+        raise CliError(f"{spec}: defines no `flow`, `flows` or `triggers`")
     return bundle
 
 
@@ -383,13 +412,26 @@ def load_app(spec: str) -> Bundle:
 
 def load_apps(apps: Iterable[str], flows_dirs: Iterable[str]) -> Bundle:
     """What ``--app`` and ``--flows-dir`` (:func:`flowmonkey.cli.options.add_app_options`)
-    give, in that order."""
+    give, in that order; its triggers checked together (see :func:`bundle_problems`)."""
     bundle = Bundle()
     for spec in apps:
         bundle.extend(load_app(spec))
     for directory in flows_dirs:
         bundle.extend(load_flows_dir(directory))
+    problems = bundle_problems(bundle)
+    if problems:
+        raise CliError("invalid trigger:\n  " + "\n  ".join(problems))
     return bundle
+
+
+def bundle_problems(bundle: Bundle) -> list[str]:
+    """Problems among a bundle's triggers: an id defined twice differently, and, when the
+    bundle has flows, a trigger naming a flow it lacks (without flows, as on Kafka where
+    they come from the flows topic, the engine checks that when it registers them)."""
+    from flowmonkey.runtime.trigger_defs import cross_problems
+
+    flow_ids = {f.id for f in bundle.flows} if bundle.flows else None
+    return cross_problems(bundle.triggers, flow_ids)
 
 
 def load_flows_dir(directory: str) -> Bundle:

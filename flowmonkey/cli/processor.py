@@ -29,7 +29,6 @@ from flowmonkey.cli.service import (
     stop_on_signals,
 )
 from flowmonkey.cli.settings import check_schema, serving_metrics, settings_from_args, start_engine
-from flowmonkey.cli.trigger_consumer import app_triggers
 
 if TYPE_CHECKING:
     from flowmonkey.cli.options import Subparsers
@@ -144,9 +143,8 @@ class _Processor:
             options=EngineOptions(timeout_ms=self.args.step_timeout_ms),
             vault=vault_from_env(),
             log=self.settings.make_log(client_id=f"flowmonkey-{self.args.group}"),
-            tables=self.bundle.tables,
+            tables=self.bundle.tables, triggers=self.bundle.triggers,
             processor_group=self.args.group, run_projector=False,
-            triggers=app_triggers(self.args.app, required=False),
             snapshots=self.snapshots(), snapshot_every=self.args.snapshot_every)
 
     def snapshots(self) -> SnapshotStore | None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from flowmonkey.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_OK,
+    Bundle,
     CliError,
     all_handlers,
     flow_problems,
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
 VALIDATE_EPILOG = """\
 Checks structure (steps, transitions, initial step), handler types (the built-in
 ones plus those given with --handlers or defined by a Python flow file) and pipe
-tables. Exit code 0 when every flow is valid, 2 otherwise.
+tables; and triggers (a flow file's `triggers:` section, a file whose top level is
+`triggers:`, a module's `triggers`): their fields, cron expressions and timezones, and
+that the flows they name are among the files given. Exit code 0 when every flow and
+trigger is valid, 2 otherwise.
 
 examples:
   flowmonkey validate examples/flows/order.json examples/flows/order.yaml
@@ -51,8 +55,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for spec in args.handlers:
         extra.extend(load_handlers_spec(spec))
     failures = 0
+    loaded: list[tuple[str, Bundle]] = []
     for spec in args.flow_files:
-        failures += _validate_one(spec, extra)
+        bad, bundle = _validate_one(spec, extra)
+        failures += bad
+        if bundle is not None:
+            loaded.append((spec, bundle))
+    failures += _validate_triggers(loaded)
     total = len(args.flow_files)
     if failures:
         print(f"{failures} of {total} file(s) invalid", file=sys.stderr)
@@ -61,14 +70,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _validate_one(spec: str, extra: Sequence[StepHandler]) -> int:
+def _validate_triggers(loaded: Sequence[tuple[str, Bundle]]) -> int:
+    """Check the triggers of every file against the flows of every file (a trigger
+    file names flows defined in others); how many files have a bad trigger."""
+    from flowmonkey.runtime.trigger_defs import cross_problems
+
+    flow_ids = {f.id for _, bundle in loaded for f in bundle.flows}
+    everything = [t for _, bundle in loaded for t in bundle.triggers]
+    failures = 0
+    for spec, bundle in loaded:
+        if not bundle.triggers:
+            continue
+        mine = {t.id for t in bundle.triggers}
+        problems = [p for p in cross_problems(everything, flow_ids)
+                    if any(p.startswith(f"trigger {i!r}:") for i in mine)]
+        if problems:
+            failures += 1
+            print(f"FAIL {spec}: triggers", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            continue
+        for trigger in bundle.triggers:
+            print(f"OK   {spec}: trigger {trigger.id} ({trigger.kind} -> {trigger.flow_id}"
+                  + ("" if trigger.enabled else ", disabled") + ")")
+    return failures
+
+
+def _validate_one(spec: str, extra: Sequence[StepHandler]) -> tuple[int, Bundle | None]:
     try:
         bundle = load_flow_source(spec, all_handlers(extra, allow_private_http=False))
     except CliError as exc:
         message = str(exc)
         print(f"FAIL {message if message.startswith(spec) else f'{spec}: {message}'}",
               file=sys.stderr)
-        return 1
+        return 1, None
     handlers = all_handlers([*extra, *bundle.handlers], allow_private_http=False)
     known_flows = {f.id for f in bundle.flows}
     bad = False
@@ -90,4 +125,4 @@ def _validate_one(spec: str, extra: Sequence[StepHandler]) -> int:
         warning = self_call_warning(flow.id, bundle.flows, DEFAULT_MAX_SUBFLOW_DEPTH)
         if warning is not None:
             print(f"     warning: {warning}")
-    return 1 if bad else 0
+    return (1 if bad else 0), bundle

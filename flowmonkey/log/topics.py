@@ -38,6 +38,11 @@ class Topics:
         """The workers' feed: each job's view, keyed by job id (kernel/jobs.py)."""
         return f"{self.prefix}.jobs"
 
+    @property
+    def triggers(self) -> str:
+        """Trigger definitions, keyed by trigger id (compacted, like the flows)."""
+        return f"{self.prefix}.triggers"
+
     def specs(self, partitions: int) -> list[TopicSpec]:
         return [
             TopicSpec(self.commands, partitions),
@@ -53,6 +58,8 @@ class Topics:
             # one record per job, and kept past the longest job timeout (7 days), so
             # no open job's record ages out
             TopicSpec(self.jobs, partitions, config=dict(JOBS_CONFIGS)),
+            # the latest definition of each trigger (runtime/trigger_sync.py)
+            TopicSpec(self.triggers, 1, compacted=True),
         ]
 
 

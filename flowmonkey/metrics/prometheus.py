@@ -203,6 +203,12 @@ class Metrics:
         self.api_request_seconds = Histogram(
             "flowmonkey_api_request_seconds", "HTTP request duration, by method and route "
             "template", ["method", "route"], buckets=_FAST_S, registry=r)
+        # a trigger id is a label: triggers are a deployment's fixed set, and a delivery
+        # to an unknown id is counted by the request metrics only
+        self.trigger_webhooks = Counter(
+            "flowmonkey_trigger_webhooks", "Webhook deliveries, by trigger and outcome "
+            "(accepted, duplicate, bad_signature, too_large, unauthorized, invalid_body, "
+            "disabled, failed)", ["trigger", "outcome"], registry=r)
         # labelled children, cached: labels() costs more than the increment itself
         self._children: dict[tuple[int, str], Any] = {}
 

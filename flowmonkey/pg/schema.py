@@ -182,6 +182,34 @@ create index fm_jobs_worker on fm_jobs (worker_id, created_at desc, job_id desc)
 create index fm_jobs_tenant on fm_jobs (tenant_id, created_at desc, job_id desc)
     where tenant_id is not null;
 """),
+    # Triggers (issue 13), as projections/trigger_records.py folds them from the events
+    # of their entities ("trigger:<id>"), listed by id. Their events stay in fm_events
+    # (the audit trail) and their entity rows in fm_executions have no state, so no
+    # execution query shows them.
+    (5, "triggers", """
+create table fm_triggers (
+    id text collate "C" primary key,
+    kind text not null,
+    flow_id text not null,
+    flow_version text,
+    tenant_id text,
+    enabled boolean not null,
+    definition jsonb not null,
+    fired bigint not null default 0,
+    failed bigint not null default 0,
+    skipped bigint not null default 0,
+    last_fired_at bigint,
+    last_execution_id text,
+    last_failed_at bigint,
+    last_failure jsonb,
+    next_fire_at bigint,
+    created_at bigint not null,
+    updated_at bigint not null,
+    seq bigint not null
+);
+create index fm_triggers_tenant on fm_triggers (tenant_id, id) where tenant_id is not null;
+create index fm_triggers_flow on fm_triggers (flow_id, id);
+"""),
 ]
 
 

@@ -7,8 +7,9 @@ one record per key, and every event of an execution has its id as key). The comm
 topic must not be compacted either (a command not yet processed would be dropped by a
 later one for the same execution). The flows topic must be compacted
 (``cleanup.policy=compact`` and nothing else: with ``delete`` too, old flow versions
-would expire). Commands and events must have the same partition count: an execution's
-commands and events share a partition number.
+would expire), and so must the triggers topic (a trigger's definition would expire).
+Commands and events must have the same partition count: an execution's commands and
+events share a partition number.
 
 A broker with ``auto.create.topics.enable=true`` (Kafka's default) makes any topic a
 client names with its own defaults (one partition, 7-day retention, no compaction),
@@ -100,6 +101,13 @@ def topic_problems(topics: Topics, facts: Mapping[str, TopicFacts | None]) -> li
             f"{flows.name} is not compacted (cleanup.policy={flows.config('cleanup.policy')}; "
             "must be compact): flow definitions would be deleted with age",
             dict(FLOWS_CONFIGS)))
+    triggers = facts.get(topics.triggers)
+    if triggers is not None and _policies(triggers) != {"compact"}:
+        problems.append(TopicProblem(
+            triggers.name,
+            f"{triggers.name} is not compacted (cleanup.policy="
+            f"{triggers.config('cleanup.policy')}; must be compact): trigger definitions "
+            "would be deleted with age", dict(FLOWS_CONFIGS)))
     jobs = facts.get(topics.jobs)
     if jobs is not None:
         problems += _jobs_problems(jobs, commands)
@@ -168,7 +176,8 @@ async def verify_topics(log_: Log, topics: Topics) -> dict[str, TopicFacts | Non
     (a log with ``capabilities.shared_topics``: Kafka)."""
     log = require_kafka(log_, "verify_topics")
     facts = await log.describe_topics(
-        [topics.commands, topics.events, topics.flows, topics.dead_letter, topics.jobs])
+        [topics.commands, topics.events, topics.flows, topics.dead_letter, topics.jobs,
+         topics.triggers])
     problems = topic_problems(topics, facts)
     if problems:
         raise LogError(

@@ -20,6 +20,7 @@ from flowmonkey.model.base import FrozenModel
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.job import JobRecord, JobStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
+from flowmonkey.model.trigger_record import TriggerRecord
 
 T = TypeVar("T")
 
@@ -162,6 +163,27 @@ class Projection(Protocol):
     ) -> Page[JobRecord]:
         """Newest first (by created_at, then job id); stable cursor pagination, as
         :meth:`list`."""
+        ...
+
+    # triggers ----------------------------------------------------------------
+    async def get_trigger(self, trigger_id: str, *,
+                          tenant_id: str | None = None) -> TriggerRecord | None:
+        """The registered trigger; None when missing, or when ``tenant_id`` is given and
+        differs."""
+        ...
+
+    async def list_triggers(
+        self,
+        *,
+        tenant_id: str | None = None,
+        kind: str | None = None,
+        flow_id: str | None = None,
+        enabled: bool | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[TriggerRecord]:
+        """By id; pass ``next_cursor`` back as ``cursor`` for the next page. Trigger
+        entities are never executions: :meth:`list` and :meth:`get` never show them."""
         ...
 
     # tables ------------------------------------------------------------------

@@ -28,6 +28,7 @@ from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.job import JobRecord, JobStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
+from flowmonkey.model.trigger_record import TriggerRecord
 
 from .base import (
     Notify,
@@ -48,6 +49,8 @@ from .rows import (
     sort_rows,
     validate_row,
 )
+from .trigger_records import TriggerEntry, fold_trigger, trigger_id_of
+from .trigger_records import summary_matches as trigger_matches
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,7 @@ class MemoryProjection:
         self._jobs_by_creation: list[tuple[int, str]] = []  # ascending, as executions'
         self._jobs_of: dict[str, list[str]] = {}  # execution id -> its job ids
         self._token_executions: dict[str, str] = {}  # resume token -> its execution id
+        self._triggers: dict[str, TriggerEntry] = {}
 
     async def start(self) -> None:
         return None
@@ -157,6 +161,16 @@ class MemoryProjection:
                 self._token_executions.setdefault(event.data["token"], event.execution_id)
             elif event.type.startswith("job."):
                 self._job_event(event, record.state)
+            elif event.type.startswith("trigger."):
+                self._trigger_event(event)
+
+    def _trigger_event(self, event: Event) -> None:
+        trigger_id = trigger_id_of(event)
+        if trigger_id is None:
+            return
+        after = fold_trigger(self._triggers.get(trigger_id), event)
+        if after is not None:
+            self._triggers[trigger_id] = after
 
     def _job_event(self, event: Event, state: ExecutionState | None) -> None:
         job_id = job_id_of(event)
@@ -342,6 +356,38 @@ class MemoryProjection:
             last = page[-1]
             next_cursor = encode_cursor(last.created_at, last.job_id)
         return Page[JobRecord](items=[e.to_record() for e in page], next_cursor=next_cursor)
+
+    # ------------------------------------------------------------------ triggers
+
+    async def get_trigger(self, trigger_id: str, *,
+                          tenant_id: str | None = None) -> TriggerRecord | None:
+        entry = self._triggers.get(trigger_id)
+        if entry is None or (tenant_id is not None and entry.tenant_id != tenant_id):
+            return None
+        return entry.to_record()
+
+    async def list_triggers(
+        self,
+        *,
+        tenant_id: str | None = None,
+        kind: str | None = None,
+        flow_id: str | None = None,
+        enabled: bool | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[TriggerRecord]:
+        limit = max(1, min(limit, 10_000))
+        # a trigger listing is by id: its cursor is (0, the last id)
+        after = decode_cursor(cursor)[1] if cursor is not None else None
+        found = sorted((e for i, e in self._triggers.items()
+                        if (after is None or i > after)
+                        and trigger_matches(e, tenant_id=tenant_id, kind=kind,
+                                            flow_id=flow_id, enabled=enabled)),
+                       key=lambda e: e.id)[:limit + 1]
+        page = found[:limit]
+        next_cursor = encode_cursor(0, page[-1].id) if len(found) > limit else None
+        return Page[TriggerRecord](items=[e.to_record() for e in page],
+                                   next_cursor=next_cursor)
 
     # ------------------------------------------------------------------ tables
 

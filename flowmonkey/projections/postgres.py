@@ -37,6 +37,7 @@ from flowmonkey.kernel.state_codec import state_from_json, state_to_json
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.job import JobRecord, JobStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
+from flowmonkey.model.trigger_record import TriggerRecord
 from flowmonkey.pg.pool import SchemaPool
 
 from .base import (
@@ -62,6 +63,9 @@ from .job_sql import list_jobs as _list_jobs
 from .row_sql import QueryParams, filter_sql, order_sql
 from .rows import check_order, decode_cursor, encode_cursor, prepare_filters, validate_row
 from .token_sql import TOKEN_EVENTS, token_execution, write_token_event
+from .trigger_sql import TriggerBatch
+from .trigger_sql import get_trigger as _get_trigger
+from .trigger_sql import list_triggers as _list_triggers
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +314,8 @@ class PostgresProjection:
                         loaded[r["id"]].state = state_from_json(r["state"])
         jobs = JobBatch()
         await jobs.load(conn, events)
+        triggers = TriggerBatch()
+        await triggers.load(conn, events)
         fresh: list[Event] = []
         for event in events:
             if event.seq == 0:
@@ -325,6 +331,8 @@ class PostgresProjection:
             fresh.append(event)
             if event.type.startswith("job."):
                 jobs.fold(event, record.state.flow_id if record.state is not None else None)
+            elif event.type.startswith("trigger."):
+                triggers.fold(event)
         rejections = [e for e in events if e.seq == 0]
         if rejections:
             # a command refused for a NUL in an id carries it (text cannot hold U+0000)
@@ -343,6 +351,7 @@ class PostgresProjection:
         if stored != len(positions):
             await self._offset_conflict(conn, group, since)
         await jobs.write(conn)
+        await triggers.write(conn)
         for event in fresh:
             if event.type in TOKEN_EVENTS:
                 await write_token_event(conn, event)
@@ -510,6 +519,26 @@ class PostgresProjection:
 
     async def token_execution(self, token: str) -> str | None:
         return await token_execution(self._pool, token)
+
+    # ------------------------------------------------------------------ triggers
+
+    async def get_trigger(self, trigger_id: str, *,
+                          tenant_id: str | None = None) -> TriggerRecord | None:
+        return await _get_trigger(self._pool, trigger_id, tenant_id)
+
+    async def list_triggers(
+        self,
+        *,
+        tenant_id: str | None = None,
+        kind: str | None = None,
+        flow_id: str | None = None,
+        enabled: bool | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[TriggerRecord]:
+        return await _list_triggers(self._pool, tenant_id=tenant_id, kind=kind,
+                                    flow_id=flow_id, enabled=enabled, limit=limit,
+                                    cursor=cursor)
 
     # ------------------------------------------------------------------ tables
 

@@ -5,18 +5,26 @@ among processes (``LogCapabilities.consumer_groups``) or one per partition other
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from flowmonkey.events.envelope import Command
 from flowmonkey.handlers.base import VaultProvider
-from flowmonkey.handlers.registry import EngineEnv, FlowRegistry, HandlerRegistry
+from flowmonkey.handlers.registry import (
+    EngineEnv,
+    FlowRegistry,
+    HandlerRegistry,
+    TriggerRegistry,
+)
 from flowmonkey.jobs.worker import DEFAULT_CONCURRENCY, Worker
 from flowmonkey.log.base import Log
 from flowmonkey.log.partitioner import partition_for
 from flowmonkey.log.topics import Topics
 from flowmonkey.metrics import Metrics
 from flowmonkey.model.tables import TableDef
+from flowmonkey.model.trigger import Trigger
 from flowmonkey.processors.clock import Clock
 from flowmonkey.processors.group import GroupProcessors
 from flowmonkey.processors.partition import Appender, PartitionProcessor
@@ -26,6 +34,7 @@ from flowmonkey.processors.topic_checks import verify_topics
 from flowmonkey.projections.base import Projection
 from flowmonkey.projections.projector import OnBatch, Projector
 from flowmonkey.runtime.flow_sync import sync_flows
+from flowmonkey.runtime.trigger_sync import follow_published, sync_triggers
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +79,27 @@ class Wiring:
         self.static_processors: list[PartitionProcessor] = []
         self.worker: Worker | None = None
         self._make_worker: Callable[[], Worker] | None = None
+        self._trigger_follower: asyncio.Task[None] | None = None
 
     async def start(self, tables: Iterable[TableDef], flows: FlowRegistry, *,
-                    on_events: OnBatch | None, processors: ProcessorSetup | None) -> None:
-        """Open the log and projection, sync ``flows`` with the flows topic, then start
-        the projector (with ``on_events``) and the processors, each if given."""
+                    on_events: OnBatch | None, processors: ProcessorSetup | None,
+                    triggers: tuple[TriggerRegistry, Sequence[Trigger]] | None = None
+                    ) -> None:
+        """Open the log and projection, sync ``flows`` with the flows topic and
+        ``triggers`` (the registry, and the definitions given to this engine) with the
+        triggers topic, then start the projector (with ``on_events``) and the
+        processors, each if given."""
         await self.open(tables)
         await sync_flows(self.log, self.topics, flows)
+        if triggers is not None:
+            # before the processors: their env's event triggers include other processes'
+            await sync_triggers(self.log, self.topics, triggers[0], triggers[1])
+            # and after: definitions other processes publish later (read from the
+            # start again: re-adopting a known definition changes nothing, and this
+            # process's own ones were published last, so they stay the latest)
+            self._trigger_follower = asyncio.get_running_loop().create_task(
+                follow_published(self.log, self.topics, triggers[0], 0),
+                name="flowmonkey-trigger-follower")
         if on_events is not None:
             # before the processors, so no answer to a command sent right after start
             # can slip past it
@@ -203,7 +226,12 @@ class Wiring:
             await self.projector.stop()
 
     async def close(self) -> None:
-        """Close the projection, then the log."""
+        """Stop following the triggers topic; close the projection, then the log."""
+        follower, self._trigger_follower = self._trigger_follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         await self.projection.close()
         await self.log.close()
 

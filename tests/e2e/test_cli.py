@@ -22,7 +22,7 @@ BIG_ORDER_INPUT = json.dumps({"order": {"id": "B-7", "items": [
     {"sku": "GOLD-BANANA", "qty": 1, "price": 999}]}})
 CLI = [sys.executable, "-m", "flowmonkey.cli"]
 COMMANDS = ["run", "dev", "demo", "validate", "processor", "projector", "worker", "api",
-            "topics", "migrate", "replay", "rebuild", "wal", "bench"]
+            "topics", "migrate", "replay", "rebuild", "wal", "bench", "triggers"]
 
 
 def flowmonkey(*args: str, cwd: Path = ROOT, timeout: float = 60,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -20,11 +21,18 @@ def test_every_guide_section_has_an_example() -> None:
             "class_handlers", "event_dispatcher", "durable_restart"} <= names
 
 
+NEEDS_KAFKA = {"19_topic_trigger"}
+"""Examples that need a broker: they get the test suite's."""
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs(example: Path) -> None:
+def test_example_runs(example: Path, request: pytest.FixtureRequest) -> None:
+    env = dict(os.environ)
+    if example.stem in NEEDS_KAFKA:
+        env["FLOWMONKEY_KAFKA_BOOTSTRAP"] = request.getfixturevalue("kafka_bootstrap")
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, str(example)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+                          text=True, timeout=120, check=False, env=env)
     took = time.perf_counter() - started
     assert proc.returncode == 0, (
         f"{example.name} exited {proc.returncode} after {took:.1f}s\n"

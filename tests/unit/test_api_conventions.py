@@ -47,6 +47,8 @@ CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 # the user's values: returned as given, their keys are not the API's to style
 USER_VALUES = {"context", "input", "output", "metadata", "details", "row", "writes",
                "config", "staticValues", "checkpointData"}
+# lists of points in time (a schedule's next fire times)
+TIME_LISTS = {"times"}
 # maps keyed by the user's names (step ids) whose values are the engine's
 USER_KEYED = {"retryAttempts", "steps"}
 
@@ -94,6 +96,13 @@ async def export(p: HandlerParams) -> StepResult:
 JOBBED = flow("jobbed", step("x", "export", output_key="exported"))
 CHECKPOINT = {"next_row": 4, "Odd Key": {"k_l": 5}}
 
+
+TRIGGERS = [
+    {"id": "hook", "kind": "webhook", "flowId": "kid", "tenantId": "tenant-a",
+     "webhook": {"requireApiKey": True}},
+    {"id": "nightly", "kind": "schedule", "flowId": "kid", "tenantId": "tenant-a",
+     "schedule": {"cron": "0 3 * * *", "timezone": "Europe/Berlin"}},
+]
 
 KID = flow("kid", step("only", "kid-step", output_key="kidOut"))
 SAMPLE = flow(
@@ -152,6 +161,11 @@ def check_body(value: Any, path: str, problems: list[str], times: set[str]) -> N
             continue
         if key in USER_VALUES:
             continue
+        if key in TIME_LISTS and isinstance(item, list):
+            bad = [t for t in item if not (isinstance(t, str) and ISO_UTC.match(t))]
+            if bad:
+                problems.append(f"{where}: {bad!r} are not ISO-8601 UTC times")
+            continue
         if key == "data" and not path.endswith("]"):
             continue  # resume data (in an event's data): the user's
         if key == "data" and ".rows[" in where:
@@ -173,7 +187,8 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
     engine = Engine(flows=[SAMPLE, KID, JOBBED],
                     handlers=[nap, ask, pay, boom, kid_step, export],
                     options=EngineOptions(record_history=True), tables=[ORDERS],
-                    workers=0)  # the jobs are driven by hand
+                    workers=0,  # the jobs are driven by hand
+                    triggers=TRIGGERS)
     async with api_client(engine=engine) as client:
         # given an execution that waits, starts a child, pipes a row and fails
         created = await client.post("/v1/executions", headers=bearer(KEY_A), json={
@@ -229,6 +244,11 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
         job_page = await eventually(jobs_projected, what="three jobs projected")
         open_job = await get(client, f"/v1/jobs/{job_ids[2]}")
 
+        # and triggers: a webhook that fired (and a delivery it refused), a schedule
+        hook = await client.post("/v1/hooks/hook", headers=bearer(KEY_A), json=CONTEXT)
+        assert hook.status_code == 202, hook.text
+        assert (await client.post("/v1/hooks/hook", json=CONTEXT)).status_code == 401
+
         # when every GET endpoint is read
         events = (await get(client, f"/v1/executions/{execution_id}/events"))["events"]
         answers: dict[str, Any] = {
@@ -248,6 +268,11 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
             "failedJob": await get(client, f"/v1/jobs/{job_ids[1]}"),
             "openJob": open_job,
             "jobExecution": await get(client, f"/v1/executions/{open_job['executionId']}"),
+            "triggers": await get(client, "/v1/triggers"),
+            "trigger": await get(client, "/v1/triggers/hook"),
+            "schedule": await get(client, "/v1/triggers/nightly"),
+            "next": await get(client, "/v1/triggers/nightly/next", count=3),
+            "hooked": hook.json(),
         }
         for seq in range(1, len(events) + 1):
             answers[f"state{seq}"] = await get(client, f"/v1/executions/{execution_id}/state",
@@ -263,7 +288,8 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
     assert problems == []
     assert {"createdAt", "updatedAt", "timestamp", "wakeAt", "waitStartedAt", "expiresAt",
             "idempotencyExpiresAt", "startedAt", "completedAt", "cancelledAt",
-            "deadlineAt", "claimedAt", "leaseExpiresAt", "endedAt"} <= times
+            "deadlineAt", "claimedAt", "leaseExpiresAt", "endedAt", "lastFiredAt",
+            "nextFireAt"} <= times
 
     # and the user's data comes back with its keys as given, wherever it appears
     assert failed["context"]["order_id"] == "o-1"

@@ -89,7 +89,7 @@ def test_every_command_of_the_old_layout_is_there() -> None:
     commands = {path[0] for path in COMMAND_PATHS if len(path) == 1}
     assert commands == {"run", "dev", "demo", "validate", "processor", "projector", "worker",
                         "api", "topics", "migrate", "replay", "rebuild", "wal", "log",
-                        "bench", "jobs", "trigger-consumer"}
+                        "bench", "jobs", "triggers", "trigger-consumer"}
 
 
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "flowmonkey")
