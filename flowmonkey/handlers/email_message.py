@@ -26,6 +26,7 @@ receivers can drop the copy.
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import re
 from collections.abc import Mapping
@@ -49,8 +50,10 @@ TOKEN_PATTERN = r"[0-9a-f]{32}"
 REPLY_PREFIX = "reply+"
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
-_ADDR_SPEC = re.compile(r"[^\s@<>()\[\],;:\"\\]{1,64}@[A-Za-z0-9.-]{1,255}")
+# ASCII only: a server without SMTPUTF8 takes nothing else in an envelope address
+_ADDR_SPEC = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,255}")
 _SPACES = re.compile(r"[\r\n\t\v\f]+")
+_WIRE = email.policy.SMTP.clone(max_line_length=MAX_HEADER_CHARS)
 
 _TEMPLATE = {"type": "string", "minLength": 1, "maxLength": MAX_BODY_CHARS}
 CONFIG_SCHEMA: dict[str, Any] = {
@@ -119,6 +122,12 @@ class Mail:
     subject: str
     message_id: str
     reply_to: str | None
+
+    def data(self) -> bytes:
+        """The message as sent: CRLF line ends, headers folded only past RFC 5322's
+        998-character limit (at 78, a subject with its ``[ref:…]`` would be folded onto
+        a line of its own, which some readers show with a leading space)."""
+        return self.message.as_bytes(policy=_WIRE)
 
 
 def parse_config(config: Mapping[str, Any]) -> EmailConfig:

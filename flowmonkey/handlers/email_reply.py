@@ -116,7 +116,7 @@ class EmailReplyHandler:
         where = f"{smtp.host}:{smtp.port}"
         try:
             await aiosmtplib.send(
-                mail.message, sender=mail.sender, recipients=list(mail.recipients),
+                mail.data(), sender=mail.sender, recipients=list(mail.recipients),
                 hostname=smtp.host, port=smtp.port, username=smtp.username,
                 password=password, use_tls=smtp.security == "tls",
                 # never None (aiosmtplib's "if offered"): starttls requires it, and

@@ -34,9 +34,10 @@ class ReceivedMail:
     login: str | None
 
     def body(self, subtype: str = "plain") -> str:
-        """The text (``plain``) or ``html`` part's content ("" without one)."""
+        """The text (``plain``) or ``html`` part's content ("" without one), with the
+        wire's CRLF line ends as ``\n``."""
         part = self.message.get_body(preferencelist=(subtype,))
-        return "" if part is None else str(part.get_content())
+        return "" if part is None else str(part.get_content()).replace("\r\n", "\n")
 
 
 class SmtpSink:

@@ -85,6 +85,17 @@ async def test_a_mail_that_waits_carries_its_token_in_the_reply_address_and_subj
         assert run.execution.context["mail"]["replyTo"] == f"reply+{token}@replies.example.com"
 
 
+async def test_a_long_subject_arrives_on_one_line_with_its_reference(sink: SmtpSink) -> None:
+    subject = "Please approve the purchase order ${order.id} for the new office " + "x" * 60
+    async with TestHarness(flows=[mail_flow(sink.port, waitForReply=True,
+                                            subject=subject)]) as t:
+        run = await t.run("mail", CONTEXT)
+
+        [mail] = await sink.wait_for(1)
+        expected = subject.replace("${order.id}", "o-1")
+        assert mail.message["Subject"] == f"{expected} [ref:{run.execution.resume_token}]"
+
+
 async def test_a_reply_resumes_the_step_with_its_text_sender_and_subject(
         sink: SmtpSink) -> None:
     async with TestHarness(flows=[mail_flow(sink.port, waitForReply=True)]) as t:
