@@ -13,7 +13,8 @@ the settings give (:class:`InboundEmailSettings`). In order:
    mail services post; other fields are ignored): 400 if it is not JSON, 422 naming
    the field if a field is wrong or too long;
 5. the reply token: from a ``reply+<token>@…`` recipient (``to``, else one of the
-   :data:`RECIPIENT_HEADERS`), else ``[ref:<token>]`` in the subject; none, or one never issued: 404 (``unmatched``);
+   :data:`RECIPIENT_HEADERS`), else ``[ref:<token>]`` in the subject; none, or one
+   never issued: 404 (``unmatched``);
 6. the resume, ``{text, from, subject}`` as its data and ``{from, subject}`` as the
    inbound email the kernel records (``email.received``): 200 ``{executionId,
    status}``; a token used, expired or revoked, or an execution no longer waiting,

@@ -115,6 +115,7 @@ def run_api(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port must be from 1 to 65535, not {args.port}")
     keys = _keys(args.no_auth)
+    inbound_email = _inbound_email()
     bundle = load_apps(args.app, args.flows_dir)
     if settings.log_kind != "kafka" and not bundle.flows:
         raise CliError("no flows to serve: give --app MODULE (with `flows` and `handlers`) "
@@ -127,7 +128,7 @@ def run_api(args: argparse.Namespace) -> int:
             f"; it listens on {args.host}, so anyone who can reach it can do anything"
         log.warning("serving without authentication (--no-auth), for local development "
                     "only%s", exposed)
-    return asyncio.run(_Api(args, settings, bundle, keys, _inbound_email()).run())
+    return asyncio.run(_Api(args, settings, bundle, keys, inbound_email).run())
 
 
 def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
