@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
@@ -337,6 +337,25 @@ class TriggerRunEnded(EventData):
     status: str
 
 
+class EmailSent(EventData):
+    """The ``email-reply`` step's mail was accepted by its SMTP server."""
+
+    step_id: str
+    to: list[str]
+    subject: str
+    message_id: str
+
+
+class EmailReceived(EventData):
+    """A reply to the step's mail resumed it (the inbound email endpoint)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    step_id: str
+    from_: str | None = Field(default=None, alias="from")
+    subject: str | None = None
+
+
 class CommandRejected(EventData):
     command_id: str
     command_type: str
@@ -387,6 +406,8 @@ EVENT_SCHEMAS: dict[tuple[str, int], type[EventData]] = {
     (n.TRIGGER_SKIPPED, 1): TriggerSkipped,
     (n.TRIGGER_FAILED, 1): TriggerFailed,
     (n.TRIGGER_RUN_ENDED, 1): TriggerRunEnded,
+    (n.EMAIL_SENT, 1): EmailSent,
+    (n.EMAIL_RECEIVED, 1): EmailReceived,
 }
 
 

@@ -11,7 +11,9 @@ live by what they do: ``attempts`` (step results), ``waking`` (timers, resumes, 
 child's end), ``cancelling`` (cancels, attaching children, revoking tokens) and
 ``jobs`` (stateful handlers' jobs), ``triggers`` (what starts executions without
 code: its own entities, ``trigger:<id>``), all built on ``decision`` (the decision in the
-making) and ``stepping`` (steps, transitions, pipes, an execution's end).
+making) and ``stepping`` (steps, transitions, pipes, an execution's end). What a
+handler may report beside its outcome (``email.sent``), and the inbound email a resume
+records (``email.received``), is allow-listed in ``step_events``.
 """
 
 from __future__ import annotations

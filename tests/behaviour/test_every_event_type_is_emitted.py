@@ -5,6 +5,7 @@ that emits it fails this test (add the scenario that emits it, or the reason).""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,13 +17,14 @@ from flowmonkey.events.types import payload
 from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.model.trigger import Trigger
 from flowmonkey.testing import TestHarness
+from flowmonkey.testing.smtp import SmtpSink
 from tests.behaviour.flows import flow, step
 from tests.behaviour.job_commands import JobCommands
+from tests.behaviour.smtp_support import CONTEXT, mail_config
 
 NOT_EMITTED: dict[str, str] = {
     # name -> why nothing emits it
-    **dict.fromkeys((n.FORM_REGISTERED, n.FORM_SUBMITTED, n.FORM_REJECTED, n.EMAIL_SENT,
-                     n.EMAIL_RECEIVED),
+    **dict.fromkeys((n.FORM_REGISTERED, n.FORM_SUBMITTED, n.FORM_REJECTED),
                     "forms are being built (issue 14): their kernel emits them next"),
 }
 
@@ -74,7 +76,12 @@ def _pipe(id: str, table_id: str) -> dict[str, Any]:
             "mappings": [{"sourcePath": "id", "columnId": "id"}]}
 
 
+SMTP = SmtpSink()
+
 FLOWS = [
+    # (its own timeout: an SMTP conversation may take longer than the 50 ms the others get)
+    flow("mail", {**step("a", "email-reply", config=mail_config(SMTP.port, waitForReply=True)),
+                  "timeoutMs": 30_000}),
     flow("piped", step("a", "ok", output_key="a"),
          pipes=[_pipe("to-orders", "orders"), _pipe("to-numbers", "numbers"),
                 _pipe("to-strict", "strict")]),
@@ -102,7 +109,14 @@ def _defined_event_types() -> set[str]:
             and not name.startswith(("CMD_", "REJECT_"))}
 
 
-async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason() -> None:
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SMTP:
+        yield SMTP
+
+
+async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason(
+        smtp: SmtpSink) -> None:
     async with TestHarness(handlers=[ok, flaky, slow, approval, nap, export], flows=FLOWS,
                            tables=[ORDERS, NUMBERS, STRICT],
                            options=EngineOptions(timeout_ms=50), triggers=TRIGGERS,
@@ -171,13 +185,21 @@ async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason() ->
             await t.engine.fire_trigger("hook", {"body": {}}, "delivery-2", kind="webhook")
         await t.engine.resume_trigger("hook", by="test")
         await t.advance(3 * 60_000)
+        # a mail sent by an email-reply step, and the reply that resumes it
+        mailed = await t.run("mail", CONTEXT)
+        await smtp.wait_for(1)
+        assert mailed.execution.resume_token is not None
+        await t.engine.resume(mailed.execution.id, mailed.execution.resume_token,
+                              {"text": "yes"}, email={"from": "ann@example.com",
+                                                      "subject": "Re: Order o-1"})
+        await t.settle()
         # a refused command
         await t.cancel("no-such-execution")
         t.engine.handlers.unregister("nap")
 
         emitted = {e.type for e in t.events}
-        for event in t.events:  # the trigger events hold to their schemas
-            if event.type.startswith("trigger."):
+        for event in t.events:  # the trigger and email events hold to their schemas
+            if event.type.startswith(("trigger.", "email.")):
                 payload(event)
 
     defined = _defined_event_types()
