@@ -18,6 +18,7 @@ from flowmonkey.api import (
     routes_forms,
     routes_health,
     routes_hooks,
+    routes_inbound,
     routes_jobs,
     routes_tables,
     routes_triggers,
@@ -27,6 +28,7 @@ from flowmonkey.api.body_limit import BodyLimit
 from flowmonkey.api.deps import FlowRefresher, refuse_nul
 from flowmonkey.api.errors import install_error_handlers
 from flowmonkey.api.form_submissions import FormSubmissions
+from flowmonkey.api.inbound_email import InboundEmails, InboundEmailSettings
 from flowmonkey.api.webhooks import Webhooks
 from flowmonkey.engine import Engine
 from flowmonkey.forms.captcha import CaptchaVerifier, HttpCaptchaVerifier
@@ -34,12 +36,13 @@ from flowmonkey.model.limits import DEFAULT_MAX_TOTAL_SIZE_BYTES
 
 DESCRIPTION = """\
 Start, resume, cancel and query FlowMonkey executions; query their jobs; list, pause
-and resume triggers; receive webhooks; take public form submissions.
+and resume triggers; receive webhooks and replies to emails; take public form
+submissions.
 
 Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>` (webhooks,
 `POST /v1/hooks/{triggerId}`, authenticate by their signature instead, unless their
-trigger requires a key; form submissions, `POST /v1/forms/{formId}/submissions`, are
-public). A key bound to
+trigger requires a key; so do inbound emails, `POST /v1/inbound/email`; form
+submissions, `POST /v1/forms/{formId}/submissions`, are public). A key bound to
 a tenant acts for that tenant only; an admin key acts for every tenant, or for the one
 named by `X-Tenant-Id`. Errors are `{"error": {"code": ..., "message": ...}}`.
 
@@ -58,10 +61,13 @@ MAX_BODY_BYTES = DEFAULT_MAX_TOTAL_SIZE_BYTES + 64 * 1024
 def create_app(engine: Engine, auth: ApiAuth | None, *,
                max_body_bytes: int = MAX_BODY_BYTES,
                trusted_proxies: Sequence[str] = (),
-               captcha: CaptchaVerifier | None = None) -> FastAPI:
+               captcha: CaptchaVerifier | None = None,
+               inbound_email: InboundEmailSettings | None = None) -> FastAPI:
     """``trusted_proxies``: CIDRs of the proxies whose ``X-Forwarded-For`` names a
     form submitter's address (settings: ``FLOWMONKEY_TRUSTED_PROXIES``); ``captcha``:
-    what checks forms' captchas (default: the providers' verify calls)."""
+    what checks forms' captchas (default: the providers' verify calls);
+    ``inbound_email``: how replies to ``email-reply`` steps are received (None: the
+    inbound email endpoint is off; ``flowmonkey api`` reads them from the environment)."""
     from flowmonkey import __version__
 
     app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION,
@@ -76,6 +82,7 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.state.webhooks = Webhooks(engine)
     app.state.form_submissions = FormSubmissions(
         engine, captcha if captcha is not None else HttpCaptchaVerifier(), trusted_proxies)
+    app.state.inbound_emails = InboundEmails(engine, inbound_email or InboundEmailSettings())
     app.state.authenticate = auth.principal if auth is not None else principal_without_auth
     install_error_handlers(app)
     app.include_router(routes_health.router)
@@ -89,4 +96,6 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.include_router(routes_hooks.router)
     # submissions need no API key: a public form's defences are its own (routes_forms.py)
     app.include_router(routes_forms.router)
+    # no API key either: an inbound email is signed (inbound_email.py)
+    app.include_router(routes_inbound.router)
     return app

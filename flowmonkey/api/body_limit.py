@@ -1,11 +1,12 @@
 """A bound on request bodies, answered as a JSON 413 like every other error.
 
+A route with a smaller bound of its own (a webhook's, an inbound email's, a form
+submission's) reads its raw body with :func:`read_body`.
+
 FastAPI's own ``max_body_size`` answers a too-long ``Content-Length`` in plain text
 (replacing whatever the app answered), so this small ASGI middleware does it instead:
 a declared length over the bound is refused before anything is read, and a body that
 grows past it while streaming stops the read.
-
-:func:`read_bounded` reads a body within a route's own, lower bound the same way.
 
 It also sets the nesting limit of body values for the request (the serving engine's
 ``ContextLimits.max_depth``, see :mod:`flowmonkey.model.storable`): request models
@@ -69,10 +70,9 @@ class BodyLimit:
             body_max_depth.reset(depth)
 
 
-async def read_bounded(request: Request, limit: int) -> bytes:
-    """A route's own, lower bound on its body (a public endpoint's): the raw body,
-    refused (413) past ``limit`` bytes, a declared length at once, a streamed one as
-    soon as it grows past it."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused (413) past ``limit`` bytes: a declared length at once, a
+    streamed one as soon as it grows past it."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, CODE, too_large_message(limit))

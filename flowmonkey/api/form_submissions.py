@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import Request
 
-from flowmonkey.api.body_limit import read_bounded
+from flowmonkey.api.body_limit import read_body
 from flowmonkey.api.errors import ApiError, not_found
 from flowmonkey.engine import Engine
 from flowmonkey.errors import CommandRejected, ExecutionNotFoundError, ResumeTokenError
@@ -105,7 +105,7 @@ class FormSubmissions:
         if not form.enabled:
             raise Refused("disabled", 409, "FORM_DISABLED", f"form {form.id!r} is disabled")
         try:
-            body = await read_bounded(request, form.max_body_bytes)
+            body = await read_body(request, form.max_body_bytes)
         except ApiError as exc:
             raise Refused("too_large", exc.status, exc.code, exc.message) from None
         try:

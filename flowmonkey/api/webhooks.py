@@ -19,7 +19,7 @@ import orjson
 from fastapi import Request
 
 from flowmonkey.api.auth import Principal
-from flowmonkey.api.body_limit import read_bounded
+from flowmonkey.api.body_limit import read_body
 from flowmonkey.api.errors import ApiError, not_found
 from flowmonkey.api.schemas import WebhookAccepted
 from flowmonkey.api.signatures import check, default_header
@@ -85,7 +85,7 @@ class Webhooks:
                        request: Request) -> WebhookAccepted:
         if settings.require_api_key:
             self._authorize(trigger, request)
-        body = await read_bounded(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes)
         header_name = settings.header or default_header(settings.signature)
         if settings.secret is not None:
             secret = await self._secret(trigger, settings.secret)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     )
     from flowmonkey.handlers.batch import BatchProcessHandler
     from flowmonkey.handlers.delay import DelayHandler
+    from flowmonkey.handlers.email_reply import EmailReplyHandler
     from flowmonkey.handlers.expressions import Expression, ExpressionError, evaluate
     from flowmonkey.handlers.form_submit import FormSubmitHandler
     from flowmonkey.handlers.http import HttpHandler
@@ -51,6 +52,7 @@ _WHERE = {
     "handler": "base",
     "BatchProcessHandler": "batch",
     "DelayHandler": "delay",
+    "EmailReplyHandler": "email_reply",
     "Expression": "expressions",
     "ExpressionError": "expressions",
     "evaluate": "expressions",
@@ -71,6 +73,7 @@ def builtin(*, allow_private_http: bool = False) -> list[StepHandler]:
     """
     from flowmonkey.handlers.batch import BatchProcessHandler
     from flowmonkey.handlers.delay import DelayHandler
+    from flowmonkey.handlers.email_reply import EmailReplyHandler
     from flowmonkey.handlers.form_submit import FormSubmitHandler
     from flowmonkey.handlers.http import HttpHandler
     from flowmonkey.handlers.routing import ConditionalHandler, SwitchHandler
@@ -84,6 +87,7 @@ def builtin(*, allow_private_http: bool = False) -> list[StepHandler]:
         SwitchHandler(),
         BatchProcessHandler(),
         FormSubmitHandler(),
+        EmailReplyHandler(),
     ]
 
 
@@ -103,6 +107,7 @@ __all__ = [
     "ContextHelpers",
     "DelayHandler",
     "DictVaultProvider",
+    "EmailReplyHandler",
     "EnvVaultProvider",
     "Expression",
     "ExpressionError",

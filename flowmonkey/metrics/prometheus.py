@@ -217,6 +217,10 @@ class Metrics:
             "(accepted, duplicate, spam, invalid, rate_limited, captcha_failed, "
             "captcha_unavailable, disabled, too_large, bad_body, unsupported_media_type, "
             "token_refused, refused, failed)", ["form", "outcome"], registry=r)
+        self.inbound_emails = Counter(
+            "flowmonkey_inbound_emails", "Posts to the inbound email endpoint, by outcome "
+            "(resumed, unsigned, forged, unmatched, refused: the token no longer works, "
+            "invalid, too_large, disabled, failed)", ["outcome"], registry=r)
         # labelled children, cached: labels() costs more than the increment itself
         self._children: dict[tuple[int, str], Any] = {}
 
