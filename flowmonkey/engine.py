@@ -416,10 +416,16 @@ class Engine:
         return CreateResult(execution, created=not hit, idempotency_hit=hit)
 
     async def resume(self, execution_id: str, resume_token: str, data: Any = None, *,
-                     tenant_id: str | None = None) -> Execution:
-        """Resume an execution waiting for a signal; the token works once."""
+                     tenant_id: str | None = None,
+                     email: Mapping[str, str | None] | None = None) -> Execution:
+        """Resume an execution waiting for a signal; the token works once. ``email``
+        (``{from, subject}``): the resume answers an inbound email (a reply to an
+        ``email-reply`` step's mail), recorded as ``email.received``."""
+        command: dict[str, Any] = {"token": resume_token, "data": data}
+        if email is not None:
+            command["email"] = dict(email)
         raise_if_rejected((await self._send(
-            n.CMD_RESUME, execution_id, {"token": resume_token, "data": data}, tenant_id)).event())
+            n.CMD_RESUME, execution_id, command, tenant_id)).event())
         execution = await self.projection.get(execution_id)
         assert execution is not None
         return execution

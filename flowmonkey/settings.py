@@ -33,6 +33,17 @@ other command fails over a setting it never uses (this module keeps only the nam
 * ``FLOWMONKEY_API_KEYS``: ``KEY=TENANT[,KEY=TENANT…]``; a tenant of ``*`` makes an
   admin key (every tenant; it may act for one named by an ``X-Tenant-Id`` header).
 
+Its inbound email endpoint (``POST /v1/inbound/email``, replies to ``email-reply``
+steps' mails) reads :class:`flowmonkey.api.inbound_email.InboundEmailSettings`:
+
+* ``FLOWMONKEY_INBOUND_EMAIL_SECRET``: the *name* of the vault secret the inbound mail
+  service signs its posts with (HMAC-SHA256); unset: the endpoint is off (404).
+* ``FLOWMONKEY_INBOUND_EMAIL_SIGNATURE``: ``github`` (the default:
+  ``X-Hub-Signature-256: sha256=<hex>``) or ``stripe`` (``Stripe-Signature:
+  t=<seconds>,v1=<hex>``, refused 5 minutes away from now).
+* ``FLOWMONKEY_INBOUND_EMAIL_MAX_BYTES``: the largest post (default 1 MiB, at most
+  10 MiB).
+
 The commands that run handlers (``processor``, ``api``, ``dev``, ``run``) give them a
 vault (:func:`vault_from_env`) reading secrets from the environment:
 
@@ -80,6 +91,9 @@ ENV_KAFKA_SSL_CAFILE = "FLOWMONKEY_KAFKA_SSL_CAFILE"
 ENV_KAFKA_SSL_CERTFILE = "FLOWMONKEY_KAFKA_SSL_CERTFILE"
 ENV_KAFKA_SSL_KEYFILE = "FLOWMONKEY_KAFKA_SSL_KEYFILE"
 ENV_API_KEYS = "FLOWMONKEY_API_KEYS"
+ENV_INBOUND_EMAIL_SECRET = "FLOWMONKEY_INBOUND_EMAIL_SECRET"
+ENV_INBOUND_EMAIL_SIGNATURE = "FLOWMONKEY_INBOUND_EMAIL_SIGNATURE"
+ENV_INBOUND_EMAIL_MAX_BYTES = "FLOWMONKEY_INBOUND_EMAIL_MAX_BYTES"
 ENV_METRICS_PORT = "FLOWMONKEY_METRICS_PORT"
 ENV_LOG_FORMAT = "FLOWMONKEY_LOG_FORMAT"
 ENV_SECRET_PREFIX = "FLOWMONKEY_SECRET_PREFIX"

@@ -15,6 +15,7 @@ from flowmonkey.api import (
     routes_flows,
     routes_health,
     routes_hooks,
+    routes_inbound,
     routes_jobs,
     routes_tables,
     routes_triggers,
@@ -23,17 +24,18 @@ from flowmonkey.api.auth import ApiAuth, principal_without_auth
 from flowmonkey.api.body_limit import BodyLimit
 from flowmonkey.api.deps import FlowRefresher, refuse_nul
 from flowmonkey.api.errors import install_error_handlers
+from flowmonkey.api.inbound_email import InboundEmails, InboundEmailSettings
 from flowmonkey.api.webhooks import Webhooks
 from flowmonkey.engine import Engine
 from flowmonkey.model.limits import DEFAULT_MAX_TOTAL_SIZE_BYTES
 
 DESCRIPTION = """\
 Start, resume, cancel and query FlowMonkey executions; query their jobs; list, pause
-and resume triggers; receive webhooks.
+and resume triggers; receive webhooks and replies to emails.
 
 Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>` (webhooks,
 `POST /v1/hooks/{triggerId}`, authenticate by their signature instead, unless their
-trigger requires a key). A key bound to
+trigger requires a key; so do inbound emails, `POST /v1/inbound/email`). A key bound to
 a tenant acts for that tenant only; an admin key acts for every tenant, or for the one
 named by `X-Tenant-Id`. Errors are `{"error": {"code": ..., "message": ...}}`.
 
@@ -50,7 +52,10 @@ MAX_BODY_BYTES = DEFAULT_MAX_TOTAL_SIZE_BYTES + 64 * 1024
 
 
 def create_app(engine: Engine, auth: ApiAuth | None, *,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES,
+               inbound_email: InboundEmailSettings | None = None) -> FastAPI:
+    """``inbound_email``: how replies to ``email-reply`` steps are received (None: the
+    inbound email endpoint is off; ``flowmonkey api`` reads them from the environment)."""
     from flowmonkey import __version__
 
     app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION,
@@ -63,6 +68,7 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.state.engine = engine
     app.state.flow_refresher = FlowRefresher(engine)
     app.state.webhooks = Webhooks(engine)
+    app.state.inbound_emails = InboundEmails(engine, inbound_email or InboundEmailSettings())
     app.state.authenticate = auth.principal if auth is not None else principal_without_auth
     install_error_handlers(app)
     app.include_router(routes_health.router)
@@ -74,4 +80,6 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.include_router(routes_triggers.router)
     # no API key: a webhook authenticates itself by its signature (routes_hooks.py)
     app.include_router(routes_hooks.router)
+    # no API key either: an inbound email is signed (inbound_email.py)
+    app.include_router(routes_inbound.router)
     return app

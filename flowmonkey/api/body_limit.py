@@ -1,5 +1,8 @@
 """A bound on request bodies, answered as a JSON 413 like every other error.
 
+A route with a smaller bound of its own (a webhook's, an inbound email's) reads its
+raw body with :func:`read_body`.
+
 FastAPI's own ``max_body_size`` answers a too-long ``Content-Length`` in plain text
 (replacing whatever the app answered), so this small ASGI middleware does it instead:
 a declared length over the bound is refused before anything is read, and a body that
@@ -14,10 +17,11 @@ from __future__ import annotations
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowmonkey.api.errors import error_body
+from flowmonkey.api.errors import ApiError, error_body
 from flowmonkey.model.limits import DEFAULT_MAX_DEPTH
 from flowmonkey.model.storable import body_max_depth
 
@@ -64,3 +68,19 @@ class BodyLimit:
             await self.app(scope, bounded, send)
         finally:
             body_max_depth.reset(depth)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused (413) past ``limit`` bytes: a declared length at once, a
+    streamed one as soon as it grows past it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, CODE, too_large_message(limit))
+    chunks: list[bytes] = []
+    read = 0
+    async for chunk in request.stream():
+        read += len(chunk)
+        if read > limit:
+            raise ApiError(413, CODE, too_large_message(limit))
+        chunks.append(chunk)
+    return b"".join(chunks)

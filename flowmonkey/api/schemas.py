@@ -324,3 +324,10 @@ class WebhookAccepted(FlowMonkeyModel):
     trigger_id: str
     duplicate: bool = Field(description="true when this delivery was seen before: the "
                                         "execution is the one it started then")
+
+
+class InboundEmailResumed(FlowMonkeyModel):
+    """An inbound email that resumed the ``email-reply`` step waiting for it."""
+
+    execution_id: str
+    status: str = Field(description="the execution's status right after the resume")

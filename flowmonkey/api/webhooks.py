@@ -19,6 +19,7 @@ import orjson
 from fastapi import Request
 
 from flowmonkey.api.auth import Principal
+from flowmonkey.api.body_limit import read_body
 from flowmonkey.api.errors import ApiError, not_found
 from flowmonkey.api.schemas import WebhookAccepted
 from flowmonkey.api.signatures import check, default_header
@@ -84,7 +85,7 @@ class Webhooks:
                        request: Request) -> WebhookAccepted:
         if settings.require_api_key:
             self._authorize(trigger, request)
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes)
         header_name = settings.header or default_header(settings.signature)
         if settings.secret is not None:
             secret = await self._secret(trigger, settings.secret)
@@ -163,22 +164,6 @@ class Webhooks:
 _OUTCOMES = {"UNAUTHENTICATED": "unauthorized", "BODY_TOO_LARGE": "too_large",
              "INVALID_BODY": "invalid_body", "TRIGGER_DISABLED": "disabled",
              "TRIGGER_NOT_FOUND": "unauthorized", "FORBIDDEN": "unauthorized"}
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused (413) past ``limit`` bytes: a declared length at once, a
-    streamed one as soon as it grows past it."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "BODY_TOO_LARGE", f"the request body is over {limit} bytes")
-    chunks: list[bytes] = []
-    read = 0
-    async for chunk in request.stream():
-        read += len(chunk)
-        if read > limit:
-            raise ApiError(413, "BODY_TOO_LARGE", f"the request body is over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _arrival(request: Request, body: bytes, signature_header: str,

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from flowmonkey.api.auth import ApiKey
+    from flowmonkey.api.inbound_email import InboundEmailSettings
     from flowmonkey.cli.options import Subparsers
     from flowmonkey.engine import Engine
     from flowmonkey.settings import Settings
@@ -68,6 +69,8 @@ Endpoints: GET /health; GET /metrics (Prometheus text, no ids in it);
 POST /v1/executions; GET /v1/executions[?status=&flowId=&parentExecutionId=&limit=
 &cursor=]; GET /v1/executions/ID[/events|/state?seq=N];
 POST /v1/executions/ID/resume|cancel; GET /v1/flows[/ID]; GET /v1/tables[/ID/rows];
+POST /v1/inbound/email (replies to email-reply steps: no API key, signed with the
+vault secret FLOWMONKEY_INBOUND_EMAIL_SECRET names; off while it is unset);
 GET /v1/triggers[/ID[/next]]; POST /v1/triggers/ID/pause|resume; POST /v1/hooks/ID
 (webhooks: signed, no API key unless the trigger requires one);
 OpenAPI at /openapi.json, interactive docs at /docs.
@@ -112,6 +115,7 @@ def run_api(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port must be from 1 to 65535, not {args.port}")
     keys = _keys(args.no_auth)
+    inbound_email = _inbound_email()
     bundle = load_apps(args.app, args.flows_dir)
     if settings.log_kind != "kafka" and not bundle.flows:
         raise CliError("no flows to serve: give --app MODULE (with `flows` and `handlers`) "
@@ -124,7 +128,7 @@ def run_api(args: argparse.Namespace) -> int:
             f"; it listens on {args.host}, so anyone who can reach it can do anything"
         log.warning("serving without authentication (--no-auth), for local development "
                     "only%s", exposed)
-    return asyncio.run(_Api(args, settings, bundle, keys).run())
+    return asyncio.run(_Api(args, settings, bundle, keys, inbound_email).run())
 
 
 def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
@@ -144,6 +148,15 @@ def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
             hint=f"e.g. export {ENV_API_KEYS}=\"$(python -c 'import secrets; "
                  "print(secrets.token_urlsafe(32))')=*\"")
     return () if no_auth else keys
+
+
+def _inbound_email() -> InboundEmailSettings:
+    from flowmonkey.api.inbound_email import InboundEmailSettings
+
+    try:
+        return InboundEmailSettings.from_env()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _say(text: str) -> None:
@@ -175,7 +188,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 class _Api:
     def __init__(self, args: argparse.Namespace, settings: Settings, bundle: Bundle,
-                 keys: tuple[ApiKey, ...]) -> None:
+                 keys: tuple[ApiKey, ...], inbound_email: InboundEmailSettings) -> None:
+        self.inbound_email = inbound_email
         self.args = args
         self.settings = settings
         self.bundle = bundle
@@ -221,7 +235,8 @@ class _Api:
         from flowmonkey.api import ApiAuth, create_app
         from flowmonkey.api.routes_health import unhealthy_reason
 
-        app = create_app(engine, ApiAuth(self.keys) if self.keys else None)
+        app = create_app(engine, ApiAuth(self.keys) if self.keys else None,
+                         inbound_email=self.inbound_email)
         debug = bool(getattr(self.args, "debug", False))
         config = uvicorn.Config(app, log_level="info" if debug else "warning",
                                 access_log=debug, lifespan="off",

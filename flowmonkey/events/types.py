@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
@@ -380,6 +380,25 @@ class FormRejected(EventData):
     content_hash: str
 
 
+class EmailSent(EventData):
+    """The ``email-reply`` step's mail was accepted by its SMTP server."""
+
+    step_id: str
+    to: list[str]
+    subject: str
+    message_id: str
+
+
+class EmailReceived(EventData):
+    """A reply to the step's mail resumed it (the inbound email endpoint)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    step_id: str
+    from_: str | None = Field(default=None, alias="from")
+    subject: str | None = None
+
+
 class CommandRejected(EventData):
     command_id: str
     command_type: str
@@ -433,6 +452,8 @@ EVENT_SCHEMAS: dict[tuple[str, int], type[EventData]] = {
     (n.FORM_REGISTERED, 1): FormRegistered,
     (n.FORM_SUBMITTED, 1): FormSubmitted,
     (n.FORM_REJECTED, 1): FormRejected,
+    (n.EMAIL_SENT, 1): EmailSent,
+    (n.EMAIL_RECEIVED, 1): EmailReceived,
 }
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     )
     from flowmonkey.handlers.batch import BatchProcessHandler
     from flowmonkey.handlers.delay import DelayHandler
+    from flowmonkey.handlers.email_reply import EmailReplyHandler
     from flowmonkey.handlers.expressions import Expression, ExpressionError, evaluate
     from flowmonkey.handlers.http import HttpHandler
     from flowmonkey.handlers.routing import ConditionalHandler, SwitchHandler
@@ -50,6 +51,7 @@ _WHERE = {
     "handler": "base",
     "BatchProcessHandler": "batch",
     "DelayHandler": "delay",
+    "EmailReplyHandler": "email_reply",
     "Expression": "expressions",
     "ExpressionError": "expressions",
     "evaluate": "expressions",
@@ -69,6 +71,7 @@ def builtin(*, allow_private_http: bool = False) -> list[StepHandler]:
     """
     from flowmonkey.handlers.batch import BatchProcessHandler
     from flowmonkey.handlers.delay import DelayHandler
+    from flowmonkey.handlers.email_reply import EmailReplyHandler
     from flowmonkey.handlers.http import HttpHandler
     from flowmonkey.handlers.routing import ConditionalHandler, SwitchHandler
     from flowmonkey.handlers.transform import TransformHandler
@@ -80,6 +83,7 @@ def builtin(*, allow_private_http: bool = False) -> list[StepHandler]:
         ConditionalHandler(),
         SwitchHandler(),
         BatchProcessHandler(),
+        EmailReplyHandler(),
     ]
 
 
@@ -99,6 +103,7 @@ __all__ = [
     "ContextHelpers",
     "DelayHandler",
     "DictVaultProvider",
+    "EmailReplyHandler",
     "EnvVaultProvider",
     "Expression",
     "ExpressionError",

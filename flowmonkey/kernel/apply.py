@@ -307,6 +307,8 @@ APPLIERS: dict[str, Applier] = {
     n.EXECUTION_CANCELLED: _cancelled,
     n.IDEMPOTENCY_HIT: _nothing,
     n.PIPE_ROW: _nothing,
+    n.EMAIL_SENT: _nothing,
+    n.EMAIL_RECEIVED: _nothing,
     **JOB_APPLIERS,
 }
 

@@ -20,6 +20,7 @@ from flowmonkey.kernel.state import (
     WAIT_TIME,
     ExecutionState,
 )
+from flowmonkey.kernel.step_events import record_step_events
 from flowmonkey.kernel.stepping import (
     current_flow_step,
     emit_pipe_rows,
@@ -76,7 +77,10 @@ def attempt_outcome(tx: Txn, st: ExecutionState, flow: Flow, step: Step,
                     writes: list[tuple[str, Any]], d: dict[str, Any]) -> None:
     """What a step attempt's result (a handler's, or a job's completion) does: its
     ``step.completed``, the output and writes checked and stored, then pipes and the
-    transition, the failure path, or the wait. ``writes`` are the caller's copies."""
+    transition, the failure path, or the wait. ``writes`` are the caller's copies.
+    The facts the attempt reports (``result.events``) are recorded first."""
+    if result.events:
+        record_step_events(tx, st, step, result.events)
     output = private_copy(result.output)
     if result.child is not None and result.child.wait is False:
         output = {"childExecutionId": d["child_execution_id"], "flowId": result.child.flow_id,

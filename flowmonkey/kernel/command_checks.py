@@ -180,7 +180,8 @@ _FIELDS: dict[str, Mapping[str, tuple[bool, Check]]] = {
         "metadata": (False, _metadata), "timeout": (False, _timeout),
         "allow_unpublished": (False, _flag), "depth": (False, _natural),
     },
-    n.CMD_RESUME: {"token": (False, _anything), "data": (False, _anything)},
+    n.CMD_RESUME: {"token": (False, _anything), "data": (False, _anything),
+                   "email": (False, _object)},
     n.CMD_CANCEL: {"source": (False, _text), "reason": (False, _text)},
     n.CMD_REVOKE_TOKEN: {"token": (True, _text), "reason": (False, _text)},
     n.CMD_CHILD_FINISHED: {

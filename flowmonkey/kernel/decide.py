@@ -12,7 +12,9 @@ child's end), ``cancelling`` (cancels, attaching children, revoking tokens) and
 ``jobs`` (stateful handlers' jobs), ``triggers`` (what starts executions without
 code: its own entities, ``trigger:<id>``), ``forms`` (public forms' submissions, on
 entities ``form:<id>``), all built on ``decision`` (the decision in the making) and
-``stepping`` (steps, transitions, pipes, an execution's end).
+``stepping`` (steps, transitions, pipes, an execution's end). What a handler may
+report beside its outcome (``email.sent``), and the inbound email a resume records
+(``email.received``), is allow-listed in ``step_events``.
 """
 
 from __future__ import annotations

@@ -61,6 +61,18 @@ def _interpolate(template: Any, context: dict[str, Any]) -> Any:
     return template
 
 
+def placeholders(template: str) -> list[str]:
+    """The paths of the ``${path}`` placeholders in ``template``, in order."""
+    return _PLACEHOLDER.findall(template)
+
+
+def render_text(template: str, context: dict[str, Any]) -> str:
+    """``template`` with each ``${path}`` replaced by its value as text (JSON for
+    objects and lists, nothing for an absent path): always a string, where a template
+    selector's lone placeholder keeps the value's type."""
+    return _PLACEHOLDER.sub(lambda m: _as_text(get_path(context, m.group(1))), template)
+
+
 def _missing_path(context: dict[str, Any], path: str) -> str:
     """What is absent on the way down ``path``, naming the first part missing."""
     parts = path.split(".")

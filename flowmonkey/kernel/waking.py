@@ -19,6 +19,7 @@ from flowmonkey.kernel.state import (
     WAIT_SIGNAL,
     ExecutionState,
 )
+from flowmonkey.kernel.step_events import email_received_data
 from flowmonkey.kernel.stepping import (
     current_flow_step,
     emit_pipe_rows,
@@ -125,6 +126,9 @@ def decide_resume(tx: Txn) -> Decision:
         tx.decision = Decision()
         return tx.reject(violation.code, f"resume data refused: {violation.message}")
     tx.emit(st, n.TOKEN_USED, {"token": token.token})
+    email = email_received_data(step, d.get("email"))
+    if email is not None:  # a reply to the step's mail (kernel/step_events.py)
+        tx.emit(st, n.EMAIL_RECEIVED, email)
     _resume_to(tx, st, flow, step, resumed)
     return tx.decision
 

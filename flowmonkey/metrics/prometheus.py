@@ -209,6 +209,10 @@ class Metrics:
             "flowmonkey_trigger_webhooks", "Webhook deliveries, by trigger and outcome "
             "(accepted, duplicate, bad_signature, too_large, unauthorized, invalid_body, "
             "disabled, failed)", ["trigger", "outcome"], registry=r)
+        self.inbound_emails = Counter(
+            "flowmonkey_inbound_emails", "Posts to the inbound email endpoint, by outcome "
+            "(resumed, unsigned, forged, unmatched, refused: the token no longer works, "
+            "invalid, too_large, disabled, failed)", ["outcome"], registry=r)
         # labelled children, cached: labels() costs more than the increment itself
         self._children: dict[tuple[int, str], Any] = {}
 

@@ -10,7 +10,7 @@ from flowmonkey.model.execution import (
 from flowmonkey.model.flow import Flow, RetryConfig, Step, Transitions, VisualMetadata
 from flowmonkey.model.job import JobRecord, JobStatus, JobSummary
 from flowmonkey.model.limits import ContextLimits, TimeoutConfig
-from flowmonkey.model.result import ChildSpec, Result, StepError, StepResult
+from flowmonkey.model.result import ChildSpec, HandlerEvent, Result, StepError, StepResult
 from flowmonkey.model.selectors import (
     FullSelector,
     InputSelector,
@@ -32,6 +32,7 @@ __all__ = [
     "ExecutionStatus",
     "Flow",
     "FullSelector",
+    "HandlerEvent",
     "HistoryEntry",
     "InputSelector",
     "JobRecord",

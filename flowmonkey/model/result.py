@@ -29,6 +29,17 @@ class ChildSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class HandlerEvent:
+    """A fact a step attempt reports beside its outcome, recorded as an event on the
+    execution: ``type`` is an event name the kernel allows for the step's type (the
+    ``email-reply`` step's ``email.sent``), ``data`` what the event says. Any other
+    type is refused (see :mod:`flowmonkey.kernel.step_events`)."""
+
+    type: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class StepResult:
     """A handler's outcome. Build it with :class:`Result`; plain dicts in the JSON
     shape (``{"outcome": "success", "output": …}``) are accepted too.
@@ -37,6 +48,9 @@ class StepResult:
     ``nextStepOverride``, on success or, once retries are spent, on failure): then
     ``next_step`` replaces the step's transition, and ``None`` there means "no next step"
     (success completes, failure fails). Without it the transitions decide.
+
+    ``events``: facts the attempt reports (:class:`HandlerEvent`), recorded on the
+    execution before its ``step.completed``.
     """
 
     outcome: Outcome
@@ -51,15 +65,17 @@ class StepResult:
     signal_timeout_ms: int | None = None
     for_signal: bool = False
     child: ChildSpec | None = None
+    events: tuple[HandlerEvent, ...] = ()
 
 
 class Result:
     """Constructors for every handler outcome."""
 
     @staticmethod
-    def success(output: Any = None, next_step: str | None = None) -> StepResult:
+    def success(output: Any = None, next_step: str | None = None, *,
+                events: tuple[HandlerEvent, ...] = ()) -> StepResult:
         return StepResult("success", output=output, next_step=next_step,
-                          has_next_step=next_step is not None)
+                          has_next_step=next_step is not None, events=events)
 
     @staticmethod
     def failure(code: str, message: str, details: Any = None) -> StepResult:
@@ -83,9 +99,11 @@ class Result:
         resume_token: str | None = None,
         timeout_ms: int | None = None,
         output: Any = None,
+        *,
+        events: tuple[HandlerEvent, ...] = (),
     ) -> StepResult:
         return StepResult("wait", output=output, wait_reason=reason, resume_token=resume_token,
-                          signal_timeout_ms=timeout_ms, for_signal=True)
+                          signal_timeout_ms=timeout_ms, for_signal=True, events=events)
 
     @staticmethod
     def start_child(

@@ -22,6 +22,7 @@ from flowmonkey.handlers.deadline import running_until
 from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.inputs import missing_input, resolve_input
 from flowmonkey.kernel.state import ExecutionState
+from flowmonkey.kernel.step_events import step_event_problem
 from flowmonkey.model.execution import Execution
 from flowmonkey.model.flow import Step
 from flowmonkey.model.result import InvalidResult, StepResult, coerce_result
@@ -301,6 +302,10 @@ class StepRunner:
             result = coerce_result(raw)
         except InvalidResult as exc:
             return self._failure(attempt, exc)
+        if result.events:
+            problem = step_event_problem(attempt.step, result.events)
+            if problem is not None:
+                return self._failure(attempt, InvalidResult(problem))
         if result.error is not None and result.outcome == "failure":
             result = _noting_missing_input(attempt, result)
         data["result"] = result

@@ -139,6 +139,12 @@ class Projection(Protocol):
         """The execution as it was right after event ``seq`` (rebuilt with the appliers)."""
         ...
 
+    async def token_execution(self, token: str) -> str | None:
+        """The id of the execution the resume token ``token`` was issued to (whatever
+        the token's status now: whether it still works is its execution's processor's
+        to decide), None for a token never issued."""
+        ...
+
     # jobs --------------------------------------------------------------------
     async def get_job(self, job_id: str, *, tenant_id: str | None = None) -> JobRecord | None:
         """The job, open or ended; None when missing, or when ``tenant_id`` is given and

@@ -119,6 +119,7 @@ class MemoryProjection:
         self._jobs: dict[str, JobEntry] = {}
         self._jobs_by_creation: list[tuple[int, str]] = []  # ascending, as executions'
         self._jobs_of: dict[str, list[str]] = {}  # execution id -> its job ids
+        self._token_executions: dict[str, str] = {}  # resume token -> its execution id
         self._triggers: dict[str, TriggerEntry] = {}
         self._submissions: dict[tuple[str, str], SubmissionEntry] = {}
         # form id -> (submitted at, submission id) of its submissions, ascending
@@ -161,6 +162,8 @@ class MemoryProjection:
                     self._children.setdefault(state.parent_execution_id, []).append(state.id)
             if event.type == n.PIPE_ROW:
                 self._pipe_row(event)
+            elif event.type == n.TOKEN_CREATED:
+                self._token_executions.setdefault(event.data["token"], event.execution_id)
             elif event.type.startswith("job."):
                 self._job_event(event, record.state)
             elif event.type.startswith("trigger."):
@@ -316,6 +319,9 @@ class MemoryProjection:
             return None
         state = replay(record.history(), upto_seq=seq)
         return state.to_execution() if state is not None else None
+
+    async def token_execution(self, token: str) -> str | None:
+        return self._token_executions.get(token)
 
     # ------------------------------------------------------------------ jobs
 

@@ -66,6 +66,7 @@ from .job_sql import get_job as _get_job
 from .job_sql import list_jobs as _list_jobs
 from .row_sql import QueryParams, filter_sql, order_sql
 from .rows import check_order, decode_cursor, encode_cursor, prepare_filters, validate_row
+from .token_sql import TOKEN_EVENTS, token_execution, write_token_event
 from .trigger_sql import TriggerBatch
 from .trigger_sql import get_trigger as _get_trigger
 from .trigger_sql import list_triggers as _list_triggers
@@ -78,9 +79,6 @@ _Note = tuple[str, dict[str, Any]]
 
 # the same namespace as memory.py: rebuilding either projection gives the same ids
 _IDS = uuid.UUID("6f1c2a51-4a57-4d0e-9a43-5f8f3c1b7e10")
-_TOKEN_STATUS = {n.TOKEN_USED: "used", n.TOKEN_REVOKED: "revoked"}
-
-
 def _derived_id(kind: str, source: str) -> str:
     return uuid.uuid5(_IDS, f"{kind}:{source}").hex
 
@@ -360,9 +358,8 @@ class PostgresProjection:
         await triggers.write(conn)
         await write_submissions(conn, fresh)
         for event in fresh:
-            if event.type == n.TOKEN_CREATED or event.type in _TOKEN_STATUS \
-                    or event.type == n.TOKENS_CLEANED:
-                await self._token_txn(conn, event)
+            if event.type in TOKEN_EVENTS:
+                await write_token_event(conn, event)
             elif event.type == n.PIPE_ROW:
                 await self._pipe_row_txn(conn, event, notes)
         return {i: r.state for i, r in loaded.items() if r.dirty and r.state is not None}
@@ -397,24 +394,6 @@ class PostgresProjection:
             "commits were lost or the offsets were reset; nothing of the batch was "
             "stored, read again from the stored offsets",
             stored=stored, since=since, schema=self.schema, group=group)
-
-    async def _token_txn(self, conn: Conn, event: Event) -> None:
-        if event.type == n.TOKENS_CLEANED:
-            await conn.execute(
-                "update fm_resume_tokens set status = 'expired' where token = any($1) "
-                "and execution_id = $2", list(event.data["tokens"]), event.execution_id)
-            return
-        token = event.data["token"]
-        if event.type == n.TOKEN_CREATED:
-            await conn.execute(
-                "insert into fm_resume_tokens (token, execution_id, tenant_id, status, "
-                "created_at, expires_at) values ($1, $2, $3, 'active', $4, $5) "
-                "on conflict do nothing", token, event.execution_id, event.tenant_id,
-                event.timestamp_ms, event.data.get("expires_at"))
-        else:
-            await conn.execute(
-                "update fm_resume_tokens set status = $3 where token = $1 "
-                "and execution_id = $2", token, event.execution_id, _TOKEN_STATUS[event.type])
 
     async def _pipe_row_txn(self, conn: Conn, event: Event, notes: builtins.list[_Note]) -> None:
         """Write a pipe's row, or park it in the WAL with the reason. A bad row never
@@ -542,6 +521,9 @@ class PostgresProjection:
         return await _list_jobs(self._pool, tenant_id=tenant_id, status=status, type=type,
                                 execution_id=execution_id, worker_id=worker_id,
                                 limit=limit, cursor=cursor)
+
+    async def token_execution(self, token: str) -> str | None:
+        return await token_execution(self._pool, token)
 
     # ------------------------------------------------------------------ triggers
 

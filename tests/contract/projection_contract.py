@@ -132,6 +132,20 @@ class ProjectionContract:
         assert await projection.get("e1") == before
         assert [e.seq for e in await projection.history("e1")] == [1, 2, 3]
 
+    async def test_a_resume_token_leads_to_its_execution_whatever_its_status(
+        self, projection: Projection
+    ) -> None:
+        token = "a" * 32
+        await projection.apply_events([
+            created("e1"), *started("e1"),
+            ev(n.EXECUTION_WAITING, "e1", 4, {"step_id": "charge", "kind": "signal"}),
+            ev(n.TOKEN_CREATED, "e1", 5, {"token": token, "step_id": "charge",
+                                          "expires_at": None})])
+        assert await projection.token_execution(token) == "e1"
+        await projection.apply_events([ev(n.TOKEN_USED, "e1", 6, {"token": token})])
+        assert await projection.token_execution(token) == "e1"
+        assert await projection.token_execution("b" * 32) is None
+
     async def test_an_event_at_or_below_the_last_seq_is_ignored(
         self, projection: Projection
     ) -> None:

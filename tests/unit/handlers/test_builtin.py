@@ -6,11 +6,13 @@ from flowmonkey.handlers import StepHandler, SubFlowHandler, builtin
 def test_builtin_handlers() -> None:
     handlers = builtin()
     assert [h.metadata.type for h in handlers] == [
-        "http", "delay", "transform", "conditional", "switch", "batch-process"]
+        "http", "delay", "transform", "conditional", "switch", "batch-process",
+        "email-reply"]
     categories = {h.metadata.type: h.metadata.category for h in handlers}
     assert categories == {
         "http": "external", "delay": "control", "transform": "data",
-        "conditional": "control", "switch": "control", "batch-process": "data"}
+        "conditional": "control", "switch": "control", "batch-process": "data",
+        "email-reply": "external"}
     for h in handlers:
         assert isinstance(h, StepHandler)
         assert h.metadata.config_schema is not None

@@ -64,7 +64,8 @@ def test_every_history_event_type_has_an_applier() -> None:
                      n.CHILD_ATTACHED, n.CHILD_FINISHED, n.PIPE_ROW, n.JOB_CREATED,
                      n.JOB_CLAIMED, n.JOB_HEARTBEAT, n.JOB_PROGRESS, n.JOB_CHECKPOINT,
                      n.JOB_COMPLETED, n.JOB_FAILED, n.JOB_SUPERSEDED, n.JOB_LEASE_EXPIRED,
-                     n.JOB_RELEASED, n.JOB_TIMED_OUT, n.JOB_CANCELLED}
+                     n.JOB_RELEASED, n.JOB_TIMED_OUT, n.JOB_CANCELLED, n.EMAIL_SENT,
+                     n.EMAIL_RECEIVED}
     assert set(APPLIERS) == history_types
 
 
