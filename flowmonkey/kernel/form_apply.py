@@ -15,6 +15,7 @@ from collections.abc import Callable
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
 from flowmonkey.kernel.copies import private_copy
+from flowmonkey.kernel.entities import apply_entity, replay_entity
 from flowmonkey.kernel.form_state import MAX_ADDRESSES, MAX_DUPLICATES, FormState
 from flowmonkey.model.form import ENTITY_PREFIX, RateLimit
 
@@ -116,34 +117,21 @@ FORM_APPLIERS: dict[str, FormApplier] = {
 }
 
 
+def _new(event: Event) -> FormState:
+    return FormState(entity_id=event.execution_id,
+                     form_id=str(event.data["definition"].get("id")), definition={},
+                     tenant_id=None, enabled=True, created_at=event.timestamp_ms)
+
+
 def apply_form(state: FormState | None, event: Event) -> FormState | None:
     """The form's state after ``event`` (a form comes to be with its first
     ``form.registered``; any other event for an unknown form changes nothing)."""
-    if event.seq == 0:
-        return state
-    if state is None:
-        if event.type != n.FORM_REGISTERED:
-            return None
-        definition = event.data["definition"]
-        state = FormState(
-            entity_id=event.execution_id, form_id=str(definition.get("id")),
-            definition={}, tenant_id=None, enabled=True, created_at=event.timestamp_ms)
-    elif event.seq <= state.seq:
-        return state
-    applier = FORM_APPLIERS.get(event.type)
-    if applier is not None:
-        applier(state, event)
-    state.seq = event.seq
-    state.updated_at = event.timestamp_ms
-    return state
+    return apply_entity(state, event, n.FORM_REGISTERED, _new, FORM_APPLIERS)
 
 
 def replay_form(events: list[Event]) -> FormState | None:
     """One form's state rebuilt from its events."""
-    state: FormState | None = None
-    for event in events:
-        state = apply_form(state, event)
-    return state
+    return replay_entity(events, apply_form)
 
 
 __all__ = ["ACCEPTED", "FORM_APPLIERS", "WINDOWED", "apply_form", "is_form_entity",

@@ -23,6 +23,7 @@ import operator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from flowmonkey.kernel.entities import ModelCache, definition_json
 from flowmonkey.model.form import Form
 
 MAX_ADDRESSES = 10_000
@@ -65,26 +66,18 @@ class FormState:
 _all_fields = operator.attrgetter(*(f.name for f in fields(FormState)))
 _FIELDS = frozenset(f.name for f in fields(FormState))
 
-_MODELS: dict[str, tuple[dict[str, Any], Form]] = {}
+_MODELS = ModelCache(Form)
 
 
 def form_model(definition: dict[str, Any]) -> Form:
-    """The model of a stored definition, cached per form id (every submission reads it;
-    a changed definition replaces the cached one)."""
-    key = str(definition.get("id"))
-    cached = _MODELS.get(key)
-    if cached is not None and cached[0] == definition:
-        return cached[1]
-    model = Form.model_validate(definition)
-    if len(_MODELS) >= 4096:
-        _MODELS.clear()
-    _MODELS[key] = (definition, model)
-    return model
+    """The model of a stored definition, cached per form id (every submission reads
+    it; a changed definition replaces the cached one)."""
+    return _MODELS.model(definition)
 
 
 def form_definition(form: Form) -> dict[str, Any]:
     """The stored (JSON) form of a definition, as ``form.register`` carries it."""
-    return form.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return definition_json(form)
 
 
 def form_to_json(state: FormState) -> dict[str, Any]:

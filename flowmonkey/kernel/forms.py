@@ -34,7 +34,6 @@ from hashlib import blake2b
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import ms_to_datetime
@@ -44,6 +43,7 @@ from flowmonkey.kernel.form_apply import windowed
 from flowmonkey.kernel.form_checks import describe, form_problems
 from flowmonkey.kernel.form_state import FormState, form_definition
 from flowmonkey.kernel.inputs import InputError, resolve_input
+from flowmonkey.kernel.registering import registered_model
 from flowmonkey.model.form import Form
 
 REJECT_FORM_NOT_FOUND = "FORM_NOT_FOUND"
@@ -114,24 +114,9 @@ def _form_id(tx: Txn) -> str:
 
 def _register(tx: Txn) -> Decision:
     d = tx.cmd.data
-    raw = d["definition"]
-    try:
-        model = Form.model_validate(raw)
-    except ValidationError as exc:
-        where = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(definition)'}: {e['msg']}"
-                          for e in exc.errors())
-        return tx.reject(n.REJECT_INVALID_COMMAND,
-                         f"form {raw.get('id', _form_id(tx))!r}: {where}"[:1000])
-    if model.entity_id != tx.cmd.execution_id:
-        return tx.reject(n.REJECT_INVALID_COMMAND, (
-            f"form {model.id!r} registered on {tx.cmd.execution_id!r}: a form's commands "
-            f"go to {model.entity_id!r}"))
-    problems = form_problems(model)
-    if problems:
-        return tx.reject(n.REJECT_INVALID_COMMAND, describe(model.id, problems)[:1000])
-    if tx.cmd.tenant_id is not None and model.tenant_id != tx.cmd.tenant_id:
-        return tx.reject(n.REJECT_INVALID_COMMAND, (
-            f"form {model.id!r} belongs to tenant {model.tenant_id!r}, not to the command's"))
+    model = registered_model(tx, Form, "form", form_problems, describe)
+    if isinstance(model, Decision):
+        return model
     definition = form_definition(model)
     fs = tx.form(tx.cmd.execution_id)
     if fs is not None and fs.definition == definition:
