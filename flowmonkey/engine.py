@@ -7,6 +7,7 @@ embedded in-memory log and a memory projection, all in this process.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import uuid
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from flowmonkey.errors import FlowMonkeyError
+from flowmonkey.errors import FlowMonkeyError, ResumeTokenError, WaitTimeout
 from flowmonkey.events import names as n
 from flowmonkey.events.dispatcher import EventDispatcher
 from flowmonkey.events.envelope import Command, Event, make_event
@@ -23,16 +24,20 @@ from flowmonkey.handlers.base import StepHandler, VaultProvider
 from flowmonkey.handlers.registry import (
     EngineEnv,
     FlowRegistry,
+    FormRegistry,
     HandlerRegistry,
     TriggerRegistry,
 )
 from flowmonkey.jobs.worker import Worker
+from flowmonkey.kernel.ids import follow_up_command_id
 from flowmonkey.log.base import DEFAULT_TOPIC_PREFIX, Log
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.log.topics import Topics, topics_of
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
+from flowmonkey.model.form import Form, token_execution_id
+from flowmonkey.model.form import entity_id as form_entity_id
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
     DEFAULT_MAX_SUBFLOW_DEPTH,
@@ -52,10 +57,20 @@ from flowmonkey.projections.projector import Projector
 from flowmonkey.runtime.commands import (
     command_record,
     raise_if_rejected,
+    rejection_error,
     start_data,
     start_route,
 )
 from flowmonkey.runtime.flow_sync import sync_flows
+from flowmonkey.runtime.form_calls import (
+    FORMS,
+    FormAnswer,
+    checked_form,
+    form_answer,
+    submit_data,
+)
+from flowmonkey.runtime.form_calls import adopt_all as adopt_all_forms
+from flowmonkey.runtime.form_calls import register_commands as form_register_commands
 from flowmonkey.runtime.registration import FlowIntake, register_handlers, version_to_start
 from flowmonkey.runtime.replay import replay_execution
 from flowmonkey.runtime.trigger_calls import (
@@ -149,6 +164,7 @@ class Engine:
         workers: int | None = None,
         worker_grace_s: float = 10.0,
         triggers: Iterable[Trigger | Mapping[str, Any]] = (),
+        forms: Iterable[Form | Mapping[str, Any]] = (),
     ) -> None:
         """``handlers``: the step handlers, besides the built-in ones
         (:func:`flowmonkey.handlers.builtin`: ``http``, ``delay``, ``transform``, ...)
@@ -191,7 +207,12 @@ class Engine:
         camelCase JSON) of what starts executions without code. The engine knows them
         (its processors turn events into event triggers' fires) and, on ``start``,
         sends each a ``trigger.register`` (decided only when new or changed; a paused
-        trigger stays paused)."""
+        trigger stays paused).
+
+        ``forms``: public form definitions (:class:`~flowmonkey.model.form.Form`, or
+        their camelCase JSON), checked (their JSON Schema against the meta-schema, its
+        patterns with RE2) and, on ``start``, each sent a ``form.register``; then
+        :meth:`submit_form` decides their submissions."""
         if workers is not None and (type(workers) is not int or workers < 0):
             raise ValueError(f"Engine workers must be None or a whole number >= 0, "
                              f"not {workers!r}")
@@ -208,6 +229,8 @@ class Engine:
         self.triggers = TriggerRegistry()
         self.env = EngineEnv(self.flows, self.triggers)
         adopt_all(self.triggers, triggers)
+        self.forms = FormRegistry()
+        adopt_all_forms(self.forms, forms)
         self.tables: dict[str, TableDef] = {t.id: t for t in tables}
         self.vault = vault
         self.run_processors = run_processors
@@ -251,6 +274,7 @@ class Engine:
         if self._started:
             return
         own = self.triggers.all()  # given to this engine; the topic's others are adopted
+        own_forms = self.forms.all()
         await self._wiring.start(
             self.tables.values(), self.flows,
             on_events=self._on_events if self.run_projector else None,
@@ -258,7 +282,7 @@ class Engine:
                 self.env, self.handlers, self.clock, self.processor_group,
                 self.options.timeout_ms, self.vault, self.snapshots, self.snapshot_every,
             ) if self.run_processors else None,
-            triggers=(self.triggers, own))
+            triggers=(self.triggers, own), forms=(self.forms, own_forms))
         if self.run_processors:
             await self._wiring.start_worker(
                 WorkerSetup(self.workers, self.worker_grace_s, self.flows, self.vault),
@@ -269,6 +293,9 @@ class Engine:
             # partition decides its registration before any later command about it
             await self.log.publish(register_commands(
                 self.topics.commands, own, self.clock.now_ms(), "engine"))
+        if own_forms:
+            await self.log.publish(form_register_commands(
+                self.topics.commands, own_forms, self.clock.now_ms(), "engine"))
 
     async def stop(self) -> None:
         if not self._started:
@@ -466,6 +493,75 @@ class Engine:
                 "arrival": dict(arrival or {})}
         return fired_execution((await self._send(n.CMD_TRIGGER_FIRE, entity_id(trigger_id),
                                                  data, tenant_id)).event())
+
+    # ------------------------------------------------------------------ forms
+
+    async def register_form(self, form: Form | Mapping[str, Any], *,
+                            by: str | None = None) -> Form:
+        """Know a form (new, or a changed definition of a known one) and, once
+        started, send its ``form.register`` (refused with every problem named:
+        :class:`~flowmonkey.errors.RegistrationError`)."""
+        model = checked_form(form)
+        self.forms.adopt(model)
+        if self._started:
+            await FORMS.publish(self.log, self.topics, [model])
+            await self.log.publish(form_register_commands(
+                self.topics.commands, [model], self.clock.now_ms(), by))
+        return model
+
+    async def submit_form(self, form_id: str, data: Mapping[str, Any] | None, *,
+                          address: str | None, verdict: str = "valid",
+                          errors: Iterable[Mapping[str, Any]] | None = None,
+                          token: str | None = None, execution_id: str | None = None,
+                          submission_id: str | None = None,
+                          tenant_id: str | None = None) -> FormAnswer:
+        """Have the form's partition decide one submission and return what became of
+        it (:class:`~flowmonkey.runtime.form_calls.FormAnswer`): accepted (its
+        execution started), or refused (disabled, rate-limited, a duplicate of an
+        earlier one, or recorded as ``verdict``: ``invalid`` with its ``errors``,
+        ``spam``, ``captcha_failed``). ``data`` is the sanitised, validated data;
+        ``address`` the client's (only a keyed hash of it is kept).
+
+        With ``token`` (a ``form-submit`` step's resume token; its execution is read
+        from it, or given as ``execution_id``), an accepted submission resumes that
+        execution with ``data``, and this waits for the resume too: a token that is
+        not good raises its error (:class:`~flowmonkey.errors.ResumeTokenError`,
+        ``ExecutionNotFoundError``; the submission stays recorded, its id in the
+        error's ``details``). An unknown form raises ``CommandRejected`` with code
+        ``FORM_NOT_FOUND``."""
+        self._require_started()
+        if token is not None and execution_id is None:
+            execution_id = token_execution_id(token)
+            if execution_id is None:
+                raise ResumeTokenError("the token is not a form step's resume token",
+                                       code=n.REJECT_INVALID_TOKEN)
+        data_out = submit_data(form_id, data, address=address, verdict=verdict,
+                               errors=errors, token=token, execution_id=execution_id,
+                               submission_id=submission_id)
+        command = self._command(n.CMD_FORM_SUBMIT, form_entity_id(form_id), data_out,
+                                tenant_id)
+        record = command_record(self.topics.commands, command, command.execution_id)
+        resume_id = follow_up_command_id(command.command_id, n.CMD_RESUME, execution_id) \
+            if token is not None and execution_id is not None else None
+        resume = self._waiters.expect(resume_id, n.CMD_RESUME) if resume_id else None
+        try:
+            answered = await self._waiters.send(self.log, record, command, timeout_s=30.0)
+            answer = form_answer(answered.event(), data_out["submission_id"])
+            if resume is not None and answer.accepted:
+                try:
+                    resumed = await asyncio.wait_for(resume.future, 30.0)
+                except TimeoutError:
+                    raise WaitTimeout(f"no answer to the resume of {execution_id!r} by "
+                                      f"submission {answer.submission_id!r} within 30s") \
+                        from None
+                if resumed.type == n.COMMAND_REJECTED:
+                    error = rejection_error(resumed)
+                    error.details["submission_id"] = answer.submission_id
+                    raise error
+            return answer
+        finally:
+            if resume_id is not None:
+                self._waiters.drop(resume_id)
 
     # ------------------------------------------------------------------ queries
 

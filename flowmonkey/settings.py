@@ -33,6 +33,19 @@ other command fails over a setting it never uses (this module keeps only the nam
 * ``FLOWMONKEY_API_KEYS``: ``KEY=TENANT[,KEY=TENANT…]``; a tenant of ``*`` makes an
   admin key (every tenant; it may act for one named by an ``X-Tenant-Id`` header).
 
+Forms (:mod:`flowmonkey.forms`, the public ``POST /v1/forms/{id}/submissions``):
+
+* ``FLOWMONKEY_TRUSTED_PROXIES``: CIDRs (or addresses) of the reverse proxies in front
+  of ``flowmonkey api``, comma-separated; a request from one of them is taken to come
+  from the address its ``X-Forwarded-For`` names (read from the right, up to the first
+  address that is no trusted proxy). Unset: the connection's address, always.
+* ``FLOWMONKEY_PUBLIC_URL``: the API's address as its users reach it
+  (``https://forms.example.com``), put before the submission URLs of ``form-submit``
+  steps; unset: those URLs are paths (``/v1/forms/...``).
+* ``FLOWMONKEY_CAPTCHA_VERIFY_URLS``: ``PROVIDER=URL[,PROVIDER=URL…]`` replacing the
+  verify endpoint of ``recaptcha``, ``hcaptcha`` or ``turnstile`` (a proxy, or a fake
+  in tests).
+
 Its inbound email endpoint (``POST /v1/inbound/email``, replies to ``email-reply``
 steps' mails) reads :class:`flowmonkey.api.inbound_email.InboundEmailSettings`:
 
@@ -97,6 +110,9 @@ ENV_INBOUND_EMAIL_MAX_BYTES = "FLOWMONKEY_INBOUND_EMAIL_MAX_BYTES"
 ENV_METRICS_PORT = "FLOWMONKEY_METRICS_PORT"
 ENV_LOG_FORMAT = "FLOWMONKEY_LOG_FORMAT"
 ENV_SECRET_PREFIX = "FLOWMONKEY_SECRET_PREFIX"
+ENV_TRUSTED_PROXIES = "FLOWMONKEY_TRUSTED_PROXIES"
+ENV_PUBLIC_URL = "FLOWMONKEY_PUBLIC_URL"
+ENV_CAPTCHA_VERIFY_URLS = "FLOWMONKEY_CAPTCHA_VERIFY_URLS"
 LOG_FORMATS = ("text", "json")
 
 DEFAULT_TOPIC_PREFIX = "flowmonkey"
@@ -158,6 +174,9 @@ class Settings:
     kafka_ssl_keyfile: Path | None = None
     metrics_port: int | None = None
     log_format: str = "text"
+    trusted_proxies: tuple[str, ...] = ()
+    public_url: str | None = None
+    captcha_verify_urls: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         check_bootstrap(self.kafka_bootstrap, ENV_KAFKA_BOOTSTRAP)
@@ -179,6 +198,7 @@ class Settings:
                                 f"not {self.log_format[:20]!r}")
         if not _valid_replication_factor(self.replication_factor):
             raise SettingsError(_replication_factor_message(repr(self.replication_factor)))
+        check_forms(self.trusted_proxies, self.public_url, self.captcha_verify_urls)
         from flowmonkey.log.kafka_security import security_problem
 
         problem = security_problem(
@@ -223,6 +243,11 @@ class Settings:
             kafka_ssl_keyfile=path(ENV_KAFKA_SSL_KEYFILE),
             metrics_port=parse_port(get(ENV_METRICS_PORT), ENV_METRICS_PORT),
             log_format=get(ENV_LOG_FORMAT) or "text",
+            trusted_proxies=tuple(p.strip() for p in (get(ENV_TRUSTED_PROXIES) or "")
+                                  .split(",") if p.strip()),
+            public_url=get(ENV_PUBLIC_URL),
+            captcha_verify_urls=parse_captcha_urls(get(ENV_CAPTCHA_VERIFY_URLS),
+                                                   ENV_CAPTCHA_VERIFY_URLS),
         )
 
     def replace(self, **changes: Any) -> Settings:
@@ -308,6 +333,49 @@ class Settings:
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+def check_forms(trusted_proxies: tuple[str, ...], public_url: str | None,
+                captcha_urls: tuple[tuple[str, str], ...]) -> None:
+    from flowmonkey.forms.addresses import parse_networks
+    from flowmonkey.forms.captcha import PROVIDERS
+
+    try:
+        parse_networks(trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_TRUSTED_PROXIES} must list CIDRs separated by commas "
+                            f"(e.g. 10.0.0.0/8,192.168.1.5): {exc}") from None
+    if public_url is not None and not _http_url(public_url):
+        raise SettingsError(f"{ENV_PUBLIC_URL} must be an http(s) URL such as "
+                            f"https://forms.example.com, not {public_url[:100]!r}")
+    for provider, url in captcha_urls:
+        if provider not in PROVIDERS or not _http_url(url):
+            raise SettingsError(f"{ENV_CAPTCHA_VERIFY_URLS} must be PROVIDER=URL pairs "
+                                f"(providers: {', '.join(PROVIDERS)}; http(s) URLs), "
+                                f"not {provider[:30]!r}={url[:100]!r}")
+
+
+def _http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def parse_captcha_urls(text: str | None, name: str) -> tuple[tuple[str, str], ...]:
+    if text is None:
+        return ()
+    pairs = []
+    for entry in text.split(","):
+        if not entry.strip():
+            continue
+        provider, sep, url = entry.partition("=")
+        if not sep:
+            raise SettingsError(f"{name} must be PROVIDER=URL pairs separated by commas, "
+                                f"not {entry.strip()[:100]!r}")
+        pairs.append((provider.strip().lower(), url.strip()))
+    return tuple(pairs)
 
 
 def parse_bool(text: str | None, name: str, *, default: bool) -> bool:

@@ -1,7 +1,7 @@
 """A bound on request bodies, answered as a JSON 413 like every other error.
 
-A route with a smaller bound of its own (a webhook's, an inbound email's) reads its
-raw body with :func:`read_body`.
+A route with a smaller bound of its own (a webhook's, an inbound email's, a form
+submission's) reads its raw body with :func:`read_body`.
 
 FastAPI's own ``max_body_size`` answers a too-long ``Content-Length`` in plain text
 (replacing whatever the app answered), so this small ASGI middleware does it instead:

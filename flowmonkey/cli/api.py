@@ -45,7 +45,8 @@ DEFAULT_PORT = 8080
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 EPILOG = f"""\
-Authentication: every endpoint but /health and /metrics needs an API key, sent as
+Authentication: every endpoint but /health, /metrics, webhooks and form submissions
+needs an API key, sent as
 `Authorization: Bearer <key>` or `X-API-Key: <key>`. Keys come from {ENV_API_KEYS},
 KEY=TENANT pairs separated by commas; a key bound to a tenant acts for that tenant
 only (another tenant's executions answer 404), and a tenant of `*` makes an admin key,
@@ -65,10 +66,17 @@ What it runs on:
   no Kafka: the embedded engine, processors included, as `flowmonkey dev` runs it
     (FLOWMONKEY_DATA_DIR / --data-dir for a durable log, else in memory).
 
+Public forms: POST /v1/forms/ID/submissions needs no key (JSON, urlencoded or
+multipart without files; captcha, honeypot, rate limits and duplicates per form). The
+submitter's address is the connection's, or X-Forwarded-For's behind the proxies in
+FLOWMONKEY_TRUSTED_PROXIES (CIDRs); FLOWMONKEY_CAPTCHA_VERIFY_URLS points captcha
+providers elsewhere; captcha secrets come from the vault (FLOWMONKEY_SECRET_*).
+
 Endpoints: GET /health; GET /metrics (Prometheus text, no ids in it);
 POST /v1/executions; GET /v1/executions[?status=&flowId=&parentExecutionId=&limit=
 &cursor=]; GET /v1/executions/ID[/events|/state?seq=N];
 POST /v1/executions/ID/resume|cancel; GET /v1/flows[/ID]; GET /v1/tables[/ID/rows];
+GET /v1/forms[/ID[/submissions[/SUBMISSION]]]; POST /v1/forms/ID/submissions;
 POST /v1/inbound/email (replies to email-reply steps: no API key, signed with the
 vault secret FLOWMONKEY_INBOUND_EMAIL_SECRET names; off while it is unset);
 GET /v1/triggers[/ID[/next]]; POST /v1/triggers/ID/pause|resume; POST /v1/hooks/ID
@@ -204,7 +212,7 @@ class _Api:
         kafka = settings.log_kind == "kafka"
         return Engine(
             flows=self.bundle.flows, handlers=handlers, tables=self.bundle.tables,
-            triggers=self.bundle.triggers,
+            triggers=self.bundle.triggers, forms=self.bundle.forms,
             vault=vault_from_env(),
             log=settings.make_log(client_id="flowmonkey-api"),
             projection=settings.make_projection(schema=args.schema),
@@ -234,8 +242,12 @@ class _Api:
 
         from flowmonkey.api import ApiAuth, create_app
         from flowmonkey.api.routes_health import unhealthy_reason
+        from flowmonkey.forms.captcha import HttpCaptchaVerifier
 
+        settings = self.settings
         app = create_app(engine, ApiAuth(self.keys) if self.keys else None,
+                         trusted_proxies=settings.trusted_proxies,
+                         captcha=HttpCaptchaVerifier(dict(settings.captcha_verify_urls)),
                          inbound_email=self.inbound_email)
         debug = bool(getattr(self.args, "debug", False))
         config = uvicorn.Config(app, log_level="info" if debug else "warning",

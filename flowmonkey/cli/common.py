@@ -13,17 +13,22 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from flowmonkey.handlers.base import StepHandler
     from flowmonkey.model.flow import Flow
+    from flowmonkey.model.form import Form
     from flowmonkey.model.tables import TableDef
     from flowmonkey.model.trigger import Trigger
+
+D = TypeVar("D", bound="BaseModel")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -143,12 +148,14 @@ class Bundle:
     handlers: list[StepHandler] = field(default_factory=list)
     tables: list[TableDef] = field(default_factory=list)
     triggers: list[Trigger] = field(default_factory=list)
+    forms: list[Form] = field(default_factory=list)
 
     def extend(self, other: Bundle) -> None:
         self.flows.extend(other.flows)
         self.handlers.extend(other.handlers)
         self.tables.extend(other.tables)
         self.triggers.extend(other.triggers)
+        self.forms.extend(other.forms)
 
 
 def _flow_or_problems(raw: Any, source: str, handlers: Sequence[StepHandler] | None,
@@ -215,32 +222,54 @@ def _parse_table(raw: Any, source: str) -> TableDef:
 def _parse_triggers(raw: Any, source: str) -> list[Trigger]:
     """The triggers of a ``triggers`` section or attribute; CliError listing the
     problems of every invalid one."""
-    from flowmonkey.runtime.trigger_defs import cross_problems, parse_triggers, unique
+    from flowmonkey.runtime import trigger_defs
+
+    return _parse_definitions(raw, source, "trigger", trigger_defs.parse_triggers,
+                              trigger_defs.cross_problems)
+
+
+def _parse_forms(raw: Any, source: str) -> list[Form]:
+    """The forms of a ``forms`` section or attribute; CliError listing the problems of
+    every invalid one."""
+    from flowmonkey.runtime import form_defs
+
+    return _parse_definitions(raw, source, "form", form_defs.parse_forms,
+                              form_defs.cross_problems)
+
+
+def _parse_definitions(raw: Any, source: str, what: str,
+                       parse: Callable[[Iterable[Any]], tuple[list[D], list[str]]],
+                       cross: Callable[[Sequence[D]], list[str]]) -> list[D]:
+    from flowmonkey.runtime.definitions import unique
 
     if not isinstance(raw, list | tuple):
-        raise CliError(f"{source}: \"triggers\" must be a list of triggers, got "
+        raise CliError(f"{source}: \"{what}s\" must be a list of {what}s, got "
                        f"{type(raw).__name__}")
-    triggers, problems = parse_triggers(raw)
-    problems += cross_problems(triggers)
+    found, problems = parse(raw)
+    problems += cross(found)
     if problems:
-        raise CliError(f"{source}: invalid trigger:\n  " + "\n  ".join(problems))
-    return unique(triggers)
+        raise CliError(f"{source}: invalid {what}:\n  " + "\n  ".join(problems))
+    return unique(found)
 
 
 def bundle_from_document(data: Any, source: str,
                          handlers: Sequence[StepHandler] | None = None) -> Bundle:
     """A flow object, a list of flows, or ``{"flows": [...], "tables": [...]}``, each
-    with an optional ``triggers`` list beside (a flow object's ``triggers`` section is
-    taken out of it), or ``{"triggers": [...]}`` alone: a trigger file. An invalid flow
-    or trigger is refused with all its problems (with ``handlers``, those of its
-    handler types and step configs too)."""
+    with optional ``triggers`` and ``forms`` lists beside (a flow object's sections are
+    taken out of it), or ``{"triggers": [...]}`` / ``{"forms": [...]}`` alone: a
+    trigger or form file. An invalid flow, trigger or form is refused with all its
+    problems (with ``handlers``, those of its handler types and step configs too)."""
     tables_raw: Any = []
     triggers: list[Trigger] = []
-    if isinstance(data, Mapping) and "triggers" in data:
-        triggers = _parse_triggers(data["triggers"], source)
-        data = {k: v for k, v in data.items() if k != "triggers"}
+    forms: list[Form] = []
+    if isinstance(data, Mapping) and ("triggers" in data or "forms" in data):
+        if "triggers" in data:
+            triggers = _parse_triggers(data["triggers"], source)
+        if "forms" in data:
+            forms = _parse_forms(data["forms"], source)
+        data = {k: v for k, v in data.items() if k not in ("triggers", "forms")}
         if not data:
-            return Bundle(triggers=triggers)
+            return Bundle(triggers=triggers, forms=forms)
     if isinstance(data, list):
         flows_raw: Any = data
     elif isinstance(data, Mapping) and "flows" in data and "steps" not in data:
@@ -258,7 +287,7 @@ def bundle_from_document(data: Any, source: str,
         raise CliError(f"{source}: no flows found")
     tables = [_parse_table(t, source) for t in tables_raw]
     return Bundle(flows=_parse_flows(flows_raw, source, handlers, tables), tables=tables,
-                  triggers=triggers)
+                  triggers=triggers, forms=forms)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -286,8 +315,8 @@ def handlers_from(value: Any, source: str) -> list[StepHandler]:
 
 
 def bundle_from_object(obj: Any, source: str) -> Bundle:
-    """``flows`` (or ``flow``), ``handlers``, ``tables`` and ``triggers`` attributes of a
-    module or object."""
+    """``flows`` (or ``flow``), ``handlers``, ``tables``, ``triggers`` and ``forms``
+    attributes of a module or object."""
     flows_value = getattr(obj, "flows", None)
     if flows_value is None:
         flows_value = getattr(obj, "flow", None)
@@ -296,6 +325,7 @@ def bundle_from_object(obj: Any, source: str) -> Bundle:
         handlers=handlers_from(getattr(obj, "handlers", None), source),
         tables=[_parse_table(t, source) for t in _as_list(getattr(obj, "tables", None))],
         triggers=_parse_triggers(_as_list(getattr(obj, "triggers", None)), source),
+        forms=_parse_forms(_as_list(getattr(obj, "forms", None)), source),
     )
     return bundle
 
@@ -387,8 +417,8 @@ def load_flow_source(spec: str, handlers: Sequence[StepHandler] | None = None) -
         raise CliError(f"flow file not found: {spec}")
     source = _attribute(module, attr, spec) if attr else module
     bundle = bundle_from_object(source, spec)
-    if not bundle.flows and not bundle.triggers:
-        raise CliError(f"{spec}: defines no `flow`, `flows` or `triggers`")
+    if not bundle.flows and not bundle.triggers and not bundle.forms:
+        raise CliError(f"{spec}: defines no `flow`, `flows`, `triggers` or `forms`")
     return bundle
 
 
@@ -420,18 +450,20 @@ def load_apps(apps: Iterable[str], flows_dirs: Iterable[str]) -> Bundle:
         bundle.extend(load_flows_dir(directory))
     problems = bundle_problems(bundle)
     if problems:
-        raise CliError("invalid trigger:\n  " + "\n  ".join(problems))
+        raise CliError("invalid definitions:\n  " + "\n  ".join(problems))
     return bundle
 
 
 def bundle_problems(bundle: Bundle) -> list[str]:
-    """Problems among a bundle's triggers: an id defined twice differently, and, when the
-    bundle has flows, a trigger naming a flow it lacks (without flows, as on Kafka where
-    they come from the flows topic, the engine checks that when it registers them)."""
-    from flowmonkey.runtime.trigger_defs import cross_problems
+    """Problems among a bundle's triggers and forms: an id defined twice differently,
+    and, when the bundle has flows, a trigger or form naming a flow it lacks (without
+    flows, as on Kafka where they come from the flows topic, the engine checks that
+    when it registers them)."""
+    from flowmonkey.runtime import form_defs, trigger_defs
 
     flow_ids = {f.id for f in bundle.flows} if bundle.flows else None
-    return cross_problems(bundle.triggers, flow_ids)
+    return (trigger_defs.cross_problems(bundle.triggers, flow_ids)
+            + form_defs.cross_problems(bundle.forms, flow_ids))
 
 
 def load_flows_dir(directory: str) -> Bundle:

@@ -163,7 +163,7 @@ class DevServer:
         engine = Engine(flows=self.bundle.flows, handlers=handlers,
                         options=EngineOptions(record_history=True), dispatcher=dispatcher,
                         tables=self.bundle.tables, vault=vault_from_env(),
-                        triggers=self.bundle.triggers,
+                        triggers=self.bundle.triggers, forms=self.bundle.forms,
                         log=EmbeddedLog(path=data_dir, partitions=self.args.partitions))
         _say(f"flowmonkey dev: data dir {data_dir}")
         await engine.start()

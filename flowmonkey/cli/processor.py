@@ -144,6 +144,7 @@ class _Processor:
             vault=vault_from_env(),
             log=self.settings.make_log(client_id=f"flowmonkey-{self.args.group}"),
             tables=self.bundle.tables, triggers=self.bundle.triggers,
+            forms=self.bundle.forms,
             processor_group=self.args.group, run_projector=False,
             snapshots=self.snapshots(), snapshot_every=self.args.snapshot_every)
 

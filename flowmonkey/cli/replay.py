@@ -193,12 +193,14 @@ def _show(args: argparse.Namespace, history: History) -> int:
     seq = _at(args, history)
     state = history.state_at(seq)
     if state is None:
-        if history.execution_id.startswith("trigger:"):
-            raise CliError(f"{history.execution_id!r} is a trigger, not an execution: its "
-                           f"{len(history.events)} events are its audit trail",
-                           exit_code=EXIT_FAILED,
-                           hint="see it with `flowmonkey triggers list`, or its events with "
-                                "--export")
+        for prefix, what, hint in (
+                ("trigger:", "a trigger", "see it with `flowmonkey triggers list`"),
+                ("form:", "a form", "see its submissions with GET /v1/forms/{id}/submissions")):
+            if history.execution_id.startswith(prefix):
+                raise CliError(f"{history.execution_id!r} is {what}, not an execution: its "
+                               f"{len(history.events)} events are its audit trail",
+                               exit_code=EXIT_FAILED,
+                               hint=f"{hint}, or its events with --export")
         raise CliError(f"execution {history.execution_id!r} has events in the log but no "
                        "execution.created event: nothing to rebuild", exit_code=EXIT_FAILED)
     applied = len(history.upto(seq))

@@ -23,11 +23,12 @@ if TYPE_CHECKING:
 EPILOG = """\
 Creates PREFIX.commands and PREFIX.events with the configured partitions (events kept
 forever: retention.ms=-1, retention.bytes=-1), PREFIX.flows (compacted, one partition),
-PREFIX.dead-letter (one partition), PREFIX.jobs and PREFIX.triggers (compacted, one
-partition), then reads them back from the cluster and prints what it has. Topics that
-exist are left as they are and reported as found, so this is safe to run on every
-deploy; existing topics whose settings would lose data (events deleted by age or size,
-flows or triggers not compacted, commands and events with different partition counts)
+PREFIX.dead-letter (one partition), PREFIX.jobs, PREFIX.triggers and PREFIX.forms
+(compacted, one partition), then reads them back from the cluster and prints what it
+has. Topics that exist are left as they are and reported as found, so this is safe to
+run on every deploy; existing topics whose settings would lose data (events deleted by
+age or size, flows, triggers or forms not compacted, commands and events with different
+partition counts)
 fail the command with the fix (see `topics fix`). It never lets the broker auto-create
 a topic with its defaults. Kafka cannot shrink a topic: choose the
 partition count with room to grow (it bounds how many processor and projector
@@ -56,8 +57,8 @@ exit codes: 0 all topics right, 1 a topic is missing or wrong (or Kafka could no
 
 FIX_EPILOG = """\
 Changes the settings of FlowMonkey's existing topics that would lose data: the events
-topic gets retention.ms=-1 and retention.bytes=-1 (and is never compacted), the flows
-and triggers topics cleanup.policy=compact, the commands topic is never compacted.
+topic gets retention.ms=-1 and retention.bytes=-1 (and is never compacted), the flows,
+triggers and forms topics cleanup.policy=compact, the commands topic is never compacted.
 Other settings of the topics are kept. A partition-count mismatch between commands and events is not
 repaired: partitions can only be added, and adding them sends an execution's later
 commands and events to another partition than its history (the key decides the
@@ -145,8 +146,7 @@ def _kafka_log(settings: Settings) -> KafkaLog:
 
 
 def _names(topics: Topics) -> list[str]:
-    return [topics.commands, topics.events, topics.flows, topics.dead_letter, topics.jobs,
-            topics.triggers]
+    return topics.names()
 
 
 async def _create(settings: Settings) -> int:

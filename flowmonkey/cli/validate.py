@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 from flowmonkey.cli.common import (
     EXIT_BAD_INPUT,
@@ -28,10 +29,11 @@ if TYPE_CHECKING:
 VALIDATE_EPILOG = """\
 Checks structure (steps, transitions, initial step), handler types (the built-in
 ones plus those given with --handlers or defined by a Python flow file) and pipe
-tables; and triggers (a flow file's `triggers:` section, a file whose top level is
+tables; triggers (a flow file's `triggers:` section, a file whose top level is
 `triggers:`, a module's `triggers`): their fields, cron expressions and timezones, and
-that the flows they name are among the files given. Exit code 0 when every flow and
-trigger is valid, 2 otherwise.
+that the flows they name are among the files given; and forms (`forms:` likewise):
+their fields, their JSON Schema against the meta-schema, its patterns with RE2, and
+their flows. Exit code 0 when every flow, trigger and form is valid, 2 otherwise.
 
 examples:
   flowmonkey validate examples/flows/order.json examples/flows/order.yaml
@@ -71,29 +73,42 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _validate_triggers(loaded: Sequence[tuple[str, Bundle]]) -> int:
-    """Check the triggers of every file against the flows of every file (a trigger
-    file names flows defined in others); how many files have a bad trigger."""
-    from flowmonkey.runtime.trigger_defs import cross_problems
+    """Check the triggers and forms of every file against the flows of every file (a
+    trigger or form file names flows defined in others); how many files have a bad
+    one."""
+    from flowmonkey.runtime import form_defs, trigger_defs
+
+    def trigger_line(t: Any) -> str:
+        return f"trigger {t.id} ({t.kind} -> {t.flow_id}" + (
+            "" if t.enabled else ", disabled") + ")"
+
+    def form_line(f: Any) -> str:
+        target = f"-> {f.flow_id}" if f.flow_id else "for form-submit steps"
+        return f"form {f.id} ({target}" + ("" if f.enabled else ", disabled") + ")"
 
     flow_ids = {f.id for _, bundle in loaded for f in bundle.flows}
-    everything = [t for _, bundle in loaded for t in bundle.triggers]
-    failures = 0
-    for spec, bundle in loaded:
-        if not bundle.triggers:
-            continue
-        mine = {t.id for t in bundle.triggers}
-        problems = [p for p in cross_problems(everything, flow_ids)
-                    if any(p.startswith(f"trigger {i!r}:") for i in mine)]
-        if problems:
-            failures += 1
-            print(f"FAIL {spec}: triggers", file=sys.stderr)
-            for problem in problems:
-                print(f"  {problem}", file=sys.stderr)
-            continue
-        for trigger in bundle.triggers:
-            print(f"OK   {spec}: trigger {trigger.id} ({trigger.kind} -> {trigger.flow_id}"
-                  + ("" if trigger.enabled else ", disabled") + ")")
-    return failures
+    failures: set[str] = set()
+    kinds: list[tuple[str, Callable[[Bundle], Sequence[Any]],
+                      Callable[[Sequence[Any], set[str]], list[str]], Callable[[Any], str]]] = [
+        ("trigger", attrgetter("triggers"), trigger_defs.cross_problems, trigger_line),
+        ("form", attrgetter("forms"), form_defs.cross_problems, form_line)]
+    for what, items_of, cross, line in kinds:
+        everything = [item for _, bundle in loaded for item in items_of(bundle)]
+        for spec, bundle in loaded:
+            mine = {item.id for item in items_of(bundle)}
+            if not mine:
+                continue
+            problems = [p for p in cross(everything, flow_ids)
+                        if any(p.startswith(f"{what} {i!r}:") for i in mine)]
+            if problems:
+                failures.add(spec)
+                print(f"FAIL {spec}: {what}s", file=sys.stderr)
+                for problem in problems:
+                    print(f"  {problem}", file=sys.stderr)
+                continue
+            for item in items_of(bundle):
+                print(f"OK   {spec}: {line(item)}")
+    return len(failures)
 
 
 def _validate_one(spec: str, extra: Sequence[StepHandler]) -> tuple[int, Bundle | None]:

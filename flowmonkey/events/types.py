@@ -337,6 +337,49 @@ class TriggerRunEnded(EventData):
     status: str
 
 
+class FormRegistered(EventData):
+    # the definition as registered (camelCase JSON; a captcha's secret is only a name)
+    definition: dict[str, Any]
+    by: str | None = None
+    changed: bool
+
+
+class FormError(EventData):
+    """One reason a submission is invalid: where (a JSON pointer into the submitted
+    data, "" for the whole) and what."""
+
+    pointer: str
+    message: str
+
+
+class FormSubmitted(EventData):
+    submission_id: str
+    # the execution the submission started, or (``resumed``) the one it resumes
+    execution_id: str
+    # the sanitised data
+    data: dict[str, Any]
+    resumed: bool = False
+    # a keyed hash of the client's address (never the address), and of the content
+    address_key: str | None = None
+    content_hash: str
+
+
+class FormRejected(EventData):
+    submission_id: str
+    reason: Literal["disabled", "spam", "invalid", "captcha_failed", "rate_limited",
+                    "duplicate"]
+    errors: list[FormError] | None = None
+    # the sanitised data of an invalid submission (kept for the record)
+    data: dict[str, Any] | None = None
+    # rate_limited: when one more submission fits
+    retry_after_ms: int | None = None
+    # duplicate: the first submission of that content, and its execution
+    first_submission_id: str | None = None
+    execution_id: str | None = None
+    address_key: str | None = None
+    content_hash: str
+
+
 class EmailSent(EventData):
     """The ``email-reply`` step's mail was accepted by its SMTP server."""
 
@@ -406,6 +449,9 @@ EVENT_SCHEMAS: dict[tuple[str, int], type[EventData]] = {
     (n.TRIGGER_SKIPPED, 1): TriggerSkipped,
     (n.TRIGGER_FAILED, 1): TriggerFailed,
     (n.TRIGGER_RUN_ENDED, 1): TriggerRunEnded,
+    (n.FORM_REGISTERED, 1): FormRegistered,
+    (n.FORM_SUBMITTED, 1): FormSubmitted,
+    (n.FORM_REJECTED, 1): FormRejected,
     (n.EMAIL_SENT, 1): EmailSent,
     (n.EMAIL_RECEIVED, 1): EmailReceived,
 }

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from flowmonkey.handlers.delay import DelayHandler
     from flowmonkey.handlers.email_reply import EmailReplyHandler
     from flowmonkey.handlers.expressions import Expression, ExpressionError, evaluate
+    from flowmonkey.handlers.form_submit import FormSubmitHandler
     from flowmonkey.handlers.http import HttpHandler
     from flowmonkey.handlers.routing import ConditionalHandler, SwitchHandler
     from flowmonkey.handlers.subflow import SubFlowHandler
@@ -55,6 +56,7 @@ _WHERE = {
     "Expression": "expressions",
     "ExpressionError": "expressions",
     "evaluate": "expressions",
+    "FormSubmitHandler": "form_submit",
     "HttpHandler": "http",
     "ConditionalHandler": "routing",
     "SwitchHandler": "routing",
@@ -72,6 +74,7 @@ def builtin(*, allow_private_http: bool = False) -> list[StepHandler]:
     from flowmonkey.handlers.batch import BatchProcessHandler
     from flowmonkey.handlers.delay import DelayHandler
     from flowmonkey.handlers.email_reply import EmailReplyHandler
+    from flowmonkey.handlers.form_submit import FormSubmitHandler
     from flowmonkey.handlers.http import HttpHandler
     from flowmonkey.handlers.routing import ConditionalHandler, SwitchHandler
     from flowmonkey.handlers.transform import TransformHandler
@@ -83,6 +86,7 @@ def builtin(*, allow_private_http: bool = False) -> list[StepHandler]:
         ConditionalHandler(),
         SwitchHandler(),
         BatchProcessHandler(),
+        FormSubmitHandler(),
         EmailReplyHandler(),
     ]
 
@@ -107,6 +111,7 @@ __all__ = [
     "EnvVaultProvider",
     "Expression",
     "ExpressionError",
+    "FormSubmitHandler",
     "FunctionHandler",
     "Handler",
     "HandlerMetadata",

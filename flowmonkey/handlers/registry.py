@@ -1,17 +1,26 @@
-"""Flow, handler and trigger registries: what the kernel may consult (``KernelEnv``)."""
+"""Flow, handler, trigger and form registries: what the kernel may consult (``KernelEnv``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from flowmonkey.errors import FlowValidationError, HandlerNotFoundError, RegistrationError
 from flowmonkey.handlers.base import StepHandler
 from flowmonkey.model.flow import Flow, version_key
+from flowmonkey.model.form import Form
 from flowmonkey.model.tables import TableDef
 from flowmonkey.model.trigger import Trigger
 
 Notify = Callable[[str, dict[str, Any]], None]
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+D = TypeVar("D", bound=_Identified)
 
 
 class HandlerRegistry:
@@ -117,51 +126,66 @@ class FlowRegistry:
         return flow_id in self._flows
 
 
-class TriggerRegistry:
-    """The trigger definitions this process knows (given to the engine, or read from
-    the triggers topic), with an index of the event triggers by (flow, event type).
-
-    Unlike flows, a trigger may change: the latest definition of an id replaces the
-    one before (its partition decides whether that is a change)."""
+class Definitions(Generic[D]):
+    """Definitions of log entities this process knows by id (triggers, forms: given
+    to the engine, or read from their topic). Unlike flows, a definition may change:
+    the latest of an id replaces the one before (its entity's partition decides
+    whether that is a change)."""
 
     def __init__(self) -> None:
-        self._triggers: dict[str, Trigger] = {}
-        self._by_event: dict[tuple[str, str], tuple[Trigger, ...]] = {}
+        self._items: dict[str, D] = {}
 
-    def adopt(self, trigger: Trigger) -> None:
-        self._triggers[trigger.id] = trigger
-        self._index()
+    def adopt(self, item: D) -> None:
+        self._items[item.id] = item
+        self._changed()
 
-    def remove(self, trigger_id: str) -> bool:
-        removed = self._triggers.pop(trigger_id, None) is not None
+    def remove(self, item_id: str) -> bool:
+        removed = self._items.pop(item_id, None) is not None
         if removed:
-            self._index()
+            self._changed()
         return removed
 
-    def _index(self) -> None:
+    def _changed(self) -> None:
+        """What a subclass keeps in step with its definitions."""
+
+    def get(self, item_id: str) -> D | None:
+        return self._items.get(item_id)
+
+    def all(self) -> list[D]:
+        return list(self._items.values())
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class TriggerRegistry(Definitions[Trigger]):
+    """The trigger definitions this process knows, with an index of the event
+    triggers by (flow, event type)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_event: dict[tuple[str, str], tuple[Trigger, ...]] = {}
+
+    def _changed(self) -> None:
         by_event: dict[tuple[str, str], list[Trigger]] = {}
-        for trigger in self._triggers.values():
+        for trigger in self._items.values():
             if trigger.event is not None:
                 by_event.setdefault((trigger.event.flow_id, trigger.event.type),
                                     []).append(trigger)
         self._by_event = {key: tuple(found) for key, found in by_event.items()}
-
-    def get(self, trigger_id: str) -> Trigger | None:
-        return self._triggers.get(trigger_id)
-
-    def all(self) -> list[Trigger]:
-        return list(self._triggers.values())
 
     def event_triggers(self, flow_id: str, event_type: str) -> Sequence[Trigger]:
         if not self._by_event:
             return ()
         return self._by_event.get((flow_id, event_type), ())
 
-    def __contains__(self, trigger_id: object) -> bool:
-        return trigger_id in self._triggers
 
-    def __len__(self) -> int:
-        return len(self._triggers)
+class FormRegistry(Definitions[Form]):
+    """The form definitions this process knows (what the submission endpoint
+    sanitises and validates with; the form's partition has its own copy)."""
 
 
 class EngineEnv:

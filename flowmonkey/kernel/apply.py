@@ -20,6 +20,8 @@ from typing import Any
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
 from flowmonkey.kernel.copies import private_copy
+from flowmonkey.kernel.form_apply import apply_form, is_form_entity
+from flowmonkey.kernel.form_state import FormState
 from flowmonkey.kernel.job_apply import JOB_APPLIERS
 from flowmonkey.kernel.paths import set_path
 from flowmonkey.kernel.state import (
@@ -346,6 +348,10 @@ def apply_to_partition(partition: PartitionState, event: Event) -> None:
         trigger = apply_trigger(partition.triggers.get(event.execution_id), event)
         if trigger is not None:
             partition.triggers[event.execution_id] = trigger
+    elif event.seq != 0 and is_form_entity(event.execution_id):
+        form = apply_form(partition.forms.get(event.execution_id), event)
+        if form is not None:
+            partition.forms[event.execution_id] = form
     elif event.seq != 0:
         state = partition.executions.get(event.execution_id)
         # read before apply, which mutates state
@@ -469,7 +475,8 @@ def _forget_expired_keys(index: dict[str, tuple[str, int]], now: int) -> None:
 
 def adopt(partition: PartitionState, events: list[Event],
           states: dict[str, ExecutionState],
-          triggers: dict[str, TriggerState] | None = None) -> None:
+          triggers: dict[str, TriggerState] | None = None,
+          forms: dict[str, FormState] | None = None) -> None:
     """Take a decision's outcome into the partition state.
 
     ``decide`` already applied the events to the draft ``states``; this adds the
@@ -510,6 +517,8 @@ def adopt(partition: PartitionState, events: list[Event],
             heapq.heappush(partition.ending, ending)
     if triggers:
         partition.triggers.update(triggers)
+    if forms:
+        partition.forms.update(forms)
     if now is not None:
         # a decision's events share its clock: as apply_to_partition after each one
         forget_ended(partition, now)

@@ -17,9 +17,11 @@ from pydantic import ValidationError
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command
 from flowmonkey.kernel import limits as lim
+from flowmonkey.kernel.form_checks import FORM_FIELDS, submit_problem
 from flowmonkey.kernel.job_checks import JOB_FIELDS
 from flowmonkey.kernel.trigger_checks import TRIGGER_FIELDS
 from flowmonkey.model.execution import ExecutionStatus
+from flowmonkey.model.form import ENTITY_PREFIX as FORM_PREFIX
 from flowmonkey.model.limits import (
     DEFAULT_MAX_TOTAL_SIZE_BYTES,
     MAX_NESTING_LIMIT,
@@ -27,7 +29,7 @@ from flowmonkey.model.limits import (
     TimeoutConfig,
 )
 from flowmonkey.model.result import StepResult
-from flowmonkey.model.trigger import ENTITY_PREFIX
+from flowmonkey.model.trigger import ENTITY_PREFIX as TRIGGER_PREFIX
 
 Check = Callable[[Any], str | None]
 """A field's check: None when the value is acceptable, else what is wrong with it."""
@@ -197,6 +199,7 @@ _FIELDS: dict[str, Mapping[str, tuple[bool, Check]]] = {
     n.CMD_TIMER: {"due_at": (True, _integer), "kind": (True, _text)},
     **JOB_FIELDS,
     **TRIGGER_FIELDS,
+    **FORM_FIELDS,
 }
 
 
@@ -206,13 +209,9 @@ def command_problem(cmd: Command) -> str | None:
                              ("execution id", cmd.execution_id)):
         if len(identifier) > MAX_ID_CHARS:
             return f"the {what} is {len(identifier)} characters long, over {MAX_ID_CHARS}"
-    on_trigger = cmd.execution_id.startswith(ENTITY_PREFIX)
-    if on_trigger and cmd.type not in n.TRIGGER_COMMANDS and cmd.type != n.CMD_TIMER:
-        return (f"execution ids starting with {ENTITY_PREFIX!r} are reserved for triggers; "
-                f"{cmd.type} cannot address {cmd.execution_id[:100]!r}")
-    if not on_trigger and cmd.type in n.TRIGGER_COMMANDS:
-        return (f"{cmd.type} must address a trigger ({ENTITY_PREFIX}<id>), not "
-                f"{cmd.execution_id[:100]!r}")
+    problem = _entity_problem(cmd)
+    if problem is not None:
+        return problem
     fields = _FIELDS.get(cmd.type)
     if fields is None:
         return None
@@ -228,6 +227,31 @@ def command_problem(cmd: Command) -> str | None:
             return f"{cmd.type} command field {name} {problem}"
     if cmd.type == n.CMD_STEP_RESULT:
         return _step_result_problem(cmd.type, data)
+    if cmd.type == n.CMD_FORM_SUBMIT:
+        return submit_problem(data)
+    return None
+
+
+# entities that are not executions: the prefix of their ids, what they are, and the
+# commands they take (their ids are reserved: no execution may have one)
+_ENTITIES = ((TRIGGER_PREFIX, "trigger", n.TRIGGER_COMMANDS | {n.CMD_TIMER}),
+             (FORM_PREFIX, "form", n.FORM_COMMANDS))
+_ENTITY_COMMANDS = n.TRIGGER_COMMANDS | n.FORM_COMMANDS
+_PREFIX_CHARS = max(len(TRIGGER_PREFIX), len(FORM_PREFIX))
+
+
+def _entity_problem(cmd: Command) -> str | None:
+    """A command for an execution that addresses an entity's id, or the reverse."""
+    if cmd.type not in _ENTITY_COMMANDS and ":" not in cmd.execution_id[:_PREFIX_CHARS]:
+        return None  # (most commands: an execution's, to an id without a prefix)
+    for prefix, what, commands in _ENTITIES:
+        on_entity = cmd.execution_id.startswith(prefix)
+        if on_entity and cmd.type not in commands:
+            return (f"execution ids starting with {prefix!r} are reserved for {what}s; "
+                    f"{cmd.type} cannot address {cmd.execution_id[:100]!r}")
+        if not on_entity and cmd.type in commands and cmd.type != n.CMD_TIMER:
+            return (f"{cmd.type} must address a {what} ({prefix}<id>), not "
+                    f"{cmd.execution_id[:100]!r}")
     return None
 
 

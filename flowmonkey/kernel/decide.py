@@ -10,10 +10,11 @@ This module dispatches each command to its decider and decides starts; the other
 live by what they do: ``attempts`` (step results), ``waking`` (timers, resumes, a
 child's end), ``cancelling`` (cancels, attaching children, revoking tokens) and
 ``jobs`` (stateful handlers' jobs), ``triggers`` (what starts executions without
-code: its own entities, ``trigger:<id>``), all built on ``decision`` (the decision in the
-making) and ``stepping`` (steps, transitions, pipes, an execution's end). What a
-handler may report beside its outcome (``email.sent``), and the inbound email a resume
-records (``email.received``), is allow-listed in ``step_events``.
+code: its own entities, ``trigger:<id>``), ``forms`` (public forms' submissions, on
+entities ``form:<id>``), all built on ``decision`` (the decision in the making) and
+``stepping`` (steps, transitions, pipes, an execution's end). What a handler may
+report beside its outcome (``email.sent``), and the inbound email a resume records
+(``email.received``), is allow-listed in ``step_events``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flowmonkey.kernel.cancelling import decide_cancel, decide_child_attach, dec
 from flowmonkey.kernel.command_checks import command_problem
 from flowmonkey.kernel.decision import Decision, Txn
 from flowmonkey.kernel.env import KernelEnv
+from flowmonkey.kernel.forms import decide_form_command
 from flowmonkey.kernel.jobs import add_job_views, decide_job_command
 from flowmonkey.kernel.state import PartitionState
 from flowmonkey.kernel.stepping import enter_step
@@ -209,6 +211,7 @@ _DECIDERS = {
     n.CMD_JOB_CREATE: decide_job_command,
     **dict.fromkeys(n.JOB_WORKER_COMMANDS, decide_job_command),
     **dict.fromkeys(n.TRIGGER_COMMANDS, decide_trigger_command),
+    **dict.fromkeys(n.FORM_COMMANDS, decide_form_command),
 }
 
 __all__ = ["Decision", "decide", "idempotency_scope"]

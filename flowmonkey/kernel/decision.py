@@ -6,16 +6,25 @@ lookups every decider starts from."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, Event, make_event, trusted_command
 from flowmonkey.kernel.apply import apply
 from flowmonkey.kernel.env import KernelEnv
+from flowmonkey.kernel.form_apply import apply_form
+from flowmonkey.kernel.form_state import FormState
 from flowmonkey.kernel.ids import follow_up_command_id
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.trigger_apply import apply_trigger
 from flowmonkey.kernel.trigger_state import TriggerState
+
+
+class _Clones(Protocol):
+    def clone(self) -> Self: ...
+
+
+_E = TypeVar("_E", bound=_Clones)
 
 
 @dataclass(slots=True)
@@ -29,6 +38,8 @@ class Decision:
     job_views: list[dict[str, Any]] = field(default_factory=list)
     # the triggers this decision changed (kernel/triggers.py), as ``states`` for executions
     triggers: dict[str, TriggerState] = field(default_factory=dict)
+    # the forms this decision changed (kernel/forms.py)
+    forms: dict[str, FormState] = field(default_factory=dict)
 
     @property
     def rejected(self) -> Event | None:
@@ -79,28 +90,40 @@ class Txn:
 
     def trigger(self, entity_id: str) -> TriggerState | None:
         """A draft of the trigger ``entity_id`` (``trigger:<id>``), None if unknown."""
-        draft = self.decision.triggers.get(entity_id)
-        if draft is not None:
-            return draft
-        current = self.partition.triggers.get(entity_id)
-        if current is None:
-            return None
-        draft = current.clone()
-        self.decision.triggers[entity_id] = draft
-        return draft
+        return _draft(self.decision.triggers, self.partition.triggers, entity_id)
 
     def emit_trigger(self, ts: TriggerState | None, entity_id: str, type: str,
                      data: dict[str, Any], tenant_id: str | None = None) -> TriggerState:
         """Emit a trigger's event and apply it to its draft (``ts`` None: the trigger's
         first ``trigger.registered``, whose tenant is ``tenant_id``)."""
-        event = make_event(type, entity_id, (ts.seq if ts is not None else 0) + 1, self.now,
-                           data, tenant_id=ts.tenant_id if ts is not None else tenant_id,
-                           command_id=self.cmd.command_id)
-        after = apply_trigger(ts, event)
+        after = apply_trigger(ts, self._entity_event(ts, entity_id, type, data, tenant_id))
         assert after is not None
-        self.decision.events.append(event)
         self.decision.triggers[entity_id] = after
         return after
+
+    def form(self, entity_id: str) -> FormState | None:
+        """A draft of the form ``entity_id`` (``form:<id>``), None if unknown."""
+        return _draft(self.decision.forms, self.partition.forms, entity_id)
+
+    def emit_form(self, fs: FormState | None, entity_id: str, type: str,
+                  data: dict[str, Any], tenant_id: str | None = None) -> FormState:
+        """Emit a form's event and apply it to its draft (``fs`` None: the form's first
+        ``form.registered``, whose tenant is ``tenant_id``)."""
+        after = apply_form(fs, self._entity_event(fs, entity_id, type, data, tenant_id))
+        assert after is not None
+        self.decision.forms[entity_id] = after
+        return after
+
+    def _entity_event(self, current: TriggerState | FormState | None, entity_id: str,
+                      type: str, data: dict[str, Any], tenant_id: str | None) -> Event:
+        """The next event of an entity that is not an execution (appended to the
+        decision's events)."""
+        event = make_event(type, entity_id, (current.seq if current is not None else 0) + 1,
+                           self.now, data,
+                           tenant_id=current.tenant_id if current is not None else tenant_id,
+                           command_id=self.cmd.command_id)
+        self.decision.events.append(event)
+        return event
 
     def reject(self, code: str, reason: str) -> Decision:
         cmd = self.cmd
@@ -149,4 +172,18 @@ def reject_not_found(tx: Txn, what: str = "execution") -> Decision:
     return tx.reject(n.REJECT_EXECUTION_NOT_FOUND, reason)
 
 
+def _draft(drafts: dict[str, _E], current: dict[str, _E], entity_id: str) -> _E | None:
+    """The decision's draft of an entity, cloned from ``current`` on first use."""
+    draft = drafts.get(entity_id)
+    if draft is not None:
+        return draft
+    found = current.get(entity_id)
+    if found is None:
+        return None
+    draft = found.clone()
+    drafts[entity_id] = draft
+    return draft
+
+
 __all__ = ["Decision", "Txn", "reject_not_found", "visible_execution"]
+

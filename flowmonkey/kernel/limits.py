@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from flowmonkey.kernel.copies import private_copy
 from flowmonkey.model.limits import ContextLimits
 
 CONTEXT_VALUE_TOO_LARGE = "CONTEXT_VALUE_TOO_LARGE"
@@ -96,6 +97,22 @@ def check_context(context: dict[str, Any], limits: ContextLimits) -> None:
             f"context would be {size} bytes, over the total limit of "
             f"{limits.max_total_size_bytes} bytes",
         )
+
+
+def started_context(value: Any) -> dict[str, Any]:
+    """The context of an execution something other than a caller starts (a trigger's
+    arrival, a form's submission): ``value`` as an object (None: empty; anything else
+    wrapped as ``{"value": ...}``), a private copy, within the default limits (raises
+    :class:`LimitViolation`)."""
+    if value is None:
+        value = {}
+    context: dict[str, Any] = private_copy(value if isinstance(value, dict)
+                                           else {"value": value})
+    limits = ContextLimits()
+    for name, item in context.items():
+        check_value(name, item, limits)
+    check_context(context, limits)
+    return context
 
 
 def check_writes(

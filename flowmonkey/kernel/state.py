@@ -15,6 +15,7 @@ from typing import Any
 
 from flowmonkey.events.envelope import ms_to_datetime
 from flowmonkey.kernel.copies import private_copy
+from flowmonkey.kernel.form_state import FormState
 from flowmonkey.kernel.job_state import JobState
 from flowmonkey.kernel.trigger_state import TriggerState
 from flowmonkey.model.execution import (
@@ -257,6 +258,8 @@ class PartitionState:
     ending: list[tuple[int, str]] = field(default_factory=list, compare=False)
     # the triggers of this partition, by entity id ("trigger:<id>"; kernel/triggers.py)
     triggers: dict[str, TriggerState] = field(default_factory=dict)
+    # the forms of this partition, by entity id ("form:<id>"; kernel/forms.py)
+    forms: dict[str, FormState] = field(default_factory=dict)
 
     def note_command(self, command_id: str) -> None:
         seen = self.seen_commands

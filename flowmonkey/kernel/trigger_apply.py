@@ -12,6 +12,7 @@ from collections.abc import Callable
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
 from flowmonkey.kernel.copies import private_copy
+from flowmonkey.kernel.entities import apply_entity, replay_entity
 from flowmonkey.kernel.trigger_state import MAX_ACTIVE_RUNS, TriggerState
 from flowmonkey.model.trigger import ENTITY_PREFIX
 
@@ -84,35 +85,23 @@ TRIGGER_APPLIERS: dict[str, TriggerApplier] = {
 }
 
 
+def _new(event: Event) -> TriggerState:
+    definition = event.data["definition"]
+    return TriggerState(
+        entity_id=event.execution_id, trigger_id=str(definition.get("id")), definition={},
+        tenant_id=None, enabled=bool(definition.get("enabled", True)),
+        created_at=event.timestamp_ms)
+
+
 def apply_trigger(state: TriggerState | None, event: Event) -> TriggerState | None:
     """The trigger's state after ``event`` (a trigger comes to be with its first
     ``trigger.registered``; any other event for an unknown trigger changes nothing)."""
-    if event.seq == 0:
-        return state
-    if state is None:
-        if event.type != n.TRIGGER_REGISTERED:
-            return None
-        definition = event.data["definition"]
-        state = TriggerState(
-            entity_id=event.execution_id, trigger_id=str(definition.get("id")),
-            definition={}, tenant_id=None, enabled=bool(definition.get("enabled", True)),
-            created_at=event.timestamp_ms)
-    elif event.seq <= state.seq:
-        return state
-    applier = TRIGGER_APPLIERS.get(event.type)
-    if applier is not None:
-        applier(state, event)
-    state.seq = event.seq
-    state.updated_at = event.timestamp_ms
-    return state
+    return apply_entity(state, event, n.TRIGGER_REGISTERED, _new, TRIGGER_APPLIERS)
 
 
 def replay_trigger(events: list[Event]) -> TriggerState | None:
     """One trigger's state rebuilt from its events."""
-    state: TriggerState | None = None
-    for event in events:
-        state = apply_trigger(state, event)
-    return state
+    return replay_entity(events, apply_trigger)
 
 
 __all__ = ["TRIGGER_APPLIERS", "apply_trigger", "is_trigger_entity", "replay_trigger"]

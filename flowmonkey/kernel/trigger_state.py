@@ -13,6 +13,7 @@ import operator
 from dataclasses import dataclass, fields
 from typing import Any
 
+from flowmonkey.kernel.entities import ModelCache, definition_json
 from flowmonkey.model.trigger import Trigger
 
 MAX_ACTIVE_RUNS = 1_000
@@ -52,26 +53,18 @@ class TriggerState:
 _all_fields = operator.attrgetter(*(f.name for f in fields(TriggerState)))
 _FIELDS = frozenset(f.name for f in fields(TriggerState))
 
-_MODELS: dict[str, tuple[dict[str, Any], Trigger]] = {}
+_MODELS = ModelCache(Trigger)
 
 
 def trigger_model(definition: dict[str, Any]) -> Trigger:
     """The model of a stored definition, cached per trigger id (a schedule reads its
     definition at every tick; a changed definition replaces the cached one)."""
-    key = str(definition.get("id"))
-    cached = _MODELS.get(key)
-    if cached is not None and cached[0] == definition:
-        return cached[1]
-    model = Trigger.model_validate(definition)
-    if len(_MODELS) >= 4096:
-        _MODELS.clear()
-    _MODELS[key] = (definition, model)
-    return model
+    return _MODELS.model(definition)
 
 
 def trigger_definition(trigger: Trigger) -> dict[str, Any]:
     """The stored (JSON) form of a definition, as ``trigger.register`` carries it."""
-    return trigger.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return definition_json(trigger)
 
 
 def trigger_to_json(state: TriggerState) -> dict[str, Any]:

@@ -29,8 +29,6 @@ from __future__ import annotations
 from hashlib import blake2b
 from typing import Any
 
-from pydantic import ValidationError
-
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Event
 from flowmonkey.kernel import cron
@@ -39,10 +37,10 @@ from flowmonkey.kernel.copies import private_copy
 from flowmonkey.kernel.decision import Decision, Txn
 from flowmonkey.kernel.inputs import InputError, resolve_input
 from flowmonkey.kernel.paths import MISSING, get_path
+from flowmonkey.kernel.registering import registered_model
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.kernel.trigger_checks import describe, trigger_problems
 from flowmonkey.kernel.trigger_state import TriggerState, trigger_definition
-from flowmonkey.model.limits import ContextLimits
 from flowmonkey.model.trigger import Condition, ScheduleSettings, Trigger, entity_id
 
 REJECT_TRIGGER_NOT_FOUND = "TRIGGER_NOT_FOUND"
@@ -103,25 +101,9 @@ def _trigger_id(tx: Txn) -> str:
 
 def _register(tx: Txn) -> Decision:
     d = tx.cmd.data
-    raw = d["definition"]
-    try:
-        model = Trigger.model_validate(raw)
-    except ValidationError as exc:
-        where = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(definition)'}: {e['msg']}"
-                          for e in exc.errors())
-        return tx.reject(n.REJECT_INVALID_COMMAND,
-                         f"trigger {raw.get('id', _trigger_id(tx))!r}: {where}"[:1000])
-    if model.entity_id != tx.cmd.execution_id:
-        return tx.reject(n.REJECT_INVALID_COMMAND, (
-            f"trigger {model.id!r} registered on {tx.cmd.execution_id!r}: a trigger's "
-            f"commands go to {model.entity_id!r}"))
-    problems = trigger_problems(model)
-    if problems:
-        return tx.reject(n.REJECT_INVALID_COMMAND, describe(model.id, problems)[:1000])
-    if tx.cmd.tenant_id is not None and model.tenant_id != tx.cmd.tenant_id:
-        return tx.reject(n.REJECT_INVALID_COMMAND, (
-            f"trigger {model.id!r} belongs to tenant {model.tenant_id!r}, not to the "
-            "command's"))
+    model = registered_model(tx, Trigger, "trigger", trigger_problems, describe)
+    if isinstance(model, Decision):
+        return model
     definition = trigger_definition(model)
     ts = tx.trigger(tx.cmd.execution_id)
     if ts is not None and ts.definition == definition:
@@ -266,18 +248,10 @@ def _context(model: Trigger, arrival: dict[str, Any]) -> dict[str, Any]:
         value = arrival.get("value")
     else:
         value = arrival
-    if value is None:
-        value = {}
-    context: dict[str, Any] = private_copy(value if isinstance(value, dict)
-                                           else {"value": value})
-    limits = ContextLimits()
     try:
-        for name, item in context.items():
-            lim.check_value(name, item, limits)
-        lim.check_context(context, limits)
+        return lim.started_context(value)
     except lim.LimitViolation as violation:
         raise _MappingError(f"context: {violation.message}") from None
-    return context
 
 
 def _idempotency_key(model: Trigger, arrival: dict[str, Any]) -> str | None:

@@ -43,6 +43,16 @@ class Topics:
         """Trigger definitions, keyed by trigger id (compacted, like the flows)."""
         return f"{self.prefix}.triggers"
 
+    @property
+    def forms(self) -> str:
+        """Form definitions, keyed by form id (compacted, like the triggers)."""
+        return f"{self.prefix}.forms"
+
+    def names(self) -> list[str]:
+        """Every topic FlowMonkey keeps under this prefix, in the order of :meth:`specs`."""
+        return [self.commands, self.events, self.flows, self.dead_letter, self.jobs,
+                self.triggers, self.forms]
+
     def specs(self, partitions: int) -> list[TopicSpec]:
         return [
             TopicSpec(self.commands, partitions),
@@ -58,8 +68,9 @@ class Topics:
             # one record per job, and kept past the longest job timeout (7 days), so
             # no open job's record ages out
             TopicSpec(self.jobs, partitions, config=dict(JOBS_CONFIGS)),
-            # the latest definition of each trigger (runtime/trigger_sync.py)
+            # the latest definition of each trigger and form (runtime/definition_topic.py)
             TopicSpec(self.triggers, 1, compacted=True),
+            TopicSpec(self.forms, 1, compacted=True),
         ]
 
 

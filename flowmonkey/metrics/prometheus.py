@@ -12,8 +12,9 @@ dict or int while a batch is decided, one increment per label at its end), since
 durations go to :class:`BulkHistogram`, a lock-free histogram read at scrape time.
 
 Labels have low cardinality by design: command types, reject codes, handler
-outcomes, partition numbers, route templates and status codes. Execution, tenant and
-flow ids never become labels, so the metrics reveal no tenant data. The API's request
+outcomes, partition numbers, route templates and status codes (and form ids, a
+deployment's fixed set of public forms). Execution, tenant and flow ids never become
+labels, so the metrics reveal no tenant data. The API's request
 labels come from fixed sets whatever a client sends (a method outside the standard
 ones is ``other``, a path no route matches ``unmatched``; see
 :mod:`flowmonkey.api.metrics`).
@@ -209,6 +210,13 @@ class Metrics:
             "flowmonkey_trigger_webhooks", "Webhook deliveries, by trigger and outcome "
             "(accepted, duplicate, bad_signature, too_large, unauthorized, invalid_body, "
             "disabled, failed)", ["trigger", "outcome"], registry=r)
+        # a form id is a label: forms are a deployment's fixed set, and a submission to an
+        # unknown id is counted by the request metrics only
+        self.form_submissions = Counter(
+            "flowmonkey_form_submissions", "Form submissions, by form and outcome "
+            "(accepted, duplicate, spam, invalid, rate_limited, captcha_failed, "
+            "captcha_unavailable, disabled, too_large, bad_body, unsupported_media_type, "
+            "token_refused, refused, failed)", ["form", "outcome"], registry=r)
         self.inbound_emails = Counter(
             "flowmonkey_inbound_emails", "Posts to the inbound email endpoint, by outcome "
             "(resumed, unsigned, forged, unmatched, refused: the token no longer works, "

@@ -14,6 +14,7 @@ sanitised submission), ``form`` (its id) and ``submission`` (``id``, ``submitted
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -36,6 +37,31 @@ MAX_WINDOW_S = 7 * 24 * 3600
 def entity_id(form_id: str) -> str:
     """The key of a form's commands and events."""
     return ENTITY_PREFIX + form_id
+
+
+TOKEN_SEPARATOR = "."
+
+
+def step_token(execution_id: str, secret: str) -> str:
+    """A resume token for a step that waits for a form (``form-submit``): the
+    execution's id (base64url) and ``secret`` (which only the execution's state
+    knows, and which alone makes the token good). The submission endpoint reads the
+    execution back from it (:func:`token_execution_id`) to route the resume."""
+    encoded = base64.urlsafe_b64encode(execution_id.encode()).decode().rstrip("=")
+    return f"{encoded}{TOKEN_SEPARATOR}{secret}"
+
+
+def token_execution_id(token: str) -> str | None:
+    """The execution a :func:`step_token` names; None for any other text."""
+    encoded, separator, secret = token.partition(TOKEN_SEPARATOR)
+    if not separator or not encoded or not secret or len(encoded) > 2_000:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        execution_id = raw.decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return execution_id if execution_id and "\x00" not in execution_id else None
 
 
 class FieldRules(FrozenModel):

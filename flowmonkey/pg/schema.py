@@ -210,6 +210,29 @@ create table fm_triggers (
 create index fm_triggers_tenant on fm_triggers (tenant_id, id) where tenant_id is not null;
 create index fm_triggers_flow on fm_triggers (flow_id, id);
 """),
+    # Form submissions (issue 14), one row per submission as its form's partition
+    # decided it (projections/form_submissions.py), listed newest first per form. The
+    # form entities' events stay in fm_events, their rows in fm_executions stateless.
+    (6, "form submissions", """
+create table fm_form_submissions (
+    form_id text collate "C" not null,
+    id text collate "C" not null,
+    tenant_id text,
+    status text not null,
+    submitted_at bigint not null,
+    data jsonb,
+    errors jsonb,
+    execution_id text,
+    duplicate_of text,
+    retry_after_ms bigint,
+    resumed boolean not null default false,
+    primary key (form_id, id)
+);
+create index fm_form_submissions_recent on fm_form_submissions
+    (form_id, submitted_at desc, id desc);
+create index fm_form_submissions_status on fm_form_submissions
+    (form_id, status, submitted_at desc, id desc);
+"""),
 ]
 
 

@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from flowmonkey.errors import DecodeError
 from flowmonkey.events import names as n
@@ -562,28 +562,27 @@ class PartitionProcessor:
         """Take a decision into memory, all of it or (if adopting raises) none of it:
         ``adopt`` works out all it will change before it changes anything (its
         executions' states are put back here as well, should that ever fail)."""
-        executions, triggers = self.state.executions, self.state.triggers
-        before = [(execution_id, executions.get(execution_id))
-                  for execution_id in decision.states]
-        triggers_before = [(entity_id, triggers.get(entity_id))
-                           for entity_id in decision.triggers]
+        state = self.state
+        taken: list[tuple[dict[str, Any], list[tuple[str, Any]]]] = [
+            (kept, [(key, kept.get(key)) for key in changed])
+            for kept, changed in ((state.executions, decision.states),
+                                  (state.triggers, decision.triggers),
+                                  (state.forms, decision.forms)) if changed]
         try:
-            adopt(self.state, decision.events, decision.states, decision.triggers)
+            adopt(state, decision.events, decision.states, decision.triggers,
+                  decision.forms)
         except BaseException:
-            for execution_id, state in before:
-                if state is None:
-                    executions.pop(execution_id, None)
-                else:
-                    executions[execution_id] = state
-            for entity_id, trigger in triggers_before:
-                if trigger is None:
-                    triggers.pop(entity_id, None)
-                else:
-                    triggers[entity_id] = trigger
+            for kept, before in taken:
+                for key, value in before:
+                    if value is None:
+                        kept.pop(key, None)
+                    else:
+                        kept[key] = value
             raise
         if self._stuck:
             self._stuck.difference_update(decision.states)
             self._stuck.difference_update(decision.triggers)
+            self._stuck.difference_update(decision.forms)
 
     def _reject_poisoned(self, command: Command, record: Record | None, exc: Exception,
                          out: list[OutRecord]) -> Decision | None:

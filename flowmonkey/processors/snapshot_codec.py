@@ -10,7 +10,8 @@ The bytes are ``MAGIC``, one format byte, then zlib-compressed JSON (orjson)::
      "idempotency": [[scope, execution id, expires at ms], …],
      "seen_commands": [command id, …],            # oldest first: eviction order
      "forgotten": [execution id, …],              # ended executions no longer kept
-     "triggers": [<TriggerState as trigger_to_json writes it>, …]}
+     "triggers": [<TriggerState as trigger_to_json writes it>, …],
+     "forms": [<FormState as form_to_json writes it>, …]}
 
 Everything ``decide`` reads is in it. An execution's fields use
 :func:`flowmonkey.kernel.state_codec.state_to_json`, the Postgres projection's
@@ -27,7 +28,8 @@ anything else needs a new format byte and a reader for the old one: format 1 had
 "forgotten" (it is read as empty: a processor of that version forgot nothing);
 format 2 had no "triggers" (read as none: that version had no triggers). Format 3
 added them: a version that cannot read them refuses the snapshot and replays the log
-instead of losing the triggers' state.
+instead of losing the triggers' state. Format 4 added "forms" (format 3 is read as
+having none), for the same reason.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import orjson
 
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.kernel.apply import ending_heap
+from flowmonkey.kernel.form_state import FormState, form_from_json, form_to_json
 from flowmonkey.kernel.job_state import job_from_json
 from flowmonkey.kernel.state import (
     ExecutionOptions,
@@ -61,8 +64,8 @@ from flowmonkey.model.limits import (
 )
 
 MAGIC: Final = b"FMSNAP"
-FORMAT: Final = 3
-_READABLE: Final = frozenset({1, 2, FORMAT})
+FORMAT: Final = 4
+_READABLE: Final = frozenset({1, 2, 3, FORMAT})
 # level 1: several times faster than the default for most of its ratio on this JSON,
 # and a snapshot is encoded while the processor runs
 _LEVEL: Final = 1
@@ -109,6 +112,7 @@ def encode_partition_state(
     events_offset: int,
     anchor_crc: int,
     triggers: Mapping[str, TriggerState] | None = None,
+    forms: Mapping[str, FormState] | None = None,
 ) -> bytes:
     """The snapshot bytes of a partition state (given as its parts, so a caller can
     hand in copies taken at a batch boundary and encode them off the loop)."""
@@ -131,6 +135,7 @@ def encode_partition_state(
         "seen_commands": list(seen_commands),
         "forgotten": sorted(forgotten),
         "triggers": [trigger_to_json(t) for t in (triggers or {}).values()],
+        "forms": [form_to_json(f) for f in (forms or {}).values()],
     }
     return MAGIC + bytes([FORMAT]) + zlib.compress(orjson.dumps(doc, default=_default), _LEVEL)
 
@@ -140,7 +145,7 @@ def encode_snapshot_state(state: PartitionState, *, topic: str, partition: int,
     return encode_partition_state(state.executions, state.idempotency, state.seen_commands,
                                   state.forgotten, topic=topic, partition=partition,
                                   events_offset=events_offset, anchor_crc=anchor_crc,
-                                  triggers=state.triggers)
+                                  triggers=state.triggers, forms=state.forms)
 
 
 def decode_partition_state(data: bytes, *, topic: str, partition: int,
@@ -182,8 +187,9 @@ def _partition_state(doc: dict[str, Any]) -> PartitionState:
     idempotency = {scope: (eid, expires) for scope, eid, expires in doc["idempotency"]}
     seen: OrderedDict[str, None] = OrderedDict.fromkeys(doc["seen_commands"])
     triggers = {t.entity_id: t for t in map(trigger_from_json, doc.get("triggers", ()))}
+    forms = {f.entity_id: f for f in map(form_from_json, doc.get("forms", ()))}
     return PartitionState(executions, idempotency, seen, set(doc.get("forgotten", ())),
-                          ending_heap(executions), triggers)
+                          ending_heap(executions), triggers, forms)
 
 
 def _state(values: list[Any], options: list[ExecutionOptions],

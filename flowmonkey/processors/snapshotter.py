@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from flowmonkey.kernel.form_state import FormState
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.trigger_state import TriggerState
 from flowmonkey.log.base import Log, OutRecord, Position
@@ -51,6 +52,7 @@ class StateCopy:
     seen_commands: list[str]
     forgotten: list[str]
     triggers: dict[str, TriggerState] = field(default_factory=dict)
+    forms: dict[str, FormState] = field(default_factory=dict)
 
 
 class Snapshotter:
@@ -133,7 +135,8 @@ class Snapshotter:
         if reach - self.snapshot_offset < len(executions):
             return None
         return StateCopy(dict(executions), dict(state.idempotency), list(state.seen_commands),
-                         list(state.forgotten), dict(state.triggers))
+                         list(state.forgotten), dict(state.triggers),
+                         dict(state.forms))
 
     def appended(self, copy: StateCopy | None, records: Sequence[OutRecord],
                  positions: Sequence[Position]) -> int:
@@ -162,7 +165,8 @@ class Snapshotter:
             data = await asyncio.to_thread(
                 encode_partition_state, copy.executions, copy.idempotency,
                 copy.seen_commands, copy.forgotten, topic=self.topic, partition=self.partition,
-                events_offset=offset, anchor_crc=anchor, triggers=copy.triggers)
+                events_offset=offset, anchor_crc=anchor, triggers=copy.triggers,
+                forms=copy.forms)
             encoded = time.perf_counter()
             await self.store.save(Snapshot(self.topic, self.partition, offset, data))
         except asyncio.CancelledError:

@@ -7,7 +7,7 @@ one record per key, and every event of an execution has its id as key). The comm
 topic must not be compacted either (a command not yet processed would be dropped by a
 later one for the same execution). The flows topic must be compacted
 (``cleanup.policy=compact`` and nothing else: with ``delete`` too, old flow versions
-would expire), and so must the triggers topic (a trigger's definition would expire).
+would expire), and so must the triggers and forms topics (a definition would expire).
 Commands and events must have the same partition count: an execution's commands and
 events share a partition number.
 
@@ -85,8 +85,7 @@ def topic_problems(topics: Topics, facts: Mapping[str, TopicFacts | None]) -> li
     """Every way the existing topics differ from what FlowMonkey needs (a missing topic
     is not a problem here: it is created, or reported missing, elsewhere)."""
     problems: list[TopicProblem] = []
-    commands, events, flows = (facts.get(topics.commands), facts.get(topics.events),
-                               facts.get(topics.flows))
+    commands, events = facts.get(topics.commands), facts.get(topics.events)
     if events is not None:
         problems += _events_problems(events)
     if commands is not None and "compact" in _policies(commands):
@@ -95,19 +94,15 @@ def topic_problems(topics: Topics, facts: Mapping[str, TopicFacts | None]) -> li
             f"{commands.name} is compacted (cleanup.policy="
             f"{commands.config('cleanup.policy')}; must be delete): a command not yet "
             "processed could be dropped", {"cleanup.policy": "delete"}))
-    if flows is not None and _policies(flows) != {"compact"}:
-        problems.append(TopicProblem(
-            flows.name,
-            f"{flows.name} is not compacted (cleanup.policy={flows.config('cleanup.policy')}; "
-            "must be compact): flow definitions would be deleted with age",
-            dict(FLOWS_CONFIGS)))
-    triggers = facts.get(topics.triggers)
-    if triggers is not None and _policies(triggers) != {"compact"}:
-        problems.append(TopicProblem(
-            triggers.name,
-            f"{triggers.name} is not compacted (cleanup.policy="
-            f"{triggers.config('cleanup.policy')}; must be compact): trigger definitions "
-            "would be deleted with age", dict(FLOWS_CONFIGS)))
+    for name, what in ((topics.flows, "flow"), (topics.triggers, "trigger"),
+                       (topics.forms, "form")):
+        kept = facts.get(name)
+        if kept is not None and _policies(kept) != {"compact"}:
+            problems.append(TopicProblem(
+                kept.name,
+                f"{kept.name} is not compacted (cleanup.policy="
+                f"{kept.config('cleanup.policy')}; must be compact): {what} definitions "
+                "would be deleted with age", dict(FLOWS_CONFIGS)))
     jobs = facts.get(topics.jobs)
     if jobs is not None:
         problems += _jobs_problems(jobs, commands)
@@ -175,9 +170,7 @@ async def verify_topics(log_: Log, topics: Topics) -> dict[str, TopicFacts | Non
     ``LOG_TOPIC_SETTINGS``) naming each problem and its fix; the facts otherwise
     (a log with ``capabilities.shared_topics``: Kafka)."""
     log = require_kafka(log_, "verify_topics")
-    facts = await log.describe_topics(
-        [topics.commands, topics.events, topics.flows, topics.dead_letter, topics.jobs,
-         topics.triggers])
+    facts = await log.describe_topics(topics.names())
     problems = topic_problems(topics, facts)
     if problems:
         raise LogError(

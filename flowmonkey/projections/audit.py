@@ -34,10 +34,12 @@ from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.kernel.state_codec import state_to_json
 from flowmonkey.log.base import Log
 from flowmonkey.log.partitioner import partition_for
-from flowmonkey.model.trigger import ENTITY_PREFIX
+from flowmonkey.model.form import ENTITY_PREFIX as FORM_PREFIX
+from flowmonkey.model.trigger import ENTITY_PREFIX as TRIGGER_PREFIX
 from flowmonkey.pg.schema import checked_schema
 
 READ_BATCH = 5000
+_ENTITY_PREFIXES = (TRIGGER_PREFIX, FORM_PREFIX)
 COMPARE_CHUNK = 500
 _TOP_UP_ROUNDS = 3
 _MISSING: Any = object()
@@ -312,8 +314,8 @@ class _PartitionFold:
                     report.skipped_records += 1
                     continue
                 report.events_read += 1
-                if event.seq == 0 or event.execution_id.startswith(ENTITY_PREFIX):
-                    continue  # a rejection, or a trigger's event: no execution to compare
+                if event.seq == 0 or event.execution_id.startswith(_ENTITY_PREFIXES):
+                    continue  # a rejection, a trigger's or a form's event: no execution
                 state = states.get(event.execution_id)
                 new = apply(state, event)
                 if new is not state or event.execution_id not in states:

@@ -18,6 +18,7 @@ from pydantic import Field
 from flowmonkey.events.envelope import Event
 from flowmonkey.model.base import FrozenModel
 from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.model.form_submission import SubmissionRecord
 from flowmonkey.model.job import JobRecord, JobStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.model.trigger_record import TriggerRecord
@@ -184,6 +185,29 @@ class Projection(Protocol):
     ) -> Page[TriggerRecord]:
         """By id; pass ``next_cursor`` back as ``cursor`` for the next page. Trigger
         entities are never executions: :meth:`list` and :meth:`get` never show them."""
+        ...
+
+    # forms -------------------------------------------------------------------
+    async def get_submission(self, form_id: str, submission_id: str, *,
+                             tenant_id: str | None = None) -> SubmissionRecord | None:
+        """The form's submission; None when missing, or when ``tenant_id`` is given
+        and differs."""
+        ...
+
+    async def list_submissions(
+        self,
+        form_id: str,
+        *,
+        status: str | None = None,
+        tenant_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[SubmissionRecord]:
+        """The form's submissions, newest first (by submission time, then id); pass
+        ``next_cursor`` back as ``cursor`` for the next page. ``status``: one of
+        :data:`~flowmonkey.model.form_submission.SUBMISSION_STATUSES` (another is a
+        ValueError). Form entities are never executions: :meth:`list` and
+        :meth:`get` never show them."""
         ...
 
     # tables ------------------------------------------------------------------

@@ -26,6 +26,7 @@ from flowmonkey.kernel.apply import apply, replay
 from flowmonkey.kernel.copies import private_copy, private_event
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.model.form_submission import SubmissionRecord
 from flowmonkey.model.job import JobRecord, JobStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.model.trigger_record import TriggerRecord
@@ -39,6 +40,7 @@ from .base import (
     WalEntry,
     WalReplayResult,
 )
+from .form_submissions import SubmissionEntry, check_status, submission_matches, submission_of
 from .job_records import JobEntry, fold_job, job_id_of, summary_matches
 from .rows import (
     check_order,
@@ -119,6 +121,9 @@ class MemoryProjection:
         self._jobs_of: dict[str, list[str]] = {}  # execution id -> its job ids
         self._token_executions: dict[str, str] = {}  # resume token -> its execution id
         self._triggers: dict[str, TriggerEntry] = {}
+        self._submissions: dict[tuple[str, str], SubmissionEntry] = {}
+        # form id -> (submitted at, submission id) of its submissions, ascending
+        self._submissions_of: dict[str, list[tuple[int, str]]] = {}
 
     async def start(self) -> None:
         return None
@@ -163,6 +168,16 @@ class MemoryProjection:
                 self._job_event(event, record.state)
             elif event.type.startswith("trigger."):
                 self._trigger_event(event)
+            elif event.type.startswith("form."):
+                self._form_event(event)
+
+    def _form_event(self, event: Event) -> None:
+        entry = submission_of(event)
+        if entry is None or (entry.form_id, entry.id) in self._submissions:
+            return  # not a submission, or one recorded already (the first wins)
+        self._submissions[(entry.form_id, entry.id)] = entry
+        insort(self._submissions_of.setdefault(entry.form_id, []),
+               (entry.submitted_at, entry.id))
 
     def _trigger_event(self, event: Event) -> None:
         trigger_id = trigger_id_of(event)
@@ -388,6 +403,42 @@ class MemoryProjection:
         next_cursor = encode_cursor(0, page[-1].id) if len(found) > limit else None
         return Page[TriggerRecord](items=[e.to_record() for e in page],
                                    next_cursor=next_cursor)
+
+    # ------------------------------------------------------------------ forms
+
+    async def get_submission(self, form_id: str, submission_id: str, *,
+                             tenant_id: str | None = None) -> SubmissionRecord | None:
+        entry = self._submissions.get((form_id, submission_id))
+        if entry is None or (tenant_id is not None and entry.tenant_id != tenant_id):
+            return None
+        return entry.to_record()
+
+    async def list_submissions(
+        self,
+        form_id: str,
+        *,
+        status: str | None = None,
+        tenant_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[SubmissionRecord]:
+        check_status(status)
+        limit = max(1, min(limit, 10_000))
+        order = self._submissions_of.get(form_id, [])
+        # newest first: walk back from the end, or from just before the cursor
+        end = bisect_left(order, decode_cursor(cursor)) if cursor is not None else len(order)
+        found: list[SubmissionEntry] = []
+        for index in range(end - 1, -1, -1):
+            entry = self._submissions[(form_id, order[index][1])]
+            if submission_matches(entry, status=status, tenant_id=tenant_id):
+                found.append(entry)
+                if len(found) > limit:
+                    break
+        page = found[:limit]
+        next_cursor = encode_cursor(page[-1].submitted_at, page[-1].id) \
+            if len(found) > limit else None
+        return Page[SubmissionRecord](items=[e.to_record() for e in page],
+                                      next_cursor=next_cursor)
 
     # ------------------------------------------------------------------ tables
 

@@ -35,6 +35,7 @@ from flowmonkey.kernel.apply import apply, replay
 from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.kernel.state_codec import state_from_json, state_to_json
 from flowmonkey.model.execution import Execution, ExecutionStatus
+from flowmonkey.model.form_submission import SubmissionRecord
 from flowmonkey.model.job import JobRecord, JobStatus
 from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.model.trigger_record import TriggerRecord
@@ -57,6 +58,9 @@ from .batch_sql import (
     WRITE_BATCH,
 )
 from .batch_sql import json_text as _json_text
+from .form_submission_sql import get_submission as _get_submission
+from .form_submission_sql import list_submissions as _list_submissions
+from .form_submission_sql import write_submissions
 from .job_sql import JobBatch
 from .job_sql import get_job as _get_job
 from .job_sql import list_jobs as _list_jobs
@@ -352,6 +356,7 @@ class PostgresProjection:
             await self._offset_conflict(conn, group, since)
         await jobs.write(conn)
         await triggers.write(conn)
+        await write_submissions(conn, fresh)
         for event in fresh:
             if event.type in TOKEN_EVENTS:
                 await write_token_event(conn, event)
@@ -539,6 +544,24 @@ class PostgresProjection:
         return await _list_triggers(self._pool, tenant_id=tenant_id, kind=kind,
                                     flow_id=flow_id, enabled=enabled, limit=limit,
                                     cursor=cursor)
+
+    # ------------------------------------------------------------------ forms
+
+    async def get_submission(self, form_id: str, submission_id: str, *,
+                             tenant_id: str | None = None) -> SubmissionRecord | None:
+        return await _get_submission(self._pool, form_id, submission_id, tenant_id)
+
+    async def list_submissions(
+        self,
+        form_id: str,
+        *,
+        status: str | None = None,
+        tenant_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[SubmissionRecord]:
+        return await _list_submissions(self._pool, form_id, status=status,
+                                       tenant_id=tenant_id, limit=limit, cursor=cursor)
 
     # ------------------------------------------------------------------ tables
 

@@ -36,8 +36,8 @@ from flowmonkey.projections.postgres import PostgresProjection
 from flowmonkey.projections.projector import Projector
 
 COUNTED_TABLES = ("fm_executions", "fm_events", "fm_rejections", "fm_resume_tokens",
-                  "fm_jobs", "fm_triggers", "fm_table_defs", "fm_table_rows",
-                  "fm_wal_entries")
+                  "fm_jobs", "fm_triggers", "fm_form_submissions", "fm_table_defs",
+                  "fm_table_rows", "fm_wal_entries")
 RowsFrom = Literal["current", "log"]
 _SWAP_ROUNDS = 5
 _WAIT_SLICE_S = 0.5

@@ -4,53 +4,33 @@ resume and a manual fire turned into results or errors."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from flowmonkey.errors import CommandRejected, RegistrationError
 from flowmonkey.events import names as n
-from flowmonkey.events.envelope import Command, Event
+from flowmonkey.events.envelope import Event
 from flowmonkey.handlers.registry import TriggerRegistry
 from flowmonkey.kernel.trigger_checks import describe, trigger_problems
 from flowmonkey.kernel.trigger_state import trigger_definition
 from flowmonkey.log.base import OutRecord
 from flowmonkey.model.trigger import Trigger
-from flowmonkey.runtime.commands import command_record, raise_if_rejected
+from flowmonkey.runtime.commands import raise_if_rejected
+from flowmonkey.runtime.definitions import checked_definition, register_records
 
 
 def checked_trigger(trigger: Trigger | Mapping[str, Any]) -> Trigger:
     """``trigger`` as a model (camelCase JSON accepted), refused with every problem
     named (the trigger and the field) when it cannot be registered."""
-    if isinstance(trigger, Trigger):
-        model = trigger
-    else:
-        try:
-            model = Trigger.model_validate(trigger)
-        except ValidationError as exc:
-            name = trigger.get("id", "?") if isinstance(trigger, Mapping) else "?"
-            problems = [(".".join(map(str, e["loc"])) or "(definition)", e["msg"])
-                        for e in exc.errors()]
-            raise RegistrationError(describe(str(name), problems)) from None
-    problems = trigger_problems(model)
-    if problems:
-        raise RegistrationError(describe(model.id, problems))
-    return model
+    return checked_definition(Trigger, trigger, trigger_problems, describe)
 
 
 def register_commands(topic: str, triggers: Iterable[Trigger], now_ms: int,
                       by: str | None) -> list[OutRecord]:
     """The ``trigger.register`` records for ``triggers`` (routed by their entity)."""
-    records = []
-    for trigger in triggers:
-        command = Command(type=n.CMD_TRIGGER_REGISTER, command_id=uuid.uuid4().hex,
-                          execution_id=trigger.entity_id, timestamp_ms=now_ms,
-                          tenant_id=None, data={"definition": trigger_definition(trigger),
-                                                "by": by})
-        records.append(command_record(topic, command, trigger.entity_id))
-    return records
+    return register_records(topic, n.CMD_TRIGGER_REGISTER,
+                            ((t.entity_id, trigger_definition(t)) for t in triggers),
+                            now_ms, by)
 
 
 def adopt_all(registry: TriggerRegistry, triggers: Iterable[Trigger | Mapping[str, Any]]

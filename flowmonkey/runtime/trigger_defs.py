@@ -11,16 +11,14 @@ nothing but the sub-flow depth to stop it).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
-
-from pydantic import ValidationError
 
 from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.kernel import cron
 from flowmonkey.kernel.trigger_checks import trigger_problems as kernel_problems
-from flowmonkey.model.flow import json_path
 from flowmonkey.model.trigger import Trigger
+from flowmonkey.runtime.definitions import parse_definitions, twice_problems, unique
 
 #: the most triggers one definition source may hold (a file, a module's list)
 MAX_TRIGGERS = 10_000
@@ -38,13 +36,6 @@ class TriggerValidationError(FlowMonkeyError):
         self.problems = list(problems)
 
 
-def _name(raw: Any, index: int) -> str:
-    trigger_id = raw.get("id") if isinstance(raw, Mapping) else None
-    if isinstance(trigger_id, str) and trigger_id:
-        return f"trigger {trigger_id!r}"
-    return f"trigger #{index + 1}"
-
-
 def trigger_problems(trigger: Trigger) -> list[str]:
     """What a parsed trigger's model could not check itself (the kernel's checks, which
     ``trigger.register`` applies too)."""
@@ -55,48 +46,18 @@ def trigger_problems(trigger: Trigger) -> list[str]:
 def parse_triggers(raw: Iterable[Any]) -> tuple[list[Trigger], list[str]]:
     """The triggers of ``raw`` (definitions as written, camelCase, or ``Trigger``s)
     that are valid, and the problems of the others."""
-    triggers: list[Trigger] = []
-    problems: list[str] = []
-    for index, item in enumerate(raw):
-        if index >= MAX_TRIGGERS:
-            problems.append(f"more than {MAX_TRIGGERS} triggers")
-            break
-        if isinstance(item, Trigger):
-            parsed = item
-        elif not isinstance(item, Mapping):
-            problems.append(f"{_name(item, index)}: a trigger must be an object with id, "
-                            f"kind and flowId, got {type(item).__name__}")
-            continue
-        else:
-            try:
-                parsed = Trigger.model_validate(dict(item))
-            except ValidationError as exc:
-                problems += [f"{_name(item, index)}: {json_path(e['loc']) or '(trigger)'}: "
-                             f"{e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors()]
-                continue
-        more = trigger_problems(parsed)
-        if more:
-            problems += more
-        else:
-            triggers.append(parsed)
-    return triggers, problems
+    return parse_definitions(raw, Trigger, "trigger", "id, kind and flowId",
+                             kernel_problems, MAX_TRIGGERS)
 
 
 def cross_problems(triggers: Sequence[Trigger],
                    flow_ids: Collection[str] | None = None) -> list[str]:
     """Problems among triggers: an id given twice (with different definitions), and,
     with ``flow_ids``, a flow or an event's flow that is not among them."""
-    found: list[str] = []
-    seen: dict[str, Trigger] = {}
-    for trigger in triggers:
-        before = seen.get(trigger.id)
-        if before is not None and before != trigger:
-            found.append(f"trigger {trigger.id!r}: id: defined twice, differently")
-        seen[trigger.id] = trigger
+    found = twice_problems(triggers, "trigger")
     if flow_ids is not None:
         known = ", ".join(sorted(flow_ids)) or "none"
-        for trigger in seen.values():
+        for trigger in unique(triggers):
             if trigger.flow_id not in flow_ids:
                 found.append(f"trigger {trigger.id!r}: flowId: flow {trigger.flow_id!r} is "
                              f"not registered (registered flows: {known})")
@@ -105,15 +66,6 @@ def cross_problems(triggers: Sequence[Trigger],
                              f"{trigger.event.flow_id!r} is not registered (registered "
                              f"flows: {known})")
     return found
-
-
-def unique(triggers: Iterable[Trigger]) -> list[Trigger]:
-    """``triggers`` without repeats of one definition (the last of an id wins)."""
-    by_id: dict[str, Trigger] = {}
-    for trigger in triggers:
-        by_id.pop(trigger.id, None)
-        by_id[trigger.id] = trigger
-    return list(by_id.values())
 
 
 def validated_triggers(raw: Iterable[Any], flow_ids: Collection[str] | None = None, *,
@@ -138,3 +90,7 @@ def next_fire_times(trigger: Trigger, after_ms: int, count: int) -> list[int]:
         at = cron.next_after(trigger.schedule.cron, trigger.schedule.timezone, at)
         times.append(at)
     return times
+
+
+__all__ = ["MAX_TRIGGERS", "TriggerValidationError", "cross_problems", "next_fire_times",
+           "parse_triggers", "trigger_problems", "unique", "validated_triggers"]

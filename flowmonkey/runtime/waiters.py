@@ -29,6 +29,8 @@ RESOLVES = {
     n.CMD_TRIGGER_ENABLE: {n.TRIGGER_ENABLED},
     n.CMD_TRIGGER_DISABLE: {n.TRIGGER_DISABLED},
     n.CMD_TRIGGER_FIRE: {n.TRIGGER_FIRED, n.TRIGGER_FAILED},
+    n.CMD_FORM_REGISTER: {n.FORM_REGISTERED},
+    n.CMD_FORM_SUBMIT: {n.FORM_SUBMITTED, n.FORM_REJECTED},
 }
 """Per command type, the events that answer it (besides ``command.rejected``)."""
 
@@ -65,6 +67,19 @@ class Waiters:
     def __init__(self) -> None:
         self.commands: dict[str, Answer] = {}
         self.executions: dict[str, list[asyncio.Future[None]]] = {}
+
+    def expect(self, command_id: str, command_type: str) -> Answer:
+        """Wait (as well) for the answer to a command this engine does not send: the
+        follow-up a decision sends, whose id is derived (``kernel.ids``). The caller
+        :meth:`drop` s it when done."""
+        answer = Answer(command_type, asyncio.get_running_loop().create_future())
+        self.commands[command_id] = answer
+        return answer
+
+    def drop(self, command_id: str) -> None:
+        answer = self.commands.pop(command_id, None)
+        if answer is not None:
+            answer.future.cancel()
 
     async def send(self, log_: Log, record: OutRecord, command: Command, timeout_s: float,
                    *, expedite: Callable[[Command], None] | None = None) -> Answer:

@@ -9,12 +9,16 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from flowmonkey.events.envelope import Command
 from flowmonkey.handlers.base import VaultProvider
 from flowmonkey.handlers.registry import (
     EngineEnv,
     FlowRegistry,
+    FormRegistry,
     HandlerRegistry,
     TriggerRegistry,
 )
@@ -23,6 +27,7 @@ from flowmonkey.log.base import Log
 from flowmonkey.log.partitioner import partition_for
 from flowmonkey.log.topics import Topics
 from flowmonkey.metrics import Metrics
+from flowmonkey.model.form import Form
 from flowmonkey.model.tables import TableDef
 from flowmonkey.model.trigger import Trigger
 from flowmonkey.processors.clock import Clock
@@ -33,8 +38,12 @@ from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.topic_checks import verify_topics
 from flowmonkey.projections.base import Projection
 from flowmonkey.projections.projector import OnBatch, Projector
+from flowmonkey.runtime.definition_topic import Book, DefinitionTopic
 from flowmonkey.runtime.flow_sync import sync_flows
-from flowmonkey.runtime.trigger_sync import follow_published, sync_triggers
+from flowmonkey.runtime.form_calls import FORMS
+from flowmonkey.runtime.trigger_sync import TRIGGERS
+
+D = TypeVar("D", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,33 +88,40 @@ class Wiring:
         self.static_processors: list[PartitionProcessor] = []
         self.worker: Worker | None = None
         self._make_worker: Callable[[], Worker] | None = None
-        self._trigger_follower: asyncio.Task[None] | None = None
+        self._followers: list[asyncio.Task[None]] = []
 
     async def start(self, tables: Iterable[TableDef], flows: FlowRegistry, *,
                     on_events: OnBatch | None, processors: ProcessorSetup | None,
-                    triggers: tuple[TriggerRegistry, Sequence[Trigger]] | None = None
-                    ) -> None:
-        """Open the log and projection, sync ``flows`` with the flows topic and
+                    triggers: tuple[TriggerRegistry, Sequence[Trigger]] | None = None,
+                    forms: tuple[FormRegistry, Sequence[Form]] | None = None) -> None:
+        """Open the log and projection, sync ``flows`` with the flows topic,
         ``triggers`` (the registry, and the definitions given to this engine) with the
-        triggers topic, then start the projector (with ``on_events``) and the
-        processors, each if given."""
+        triggers topic and ``forms`` likewise with the forms topic, then start the
+        projector (with ``on_events``) and the processors, each if given."""
         await self.open(tables)
         await sync_flows(self.log, self.topics, flows)
         if triggers is not None:
             # before the processors: their env's event triggers include other processes'
-            await sync_triggers(self.log, self.topics, triggers[0], triggers[1])
-            # and after: definitions other processes publish later (read from the
-            # start again: re-adopting a known definition changes nothing, and this
-            # process's own ones were published last, so they stay the latest)
-            self._trigger_follower = asyncio.get_running_loop().create_task(
-                follow_published(self.log, self.topics, triggers[0], 0),
-                name="flowmonkey-trigger-follower")
+            await self._follow(TRIGGERS, *triggers)
+        if forms is not None:
+            await self._follow(FORMS, *forms)
         if on_events is not None:
             # before the processors, so no answer to a command sent right after start
             # can slip past it
             await self.start_projector(on_events)
         if processors is not None:
             await self.start_processors(processors)
+
+    async def _follow(self, topic: DefinitionTopic[D], book: Book[D], own: Sequence[D]
+                      ) -> None:
+        """Sync ``book`` with ``topic`` (publishing ``own``), and follow it: definitions
+        other processes publish later are adopted as they come (read from the start
+        again: re-adopting a known definition changes nothing, and this process's own
+        ones were published last, so they stay the latest)."""
+        await topic.sync(self.log, self.topics, book, own)
+        self._followers.append(asyncio.get_running_loop().create_task(
+            topic.follow(self.log, self.topics, book, 0),
+            name=f"flowmonkey-{topic.what}-follower"))
 
     async def open(self, tables: Iterable[TableDef]) -> None:
         """Start the log (its topics created, and checked where others share them)
@@ -226,9 +242,9 @@ class Wiring:
             await self.projector.stop()
 
     async def close(self) -> None:
-        """Stop following the triggers topic; close the projection, then the log."""
-        follower, self._trigger_follower = self._trigger_follower, None
-        if follower is not None:
+        """Stop following the definition topics; close the projection, then the log."""
+        followers, self._followers = self._followers, []
+        for follower in followers:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower

@@ -29,6 +29,7 @@ from flowmonkey.kernel.timers import WAKE
 from flowmonkey.log.embedded import EmbeddedLog
 from flowmonkey.model.execution import Execution, ExecutionStatus
 from flowmonkey.model.flow import Flow
+from flowmonkey.model.form import Form
 from flowmonkey.model.tables import TableDef
 from flowmonkey.model.trigger import Trigger
 from flowmonkey.processors.clock import SimulatedClock
@@ -65,6 +66,7 @@ class TestHarness:
         workers: int | None = None,
         triggers: Iterable[Trigger | Mapping[str, Any]] = (),
         start_ms: int | None = None,
+        forms: Iterable[Form | Mapping[str, Any]] = (),
     ) -> None:
         """``handlers`` come on top of the built-in ones, as with ``Engine``
         (``builtin_handlers=False`` leaves those out).
@@ -79,7 +81,10 @@ class TestHarness:
         ``triggers``: as with ``Engine``; schedules tick on the simulated clock
         (``advance()``; ``outage()`` for time that passes with nothing running).
         ``start_ms``: the simulated clock's start (default: now), e.g. just before a
-        daylight-saving change."""
+        daylight-saving change.
+
+        ``forms``: as with ``Engine``; rate-limit and duplicate windows run on the
+        simulated clock (``advance()``)."""
         base = options or EngineOptions(record_history=True, max_steps=100)
         self.options = dataclasses.replace(
             base,
@@ -95,6 +100,7 @@ class TestHarness:
         self._builtin_handlers = builtin_handlers
         self._workers = workers
         self._triggers = list(triggers)
+        self._forms = list(forms)
         self._start_ms = start_ms
         self.events: list[Event] = []
         self._build()
@@ -110,7 +116,7 @@ class TestHarness:
             projection=self.projection, dispatcher=self.dispatcher, clock=self.clock,
             tables=self._tables, vault=self._vault,
             builtin_handlers=self._builtin_handlers, workers=self._workers,
-            worker_grace_s=0.0, triggers=self._triggers)
+            worker_grace_s=0.0, triggers=self._triggers, forms=self._forms)
         self._started = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None

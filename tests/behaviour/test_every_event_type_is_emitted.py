@@ -14,6 +14,7 @@ from flowmonkey import EngineOptions, HandlerParams, Result, StepResult, handler
 from flowmonkey.errors import CommandRejected
 from flowmonkey.events import names as n
 from flowmonkey.events.types import payload
+from flowmonkey.model.form import Form
 from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.model.trigger import Trigger
 from flowmonkey.testing import TestHarness
@@ -24,8 +25,6 @@ from tests.behaviour.smtp_support import CONTEXT, mail_config
 
 NOT_EMITTED: dict[str, str] = {
     # name -> why nothing emits it
-    **dict.fromkeys((n.FORM_REGISTERED, n.FORM_SUBMITTED, n.FORM_REJECTED),
-                    "forms are being built (issue 14): their kernel emits them next"),
 }
 
 attempts: dict[str, int] = {}
@@ -103,6 +102,10 @@ TRIGGERS = [
 ]
 
 
+FORMS = [Form.model_validate({"id": "signup", "flowId": "retried",
+                             "rateLimit": {"perAddress": {"count": 1, "windowS": 60}}})]
+
+
 def _defined_event_types() -> set[str]:
     return {value for name, value in vars(n).items()
             if name.isupper() and isinstance(value, str)
@@ -120,7 +123,7 @@ async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason(
     async with TestHarness(handlers=[ok, flaky, slow, approval, nap, export], flows=FLOWS,
                            tables=[ORDERS, NUMBERS, STRICT],
                            options=EngineOptions(timeout_ms=50), triggers=TRIGGERS,
-                           workers=0) as t:  # its jobs are driven by hand
+                           forms=FORMS, workers=0) as t:  # its jobs are driven by hand
         # pipes: one row lands, two go to the WAL; one is replayed once its column
         # takes text, the other given up
         await t.run("piped", idempotency_key="once")
@@ -185,6 +188,10 @@ async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason(
             await t.engine.fire_trigger("hook", {"body": {}}, "delivery-2", kind="webhook")
         await t.engine.resume_trigger("hook", by="test")
         await t.advance(3 * 60_000)
+        # forms: registered at start; a submission accepted, the next rate-limited
+        assert (await t.engine.submit_form("signup", {}, address="1.2.3.4")).accepted
+        limited = await t.engine.submit_form("signup", {}, address="1.2.3.4")
+        assert limited.outcome == "rate_limited"
         # a mail sent by an email-reply step, and the reply that resumes it
         mailed = await t.run("mail", CONTEXT)
         await smtp.wait_for(1)
@@ -198,8 +205,8 @@ async def test_every_event_type_in_names_is_emitted_or_listed_with_a_reason(
         t.engine.handlers.unregister("nap")
 
         emitted = {e.type for e in t.events}
-        for event in t.events:  # the trigger and email events hold to their schemas
-            if event.type.startswith(("trigger.", "email.")):
+        for event in t.events:  # the trigger, form and email events hold to their schemas
+            if event.type.startswith(("trigger.", "form.", "email.")):
                 payload(event)
 
     defined = _defined_event_types()

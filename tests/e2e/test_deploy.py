@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import yaml
 
 from flowmonkey import settings as settings_module
 from flowmonkey.settings import Settings
+from tests.process_support import Service
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -306,45 +306,6 @@ def test_the_readme_names_every_setting_and_command_of_the_deployment() -> None:
 
 
 # --------------------------------------------------------------------------- real services
-
-
-class Service:
-    """A long-running CLI process whose output goes to a file (its pipe never fills)."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], out: Path) -> None:
-        self.name = name
-        self.out = out
-        with out.open("w") as sink:
-            self.popen = subprocess.Popen(args, env=env, cwd=ROOT, stdout=sink,
-                                          stderr=subprocess.STDOUT, text=True)
-
-    def text(self) -> str:
-        return self.out.read_text()
-
-    def wait_for(self, text: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.text():
-            assert self.popen.poll() is None, f"{self.name} exited:\n{self.text()}"
-            assert time.monotonic() < deadline, f"{self.name} never said {text!r}:\n" \
-                f"{self.text()}"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-
-
-@pytest.fixture
-def running() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.stop()
 
 
 async def _statuses(dsn: str, schema: str) -> dict[str, int]:

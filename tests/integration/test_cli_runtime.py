@@ -110,20 +110,19 @@ async def test_topics_create_creates_the_topics_once_and_then_finds_them(
 ) -> None:
     env = _env(FLOWMONKEY_KAFKA_BOOTSTRAP=kafka_bootstrap, FLOWMONKEY_TOPIC_PREFIX=kafka_prefix)
     topics = Topics(kafka_prefix)
-    names = [topics.commands, topics.events, topics.flows, topics.dead_letter, topics.jobs,
-             topics.triggers]
+    names = topics.names()
     first = await _run("topics", "create", "--partitions", "3", env=env)
     assert first.code == 0, first.err
-    assert [line.split()[:2] for line in first.out.splitlines()[:6]] == [
+    assert [line.split()[:2] for line in first.out.splitlines()[:7]] == [
         ["created", name] for name in names]
-    assert "6 created, 0 found" in first.out
+    assert "7 created, 0 found" in first.out
     again = await _run("topics", "create", "--partitions", "3", env=env)
     assert again.code == 0, again.err
-    assert [line.split()[:2] for line in again.out.splitlines()[:6]] == [
+    assert [line.split()[:2] for line in again.out.splitlines()[:7]] == [
         ["found", name] for name in names]
-    assert "0 created, 6 found" in again.out
+    assert "0 created, 7 found" in again.out
     async with KafkaLog(kafka_bootstrap, client_id=f"{kafka_prefix}check") as log:
-        assert [await log.partitions_for(name) for name in names] == [3, 3, 1, 1, 3, 1]
+        assert [await log.partitions_for(name) for name in names] == [3, 3, 1, 1, 3, 1, 1]
 
 
 async def test_topics_create_warns_when_a_topic_has_other_partitions_than_configured(

@@ -292,7 +292,7 @@ async def test_topics_create_over_sasl_with_the_settings_from_the_environment(
     env = _sasl_env(kafka_sasl, prefix, kafka_sasl.password)
     code, out, err = await _run("topics", "create", "--partitions", "2", env=env)
     assert code == 0, err
-    assert "6 created, 0 found" in out
+    assert "7 created, 0 found" in out
     assert f"on Kafka at {kafka_sasl.bootstrap} (SASL_PLAINTEXT" in out
     assert kafka_sasl.password not in out + err
     topics = Topics(prefix)
@@ -317,7 +317,7 @@ async def test_topics_create_over_sasl_ssl_with_the_ca_file_from_the_environment
     assert env["FLOWMONKEY_KAFKA_SSL_CAFILE"] == tls.cafile
     code, out, err = await _run("topics", "create", "--partitions", "2", env=env)
     assert code == 0, err
-    assert "6 created, 0 found" in out
+    assert "7 created, 0 found" in out
     assert f"on Kafka at {tls.bootstrap} (SASL_SSL" in out
     assert tls.password not in out + err
     topics = Topics(tls_prefix)

@@ -105,9 +105,7 @@ async def _assert_not_auto_created(bootstrap: str, prefix: str, expected: list[s
 
 async def _facts(bootstrap: str, topics: Topics) -> dict[str, TopicFacts | None]:
     async with _admin(bootstrap) as admin:
-        return await describe_topic_facts(
-            admin, [topics.commands, topics.events, topics.flows, topics.dead_letter,
-                    topics.jobs, topics.triggers])
+        return await describe_topic_facts(admin, topics.names())
 
 
 async def _fact(bootstrap: str, topic: str) -> TopicFacts:
@@ -133,6 +131,7 @@ async def _make(bootstrap: str, topics: Topics, *, commands: int = 2, events: in
             NewTopic(topics.dead_letter, 1, 1),
             NewTopic(topics.jobs, commands, 1, topic_configs=dict(JOBS_CONFIGS)),
             NewTopic(topics.triggers, 1, 1, topic_configs={"cleanup.policy": "compact"}),
+            NewTopic(topics.forms, 1, 1, topic_configs={"cleanup.policy": "compact"}),
         ])
         assert all(code == 0 for _, code, *_ in response.topic_errors), response
 
@@ -194,7 +193,7 @@ async def test_topics_create_on_a_default_broker_makes_what_was_asked_for(
     done = await _run("topics", "create", "--partitions", "3",
                       bootstrap=kafka_default_bootstrap, prefix=kafka_default_prefix)
     assert done.code == 0, done.err
-    assert done.out.splitlines()[:6] == [
+    assert done.out.splitlines()[:7] == [
         f"created {topics.commands}  (3 partitions, cleanup.policy=delete, "
         f"retention.ms={WEEK_MS}, retention.bytes=-1)",
         f"created {topics.events}  (3 partitions, cleanup.policy=delete, kept forever)",
@@ -204,12 +203,13 @@ async def test_topics_create_on_a_default_broker_makes_what_was_asked_for(
         f"created {topics.jobs}  (3 partitions, cleanup.policy=compact,delete, "
         f"retention.ms={JOBS_RETENTION_MS}, retention.bytes=-1)",
         f"created {topics.triggers}  (1 partition, compacted)",
+        f"created {topics.forms}  (1 partition, compacted)",
     ]
-    assert "6 created, 0 found" in done.out
+    assert "7 created, 0 found" in done.out
     facts = await _facts(kafka_default_bootstrap, topics)
     assert {name: f.partitions for name, f in facts.items() if f is not None} == {
         topics.commands: 3, topics.events: 3, topics.flows: 1, topics.dead_letter: 1,
-        topics.jobs: 3, topics.triggers: 1}
+        topics.jobs: 3, topics.triggers: 1, topics.forms: 1}
     events = await _fact(kafka_default_bootstrap, topics.events)
     assert (events.config("retention.ms"), events.config("retention.bytes")) == ("-1", "-1")
     flows = await _fact(kafka_default_bootstrap, topics.flows)
@@ -218,11 +218,11 @@ async def test_topics_create_on_a_default_broker_makes_what_was_asked_for(
     again = await _run("topics", "create", "--partitions", "3",
                        bootstrap=kafka_default_bootstrap, prefix=kafka_default_prefix)
     assert again.code == 0, again.err
-    assert "0 created, 6 found" in again.out
+    assert "0 created, 7 found" in again.out
     check = await _run("topics", "check", bootstrap=kafka_default_bootstrap,
                        prefix=kafka_default_prefix)
     assert check.code == 0, check.err
-    assert "all 6 topics are right" in check.out
+    assert "all 7 topics are right" in check.out
 
 
 async def test_topics_create_refuses_an_existing_events_topic_that_deletes_events(
@@ -319,9 +319,8 @@ async def test_an_engine_on_a_default_broker_makes_its_topics_right_and_runs(
     assert (events.config("retention.ms"), events.config("retention.bytes")) == ("-1", "-1")
     assert flows.config("cleanup.policy") == "compact"
     # nothing else of this prefix was auto-created along the way
-    await _assert_not_auto_created(kafka_default_bootstrap, kafka_default_prefix, sorted(
-        [topics.commands, topics.events, topics.flows, topics.dead_letter, topics.jobs,
-         topics.triggers]))
+    await _assert_not_auto_created(kafka_default_bootstrap, kafka_default_prefix,
+                                   sorted(topics.names()))
 
 
 # ------------------------------------------------------------------ topics fix

@@ -22,6 +22,7 @@ from flowmonkey.log import OutRecord
 from flowmonkey.log.kafka import KafkaLog
 from flowmonkey.log.topics import Topics
 from flowmonkey.projections.postgres import PostgresProjection
+from tests.process_support import stop_process
 
 FLOWMONKEY = str(Path(sys.executable).with_name("flowmonkey"))
 
@@ -61,13 +62,7 @@ class Proc:
         os.kill(self.popen.pid, signal.SIGCONT)
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
+        stop_process(self.popen)
 
     def tail(self) -> str:
         """The last lines, without the repeats of unchanged progress lines."""

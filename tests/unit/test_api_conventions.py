@@ -46,7 +46,7 @@ CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
 # the user's values: returned as given, their keys are not the API's to style
 USER_VALUES = {"context", "input", "output", "metadata", "details", "row", "writes",
-               "config", "staticValues", "checkpointData"}
+               "config", "staticValues", "checkpointData", "schema"}
 # lists of points in time (a schedule's next fire times)
 TIME_LISTS = {"times"}
 # maps keyed by the user's names (step ids) whose values are the engine's
@@ -103,6 +103,14 @@ TRIGGERS = [
     {"id": "nightly", "kind": "schedule", "flowId": "kid", "tenantId": "tenant-a",
      "schedule": {"cron": "0 3 * * *", "timezone": "Europe/Berlin"}},
 ]
+
+FORMS = [
+    {"id": "signup", "flowId": "kid", "tenantId": "tenant-a", "honeypot": "website",
+     "schema": {"type": "object", "properties": {"order_id": {"type": "string"},
+                                                 "Odd Key": {"type": "object"}},
+                "additionalProperties": False}},
+]
+SUBMITTED = {"order_id": "o-9", "Odd Key": {"snake_case": 1}}
 
 KID = flow("kid", step("only", "kid-step", output_key="kidOut"))
 SAMPLE = flow(
@@ -168,8 +176,8 @@ def check_body(value: Any, path: str, problems: list[str], times: set[str]) -> N
             continue
         if key == "data" and not path.endswith("]"):
             continue  # resume data (in an event's data): the user's
-        if key == "data" and ".rows[" in where:
-            continue  # a row's values: the user's
+        if key == "data" and (".rows[" in where or where.startswith("submission")):
+            continue  # a row's values, a submission's data: the user's
         if key in USER_KEYED and isinstance(item, dict):
             for inner_key, inner in item.items():
                 check_body(inner, f"{where}.{inner_key}", problems, times)
@@ -188,7 +196,7 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
                     handlers=[nap, ask, pay, boom, kid_step, export],
                     options=EngineOptions(record_history=True), tables=[ORDERS],
                     workers=0,  # the jobs are driven by hand
-                    triggers=TRIGGERS)
+                    triggers=TRIGGERS, forms=FORMS)
     async with api_client(engine=engine) as client:
         # given an execution that waits, starts a child, pipes a row and fails
         created = await client.post("/v1/executions", headers=bearer(KEY_A), json={
@@ -249,6 +257,14 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
         assert hook.status_code == 202, hook.text
         assert (await client.post("/v1/hooks/hook", json=CONTEXT)).status_code == 401
 
+        # and a form's submissions: taken, invalid, spam
+        submitted = await client.post("/v1/forms/signup/submissions", json=SUBMITTED)
+        assert submitted.status_code == 201, submitted.text
+        invalid = await client.post("/v1/forms/signup/submissions", json={"order_id": 1})
+        assert invalid.status_code == 422, invalid.text
+        spam = await client.post("/v1/forms/signup/submissions", json={"website": "x"})
+        assert spam.status_code == 201, spam.text
+
         # when every GET endpoint is read
         events = (await get(client, f"/v1/executions/{execution_id}/events"))["events"]
         answers: dict[str, Any] = {
@@ -273,6 +289,13 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
             "schedule": await get(client, "/v1/triggers/nightly"),
             "next": await get(client, "/v1/triggers/nightly/next", count=3),
             "hooked": hook.json(),
+            "forms": await get(client, "/v1/forms"),
+            "form": await get(client, "/v1/forms/signup"),
+            "submissions": await get(client, "/v1/forms/signup/submissions"),
+            "submission": await get(client, "/v1/forms/signup/submissions/"
+                                    + submitted.json()["submissionId"]),
+            "submitted": submitted.json(),
+            "invalidSubmission": invalid.json(),
         }
         for seq in range(1, len(events) + 1):
             answers[f"state{seq}"] = await get(client, f"/v1/executions/{execution_id}/state",
@@ -289,7 +312,7 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
     assert {"createdAt", "updatedAt", "timestamp", "wakeAt", "waitStartedAt", "expiresAt",
             "idempotencyExpiresAt", "startedAt", "completedAt", "cancelledAt",
             "deadlineAt", "claimedAt", "leaseExpiresAt", "endedAt", "lastFiredAt",
-            "nextFireAt"} <= times
+            "nextFireAt", "submittedAt"} <= times
 
     # and the user's data comes back with its keys as given, wherever it appears
     assert failed["context"]["order_id"] == "o-1"
@@ -324,6 +347,10 @@ async def test_every_get_answer_has_iso_times_camel_case_keys_and_the_users_keys
     assert answers["openJob"]["input"] == CONTEXT
     assert answers["jobExecution"]["job"]["jobId"] == job_ids[2]
     assert answers["jobExecution"]["job"]["progressMessage"] == "started"
+    assert answers["submission"]["data"] == SUBMITTED
+    assert sorted(i["status"] for i in answers["submissions"]["items"]) == [
+        "accepted", "invalid", "spam"]
+    assert answers["form"]["form"]["schema"]["properties"]["order_id"] == {"type": "string"}
 
 
 def test_event_data_is_converted_per_its_schema_and_no_deeper() -> None:

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("events",),
     ("kernel",),
     ("handlers",),
+    ("forms",),  # the public side of forms: parsing, sanitising, validating, captcha
     ("metrics",),
     ("pg",),
     ("processors",),

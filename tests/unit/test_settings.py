@@ -43,6 +43,17 @@ def test_every_variable_is_read() -> None:
                                 partitions=24, exactly_once=False)
 
 
+def test_the_forms_settings_are_read() -> None:
+    settings = Settings.from_env({
+        "FLOWMONKEY_TRUSTED_PROXIES": " 10.0.0.0/8, 192.168.1.5 ,fd00::/8",
+        "FLOWMONKEY_PUBLIC_URL": "https://forms.example.com",
+        "FLOWMONKEY_CAPTCHA_VERIFY_URLS": "Turnstile=http://127.0.0.1:8000/verify",
+    })
+    assert settings.trusted_proxies == ("10.0.0.0/8", "192.168.1.5", "fd00::/8")
+    assert settings.public_url == "https://forms.example.com"
+    assert settings.captcha_verify_urls == (("turnstile", "http://127.0.0.1:8000/verify"),)
+
+
 def test_empty_variables_count_as_unset() -> None:
     assert Settings.from_env({"FLOWMONKEY_KAFKA_BOOTSTRAP": "", "FLOWMONKEY_PARTITIONS": " ",
                               "FLOWMONKEY_TOPIC_PREFIX": ""}) == Settings()
@@ -64,6 +75,12 @@ def test_exactly_once_accepts_the_usual_spellings_of_true(text: str) -> None:
     ("FLOWMONKEY_TOPIC_PREFIX", "has space", "Kafka topic names"),
     ("FLOWMONKEY_TOPIC_PREFIX", "x" * 238, "Kafka topic names"),
     ("FLOWMONKEY_POSTGRES_DSN", "mysql://u:pw@h/db", "postgresql://"),
+    ("FLOWMONKEY_TRUSTED_PROXIES", "10.0.0.0/8,nope", "CIDRs"),
+    ("FLOWMONKEY_TRUSTED_PROXIES", "10.0.0.0/40", "CIDRs"),
+    ("FLOWMONKEY_PUBLIC_URL", "forms.example.com", "http(s) URL"),
+    ("FLOWMONKEY_CAPTCHA_VERIFY_URLS", "recaptcha", "PROVIDER=URL"),
+    ("FLOWMONKEY_CAPTCHA_VERIFY_URLS", "friendly=http://x/verify", "PROVIDER=URL"),
+    ("FLOWMONKEY_CAPTCHA_VERIFY_URLS", "turnstile=file:///etc/passwd", "PROVIDER=URL"),
 ])
 def test_a_bad_value_names_the_variable_and_what_it_accepts(
     name: str, value: str, says: str

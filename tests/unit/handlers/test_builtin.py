@@ -7,12 +7,12 @@ def test_builtin_handlers() -> None:
     handlers = builtin()
     assert [h.metadata.type for h in handlers] == [
         "http", "delay", "transform", "conditional", "switch", "batch-process",
-        "email-reply"]
+        "form-submit", "email-reply"]
     categories = {h.metadata.type: h.metadata.category for h in handlers}
     assert categories == {
         "http": "external", "delay": "control", "transform": "data",
         "conditional": "control", "switch": "control", "batch-process": "data",
-        "email-reply": "external"}
+        "form-submit": "control", "email-reply": "external"}
     for h in handlers:
         assert isinstance(h, StepHandler)
         assert h.metadata.config_schema is not None

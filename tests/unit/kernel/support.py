@@ -12,13 +12,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, Event
 from flowmonkey.kernel.apply import adopt, apply_to_partition, replay
 from flowmonkey.kernel.decide import Decision, decide
+from flowmonkey.kernel.form_apply import replay_form
 from flowmonkey.kernel.state import ExecutionState, PartitionState
 from flowmonkey.kernel.timers import next_timer
 from flowmonkey.kernel.trigger_apply import replay_trigger
@@ -247,7 +248,8 @@ class KernelDriver:
             assert self.partition == before, "decide mutated the partition state it was given"
             self._check_replay(decision)
         if decision.ignored is None:
-            adopt(self.partition, decision.events, decision.states, decision.triggers)
+            adopt(self.partition, decision.events, decision.states, decision.triggers,
+                  decision.forms)
             self.events.extend(decision.events)
             self.follow_ups.extend(decision.commands)
         return decision
@@ -263,11 +265,14 @@ class KernelDriver:
                 rebuilt, drafted = rebuilt.retired(), drafted.retired()
             assert state_fields(rebuilt) == state_fields(drafted), (
                 f"replaying {execution_id}'s events does not give the decision's state")
-        for entity_id, trigger in decision.triggers.items():
-            events = self.history(entity_id) + [
-                e for e in decision.events if e.execution_id == entity_id and e.seq > 0]
-            assert replay_trigger(events) == trigger, (
-                f"replaying {entity_id}'s events does not give the decision's state")
+        rebuilders: list[tuple[dict[str, Any], Callable[[list[Event]], Any]]] = [
+            (decision.triggers, replay_trigger), (decision.forms, replay_form)]
+        for entities, rebuild in rebuilders:
+            for entity_id, entity in entities.items():
+                events = self.history(entity_id) + [
+                    e for e in decision.events if e.execution_id == entity_id and e.seq > 0]
+                assert rebuild(events) == entity, (
+                    f"replaying {entity_id}'s events does not give the decision's state")
 
     def inject(self, event: Event) -> None:
         """Append an event ``decide`` did not produce, to build states it cannot reach."""
