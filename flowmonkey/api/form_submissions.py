@@ -13,6 +13,7 @@ the same ones.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import uuid
@@ -35,6 +36,7 @@ from flowmonkey.forms.sanitise import Problem, sanitise
 from flowmonkey.forms.validation import SchemaUnsupported, schema_errors
 from flowmonkey.handlers.form_submit import token_target
 from flowmonkey.kernel.forms import submission_execution_id
+from flowmonkey.model.execution import ExecutionStatus
 from flowmonkey.model.form import Form
 
 log = logging.getLogger("flowmonkey.api")
@@ -116,6 +118,7 @@ class FormSubmissions:
             raise Refused(outcome, exc.status, exc.code, exc.message) from None
         submission = _Submission(self, form, request, data)
         token = submission.take_token()
+        await submission.check_token_waits()
         await submission.check_captcha()
         if submission.honeypot_filled():
             return await submission.spam()
@@ -179,6 +182,24 @@ class _Submission:
                           f"the token is not one of form {self.form.id!r}'s waiting steps")
         self.token, self.execution_id = str(token), target[1]
         return self.token
+
+    async def check_token_waits(self) -> None:
+        """Refuse, before anything is recorded, a token whose execution does not exist
+        or waits on another token (as the projection shows it): a forged token leaves
+        no submission behind. A token whose step no longer waits goes on to the
+        execution's partition, which answers why (used, expired, revoked)."""
+        if self.token is None or self.execution_id is None:
+            return
+        execution = await self.engine.projection.get(self.execution_id,
+                                                     tenant_id=self.form.tenant_id)
+        if execution is None:
+            raise Refused("token_refused", 404, "TOKEN_NOT_FOUND",
+                          "the token's execution does not exist")
+        current = execution.resume_token
+        if execution.status == ExecutionStatus.WAITING and current is not None and \
+                not hmac.compare_digest(current.encode(), self.token.encode()):
+            raise Refused("token_refused", 404, n.REJECT_INVALID_TOKEN,
+                          f"the token is not one of form {self.form.id!r}'s waiting steps")
 
     async def check_captcha(self) -> None:
         captcha = self.form.captcha

@@ -87,6 +87,18 @@ async def test_a_token_works_once_and_for_its_own_form_only() -> None:
                                         json={"approved": True})
         assert (refused.status_code, refused.json()["error"]["code"]) == (404,
                                                                           "INVALID_TOKEN")
+        # a forged token for a step that waits is refused before anything is recorded
+        second, _ = await waiting(api)
+        recorded = len(api.recorded("approval"))
+        forged = form_token("approval", second.id)
+        refused = await api.client.post(f"/v1/forms/approval/submissions?token={forged}",
+                                        json={"approved": True})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404,
+                                                                          "INVALID_TOKEN")
+        assert len(api.recorded("approval")) == recorded
+        still = await api.harness.get(second.id)
+        assert still is not None
+        assert still.status == "waiting"
         nowhere = form_token("approval", "no-such-execution")
         missing = await api.client.post(f"/v1/forms/approval/submissions?token={nowhere}",
                                         json={"approved": True})
