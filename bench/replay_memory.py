@@ -5,7 +5,7 @@ one-step flow whose step waits for a signal, and waits until all are parked. It
 reports the process's RSS growth per waiting execution (what the log, the processors'
 states, the projection and the waiters hold together), and rebuilds every partition's
 state from the log the way recovery does (``processors.replay.replay_events``) and the
-way ``replay --verify-all`` folds it (``projections.audit``), after running
+way ``replay --verify-all`` folds and compares it (``projections.audit``), after running
 ``--completed`` 5-step executions too, reporting events per second of the process's
 CPU time (steadier than wall time on a shared machine; the reads are from memory, so
 the two differ only by what other processes take).
@@ -28,15 +28,18 @@ import statistics
 import time
 from typing import Any
 
+import orjson
+
 from flowmonkey import Engine, EngineOptions, Result, handler
 from flowmonkey.handlers.base import HandlerParams
 from flowmonkey.kernel.state import PartitionState
+from flowmonkey.kernel.state_codec import state_to_json
 from flowmonkey.log import EmbeddedLog
 from flowmonkey.log.base import Record
 from flowmonkey.log.decoded import new_record
 from flowmonkey.model.result import StepResult
 from flowmonkey.processors.replay import replay_events
-from flowmonkey.projections.audit import VerifyReport, _PartitionFold
+from flowmonkey.projections.audit import VerifyReport, _PartitionFold, compare, expected_columns
 
 
 @handler("bench-approval")
@@ -125,13 +128,27 @@ async def _rebuild(log: Any, topic: str, partitions: int) -> tuple[int, float,
     return events, time.process_time() - began, states
 
 
-async def _fold(log: Any, topic: str, partitions: int) -> tuple[int, float]:
+async def _fold(log: Any, topic: str, partitions: int) -> tuple[int, float, float]:
+    """Events folded, their CPU seconds, and CPU µs per execution to compare the folded
+    states with rows as the projector stores them (equal ones, as in a healthy system;
+    built beforehand, so no database round trip is timed)."""
     report = VerifyReport(partitions=partitions)
     began = time.process_time()
+    folds = []
     for p in range(partitions):
         fold = _PartitionFold(log, topic, p)
         await fold.read_to(await log.end_offset(topic, p), report)
-    return report.events_read, time.process_time() - began
+        folds.append(fold)
+    folded = time.process_time() - began
+    states = {i: s for fold in folds for i, s in fold.states.items() if s is not None}
+    rows = {i: {**expected_columns(s), "state": orjson.loads(orjson.dumps(state_to_json(s)))}
+            for i, s in states.items()}
+    began = time.process_time()
+    for execution_id, state in states.items():
+        if compare(execution_id, rows[execution_id], state).kind != "equal":
+            raise AssertionError(f"{execution_id}: the fold differs from its own row")
+    compared = time.process_time() - began
+    return report.events_read, folded, compared / len(states) * 1e6
 
 
 async def run(total: int, done: int, rounds: int, concurrency: int,
@@ -164,7 +181,7 @@ async def run(total: int, done: int, rounds: int, concurrency: int,
         gc.collect()
         result["rebuilt_states_mib"] = round(_rss_mib() - before, 1)
         del rebuilt
-        rebuild_rates, fold_rates = [], []
+        rebuild_rates, fold_rates, compare_us = [], [], []
         for _ in range(rounds):
             gc.collect()
             events, seconds, states = await _rebuild(records, topic, partitions)
@@ -173,16 +190,18 @@ async def run(total: int, done: int, rounds: int, concurrency: int,
             rebuild_rates.append(events / seconds)
             del states
             gc.collect()
-            events, seconds = await _fold(records, topic, partitions)
+            events, seconds, per_execution = await _fold(records, topic, partitions)
             fold_rates.append(events / seconds)
+            compare_us.append(per_execution)
         result["events"] = events
         result["rebuild_events_per_cpu_s"] = _summary(rebuild_rates)
         result["verify_fold_events_per_cpu_s"] = _summary(fold_rates)
+        result["verify_compare_cpu_us_per_execution"] = _summary(compare_us)
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values)), "min": round(min(values)),
-            "max": round(max(values))}
+    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1),
+            "max": round(max(values), 1)}
 
 
 async def measure(total: int, done: int, rounds: int, concurrency: int) -> dict[str, Any]:
