@@ -40,11 +40,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-import embedded_throughput  # noqa: E402 - the bench modules beside this script
-import kafka_throughput  # noqa: E402
+import embedded_throughput
+import kafka_throughput
 
-from flowmonkey.testing.services import services_from_env  # noqa: E402
-from flowmonkey.testing.services_common import (  # noqa: E402
+from flowmonkey.testing.services import services_from_env
+from flowmonkey.testing.services_common import (
     ENV_KAFKA_BOOTSTRAP,
     ENV_POSTGRES_DSN,
 )
