@@ -69,7 +69,7 @@ async def run_dbos(dsn: str, in_flight: int, total: int) -> dict[str, Any]:
     """DBOS's closed loop: ``in_flight`` workers, each running workflows one after
     another until ``total`` ran. Each workflow is 5 steps returning what ours do."""
     try:
-        from dbos import DBOS
+        from dbos import DBOS  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise SystemExit(DBOS_MISSING) from None
     schema = f"dbos_bench_{uuid.uuid4().hex[:8]}"
@@ -193,7 +193,7 @@ def main() -> None:
         parser.error(f"unknown setups {unknown}; known: {', '.join(SETUPS[1:])}")
     if args.with_dbos:
         try:
-            import dbos  # noqa: F401
+            import dbos  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
         except ImportError:
             parser.error(DBOS_MISSING)
         setups = ["dbos", *setups]
