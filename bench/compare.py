@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -203,9 +204,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown setups {unknown}; known: {', '.join(SETUPS[1:])}")
     if args.with_dbos:
-        try:
-            import dbos  # type: ignore[import-not-found, unused-ignore]
-        except ImportError:
+        if importlib.util.find_spec("dbos") is None:
             parser.error(DBOS_MISSING)
         setups = ["dbos", *setups]
     services = services_from_env()
@@ -226,16 +225,16 @@ def main() -> None:
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         services.close()
-    dbos = results.get("dbos", {})
+    baseline = results.get("dbos", {})
     for name, line in results.items():
         if name != "dbos":
-            line["x_dbos"] = round(line["steps_per_s"] / dbos["steps_per_s"], 1) \
-                if dbos else None
+            line["x_dbos"] = round(line["steps_per_s"] / baseline["steps_per_s"], 1) \
+                if baseline else None
             # CPU per step over all the processes, DBOS's over this setup's: steadier
             # than the steps/s ratio when other work shares the machine
             total = line.get("cpu_us_per_step_total", line["cpu_us_per_step"])
-            line["x_dbos_cpu"] = round(dbos["cpu_us_per_step_total"] / total, 1) \
-                if dbos.get("cpu_us_per_step_total") else None
+            line["x_dbos_cpu"] = round(baseline["cpu_us_per_step_total"] / total, 1) \
+                if baseline.get("cpu_us_per_step_total") else None
         line.update(judge(name, line))
     print(json.dumps({"benchmark": "compare", "flow_steps": STEPS, "in_flight": args.in_flight,
                       "cpu_count": os.cpu_count(), "results": results}, indent=2,
