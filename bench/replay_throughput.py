@@ -2,7 +2,7 @@
 
 Two figures of reading the log back, on a log of ``--executions`` runs of the 5-step
 flow (one events partition on the durable embedded log, with the PostgreSQL
-projection applied as they ran; ``--kafka`` does it on Kafka + PostgreSQL instead):
+projection applied as they ran; ``--kafka``: on Kafka, exactly once, + PostgreSQL):
 
 * ``rebuild``: a fresh partition processor's ``recover()`` from offset 0, no snapshot
   (``bench/snapshot_recovery.py``'s measurement): events/s;
@@ -74,7 +74,7 @@ WAIT_FLOW = {"id": "bench-wait", "version": "1", "initialStepId": "ask",
 def _make_log(kafka: bool, path: str, prefix: str, bootstrap: str | None) -> Log:
     if kafka:
         assert bootstrap is not None
-        return KafkaLog(bootstrap, topic_prefix=prefix, partitions=1,
+        return KafkaLog(bootstrap, topic_prefix=prefix, partitions=1, exactly_once=True,
                         client_id=f"{prefix}-{uuid.uuid4().hex[:4]}")
     return EmbeddedLog(path=path, partitions=1, topic_prefix=prefix)
 
