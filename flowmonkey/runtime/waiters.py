@@ -15,6 +15,7 @@ from flowmonkey.errors import WaitTimeout
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, Event
 from flowmonkey.kernel.apply import replay as replay_events
+from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.log.base import Log, OutRecord
 from flowmonkey.model.execution import Execution, ExecutionStatus
 
@@ -50,11 +51,14 @@ def resting(execution: Execution) -> bool:
 @dataclass(slots=True, eq=False)
 class Answer:
     """A sent command's answer: ``future`` gets the event; ``execution`` is, for a
-    start that created its execution, the execution as that start left it."""
+    start that created its execution, the execution as that start left it.
+    ``decided`` is what a processor in this process decided for such a start (its
+    events and the state they lead to, see :meth:`Waiters.started`)."""
 
     command_type: str
     future: asyncio.Future[Event]
     execution: Execution | None = None
+    decided: tuple[list[Event], ExecutionState] | None = None
 
     def event(self) -> Event:
         return self.future.result()
@@ -141,6 +145,14 @@ class Waiters:
             if not waiters:
                 del self.executions[execution_id]
 
+    def started(self, command_id: str, events: list[Event], state: ExecutionState) -> None:
+        """A processor in this process decided start ``command_id``: keep its events
+        and the state they lead to on the start's answer, if one is awaited, so the
+        answer need not fold the events again (``PartitionProcessor.on_started``)."""
+        answer = self.commands.get(command_id)
+        if answer is not None and answer.command_type == n.CMD_START:
+            answer.decided = (events, state)
+
     def cancel_all(self) -> None:
         """Fail every pending answer (the engine stops)."""
         for answer in self.commands.values():
@@ -179,7 +191,10 @@ def answer_creates(created: Mapping[str, tuple[Answer, Event]],
     An execution created in this batch has its whole history in it (its first
     event is here), so folding the events its start decided gives the state right
     after the start, without reading the projection back (a query per create on
-    PostgreSQL).
+    PostgreSQL). When a processor in this process handed over the state it decided
+    (:meth:`Waiters.started`) from these very events, that state is the fold: it is
+    used instead of folding them a second time. Any other decision of the start (one
+    whose append failed, decided again elsewhere) has other events: folded.
     """
     histories: dict[str, list[Event]] = {execution_id: [] for execution_id in created}
     for event in events:
@@ -193,7 +208,12 @@ def answer_creates(created: Mapping[str, tuple[Answer, Event]],
         if answer.future.done():
             continue
         try:
-            state = replay_events(histories[execution_id])
+            history = histories[execution_id]
+            decided = answer.decided
+            if decided is not None and _same_events(decided[0], history):
+                state: ExecutionState | None = decided[1]
+            else:
+                state = replay_events(history)
             if state is not None:
                 # (a snapshot is the caller's own: it shares nothing with the events)
                 answer.execution = state.to_execution()
@@ -201,3 +221,10 @@ def answer_creates(created: Mapping[str, tuple[Answer, Event]],
             # never strand a create: without the fold it reads the projection
             log.exception("could not fold the new execution %s", execution_id)
         answer.future.set_result(event)
+
+
+def _same_events(decided: list[Event], logged: list[Event]) -> bool:
+    """Whether the events a processor decided are those the log gave (the very
+    objects on the embedded log; equal ones when decoded)."""
+    return len(decided) == len(logged) and all(
+        a is b or a == b for a, b in zip(decided, logged, strict=True))
