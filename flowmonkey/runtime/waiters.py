@@ -38,6 +38,41 @@ RESOLVES = {
 _NO_ANSWERS: frozenset[str] = frozenset()
 
 
+STATUS_SET_BY: dict[str, ExecutionStatus] = {
+    n.EXECUTION_STARTED: ExecutionStatus.RUNNING,
+    n.STEP_STARTED: ExecutionStatus.RUNNING,
+    n.EXECUTION_RESUMED: ExecutionStatus.RUNNING,
+    n.EXECUTION_WAITING: ExecutionStatus.WAITING,
+    n.EXECUTION_COMPLETED: ExecutionStatus.COMPLETED,
+    n.EXECUTION_FAILED: ExecutionStatus.FAILED,
+    n.EXECUTION_CANCELLING: ExecutionStatus.CANCELLING,
+    n.EXECUTION_CANCELLED: ExecutionStatus.CANCELLED,
+}
+"""The event types that set an execution's status, and the status each sets
+(``kernel.apply``'s appliers)."""
+
+KEEP_STATUS = frozenset({
+    n.STEP_COMPLETED, n.STEP_RETRY, n.STEP_TIMEOUT, n.TRANSITION, n.TOKEN_CREATED,
+    n.TOKEN_USED, n.TOKEN_REVOKED, n.TOKENS_CLEANED, n.CHILD_STARTED, n.CHILD_ATTACHED,
+    n.CHILD_FINISHED, n.IDEMPOTENCY_HIT, n.PIPE_ROW, n.EMAIL_SENT, n.EMAIL_RECEIVED,
+    n.COMMAND_REJECTED,
+})
+"""Event types that change neither an execution's status nor its job: they wake no
+``wait``. Any type in neither set (its creation, job events, types added later)
+wakes every ``wait`` on its execution."""
+
+_RESTING = frozenset({ExecutionStatus.WAITING, *(s for s in ExecutionStatus if s.is_terminal)})
+
+
+def wakes(event_type: str, wanted: frozenset[ExecutionStatus]) -> bool:
+    """Whether an event of ``event_type`` may bring its execution to one of ``wanted``
+    (a ``wait`` reads it again only then, not after every event of the execution)."""
+    if event_type in KEEP_STATUS:
+        return False
+    status = STATUS_SET_BY.get(event_type)
+    return status is None or status in wanted
+
+
 def resting(execution: Execution) -> bool:
     """Whether the execution is done or needs someone: ended, or waiting for anything
     but a job. A job is run by a worker and ends by itself (completed, failed, timed
@@ -70,7 +105,10 @@ class Waiters:
 
     def __init__(self) -> None:
         self.commands: dict[str, Answer] = {}
-        self.executions: dict[str, list[asyncio.Future[None]]] = {}
+        # per execution, its ``wait`` calls: each one's future, and the statuses it may
+        # return at (an event setting another status does not wake it)
+        self.executions: dict[str, list[tuple[asyncio.Future[None],
+                                              frozenset[ExecutionStatus]]]] = {}
 
     def expect(self, command_id: str, command_type: str) -> Answer:
         """Wait (as well) for the answer to a command this engine does not send: the
@@ -117,9 +155,10 @@ class Waiters:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         wanted = frozenset(until) if until is not None else None
+        waking = wanted if wanted is not None else _RESTING
         while True:
             future: asyncio.Future[None] = loop.create_future()
-            self.executions.setdefault(execution_id, []).append(future)
+            self.executions.setdefault(execution_id, []).append((future, waking))
             try:
                 execution = await read(execution_id)
                 if execution is not None and (
@@ -140,8 +179,7 @@ class Waiters:
         future.cancel()
         waiters = self.executions.get(execution_id)
         if waiters is not None:
-            with contextlib.suppress(ValueError):
-                waiters.remove(future)
+            waiters[:] = [w for w in waiters if w[0] is not future]
             if not waiters:
                 del self.executions[execution_id]
 
@@ -177,11 +215,29 @@ class Waiters:
                     elif not answer.future.done():
                         answer.future.set_result(event)
             if execution_waiters and event.execution_id in execution_waiters:
-                for waiter in execution_waiters.pop(event.execution_id):
-                    if not waiter.done():
-                        waiter.set_result(None)
+                _wake(execution_waiters, event)
         if created:
             answer_creates(created, events)
+
+
+def _wake(execution_waiters: dict[str, list[tuple[asyncio.Future[None],
+                                                 frozenset[ExecutionStatus]]]],
+          event: Event) -> None:
+    """Wake the ``wait`` calls on ``event``'s execution it may satisfy; the others keep
+    waiting (their futures stay registered)."""
+    waiters = execution_waiters[event.execution_id]
+    kept = []
+    for future, wanted in waiters:
+        if future.done():
+            continue
+        if wakes(event.type, wanted):
+            future.set_result(None)
+        else:
+            kept.append((future, wanted))
+    if kept:
+        waiters[:] = kept
+    else:
+        del execution_waiters[event.execution_id]
 
 
 def answer_creates(created: Mapping[str, tuple[Answer, Event]],
