@@ -686,10 +686,11 @@ class PartitionProcessor:
         if refusal is not None:
             self._dead_letter(record, refusal, out)
             return None
-        # The processor's clock decides what "now" is, not the producer's (built, not
-        # model_copy'd: the copy cost ~5% of a step's CPU)
-        return trusted_command(command.type, command.command_id, command.execution_id, now,
-                               command.data, command.tenant_id, command.version)
+        # The processor's clock decides what "now" is, not the producer's. Set in place:
+        # the command was decoded just now and nothing else holds it, and a model_copy
+        # per command cost ~5% of a step's CPU.
+        command.__dict__["timestamp_ms"] = now
+        return command
 
     def _dead_letter(self, record: Record, reason: str, out: list[OutRecord]) -> None:
         self.metrics.dead_lettered.inc()  # rare: counted as it happens
