@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from typing import Any
 
 from flowmonkey import Engine, EngineOptions, Event, EventDispatcher, Result, handler
@@ -107,18 +108,19 @@ async def run_one(log_kind: str, concurrency: int, total: int,
         return await projection_get(execution_id, tenant_id=tenant_id)
 
     async def one() -> None:
-        started = time.perf_counter()
-        created = await engine.create("bench", {})
-        execution_id = created.execution.id
+        # the id is chosen here so the completion has a future to resolve even when
+        # all the steps run before create's answer resumes this task: a completion
+        # seen first was dropped, and that worker waited forever (a durable run at
+        # 2,000 in flight on a busy machine hung, idle)
+        execution_id = str(uuid.uuid4())
+        last_seen[execution_id] = time.perf_counter()
         if finish == "wait":
-            last_seen.setdefault(execution_id, started)
+            await engine.create("bench", {}, execution_id=execution_id)
             await engine.wait(execution_id, timeout_s=600)
             last_seen.pop(execution_id, None)
             return
-        future = done.get(execution_id)
-        if future is None:
-            future = done[execution_id] = loop.create_future()
-        last_seen.setdefault(execution_id, started)
+        future = done[execution_id] = loop.create_future()
+        await engine.create("bench", {}, execution_id=execution_id)
         await future
         done.pop(execution_id, None)
         last_seen.pop(execution_id, None)

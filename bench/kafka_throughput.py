@@ -67,7 +67,7 @@ from flowmonkey.log import KafkaLog
 from flowmonkey.model.result import StepResult
 from flowmonkey.projections.postgres import PostgresProjection
 from flowmonkey.runtime.gc_tuning import tune_gc
-from flowmonkey.testing.services import services_from_env
+from flowmonkey.testing.services import TestServices, services_from_env
 
 sys.path.insert(0, str(Path(__file__).parent))
 # beside this script; also found when `flowmonkey processor --app` loads it by path
@@ -323,6 +323,17 @@ async def _drop_schema(dsn: str, schema: str) -> None:
         await conn.close()
 
 
+def service_pids(services: TestServices, bootstrap: str, dsn: str) -> dict[str, int | None]:
+    """The broker's and PostgreSQL's pids for the CPU meter: those started here by
+    their process, others (named by the FLOWMONKEY_TEST_* variables) by the local
+    process listening on their port."""
+    return {"broker": services.kafka.process.pid
+            if services.kafka and services.kafka.process
+            else listener_pid(int(bootstrap.split(",")[0].rsplit(":", 1)[1])),
+            "postgres": postmaster_pid(services.postgres.data_dir)
+            if services.postgres else listener_pid(urlsplit(dsn).port or 5432)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -348,13 +359,7 @@ def main() -> None:
     services = services_from_env()
     try:
         bootstrap, dsn = services.kafka_bootstrap(), services.postgres_dsn()
-        # CPU of the services: those started here by their process, others (named by
-        # the FLOWMONKEY_TEST_* variables) by the local process listening on their port
-        pids = {"broker": services.kafka.process.pid
-                if services.kafka and services.kafka.process
-                else listener_pid(int(bootstrap.split(",")[0].rsplit(":", 1)[1])),
-                "postgres": postmaster_pid(services.postgres.data_dir)
-                if services.postgres else listener_pid(urlsplit(dsn).port or 5432)}
+        pids = service_pids(services, bootstrap, dsn)
         print(json.dumps(asyncio.run(run(args, bootstrap, dsn, pids)), indent=2))
     finally:
         services.close()

@@ -32,6 +32,15 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
              "jobs/s, claim and job latency, and a job step's cost beside a stateless one"),
     "snapshots": ("snapshot_recovery.py",
                   "a partition's recovery time with and without a snapshot"),
+    "compare": ("compare.py",
+                "the 5-step flow on every setup beside DBOS (--with-dbos; `pip install "
+                "dbos` first): steps/s, the ratio to DBOS and issue 15's goals"),
+    "api": ("api_throughput.py",
+            "`flowmonkey api` driven from another process: GETs/s, create-then-get "
+            "pairs/s, p50/p99, and the API's CPU per request"),
+    "replay": ("replay_throughput.py",
+               "events/s of rebuilding a partition and of `replay --verify-all`, and the "
+               "memory of 100,000 executions waiting on a signal"),
 }
 
 EPILOG = """\
@@ -46,6 +55,7 @@ examples:
   flowmonkey bench kafka --split --tune-gc
   flowmonkey bench jobs --executions 1000 --workers 2
   flowmonkey bench snapshots --events 100000 --embedded
+  flowmonkey bench compare --with-dbos --in-flight 2000
 
 exit codes: the benchmark's own; 2 when there is no such benchmark or no bench/
             directory (they ship with the source repository, not the package)

@@ -157,3 +157,10 @@ def test_bench_finds_the_benchmarks_beside_the_package_from_its_new_place() -> N
     from flowmonkey.cli.bench import bench_dir
 
     assert bench_dir() == Path(flowmonkey.__file__).resolve().parent.parent / "bench"
+
+
+def test_every_benchmark_bench_names_is_a_script_in_bench() -> None:
+    from flowmonkey.cli.bench import BENCHMARKS, bench_dir
+
+    for name, (script, _what) in BENCHMARKS.items():
+        assert (bench_dir() / script).is_file(), name
