@@ -155,7 +155,7 @@ def run_setup(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if name in ("memory", "durable"):
         out = asyncio.run(embedded_throughput.run_one(name, args.in_flight, args.executions,
                                                       "tuned"))
-        return {k: v for k, v in out.items() if k not in ("log", "gc", "concurrency")}
+        return {k: v for k, v in out.items() if k not in ("log", "gc", "concurrency", "finish")}
     return run_kafka(name == "split", args.in_flight, args.executions, args.warmup,
                      args.seconds)
 

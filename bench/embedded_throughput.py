@@ -11,11 +11,15 @@ call): end to end through the log, the processor, the handler and the projection
     python bench/embedded_throughput.py                 # all configurations
     python bench/embedded_throughput.py --log memory --concurrency 10000
     python bench/embedded_throughput.py --gc tuned      # with runtime.gc_tuning.tune_gc()
+    python bench/embedded_throughput.py --finish wait   # callers block in Engine.wait
 
 ``--gc default`` leaves Python's garbage collector as it is (what an application gets
 without tuning); ``--gc tuned`` calls :func:`flowmonkey.runtime.gc_tuning.tune_gc`
 first, and ``--gc both`` runs every configuration each way. ``cpu_us_per_step`` is the
 process's CPU time per step, steadier than wall time on a shared machine.
+``--finish listener`` (default) learns that an execution ended from an event listener;
+``--finish wait`` has each caller block in ``Engine.wait`` instead, as an application
+would (``wait_reads`` counts the executions ``wait`` read on the way).
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_one(log_kind: str, concurrency: int, total: int,
-                  gc_mode: str = "default") -> dict[str, Any]:
+                  gc_mode: str = "default", finish: str = "listener") -> dict[str, Any]:
     latencies: list[float] = []
     last_seen: dict[str, float] = {}
     done: dict[str, asyncio.Future[None]] = {}
@@ -95,6 +99,13 @@ async def run_one(log_kind: str, concurrency: int, total: int,
                     options=EngineOptions(timeout_ms=60_000))
     loop = asyncio.get_running_loop()
     remaining = total
+    reads = 0
+    projection_get = engine.projection.get
+
+    async def counted_get(execution_id: str, *, tenant_id: str | None = None) -> Any:
+        nonlocal reads
+        reads += 1
+        return await projection_get(execution_id, tenant_id=tenant_id)
 
     async def one() -> None:
         # the id is chosen here so the completion has a future to resolve even when
@@ -102,8 +113,13 @@ async def run_one(log_kind: str, concurrency: int, total: int,
         # seen first was dropped, and that worker waited forever (a durable run at
         # 2,000 in flight on a busy machine hung, idle)
         execution_id = str(uuid.uuid4())
-        future = done[execution_id] = loop.create_future()
         last_seen[execution_id] = time.perf_counter()
+        if finish == "wait":
+            await engine.create("bench", {}, execution_id=execution_id)
+            await engine.wait(execution_id, timeout_s=600)
+            last_seen.pop(execution_id, None)
+            return
+        future = done[execution_id] = loop.create_future()
         await engine.create("bench", {}, execution_id=execution_id)
         await future
         done.pop(execution_id, None)
@@ -119,6 +135,8 @@ async def run_one(log_kind: str, concurrency: int, total: int,
             await one()
 
     async with engine:
+        if finish == "wait":
+            engine.projection.get = counted_get  # type: ignore[method-assign]
         if gc_mode == "tuned":
             tune_gc()
         began = time.perf_counter()
@@ -132,6 +150,7 @@ async def run_one(log_kind: str, concurrency: int, total: int,
     return {
         "log": log_kind,
         "gc": gc_mode,
+        "finish": finish,
         "concurrency": concurrency,
         "executions": total,
         "steps": steps,
@@ -141,6 +160,7 @@ async def run_one(log_kind: str, concurrency: int, total: int,
         "step_latency_ms_p50": round(percentile(latencies, 0.50), 3),
         "step_latency_ms_p99": round(percentile(latencies, 0.99), 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **({"wait_reads": reads} if finish == "wait" else {}),
     }
 
 
@@ -152,10 +172,13 @@ def main() -> None:
     parser.add_argument("--total", type=int, help="executions to run (default per level)")
     parser.add_argument("--gc", choices=["default", "tuned", "both"], default="default",
                         help="garbage collector settings (default: Python's own)")
+    parser.add_argument("--finish", choices=["listener", "wait"], default="listener",
+                        help="how callers learn an execution ended (default: listener)")
     args = parser.parse_args()
     if args.log and args.concurrency and args.gc != "both":
         total = args.total or TOTALS[args.concurrency]
-        print(json.dumps(asyncio.run(run_one(args.log, args.concurrency, total, args.gc))))
+        print(json.dumps(asyncio.run(run_one(args.log, args.concurrency, total, args.gc,
+                                             args.finish))))
         return
     results = []
     for gc_mode in ["default", "tuned"] if args.gc == "both" else [args.gc]:
@@ -164,7 +187,7 @@ def main() -> None:
                 print(f"running {log_kind} log at concurrency {level}, gc {gc_mode} …",
                       file=sys.stderr)
                 command = [sys.executable, __file__, "--log", log_kind, "--concurrency",
-                           str(level), "--gc", gc_mode]
+                           str(level), "--gc", gc_mode, "--finish", args.finish]
                 if args.total:
                     command += ["--total", str(args.total)]
                 out = subprocess.run(command, check=True, capture_output=True, text=True)

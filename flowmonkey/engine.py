@@ -281,6 +281,8 @@ class Engine:
             processors=ProcessorSetup(
                 self.env, self.handlers, self.clock, self.processor_group,
                 self.options.timeout_ms, self.vault, self.snapshots, self.snapshot_every,
+                # with the projector here too, its answers take what the processors decided
+                on_started=self._waiters.started if self.run_projector else None,
             ) if self.run_processors else None,
             triggers=(self.triggers, own), forms=(self.forms, own_forms))
         if self.run_processors:

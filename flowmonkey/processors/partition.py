@@ -45,7 +45,7 @@ from typing import Any, Protocol
 from flowmonkey.errors import DecodeError
 from flowmonkey.events import names as n
 from flowmonkey.events.codec import decode_command, event_record
-from flowmonkey.events.envelope import Command, trusted_command
+from flowmonkey.events.envelope import Command, Event, trusted_command
 from flowmonkey.handlers.registry import HandlerRegistry
 from flowmonkey.kernel.apply import adopt
 from flowmonkey.kernel.command_checks import MAX_ID_CHARS
@@ -91,6 +91,10 @@ _MAX_UNSENT_RECORDS = 20_000  # decided but not yet appended: past this, decidin
 _STOP_FLUSH_S = 10.0  # how long a stop waits for decided batches to reach the log
 
 Input = Record | Command
+
+OnStarted = Callable[[str, list[Event], ExecutionState], None]
+"""Takes a start command's id, the events it decided about the execution it created,
+and the state they leave that execution in (see ``PartitionProcessor.on_started``)."""
 
 
 class Appender(Protocol):
@@ -200,6 +204,11 @@ class PartitionProcessor:
         #: at once by the processor of their partition in this process (set by its owner);
         #: called by the committer once the batch that sends them is in the log
         self.route: Callable[[Command], None] | None = None
+        #: where this processor hands each execution a start command created, with the
+        #: start's events and the state they leave it in, once decided (set by its
+        #: owner): the engine answers ``create`` from it instead of folding the events
+        #: again. A hint only: the answer still comes from the log through the projector.
+        self.on_started: OnStarted | None = None
         # decided batches waiting for the committer: (records, commands offset or None,
         # events among the records, cancels to route once they are appended)
         self._unsent: list[tuple[list[OutRecord], int | None, int, list[Command]]] = []
@@ -518,6 +527,8 @@ class PartitionProcessor:
                 if poisoned is None:
                     continue
                 decision = poisoned
+            if self.on_started is not None and command.type == n.CMD_START:
+                self._hand_start(command, decision)
             if self.route is not None and decision.commands:
                 # handed over by the committer, once this batch is in the log
                 routed.extend(f for f in decision.commands if f.type == n.CMD_CANCEL)
@@ -557,6 +568,26 @@ class PartitionProcessor:
             self._outcomes = {}
         self.metrics.batch_decided(partition, decided, types, rejected, outcomes,
                                    len(self.in_flight), job_events, claim_latencies)
+
+    def _hand_start(self, command: Command, decision: Decision) -> None:
+        """Hand the execution ``command`` (a start) created to ``on_started``. Its state
+        is never changed after this (a later decision changes a clone of it)."""
+        on_started = self.on_started
+        for event in decision.events:
+            if event.type == n.EXECUTION_CREATED and event.command_id == command.command_id:
+                execution_id = event.execution_id
+                state = decision.states.get(execution_id)
+                if on_started is None or state is None:
+                    return
+                history = [e for e in decision.events if e.seq > 0
+                           and e.execution_id == execution_id
+                           and e.command_id == command.command_id]
+                try:
+                    on_started(command.command_id, history, state)
+                except Exception:  # only a shortcut: the answer folds the events anyway
+                    log.exception("partition %d: could not hand start %r over",
+                                  self.partition, command.command_id)
+                return
 
     def _adopt(self, decision: Decision) -> None:
         """Take a decision into memory, all of it or (if adopting raises) none of it:
@@ -655,8 +686,11 @@ class PartitionProcessor:
         if refusal is not None:
             self._dead_letter(record, refusal, out)
             return None
-        # The processor's clock decides what "now" is, not the producer's.
-        return command.model_copy(update={"timestamp_ms": now})
+        # The processor's clock decides what "now" is, not the producer's. Set in place
+        # rather than copied (a model_copy per command is a hot-path cost): the command
+        # was decoded just now and nothing else holds it.
+        command.__dict__["timestamp_ms"] = now
+        return command
 
     def _dead_letter(self, record: Record, reason: str, out: list[OutRecord]) -> None:
         self.metrics.dead_lettered.inc()  # rare: counted as it happens

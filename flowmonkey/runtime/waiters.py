@@ -15,6 +15,7 @@ from flowmonkey.errors import WaitTimeout
 from flowmonkey.events import names as n
 from flowmonkey.events.envelope import Command, Event
 from flowmonkey.kernel.apply import replay as replay_events
+from flowmonkey.kernel.state import ExecutionState
 from flowmonkey.log.base import Log, OutRecord
 from flowmonkey.model.execution import Execution, ExecutionStatus
 
@@ -37,6 +38,41 @@ RESOLVES = {
 _NO_ANSWERS: frozenset[str] = frozenset()
 
 
+STATUS_SET_BY: dict[str, ExecutionStatus] = {
+    n.EXECUTION_STARTED: ExecutionStatus.RUNNING,
+    n.STEP_STARTED: ExecutionStatus.RUNNING,
+    n.EXECUTION_RESUMED: ExecutionStatus.RUNNING,
+    n.EXECUTION_WAITING: ExecutionStatus.WAITING,
+    n.EXECUTION_COMPLETED: ExecutionStatus.COMPLETED,
+    n.EXECUTION_FAILED: ExecutionStatus.FAILED,
+    n.EXECUTION_CANCELLING: ExecutionStatus.CANCELLING,
+    n.EXECUTION_CANCELLED: ExecutionStatus.CANCELLED,
+}
+"""The event types that set an execution's status, and the status each sets
+(``kernel.apply``'s appliers)."""
+
+KEEP_STATUS = frozenset({
+    n.STEP_COMPLETED, n.STEP_RETRY, n.STEP_TIMEOUT, n.TRANSITION, n.TOKEN_CREATED,
+    n.TOKEN_USED, n.TOKEN_REVOKED, n.TOKENS_CLEANED, n.CHILD_STARTED, n.CHILD_ATTACHED,
+    n.CHILD_FINISHED, n.IDEMPOTENCY_HIT, n.PIPE_ROW, n.EMAIL_SENT, n.EMAIL_RECEIVED,
+    n.COMMAND_REJECTED,
+})
+"""Event types that change neither an execution's status nor its job: they wake no
+``wait``. Any type in neither set (its creation, job events, types added later)
+wakes every ``wait`` on its execution."""
+
+_RESTING = frozenset({ExecutionStatus.WAITING, *(s for s in ExecutionStatus if s.is_terminal)})
+
+
+def wakes(event_type: str, wanted: frozenset[ExecutionStatus]) -> bool:
+    """Whether an event of ``event_type`` may bring its execution to one of ``wanted``
+    (a ``wait`` reads it again only then, not after every event of the execution)."""
+    if event_type in KEEP_STATUS:
+        return False
+    status = STATUS_SET_BY.get(event_type)
+    return status is None or status in wanted
+
+
 def resting(execution: Execution) -> bool:
     """Whether the execution is done or needs someone: ended, or waiting for anything
     but a job. A job is run by a worker and ends by itself (completed, failed, timed
@@ -50,11 +86,14 @@ def resting(execution: Execution) -> bool:
 @dataclass(slots=True, eq=False)
 class Answer:
     """A sent command's answer: ``future`` gets the event; ``execution`` is, for a
-    start that created its execution, the execution as that start left it."""
+    start that created its execution, the execution as that start left it.
+    ``decided`` is what a processor in this process decided for such a start (its
+    events and the state they lead to, see :meth:`Waiters.started`)."""
 
     command_type: str
     future: asyncio.Future[Event]
     execution: Execution | None = None
+    decided: tuple[list[Event], ExecutionState] | None = None
 
     def event(self) -> Event:
         return self.future.result()
@@ -66,7 +105,10 @@ class Waiters:
 
     def __init__(self) -> None:
         self.commands: dict[str, Answer] = {}
-        self.executions: dict[str, list[asyncio.Future[None]]] = {}
+        # per execution, its ``wait`` calls: each one's future, and the statuses it may
+        # return at (an event setting another status does not wake it)
+        self.executions: dict[str, list[tuple[asyncio.Future[None],
+                                              frozenset[ExecutionStatus]]]] = {}
 
     def expect(self, command_id: str, command_type: str) -> Answer:
         """Wait (as well) for the answer to a command this engine does not send: the
@@ -113,9 +155,10 @@ class Waiters:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         wanted = frozenset(until) if until is not None else None
+        waking = wanted if wanted is not None else _RESTING
         while True:
             future: asyncio.Future[None] = loop.create_future()
-            self.executions.setdefault(execution_id, []).append(future)
+            self.executions.setdefault(execution_id, []).append((future, waking))
             try:
                 execution = await read(execution_id)
                 if execution is not None and (
@@ -136,10 +179,17 @@ class Waiters:
         future.cancel()
         waiters = self.executions.get(execution_id)
         if waiters is not None:
-            with contextlib.suppress(ValueError):
-                waiters.remove(future)
+            waiters[:] = [w for w in waiters if w[0] is not future]
             if not waiters:
                 del self.executions[execution_id]
+
+    def started(self, command_id: str, events: list[Event], state: ExecutionState) -> None:
+        """A processor in this process decided start ``command_id``: keep its events
+        and the state they lead to on the start's answer, if one is awaited, so the
+        answer need not fold the events again (``PartitionProcessor.on_started``)."""
+        answer = self.commands.get(command_id)
+        if answer is not None and answer.command_type == n.CMD_START:
+            answer.decided = (events, state)
 
     def cancel_all(self) -> None:
         """Fail every pending answer (the engine stops)."""
@@ -165,11 +215,29 @@ class Waiters:
                     elif not answer.future.done():
                         answer.future.set_result(event)
             if execution_waiters and event.execution_id in execution_waiters:
-                for waiter in execution_waiters.pop(event.execution_id):
-                    if not waiter.done():
-                        waiter.set_result(None)
+                _wake(execution_waiters, event)
         if created:
             answer_creates(created, events)
+
+
+def _wake(execution_waiters: dict[str, list[tuple[asyncio.Future[None],
+                                                 frozenset[ExecutionStatus]]]],
+          event: Event) -> None:
+    """Wake the ``wait`` calls on ``event``'s execution it may satisfy; the others keep
+    waiting (their futures stay registered)."""
+    waiters = execution_waiters[event.execution_id]
+    kept = []
+    for future, wanted in waiters:
+        if future.done():
+            continue
+        if wakes(event.type, wanted):
+            future.set_result(None)
+        else:
+            kept.append((future, wanted))
+    if kept:
+        waiters[:] = kept
+    else:
+        del execution_waiters[event.execution_id]
 
 
 def answer_creates(created: Mapping[str, tuple[Answer, Event]],
@@ -179,7 +247,10 @@ def answer_creates(created: Mapping[str, tuple[Answer, Event]],
     An execution created in this batch has its whole history in it (its first
     event is here), so folding the events its start decided gives the state right
     after the start, without reading the projection back (a query per create on
-    PostgreSQL).
+    PostgreSQL). When a processor in this process handed over the state it decided
+    (:meth:`Waiters.started`) from these very events, that state is the fold: it is
+    used instead of folding them a second time. Any other decision of the start (one
+    whose append failed, decided again elsewhere) has other events: folded.
     """
     histories: dict[str, list[Event]] = {execution_id: [] for execution_id in created}
     for event in events:
@@ -193,7 +264,12 @@ def answer_creates(created: Mapping[str, tuple[Answer, Event]],
         if answer.future.done():
             continue
         try:
-            state = replay_events(histories[execution_id])
+            history = histories[execution_id]
+            decided = answer.decided
+            if decided is not None and _same_events(decided[0], history):
+                state: ExecutionState | None = decided[1]
+            else:
+                state = replay_events(history)
             if state is not None:
                 # (a snapshot is the caller's own: it shares nothing with the events)
                 answer.execution = state.to_execution()
@@ -201,3 +277,10 @@ def answer_creates(created: Mapping[str, tuple[Answer, Event]],
             # never strand a create: without the fold it reads the projection
             log.exception("could not fold the new execution %s", execution_id)
         answer.future.set_result(event)
+
+
+def _same_events(decided: list[Event], logged: list[Event]) -> bool:
+    """Whether the events a processor decided are those the log gave (the very
+    objects on the embedded log; equal ones when decoded)."""
+    return len(decided) == len(logged) and all(
+        a is b or a == b for a, b in zip(decided, logged, strict=True))

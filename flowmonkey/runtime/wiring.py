@@ -32,7 +32,7 @@ from flowmonkey.model.tables import TableDef
 from flowmonkey.model.trigger import Trigger
 from flowmonkey.processors.clock import Clock
 from flowmonkey.processors.group import GroupProcessors
-from flowmonkey.processors.partition import Appender, PartitionProcessor
+from flowmonkey.processors.partition import Appender, OnStarted, PartitionProcessor
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.topic_checks import verify_topics
@@ -58,6 +58,8 @@ class ProcessorSetup:
     vault: VaultProvider | None
     snapshots: SnapshotStore | None
     snapshot_every: int
+    on_started: OnStarted | None = None
+    """Where the processors hand the executions starts create (the engine's waiters)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,7 @@ class Wiring:
                                            interleave=True,
                                            metrics=self.metrics)
             processor.route = self.expedite
+            processor.on_started = setup.on_started
             return processor
 
         if self.log.capabilities.consumer_groups:

@@ -338,12 +338,65 @@ async def test_a_create_whose_execution_cannot_be_folded_reads_the_projection(
         raise RuntimeError("fold failed")
 
     monkeypatch.setattr(waiters_module, "replay_events", broken_fold)
+    # (nor is the state the processor decided handed over: the answer has to fold)
+    monkeypatch.setattr(waiters_module.Waiters, "started", lambda *args: None)
     async with Engine(flows=[LINEAR], handlers=HANDLERS) as engine:
         created = await engine.create("linear", {"x": 5})
 
         assert created.execution.context["x"] == 5
         assert (await engine.wait(created.execution.id, timeout_s=5)).status == \
             ExecutionStatus.COMPLETED
+
+
+async def test_create_answers_with_the_state_its_processor_decided_without_folding_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The processor in this process hands over the state the start left the execution
+    # in: neither the events are folded again nor the projection read for the answer.
+    import flowmonkey.runtime.waiters as waiters_module
+
+    folds: list[object] = []
+
+    def counted_fold(events: object, upto_seq: object = None) -> object:
+        folds.append(events)
+        raise AssertionError("folded again")
+
+    monkeypatch.setattr(waiters_module, "replay_events", counted_fold)
+    async with Engine(flows=[SIGNAL], handlers=HANDLERS) as engine:
+        reads: list[str] = []
+        read = engine.projection.get
+
+        async def counted_get(execution_id: str, *,
+                              tenant_id: str | None = None) -> Execution | None:
+            reads.append(execution_id)
+            return await read(execution_id, tenant_id=tenant_id)
+
+        engine.projection.get = counted_get  # type: ignore[method-assign]
+        created = await engine.create("signal", {"x": 1}, metadata={"who": "me"})
+
+        assert folds == []
+        assert reads == []
+        assert created.execution.status == ExecutionStatus.RUNNING
+        assert created.execution.current_step_id == "s"
+        assert created.execution.context == {"x": 1}
+        assert created.execution.metadata == {"who": "me"}
+        history = await engine.history(created.execution.id)
+        assert created.execution.seq == max(e.seq for e in history
+                                             if e.command_id == history[0].command_id)
+        # the answer is the caller's own: changing it changes nothing the engine holds
+        created.execution.context["x"] = 99
+        waiting = await engine.wait(created.execution.id, timeout_s=5)
+        assert waiting.context == {"x": 1}
+
+
+async def test_wait_until_a_status_is_woken_by_the_event_that_sets_it() -> None:
+    async with Engine(flows=[SIGNAL], handlers=HANDLERS) as engine:
+        created = await engine.create("signal", {"x": 1})
+
+        waiting = await engine.wait(created.execution.id, timeout_s=5,
+                                    until=[ExecutionStatus.WAITING])
+
+        assert waiting.status == ExecutionStatus.WAITING
+        assert engine._waiters.executions == {}
 
 
 async def test_a_command_that_could_not_be_published_leaves_no_waiter_behind() -> None:

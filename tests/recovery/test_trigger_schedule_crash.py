@@ -85,7 +85,7 @@ async def test_a_schedule_fires_each_tick_once_through_a_killed_processor(
             procs += [Proc("processor-1", args, env), Proc("processor-2", args, env)]
             for proc in procs:
                 proc.wait_for("Ctrl-C to stop", 90)
-            await _until(tail, lambda: fired_events(), "the first tick", 60, procs)
+            await _until(tail, lambda: fired_events(), "the first tick", 180, procs)
             first_seen = time.monotonic()
             # when, after a while, the processor owning the trigger is killed and restarted
             await _until(tail, lambda: time.monotonic() - first_seen > BEFORE_KILL_S,
