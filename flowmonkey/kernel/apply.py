@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from sys import intern
 from typing import Any
 
 from flowmonkey.events import names as n
@@ -33,14 +34,18 @@ from flowmonkey.kernel.state import (
 from flowmonkey.kernel.trigger_apply import apply_trigger, is_trigger_entity
 from flowmonkey.kernel.trigger_state import TriggerState
 from flowmonkey.model.execution import ExecutionStatus
+from flowmonkey.model.form import ENTITY_PREFIX as FORM_PREFIX
 from flowmonkey.model.limits import (
     DEFAULT_MAX_CHILDREN,
     DEFAULT_MAX_SUBFLOW_DEPTH,
     ContextLimits,
     TimeoutConfig,
 )
+from flowmonkey.model.trigger import ENTITY_PREFIX as TRIGGER_PREFIX
 
 Applier = Callable[[ExecutionState, Event], None]
+
+_ENTITY_PREFIXES = (TRIGGER_PREFIX, FORM_PREFIX)
 
 
 # Empty containers shared by new states. Safe because appliers never change a
@@ -52,6 +57,14 @@ _NO_CHILDREN: dict[str, str] = {}
 _NO_ENDED_JOBS: dict[str, str] = {}
 
 _OPTIONS: dict[Any, ExecutionOptions] = {}
+
+
+def _shared(value: Any) -> Any:
+    """``value``, interned when it is text: the names a state keeps (flow, version,
+    step, tenant, wait kind and reason) repeat across executions, and a state rebuilt
+    from the log would otherwise hold its own copy of each, decoded from each event.
+    (Interned strings are freed with their last user, so nothing accumulates.)"""
+    return intern(value) if type(value) is str else value
 
 
 def _new_options(opts: dict[str, Any]) -> ExecutionOptions:
@@ -94,9 +107,9 @@ def _created(event: Event) -> ExecutionState:
     timeout = d.get("timeout")
     return ExecutionState(
         id=event.execution_id,
-        flow_id=d["flow_id"],
-        flow_version=d["flow_version"],
-        tenant_id=event.tenant_id,
+        flow_id=_shared(d["flow_id"]),
+        flow_version=_shared(d["flow_version"]),
+        tenant_id=_shared(event.tenant_id),
         created_at=event.timestamp_ms,
         updated_at=event.timestamp_ms,
         options=_options(opts),
@@ -106,7 +119,7 @@ def _created(event: Event) -> ExecutionState:
         children=_NO_CHILDREN,
         ended_jobs=_NO_ENDED_JOBS,
         parent_execution_id=d.get("parent_execution_id"),
-        parent_step_id=d.get("parent_step_id"),
+        parent_step_id=_shared(d.get("parent_step_id")),
         depth=d.get("depth", 0),
         timeout=TimeoutConfig(**timeout) if timeout else None,
         metadata=private_copy(d.get("metadata")),
@@ -127,13 +140,13 @@ def _clear_wait(s: ExecutionState) -> None:
 
 def _started(s: ExecutionState, e: Event) -> None:
     s.status = ExecutionStatus.RUNNING
-    s.current_step_id = e.data["step_id"]
+    s.current_step_id = _shared(e.data["step_id"])
 
 
 def _step_started(s: ExecutionState, e: Event) -> None:
     d = e.data
     s.status = ExecutionStatus.RUNNING
-    s.current_step_id = d["step_id"]
+    s.current_step_id = _shared(d["step_id"])
     s.attempt = d["attempt"]
     s.attempt_id = d["attempt_id"]
     s.step_started_at = e.timestamp_ms
@@ -189,17 +202,17 @@ def _retries_cleared(s: ExecutionState, step_id: str) -> None:
 
 def _transition(s: ExecutionState, e: Event) -> None:
     _retries_cleared(s, e.data["from_step_id"])
-    s.current_step_id = e.data["to_step_id"]
+    s.current_step_id = _shared(e.data["to_step_id"])
 
 
 def _waiting(s: ExecutionState, e: Event) -> None:
     d = e.data
     s.status = ExecutionStatus.WAITING
     s.attempt_id = None
-    s.wait_kind = d["kind"]
+    s.wait_kind = _shared(d["kind"])
     s.wake_at = d.get("wake_at")
     s.wait_started_at = e.timestamp_ms
-    s.wait_reason = d.get("reason")
+    s.wait_reason = _shared(d.get("reason"))
     s.wait_child_id = d.get("child_execution_id")
 
 
@@ -344,27 +357,38 @@ def apply_to_partition(partition: PartitionState, event: Event) -> None:
     """Apply an event to a partition's state, keeping its indexes in step."""
     if event.command_id is not None:
         partition.note_command(event.command_id)
-    if event.seq != 0 and is_trigger_entity(event.execution_id):
-        trigger = apply_trigger(partition.triggers.get(event.execution_id), event)
-        if trigger is not None:
-            partition.triggers[event.execution_id] = trigger
-    elif event.seq != 0 and is_form_entity(event.execution_id):
-        form = apply_form(partition.forms.get(event.execution_id), event)
-        if form is not None:
-            partition.forms[event.execution_id] = form
-    elif event.seq != 0:
-        state = partition.executions.get(event.execution_id)
-        # read before apply, which mutates state
-        due_before = forget_at(state) if state is not None and state.is_terminal else None
-        new = apply(state, event)
-        if new is not None:
-            if new.is_terminal:
-                _note_ending(partition, due_before, new)
-                new = new.retired()
-            partition.executions[event.execution_id] = new
-        if event.type == n.EXECUTION_CREATED:
-            index_created(partition, event)
-    forget_ended(partition, event.timestamp_ms)
+    execution_id = event.execution_id
+    if event.seq == 0:
+        pass
+    elif execution_id.startswith(_ENTITY_PREFIXES):  # one test for most events
+        if is_trigger_entity(execution_id):
+            trigger = apply_trigger(partition.triggers.get(execution_id), event)
+            if trigger is not None:
+                partition.triggers[execution_id] = trigger
+        elif is_form_entity(execution_id):
+            form = apply_form(partition.forms.get(execution_id), event)
+            if form is not None:
+                partition.forms[execution_id] = form
+        else:
+            _apply_execution(partition, execution_id, event)
+    else:
+        _apply_execution(partition, execution_id, event)
+    if partition.ending:
+        forget_ended(partition, event.timestamp_ms)
+
+
+def _apply_execution(partition: PartitionState, execution_id: str, event: Event) -> None:
+    state = partition.executions.get(execution_id)
+    # read before apply, which mutates state
+    due_before = forget_at(state) if state is not None and state.is_terminal else None
+    new = apply(state, event)
+    if new is not None:
+        if new.is_terminal:
+            _note_ending(partition, due_before, new)
+            new = new.retired()
+        partition.executions[execution_id] = new
+    if event.type == n.EXECUTION_CREATED:
+        index_created(partition, event)
 
 
 RETAIN_ENDED_MS = 60 * 60_000

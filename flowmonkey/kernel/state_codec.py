@@ -8,6 +8,7 @@ needs a new format number and a reader for the old one.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 from flowmonkey.kernel.job_state import job_from_json, job_to_json
@@ -29,21 +30,36 @@ _CONVERTED = frozenset({"status", "options", "tokens", "timeout", "history", "jo
 def state_to_json(state: ExecutionState) -> dict[str, Any]:
     """A JSON-ready dict holding every field of ``state``."""
     out: dict[str, Any] = {"format": FORMAT}
-    for name in _FIELDS:
-        if name not in _CONVERTED:
-            out[name] = getattr(state, name)
-    opts = state.options
+    out.update(zip(_PLAIN, _plain_values(state), strict=True))
     out["status"] = state.status.value
-    out["options"] = {"record_history": opts.record_history, "max_steps": opts.max_steps,
-                      "limits": opts.limits.model_dump(),
-                      "max_subflow_depth": opts.max_subflow_depth,
-                      "max_children": opts.max_children}
+    out["options"] = _options_json(state.options)
     out["tokens"] = {key: {"token": t.token, "status": t.status, "created_at": t.created_at,
                            "expires_at": t.expires_at} for key, t in state.tokens.items()}
     out["timeout"] = state.timeout.model_dump() if state.timeout is not None else None
     out["history"] = list(state.history)
     out["job"] = job_to_json(state.job)
     return out
+
+
+_PLAIN = tuple(name for name in _FIELDS if name not in _CONVERTED)
+_plain_values = attrgetter(*_PLAIN)
+# options objects are shared by the executions of an engine (kernel.apply._options):
+# their JSON is built once each (keyed by id, holding the object so the id stays its)
+_OPTIONS_JSON: dict[int, tuple[ExecutionOptions, dict[str, Any]]] = {}
+
+
+def _options_json(opts: ExecutionOptions) -> dict[str, Any]:
+    found = _OPTIONS_JSON.get(id(opts))
+    if found is None or found[0] is not opts:
+        found = (opts, {"record_history": opts.record_history, "max_steps": opts.max_steps,
+                        "limits": opts.limits.model_dump(),
+                        "max_subflow_depth": opts.max_subflow_depth,
+                        "max_children": opts.max_children})
+        if len(_OPTIONS_JSON) >= 1024:
+            _OPTIONS_JSON.clear()
+        _OPTIONS_JSON[id(opts)] = found
+    # a copy: the caller owns what it is given
+    return {**found[1], "limits": dict(found[1]["limits"])}
 
 
 def state_from_json(raw: dict[str, Any]) -> ExecutionState:
