@@ -283,7 +283,7 @@ async def _fix(settings: Settings, *, dry_run: bool) -> int:
                 continue
             await log.alter_topic_configs(fact, wanted)
             print(f"set {said} on {name}")
-        after = facts if dry_run else await log.describe_topics(_names(topics))
+        after = facts if dry_run else await _settled(log, topics, bool(changes))
     except LogError as exc:
         raise log_unreachable(exc, settings) from None
     finally:
@@ -335,3 +335,24 @@ def _check_counts(commands: str, events: str, configured: int,
               "number, so both need the same count", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+CONFIG_SETTLE_S = 15.0
+"""How long ``topics fix`` waits for the brokers to show the settings it set: an
+altered config reaches every broker's metadata a little later, not at once."""
+
+
+async def _settled(log: KafkaLog, topics: Topics,
+                   changed: bool) -> dict[str, TopicFacts | None]:
+    """The topics' facts once the changes made show (or as they are at the deadline,
+    when what is left is then reported as not fixed)."""
+    from flowmonkey.processors.topic_checks import topic_problems
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONFIG_SETTLE_S
+    while True:
+        after = await log.describe_topics(_names(topics))
+        if not changed or not [p for p in topic_problems(topics, after) if p.fix] \
+                or loop.time() > deadline:
+            return after
+        await asyncio.sleep(0.2)
