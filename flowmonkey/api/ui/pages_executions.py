@@ -237,7 +237,7 @@ async def execution_verify(execution_id: str, request: Request, engine: EngineDe
         raise from_engine_error(request, exc) from None
     result = diff(_shown(execution), _shown(from_log)) if from_log is not None else None
     context: dict[str, Any] = {"e": execution, "from_log": from_log, "result": result,
-               "behind": from_log is not None and execution.seq < from_log.seq}
+                               "behind": from_log is not None and execution.seq < from_log.seq}
     if request.headers.get("HX-Request"):
         return partial(request, "execution_verify.html", session, **context)
     return page(request, "execution_verify_page.html", session, **context)
