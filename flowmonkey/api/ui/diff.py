@@ -1,8 +1,9 @@
 """What changed between two JSON-like values: the explorer's diff of an execution's
 state from one event to the next, and of the projection against the log.
 
-Objects are compared key by key, down to :data:`MAX_DEPTH`; lists and other values as
-a whole. At most ``limit`` changes are listed (the caller says when there were more).
+Objects are compared key by key, down to :data:`MAX_DEPTH` (an object added or removed
+whole is listed key by key too); lists and other values as a whole. At most ``limit``
+changes are listed (the caller says when there were more).
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def _key(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _object(value: Any, other: Any) -> bool:
+    """``value`` is walked key by key: an object, or absent beside a non-empty one."""
+    if isinstance(value, Mapping):
+        return bool(value) or isinstance(other, Mapping)
+    return value is _ABSENT and isinstance(other, Mapping) and bool(other)
+
+
 def diff(before: Any, after: Any, *, limit: int = MAX_CHANGES) -> Diff:
     """The changes that turn ``before`` into ``after``, in path order."""
     found: list[Change] = []
@@ -50,9 +58,12 @@ def diff(before: Any, after: Any, *, limit: int = MAX_CHANGES) -> Diff:
         nonlocal more
         if more:
             return
-        if isinstance(a, Mapping) and isinstance(b, Mapping) and depth < MAX_DEPTH:
-            for key in sorted(set(a) | set(b), key=str):
-                walk(_key(path, str(key)), a.get(key, _ABSENT), b.get(key, _ABSENT),
+        if depth < MAX_DEPTH and _object(a, b) and _object(b, a):
+            # an object added or removed whole is listed by its keys, as a changed one
+            left = a if isinstance(a, Mapping) else {}
+            right = b if isinstance(b, Mapping) else {}
+            for key in sorted(set(left) | set(right), key=str):
+                walk(_key(path, str(key)), left.get(key, _ABSENT), right.get(key, _ABSENT),
                      depth + 1)
             return
         if a is _ABSENT and b is _ABSENT:

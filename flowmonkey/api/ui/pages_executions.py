@@ -8,8 +8,6 @@ an execution that is missing or another tenant's is the same 404 page.
 
 from __future__ import annotations
 
-import importlib
-import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +22,7 @@ from flowmonkey.api.schemas import CancelRequest, ResumeRequest
 from flowmonkey.api.ui.diff import diff
 from flowmonkey.api.ui.errors import UiError, from_engine_error, not_found
 from flowmonkey.api.ui.execution_filters import STATUSES, ExecutionFilters
+from flowmonkey.api.ui.graph import flow_svg, marks_from_history
 from flowmonkey.api.ui.render import page, partial
 from flowmonkey.api.ui.session import CheckedSession, Session, UiSession
 from flowmonkey.engine import Engine
@@ -31,8 +30,6 @@ from flowmonkey.errors import FlowMonkeyError
 from flowmonkey.events.envelope import Event
 from flowmonkey.model.execution import Execution
 from flowmonkey.projections.base import COUNT_CAP
-
-log = logging.getLogger("flowmonkey.api")
 
 router = APIRouter(include_in_schema=False)
 
@@ -101,14 +98,6 @@ def _execution_url(execution_id: str, tenant: str = "") -> str:
 # --------------------------------------------------------------------------- one
 
 
-def _graph_module() -> Any:
-    """``flowmonkey.api.ui.graph`` when it is there (it draws the flow)."""
-    try:
-        return importlib.import_module("flowmonkey.api.ui.graph")
-    except ModuleNotFoundError:
-        return None
-
-
 async def _visible(request: Request, engine: Engine, session: UiSession,
                    execution_id: str) -> tuple[Execution, str | None, str]:
     tenant = request.query_params.get("tenant", "") if session.admin else ""
@@ -140,13 +129,12 @@ def _event_row(event: Event) -> dict[str, Any]:
 
 
 async def _graph(engine: Engine, execution: Execution, tenant_id: str | None) -> str | None:
-    graph = _graph_module()
+    """The flow drawn with this execution's path (None: the flow is not known here)."""
     flow = engine.flows.get(execution.flow_id, execution.flow_version)
-    if graph is None or flow is None:
+    if flow is None:
         return None
     events = await engine.history(execution.id, tenant_id=tenant_id, limit=MARKS_EVENTS)
-    svg: str = graph.flow_svg(flow, graph.marks_from_history(flow, events))
-    return svg
+    return flow_svg(flow, marks_from_history(flow, events))
 
 
 async def _live_context(request: Request, engine: Engine, session: UiSession,
@@ -164,7 +152,7 @@ async def _live_context(request: Request, engine: Engine, session: UiSession,
             else None,
             "children": children, "more_children": len(execution.children) - len(children),
             "graph_svg": await _graph(engine, execution, tenant_id),
-            "graph_missing": _graph_module() is None, "poll": POLL,
+            "poll": POLL,
             "live": not execution.is_terminal}
 
 
