@@ -7,6 +7,7 @@ import re
 
 import httpx
 
+from flowmonkey.model.execution import Execution
 from tests.unit.ui.ui_support import ADMIN, KEY_A, KEY_B, csrf_of, login, settled, start, ui_client
 
 SCRIPT = "<script>alert(1)</script>"
@@ -213,3 +214,45 @@ async def test_the_timeline_is_paged() -> None:
             assert 'rel="next"' not in last.text
         finally:
             pages_executions.TIMELINE_PAGE = old
+
+
+async def test_verify_shows_each_field_where_the_projection_and_the_log_differ() -> None:
+    async with ui_client() as (client, engine):
+        done = await start(client, KEY_A, "greet", {"name": "Ada"})
+        await settled(client, KEY_A, done, "completed")
+        await login(client, KEY_A)
+        truth = await engine.replay(done)
+        assert truth is not None
+        altered = truth.model_copy(update={"context": {"name": SCRIPT},
+                                           "seq": truth.seq + 1})
+
+        async def replayed(execution_id: str, upto_seq: int | None = None
+                           ) -> Execution | None:
+            return altered if execution_id == done else None
+
+        engine.replay = replayed  # type: ignore[method-assign]
+        answer = await client.get(f"/ui/executions/{done}/verify",
+                                  headers={"HX-Request": "true"})
+        assert 'data-result="different"' in answer.text
+        assert "the projection is behind the log" in answer.text
+        assert '<td class="mono">context.name</td>' in answer.text
+        assert '<td class="mono">context.greeting.hello</td>' in answer.text
+        assert SCRIPT not in answer.text
+
+        async def nothing(execution_id: str, upto_seq: int | None = None
+                          ) -> Execution | None:
+            return None
+
+        engine.replay = nothing  # type: ignore[method-assign]
+        missing = await client.get(f"/ui/executions/{done}/verify",
+                                   headers={"HX-Request": "true"})
+        assert 'data-result="missing"' in missing.text
+
+
+async def test_a_nul_in_the_query_is_an_html_400() -> None:
+    async with ui_client() as (client, _):
+        await login(client, KEY_A)
+        answer = await client.get("/ui/executions?flow=a%00b")
+        assert answer.status_code == 400
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "INVALID_REQUEST" in answer.text
