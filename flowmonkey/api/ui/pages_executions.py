@@ -180,10 +180,13 @@ async def execution_live(execution_id: str, request: Request, engine: EngineDep,
 
 def _shown(execution: Execution | None) -> dict[str, Any]:
     """An execution as compared by the diffs: its JSON form without the attempt
-    history (the timeline shows that), ``{}`` for none."""
+    history (the timeline shows that) or empty fields, ``{}`` for none."""
     if execution is None:
         return {}
-    return execution.model_dump(mode="json", exclude={"history"})
+    dumped = execution.model_dump(mode="json", exclude={"history"})
+    # an empty field is left out, so the first event's diff lists what it set, not
+    # every field of the model (a value set later shows as added, one cleared as removed)
+    return {k: v for k, v in dumped.items() if v is not None and v != [] and v != {}}
 
 
 async def _state_context(request: Request, engine: Engine, session: UiSession,

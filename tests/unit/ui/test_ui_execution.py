@@ -84,6 +84,9 @@ async def test_time_travel_shows_the_context_at_an_event_and_what_it_changed() -
         assert 'data-seq="1"' in first.text
         assert "execution.created" in first.text
         assert '<tr class="added"><td class="mono added">context.name</td>' in first.text
+        # what the first event left empty is not listed as a change
+        assert ">wake_at<" not in first.text
+        assert ">cancellation<" not in first.text
         last = await client.get(f"/ui/executions/{done}/at?at={body['seq']}")
         assert "greeting" in last.text
         # the step that wrote the greeting changed the context: find that event

@@ -18,4 +18,17 @@
       if (out) { out.textContent = input.value; }
     }
   });
+  // The live part of an execution's page carries its latest seq: the time-travel slider
+  // grows with it (its value, where the reader left it, stays).
+  function followLive() {
+    var live = document.getElementById("live");
+    var slider = document.getElementById("seq-slider");
+    var last = document.getElementById("seq-last");
+    if (live && slider && live.dataset.seq) {
+      slider.max = live.dataset.seq;
+      if (last) { last.textContent = live.dataset.seq; }
+    }
+  }
+  document.addEventListener("htmx:load", followLive);
+  document.addEventListener("htmx:afterSettle", followLive);
 })();
