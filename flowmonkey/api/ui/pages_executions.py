@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from flowmonkey.api.deps import EngineDep
 from flowmonkey.api.event_data import api_event_data
+from flowmonkey.api.redaction import redact_flow
 from flowmonkey.api.schemas import CancelRequest, ResumeRequest
 from flowmonkey.api.ui.diff import diff
 from flowmonkey.api.ui.errors import UiError, from_engine_error, not_found
@@ -128,11 +129,15 @@ def _event_row(event: Event) -> dict[str, Any]:
             "data": api_event_data(event)}
 
 
-async def _graph(engine: Engine, execution: Execution, tenant_id: str | None) -> str | None:
-    """The flow drawn with this execution's path (None: the flow is not known here)."""
+async def _graph(engine: Engine, execution: Execution, tenant_id: str | None,
+                 admin: bool) -> str | None:
+    """The flow drawn with this execution's path (None: the flow is not known here);
+    for a tenant key, from the flow as the API shows it (secrets redacted)."""
     flow = engine.flows.get(execution.flow_id, execution.flow_version)
     if flow is None:
         return None
+    if not admin:
+        flow = redact_flow(flow)
     events = await engine.history(execution.id, tenant_id=tenant_id, limit=MARKS_EVENTS)
     return flow_svg(flow, marks_from_history(flow, events))
 
@@ -151,7 +156,7 @@ async def _live_context(request: Request, engine: Engine, session: UiSession,
             "next_after": events[-1].seq if events and events[-1].seq < execution.seq
             else None,
             "children": children, "more_children": len(execution.children) - len(children),
-            "graph_svg": await _graph(engine, execution, tenant_id),
+            "graph_svg": await _graph(engine, execution, tenant_id, session.admin),
             "poll": POLL,
             "live": not execution.is_terminal}
 
