@@ -1,11 +1,12 @@
 # FlowMonkey — the two commands a newcomer needs:
 #   make demo   run a demo flow end to end on the embedded log (no services needed)
+#               (make demo-ui: then serve the explorer on its data, http://127.0.0.1:8080/ui)
 #   make test   run the whole test suite (starts a real PostgreSQL and Apache Kafka)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-ui test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/flowmonkey demo
+
+demo-ui: $(VENV)/.installed
+	$(BIN)/flowmonkey demo --ui
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m flowmonkey.testing.services fetch-kafka

@@ -1,0 +1,34 @@
+// FlowMonkey explorer: the little behaviour htmx does not give (no inline scripts: the
+// pages' Content-Security-Policy allows scripts from /ui/static only).
+(function () {
+  "use strict";
+  // A form with data-confirm asks before it is sent (htmx's hx-confirm does the same for
+  // htmx requests; this covers plain forms, which work without htmx too).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form instanceof HTMLFormElement && form.dataset.confirm && !form.hasAttribute("hx-post")) {
+      if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
+    }
+  }, true);
+  // A range input with data-target-output shows its value next to it while it moves.
+  document.addEventListener("input", function (event) {
+    var input = event.target;
+    if (input instanceof HTMLInputElement && input.type === "range" && input.dataset.output) {
+      var out = document.getElementById(input.dataset.output);
+      if (out) { out.textContent = input.value; }
+    }
+  });
+  // The live part of an execution's page carries its latest seq: the time-travel slider
+  // grows with it (its value, where the reader left it, stays).
+  function followLive() {
+    var live = document.getElementById("live");
+    var slider = document.getElementById("seq-slider");
+    var last = document.getElementById("seq-last");
+    if (live && slider && live.dataset.seq) {
+      slider.max = live.dataset.seq;
+      if (last) { last.textContent = live.dataset.seq; }
+    }
+  }
+  document.addEventListener("htmx:load", followLive);
+  document.addEventListener("htmx:afterSettle", followLive);
+})();
