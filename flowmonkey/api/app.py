@@ -22,6 +22,7 @@ from flowmonkey.api import (
     routes_jobs,
     routes_tables,
     routes_triggers,
+    ui,
 )
 from flowmonkey.api.auth import ApiAuth, principal_without_auth
 from flowmonkey.api.body_limit import BodyLimit
@@ -63,12 +64,15 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
                max_body_bytes: int = MAX_BODY_BYTES,
                trusted_proxies: Sequence[str] = (),
                captcha: CaptchaVerifier | None = None,
-               inbound_email: InboundEmailSettings | None = None) -> FastAPI:
+               inbound_email: InboundEmailSettings | None = None,
+               ui_secret: str | None = None) -> FastAPI:
     """``trusted_proxies``: CIDRs of the proxies whose ``X-Forwarded-For`` names a
     form submitter's address (settings: ``FLOWMONKEY_TRUSTED_PROXIES``); ``captcha``:
     what checks forms' captchas (default: the providers' verify calls);
     ``inbound_email``: how replies to ``email-reply`` steps are received (None: the
-    inbound email endpoint is off; ``flowmonkey api`` reads them from the environment)."""
+    inbound email endpoint is off; ``flowmonkey api`` reads them from the environment);
+    ``ui_secret``: signs the explorer's session cookies (settings:
+    ``FLOWMONKEY_UI_SECRET``; None: a random one per process)."""
     from flowmonkey import __version__
 
     # the docs page is our own, with its assets shipped in the package (docs_page.py)
@@ -101,4 +105,6 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     app.include_router(routes_forms.router)
     # no API key either: an inbound email is signed (inbound_email.py)
     app.include_router(routes_inbound.router)
+    # the explorer (/ui): HTML pages over the same engine, with its own login
+    ui.mount(app, auth, ui_secret)
     return app

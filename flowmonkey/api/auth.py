@@ -65,6 +65,11 @@ class ApiAuth:
     def __repr__(self) -> str:
         return f"ApiAuth({len(self._keys)} keys)"
 
+    @property
+    def keys(self) -> tuple[ApiKey, ...]:
+        """The configured keys (the explorer names a session's key by a keyed hash)."""
+        return tuple(key for _, key in self._keys)
+
     def match(self, presented: str) -> ApiKey | None:
         """The key equal to ``presented``, compared with every key in constant time."""
         given = _digest(presented)

@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli.common import (
@@ -27,7 +28,7 @@ from flowmonkey.cli.options import (
 )
 from flowmonkey.cli.service import configure_logging, run_until_stopped, say, stop_on_signals
 from flowmonkey.cli.settings import check_schema, scrub, settings_from_args, start_engine
-from flowmonkey.settings import ENV_API_KEYS, SettingsError, vault_from_env
+from flowmonkey.settings import ENV_API_KEYS, ENV_UI_SECRET, SettingsError, vault_from_env
 
 if TYPE_CHECKING:
     import uvicorn
@@ -124,6 +125,7 @@ def run_api(args: argparse.Namespace) -> int:
         raise CliError(f"--port must be from 1 to 65535, not {args.port}")
     keys = _keys(args.no_auth)
     inbound_email = _inbound_email()
+    ui_secret = ui_secret_from_env()
     bundle = load_apps(args.app, args.flows_dir)
     if settings.log_kind != "kafka" and not bundle.flows:
         raise CliError("no flows to serve: give --app MODULE (with `flows` and `handlers`) "
@@ -136,7 +138,8 @@ def run_api(args: argparse.Namespace) -> int:
             f"; it listens on {args.host}, so anyone who can reach it can do anything"
         log.warning("serving without authentication (--no-auth), for local development "
                     "only%s", exposed)
-    return asyncio.run(_Api(args, settings, bundle, keys, inbound_email).run())
+    return asyncio.run(_Api(args, settings, bundle, keys, inbound_email,
+                            ui_secret).run())
 
 
 def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
@@ -156,6 +159,24 @@ def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
             hint=f"e.g. export {ENV_API_KEYS}=\"$(python -c 'import secrets; "
                  "print(secrets.token_urlsafe(32))')=*\"")
     return () if no_auth else keys
+
+
+#: a shorter explorer secret is refused: it signs every session cookie
+MIN_UI_SECRET_LENGTH = 16
+
+
+def ui_secret_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """``FLOWMONKEY_UI_SECRET``: signs the explorer's session cookies (unset: a random
+    secret per process, so sessions end at a restart and do not span processes)."""
+    value = (os.environ if env is None else env).get(ENV_UI_SECRET, "").strip()
+    if not value:
+        return None
+    if len(value) < MIN_UI_SECRET_LENGTH:
+        raise CliError(f"{ENV_UI_SECRET} has {len(value)} characters, fewer than "
+                       f"{MIN_UI_SECRET_LENGTH}",
+                       hint="make one with: python -c 'import secrets; "
+                            "print(secrets.token_urlsafe(32))'")
+    return value
 
 
 def _inbound_email() -> InboundEmailSettings:
@@ -196,8 +217,10 @@ def _listen(host: str, port: int) -> socket.socket:
 
 class _Api:
     def __init__(self, args: argparse.Namespace, settings: Settings, bundle: Bundle,
-                 keys: tuple[ApiKey, ...], inbound_email: InboundEmailSettings) -> None:
+                 keys: tuple[ApiKey, ...], inbound_email: InboundEmailSettings,
+                 ui_secret: str | None = None) -> None:
         self.inbound_email = inbound_email
+        self.ui_secret = ui_secret
         self.args = args
         self.settings = settings
         self.bundle = bundle
@@ -248,7 +271,8 @@ class _Api:
         app = create_app(engine, ApiAuth(self.keys) if self.keys else None,
                          trusted_proxies=settings.trusted_proxies,
                          captcha=HttpCaptchaVerifier(dict(settings.captcha_verify_urls)),
-                         inbound_email=self.inbound_email)
+                         inbound_email=self.inbound_email,
+                         ui_secret=self.ui_secret)
         debug = bool(getattr(self.args, "debug", False))
         config = uvicorn.Config(app, log_level="info" if debug else "warning",
                                 access_log=debug, lifespan="off",
@@ -259,7 +283,8 @@ class _Api:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         auth = f"{len(self.keys)} API keys" if self.keys else "NO authentication (--no-auth)"
-        _say(f"listening on http://{shown}:{port} ({auth}); docs at /docs; Ctrl-C to stop")
+        _say(f"listening on http://{shown}:{port} ({auth}); docs at /docs; explorer at "
+             f"http://{shown}:{port}/ui; Ctrl-C to stop")
 
         def failure() -> str | None:
             if serving.done():
