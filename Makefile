@@ -5,6 +5,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright's Python
+# client: installed when missing, quietly, refreshing the package lists only when the
+# install fails without that
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
 .PHONY: demo test lint bench clean
 
 $(BIN)/python:
@@ -22,9 +29,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/flowmonkey demo
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(CHROMIUM)
 	$(BIN)/python -m flowmonkey.testing.services fetch-kafka
 	$(BIN)/python -m pytest
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests..."
+	@$(APT_INSTALL) 2>/dev/null || { $(SUDO) apt-get update -qq >/dev/null && $(APT_INSTALL); }
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
