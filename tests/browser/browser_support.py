@@ -18,7 +18,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Page
 
-from tests.process_support import ROOT
+from tests.process_support import ROOT, stop_process
 
 CHROMIUM = os.environ.get("FLOWMONKEY_CHROMIUM", "/usr/bin/chromium")
 ADMIN_KEY = "browser-admin-key-0123456789"
@@ -91,7 +94,7 @@ class Server:
             time.sleep(0.05)
 
 
-def server_env(data_dir: Path) -> dict[str, str]:
+def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMONKEY_")}
     env.update({
         "FLOWMONKEY_API_KEYS": f"{ADMIN_KEY}=*,{TENANT_KEY}={TENANT}",
@@ -99,6 +102,36 @@ def server_env(data_dir: Path) -> dict[str, str]:
         "FLOWMONKEY_UI_SECRET": UI_SECRET,
     })
     return env
+
+
+@contextmanager
+def running_server(tmp: Path) -> Iterator[Server]:
+    """``flowmonkey api`` on a free port with its log under ``tmp``, once /health
+    answers (deadline START_TIMEOUT_S); stopped on leaving."""
+    port = free_port()
+    out = tmp / "api.log"
+    args = [sys.executable, "-m", "flowmonkey.cli", "api", "--port", str(port),
+            "--app", str(ROOT / "examples" / "flows" / "approval.py"),
+            "--flows-dir", str(ROOT / "examples" / "flows")]
+    with out.open("w") as sink:
+        process = subprocess.Popen(args, cwd=ROOT, env=_env(tmp / "data"), stdout=sink,
+                                   stderr=subprocess.STDOUT, text=True)
+    started = Server(f"http://127.0.0.1:{port}", process, out)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, f"flowmonkey api exited:\n{out.read_text()}"
+            assert time.monotonic() < deadline, \
+                f"flowmonkey api gave no /health in {START_TIMEOUT_S} s:\n{out.read_text()}"
+            try:
+                if httpx.get(started.base_url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        yield started
+    finally:
+        stop_process(process)
 
 
 def log_in(page: Page, key: str = ADMIN_KEY) -> None:
@@ -109,8 +142,8 @@ def log_in(page: Page, key: str = ADMIN_KEY) -> None:
     page.wait_for_url(lambda url: "/ui/login" not in url)
 
 
-def shoot(page: Page, name: str) -> Path:
-    """A full-page screenshot into the run's output directory."""
+def shoot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """A screenshot into the run's output directory."""
     path = output_dir() / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

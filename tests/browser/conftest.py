@@ -5,54 +5,19 @@ test. A missing browser fails the tests, it does not skip them."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from tests.browser.browser_support import (
-    CHROMIUM,
-    START_TIMEOUT_S,
-    WAIT_S,
-    Server,
-    free_port,
-    server_env,
-)
-from tests.process_support import ROOT, stop_process
+from tests.browser.browser_support import CHROMIUM, WAIT_S, Server, running_server
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("browser-api")
-    port = free_port()
-    out = tmp / "api.log"
-    args = [sys.executable, "-m", "flowmonkey.cli", "api", "--port", str(port),
-            "--app", str(ROOT / "examples" / "flows" / "approval.py"),
-            "--flows-dir", str(ROOT / "examples" / "flows")]
-    with out.open("w") as sink:
-        process = subprocess.Popen(args, cwd=ROOT, env=server_env(tmp / "data"), stdout=sink,
-                                   stderr=subprocess.STDOUT, text=True)
-    started = Server(f"http://127.0.0.1:{port}", process, out)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, f"flowmonkey api exited:\n{out.read_text()}"
-            assert time.monotonic() < deadline, \
-                f"flowmonkey api gave no /health in {START_TIMEOUT_S} s:\n{out.read_text()}"
-            try:
-                if httpx.get(started.base_url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+    with running_server(tmp_path_factory.mktemp("browser-api")) as started:
         yield started
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(scope="session")
