@@ -147,3 +147,36 @@ def shoot(page: Page, name: str, *, full_page: bool = True) -> Path:
     path = output_dir() / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def order(order_id: str, *, shipping: str = "express", qty: Any = 3,
+          price: float = 1.5) -> dict[str, Any]:
+    """The context of an ``order-processing`` execution (a ``qty`` that is not a
+    number fails its ``validate`` step)."""
+    return {"order": {"id": order_id, "shipping": shipping,
+                      "items": [{"sku": "banana", "qty": qty, "price": price}]}}
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """Executions in each state, for the tests and the screenshots."""
+
+    completed: str  # an order shipped express (version 1.1.0, with its pipe)
+    failed: str  # an order whose quantity is not a number: failed at validate
+    waiting: str  # a spend approval waiting for its manager's signal
+    cancelled: str  # a spend approval cancelled while it waited
+
+
+def seed(server: Server) -> Seeded:
+    completed = server.start("order-processing", order("A-100"))
+    failed = server.start("order-processing", order("A-101", qty="three"))
+    waiting = server.start("spend-approval", {"amount": 250})
+    cancelled = server.start("spend-approval", {"amount": 990})
+    server.wait_status(completed, "completed")
+    server.wait_status(failed, "failed")
+    server.wait_status(waiting, "waiting")
+    server.wait_status(cancelled, "waiting")
+    server.api("POST", f"/v1/executions/{cancelled}/cancel",
+               json={"reason": "the budget is frozen"})
+    server.wait_status(cancelled, "cancelled")
+    return Seeded(completed, failed, waiting, cancelled)
