@@ -300,6 +300,9 @@ def _node_svg(flow: Flow, step: Step, box: Box, marks: StepMarks) -> str:
     chars = max(4, int((box.w - 16) / 7.6))
     title = step.name or step.id
     kind = step.type + (f" · retry {step.retry.max_attempts}" if step.retry else "")
+    child = step.config.get("flowId") if step.type == "subflow" else None
+    if isinstance(child, str):
+        kind += f" → {child}"
     tip = f"{step.id} ({step.type})" + (f" — {step.name}" if step.name else "")
     if step.description:
         tip += f": {step.description}"

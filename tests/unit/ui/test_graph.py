@@ -250,3 +250,10 @@ def test_wide_switch_and_self_loop() -> None:
     root = parse(flow_svg(flow))
     assert len(nodes(root)) == 61
     assert ("pick", "pick") in edges(root)
+
+
+def test_a_subflow_step_names_its_child_flow() -> None:
+    flow = Flow.parse({"id": "p", "initialStepId": "call", "steps": {
+        "call": {"type": "subflow", "config": {"flowId": "<child>"}}}})
+    svg = flow_svg(flow)
+    assert "subflow → &lt;child&gt;" in svg
