@@ -573,14 +573,35 @@ class Engine:
     async def list(self, *, tenant_id: str | None = None,
                    status: ExecutionStatus | str | None = None, flow_id: str | None = None,
                    parent_execution_id: str | None = None, limit: int = 100,
-                   cursor: str | None = None) -> Page[Execution]:
+                   cursor: str | None = None, flow_version: str | None = None,
+                   created_from_ms: int | None = None, created_before_ms: int | None = None,
+                   idempotency_key: str | None = None) -> Page[Execution]:
+        """Executions newest first, filtered (see ``Projection.list``)."""
         return await self.projection.list(tenant_id=tenant_id, status=status, flow_id=flow_id,
                                           parent_execution_id=parent_execution_id, limit=limit,
-                                          cursor=cursor)
+                                          cursor=cursor, flow_version=flow_version,
+                                          created_from_ms=created_from_ms,
+                                          created_before_ms=created_before_ms,
+                                          idempotency_key=idempotency_key)
 
-    async def history(self, execution_id: str, *,
-                      tenant_id: str | None = None) -> builtins.list[Event]:
-        return await self.projection.history(execution_id, tenant_id=tenant_id)
+    async def count_by_status(self, *, tenant_id: str | None = None,
+                              flow_id: str | None = None, flow_version: str | None = None,
+                              parent_execution_id: str | None = None,
+                              created_from_ms: int | None = None,
+                              created_before_ms: int | None = None) -> dict[str, int]:
+        """How many executions have each status under the filters, each count capped
+        (``projections.base.COUNT_CAP``: a count equal to it means at least that)."""
+        return await self.projection.count_by_status(
+            tenant_id=tenant_id, flow_id=flow_id, flow_version=flow_version,
+            parent_execution_id=parent_execution_id, created_from_ms=created_from_ms,
+            created_before_ms=created_before_ms)
+
+    async def history(self, execution_id: str, *, tenant_id: str | None = None,
+                      after_seq: int = 0, limit: int | None = None) -> builtins.list[Event]:
+        """The execution's events in seq order (a page: after ``after_seq``, at most
+        ``limit``)."""
+        return await self.projection.history(execution_id, tenant_id=tenant_id,
+                                             after_seq=after_seq, limit=limit)
 
     async def replay(self, execution_id: str, upto_seq: int | None = None) -> Execution | None:
         """The execution's state rebuilt from the events topic (not the projection)."""

@@ -25,6 +25,9 @@ from flowmonkey.model.trigger_record import TriggerRecord
 
 T = TypeVar("T")
 
+#: counts per status stop here: the explorer shows "10000+" rather than scan everything
+COUNT_CAP = 10_000
+
 FilterOp = Literal["eq", "neq", "gt", "gte", "lt", "lte", "like", "in"]
 
 
@@ -123,14 +126,38 @@ class Projection(Protocol):
         parent_execution_id: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        flow_version: str | None = None,
+        created_from_ms: int | None = None,
+        created_before_ms: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Page[Execution]:
-        """Newest first (by created_at, then id); stable cursor pagination."""
+        """Newest first (by created_at, then id); stable cursor pagination. Filters
+        combine: ``created_from_ms <= created_at < created_before_ms``; an
+        ``idempotency_key`` is the caller's key as given (any flow)."""
+        ...
+
+    async def count_by_status(
+        self,
+        *,
+        tenant_id: str | None = None,
+        flow_id: str | None = None,
+        flow_version: str | None = None,
+        parent_execution_id: str | None = None,
+        created_from_ms: int | None = None,
+        created_before_ms: int | None = None,
+        cap: int = COUNT_CAP,
+    ) -> dict[str, int]:
+        """How many executions have each status (every status named, 0 included),
+        under the filters of :meth:`list`; each count stops at ``cap`` (a count equal
+        to it means "at least"), so counting stays bounded on a big store."""
         ...
 
     async def history(
-        self, execution_id: str, *, tenant_id: str | None = None
+        self, execution_id: str, *, tenant_id: str | None = None, after_seq: int = 0,
+        limit: int | None = None,
     ) -> builtins.list[Event]:
-        """The execution's events in seq order ([] when unknown)."""
+        """The execution's events in seq order ([] when unknown); a page of them with
+        ``after_seq`` (events after that seq) and ``limit`` (at most that many)."""
         ...
 
     async def state_at(

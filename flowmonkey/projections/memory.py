@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from bisect import bisect_left, insort
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from flowmonkey.model.tables import ColumnDef, TableDef
 from flowmonkey.model.trigger_record import TriggerRecord
 
 from .base import (
+    COUNT_CAP,
     Notify,
     Page,
     Row,
@@ -80,10 +81,24 @@ class _ExecutionRecord:
     # collection for as long as the projection lives.
     events: list[bytes | Event] = field(default_factory=list)
 
-    def history(self) -> list[Event]:
-        """The events, the caller's own: decoded, or copied when kept as objects."""
-        return [decode_event(e) if isinstance(e, bytes) else private_event(e)
-                for e in self.events]
+    def history(self, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """The events (after ``after_seq``, at most ``limit``), the caller's own:
+        decoded, or copied when kept as objects."""
+        kept = self.events
+        if after_seq > 0 or limit is not None:
+            # seqs run 1, 2, 3 … so event n sits at index n - 1; checked, not assumed
+            start = min(max(after_seq, 0), len(kept))
+            end = len(kept) if limit is None else start + max(limit, 0)
+            page = [_event_of(e) for e in kept[start:end]]
+            if not page or page[0].seq == after_seq + 1:
+                return page
+            found = [e for e in map(_event_of, kept) if e.seq > after_seq]
+            return found if limit is None else found[:limit]
+        return [_event_of(e) for e in kept]
+
+
+def _event_of(kept: bytes | Event) -> Event:
+    return decode_event(kept) if isinstance(kept, bytes) else private_event(kept)
 
 
 @dataclass(slots=True)
@@ -270,15 +285,24 @@ class MemoryProjection:
         parent_execution_id: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        flow_version: str | None = None,
+        created_from_ms: int | None = None,
+        created_before_ms: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Page[Execution]:
         limit = max(1, min(limit, 10_000))
         after = decode_cursor(cursor) if cursor is not None else None
+        if created_before_ms is not None and (after is None or (created_before_ms, "") < after):
+            after = (created_before_ms, "")  # "" sorts before every id: strictly older
         wanted_status = str(status) if status is not None else None
 
         def wanted(st: ExecutionState) -> bool:
             return ((tenant_id is None or st.tenant_id == tenant_id)
                     and (wanted_status is None or st.status.value == wanted_status)
-                    and (flow_id is None or st.flow_id == flow_id))
+                    and (flow_id is None or st.flow_id == flow_id)
+                    and (flow_version is None or st.flow_version == flow_version)
+                    and (idempotency_key is None or st.idempotency_key == idempotency_key)
+                    and (created_from_ms is None or st.created_at >= created_from_ms))
 
         found: builtins.list[ExecutionState] = []
         if parent_execution_id is not None:
@@ -295,6 +319,8 @@ class MemoryProjection:
             index = bisect_left(order, after) if after is not None else len(order)
             while index > 0 and len(found) <= limit:
                 index -= 1
+                if created_from_ms is not None and order[index][0] < created_from_ms:
+                    break  # the rest is older still
                 st = records[order[index][1]].state
                 if st is not None and wanted(st):
                     found.append(st)
@@ -305,11 +331,42 @@ class MemoryProjection:
             next_cursor = encode_cursor(last.created_at, last.id)
         return Page[Execution](items=[s.to_execution() for s in page], next_cursor=next_cursor)
 
+    async def count_by_status(
+        self,
+        *,
+        tenant_id: str | None = None,
+        flow_id: str | None = None,
+        flow_version: str | None = None,
+        parent_execution_id: str | None = None,
+        created_from_ms: int | None = None,
+        created_before_ms: int | None = None,
+        cap: int = COUNT_CAP,
+    ) -> dict[str, int]:
+        counts = dict.fromkeys((s.value for s in ExecutionStatus), 0)
+        if parent_execution_id is not None:
+            ids: Iterable[str] = self._children.get(parent_execution_id, [])
+        else:
+            ids = (i for _, i in self._by_creation)
+        for execution_id in ids:
+            record = self._executions.get(execution_id)
+            st = record.state if record is not None else None
+            if st is None or (tenant_id is not None and st.tenant_id != tenant_id) or \
+                    (flow_id is not None and st.flow_id != flow_id) or \
+                    (flow_version is not None and st.flow_version != flow_version) or \
+                    (created_from_ms is not None and st.created_at < created_from_ms) or \
+                    (created_before_ms is not None and st.created_at >= created_before_ms):
+                continue
+            status = st.status.value
+            if counts[status] < cap:
+                counts[status] += 1
+        return counts
+
     async def history(
-        self, execution_id: str, *, tenant_id: str | None = None
+        self, execution_id: str, *, tenant_id: str | None = None, after_seq: int = 0,
+        limit: int | None = None,
     ) -> builtins.list[Event]:
         record = self._visible(execution_id, tenant_id)
-        return record.history() if record is not None else []
+        return record.history(after_seq, limit) if record is not None else []
 
     async def state_at(
         self, execution_id: str, seq: int, *, tenant_id: str | None = None

@@ -42,6 +42,7 @@ from flowmonkey.model.trigger_record import TriggerRecord
 from flowmonkey.pg.pool import SchemaPool
 
 from .base import (
+    COUNT_CAP,
     Notify,
     Page,
     Row,
@@ -452,14 +453,21 @@ class PostgresProjection:
         parent_execution_id: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        flow_version: str | None = None,
+        created_from_ms: int | None = None,
+        created_before_ms: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Page[Execution]:
         limit = max(1, min(limit, 10_000))
         after = decode_cursor(cursor) if cursor is not None else None
         params = QueryParams()
-        where = ["state is not null"]
-        for column, value in (("tenant_id", tenant_id), ("flow_id", flow_id),
-                              ("parent_execution_id", parent_execution_id),
-                              ("status", str(status) if status is not None else None)):
+        where = _execution_filters(params, tenant_id=tenant_id, flow_id=flow_id,
+                                   flow_version=flow_version,
+                                   parent_execution_id=parent_execution_id,
+                                   created_from_ms=created_from_ms,
+                                   created_before_ms=created_before_ms)
+        for column, value in (("status", str(status) if status is not None else None),
+                              ("idempotency_key", idempotency_key)):
             if value is not None:
                 where.append(f"{column} = {params.add(value)}::text")
         if after is not None:
@@ -476,22 +484,51 @@ class PostgresProjection:
             next_cursor = encode_cursor(last.created_at, last.id)
         return Page[Execution](items=[s.to_execution() for s in page], next_cursor=next_cursor)
 
+    async def count_by_status(
+        self,
+        *,
+        tenant_id: str | None = None,
+        flow_id: str | None = None,
+        flow_version: str | None = None,
+        parent_execution_id: str | None = None,
+        created_from_ms: int | None = None,
+        created_before_ms: int | None = None,
+        cap: int = COUNT_CAP,
+    ) -> dict[str, int]:
+        params = QueryParams([s.value for s in ExecutionStatus])
+        where = _execution_filters(params, tenant_id=tenant_id, flow_id=flow_id,
+                                   flow_version=flow_version,
+                                   parent_execution_id=parent_execution_id,
+                                   created_from_ms=created_from_ms,
+                                   created_before_ms=created_before_ms)
+        # one capped count per status (each reads at most `cap` rows of its status)
+        sql = (f"select s.status, (select count(*) from (select 1 from fm_executions "
+               f"where status = s.status and {' and '.join(where)} "
+               f"limit {params.add(max(1, cap))}::int) capped) as n "
+               "from unnest($1::text[]) as s(status)")
+        rows = await self._pool.fetch(sql, *params)
+        return {r["status"]: int(r["n"]) for r in rows}
+
     async def _events(self, execution_id: str, tenant_id: str | None,
-                      upto_seq: int | None) -> builtins.list[Event] | None:
+                      upto_seq: int | None, after_seq: int = 0,
+                      limit: int | None = None) -> builtins.list[Event] | None:
         async with self._pool.acquire() as conn:
             if not await self._visible_tenant(conn, execution_id, tenant_id):
                 return None
             rows = await conn.fetch(
                 f"select {EVENT_COLUMNS} from fm_events where execution_id = $1 "
-                "and ($2::bigint is null or seq <= $2) order by seq", execution_id, upto_seq)
+                "and ($2::bigint is null or seq <= $2) and seq > $3::bigint order by seq "
+                "limit $4::bigint", execution_id, upto_seq, after_seq,
+                None if limit is None else max(limit, 0))
         return [trusted_event(r["type"], r["version"], r["execution_id"], r["seq"],
                               r["event_id"], r["timestamp_ms"], r["tenant_id"],
                               r["command_id"], r["data"]) for r in rows]
 
     async def history(
-        self, execution_id: str, *, tenant_id: str | None = None
+        self, execution_id: str, *, tenant_id: str | None = None, after_seq: int = 0,
+        limit: int | None = None,
     ) -> builtins.list[Event]:
-        return await self._events(execution_id, tenant_id, None) or []
+        return await self._events(execution_id, tenant_id, None, after_seq, limit) or []
 
     async def state_at(
         self, execution_id: str, seq: int, *, tenant_id: str | None = None
@@ -826,3 +863,22 @@ def _public_row(table_id: str, r: asyncpg.Record) -> Row:
         id=r["id"], table_id=table_id, tenant_id=r["tenant_id"], data=r["data"],
         created_at=ms_to_datetime(r["created_at"]),
         updated_at=ms_to_datetime(r["updated_at"]))
+
+
+def _execution_filters(params: QueryParams, *, tenant_id: str | None, flow_id: str | None,
+                       flow_version: str | None, parent_execution_id: str | None,
+                       created_from_ms: int | None, created_before_ms: int | None,
+                       ) -> builtins.list[str]:
+    """The ``where`` terms of an executions query that ``list`` and
+    ``count_by_status`` share."""
+    where = ["state is not null"]
+    for column, value in (("tenant_id", tenant_id), ("flow_id", flow_id),
+                          ("flow_version", flow_version),
+                          ("parent_execution_id", parent_execution_id)):
+        if value is not None:
+            where.append(f"{column} = {params.add(value)}::text")
+    if created_from_ms is not None:
+        where.append(f"created_at >= {params.add(created_from_ms)}::bigint")
+    if created_before_ms is not None:
+        where.append(f"created_at < {params.add(created_before_ms)}::bigint")
+    return where

@@ -310,6 +310,57 @@ class ProjectionContract:
         assert [e.id for e in first.items + rest.items] == ["e7", "e5", "e3", "e1"]
         assert rest.next_cursor is None
 
+    async def test_listing_filters_by_flow_version_time_range_and_idempotency_key(
+        self, projection: Projection
+    ) -> None:
+        v2 = make_event(n.EXECUTION_CREATED, "v2", 1, T0 + 20, {
+            "flow_id": "orders", "flow_version": "2", "context": {}, "options": {},
+            "idempotency_key": "order-77"})
+        await projection.apply_events([created(f"t{i}", T0 + i * 10) for i in range(5)]
+                                      + [v2])
+        by_version = await projection.list(flow_id="orders", flow_version="2")
+        assert [e.id for e in by_version.items] == ["v2"]
+        window = await projection.list(created_from_ms=T0 + 10, created_before_ms=T0 + 30)
+        assert [e.id for e in window.items] == ["v2", "t2", "t1"]
+        first = await projection.list(created_from_ms=T0 + 10, created_before_ms=T0 + 30,
+                                      limit=2)
+        rest = await projection.list(created_from_ms=T0 + 10, created_before_ms=T0 + 30,
+                                     limit=2, cursor=first.next_cursor)
+        assert [e.id for e in first.items + rest.items] == ["v2", "t2", "t1"]
+        assert rest.next_cursor is None
+        keyed = await projection.list(idempotency_key="order-77")
+        assert [e.id for e in keyed.items] == ["v2"]
+        assert (await projection.list(idempotency_key="order-78")).items == []
+
+    async def test_counts_by_status_name_every_status_under_the_filters(
+        self, projection: Projection
+    ) -> None:
+        await projection.apply_events([*full_run("done", tenant="acme"),
+                                       created("new", T0 + 1, tenant="acme"),
+                                       created("other", T0 + 2, tenant="globex"),
+                                       created("going", T0 + 3, tenant="acme"),
+                                       *started("going", tenant="acme")])
+        counts = await projection.count_by_status(tenant_id="acme")
+        assert counts == {"pending": 1, "running": 1, "waiting": 0, "cancelling": 0,
+                          "cancelled": 0, "completed": 1, "failed": 0}
+        assert (await projection.count_by_status())["pending"] == 2
+        assert (await projection.count_by_status(created_from_ms=T0 + 2))["pending"] == 1
+        assert (await projection.count_by_status(flow_id="refunds"))["pending"] == 0
+
+    async def test_history_pages_by_seq(self, projection: Projection) -> None:
+        await projection.apply_events(full_run("h1"))
+        first = await projection.history("h1", limit=2)
+        rest = await projection.history("h1", after_seq=2, limit=10)
+        assert [e.seq for e in first] == [1, 2]
+        assert [e.seq for e in rest] == [3, 4, 5]
+        assert await projection.history("h1", after_seq=5) == []
+        assert await projection.history("h1", after_seq=3, tenant_id="other") == []
+
+    async def test_counts_stop_at_their_cap(self, projection: Projection) -> None:
+        await projection.apply_events([created(f"c{i}", T0 + i) for i in range(7)])
+        assert (await projection.count_by_status(cap=5))["pending"] == 5
+        assert (await projection.count_by_status(cap=50))["pending"] == 7
+
     # --- tables ---------------------------------------------------------------------------
 
     async def test_a_created_table_can_be_read_back_and_listed(

@@ -6,14 +6,26 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 
 from flowmonkey import Engine
 from flowmonkey.api import ApiAuth, create_app
-from tests.unit.api_support import ADMIN, APPROVE, AUTH, GREET, KEY_A, KEY_B, approval, greet
+from tests.unit.api_support import (
+    ADMIN,
+    APPROVE,
+    AUTH,
+    GREET,
+    KEY_A,
+    KEY_B,
+    approval,
+    bearer,
+    greet,
+    until_status,
+)
 
-__all__ = ["ADMIN", "KEY_A", "KEY_B", "csrf_of", "login", "ui_client"]
+__all__ = ["ADMIN", "KEY_A", "KEY_B", "csrf_of", "login", "settled", "start", "ui_client"]
 
 BASE = "http://testserver"
 _CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -45,3 +57,18 @@ async def login(client: httpx.AsyncClient, key: str) -> httpx.Response:
     assert form.status_code == 200, form.text
     return await client.post("/ui/login", data={"api_key": key,
                                                 "csrf_token": csrf_of(form.text)})
+
+
+async def start(client: httpx.AsyncClient, key: str, flow_id: str = "greet",
+                context: dict[str, Any] | None = None, **extra: Any) -> str:
+    """Start an execution through the API (as ``key``); its id."""
+    created = await client.post("/v1/executions", headers=bearer(key),
+                                json={"flowId": flow_id, "context": context or {}, **extra})
+    assert created.status_code in (200, 201), created.text
+    execution_id: str = created.json()["execution"]["id"]
+    return execution_id
+
+
+async def settled(client: httpx.AsyncClient, key: str, execution_id: str,
+                  status: str) -> dict[str, Any]:
+    return await until_status(client, execution_id, status, bearer(key))
