@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.browser.browser_support import CHROMIUM, WAIT_S, Server, running_server
 
@@ -44,6 +44,7 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
     context = browser.new_context(base_url=server.base_url,
                                   viewport={"width": 1280, "height": 900})
     context.set_default_timeout(WAIT_S * 1000)
+    expect.set_options(timeout=WAIT_S * 1000)  # a loaded machine is slow to update pages
     opened = context.new_page()
     yield opened
     context.close()
