@@ -23,12 +23,13 @@ from tests.browser.browser_support import (
     WAIT_S,
     Seeded,
     log_in,
+    order,
     running_server,
     seed,
 )
 from tests.process_support import ROOT
 
-VIEWPORT: ViewportSize = {"width": 1280, "height": 860}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 760}
 
 
 def pages(seeded: Seeded) -> list[tuple[str, str, Callable[[Page], None] | None]]:
@@ -37,11 +38,18 @@ def pages(seeded: Seeded) -> list[tuple[str, str, Callable[[Page], None] | None]
     def graph_drawn(page: Page) -> None:
         page.locator("svg.flow-graph").first.wait_for()
 
+    def travelled(page: Page) -> None:
+        # back to the state after the route step, in view with what it changed
+        page.locator("#seq-slider").fill("7")
+        page.locator('.state-at[data-seq="7"]').wait_for()
+        page.get_by_role("heading", name="Time travel").evaluate(
+            "e => { e.scrollIntoView({block: 'start'}); window.scrollBy(0, -8); }")
+
     return [
         ("explorer-executions", "/ui/executions", None),
-        ("explorer-execution-waiting", f"/ui/executions/{seeded.waiting}", graph_drawn),
         ("explorer-execution-failed", f"/ui/executions/{seeded.failed}", graph_drawn),
-        ("explorer-execution-completed", f"/ui/executions/{seeded.completed}", graph_drawn),
+        ("explorer-execution-waiting", f"/ui/executions/{seeded.waiting}", graph_drawn),
+        ("explorer-time-travel", f"/ui/executions/{seeded.completed}", travelled),
         ("explorer-flows", "/ui/flows", None),
         ("explorer-health", "/ui/health", None),
     ]
@@ -57,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp)) as server, \
             sync_playwright() as driver:
         seeded = seed(server)
+        for n in range(3):  # a fuller list
+            server.start("order-processing", order(f"A-{200 + n}", shipping="standard"))
         browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         context = browser.new_context(base_url=server.base_url, viewport=VIEWPORT)
         context.set_default_timeout(WAIT_S * 1000)
