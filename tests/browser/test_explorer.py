@@ -150,6 +150,17 @@ def test_a_failed_step_is_marked_on_the_graph(page: Page, server: Server) -> Non
     shoot(page, "execution-failed")
 
 
+def test_verify_compares_the_projection_with_the_log(page: Page, server: Server) -> None:
+    execution_id = server.start("order-processing", order("F-1"))
+    server.wait_status(execution_id, "completed")
+    log_in(page)
+    page.goto(f"/ui/executions/{execution_id}")
+    page.get_by_role("button", name="Verify against the log").click()
+    result = page.locator("#verify-result .verify")
+    expect(result).to_have_attribute("data-result", "equal")
+    expect(result).to_contain_text("Equal")
+
+
 def test_a_tenant_key_sees_only_its_tenant(page: Page, server: Server) -> None:
     other = server.start("order-processing", order("E-1"))  # the admin's: no tenant
     mine = server.start("order-processing", order("E-2"), key=TENANT_KEY)

@@ -190,6 +190,7 @@ def _short_json(value: Any) -> str:
 
 def flow_svg(flow: Flow, marks: StepMarks | None = None) -> str:
     """The whole ``<svg>`` of ``flow``, with ``marks`` (an execution's) shown."""
+    legend = marks is not None
     marks = marks or StepMarks()
     drawn = _drawn_steps(flow)
     keep = set(drawn)
@@ -198,8 +199,9 @@ def flow_svg(flow: Flow, marks: StepMarks | None = None) -> str:
     boxes = _visual_boxes(flow, drawn)
     layout = positioned(boxes, pairs) if boxes is not None else layered(drawn, pairs)
     left_out = len(flow.steps) - len(drawn)
-    height = layout.height + (22.0 if left_out else 0.0)
-    width = max(layout.width, 320.0 if left_out else 0.0)
+    legend_y = layout.height + (22.0 if left_out else 0.0)
+    height = legend_y + (LEGEND_HEIGHT if legend else 0.0)
+    width = max(layout.width, 320.0 if left_out else 0.0, LEGEND_WIDTH if legend else 0.0)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="flow-graph" '
         f'width="{_n(width)}" height="{_n(height)}" viewBox="0 0 {_n(width)} {_n(height)}" '
@@ -217,12 +219,38 @@ def flow_svg(flow: Flow, marks: StepMarks | None = None) -> str:
     for step_id in drawn:
         out.append(_node_svg(flow, flow.steps[step_id], layout.boxes[step_id], marks))
     out.append("</g>")
+    if legend:
+        out.append(_legend(legend_y))
     if left_out:
-        out.append(f'<text class="left-out" x="{_n(12)}" y="{_n(height - 8)}" font-size="12" '
+        out.append(f'<text class="left-out" x="{_n(12)}" y="{_n(legend_y - 8)}" font-size="12" '
                    f'fill="#66727f">{left_out} more step{"s" if left_out != 1 else ""} not '
                    f"drawn (at most {MAX_DRAWN_STEPS} are)</text>")
     out.append("</svg>")
     return "".join(out)
+
+
+LEGEND_HEIGHT = 26.0
+LEGEND_WIDTH = 430.0
+
+
+def _legend(y: float) -> str:
+    """What the marks mean, in a row under an execution's graph."""
+    parts = ['<g class="legend" font-size="11" fill="#52606d">']
+    x = 12.0
+    for name, label in (("visited", "ran"), ("current", "current"), ("failed", "failed")):
+        fill, stroke, _ = _NODE_STYLE[name]
+        parts.append(f'<rect x="{_n(x)}" y="{_n(y + 4)}" width="22" height="13" rx="3" '
+                     f'fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
+                     f'<text x="{_n(x + 28)}" y="{_n(y + 15)}">{label}</text>')
+        x += 34 + 7 * len(label) + 14
+    parts.append(f'<path d="M{_n(x)},{_n(y + 10.5)} h24" stroke="{_TAKEN_STROKE}" '
+                 f'stroke-width="2.6" marker-end="url(#fm-arrow-taken)"/>'
+                 f'<text x="{_n(x + 32)}" y="{_n(y + 15)}">path taken</text>')
+    x += 32 + 7 * 10 + 14
+    parts.append(f'<path d="M{_n(x)},{_n(y + 10.5)} h24" stroke="#c62828" stroke-width="1.4" '
+                 f'stroke-dasharray="5 4"/><text x="{_n(x + 30)}" y="{_n(y + 15)}">'
+                 "on failure</text></g>")
+    return "".join(parts)
 
 
 def _drawn_steps(flow: Flow) -> list[str]:

@@ -257,3 +257,8 @@ def test_a_subflow_step_names_its_child_flow() -> None:
         "call": {"type": "subflow", "config": {"flowId": "<child>"}}}})
     svg = flow_svg(flow)
     assert "subflow → &lt;child&gt;" in svg
+
+
+def test_an_execution_graph_has_a_legend_and_a_flow_graph_none() -> None:
+    assert 'class="legend"' in flow_svg(order_flow(), StepMarks())
+    assert 'class="legend"' not in flow_svg(order_flow())
