@@ -1,6 +1,8 @@
 # FlowMonkey — the two commands a newcomer needs:
 #   make demo   run a demo flow end to end on the embedded log (no services needed)
-#   make test   run the whole test suite (starts a real PostgreSQL and Apache Kafka)
+#               (make demo-ui: then serve the explorer on its data, http://127.0.0.1:8080/ui)
+#   make test   run the whole test suite (starts a real PostgreSQL and Apache Kafka;
+#               installs Debian's chromium for the browser tests when missing)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-ui test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/flowmonkey demo
+
+demo-ui: $(VENV)/.installed
+	$(BIN)/flowmonkey demo --ui
 
 test: $(VENV)/.installed-dev $(CHROMIUM)
 	$(BIN)/python -m flowmonkey.testing.services fetch-kafka

@@ -13,6 +13,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from flowmonkey.cli.common import EXIT_FAILED, EXIT_OK
+from flowmonkey.cli.explorer import (
+    DEFAULT_UI_PORT,
+    UI_HOST,
+    add_ui_options,
+    check_ui_port,
+    serve_explorer,
+)
 from flowmonkey.cli.format import (
     format_timeline,
     short,
@@ -23,15 +30,22 @@ if TYPE_CHECKING:
     from flowmonkey.cli.options import Subparsers
     from flowmonkey.events.envelope import Event
     from flowmonkey.handlers.base import HandlerParams, StepHandler
+    from flowmonkey.model.execution import Execution
     from flowmonkey.model.result import StepResult
+    from flowmonkey.testing import TestHarness
 
 DEMO_EPILOG = """\
 The demo runs on the embedded log (in memory) with a simulated clock, so the 2 s wait
 and the retry backoff take no wall-clock time. It checks that every stage happened
 and prints "demo OK" (exit 0), or what went wrong (exit 1).
 
-example:
+With --ui it then serves the explorer on the demo's data (http://127.0.0.1:8080/ui,
+local only, no login) until Ctrl-C, with a second order left waiting for the courier
+so you can resume it from the page.
+
+examples:
   flowmonkey demo
+  flowmonkey demo --ui
 """
 
 DEMO_FLOW: dict[str, Any] = {
@@ -123,6 +137,7 @@ def register_demo(subparsers: Subparsers) -> None:
                     description="Run a built-in order-processing flow end to end and check "
                                 "that every stage happened.",
                     epilog=DEMO_EPILOG)
+    add_ui_options(p, what="the demo's data")
     p.set_defaults(func=cmd_demo)
 
 
@@ -156,10 +171,11 @@ def demo_handlers() -> list[StepHandler]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return asyncio.run(_demo())
+    check_ui_port(args.ui_port)
+    return asyncio.run(_demo(ui_port=args.ui_port if args.ui else None))
 
 
-async def _demo() -> int:
+async def _demo(ui_port: int | None = None) -> int:
     from flowmonkey.model.tables import TableDef
     from flowmonkey.testing import TestHarness
 
@@ -185,6 +201,36 @@ async def _demo() -> int:
         events = harness.events_for(execution.id)
         rows = harness.table_rows("order_log")
         wal = harness.wal_entries()
+        ok = _report(execution, events, rows, len(wal), wall)
+        if ui_port is None:
+            print()
+            print("See it in the explorer (graph, timeline, time travel): make demo-ui "
+                  f"(or flowmonkey demo --ui), then open http://{UI_HOST}:{DEFAULT_UI_PORT}/ui")
+        else:
+            await _explore(harness, ui_port)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _explore(harness: TestHarness, port: int) -> None:
+    """Serve the explorer on the demo's engine, with a second order left waiting for
+    the courier, until Ctrl-C."""
+    from flowmonkey.cli.service import stop_on_signals
+
+    second = {**DEMO_ORDER, "id": "A-1002"}
+    waiting = (await harness.run("order-demo", {"order": second})).execution
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    async with serve_explorer(harness.engine, port) as url:
+        print()
+        print(f"explorer: {url} (local only, no login; Ctrl-C to stop)")
+        print(f"  order A-1002 waits for the courier: {url}/executions/{waiting.id}")
+        print("  resume it from the page (its token is filled in), or open the completed "
+              "order A-1001 and move the time-travel slider")
+        await stop.wait()
+
+
+def _report(execution: Execution, events: list[Event], rows: list[dict[str, Any]],
+            wal: int, wall: float) -> bool:
     print()
     print("timeline:")
     for line in format_timeline(execution.id, [e for e in events if e.seq > 0]):
@@ -200,7 +246,7 @@ async def _demo() -> int:
     for row in rows:
         print(f"  {row.get('order_id')!s:<10} {row.get('stage')!s:<10} {row.get('amount')}")
     print()
-    checks = _checks(execution.status.value, execution.context, events, rows, len(wal))
+    checks = _checks(execution.status.value, execution.context, events, rows, wal)
     print("checks:")
     for ok, text in checks:
         print(f"  [{'ok' if ok else 'FAILED'}] {text}")
@@ -208,9 +254,9 @@ async def _demo() -> int:
     took = time.perf_counter() - wall
     if all(ok for ok, _ in checks):
         print(f"demo OK ({took:.2f} s wall, {simulated:.1f} s simulated)")
-        return EXIT_OK
+        return True
     print(f"demo FAILED ({sum(not ok for ok, _ in checks)} checks failed)")
-    return EXIT_FAILED
+    return False
 
 
 def _checks(status: str, context: dict[str, Any], events: list[Event],

@@ -21,6 +21,7 @@ from flowmonkey.cli.common import (
     load_apps,
     read_input,
 )
+from flowmonkey.cli.explorer import add_ui_options, check_ui_port, serve_explorer
 from flowmonkey.cli.format import (
     clock_time,
     event_detail,
@@ -50,6 +51,7 @@ examples:
       --input '{"order": {"id": "A-1", "items": [{"sku": "X", "qty": 1, "price": 5}]}}'
   flowmonkey dev --app myapp.flows:app --data-dir /var/tmp/fm
   FLOWMONKEY_DATA_DIR=./state flowmonkey dev --app myapp.flows --quiet
+  flowmonkey dev --flows-dir examples/flows --ui    # and open http://127.0.0.1:8080/ui
 """
 
 LIVE_TYPES_QUIET = frozenset({"execution.created", "execution.completed", "execution.failed",
@@ -76,6 +78,7 @@ def register_dev(subparsers: Subparsers) -> None:
     p.add_argument("--quiet", action="store_true",
                    help="print only executions starting and ending, not every event")
     add_private_http_option(p)
+    add_ui_options(p, what="this engine's data")
     p.set_defaults(func=cmd_dev)
 
 
@@ -84,6 +87,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         raise CliError("--partitions must be at least 1")
     if args.stats_interval <= 0:
         raise CliError("--stats-interval must be positive")
+    check_ui_port(args.ui_port)
     if (args.input is not None or args.input_file is not None) and not args.start:
         raise CliError("--input needs --start FLOW_ID")
     bundle = load_apps(args.app, args.flows_dir)
@@ -197,8 +201,16 @@ class DevServer:
             created = await engine.create(self.args.start, self.context,
                                           tenant_id=self.args.tenant)
             _say(f"started execution {created.execution.id} of {self.args.start}")
-        _say("running; Ctrl-C to stop")
+        if not self.args.ui:
+            _say("running; Ctrl-C to stop")
+            return await self._run(engine)
+        async with serve_explorer(engine, self.args.ui_port) as url:
+            base = url.removesuffix("/ui")
+            _say(f"explorer: {url} (local only, no login); API docs at {base}/docs")
+            _say("running; Ctrl-C to stop")
+            return await self._run(engine)
 
+    async def _run(self, engine: Engine) -> int:
         def failure() -> str | None:
             error = engine.processor_failure()
             return None if error is None else \
