@@ -50,7 +50,7 @@ def pages(seeded: Seeded) -> list[tuple[str, str, Callable[[Page], None] | None]
         ("explorer-execution-failed", f"/ui/executions/{seeded.failed}", graph_drawn),
         ("explorer-execution-waiting", f"/ui/executions/{seeded.waiting}", graph_drawn),
         ("explorer-time-travel", f"/ui/executions/{seeded.completed}", travelled),
-        ("explorer-flows", "/ui/flows", None),
+        ("explorer-flow", "/ui/flows/order-processing", graph_drawn),
         ("explorer-health", "/ui/health", None),
     ]
 
