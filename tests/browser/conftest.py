@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.browser.browser_support import CHROMIUM, WAIT_S, Server, running_server
 
@@ -20,23 +20,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield started
 
 
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Chromium, for one test. Not shared across tests: while Playwright's sync API is
+    running it keeps an asyncio loop running on this thread, and the async tests that
+    follow in the same session could not start theirs."""
     path = shutil.which(CHROMIUM) or CHROMIUM
     if not Path(path).is_file():
         pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium "
                     "(apt-get install chromium), or set FLOWMONKEY_CHROMIUM to a Chromium")
-    # --no-sandbox: the tests run as root in CI, where Chromium's sandbox refuses to start
-    launched = playwright.chromium.launch(executable_path=path, headless=True,
+    with sync_playwright() as driver:
+        # --no-sandbox: the tests run as root in CI, where Chromium's sandbox refuses
+        launched = driver.chromium.launch(executable_path=path, headless=True,
                                           args=["--no-sandbox"])
-    yield launched
-    launched.close()
+        yield launched
+        launched.close()
 
 
 @pytest.fixture
