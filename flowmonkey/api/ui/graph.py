@@ -40,6 +40,8 @@ from flowmonkey.model.flow import Flow, Step
 
 MAX_DRAWN_STEPS = 150
 """Steps drawn at most; a bigger flow shows the ones nearest its initial step."""
+MAX_DRAWN_EDGES = 600
+"""Arrows drawn at most (a flow of many routing steps with many targets each)."""
 MAX_LABELS_PER_EDGE = 3
 MAX_LABEL_CHARS = 32
 MAX_TITLE_CHARS = 200
@@ -192,16 +194,19 @@ def flow_svg(flow: Flow, marks: StepMarks | None = None) -> str:
     """The whole ``<svg>`` of ``flow``, with ``marks`` (an execution's) shown."""
     legend = marks is not None
     marks = marks or StepMarks()
-    drawn = _drawn_steps(flow)
+    every_edge = flow_edges(flow)
+    drawn = _drawn_steps(flow, every_edge)
     keep = set(drawn)
-    edges = [e for e in flow_edges(flow) if e.source in keep and e.target in keep]
+    edges = [e for e in every_edge if e.source in keep and e.target in keep]
+    edges_left_out = max(0, len(edges) - MAX_DRAWN_EDGES)
+    edges = edges[:MAX_DRAWN_EDGES]
     pairs = [(e.source, e.target) for e in edges]
     boxes = _visual_boxes(flow, drawn)
     layout = positioned(boxes, pairs) if boxes is not None else layered(drawn, pairs)
-    left_out = len(flow.steps) - len(drawn)
+    left_out = _left_out(len(flow.steps) - len(drawn), edges_left_out)
     legend_y = layout.height + (22.0 if left_out else 0.0)
     height = legend_y + (LEGEND_HEIGHT if legend else 0.0)
-    width = max(layout.width, 320.0 if left_out else 0.0, LEGEND_WIDTH if legend else 0.0)
+    width = max(layout.width, 420.0 if left_out else 0.0, LEGEND_WIDTH if legend else 0.0)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="flow-graph" '
         f'width="{_n(width)}" height="{_n(height)}" viewBox="0 0 {_n(width)} {_n(height)}" '
@@ -223,8 +228,7 @@ def flow_svg(flow: Flow, marks: StepMarks | None = None) -> str:
         out.append(_legend(legend_y))
     if left_out:
         out.append(f'<text class="left-out" x="{_n(12)}" y="{_n(legend_y - 8)}" font-size="12" '
-                   f'fill="#66727f">{left_out} more step{"s" if left_out != 1 else ""} not '
-                   f"drawn (at most {MAX_DRAWN_STEPS} are)</text>")
+                   f'fill="#66727f">{left_out}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -253,11 +257,23 @@ def _legend(y: float) -> str:
     return "".join(parts)
 
 
-def _drawn_steps(flow: Flow) -> list[str]:
+def _left_out(steps: int, edges: int) -> str:
+    """What the graph does not show, said under it ('' when it shows everything)."""
+    said = []
+    if steps:
+        said.append(f"{steps} more step{'s' if steps != 1 else ''} not drawn "
+                    f"(at most {MAX_DRAWN_STEPS} are)")
+    if edges:
+        said.append(f"{edges} more arrow{'s' if edges != 1 else ''} not drawn "
+                    f"(at most {MAX_DRAWN_EDGES} are)")
+    return "; ".join(said)
+
+
+def _drawn_steps(flow: Flow, edges: Sequence[FlowEdge]) -> list[str]:
     """Step ids in breadth-first order from the initial step (then the unreachable
     ones in definition order), at most :data:`MAX_DRAWN_STEPS`."""
     succ: dict[str, list[str]] = {}
-    for edge in flow_edges(flow):
+    for edge in edges:
         succ.setdefault(edge.source, []).append(edge.target)
     order: dict[str, None] = {}
     roots = [flow.initial_step_id, *flow.steps] if flow.initial_step_id in flow.steps \
