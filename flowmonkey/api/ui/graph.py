@@ -13,7 +13,8 @@ them. Colours are presentation attributes, so the SVG reads right without any CS
 
 Pure: no I/O. Every text from the flow is escaped (the output is safe to insert into
 a page unescaped) and shortened; at most :data:`MAX_DRAWN_STEPS` steps are drawn
-(those nearest the initial step), and a line under the graph says how many were left.
+(those nearest the initial step) and :data:`MAX_DRAWN_EDGES` arrows, and a line under
+the graph says how many were left out.
 """
 
 from __future__ import annotations
