@@ -27,6 +27,7 @@ from flowmonkey.api import (
 from flowmonkey.api.auth import ApiAuth, principal_without_auth
 from flowmonkey.api.body_limit import BodyLimit
 from flowmonkey.api.deps import FlowRefresher, refuse_nul
+from flowmonkey.api.docs_page import install_docs
 from flowmonkey.api.errors import install_error_handlers
 from flowmonkey.api.form_submissions import FormSubmissions
 from flowmonkey.api.inbound_email import InboundEmails, InboundEmailSettings
@@ -74,8 +75,10 @@ def create_app(engine: Engine, auth: ApiAuth | None, *,
     ``FLOWMONKEY_UI_SECRET``; None: a random one per process)."""
     from flowmonkey import __version__
 
+    # the docs page is our own, with its assets shipped in the package (docs_page.py)
     app = FastAPI(title="FlowMonkey", version=__version__, description=DESCRIPTION,
-                  dependencies=[Depends(refuse_nul)])
+                  dependencies=[Depends(refuse_nul)], docs_url=None, redoc_url=None)
+    install_docs(app)
     # without a bound a client could make the server buffer and parse any amount
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
                        max_depth=engine.options.context_limits.max_depth)

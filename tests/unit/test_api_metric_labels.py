@@ -40,8 +40,8 @@ async def test_random_methods_and_paths_do_not_grow_the_metrics() -> None:
     async with engine:
         app = create_app(engine, AUTH)
         # the app's route templates: its documented paths and FastAPI's own pages
-        routes = {*app.openapi()["paths"], "/openapi.json", "/docs", "/docs/oauth2-redirect",
-                  "/redoc"}
+        routes = {*app.openapi()["paths"], "/openapi.json", "/docs", "/docs/assets",
+                  "/docs/oauth2-redirect", "/redoc"}
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             # each kind of route the random paths below can reach, once per method

@@ -13,7 +13,8 @@ them. Colours are presentation attributes, so the SVG reads right without any CS
 
 Pure: no I/O. Every text from the flow is escaped (the output is safe to insert into
 a page unescaped) and shortened; at most :data:`MAX_DRAWN_STEPS` steps are drawn
-(those nearest the initial step), and a line under the graph says how many were left.
+(those nearest the initial step) and :data:`MAX_DRAWN_EDGES` arrows, and a line under
+the graph says how many were left out.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from flowmonkey.model.flow import Flow, Step
 
 MAX_DRAWN_STEPS = 150
 """Steps drawn at most; a bigger flow shows the ones nearest its initial step."""
+MAX_DRAWN_EDGES = 600
+"""Arrows drawn at most (a flow of many routing steps with many targets each)."""
 MAX_LABELS_PER_EDGE = 3
 MAX_LABEL_CHARS = 32
 MAX_TITLE_CHARS = 200
@@ -190,16 +193,21 @@ def _short_json(value: Any) -> str:
 
 def flow_svg(flow: Flow, marks: StepMarks | None = None) -> str:
     """The whole ``<svg>`` of ``flow``, with ``marks`` (an execution's) shown."""
+    legend = marks is not None
     marks = marks or StepMarks()
-    drawn = _drawn_steps(flow)
+    every_edge = flow_edges(flow)
+    drawn = _drawn_steps(flow, every_edge)
     keep = set(drawn)
-    edges = [e for e in flow_edges(flow) if e.source in keep and e.target in keep]
+    edges = [e for e in every_edge if e.source in keep and e.target in keep]
+    edges_left_out = max(0, len(edges) - MAX_DRAWN_EDGES)
+    edges = edges[:MAX_DRAWN_EDGES]
     pairs = [(e.source, e.target) for e in edges]
     boxes = _visual_boxes(flow, drawn)
     layout = positioned(boxes, pairs) if boxes is not None else layered(drawn, pairs)
-    left_out = len(flow.steps) - len(drawn)
-    height = layout.height + (22.0 if left_out else 0.0)
-    width = max(layout.width, 320.0 if left_out else 0.0)
+    left_out = _left_out(len(flow.steps) - len(drawn), edges_left_out)
+    legend_y = layout.height + (22.0 if left_out else 0.0)
+    height = legend_y + (LEGEND_HEIGHT if legend else 0.0)
+    width = max(layout.width, 420.0 if left_out else 0.0, LEGEND_WIDTH if legend else 0.0)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="flow-graph" '
         f'width="{_n(width)}" height="{_n(height)}" viewBox="0 0 {_n(width)} {_n(height)}" '
@@ -217,19 +225,56 @@ def flow_svg(flow: Flow, marks: StepMarks | None = None) -> str:
     for step_id in drawn:
         out.append(_node_svg(flow, flow.steps[step_id], layout.boxes[step_id], marks))
     out.append("</g>")
+    if legend:
+        out.append(_legend(legend_y))
     if left_out:
-        out.append(f'<text class="left-out" x="{_n(12)}" y="{_n(height - 8)}" font-size="12" '
-                   f'fill="#66727f">{left_out} more step{"s" if left_out != 1 else ""} not '
-                   f"drawn (at most {MAX_DRAWN_STEPS} are)</text>")
+        out.append(f'<text class="left-out" x="{_n(12)}" y="{_n(legend_y - 8)}" font-size="12" '
+                   f'fill="#66727f">{left_out}</text>')
     out.append("</svg>")
     return "".join(out)
 
 
-def _drawn_steps(flow: Flow) -> list[str]:
+LEGEND_HEIGHT = 26.0
+LEGEND_WIDTH = 430.0
+
+
+def _legend(y: float) -> str:
+    """What the marks mean, in a row under an execution's graph."""
+    parts = ['<g class="legend" font-size="11" fill="#52606d">']
+    x = 12.0
+    for name, label in (("visited", "ran"), ("current", "current"), ("failed", "failed")):
+        fill, stroke, _ = _NODE_STYLE[name]
+        parts.append(f'<rect x="{_n(x)}" y="{_n(y + 4)}" width="22" height="13" rx="3" '
+                     f'fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
+                     f'<text x="{_n(x + 28)}" y="{_n(y + 15)}">{label}</text>')
+        x += 34 + 7 * len(label) + 14
+    parts.append(f'<path d="M{_n(x)},{_n(y + 10.5)} h24" stroke="{_TAKEN_STROKE}" '
+                 f'stroke-width="2.6" marker-end="url(#fm-arrow-taken)"/>'
+                 f'<text x="{_n(x + 32)}" y="{_n(y + 15)}">path taken</text>')
+    x += 32 + 7 * 10 + 14
+    parts.append(f'<path d="M{_n(x)},{_n(y + 10.5)} h24" stroke="#c62828" stroke-width="1.4" '
+                 f'stroke-dasharray="5 4"/><text x="{_n(x + 30)}" y="{_n(y + 15)}">'
+                 "on failure</text></g>")
+    return "".join(parts)
+
+
+def _left_out(steps: int, edges: int) -> str:
+    """What the graph does not show, said under it ('' when it shows everything)."""
+    said = []
+    if steps:
+        said.append(f"{steps} more step{'s' if steps != 1 else ''} not drawn "
+                    f"(at most {MAX_DRAWN_STEPS} are)")
+    if edges:
+        said.append(f"{edges} more arrow{'s' if edges != 1 else ''} not drawn "
+                    f"(at most {MAX_DRAWN_EDGES} are)")
+    return "; ".join(said)
+
+
+def _drawn_steps(flow: Flow, edges: Sequence[FlowEdge]) -> list[str]:
     """Step ids in breadth-first order from the initial step (then the unreachable
     ones in definition order), at most :data:`MAX_DRAWN_STEPS`."""
     succ: dict[str, list[str]] = {}
-    for edge in flow_edges(flow):
+    for edge in edges:
         succ.setdefault(edge.source, []).append(edge.target)
     order: dict[str, None] = {}
     roots = [flow.initial_step_id, *flow.steps] if flow.initial_step_id in flow.steps \
@@ -300,6 +345,9 @@ def _node_svg(flow: Flow, step: Step, box: Box, marks: StepMarks) -> str:
     chars = max(4, int((box.w - 16) / 7.6))
     title = step.name or step.id
     kind = step.type + (f" · retry {step.retry.max_attempts}" if step.retry else "")
+    child = step.config.get("flowId") if step.type == "subflow" else None
+    if isinstance(child, str):
+        kind += f" → {child}"
     tip = f"{step.id} ({step.type})" + (f" — {step.name}" if step.name else "")
     if step.description:
         tip += f": {step.description}"

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from flowmonkey.api.ui.graph import (
+    MAX_DRAWN_EDGES,
     MAX_DRAWN_STEPS,
     MAX_TITLE_CHARS,
     StepMarks,
@@ -250,3 +251,28 @@ def test_wide_switch_and_self_loop() -> None:
     root = parse(flow_svg(flow))
     assert len(nodes(root)) == 61
     assert ("pick", "pick") in edges(root)
+
+
+def test_a_subflow_step_names_its_child_flow() -> None:
+    flow = Flow.parse({"id": "p", "initialStepId": "call", "steps": {
+        "call": {"type": "subflow", "config": {"flowId": "<child>"}}}})
+    svg = flow_svg(flow)
+    assert "subflow → &lt;child&gt;" in svg
+
+
+def test_an_execution_graph_has_a_legend_and_a_flow_graph_none() -> None:
+    assert 'class="legend"' in flow_svg(order_flow(), StepMarks())
+    assert 'class="legend"' not in flow_svg(order_flow())
+
+
+def test_arrows_are_bounded_too() -> None:
+    count = 60  # 60 switches with 60 targets each (themselves too): 3600 arrows
+    cases = {str(j): f"s{j}" for j in range(count)}
+    steps = {f"s{i}": {"type": "switch", "config": {"path": "p", "cases": cases}}
+             for i in range(count)}
+    flow = Flow.parse({"id": "dense", "initialStepId": "s0", "steps": steps})
+    svg = flow_svg(flow)
+    root = parse(svg)
+    assert len(nodes(root)) == count
+    assert len(edges(root)) == MAX_DRAWN_EDGES
+    assert f"{count * count - MAX_DRAWN_EDGES} more arrows not drawn" in svg
