@@ -58,6 +58,7 @@ async def test_a_flow_shows_its_graph_steps_and_versions_newest_published_first(
         assert 'data-step="ask"' in text
         assert '<tr id="step-fetch">' in text
         assert '<a href="#step-ask">ask</a>' in text
+        assert 'href="/ui/executions?flow=call&amp;version=2.0.0"' in text
         # an admin reads configs as registered
         assert "s3cr3t-value" in text
         draft = await client.get("/ui/flows/call", params={"version": "3.0.0"})

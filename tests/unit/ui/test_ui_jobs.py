@@ -30,6 +30,15 @@ async def test_jobs_are_listed_and_read_within_the_sessions_tenant() -> None:
         assert "No jobs match these filters." in filtered.text
         typed = await client.get("/ui/jobs", params={"type": "export", "status": "pending"})
         assert job["jobId"] in typed.text
+        # the first page polls its rows, with its filters
+        assert ('hx-get="/ui/jobs/rows?status=pending&amp;type=export" hx-trigger="every 2s"'
+                in typed.text)
+        rows = await client.get("/ui/jobs/rows", params={"type": "export",
+                                                         "status": "pending"})
+        assert rows.status_code == 200
+        assert rows.text.startswith('<table class="list" id="job-rows"')
+        assert job["jobId"] in rows.text
+        assert other["jobId"] not in (await client.get("/ui/jobs/rows")).text
         one = await client.get(f"/ui/jobs/{job['jobId']}")
         assert one.status_code == 200
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in one.text
@@ -67,6 +76,7 @@ async def test_the_list_pages_by_cursor_keeping_its_filters(
         assert oldest in second.text
         assert newest not in second.text
         assert "First page" in second.text
+        assert "hx-get" not in second.text.split('id="job-rows"')[1].split(">")[0]
         bad = await client.get("/ui/jobs", params={"cursor": "not-a-cursor"})
         assert bad.status_code == 400
         assert "INVALID_CURSOR" in bad.text
