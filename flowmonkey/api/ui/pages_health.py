@@ -36,7 +36,7 @@ MAX_PARTITIONS = 256
 #: how long the log may take to tell its end offsets before the page goes without
 END_OFFSETS_TIMEOUT_S = 2.0
 #: WAL entries counted (beyond: "more than")
-WAL_COUNT_LIMIT = 1000
+WAL_COUNT_LIMIT = 100
 
 
 @dataclass(frozen=True, slots=True)
