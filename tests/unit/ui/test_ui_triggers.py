@@ -103,5 +103,9 @@ async def test_admins_pause_and_resume_with_the_session_token_and_tenants_may_no
         long = await client.post("/ui/triggers/hook-a/pause",
                                  data={"csrf_token": csrf, "reason": "x" * 1001})
         assert long.status_code == 422
+        nul = await client.post("/ui/triggers/hook-a/pause",
+                                data={"csrf_token": csrf, "reason": "a\x00b"})
+        assert nul.status_code == 422
+        assert "VALIDATION_ERROR" in nul.text
         missing = await client.post("/ui/triggers/nope/pause", data={"csrf_token": csrf})
         assert missing.status_code == 404
