@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli.common import (
@@ -109,6 +110,12 @@ def register_api(subparsers: Subparsers) -> None:
     parser.add_argument("--no-auth", action="store_true",
                         help=f"serve without API keys, ignoring {ENV_API_KEYS}: for local "
                              "development only")
+    parser.add_argument("--http", choices=("auto", "httptools", "h11"), default="auto",
+                        help="the HTTP/1.1 parser: httptools (C, less CPU per request) or "
+                             "h11 (pure Python); default auto: httptools when installed")
+    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                        help="the event loop: uvloop (libuv, less CPU per request) or "
+                             "asyncio's own; default auto: uvloop when installed")
     add_app_options(parser)
     add_private_http_option(parser, when="without Kafka")
     add_schema_option(parser)
@@ -136,7 +143,34 @@ def run_api(args: argparse.Namespace) -> int:
             f"; it listens on {args.host}, so anyone who can reach it can do anything"
         log.warning("serving without authentication (--no-auth), for local development "
                     "only%s", exposed)
-    return asyncio.run(_Api(args, settings, bundle, keys, inbound_email).run())
+    http, loop = _http_parser(args.http), _event_loop(args.loop)
+    with asyncio.Runner(loop_factory=loop) as runner:
+        return runner.run(_Api(args, settings, bundle, keys, inbound_email, http).run())
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _http_parser(choice: str) -> str:
+    """uvicorn's ``http`` for ``--http``: httptools, a C parser, when installed (auto)."""
+    if choice == "httptools" and not _installed("httptools"):
+        raise CliError("--http httptools: the httptools package is not installed",
+                       hint="install it (pip install httptools) or use --http h11")
+    return "h11" if choice == "h11" or not _installed("httptools") else "httptools"
+
+
+def _event_loop(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop factory for ``--loop`` (None: asyncio's own): uvloop when installed
+    (auto). Everything the engine runs (asyncpg, aiokafka, uvicorn) works on either."""
+    if choice == "uvloop" and not _installed("uvloop"):
+        raise CliError("--loop uvloop: the uvloop package is not installed",
+                       hint="install it (pip install uvloop) or use --loop asyncio")
+    if choice == "asyncio" or not _installed("uvloop"):
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
@@ -196,8 +230,10 @@ def _listen(host: str, port: int) -> socket.socket:
 
 class _Api:
     def __init__(self, args: argparse.Namespace, settings: Settings, bundle: Bundle,
-                 keys: tuple[ApiKey, ...], inbound_email: InboundEmailSettings) -> None:
+                 keys: tuple[ApiKey, ...], inbound_email: InboundEmailSettings,
+                 http: str) -> None:
         self.inbound_email = inbound_email
+        self.http = http
         self.args = args
         self.settings = settings
         self.bundle = bundle
@@ -251,7 +287,7 @@ class _Api:
                          inbound_email=self.inbound_email)
         debug = bool(getattr(self.args, "debug", False))
         config = uvicorn.Config(app, log_level="info" if debug else "warning",
-                                access_log=debug, lifespan="off",
+                                access_log=debug, lifespan="off", http=self.http,
                                 timeout_graceful_shutdown=10)
         server = _server(config)
         stop_on_signals(self.stop)
@@ -259,7 +295,10 @@ class _Api:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         auth = f"{len(self.keys)} API keys" if self.keys else "NO authentication (--no-auth)"
-        _say(f"listening on http://{shown}:{port} ({auth}); docs at /docs; Ctrl-C to stop")
+        loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") \
+            else "asyncio"
+        _say(f"listening on http://{shown}:{port} ({auth}; {self.http}, {loop}); docs at "
+             "/docs; Ctrl-C to stop")
 
         def failure() -> str | None:
             if serving.done():
