@@ -1,4 +1,8 @@
-"""What every route depends on: the engine and the caller (:class:`Principal`)."""
+"""What every route depends on: the engine and the caller (:class:`Principal`).
+
+The dependencies are ``async def`` though none awaits: FastAPI runs a plain ``def``
+dependency in a worker thread, and those hops (four per request) cost more CPU than
+the rest of FastAPI's handling of a ``GET`` (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -12,17 +16,17 @@ from flowmonkey.api.errors import ApiError
 from flowmonkey.engine import Engine
 
 
-def engine_of(request: Request) -> Engine:
+async def engine_of(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def principal_of(request: Request) -> Principal:
+async def principal_of(request: Request) -> Principal:
     principal: Principal = request.app.state.authenticate(request)
     return principal
 
 
-def refuse_nul(request: Request) -> None:
+async def refuse_nul(request: Request) -> None:
     """Every route's first check: a NUL character in the path or the query is a 400.
     PostgreSQL takes no NUL in a text parameter, so an id holding one would be a 500."""
     query = request.query_params.multi_items()
@@ -56,7 +60,7 @@ class FlowRefresher:
             return True
 
 
-def flows_of(request: Request) -> FlowRefresher:
+async def flows_of(request: Request) -> FlowRefresher:
     refresher: FlowRefresher = request.app.state.flow_refresher
     return refresher
 
