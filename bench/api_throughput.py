@@ -78,8 +78,11 @@ def start_api(port: int, data_dir: str | None,
            if not k.startswith(("FLOWMONKEY_KAFKA", "FLOWMONKEY_POSTGRES"))}
     if data_dir:
         env["FLOWMONKEY_DATA_DIR"] = data_dir
+    # the flowmonkey of this tree, whichever one the interpreter has installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.Popen(
-        [str(Path(sys.executable).with_name("flowmonkey")), "api", "--no-auth",
+        [sys.executable, "-c", "import sys; from flowmonkey.cli import main; sys.exit(main())",
+         "api", "--no-auth",
          "--flows-dir", str(FLOWS_DIR), "--port", str(port), *extra],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
