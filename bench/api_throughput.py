@@ -1,8 +1,10 @@
-"""The HTTP API's throughput and CPU per request, with the load from another process.
+"""The HTTP API's throughput and CPU per request, with the load from other processes.
 
-Starts ``flowmonkey api --no-auth`` on the embedded log (in memory; ``--data-dir`` for
+Starts ``flowmonkey api --no-auth`` on the embedded log (in memory; ``--durable`` for
 the durable one) with the example flows in a process of its own, and drives it from
-this process with an async httpx client over ``--connections`` connections:
+``--clients`` load processes (default 1) with a raw asyncio HTTP/1.1 keep-alive client
+(``http_load.py``: tens of µs of CPU per request, where httpx took ~3.5 ms and capped
+what could be measured) over ``--connections`` connections in all:
 
 * ``get``: ``GET /v1/executions/{id}`` of executions created beforehand, as fast as
   the connections allow: requests/s, p50/p99 latency (ms);
@@ -13,16 +15,19 @@ this process with an async httpx client over ``--connections`` connections:
   the same concurrency: what the engine allows, and its CPU per call.
 
 Each HTTP phase reports the API process's CPU per request (``api_cpu_ms_per_request``,
-user + system time read with psutil), and this process's (the client's) share of a
-core: near 1, the load generator limits the run, not the API. ``http_cpu_ms_per_request``
-is the API's CPU per request less the engine's own for the same call: what the HTTP
-layer adds. Issue 15 wants it at most ~1 ms, ``GET`` ≥ 2,000/s, and creates limited by
-the engine, not the HTTP layer. ``api_cpu_bound_get_per_s`` is the rate the API's CPU
-per request allows on one core (it is one process): what it could serve with a client
-and cores to spare.
+user + system time read with psutil) and its share of a core, and the load processes'
+(``client_cpu_share_of_a_core``, all of them): the API is one process, so near 1.0 it
+is what limits the run; a client share near the cores left says the client did.
+``http_cpu_ms_per_request`` is the API's CPU per request less the engine's own for the
+same call: what the HTTP layer adds. Issue 15 wants it at most ~1 ms, ``GET`` ≥
+2,000/s, and creates limited by the engine, not the HTTP layer.
+``api_cpu_bound_get_per_s`` is the rate the API's CPU per request allows on one core:
+what it could serve with a client and cores to spare. ``--api-arg`` passes options to
+``flowmonkey api`` (``--api-arg=--http=h11``, ``--api-arg=--loop=asyncio``) for A/B
+runs; ``--py-spy PREFIX`` records the API process during each phase.
 
     python bench/api_throughput.py
-    python bench/api_throughput.py --connections 64 --seconds 10
+    python bench/api_throughput.py --connections 64 --clients 2 --seconds 10
 """
 
 from __future__ import annotations
