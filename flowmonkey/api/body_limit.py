@@ -15,7 +15,6 @@ are validated by FastAPI, which gives them no other way to know the engine.
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -43,7 +42,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        declared = _content_length(scope)
         if declared.isdigit() and int(declared) > self.max_bytes:
             response = JSONResponse(error_body(CODE, too_large_message(self.max_bytes)),
                                     status_code=413)
@@ -68,6 +67,15 @@ class BodyLimit:
             await self.app(scope, bounded, send)
         finally:
             body_max_depth.reset(depth)
+
+
+def _content_length(scope: Scope) -> str:
+    """The ``Content-Length`` header ("" without one), read from the scope's raw
+    headers (names arrive lower-cased) without building a ``Headers``."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return str(value.decode("latin-1"))
+    return ""
 
 
 async def read_body(request: Request, limit: int) -> bytes:

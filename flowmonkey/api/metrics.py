@@ -18,6 +18,7 @@ kept for the life of the process), and a status outside 100-599 as ``other``.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,6 +66,10 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # the labelled children, looked up once per label set: ``labels()`` costs more
+        # than counting (the label values come from fixed sets, so this stays small)
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,6 +90,13 @@ class RequestMetrics:
             # the router sets "route" in this very scope
             template = route_label(scope.get("route"))
             method = method_label(scope.get("method"))
-            self.metrics.api_requests.labels(method, template, status_label(status)).inc()
-            self.metrics.api_request_seconds.labels(method, template).observe(
-                time.perf_counter() - started)
+            counted = (method, template, status_label(status))
+            counter = self._counters.get(counted)
+            if counter is None:
+                counter = self._counters[counted] = self.metrics.api_requests.labels(*counted)
+            counter.inc()
+            timer = self._timers.get(counted[:2])
+            if timer is None:
+                timer = self._timers[counted[:2]] = \
+                    self.metrics.api_request_seconds.labels(method, template)
+            timer.observe(time.perf_counter() - started)

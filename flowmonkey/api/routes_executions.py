@@ -2,6 +2,10 @@
 
 Every command carries the caller's tenant and every query is scoped to it: another
 tenant's execution answers 404, exactly like one that does not exist.
+
+The routes answering executions declare ``ExecutionOut`` (the OpenAPI schema) but write
+their answer with :mod:`flowmonkey.api.execution_json`, which gives the same JSON
+without validating a second model per execution.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from fastapi import APIRouter, Query, Response
 
 from flowmonkey.api.deps import Caller, EngineDep, FlowRefresher, Flows
 from flowmonkey.api.errors import ApiError, not_found
+from flowmonkey.api.execution_json import execution_dict, json_response
 from flowmonkey.api.schemas import (
     CancelOut,
     CancelRequest,
@@ -67,7 +72,7 @@ def _check_hit(execution: Execution, flow_id: str, tenant_id: str | None) -> Non
                                              "started earlier: that one is returned"},
                         **errors(401, 404, 409, 422, 504)})
 async def create_execution(body: CreateExecutionRequest, engine: EngineDep, caller: Caller,
-                           flows: Flows, response: Response) -> CreateExecutionOut:
+                           flows: Flows) -> Response:
     """Start an execution of a flow (201), or return the one an idempotency key names
     (200, ``idempotencyHit: true``)."""
     parent = body.parent_execution_id
@@ -76,11 +81,12 @@ async def create_execution(body: CreateExecutionRequest, engine: EngineDep, call
     result = await _create(engine, flows, body, caller.tenant_id)
     if result.idempotency_hit:
         _check_hit(result.execution, body.flow_id, caller.tenant_id)
-        response.status_code = 200
-    response.headers["Location"] = f"/v1/executions/{result.execution.id}"
-    return CreateExecutionOut(execution=ExecutionOut.of(result.execution),
-                              created=result.created,
-                              idempotency_hit=result.idempotency_hit)
+    # CreateExecutionOut's JSON
+    return json_response({"execution": execution_dict(result.execution),
+                          "created": result.created,
+                          "idempotencyHit": result.idempotency_hit},
+                         200 if result.idempotency_hit else 201,
+                         {"Location": f"/v1/executions/{result.execution.id}"})
 
 
 @router.get("", response_model=ExecutionPage, responses=errors(400, 401, 422))
@@ -91,14 +97,15 @@ async def list_executions(
     parent_execution_id: Annotated[str | None, Query(alias="parentExecutionId")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(description="nextCursor of the previous page")] = None,
-) -> ExecutionPage:
+) -> Response:
     """Executions, newest first; pass ``nextCursor`` back as ``cursor`` for the next page
     (``null`` on the last one)."""
     page = await engine.list(tenant_id=caller.tenant_id, status=status, flow_id=flow_id,
                              parent_execution_id=parent_execution_id, limit=limit,
                              cursor=cursor)
-    return ExecutionPage(items=[ExecutionOut.of(e) for e in page.items],
-                         next_cursor=page.next_cursor)
+    # ExecutionPage's JSON
+    return json_response({"items": [execution_dict(e) for e in page.items],
+                          "nextCursor": page.next_cursor})
 
 
 async def _visible(engine: Engine, execution_id: str, tenant_id: str | None) -> Execution:
@@ -109,8 +116,9 @@ async def _visible(engine: Engine, execution_id: str, tenant_id: str | None) -> 
 
 
 @router.get("/{execution_id}", response_model=ExecutionOut, responses=errors(401, 404))
-async def get_execution(execution_id: str, engine: EngineDep, caller: Caller) -> ExecutionOut:
-    return ExecutionOut.of(await _visible(engine, execution_id, caller.tenant_id))
+async def get_execution(execution_id: str, engine: EngineDep, caller: Caller) -> Response:
+    return json_response(execution_dict(await _visible(engine, execution_id,
+                                                       caller.tenant_id)))
 
 
 @router.get("/{execution_id}/events", response_model=HistoryOut, responses=errors(401, 404))
@@ -126,7 +134,7 @@ async def execution_events(execution_id: str, engine: EngineDep,
             responses=errors(401, 404, 422))
 async def execution_state(execution_id: str, engine: EngineDep, caller: Caller,
                           seq: Annotated[int, Query(ge=1, description="an event's seq")]
-                          ) -> ExecutionOut:
+                          ) -> Response:
     """The execution as it was right after its event ``seq`` (rebuilt from its events)."""
     execution = await _visible(engine, execution_id, caller.tenant_id)
     if seq > execution.seq:
@@ -137,18 +145,18 @@ async def execution_state(execution_id: str, engine: EngineDep, caller: Caller,
     if state is None:
         raise ApiError(404, "EVENT_NOT_FOUND",
                        f"execution {execution_id!r} has no state at event {seq}")
-    return ExecutionOut.of(state)
+    return json_response(execution_dict(state))
 
 
 @router.post("/{execution_id}/resume", response_model=ExecutionOut,
              responses=errors(400, 401, 404, 409, 422, 504))
 async def resume_execution(execution_id: str, body: ResumeRequest, engine: EngineDep,
-                           caller: Caller) -> ExecutionOut:
+                           caller: Caller) -> Response:
     """Resume a waiting execution with its resume token (each token works once): 400
     ``INVALID_TOKEN`` for a wrong one; 409 ``TOKEN_USED``, ``TOKEN_EXPIRED``,
     ``TOKEN_REVOKED`` or ``NOT_WAITING``."""
-    return ExecutionOut.of(await engine.resume(execution_id, body.token, body.data,
-                                               tenant_id=caller.tenant_id))
+    return json_response(execution_dict(await engine.resume(
+        execution_id, body.token, body.data, tenant_id=caller.tenant_id)))
 
 
 @router.post("/{execution_id}/cancel", response_model=CancelOut,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,8 @@ MAX_HEADERS = 100
 MAX_HEADER_CHARS = 8_192
 MAX_SOURCE_KEY_CHARS = 500
 BAD_SIGNATURE = "BAD_SIGNATURE"
+#: the executions this process's deliveries fired, newest last (see Webhooks._fire)
+MAX_RECENT_FIRED = 10_000
 
 UNAUTHORIZED = ApiError(401, "UNAUTHENTICATED", "unauthorized")
 """The answer to any refused signature: the same, whatever was wrong."""
@@ -58,6 +61,7 @@ class Webhooks:
         self.bad_signature_every_s = bad_signature_every_s
         self._monotonic = monotonic
         self._last_recorded: dict[str, float] = {}  # trigger id -> when (known ids only)
+        self._fired: OrderedDict[str, None] = OrderedDict()
 
     def _count(self, trigger_id: str, outcome: str) -> None:
         self.engine.metrics.trigger_webhooks.labels(trigger_id, outcome).inc()
@@ -146,7 +150,12 @@ class Webhooks:
         # the execution's id derives from the source: one that exists already is a
         # retried delivery's (the kernel refuses to start it twice)
         expected = triggered_execution_id(trigger.id, "webhook", source_key)
-        seen = await self.engine.projection.get(expected) is not None
+        # A 202 is answered once the trigger fired, before the execution's start is
+        # projected: a retry arriving in between is told it is one by this process's
+        # memory of what it fired (retries to another process are told by the
+        # projection, once the start is applied there)
+        seen = expected in self._fired or \
+            await self.engine.projection.get(expected) is not None
         try:
             execution_id = await self.engine.fire_trigger(trigger.id, arrival, source_key,
                                                           kind="webhook")
@@ -157,6 +166,10 @@ class Webhooks:
             if exc.code == "MAPPING_ERROR":
                 raise ApiError(422, "MAPPING_ERROR", exc.message) from None
             raise
+        self._fired[execution_id] = None
+        self._fired.move_to_end(execution_id)
+        if len(self._fired) > MAX_RECENT_FIRED:
+            self._fired.popitem(last=False)
         return WebhookAccepted(execution_id=execution_id, trigger_id=trigger.id,
                                duplicate=seen)
 

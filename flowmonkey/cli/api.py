@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from flowmonkey.cli.common import (
@@ -110,6 +111,13 @@ def register_api(subparsers: Subparsers) -> None:
     parser.add_argument("--no-auth", action="store_true",
                         help=f"serve without API keys, ignoring {ENV_API_KEYS}: for local "
                              "development only")
+    parser.add_argument("--http", choices=("auto", "httptools", "h11"), default="auto",
+                        help="the HTTP/1.1 parser: httptools (C, less CPU per request) or "
+                             "h11 (pure Python); default auto: httptools when installed")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the event loop (default asyncio's own); uvloop, when "
+                             "installed, measured no less CPU per request "
+                             "(docs/performance.md)")
     add_app_options(parser)
     add_private_http_option(parser, when="without Kafka")
     add_schema_option(parser)
@@ -138,8 +146,36 @@ def run_api(args: argparse.Namespace) -> int:
             f"; it listens on {args.host}, so anyone who can reach it can do anything"
         log.warning("serving without authentication (--no-auth), for local development "
                     "only%s", exposed)
-    return asyncio.run(_Api(args, settings, bundle, keys, inbound_email,
-                            ui_secret).run())
+    http, loop = _http_parser(args.http), _event_loop(args.loop)
+    with asyncio.Runner(loop_factory=loop) as runner:
+        return runner.run(_Api(args, settings, bundle, keys, inbound_email, http,
+                                     ui_secret).run())
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _http_parser(choice: str) -> str:
+    """uvicorn's ``http`` for ``--http``: httptools, a C parser, when installed (auto)."""
+    if choice == "httptools" and not _installed("httptools"):
+        raise CliError("--http httptools: the httptools package is not installed",
+                       hint="install it (pip install httptools) or use --http h11")
+    return "h11" if choice == "h11" or not _installed("httptools") else "httptools"
+
+
+def _event_loop(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop factory for ``--loop`` (None: asyncio's own). uvloop is not a
+    dependency: it measured no gain here, but what the engine runs (asyncpg, aiokafka,
+    uvicorn) works on it, so a deployment may try it."""
+    if choice == "asyncio":
+        return None
+    if not _installed("uvloop"):
+        raise CliError("--loop uvloop: the uvloop package is not installed",
+                       hint="install it (pip install uvloop) or leave out --loop")
+    module = importlib.import_module("uvloop")
+    factory: Callable[[], asyncio.AbstractEventLoop] = module.new_event_loop
+    return factory
 
 
 def _keys(no_auth: bool) -> tuple[ApiKey, ...]:
@@ -218,8 +254,9 @@ def _listen(host: str, port: int) -> socket.socket:
 class _Api:
     def __init__(self, args: argparse.Namespace, settings: Settings, bundle: Bundle,
                  keys: tuple[ApiKey, ...], inbound_email: InboundEmailSettings,
-                 ui_secret: str | None = None) -> None:
+                 http: str, ui_secret: str | None = None) -> None:
         self.inbound_email = inbound_email
+        self.http = http
         self.ui_secret = ui_secret
         self.args = args
         self.settings = settings
@@ -275,7 +312,7 @@ class _Api:
                          ui_secret=self.ui_secret)
         debug = bool(getattr(self.args, "debug", False))
         config = uvicorn.Config(app, log_level="info" if debug else "warning",
-                                access_log=debug, lifespan="off",
+                                access_log=debug, lifespan="off", http=self.http,
                                 timeout_graceful_shutdown=10)
         server = _server(config)
         stop_on_signals(self.stop)
@@ -283,8 +320,10 @@ class _Api:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         auth = f"{len(self.keys)} API keys" if self.keys else "NO authentication (--no-auth)"
-        _say(f"listening on http://{shown}:{port} ({auth}); docs at /docs; explorer at "
-             f"http://{shown}:{port}/ui; Ctrl-C to stop")
+        loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") \
+            else "asyncio"
+        _say(f"listening on http://{shown}:{port} ({auth}; {self.http}, {loop}); docs at "
+             f"/docs; explorer at http://{shown}:{port}/ui; Ctrl-C to stop")
 
         def failure() -> str | None:
             if serving.done():

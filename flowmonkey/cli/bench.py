@@ -36,7 +36,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                 "the 5-step flow on every setup beside DBOS (--with-dbos; `pip install "
                 "dbos` first): steps/s, the ratio to DBOS and issue 15's goals"),
     "api": ("api_throughput.py",
-            "`flowmonkey api` driven from another process: GETs/s, create-then-get "
+            "`flowmonkey api` driven from load processes of its own: GETs/s, create-then-get "
             "pairs/s, p50/p99, and the API's CPU per request"),
     "replay": ("replay_throughput.py",
                "events/s of rebuilding a partition and of `replay --verify-all`, and the "
