@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -85,6 +86,10 @@ def _waiting(engine: Engine) -> int:
                if s.status == ExecutionStatus.WAITING)
 
 
+def _parked_at_least(engine: Engine, count: int) -> bool:
+    return _waiting(engine) >= count
+
+
 async def _until(check: Callable[[], bool], what: str, timeout_s: float = 900) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -121,7 +126,7 @@ async def _publish_all(engine: Engine, total: int, batch: int) -> None:
             records.append(command_record(engine.topics.commands, command, key))
         await engine.log.publish(records)
         # keep the backlog bounded, as a rate-limited API would
-        await _until(lambda behind=first - 4 * batch: _waiting(engine) >= behind,
+        await _until(functools.partial(_parked_at_least, engine, first - 4 * batch),
                      "the backlog did not shrink")
 
 

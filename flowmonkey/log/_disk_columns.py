@@ -3,16 +3,19 @@
 The in-memory log keeps every record's bytes: it is the store. A durable log has
 them in its segments, so keeping them in memory too made its memory grow with every
 event ever written (about 3 KB per parked execution: docs/performance.md). Here every
-record costs 20 bytes in memory (its frame's start and size, its timestamp); the
-bytes of the newest ones (``window_bytes`` of values, at least the last record) stay
-in memory too, because readers keeping up (the processors on the commands topic, the
-projector on the events topic) read them right after they are written. Older ones,
-which only a replay, a recovery or a lagging reader asks for, are read back from their
+record costs 20 bytes in memory (its frame's start and size, its timestamp), and only
+the bytes of the newest stay in memory: of records already read, about
+``window_bytes``; of records nobody has read yet, up to ``UNREAD_WINDOWS`` times as
+much, because readers keeping up (the processors on the commands topic, the projector
+on the events topic) read them soon after they are written, and a projector that lags
+behind a burst would otherwise read from disk and decode every event again (1 MiB for
+both cost ~25% more CPU per step at 10,000 executions in flight). Older records, which
+only a replay, a recovery or a lagging reader asks for, are read back from their
 segment, one ``pread`` per segment a read spans, their checksums checked again.
 
 Decoded objects (:mod:`flowmonkey.log.decoded`) are kept, as in memory, until their
-first read, but only for the newest ``MAX_DECODED`` records: in a processor-only
-process nobody reads the events topic, and its objects would otherwise pile up.
+first read, but only while their bytes are in memory and for the newest
+``MAX_DECODED`` records.
 """
 
 from __future__ import annotations
@@ -33,15 +36,19 @@ from flowmonkey.log.base import Headers, OutRecord, Record
 from flowmonkey.log.decoded import new_decoded_record, new_record
 
 DEFAULT_WINDOW_BYTES = 1 << 20
-MAX_DECODED = 2048
+# unread records may keep up to this many windows: a reader that lags (the projector
+# behind a burst of 10,000 executions) still finds their bytes, and their decoded
+# objects, in memory
+UNREAD_WINDOWS = 8
+MAX_DECODED = 16384
 _MAX_OPEN = 8  # read descriptors kept open per partition
 
 
 class DiskColumns(RecordColumns):
     """The records of one partition of a durable log (same reads as RecordColumns)."""
 
-    __slots__ = ("_bases", "_directory", "_fds", "_first", "_kept", "_sizes", "_starts",
-                 "_window")
+    __slots__ = ("_bases", "_directory", "_fds", "_first", "_kept", "_read_to", "_sizes",
+                 "_starts", "_window")
 
     def __init__(self, topic: str, partition: int, directory: Path,
                  window_bytes: int | None = None) -> None:
@@ -53,6 +60,7 @@ class DiskColumns(RecordColumns):
         self._starts: array[int] = array("q")  # frame start, by offset
         self._sizes: array[int] = array("L")  # frame size, by offset
         self._first = 0  # offset of the first record whose bytes are in memory
+        self._read_to = 0  # the highest offset read so far, plus one
         self._kept = 0  # bytes of the values in memory
         self._fds: dict[int, int] = {}
 
@@ -130,16 +138,26 @@ class DiskColumns(RecordColumns):
                                                         places[at + 2]))
 
     def _trim(self) -> None:
-        """Forget the oldest bytes until half the window is left (the newest record
-        always stays): trimming in halves keeps the cost per record constant."""
+        """Forget the oldest bytes: those already read, down to half the window, or
+        any, down to half of what unread records may keep. Trimming in halves keeps
+        the cost per record constant; the newest record always stays."""
+        window = self._window
+        if self._kept > UNREAD_WINDOWS * window:
+            self._drop(UNREAD_WINDOWS * window // 2, len(self._values) - 1)
+        if self._kept > window and self._read_to > self._first:
+            self._drop(window // 2, min(self._read_to - self._first, len(self._values) - 1))
+
+    def _drop(self, target: int, most: int) -> None:
+        """Drop the oldest in-memory records, at most ``most``, until ``target`` bytes
+        are left."""
         values = self._values
-        target = self._window // 2
         kept = self._kept
         drop = 0
-        last = len(values) - 1
-        while kept > target and drop < last:
+        while kept > target and drop < most:
             kept -= len(values[drop])
             drop += 1
+        if not drop:
+            return
         del values[:drop]
         del self._keys[:drop]
         del self._headers[:drop]
@@ -159,6 +177,10 @@ class DiskColumns(RecordColumns):
             offset = self._read_disk(offset, min(stop, first), out)
         if offset < stop:
             self._read_memory(offset, stop, out)
+        if stop > self._read_to:
+            self._read_to = stop
+            if self._kept > self._window:
+                self._trim()
         return out
 
     def _read_memory(self, offset: int, stop: int, out: list[Record]) -> None:

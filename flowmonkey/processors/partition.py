@@ -203,6 +203,11 @@ class PartitionProcessor:
         #: owner): the engine answers ``create`` from it instead of folding the events
         #: again. A hint only: the answer still comes from the log through the projector.
         self.on_started: OnStarted | None = None
+        #: whether a reader in this process takes the events this processor appends
+        #: (its owner clears it when none does): only then are their objects attached
+        #: for a log that keeps them (flowmonkey.log.decoded), which would hold them
+        #: unread otherwise
+        self.decoded_events = True
         # decided batches waiting for the committer: (records, commands offset or None,
         # events among the records, cancels to route once they are appended)
         self._unsent: list[tuple[list[OutRecord], int | None, int, list[Command]]] = []
@@ -471,7 +476,7 @@ class PartitionProcessor:
         events_topic, commands_topic = self.topics.events, self.topics.commands
         partition = self.partition
         # only a log that keeps it (the embedded one) hands the event to its readers
-        attach = self.log.capabilities.keeps_decoded
+        attach = self.decoded_events and self.log.capabilities.keeps_decoded
         now = self.clock.now_ms()
         if self._early_cancels:
             self._early_cancels.expire(now)

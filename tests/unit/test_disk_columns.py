@@ -9,7 +9,7 @@ import pytest
 
 from flowmonkey.errors import LogError
 from flowmonkey.log import EmbeddedLog, OutRecord, TopicSpec
-from flowmonkey.log._disk_columns import MAX_DECODED, DiskColumns
+from flowmonkey.log._disk_columns import MAX_DECODED, UNREAD_WINDOWS, DiskColumns
 from flowmonkey.log.decoded import DecodedRecord, new_decoded_out_record
 
 TOPIC = "events"
@@ -34,7 +34,8 @@ async def test_old_records_come_back_from_disk_equal_across_segments(tmp_path: P
         columns._window = 100  # a few records' bytes
         for first in range(0, 60, 7):
             await log.append([_record(i) for i in range(first, min(60, first + 7))])
-        assert columns.first_in_memory > 40  # the others are on disk only
+            await log.read(TOPIC, 0, first, 7)  # a reader keeping up
+        assert columns.first_in_memory > 50  # the others are on disk only
         assert len(list((tmp_path / TOPIC / "0").glob("*.log"))) > 3
         whole = await log.read(TOPIC, 0, 0, 1000)
         pieces = [r for start in range(0, 60, 9) for r in await log.read(TOPIC, 0, start, 9)]
@@ -85,3 +86,16 @@ async def test_a_record_changed_on_disk_is_refused_by_name(tmp_path: Path) -> No
         with pytest.raises(LogError, match=r"events/0 offset 1 .*checksum"):
             await log.read(TOPIC, 0, 0, 10)
         assert [r.offset for r in await log.read(TOPIC, 0, 2, 10)] == [2, 3, 4]
+
+
+async def test_unread_records_keep_their_bytes_up_to_a_bound(tmp_path: Path) -> None:
+    async with EmbeddedLog(tmp_path, fsync=False) as log:
+        await log.create_topics([TopicSpec(TOPIC, 1)])
+        columns = _columns(log)
+        columns._window = 1000
+        await log.append([OutRecord(TOPIC, b"v" * 100, partition=0) for _ in range(50)])
+        assert columns.first_in_memory == 0  # 5,000 bytes nobody read yet: all kept
+        await log.append([OutRecord(TOPIC, b"v" * 100, partition=0) for _ in range(50)])
+        assert columns._kept <= UNREAD_WINDOWS * 1000  # past the bound for unread ones
+        assert len(await log.read(TOPIC, 0, 0, 200)) == 100
+        assert columns._kept <= 1000  # once read, only a window stays

@@ -24,7 +24,9 @@ def test_timers_fire_in_due_order_each_at_its_time_and_once() -> None:
     assert clock.advance(25) == 2  # one clock timer at a time, re-armed for the next due
     assert fired == [("a", START + 10, "signal_timeout", START + 10),
                      ("b", START + 20, "wake", START + 20)]
-    assert len(heap) == 1 and "c" in heap and "a" not in heap
+    assert len(heap) == 1
+    assert "c" in heap
+    assert "a" not in heap
     clock.advance(100)
     assert [f[0] for f in fired] == ["a", "b", "c"]
     assert len(heap) == 0
@@ -49,7 +51,8 @@ def test_disarmed_and_rearmed_timers_fire_only_as_last_armed() -> None:
     heap.disarm("missing")  # nothing armed: no error
     clock.advance(30)
     assert fired == []
-    assert heap["b"].due == START + 40 and heap.get("a") is None
+    assert heap["b"].due == START + 40
+    assert heap.get("a") is None
     clock.advance(10)
     assert fired == [("b", START + 40, "wait_timeout", START + 40)]
 
@@ -90,7 +93,8 @@ def test_clear_drops_every_timer_and_the_clock_timer() -> None:
     heap.clear()
     assert clock.next_due() is None
     clock.advance(100)
-    assert fired == [] and len(heap) == 0
+    assert fired == []
+    assert len(heap) == 0
     heap.arm("a", START + 200, "wake")  # usable again
     clock.advance(100)
     assert [f[0] for f in fired] == ["a"]
