@@ -2,14 +2,14 @@
 
 The in-memory log keeps every record's bytes: it is the store. A durable log has
 them in its segments, so keeping them in memory too made its memory grow with every
-event ever written (about 3 KB per parked execution: docs/performance.md). Here every
+event ever written (docs/performance.md). Here every
 record costs 20 bytes in memory (its frame's start and size, its timestamp), and only
 the bytes of the newest stay in memory: of records already read, about
 ``window_bytes``; of records nobody has read yet, up to ``UNREAD_WINDOWS`` times as
 much, because readers keeping up (the processors on the commands topic, the projector
 on the events topic) read them soon after they are written, and a projector that lags
-behind a burst would otherwise read from disk and decode every event again (1 MiB for
-both cost ~25% more CPU per step at 10,000 executions in flight). Older records, which
+behind a burst would otherwise read from disk and decode every event again
+(docs/performance.md has the figures). Older records, which
 only a replay, a recovery or a lagging reader asks for, are read back from their
 segment, one ``pread`` per segment a read spans, their checksums checked again.
 
