@@ -283,6 +283,7 @@ class Engine:
                 self.options.timeout_ms, self.vault, self.snapshots, self.snapshot_every,
                 # with the projector here too, its answers take what the processors decided
                 on_started=self._waiters.started if self.run_projector else None,
+                decoded_events=self.run_projector,
             ) if self.run_processors else None,
             triggers=(self.triggers, own), forms=(self.forms, own_forms))
         if self.run_processors:

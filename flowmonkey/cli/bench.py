@@ -38,6 +38,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "api": ("api_throughput.py",
             "`flowmonkey api` driven from load processes of its own: GETs/s, create-then-get "
             "pairs/s, p50/p99, and the API's CPU per request"),
+    "waiting": ("waiting_memory.py",
+                "memory of 100,000 executions parked on a signal wait: in an embedded "
+                "process, a processor-only one, and one that recovered them (--breakdown: "
+                "top allocation sites)"),
     "replay": ("replay_throughput.py",
                "events/s of rebuilding a partition and of `replay --verify-all`, and the "
                "memory of 100,000 executions waiting on a signal"),

@@ -62,6 +62,9 @@ class RecordColumns:
             self.append(record.key, record.value, record.headers, record.timestamp_ms,
                         getattr(record, "decoded", None))
 
+    def close(self) -> None:
+        """Release what reads hold (nothing, in memory)."""
+
     def read(self, offset: int, max_records: int) -> list[Record]:
         values = self._values
         stop = min(len(values), offset + max_records)

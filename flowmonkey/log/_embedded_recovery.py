@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowmonkey.errors import LogError
-from flowmonkey.log._columns import RecordColumns
+from flowmonkey.log._disk_columns import DiskColumns
 from flowmonkey.log._embedded_store import (
     _CHECKPOINT,
     _ENTRY_HEAD,
@@ -98,15 +98,33 @@ def side_file(path: Path, kind: str) -> Path:
 
 @dataclass(slots=True)
 class SegmentScan:
-    """One segment file: its intact records (with the byte where each frame starts)
-    and the byte ranges ``[start, end)`` that hold no intact record."""
+    """One segment file: where its intact records are (the byte where each frame
+    starts and the byte after it), their offsets and timestamps, and the byte ranges
+    ``[start, end)`` that hold no intact record.
+
+    The records themselves are not kept: a scan of a large log would hold all of it
+    in memory at once. :attr:`records` reads them again (repairs, damage reports)."""
 
     path: Path
     base: int
     size: int
     starts: array[int] = field(default_factory=lambda: array("q"))
-    records: list[Record] = field(default_factory=list)
+    ends: array[int] = field(default_factory=lambda: array("q"))
+    offsets: array[int] = field(default_factory=lambda: array("q"))
+    stamps: array[int] = field(default_factory=lambda: array("q"))
+    topic: str = ""
+    index: int = 0
     damaged: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[Record]:
+        """The intact records, decoded from the file again."""
+        if not self.starts:
+            return []
+        buf = self.path.read_bytes()
+        view = memoryview(buf)
+        return [_decode_record(self.topic, self.index, view[start + _FRAME.size:end])
+                for start, end in zip(self.starts, self.ends, strict=True)]
 
 
 def _record_at(buf: bytes, view: memoryview, pos: int, topic: str, index: int,
@@ -145,7 +163,7 @@ def scan_segment(path: Path, topic: str, index: int, after: int) -> SegmentScan:
     view = memoryview(buf)
     size = len(buf)
     base = int(path.name[:20])
-    scan = SegmentScan(path, base, size)
+    scan = SegmentScan(path, base, size, topic=topic, index=index)
     # no more records than frames fit: a bound that rejects most random "offsets"
     span = size // MIN_RECORD_FRAME + 1
     pos = 0
@@ -155,7 +173,9 @@ def scan_segment(path: Path, topic: str, index: int, after: int) -> SegmentScan:
         if found is not None:
             record, end = found
             scan.starts.append(pos)
-            scan.records.append(record)
+            scan.ends.append(end)
+            scan.offsets.append(record.offset)
+            scan.stamps.append(record.timestamp_ms)
             after = record.offset
             pos = end
             continue
@@ -211,9 +231,9 @@ class PartitionScan:
     def position(self, record_index: int) -> tuple[int, int]:
         """(segment index, byte) where ``record_index``'s frame starts."""
         for number, segment in enumerate(self.segments):
-            if record_index < len(segment.records):
+            if record_index < len(segment.offsets):
                 return number, segment.starts[record_index]
-            record_index -= len(segment.records)
+            record_index -= len(segment.offsets)
         raise IndexError(record_index)
 
     def executions_after(self, record_index: int) -> list[str]:
@@ -240,16 +260,16 @@ def scan_partition(directory: Path, topic: str, index: int) -> PartitionScan:
         damaged = iter(segment.damaged)
         damage = next(damaged, None)
         damaged_until = -1  # the end of the damaged range just read, if any
-        for start, record in zip(segment.starts, segment.records, strict=True):
+        for start, offset in zip(segment.starts, segment.offsets, strict=True):
             while damage is not None and damage[0] < start:
                 scan.breaks.append(Break(path, *damage, expected, scan.count,
                                          _keys_in(path, *damage)))
                 damaged_until = damage[1]
                 damage = next(damaged, None)
             # records missing right after a damaged range were in it: one break, not two
-            if record.offset != expected and start != damaged_until:
+            if offset != expected and start != damaged_until:
                 scan.breaks.append(Break(path, start, start, expected, scan.count))
-            expected = record.offset + 1
+            expected = offset + 1
             scan.count += 1
         while damage is not None:
             scan.breaks.append(Break(path, *damage, expected, scan.count,
@@ -610,12 +630,28 @@ def recover(store: DiskStore) -> Recovered:
             move_tail_aside(scan, end, store.fsync)
         name_segments_by_content(scan, end, store.fsync)
         part = topics[name].parts[index]
-        part.records = RecordColumns(name, index)
-        part.records.extend(scan.records()[:end])
+        part.records = _columns(scan, end, store.partition_dir(name, index))
         part.next_offset = end
         remaining = [s for s in scan.segments if s.path.exists()]
         store.attach(part, [s.base for s in remaining], [s.size for s in remaining])
     return Recovered(topics, analysis.groups, analysis.seq())
+
+
+def _columns(scan: PartitionScan, end: int, directory: Path) -> DiskColumns:
+    """The first ``end`` records of a scanned partition, by place, with the bytes of
+    the newest read back into memory as appends leave them."""
+    columns = DiskColumns(scan.topic, scan.index, directory)
+    count = 0
+    for segment in scan.segments:
+        base = segment.base
+        for start, stop, stamp in zip(segment.starts, segment.ends, segment.stamps,
+                                      strict=True):
+            if count == end:
+                break
+            columns.place(base, start, stop - start, stamp)
+            count += 1
+    columns.fill_window()
+    return columns
 
 
 def tail_cut(scan: PartitionScan, end: int) -> tuple[int, int] | None:
@@ -700,7 +736,7 @@ def name_segments_by_content(scan: PartitionScan, end: int, fsync: bool) -> None
                            "end %d", scan.topic, scan.index, segment.path, end)
             changed = True
             continue
-        first = segment.records[0].offset if segment.records else segment.base
+        first = segment.offsets[0] if segment.offsets else segment.base
         target = segment.path.with_name(f"{first:020d}.log")
         if first < segment.base and not target.exists():
             os.replace(segment.path, target)

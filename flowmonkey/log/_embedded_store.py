@@ -33,8 +33,9 @@ import os
 import re
 import struct
 import zlib
+from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -141,6 +142,9 @@ class PendingAppend:
     offsets: Offsets
     entry: bytes  # its journal frame, rewritten into a compacted journal if need be
     done: asyncio.Future[None] | None = None
+    # where write() put each record, by partition: (segment base, frame start, frame
+    # size) per record, flat (an array is no object for the garbage collector to walk)
+    places: dict[PartitionState, array[int]] = field(default_factory=dict)
 
 
 # --- codec ----------------------------------------------------------------------------
@@ -497,6 +501,7 @@ class DiskStore:
             chunk: list[bytes] = []
             pending = 0
             offset = batch.first[part]
+            places = batch.places[part] = array("q")
             for record in records:
                 frame = _encode_fields(offset, timestamp_ms, record.key, record.value,
                                        record.headers)
@@ -505,6 +510,7 @@ class DiskStore:
                     self._write_chunk(files, chunk, pending)
                     chunk, pending = [], 0
                     self._roll(files, offset)
+                places.extend((files.bases[-1], files.size + pending, len(frame)))
                 chunk.append(frame)
                 pending += len(frame)
                 offset += 1

@@ -30,8 +30,10 @@ written a journal entry without its records, or neither; the start may then refu
 with ``LOG_DAMAGED`` and ``log repair`` may leave placeholders. There is no power-loss
 guarantee without fsync.
 
-In memory, steps 2-4 are one synchronous step. Either way every record is kept in
-memory, so reads never touch the disk.
+In memory, steps 2-4 are one synchronous step, and every record is kept in memory:
+it is the store. A durable log keeps in memory only where each record is on disk and
+the bytes of the newest ones (:mod:`flowmonkey.log._disk_columns`); older records are
+read back from their segments.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from types import TracebackType
 from typing import Self
 
 from flowmonkey.errors import LogError
+from flowmonkey.log._disk_columns import DiskColumns
 from flowmonkey.log._embedded_recovery import recover
 from flowmonkey.log._embedded_store import (
     APPEND,
@@ -206,6 +209,7 @@ class EmbeddedLog:
             self._closed = True
             for topic in self._topics.values():
                 for part in topic.parts:
+                    part.records.close()
                     part.wake()
 
     async def create_topics(self, topics: Sequence[TopicSpec]) -> None:
@@ -229,6 +233,9 @@ class EmbeddedLog:
                 except OSError as exc:
                     message = f"cannot create topic {spec.name!r}: {exc}"
                     raise LogError(message, topic=spec.name) from exc
+                for part in topic.parts:
+                    part.records = DiskColumns(
+                        spec.name, part.index, self._store.partition_dir(spec.name, part.index))
             self._topics[spec.name] = topic
 
     async def partitions_for(self, topic: str) -> int:
@@ -485,9 +492,8 @@ class EmbeddedLog:
         timestamp_ms = batch.timestamp_ms
         for part, records in batch.records.items():
             columns = part.records
-            for out in records:
-                columns.append(out.key, out.value, out.headers, timestamp_ms,
-                               getattr(out, "decoded", None))
+            assert isinstance(columns, DiskColumns)
+            columns.publish(records, timestamp_ms, batch.places[part])
             part.wake()
         if batch.group is not None:
             self._groups.setdefault(batch.group, {}).update(batch.offsets)

@@ -59,7 +59,7 @@ from flowmonkey.log.base import Log, OutRecord, Position, Record
 from flowmonkey.log.topics import Topics
 from flowmonkey.metrics import Metrics, default_metrics
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.processors.clock import Clock, TimerHandle
+from flowmonkey.processors.clock import Clock
 from flowmonkey.processors.early_cancels import EarlyCancels
 from flowmonkey.processors.intake import command_refusal
 from flowmonkey.processors.internal_errors import (
@@ -84,6 +84,7 @@ from flowmonkey.processors.replay import replay_events
 from flowmonkey.processors.runner import StepRunner
 from flowmonkey.processors.snapshots import SnapshotStore
 from flowmonkey.processors.snapshotter import Snapshotter
+from flowmonkey.processors.timer_heap import TimerHeap
 
 log = logging.getLogger("flowmonkey.processor")
 
@@ -115,13 +116,6 @@ class _InFlight:
     attempt_id: str
     task: asyncio.Task[None]
     abort: asyncio.Event
-
-
-@dataclass(slots=True)
-class _Timer:
-    due: int
-    kind: str
-    handle: TimerHandle
 
 
 class PartitionProcessor:
@@ -181,7 +175,7 @@ class PartitionProcessor:
         self.interleave = interleave
         self.state = PartitionState()
         self.in_flight: dict[str, _InFlight] = {}
-        self.timers: dict[str, _Timer] = {}
+        self.timers = TimerHeap(clock, self._fire)
         self._inbox: deque[Input] = deque()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -209,6 +203,11 @@ class PartitionProcessor:
         #: owner): the engine answers ``create`` from it instead of folding the events
         #: again. A hint only: the answer still comes from the log through the projector.
         self.on_started: OnStarted | None = None
+        #: whether a reader in this process takes the events this processor appends
+        #: (its owner clears it when none does): only then are their objects attached
+        #: for a log that keeps them (flowmonkey.log.decoded), which would hold them
+        #: unread otherwise
+        self.decoded_events = True
         # decided batches waiting for the committer: (records, commands offset or None,
         # events among the records, cancels to route once they are appended)
         self._unsent: list[tuple[list[OutRecord], int | None, int, list[Command]]] = []
@@ -256,8 +255,7 @@ class PartitionProcessor:
         for flight in list(self.in_flight.values()):
             flight.abort.set()
             flight.task.cancel()
-        for timer in self.timers.values():
-            timer.handle.cancel()
+        self.timers.clear()
         tasks = self._tasks + [f.task for f in self.in_flight.values()]
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -478,7 +476,7 @@ class PartitionProcessor:
         events_topic, commands_topic = self.topics.events, self.topics.commands
         partition = self.partition
         # only a log that keeps it (the embedded one) hands the event to its readers
-        attach = self.log.capabilities.keeps_decoded
+        attach = self.decoded_events and self.log.capabilities.keeps_decoded
         now = self.clock.now_ms()
         if self._early_cancels:
             self._early_cancels.expire(now)
@@ -715,16 +713,7 @@ class PartitionProcessor:
             flight = None
         if attempt_id is not None and flight is None and attempt_id not in self._answered:
             self._launch(state, attempt_id)
-        due = next_timer(state)
-        timer = self.timers.get(execution_id)
-        if timer is not None and (due is None or (timer.due, timer.kind) != due):
-            timer.handle.cancel()
-            del self.timers[execution_id]
-            timer = None
-        if due is not None and timer is None:
-            when, kind = due
-            handle = self.clock.call_at(when, lambda: self._fire(execution_id, when, kind))
-            self.timers[execution_id] = _Timer(when, kind, handle)
+        self._arm_timer(execution_id, next_timer(state))
 
     def _arm_trigger(self, trigger: TriggerState) -> None:
         """Arm the timer of a trigger's state (a schedule's next tick), as ``_arm``
@@ -733,16 +722,17 @@ class PartitionProcessor:
         if entity_id in self._stuck:
             return  # its last command failed in the engine: see _reject_poisoned
         timers = trigger_timers_for(trigger)
-        due = min(timers) if timers else None
-        timer = self.timers.get(entity_id)
-        if timer is not None and (due is None or (timer.due, timer.kind) != due):
-            timer.handle.cancel()
-            del self.timers[entity_id]
-            timer = None
-        if due is not None and timer is None:
-            when, kind = due
-            handle = self.clock.call_at(when, lambda: self._fire(entity_id, when, kind))
-            self.timers[entity_id] = _Timer(when, kind, handle)
+        self._arm_timer(entity_id, min(timers) if timers else None)
+
+    def _arm_timer(self, entity_id: str, due: tuple[int, str] | None) -> None:
+        timers = self.timers
+        timer = timers.get(entity_id)
+        if timer is not None:
+            if due is not None and timer.due == due[0] and timer.kind == due[1]:
+                return
+            timers.disarm(entity_id)
+        if due is not None:
+            timers.arm(entity_id, due[0], due[1])
 
     def _launch(self, state: ExecutionState, attempt_id: str) -> None:
         flow = self.env.flow(state.flow_id, state.flow_version)
@@ -791,9 +781,7 @@ class PartitionProcessor:
         self.submit(command)
 
     def _fire(self, execution_id: str, due: int, kind: str) -> None:
-        timer = self.timers.get(execution_id)
-        if timer is not None and timer.due == due and timer.kind == kind:
-            del self.timers[execution_id]
+        # (the heap forgot the timer as it fired it)
         self.submit(trusted_command(
             n.CMD_TIMER, f"timer:{execution_id}:{kind}:{due}", execution_id,
             self.clock.now_ms(), {"kind": kind, "due_at": due}))

@@ -60,6 +60,9 @@ class ProcessorSetup:
     snapshot_every: int
     on_started: OnStarted | None = None
     """Where the processors hand the executions starts create (the engine's waiters)."""
+    decoded_events: bool = True
+    """Whether something in this process reads the events topic (the projector): if
+    not, the processors hand the log no decoded events for it to keep."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,7 @@ class Wiring:
                                            metrics=self.metrics)
             processor.route = self.expedite
             processor.on_started = setup.on_started
+            processor.decoded_events = setup.decoded_events
             return processor
 
         if self.log.capabilities.consumer_groups:
