@@ -45,34 +45,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flowmonkey import Engine, EngineOptions, Result, handler
+from flowmonkey import Engine, EngineOptions
 from flowmonkey.events import names as n
-from flowmonkey.handlers.base import HandlerParams
 from flowmonkey.log import EmbeddedLog
 from flowmonkey.model.execution import ExecutionStatus
-from flowmonkey.model.result import StepResult
 from flowmonkey.runtime.commands import command_record, start_data, start_route
 
+# the same parked flow, handler and RSS reading as the replay benchmark's
+sys.path.insert(0, str(Path(__file__).parent))
+from replay_memory import FLOW, _rss_mib, approval
+
 SETUPS = ("embedded", "processor", "recovered")
-DAY_MS = 24 * 3_600_000
-
-
-@handler("bench-approval")
-async def approval(params: HandlerParams) -> StepResult:
-    return Result.wait_for_signal("approval", timeout_ms=DAY_MS)
-
-
-FLOW = {
-    "id": "bench-wait", "version": "1", "initialStepId": "ask",
-    "steps": {"ask": {"id": "ask", "type": "bench-approval", "outputKey": "approval",
-                      "transitions": {"onResume": None}}},
-}
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
 
 
 def _engine(log: EmbeddedLog, *, processors_only: bool) -> Engine:
